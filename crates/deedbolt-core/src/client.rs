@@ -1,0 +1,215 @@
+//! Registered clients and the rules for registering one.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+use crate::ids::ClientId;
+use crate::scope::ScopeSet;
+use crate::secret::SecretHash;
+
+/// An OAuth 2.0 grant type (RFC 6749 §1.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    /// `client_credentials` (RFC 6749 §4.4): a machine client acting for itself.
+    ClientCredentials,
+    /// `authorization_code` (RFC 6749 §4.1) with PKCE.
+    AuthorizationCode,
+    /// `refresh_token` (RFC 6749 §6).
+    RefreshToken,
+}
+
+impl GrantType {
+    /// Every grant type.
+    pub const ALL: [GrantType; 3] = [
+        GrantType::ClientCredentials,
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+    ];
+
+    /// The `grant_type` value on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+impl fmt::Display for GrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `grant_type` value deedbolt does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown grant type")]
+pub struct UnknownGrantType;
+
+impl FromStr for GrantType {
+    type Err = UnknownGrantType;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        GrantType::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or(UnknownGrantType)
+    }
+}
+
+/// A client's display name: 1 to 100 printable characters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ClientName(String);
+
+impl ClientName {
+    /// Parses a name, trimming surrounding whitespace.
+    pub fn parse(s: &str) -> Result<Self, ClientRuleError> {
+        let s = s.trim();
+        if s.is_empty() || s.chars().count() > 100 || s.chars().any(char::is_control) {
+            return Err(ClientRuleError::Name);
+        }
+        Ok(ClientName(s.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why a client registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientRuleError {
+    /// Bad name.
+    #[error("client name must be 1 to 100 printable characters")]
+    Name,
+    /// No grant types.
+    #[error("a client needs at least one grant type")]
+    NoGrant,
+    /// No scopes.
+    #[error("a client needs at least one scope")]
+    NoScope,
+    /// A grant this release cannot serve yet.
+    #[error("grant type `{0}` is not supported yet")]
+    UnsupportedGrant(GrantType),
+}
+
+/// A registered client.
+#[derive(Clone, Debug)]
+pub struct Client {
+    /// Its id.
+    pub id: ClientId,
+    /// Its display name.
+    pub name: ClientName,
+    /// The keyed hash of its secret (confidential clients).
+    pub secret_hash: Option<SecretHash>,
+    /// The grant types it may use.
+    pub grant_types: Vec<GrantType>,
+    /// The scopes it is registered for: the most it can ever get, and its default.
+    pub scopes: ScopeSet,
+    /// When it was registered.
+    pub created_at: UnixTime,
+    /// When it last changed (e.g. secret rotation).
+    pub updated_at: UnixTime,
+}
+
+impl Client {
+    /// Whether the client may use `grant`.
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
+/// A validated registration request.
+#[derive(Clone, Debug)]
+pub struct NewClient {
+    /// Display name.
+    pub name: ClientName,
+    /// Grant types, deduplicated and sorted.
+    pub grant_types: Vec<GrantType>,
+    /// Registered scopes.
+    pub scopes: ScopeSet,
+}
+
+impl NewClient {
+    /// Validates a registration: a name, at least one grant type this release serves, and
+    /// at least one scope.
+    pub fn new(
+        name: ClientName,
+        mut grant_types: Vec<GrantType>,
+        scopes: ScopeSet,
+    ) -> Result<Self, ClientRuleError> {
+        grant_types.sort();
+        grant_types.dedup();
+        if grant_types.is_empty() {
+            return Err(ClientRuleError::NoGrant);
+        }
+        if let Some(g) = grant_types
+            .iter()
+            .find(|g| **g != GrantType::ClientCredentials)
+        {
+            return Err(ClientRuleError::UnsupportedGrant(*g));
+        }
+        if scopes.is_empty() {
+            return Err(ClientRuleError::NoScope);
+        }
+        Ok(NewClient {
+            name,
+            grant_types,
+            scopes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(ClientName::parse("  bot ").unwrap().as_str(), "bot");
+        assert!(ClientName::parse("   ").is_err());
+        assert!(ClientName::parse(&"x".repeat(101)).is_err());
+        assert!(ClientName::parse("a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn registration_needs_grant_and_scope() {
+        let name = ClientName::parse("bot").unwrap();
+        let scopes: ScopeSet = "property:read".parse().unwrap();
+        assert_eq!(
+            NewClient::new(name.clone(), vec![], scopes).unwrap_err(),
+            ClientRuleError::NoGrant
+        );
+        assert_eq!(
+            NewClient::new(
+                name.clone(),
+                vec![GrantType::ClientCredentials],
+                ScopeSet::empty()
+            )
+            .unwrap_err(),
+            ClientRuleError::NoScope
+        );
+        let ok = NewClient::new(
+            name,
+            vec![GrantType::ClientCredentials, GrantType::ClientCredentials],
+            scopes,
+        )
+        .unwrap();
+        assert_eq!(ok.grant_types, vec![GrantType::ClientCredentials]);
+    }
+
+    #[test]
+    fn grant_types_parse_from_the_wire_names() {
+        for g in GrantType::ALL {
+            assert_eq!(g.as_str().parse::<GrantType>(), Ok(g));
+        }
+        assert!("password".parse::<GrantType>().is_err());
+    }
+}

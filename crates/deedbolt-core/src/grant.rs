@@ -1,0 +1,241 @@
+//! Client authentication and the client-credentials grant (RFC 6749 §2.3, §4.4).
+//!
+//! Issuing a token requires a [`ClientAuthenticated`] value. Only
+//! [`authenticate_client`] makes one, after the secret was verified, so a handler that
+//! forgets to authenticate the client does not compile.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::client::{Client, GrantType};
+use crate::clock::UnixTime;
+use crate::error::OAuthError;
+use crate::ids::TokenId;
+use crate::rand::RandomError;
+use crate::scope::ScopeSet;
+use crate::secret::{ClientSecret, SecretHasher};
+use crate::token::{AccessTokenClaims, AccessTokenLifetime};
+
+/// Proof that a client proved possession of its secret in this request.
+#[derive(Debug)]
+pub struct ClientAuthenticated {
+    client: Client,
+}
+
+impl ClientAuthenticated {
+    /// The authenticated client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// Authenticates a confidential client by its secret.
+///
+/// `found` is the client looked up by the presented id (if any). Unknown client, client
+/// without a secret and wrong secret all cost one HMAC and give the same error, so the
+/// answer reveals nothing about which client ids exist.
+pub fn authenticate_client(
+    found: Option<Client>,
+    presented: &ClientSecret,
+    hasher: &SecretHasher,
+) -> Result<ClientAuthenticated, OAuthError> {
+    match found {
+        Some(client) => match &client.secret_hash {
+            Some(hash) if hasher.verify(presented, hash) => Ok(ClientAuthenticated { client }),
+            Some(_) => Err(OAuthError::client_authentication_failed()),
+            None => {
+                hasher.verify_dummy(presented);
+                Err(OAuthError::client_authentication_failed())
+            }
+        },
+        None => {
+            hasher.verify_dummy(presented);
+            Err(OAuthError::client_authentication_failed())
+        }
+    }
+}
+
+/// Decides the scope of a client-credentials token (RFC 6749 §4.4.2, §3.3).
+///
+/// No `scope` parameter gives the client's registered scopes; a requested scope must be
+/// well-formed, known, and within the registration, or the answer is `invalid_scope`.
+pub fn client_credentials_scope(
+    auth: &ClientAuthenticated,
+    requested: Option<&str>,
+) -> Result<ScopeSet, OAuthError> {
+    let client = auth.client();
+    if !client.allows_grant(GrantType::ClientCredentials) {
+        return Err(OAuthError::UnauthorizedClient(Cow::Borrowed(
+            "this client is not registered for the client_credentials grant",
+        )));
+    }
+    let Some(requested) = requested else {
+        return Ok(client.scopes);
+    };
+    let requested: ScopeSet = requested
+        .parse()
+        .map_err(|e: crate::scope::ScopeError| OAuthError::InvalidScope(e.to_string().into()))?;
+    let beyond = requested.difference(&client.scopes);
+    if !beyond.is_empty() {
+        return Err(OAuthError::InvalidScope(
+            format!("scope not allowed for this client: {beyond}").into(),
+        ));
+    }
+    Ok(requested)
+}
+
+/// Where and for how long tokens are valid; fixed per server.
+#[derive(Clone, Debug)]
+pub struct TokenPolicy {
+    /// The `iss` of every token.
+    pub issuer: String,
+    /// The `aud` of access tokens: the protected API.
+    pub audience: String,
+    /// Access-token lifetime.
+    pub lifetime: AccessTokenLifetime,
+}
+
+impl TokenPolicy {
+    /// The claims of an access token for an authenticated client acting for itself.
+    pub fn client_credentials_claims(
+        &self,
+        auth: &ClientAuthenticated,
+        scope: ScopeSet,
+        now: UnixTime,
+    ) -> Result<AccessTokenClaims, RandomError> {
+        let client = auth.client();
+        Ok(AccessTokenClaims {
+            iss: self.issuer.clone(),
+            // RFC 9068 §2.2: with no resource owner, `sub` is the client's own id.
+            sub: client.id.as_str().to_owned(),
+            aud: self.audience.clone(),
+            exp: now.plus_secs(self.lifetime.as_secs()),
+            iat: now,
+            jti: TokenId::generate()?,
+            client_id: client.id.clone(),
+            scope,
+        })
+    }
+}
+
+/// A signed access token. Redacted in `Debug`; serialized as the bare string.
+#[derive(Clone, Serialize)]
+#[serde(transparent)]
+pub struct AccessToken(pub String);
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Lifetime in seconds.
+    pub expires_in: i64,
+    /// The granted scope (always sent, so clients need not guess).
+    pub scope: ScopeSet,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientName;
+    use crate::ids::ClientId;
+    use crate::secret::Pepper;
+
+    fn fixture(grants: Vec<GrantType>) -> (Client, ClientSecret, SecretHasher) {
+        let hasher = SecretHasher::new(&Pepper::generate().unwrap());
+        let secret = ClientSecret::generate().unwrap();
+        let client = Client {
+            id: ClientId::parse("dbc_test").unwrap(),
+            name: ClientName::parse("bot").unwrap(),
+            secret_hash: Some(hasher.hash(&secret)),
+            grant_types: grants,
+            scopes: "property:read financial:read".parse().unwrap(),
+            created_at: UnixTime(0),
+            updated_at: UnixTime(0),
+        };
+        (client, secret, hasher)
+    }
+
+    #[test]
+    fn unknown_client_and_wrong_secret_are_indistinguishable() {
+        let (client, _, hasher) = fixture(vec![GrantType::ClientCredentials]);
+        let wrong = ClientSecret::from_presented("dbs_wrong".into());
+        let a = authenticate_client(Some(client), &wrong, &hasher).unwrap_err();
+        let b = authenticate_client(None, &wrong, &hasher).unwrap_err();
+        assert_eq!(a, b);
+        assert_eq!(a.code(), "invalid_client");
+    }
+
+    #[test]
+    fn default_scope_is_the_registration() {
+        let (client, secret, hasher) = fixture(vec![GrantType::ClientCredentials]);
+        let auth = authenticate_client(Some(client), &secret, &hasher).unwrap();
+        assert_eq!(
+            client_credentials_scope(&auth, None).unwrap().to_string(),
+            "property:read financial:read"
+        );
+        assert_eq!(
+            client_credentials_scope(&auth, Some("financial:read"))
+                .unwrap()
+                .to_string(),
+            "financial:read"
+        );
+    }
+
+    #[test]
+    fn scope_beyond_registration_is_invalid_scope() {
+        let (client, secret, hasher) = fixture(vec![GrantType::ClientCredentials]);
+        let auth = authenticate_client(Some(client), &secret, &hasher).unwrap();
+        let err =
+            client_credentials_scope(&auth, Some("property:read property:write")).unwrap_err();
+        assert_eq!(err.code(), "invalid_scope");
+        assert!(err.description().contains("property:write"));
+        assert_eq!(
+            client_credentials_scope(&auth, Some("bogus"))
+                .unwrap_err()
+                .code(),
+            "invalid_scope"
+        );
+    }
+
+    #[test]
+    fn client_without_the_grant_is_unauthorized() {
+        let (client, secret, hasher) = fixture(vec![GrantType::AuthorizationCode]);
+        let auth = authenticate_client(Some(client), &secret, &hasher).unwrap();
+        assert_eq!(
+            client_credentials_scope(&auth, None).unwrap_err().code(),
+            "unauthorized_client"
+        );
+    }
+
+    #[test]
+    fn claims_follow_the_policy() {
+        let (client, secret, hasher) = fixture(vec![GrantType::ClientCredentials]);
+        let auth = authenticate_client(Some(client), &secret, &hasher).unwrap();
+        let policy = TokenPolicy {
+            issuer: "https://as".into(),
+            audience: "https://as/api".into(),
+            lifetime: AccessTokenLifetime::default(),
+        };
+        let claims = policy
+            .client_credentials_claims(&auth, ScopeSet::empty(), UnixTime(1_000))
+            .unwrap();
+        assert_eq!(claims.exp, UnixTime(1_900));
+        assert_eq!(claims.sub, "dbc_test");
+        assert_eq!(claims.client_id.as_str(), "dbc_test");
+        let other = policy
+            .client_credentials_claims(&auth, ScopeSet::empty(), UnixTime(1_000))
+            .unwrap();
+        assert_ne!(claims.jti, other.jti);
+    }
+}

@@ -1,0 +1,40 @@
+//! # deedbolt-core
+//!
+//! The pure protocol rules of deedbolt, an OAuth 2.0 authorization server for PropTech APIs.
+//!
+//! This crate knows OAuth 2.0 (RFC 6749), JWT access tokens (RFC 9068) and the PropTech
+//! scope catalogue, but nothing about HTTP frameworks, async runtimes or databases. The
+//! adapters around it (the SQLite store, the axum routes, the resource-server guard) turn
+//! the outside world into these types, call these rules and turn the outcome back.
+//!
+//! # Layout
+//! - [`scope`]: the typed scope catalogue and [`scope::ScopeSet`] with its subset relation.
+//! - [`ids`]: typed identifiers ([`ids::ClientId`], [`ids::KeyId`], [`ids::TokenId`]).
+//! - [`secret`]: client secrets that redact themselves, and their keyed hash.
+//! - [`seal`]: AES-256-GCM sealing of data at rest under the master key.
+//! - [`jose`]: signing keys, JWS compact signing and public JWKs.
+//! - [`client`]: registered clients and the rules for registering one.
+//! - [`grant`]: client authentication (with proof values) and the client-credentials grant.
+//! - [`token`]: access-token claim sets and lifetimes.
+//! - [`property`]: the PropTech property record and its validation.
+//! - [`error`]: the RFC 6749 §5.2 error codes.
+//! - [`ports`]: the storage traits that backends implement, plus [`clock`] and [`rand`].
+//!
+//! Security checks leave evidence: issuing a token needs a [`grant::ClientAuthenticated`]
+//! value, which only [`grant::authenticate_client`] can make.
+#![forbid(unsafe_code, unused_must_use)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod clock;
+pub mod error;
+pub mod grant;
+pub mod ids;
+pub mod jose;
+pub mod ports;
+pub mod property;
+pub mod rand;
+pub mod scope;
+pub mod seal;
+pub mod secret;
+pub mod token;

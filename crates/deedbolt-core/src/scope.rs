@@ -1,0 +1,361 @@
+//! The PropTech scope catalogue and scope sets (RFC 6749 §3.3).
+//!
+//! A scope string is parsed once, at the edge, into a [`ScopeSet`]; everything after that
+//! works on the typed set. Unknown or malformed scope strings are rejected rather than
+//! ignored, so a client never silently gets less (or more) than it asked for.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// One scope of the PropTech catalogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// Read properties (addresses, types, units).
+    PropertyRead,
+    /// Create and change properties.
+    PropertyWrite,
+    /// Read tenant records.
+    TenantRead,
+    /// Create and change tenant records.
+    TenantWrite,
+    /// Read the financial ledger (rent charges, payments, balances).
+    FinancialRead,
+    /// Post entries to the financial ledger.
+    FinancialWrite,
+    /// Open and read one's own maintenance requests.
+    MaintenanceRequest,
+    /// Update, assign and close maintenance requests (staff).
+    MaintenanceManage,
+}
+
+impl Scope {
+    /// Every scope, in canonical order.
+    pub const ALL: [Scope; 8] = [
+        Scope::PropertyRead,
+        Scope::PropertyWrite,
+        Scope::TenantRead,
+        Scope::TenantWrite,
+        Scope::FinancialRead,
+        Scope::FinancialWrite,
+        Scope::MaintenanceRequest,
+        Scope::MaintenanceManage,
+    ];
+
+    /// The scope token as it appears on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Scope::PropertyRead => "property:read",
+            Scope::PropertyWrite => "property:write",
+            Scope::TenantRead => "tenant:read",
+            Scope::TenantWrite => "tenant:write",
+            Scope::FinancialRead => "financial:read",
+            Scope::FinancialWrite => "financial:write",
+            Scope::MaintenanceRequest => "maintenance:request",
+            Scope::MaintenanceManage => "maintenance:manage",
+        }
+    }
+
+    /// A plain-words description, for consent pages and documentation.
+    pub const fn description(self) -> &'static str {
+        match self {
+            Scope::PropertyRead => "See properties: addresses, types and units",
+            Scope::PropertyWrite => "Create and change properties",
+            Scope::TenantRead => "See tenant records",
+            Scope::TenantWrite => "Create and change tenant records",
+            Scope::FinancialRead => "See the financial ledger: rent charges, payments, balances",
+            Scope::FinancialWrite => "Post rent charges and payments",
+            Scope::MaintenanceRequest => "Open and follow maintenance requests",
+            Scope::MaintenanceManage => "Update, assign and close maintenance requests",
+        }
+    }
+
+    const fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a scope string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// A well-formed token that is not in the catalogue.
+    #[error("unknown scope `{0}`")]
+    Unknown(String),
+    /// The string is not a space-separated list of scope tokens.
+    #[error("malformed scope string: {0}")]
+    Malformed(&'static str),
+}
+
+impl FromStr for Scope {
+    type Err = ScopeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| ScopeError::Unknown(truncate_for_message(s)))
+    }
+}
+
+/// Keeps error messages bounded when a client sends a huge token.
+fn truncate_for_message(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// A set of catalogue scopes.
+///
+/// Sets are compared with [`ScopeSet::is_subset`]:
+///
+/// ```
+/// use deedbolt_core::scope::ScopeSet;
+/// let registered: ScopeSet = "property:read financial:read".parse().unwrap();
+/// let requested: ScopeSet = "financial:read".parse().unwrap();
+/// assert!(requested.is_subset(&registered));
+/// assert!(!registered.is_subset(&requested));
+/// assert!(ScopeSet::empty().is_subset(&requested));
+/// ```
+///
+/// Parsing follows RFC 6749 §3.3: tokens separated by single spaces, no empty tokens, and
+/// every token must be in the catalogue:
+///
+/// ```
+/// use deedbolt_core::scope::ScopeSet;
+/// assert!("property:read  tenant:read".parse::<ScopeSet>().is_err()); // double space
+/// assert!(" property:read".parse::<ScopeSet>().is_err());
+/// assert!("".parse::<ScopeSet>().is_err());
+/// assert!("admin".parse::<ScopeSet>().is_err());
+/// // Order and repetition do not matter; display is canonical.
+/// let s: ScopeSet = "tenant:read property:read tenant:read".parse().unwrap();
+/// assert_eq!(s.to_string(), "property:read tenant:read");
+/// ```
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ScopeSet(u16);
+
+impl ScopeSet {
+    /// The empty set.
+    pub const fn empty() -> Self {
+        ScopeSet(0)
+    }
+
+    /// The whole catalogue.
+    pub fn all() -> Self {
+        Scope::ALL.into_iter().collect()
+    }
+
+    /// Whether `scope` is in the set.
+    pub const fn contains(&self, scope: Scope) -> bool {
+        self.0 & scope.bit() != 0
+    }
+
+    /// Adds `scope` to the set.
+    pub fn insert(&mut self, scope: Scope) {
+        self.0 |= scope.bit();
+    }
+
+    /// The set with `scope` added.
+    pub const fn with(self, scope: Scope) -> Self {
+        ScopeSet(self.0 | scope.bit())
+    }
+
+    /// Whether every scope in `self` is also in `other`.
+    pub const fn is_subset(&self, other: &ScopeSet) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    /// The scopes in both sets.
+    pub const fn intersection(&self, other: &ScopeSet) -> ScopeSet {
+        ScopeSet(self.0 & other.0)
+    }
+
+    /// The scopes in either set.
+    pub const fn union(&self, other: &ScopeSet) -> ScopeSet {
+        ScopeSet(self.0 | other.0)
+    }
+
+    /// The scopes in `self` that are not in `other`.
+    pub const fn difference(&self, other: &ScopeSet) -> ScopeSet {
+        ScopeSet(self.0 & !other.0)
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// The number of scopes in the set.
+    pub const fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The scopes in canonical order.
+    pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
+        Scope::ALL.into_iter().filter(|s| self.contains(*s))
+    }
+}
+
+impl FromIterator<Scope> for ScopeSet {
+    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
+        let mut set = ScopeSet::empty();
+        for scope in iter {
+            set.insert(scope);
+        }
+        set
+    }
+}
+
+impl FromStr for ScopeSet {
+    type Err = ScopeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err(ScopeError::Malformed("empty scope string"));
+        }
+        let mut set = ScopeSet::empty();
+        for token in s.split(' ') {
+            if token.is_empty() {
+                return Err(ScopeError::Malformed(
+                    "scope tokens must be separated by single spaces",
+                ));
+            }
+            set.insert(token.parse()?);
+        }
+        Ok(set)
+    }
+}
+
+impl fmt::Display for ScopeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for scope in self.iter() {
+            if !first {
+                f.write_str(" ")?;
+            }
+            f.write_str(scope.as_str())?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ScopeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ScopeSet({self})")
+    }
+}
+
+impl Serialize for ScopeSet {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ScopeSet {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn every_scope_round_trips() {
+        for scope in Scope::ALL {
+            assert_eq!(scope.as_str().parse::<Scope>(), Ok(scope));
+        }
+    }
+
+    #[test]
+    fn unknown_scope_is_named_in_the_error() {
+        let err = "property:read property:delete"
+            .parse::<ScopeSet>()
+            .unwrap_err();
+        assert_eq!(err, ScopeError::Unknown("property:delete".into()));
+    }
+
+    #[test]
+    fn huge_unknown_scope_is_truncated_in_the_error() {
+        let huge = "x".repeat(10_000);
+        let ScopeError::Unknown(shown) = huge.parse::<ScopeSet>().unwrap_err() else {
+            panic!("expected Unknown");
+        };
+        assert!(shown.len() < 100);
+    }
+
+    #[test]
+    fn scope_names_are_case_sensitive() {
+        assert!("Property:Read".parse::<ScopeSet>().is_err());
+    }
+
+    #[test]
+    fn trailing_space_is_malformed() {
+        assert!(matches!(
+            "property:read ".parse::<ScopeSet>(),
+            Err(ScopeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn serde_goes_through_from_str() {
+        let set: ScopeSet = serde_json::from_str("\"tenant:read financial:read\"").unwrap();
+        assert_eq!(
+            set,
+            ScopeSet::empty()
+                .with(Scope::TenantRead)
+                .with(Scope::FinancialRead)
+        );
+        assert_eq!(
+            serde_json::to_string(&set).unwrap(),
+            "\"tenant:read financial:read\""
+        );
+        assert!(serde_json::from_str::<ScopeSet>("\"root\"").is_err());
+    }
+
+    fn any_set() -> impl Strategy<Value = ScopeSet> {
+        (0u16..256).prop_map(ScopeSet)
+    }
+
+    proptest! {
+        #[test]
+        fn display_then_parse_is_identity(set in any_set()) {
+            prop_assume!(!set.is_empty());
+            prop_assert_eq!(set.to_string().parse::<ScopeSet>(), Ok(set));
+        }
+
+        #[test]
+        fn intersection_is_subset_of_both(a in any_set(), b in any_set()) {
+            let i = a.intersection(&b);
+            prop_assert!(i.is_subset(&a));
+            prop_assert!(i.is_subset(&b));
+        }
+
+        #[test]
+        fn subset_agrees_with_membership(a in any_set(), b in any_set()) {
+            let by_members = a.iter().all(|s| b.contains(s));
+            prop_assert_eq!(a.is_subset(&b), by_members);
+        }
+
+        #[test]
+        fn parser_never_panics(s in ".{0,80}") {
+            let _ = s.parse::<ScopeSet>();
+        }
+    }
+}
