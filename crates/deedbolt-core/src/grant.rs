@@ -113,6 +113,7 @@ impl TokenPolicy {
             aud: self.audience.clone(),
             exp: now.plus_secs(self.lifetime.as_secs()),
             iat: now,
+            nbf: None,
             jti: TokenId::generate()?,
             client_id: client.id.clone(),
             scope,

@@ -68,6 +68,9 @@ pub struct AccessTokenClaims {
     pub exp: UnixTime,
     /// Issued at.
     pub iat: UnixTime,
+    /// Not before (optional; deedbolt does not set it, but honours it when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<UnixTime>,
     /// Unique token id, for revocation and replay detection.
     pub jti: TokenId,
     /// The client the token was issued to.
@@ -88,6 +91,7 @@ mod tests {
             aud: "https://as/api".into(),
             exp: UnixTime(200),
             iat: UnixTime(100),
+            nbf: None,
             jti: TokenId::parse("j1").unwrap(),
             client_id: ClientId::parse("dbc_x").unwrap(),
             scope: "property:read".parse().unwrap(),

@@ -172,11 +172,13 @@ impl ClientStore for SqliteStore {
     }
 
     async fn find_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?"))
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(client_from_row).transpose()
     }
 
@@ -288,13 +290,12 @@ impl KeyStore for SqliteStore {
     }
 
     async fn prune_keys(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM signing_keys WHERE is_current IS NULL AND retired_at < ?",
-        )
-        .bind(cutoff.0)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        let done =
+            sqlx::query("DELETE FROM signing_keys WHERE is_current IS NULL AND retired_at < ?")
+                .bind(cutoff.0)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
         Ok(done.rows_affected())
     }
 

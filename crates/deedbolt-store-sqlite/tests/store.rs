@@ -46,8 +46,12 @@ async fn clients_round_trip_and_delete() {
     assert_eq!(found.grant_types, c.grant_types);
     assert_eq!(store.list_clients().await.unwrap().len(), 1);
 
-    let other = SecretHasher::new(&Pepper::generate().unwrap()).hash(&ClientSecret::generate().unwrap());
-    assert!(store.replace_secret(&c.id, &other, UnixTime(20)).await.unwrap());
+    let other =
+        SecretHasher::new(&Pepper::generate().unwrap()).hash(&ClientSecret::generate().unwrap());
+    assert!(store
+        .replace_secret(&c.id, &other, UnixTime(20))
+        .await
+        .unwrap());
     let found = store.find_client(&c.id).await.unwrap().unwrap();
     assert_eq!(found.secret_hash, Some(other));
     assert_eq!(found.updated_at, UnixTime(20));
@@ -124,12 +128,21 @@ async fn properties_page_by_id() {
             kind: PropertyKind::Residential,
             units: 3,
         };
-        store.create_property(&p, "dbc_x", UnixTime(1)).await.unwrap();
+        store
+            .create_property(&p, "dbc_x", UnixTime(1))
+            .await
+            .unwrap();
     }
     let page1 = store.list_properties(None, 2).await.unwrap();
-    assert_eq!(page1.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["P0", "P1"]);
+    assert_eq!(
+        page1.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["P0", "P1"]
+    );
     let page2 = store.list_properties(Some(page1[1].id), 2).await.unwrap();
-    assert_eq!(page2.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["P2", "P3"]);
+    assert_eq!(
+        page2.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["P2", "P3"]
+    );
     let last = store.list_properties(Some(page2[1].id), 2).await.unwrap();
     assert_eq!(last.len(), 1);
     assert_eq!(last[0].created_by, "dbc_x");

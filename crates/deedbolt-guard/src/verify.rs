@@ -1,0 +1,259 @@
+//! Token verification: from an `Authorization` header to verified RFC 9068 claims.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use deedbolt_core::clock::Clock;
+use deedbolt_core::jose::SigningAlg;
+use deedbolt_core::token::AccessTokenClaims;
+use jsonwebtoken::Validation;
+use serde::Deserialize;
+
+use crate::keys::KeyResolver;
+
+/// Tokens longer than this are refused before any parsing.
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Why an `Authorization` header carried no usable bearer token (RFC 6750 §2.1, §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BearerError {
+    /// No `Authorization` header, or one for another scheme: answered with a bare challenge.
+    #[error("no bearer token")]
+    Missing,
+    /// More than one `Authorization` header, or a `Bearer` header that is not
+    /// `Bearer <b64token>`: `invalid_request`.
+    #[error("malformed Authorization header")]
+    Malformed,
+}
+
+/// Extracts the token from the `Authorization` header values of a request.
+///
+/// ```
+/// use deedbolt_guard::{parse_bearer, BearerError};
+/// use http::HeaderValue;
+/// let ok = [HeaderValue::from_static("Bearer abc.def-ghi_")];
+/// assert_eq!(parse_bearer(ok.iter()), Ok("abc.def-ghi_"));
+/// let lower = [HeaderValue::from_static("bearer abc")];
+/// assert_eq!(parse_bearer(lower.iter()), Ok("abc"));
+/// assert_eq!(parse_bearer([].iter()), Err(BearerError::Missing));
+/// let basic = [HeaderValue::from_static("Basic Zm9vOmJhcg==")];
+/// assert_eq!(parse_bearer(basic.iter()), Err(BearerError::Missing));
+/// let empty = [HeaderValue::from_static("Bearer ")];
+/// assert_eq!(parse_bearer(empty.iter()), Err(BearerError::Malformed));
+/// let spaced = [HeaderValue::from_static("Bearer a b")];
+/// assert_eq!(parse_bearer(spaced.iter()), Err(BearerError::Malformed));
+/// ```
+pub fn parse_bearer<'a>(
+    mut values: impl Iterator<Item = &'a http::HeaderValue>,
+) -> Result<&'a str, BearerError> {
+    let Some(value) = values.next() else {
+        return Err(BearerError::Missing);
+    };
+    if values.next().is_some() {
+        return Err(BearerError::Malformed);
+    }
+    let value = value.to_str().map_err(|_| BearerError::Malformed)?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::Missing);
+    }
+    let token = rest.trim_start_matches(' ');
+    if !is_b64token(token) {
+        return Err(BearerError::Malformed);
+    }
+    Ok(token)
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="` (RFC 6750 §2.1).
+fn is_b64token(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty()
+        && s.len() <= MAX_TOKEN_LEN
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// Why a token was not accepted. Every variant is `invalid_token` on the wire; the
+/// message is a fixed, safe description that never echoes the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRejection {
+    /// Not three base64url parts with JSON header and claims.
+    Malformed,
+    /// `alg` is not ES256, RS256 or EdDSA (this includes `none` and HS*).
+    Algorithm,
+    /// `typ` is not `at+jwt`.
+    Type,
+    /// The header has a `crit` member; no JWS extension is understood here.
+    Critical,
+    /// No `kid`, or a `kid` of no known key.
+    UnknownKey,
+    /// The signature does not verify.
+    Signature,
+    /// A required claim is missing or has the wrong type.
+    Claims,
+    /// `exp` has passed.
+    Expired,
+    /// `nbf` or `iat` is in the future.
+    NotYetValid,
+    /// `iss` is not this issuer.
+    Issuer,
+    /// `aud` is not this resource server.
+    Audience,
+}
+
+impl TokenRejection {
+    /// The fixed `error_description`: no quotes or backslashes, so it is safe inside an
+    /// RFC 6750 auth-param, and it never echoes the token.
+    pub const fn description(self) -> &'static str {
+        match self {
+            TokenRejection::Malformed => "the token is not a well-formed JWT",
+            TokenRejection::Algorithm => "the token signing algorithm is not accepted",
+            TokenRejection::Type => "the token is not an access token (typ must be at+jwt)",
+            TokenRejection::Critical => {
+                "the token uses critical header extensions that are not understood"
+            }
+            TokenRejection::UnknownKey => "the token was not signed by a known key",
+            TokenRejection::Signature => "the token signature is invalid",
+            TokenRejection::Claims => "the token lacks required claims",
+            TokenRejection::Expired => "the token has expired",
+            TokenRejection::NotYetValid => "the token is not valid yet",
+            TokenRejection::Issuer => "the token was issued by another issuer",
+            TokenRejection::Audience => "the token is meant for another audience",
+        }
+    }
+}
+
+impl std::fmt::Display for TokenRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+impl std::error::Error for TokenRejection {}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+/// Verifies access tokens for one issuer and audience.
+pub struct Verifier {
+    issuer: String,
+    audience: String,
+    leeway_secs: i64,
+    keys: Arc<dyn KeyResolver>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway_secs", &self.leeway_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// The default clock-skew allowance for `exp`, `nbf` and `iat`.
+    pub const DEFAULT_LEEWAY_SECS: i64 = 30;
+
+    /// A verifier accepting tokens from `issuer` for `audience`, signed by a key from `keys`.
+    pub fn new(
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+        keys: Arc<dyn KeyResolver>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Verifier {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway_secs: Self::DEFAULT_LEEWAY_SECS,
+            keys,
+            clock,
+        }
+    }
+
+    /// Changes the clock-skew allowance (0–300 s).
+    pub fn with_leeway_secs(mut self, secs: i64) -> Self {
+        self.leeway_secs = secs.clamp(0, 300);
+        self
+    }
+
+    /// Verifies `token` and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<AccessTokenClaims, TokenRejection> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenRejection::Malformed);
+        }
+        let header_b64 = token.split('.').next().ok_or(TokenRejection::Malformed)?;
+        if token.split('.').count() != 3 {
+            return Err(TokenRejection::Malformed);
+        }
+        let header_json = URL_SAFE_NO_PAD
+            .decode(header_b64)
+            .map_err(|_| TokenRejection::Malformed)?;
+        let header: RawHeader =
+            serde_json::from_slice(&header_json).map_err(|_| TokenRejection::Malformed)?;
+        let alg: SigningAlg = header.alg.parse().map_err(|_| TokenRejection::Algorithm)?;
+        if header.crit.is_some() {
+            return Err(TokenRejection::Critical);
+        }
+        match header.typ.as_deref() {
+            Some(t)
+                if t.eq_ignore_ascii_case("at+jwt")
+                    || t.eq_ignore_ascii_case("application/at+jwt") => {}
+            _ => return Err(TokenRejection::Type),
+        }
+        let kid = header.kid.ok_or(TokenRejection::UnknownKey)?;
+        let key = self.keys.resolve(&kid).ok_or(TokenRejection::UnknownKey)?;
+        // The key decides the algorithm, not the token: no alg confusion.
+        if key.alg() != alg {
+            return Err(TokenRejection::Algorithm);
+        }
+
+        let mut validation = Validation::new(key.jwt_alg());
+        // Time, issuer and audience are checked below against the injected clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let claims =
+            jsonwebtoken::decode::<AccessTokenClaims>(token, key.decoding_key(), &validation)
+                .map_err(|e| match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenRejection::Signature,
+                    jsonwebtoken::errors::ErrorKind::Json(_)
+                    | jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_)
+                    | jsonwebtoken::errors::ErrorKind::InvalidClaimFormat(_) => {
+                        TokenRejection::Claims
+                    }
+                    jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenRejection::Algorithm,
+                    _ => TokenRejection::Malformed,
+                })?
+                .claims;
+
+        let now = self.clock.now();
+        if now >= claims.exp.plus_secs(self.leeway_secs) {
+            return Err(TokenRejection::Expired);
+        }
+        let skewed = now.plus_secs(self.leeway_secs);
+        if claims.iat > skewed || claims.nbf.is_some_and(|nbf| nbf > skewed) {
+            return Err(TokenRejection::NotYetValid);
+        }
+        if claims.iss != self.issuer {
+            return Err(TokenRejection::Issuer);
+        }
+        if claims.aud != self.audience {
+            return Err(TokenRejection::Audience);
+        }
+        Ok(claims)
+    }
+}
