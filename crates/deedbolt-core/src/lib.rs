@@ -13,6 +13,7 @@
 //! - [`secret`]: client secrets that redact themselves, and their keyed hash.
 //! - [`seal`]: AES-256-GCM sealing of data at rest under the master key.
 //! - [`jose`]: signing keys, JWS compact signing and public JWKs.
+//! - [`keyring`]: the signing-key lifecycle (rotation, sealing, publication, pruning).
 //! - [`client`]: registered clients and the rules for registering one.
 //! - [`grant`]: client authentication (with proof values) and the client-credentials grant.
 //! - [`token`]: access-token claim sets and lifetimes.
@@ -31,6 +32,7 @@ pub mod error;
 pub mod grant;
 pub mod ids;
 pub mod jose;
+pub mod keyring;
 pub mod ports;
 pub mod property;
 pub mod rand;

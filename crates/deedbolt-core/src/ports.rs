@@ -114,6 +114,8 @@ pub trait PropertyStore: Send + Sync + 'static {
         created_by: &str,
         at: UnixTime,
     ) -> Result<Property, StoreError>;
+    /// The property with this id, if any.
+    async fn find_property(&self, id: i64) -> Result<Option<Property>, StoreError>;
     /// Up to `limit` properties with ids greater than `after`, by id.
     async fn list_properties(
         &self,

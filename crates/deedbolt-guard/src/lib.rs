@@ -31,6 +31,6 @@ mod keys;
 mod layer;
 mod verify;
 
-pub use keys::{KeyResolver, StaticKeys, VerifyingKey};
+pub use keys::{BadJwk, KeyResolver, StaticKeys, VerifyingKey};
 pub use layer::{Authorized, Guard, GuardService, RequireScopes};
 pub use verify::{parse_bearer, BearerError, TokenRejection, Verifier};

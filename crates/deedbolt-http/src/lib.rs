@@ -1,1 +1,25 @@
-//! placeholder
+//! # deedbolt-http
+//!
+//! The axum adapters of deedbolt, and nothing else: routes of the authorization server
+//! (discovery, JWKS, token endpoint), the PropTech API behind `deedbolt-guard`, health
+//! checks, and the one place where errors become HTTP responses ([`error`]).
+//!
+//! Handlers stay thin: parse the request into core types, call the core rules, persist
+//! through the store ports (as trait objects; this crate never names a backend), and map
+//! the outcome to an RFC-shaped response.
+#![forbid(unsafe_code, unused_must_use)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod client_auth;
+pub mod discovery;
+pub mod error;
+pub mod form;
+pub mod keys;
+pub mod router;
+pub mod state;
+pub mod token;
+
+pub use keys::KeyRing;
+pub use router::router;
+pub use state::{AppState, Services};

@@ -362,6 +362,17 @@ impl PropertyStore for SqliteStore {
         property_from_row(&row)
     }
 
+    async fn find_property(&self, id: i64) -> Result<Option<Property>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, address, kind, units, created_at, created_by FROM properties WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(property_from_row).transpose()
+    }
+
     async fn list_properties(
         &self,
         after: Option<i64>,

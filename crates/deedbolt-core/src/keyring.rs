@@ -1,0 +1,181 @@
+//! The signing-key lifecycle: generate, seal, rotate, publish, retire, prune.
+//!
+//! Exactly one key signs at a time. `rotate` makes a new current key; the previous key is
+//! retired but stays published in the JWKS (so resource servers keep verifying the tokens
+//! it signed) until every token it could have signed has expired: the longest allowed
+//! access-token lifetime plus a margin for clock skew. After that it is pruned.
+//!
+//! Private keys are sealed with the master key when one is configured. Without one the
+//! server runs in development mode and keys are stored in plain form; a sealed key can
+//! never be used without the master key.
+
+use std::sync::Arc;
+
+use crate::clock::UnixTime;
+use crate::ids::KeyId;
+use crate::jose::{JwkSet, KeyError, SigningAlg, SigningKey};
+use crate::ports::{KeyMaterial, KeyStore, StoreError, StoredKey};
+use crate::seal::{MasterKey, SealError};
+use crate::secret::Pepper;
+use crate::token::AccessTokenLifetime;
+
+/// How long a retired key stays published after its retirement.
+pub const RETIRED_KEY_GRACE_SECS: i64 = AccessTokenLifetime::MAX_SECS + 300;
+
+/// The name under which the client-secret pepper is stored.
+const PEPPER_NAME: &str = "client_secret_pepper";
+
+/// Why the keys could not be loaded or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A key could not be made or parsed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Sealing or opening failed (most often: a different master key than the one the data
+    /// was sealed with).
+    #[error("{0} (is DEEDBOLT_MASTER_KEY the key this data directory was sealed with?)")]
+    Seal(#[from] SealError),
+    /// Sealed data exists but no master key is configured.
+    #[error("{0} is sealed under a master key, but DEEDBOLT_MASTER_KEY is not set")]
+    MasterKeyMissing(&'static str),
+    /// No current signing key (only before first start).
+    #[error("no current signing key")]
+    NoCurrentKey,
+    /// Stored secret has the wrong size.
+    #[error("stored {0} is corrupt")]
+    Corrupt(&'static str),
+}
+
+/// The keys in force: the one that signs and the set that verifies.
+#[derive(Debug)]
+pub struct LoadedKeys {
+    /// The current signing key.
+    pub current: Arc<SigningKey>,
+    /// Public keys of the current key and of retired keys still within their grace period.
+    pub jwks: JwkSet,
+    /// How many of the loaded keys are stored unsealed (development mode or data created
+    /// before a master key was set).
+    pub unsealed: usize,
+}
+
+/// Key management over a [`KeyStore`].
+pub struct KeyVault {
+    store: Arc<dyn KeyStore>,
+    master: Option<Arc<MasterKey>>,
+}
+
+impl std::fmt::Debug for KeyVault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyVault")
+            .field("sealed", &self.master.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyVault {
+    /// A vault sealing with `master` (or, without one, in development mode).
+    pub fn new(store: Arc<dyn KeyStore>, master: Option<Arc<MasterKey>>) -> Self {
+        KeyVault { store, master }
+    }
+
+    /// Whether keys are sealed at rest.
+    pub fn is_sealing(&self) -> bool {
+        self.master.is_some()
+    }
+
+    fn seal(&self, context: &[u8], plain: &[u8]) -> Result<KeyMaterial, KeyringError> {
+        Ok(match &self.master {
+            Some(master) => KeyMaterial::Sealed(master.seal(context, plain)?),
+            None => KeyMaterial::Plain(zeroize::Zeroizing::new(plain.to_vec())),
+        })
+    }
+
+    fn open(
+        &self,
+        what: &'static str,
+        context: &[u8],
+        material: &KeyMaterial,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyringError> {
+        match material {
+            KeyMaterial::Plain(bytes) => Ok(bytes.clone()),
+            KeyMaterial::Sealed(blob) => {
+                let master = self
+                    .master
+                    .as_ref()
+                    .ok_or(KeyringError::MasterKeyMissing(what))?;
+                Ok(master.open(context, blob)?)
+            }
+        }
+    }
+
+    /// Makes a new current key of `alg`, retiring the previous one; returns its id.
+    pub async fn rotate(&self, alg: SigningAlg, now: UnixTime) -> Result<KeyId, KeyringError> {
+        let (key, der) = SigningKey::generate(alg)?;
+        let stored = StoredKey {
+            kid: key.kid().clone(),
+            alg,
+            material: self.seal(key.kid().as_str().as_bytes(), &der)?,
+            created_at: now,
+            retired_at: None,
+        };
+        self.store.rotate_in(&stored, now).await?;
+        Ok(stored.kid)
+    }
+
+    /// Ensures there is a current key of `alg`, rotating to a new one when there is none
+    /// or when the configured algorithm changed. Returns the new key's id if it made one.
+    pub async fn ensure_current(
+        &self,
+        alg: SigningAlg,
+        now: UnixTime,
+    ) -> Result<Option<KeyId>, KeyringError> {
+        let keys = self.store.list_keys().await?;
+        match keys.iter().find(|k| k.retired_at.is_none()) {
+            Some(current) if current.alg == alg => Ok(None),
+            _ => Ok(Some(self.rotate(alg, now).await?)),
+        }
+    }
+
+    /// Loads the keys in force at `now`, pruning keys past their grace period.
+    pub async fn load(&self, now: UnixTime) -> Result<LoadedKeys, KeyringError> {
+        let cutoff = now.minus_secs(RETIRED_KEY_GRACE_SECS);
+        self.store.prune_keys(cutoff).await?;
+        let mut current = None;
+        let mut jwks = JwkSet::default();
+        let mut unsealed = 0;
+        for stored in self.store.list_keys().await? {
+            if stored.retired_at.is_some_and(|at| at < cutoff) {
+                continue;
+            }
+            if matches!(stored.material, KeyMaterial::Plain(_)) {
+                unsealed += 1;
+            }
+            let der = self.open("a signing key", stored.kid.as_str().as_bytes(), &stored.material)?;
+            let key = SigningKey::from_pkcs8(stored.alg, &der)?;
+            if key.kid() != &stored.kid {
+                return Err(KeyringError::Corrupt("signing key id"));
+            }
+            jwks.keys.push(key.public_jwk().clone());
+            if stored.retired_at.is_none() {
+                current = Some(Arc::new(key));
+            }
+        }
+        Ok(LoadedKeys {
+            current: current.ok_or(KeyringError::NoCurrentKey)?,
+            jwks,
+            unsealed,
+        })
+    }
+
+    /// The client-secret pepper, created on first use and the same ever after.
+    pub async fn pepper(&self) -> Result<Pepper, KeyringError> {
+        let fresh = Pepper::generate().map_err(SealError::from)?;
+        let candidate = self.seal(PEPPER_NAME.as_bytes(), fresh.expose_bytes())?;
+        let stored = self.store.secret_or_insert(PEPPER_NAME, &candidate).await?;
+        let bytes = self.open("the client-secret pepper", PEPPER_NAME.as_bytes(), &stored)?;
+        Pepper::from_bytes(&bytes).ok_or(KeyringError::Corrupt("client-secret pepper"))
+    }
+}

@@ -1,0 +1,143 @@
+//! The PropTech resource API, behind `deedbolt-guard`.
+//!
+//! Every route here is mounted with a [`deedbolt_guard::RequireScopes`] layer, so a
+//! handler only runs for a verified token with the route's scopes, and reads who is
+//! calling from the [`Authorized`] extension the guard inserted.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use deedbolt_core::property::{NewProperty, Property, PropertyDraft};
+use deedbolt_guard::Authorized;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::token::{has_content_type, read_body};
+
+/// The default and largest page sizes of list endpoints.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 100;
+
+/// A page of a list endpoint.
+#[derive(Serialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+struct ListQuery {
+    limit: u32,
+    after: Option<i64>,
+}
+
+fn parse_list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
+    let mut q = ListQuery {
+        limit: DEFAULT_LIMIT,
+        after: None,
+    };
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match &*k {
+            "limit" => {
+                q.limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}"))
+                    })?;
+            }
+            "cursor" => {
+                q.after = Some(
+                    v.parse::<i64>()
+                        .ok()
+                        .filter(|n| *n >= 0)
+                        .ok_or_else(|| ApiError::BadRequest("malformed cursor".into()))?,
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+/// `GET /api/properties` (scope `property:read`): properties by id, paginated by cursor.
+pub async fn list_properties(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Page<Property>>, ApiError> {
+    let q = parse_list_query(raw.as_deref())?;
+    // One extra row tells whether there is a next page.
+    let mut items = state
+        .services
+        .properties
+        .list_properties(q.after, q.limit + 1)
+        .await
+        .map_err(ApiError::internal)?;
+    let next_cursor = if items.len() > q.limit as usize {
+        items.truncate(q.limit as usize);
+        items.last().map(|p| p.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(Page { items, next_cursor }))
+}
+
+/// `GET /api/properties/{id}` (scope `property:read`).
+pub async fn get_property(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "not_found", "error_description": "no such property"})),
+        )
+            .into_response()
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(not_found());
+    };
+    let found = state
+        .services
+        .properties
+        .find_property(id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(match found {
+        Some(p) => Json(p).into_response(),
+        None => not_found(),
+    })
+}
+
+/// `POST /api/properties` (scope `property:write`): creates a property from JSON.
+pub async fn create_property(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authorized>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !has_content_type(&headers, "application/json") {
+        return Err(ApiError::UnsupportedMediaType("application/json"));
+    }
+    let body = read_body(&headers, body).await?;
+    let draft: PropertyDraft = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+    let new = NewProperty::try_from(draft).map_err(ApiError::Validation)?;
+    let created = state
+        .services
+        .properties
+        .create_property(&new, &auth.claims.sub, state.services.clock.now())
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(property_id = created.id, client_id = %auth.claims.client_id, "property created");
+    let location = HeaderValue::from_str(&format!("/api/properties/{}", created.id))
+        .map_err(ApiError::internal)?;
+    Ok((StatusCode::CREATED, [(LOCATION, location)], Json(created)).into_response())
+}

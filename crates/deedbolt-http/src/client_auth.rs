@@ -1,0 +1,164 @@
+//! Client credentials from a token request: HTTP Basic (`client_secret_basic`, RFC 6749
+//! §2.3.1, with the form-url-decoding it requires) or the body (`client_secret_post`).
+//! Using both at once is refused ("MUST NOT use more than one authentication method").
+
+use std::borrow::Cow;
+
+use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use deedbolt_core::error::OAuthError;
+use deedbolt_core::ids::ClientId;
+use deedbolt_core::secret::ClientSecret;
+
+use crate::form::FormParams;
+
+/// How the client authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// HTTP Basic.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the body.
+    ClientSecretPost,
+}
+
+/// Presented client credentials, not yet verified.
+#[derive(Debug)]
+pub struct PresentedCredentials {
+    /// The claimed client id.
+    pub client_id: ClientId,
+    /// The presented secret.
+    pub secret: ClientSecret,
+    /// How they were presented.
+    pub method: AuthMethod,
+}
+
+fn failed(msg: &'static str) -> OAuthError {
+    OAuthError::InvalidClient(Cow::Borrowed(msg))
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component: `+` is a space.
+fn form_decode(s: &str) -> Result<String, OAuthError> {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8()
+        .map(Cow::into_owned)
+        .map_err(|_| failed("malformed Basic credentials"))
+}
+
+fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
+    let (scheme, encoded) = value
+        .split_once(' ')
+        .ok_or_else(|| failed("malformed Basic credentials"))?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(failed("unsupported authentication scheme; use Basic"));
+    }
+    let decoded = STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| failed("malformed Basic credentials: bad base64"))?;
+    let decoded = String::from_utf8(decoded)
+        .map_err(|_| failed("malformed Basic credentials: not UTF-8"))?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| failed("malformed Basic credentials: no colon"))?;
+    Ok((form_decode(id)?, form_decode(secret)?))
+}
+
+/// Extracts the client's credentials from the `Authorization` header or the body.
+pub fn extract(
+    headers: &HeaderMap,
+    params: &mut FormParams,
+) -> Result<PresentedCredentials, OAuthError> {
+    let mut auth_headers = headers.get_all(AUTHORIZATION).iter();
+    let header = auth_headers.next();
+    if auth_headers.next().is_some() {
+        return Err(OAuthError::invalid_request(
+            "more than one Authorization header",
+        ));
+    }
+    let body_id = params.take("client_id");
+    let body_secret = params.take("client_secret");
+    let (id, secret, method) = match header {
+        Some(value) => {
+            if body_secret.is_some() {
+                return Err(OAuthError::invalid_request(
+                    "use one client authentication method, not both Basic and client_secret",
+                ));
+            }
+            let value = value
+                .to_str()
+                .map_err(|_| failed("malformed Basic credentials"))?;
+            let (id, secret) = parse_basic(value)?;
+            if body_id.as_deref().is_some_and(|b| b != id) {
+                return Err(OAuthError::invalid_request(
+                    "client_id in the body differs from the authenticated client",
+                ));
+            }
+            (id, secret, AuthMethod::ClientSecretBasic)
+        }
+        None => match (body_id, body_secret) {
+            (Some(id), Some(secret)) => (id, secret, AuthMethod::ClientSecretPost),
+            _ => return Err(failed("client authentication required")),
+        },
+    };
+    let secret = ClientSecret::from_presented(secret);
+    let client_id =
+        ClientId::parse(&id).map_err(|_| OAuthError::client_authentication_failed())?;
+    Ok(PresentedCredentials {
+        client_id,
+        secret,
+        method,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn basic(raw: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(raw))).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn basic_credentials_are_form_url_decoded() {
+        let mut params = FormParams::default();
+        let c = extract(&basic("dbc_a%2Bb:s%3Acret+x"), &mut params).unwrap();
+        assert_eq!(c.client_id.as_str(), "dbc_a+b");
+        assert_eq!(c.secret.expose_secret(), "s:cret x");
+        assert_eq!(c.method, AuthMethod::ClientSecretBasic);
+    }
+
+    #[test]
+    fn bad_base64_is_invalid_client() {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic !!!notbase64"));
+        let err = extract(&h, &mut FormParams::default()).unwrap_err();
+        assert_eq!(err.code(), "invalid_client");
+    }
+
+    #[test]
+    fn both_methods_at_once_is_invalid_request() {
+        let mut params = FormParams::parse(b"client_secret=x").unwrap();
+        let err = extract(&basic("a:b"), &mut params).unwrap_err();
+        assert_eq!(err.code(), "invalid_request");
+    }
+
+    #[test]
+    fn post_needs_both_id_and_secret() {
+        let mut params = FormParams::parse(b"client_id=a").unwrap();
+        assert_eq!(
+            extract(&HeaderMap::new(), &mut params).unwrap_err().code(),
+            "invalid_client"
+        );
+        let mut params = FormParams::parse(b"client_id=a&client_secret=b").unwrap();
+        let c = extract(&HeaderMap::new(), &mut params).unwrap();
+        assert_eq!(c.method, AuthMethod::ClientSecretPost);
+    }
+}

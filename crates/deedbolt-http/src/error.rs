@@ -1,0 +1,115 @@
+//! The one mapping from errors to HTTP responses.
+//!
+//! OAuth errors become RFC 6749 §5.2 JSON with the right status (401 plus a `Basic`
+//! challenge for `invalid_client`); API validation errors become 422; anything internal
+//! becomes a bare 500 `server_error` whose details go to the log only.
+
+use axum::http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use deedbolt_core::error::OAuthError;
+use deedbolt_core::property::FieldError;
+use serde_json::json;
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// An OAuth protocol error, shown to the client as is.
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+    /// The body exceeded the size limit.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// The body's content type is not the one the endpoint takes.
+    #[error("unsupported content type; expected {0}")]
+    UnsupportedMediaType(&'static str),
+    /// A malformed API request (query or JSON syntax).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Input that parsed but broke the rules.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// A failure that is ours, not the client's. Logged, never shown.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// Wraps an internal failure.
+    pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Internal(Box::new(e))
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(cause) = cur {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        cur = cause.source();
+    }
+    out
+}
+
+fn body(status: StatusCode, error: &str, description: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = match &self {
+            ApiError::OAuth(e) => {
+                let status = match e {
+                    OAuthError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                let mut r = body(status, e.code(), e.description());
+                if status == StatusCode::UNAUTHORIZED {
+                    r.headers_mut().insert(
+                        WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"deedbolt\", charset=\"UTF-8\""),
+                    );
+                }
+                r
+            }
+            ApiError::PayloadTooLarge => body(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "request body too large",
+            ),
+            ApiError::UnsupportedMediaType(expected) => body(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                &format!("unsupported content type; expected {expected}"),
+            ),
+            ApiError::BadRequest(msg) => body(StatusCode::BAD_REQUEST, "invalid_request", msg),
+            ApiError::Validation(fields) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({
+                    "error": "validation_failed",
+                    "error_description": "the request body has invalid fields",
+                    "fields": fields,
+                })),
+            )
+                .into_response(),
+            ApiError::Internal(e) => {
+                tracing::error!(error.cause_chain = %error_chain(e.as_ref()), "internal error");
+                body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "the server could not complete the request",
+                )
+            }
+        };
+        let headers = response.headers_mut();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+        response
+    }
+}

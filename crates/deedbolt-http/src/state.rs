@@ -1,0 +1,73 @@
+//! The shared state of every handler.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use deedbolt_core::clock::Clock;
+use deedbolt_core::grant::TokenPolicy;
+use deedbolt_core::ports::{ClientStore, Health, PropertyStore};
+use deedbolt_core::secret::SecretHasher;
+use deedbolt_guard::{Guard, Verifier};
+
+use crate::discovery;
+use crate::keys::KeyRing;
+
+/// What the composition root hands to the HTTP layer: ports as trait objects, never a
+/// concrete backend.
+pub struct Services {
+    /// Registered clients.
+    pub clients: Arc<dyn ClientStore>,
+    /// PropTech properties.
+    pub properties: Arc<dyn PropertyStore>,
+    /// Backend liveness, for `/readyz`.
+    pub health: Arc<dyn Health>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Client-secret hashing.
+    pub hasher: Arc<SecretHasher>,
+    /// Signing and verification keys.
+    pub keys: Arc<KeyRing>,
+    /// Issuer, audience and lifetimes.
+    pub policy: TokenPolicy,
+}
+
+/// Handler state: the services plus what is derived from them once at start-up.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The contents of [`AppState`].
+pub struct Inner {
+    /// The services.
+    pub services: Services,
+    /// The guard protecting the API.
+    pub guard: Guard,
+    /// The RFC 8414 metadata document, serialized once.
+    pub metadata: Bytes,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state, the guard and the metadata document.
+    pub fn new(services: Services) -> Self {
+        let verifier = Verifier::new(
+            services.policy.issuer.clone(),
+            services.policy.audience.clone(),
+            services.keys.verifying(),
+            services.clock.clone(),
+        );
+        let metadata = discovery::metadata_document(&services.policy.issuer);
+        AppState(Arc::new(Inner {
+            guard: Guard::new(verifier),
+            metadata,
+            services,
+        }))
+    }
+}
