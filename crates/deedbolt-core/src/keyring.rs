@@ -153,7 +153,11 @@ impl KeyVault {
             if matches!(stored.material, KeyMaterial::Plain(_)) {
                 unsealed += 1;
             }
-            let der = self.open("a signing key", stored.kid.as_str().as_bytes(), &stored.material)?;
+            let der = self.open(
+                "a signing key",
+                stored.kid.as_str().as_bytes(),
+                &stored.material,
+            )?;
             let key = SigningKey::from_pkcs8(stored.alg, &der)?;
             if key.kid() != &stored.kid {
                 return Err(KeyringError::Corrupt("signing key id"));

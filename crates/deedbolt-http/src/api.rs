@@ -97,7 +97,9 @@ pub async fn get_property(
     let not_found = || {
         (
             StatusCode::NOT_FOUND,
-            Json(serde_json::json!({"error": "not_found", "error_description": "no such property"})),
+            Json(
+                serde_json::json!({"error": "not_found", "error_description": "no such property"}),
+            ),
         )
             .into_response()
     };

@@ -57,8 +57,8 @@ fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
     let decoded = STANDARD
         .decode(encoded.trim())
         .map_err(|_| failed("malformed Basic credentials: bad base64"))?;
-    let decoded = String::from_utf8(decoded)
-        .map_err(|_| failed("malformed Basic credentials: not UTF-8"))?;
+    let decoded =
+        String::from_utf8(decoded).map_err(|_| failed("malformed Basic credentials: not UTF-8"))?;
     let (id, secret) = decoded
         .split_once(':')
         .ok_or_else(|| failed("malformed Basic credentials: no colon"))?;
@@ -103,8 +103,7 @@ pub fn extract(
         },
     };
     let secret = ClientSecret::from_presented(secret);
-    let client_id =
-        ClientId::parse(&id).map_err(|_| OAuthError::client_authentication_failed())?;
+    let client_id = ClientId::parse(&id).map_err(|_| OAuthError::client_authentication_failed())?;
     Ok(PresentedCredentials {
         client_id,
         secret,
@@ -138,7 +137,10 @@ mod tests {
     #[test]
     fn bad_base64_is_invalid_client() {
         let mut h = HeaderMap::new();
-        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic !!!notbase64"));
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Basic !!!notbase64"),
+        );
         let err = extract(&h, &mut FormParams::default()).unwrap_err();
         assert_eq!(err.code(), "invalid_client");
     }

@@ -30,8 +30,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route(
             "/api/properties",
-            get(api::list_properties.layer(read.clone()))
-                .post(api::create_property.layer(write)),
+            get(api::list_properties.layer(read.clone())).post(api::create_property.layer(write)),
         )
         .route("/api/properties/{id}", get(api::get_property.layer(read)));
 

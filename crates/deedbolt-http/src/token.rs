@@ -64,18 +64,18 @@ pub async fn token(
     let grant_type = params
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
-    let grant_type: GrantType = grant_type.parse().map_err(|_| {
-        OAuthError::UnsupportedGrantType(Cow::Borrowed("unknown grant_type"))
-    })?;
+    let grant_type: GrantType = grant_type
+        .parse()
+        .map_err(|_| OAuthError::UnsupportedGrantType(Cow::Borrowed("unknown grant_type")))?;
     tracing::Span::current().record("grant_type", grant_type.as_str());
     match grant_type {
         GrantType::ClientCredentials => client_credentials(&state, &headers, &mut params).await,
-        GrantType::AuthorizationCode | GrantType::RefreshToken => Err(
-            OAuthError::UnsupportedGrantType(Cow::Borrowed(
+        GrantType::AuthorizationCode | GrantType::RefreshToken => {
+            Err(OAuthError::UnsupportedGrantType(Cow::Borrowed(
                 "this server does not offer that grant type yet",
             ))
-            .into(),
-        ),
+            .into())
+        }
     }
 }
 

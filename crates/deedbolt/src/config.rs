@@ -1,0 +1,372 @@
+//! Configuration: defaults, then a TOML file (`--config`), then `DEEDBOLT_*` environment
+//! variables, then command-line flags; validated once at start, failing closed.
+//!
+//! Flags and environment variables are the same clap arguments (`#[arg(long, env)]`), so
+//! a flag always wins over its variable, and both win over the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use deedbolt_core::jose::SigningAlg;
+use deedbolt_core::seal::MasterKey;
+use deedbolt_core::token::AccessTokenLifetime;
+use serde::Deserialize;
+
+/// The environment variable holding the master key. Deliberately not a flag: flags show
+/// up in `ps` and shell history.
+pub const MASTER_KEY_ENV: &str = "DEEDBOLT_MASTER_KEY";
+
+/// Every `DEEDBOLT_*` variable deedbolt reads; any other one is probably a typo and is
+/// warned about, since a misspelled security setting would otherwise fail silently.
+pub const KNOWN_ENV: &[&str] = &[
+    "DEEDBOLT_CONFIG",
+    "DEEDBOLT_DATA_DIR",
+    "DEEDBOLT_LOG",
+    "DEEDBOLT_LOG_FORMAT",
+    "DEEDBOLT_LISTEN",
+    "DEEDBOLT_ISSUER",
+    "DEEDBOLT_AUDIENCE",
+    "DEEDBOLT_ACCESS_TOKEN_TTL",
+    "DEEDBOLT_SIGNING_ALG",
+    "DEEDBOLT_KEY_REFRESH_INTERVAL",
+    MASTER_KEY_ENV,
+];
+
+/// The `DEEDBOLT_*` variables set in the environment that deedbolt does not know.
+pub fn unknown_env_vars() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("DEEDBOLT_") && !KNOWN_ENV.contains(&k.as_str()))
+        .collect()
+}
+
+/// The contents of the `--config` TOML file. Unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Where the database lives.
+    pub data_dir: Option<PathBuf>,
+    /// The address to listen on.
+    pub listen: Option<String>,
+    /// The issuer URL.
+    pub issuer: Option<String>,
+    /// The `aud` of access tokens.
+    pub audience: Option<String>,
+    /// Access-token lifetime, e.g. `"15m"` or `900`.
+    pub access_token_ttl: Option<DurationValue>,
+    /// `ES256`, `RS256` or `EdDSA`.
+    pub signing_alg: Option<String>,
+    /// How often a running server reloads keys rotated by the CLI.
+    pub key_refresh_interval: Option<DurationValue>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    /// A tracing filter, e.g. `info,deedbolt=debug`.
+    pub log: Option<String>,
+}
+
+/// A duration in a config file: seconds as a number, or a string with a unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationValue {
+    /// Whole seconds.
+    Secs(u64),
+    /// `"90s"`, `"15m"`, `"1h"`, `"250ms"`.
+    Text(String),
+}
+
+impl DurationValue {
+    fn resolve(&self, what: &str) -> anyhow::Result<Duration> {
+        match self {
+            DurationValue::Secs(s) => Ok(Duration::from_secs(*s)),
+            DurationValue::Text(t) => parse_duration(t).with_context(|| format!("invalid {what}")),
+        }
+    }
+}
+
+/// Parses `"250ms"`, `"90s"`, `"15m"`, `"1h"` or bare seconds (`"900"`).
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("`{s}` is not a duration like 90s, 15m or 1h"))?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        other => bail!("unknown duration unit `{other}` in `{s}` (use ms, s, m or h)"),
+    };
+    Ok(d)
+}
+
+/// Reads and parses the TOML config file.
+pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// Settings every command shares.
+#[derive(Debug, Clone)]
+pub struct CommonSettings {
+    /// The data directory.
+    pub data_dir: PathBuf,
+}
+
+/// The default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./deedbolt-data";
+
+/// Resolves the data directory: flag/env, then file, then the default.
+pub fn resolve_common(flag: Option<PathBuf>, file: &FileConfig) -> CommonSettings {
+    CommonSettings {
+        data_dir: flag
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+    }
+}
+
+/// Validated settings of `deedbolt serve`.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// Shared settings.
+    pub common: CommonSettings,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The issuer, if configured; otherwise derived from the bound address.
+    pub issuer: Option<String>,
+    /// The access-token audience, if configured; otherwise `{issuer}/api`.
+    pub audience: Option<String>,
+    /// Access-token lifetime.
+    pub access_token_lifetime: AccessTokenLifetime,
+    /// Signing algorithm for new keys.
+    pub signing_alg: SigningAlg,
+    /// How often to reload keys from storage.
+    pub key_refresh_interval: Duration,
+}
+
+/// The serve flags as clap parsed them (flag or environment variable), before merging.
+#[derive(Debug, Default, Clone)]
+pub struct ServeOverrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--issuer`.
+    pub issuer: Option<String>,
+    /// `--audience`.
+    pub audience: Option<String>,
+    /// `--access-token-ttl`.
+    pub access_token_ttl: Option<String>,
+    /// `--signing-alg`.
+    pub signing_alg: Option<String>,
+    /// `--key-refresh-interval`.
+    pub key_refresh_interval: Option<String>,
+}
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+impl ServeSettings {
+    /// Merges flags/env over the file over defaults, and validates the result.
+    pub fn resolve(
+        common: CommonSettings,
+        o: ServeOverrides,
+        file: &FileConfig,
+    ) -> anyhow::Result<Self> {
+        let listen_text = o
+            .listen
+            .or_else(|| file.listen.clone())
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text.parse().with_context(|| {
+            format!(
+                "invalid listen address `{listen_text}` (expected IP:PORT, e.g. 127.0.0.1:8080)"
+            )
+        })?;
+
+        let issuer = o.issuer.or_else(|| file.issuer.clone());
+        if let Some(issuer) = &issuer {
+            validate_issuer(issuer)?;
+        } else if listen.ip().is_unspecified() {
+            bail!(
+                "listening on {listen} needs an explicit issuer: set --issuer or DEEDBOLT_ISSUER \
+                 to the public https URL of this server"
+            );
+        }
+        let audience = o.audience.or_else(|| file.audience.clone());
+        if audience.as_deref().is_some_and(|a| a.trim().is_empty()) {
+            bail!("audience must not be empty");
+        }
+
+        let ttl = match o.access_token_ttl {
+            Some(t) => parse_duration(&t).context("invalid access-token lifetime")?,
+            None => match &file.access_token_ttl {
+                Some(v) => v.resolve("access_token_ttl")?,
+                None => Duration::from_secs(AccessTokenLifetime::default().as_secs() as u64),
+            },
+        };
+        let access_token_lifetime = AccessTokenLifetime::from_secs(ttl.as_secs() as i64)?;
+
+        let alg_text = o
+            .signing_alg
+            .or_else(|| file.signing_alg.clone())
+            .unwrap_or_else(|| "ES256".into());
+        let signing_alg: SigningAlg = alg_text.parse()?;
+
+        let refresh = match o.key_refresh_interval {
+            Some(t) => parse_duration(&t).context("invalid key refresh interval")?,
+            None => match &file.key_refresh_interval {
+                Some(v) => v.resolve("key_refresh_interval")?,
+                None => Duration::from_secs(10),
+            },
+        };
+        if refresh < Duration::from_millis(50) || refresh > Duration::from_secs(3600) {
+            bail!("key refresh interval must be between 50ms and 1h");
+        }
+
+        Ok(ServeSettings {
+            common,
+            listen,
+            issuer,
+            audience,
+            access_token_lifetime,
+            signing_alg,
+            key_refresh_interval: refresh,
+        })
+    }
+}
+
+/// An issuer is an `https` URL with no query or fragment (RFC 8414 §2); plain `http` is
+/// allowed only on loopback hosts, for development.
+pub fn validate_issuer(issuer: &str) -> anyhow::Result<()> {
+    let url = url::Url::parse(issuer).with_context(|| format!("issuer `{issuer}` is not a URL"))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("issuer `{issuer}` must not have a query or fragment");
+    }
+    if issuer.ends_with('/') {
+        bail!("issuer `{issuer}` must not end with a slash");
+    }
+    if url.path() != "/" && !url.path().is_empty() {
+        bail!("issuer `{issuer}` must not have a path (serve deedbolt at the root of its origin)");
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(&url) => Ok(()),
+        "http" => {
+            bail!("issuer `{issuer}` must use https (plain http is only allowed on loopback)")
+        }
+        other => bail!("issuer scheme `{other}` is not http(s)"),
+    }
+}
+
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Reads `DEEDBOLT_MASTER_KEY`. Absent means development mode; present but malformed or a
+/// placeholder is an error, never a fallback.
+pub fn master_key_from_env() -> anyhow::Result<Option<MasterKey>> {
+    match std::env::var(MASTER_KEY_ENV) {
+        Ok(v) if v.trim().is_empty() => bail!("{MASTER_KEY_ENV} is set but empty"),
+        Ok(v) => Ok(Some(MasterKey::parse(&v)?)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{MASTER_KEY_ENV} is not valid UTF-8"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn common() -> CommonSettings {
+        CommonSettings {
+            data_dir: PathBuf::from("/tmp/x"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_secure_and_local() {
+        let s = ServeSettings::resolve(common(), ServeOverrides::default(), &FileConfig::default())
+            .unwrap();
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.access_token_lifetime.as_secs(), 900);
+        assert_eq!(s.signing_alg, SigningAlg::ES256);
+        assert!(s.issuer.is_none());
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\naccess_token_ttl = \"30m\"\nsigning_alg = \"EdDSA\"",
+        )
+        .unwrap();
+        let s = ServeSettings::resolve(
+            common(),
+            ServeOverrides {
+                listen: Some("127.0.0.1:9100".into()),
+                ..Default::default()
+            },
+            &file,
+        )
+        .unwrap();
+        assert_eq!(s.listen.port(), 9100);
+        assert_eq!(s.access_token_lifetime.as_secs(), 1800);
+        assert_eq!(s.signing_alg, SigningAlg::EdDSA);
+    }
+
+    #[test]
+    fn out_of_range_lifetime_and_bad_alg_are_refused() {
+        let bad_ttl = ServeOverrides {
+            access_token_ttl: Some("2h".into()),
+            ..Default::default()
+        };
+        let err = ServeSettings::resolve(common(), bad_ttl, &FileConfig::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("between 300 and 3600"));
+        let bad_alg = ServeOverrides {
+            signing_alg: Some("HS256".into()),
+            ..Default::default()
+        };
+        assert!(ServeSettings::resolve(common(), bad_alg, &FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        assert!(toml::from_str::<FileConfig>("listn = \"x\"").is_err());
+    }
+
+    #[test]
+    fn issuer_rules() {
+        assert!(validate_issuer("https://auth.example.com").is_ok());
+        assert!(validate_issuer("http://127.0.0.1:8080").is_ok());
+        assert!(validate_issuer("http://localhost:8080").is_ok());
+        assert!(validate_issuer("http://auth.example.com").is_err());
+        assert!(validate_issuer("https://auth.example.com/").is_err());
+        assert!(validate_issuer("https://auth.example.com?x=1").is_err());
+        assert!(validate_issuer("https://auth.example.com/tenant").is_err());
+        assert!(validate_issuer("not a url").is_err());
+    }
+
+    #[test]
+    fn wildcard_listen_needs_an_issuer() {
+        let o = ServeOverrides {
+            listen: Some("0.0.0.0:8080".into()),
+            ..Default::default()
+        };
+        assert!(ServeSettings::resolve(common(), o, &FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("900").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("15 minutes").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! # deedbolt
+//!
+//! The composition root of deedbolt: configuration ([`config`]), telemetry
+//! ([`telemetry`]), [`startup::Application`] which wires the SQLite store, the key ring
+//! and the axum router together, and the clap CLI ([`cli`]).
+#![forbid(unsafe_code, unused_must_use)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,228 @@
+//! The composition root: opens storage, loads keys, picks the backends once, binds the
+//! listener and runs the server until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use deedbolt_core::clock::{Clock, SystemClock};
+use deedbolt_core::grant::TokenPolicy;
+use deedbolt_core::keyring::KeyVault;
+use deedbolt_core::seal::MasterKey;
+use deedbolt_core::secret::SecretHasher;
+use deedbolt_http::{AppState, KeyRing, Services};
+use deedbolt_store_sqlite::SqliteStore;
+use tokio::net::TcpListener;
+
+use crate::config::ServeSettings;
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "deedbolt.db";
+
+/// Creates the data directory (owner-only on Unix) and opens the database in it.
+pub async fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict permissions of {}", data_dir.display()))?;
+    }
+    Ok(SqliteStore::open(&data_dir.join(DB_FILE)).await?)
+}
+
+/// Says loudly that keys are not encrypted at rest.
+pub fn warn_development_mode(data_dir: &Path) {
+    tracing::warn!(
+        data_dir = %data_dir.display(),
+        "DEVELOPMENT MODE: DEEDBOLT_MASTER_KEY is not set, so private signing keys are stored \
+         UNENCRYPTED in the data directory. Set DEEDBOLT_MASTER_KEY (see `deedbolt keys \
+         generate-master-key`) before using this server for anything real."
+    );
+}
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    issuer: String,
+    state: AppState,
+    store: SqliteStore,
+    vault: Arc<KeyVault>,
+    keys: Arc<KeyRing>,
+    settings: ServeSettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl Application {
+    /// Opens storage, ensures a signing key, binds the listener.
+    pub async fn build(settings: ServeSettings, master: Option<MasterKey>) -> anyhow::Result<Self> {
+        let data_dir: PathBuf = settings.common.data_dir.clone();
+        if master.is_none() {
+            warn_development_mode(&data_dir);
+        }
+        let store = open_store(&data_dir).await?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let vault = Arc::new(KeyVault::new(Arc::new(store.clone()), master.map(Arc::new)));
+        if let Some(kid) = vault
+            .ensure_current(settings.signing_alg, clock.now())
+            .await
+            .context("cannot create a signing key")?
+        {
+            tracing::info!(%kid, alg = %settings.signing_alg, "created a new signing key");
+        }
+        let loaded = vault
+            .load(clock.now())
+            .await
+            .context("cannot load signing keys")?;
+        if vault.is_sealing() && loaded.unsealed > 0 {
+            tracing::warn!(
+                count = loaded.unsealed,
+                "some signing keys were stored before a master key was set and are not \
+                 encrypted; run `deedbolt keys rotate` and let them expire"
+            );
+        }
+        let keys = Arc::new(KeyRing::new(&loaded)?);
+        let pepper = vault
+            .pepper()
+            .await
+            .context("cannot load the client-secret pepper")?;
+
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        let issuer = settings
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let audience = settings
+            .audience
+            .clone()
+            .unwrap_or_else(|| format!("{issuer}/api"));
+        let store_arc = Arc::new(store.clone());
+        let state = AppState::new(Services {
+            clients: store_arc.clone(),
+            properties: store_arc.clone(),
+            health: store_arc,
+            clock: clock.clone(),
+            hasher: Arc::new(SecretHasher::new(&pepper)),
+            keys: keys.clone(),
+            policy: TokenPolicy {
+                issuer: issuer.clone(),
+                audience,
+                lifetime: settings.access_token_lifetime,
+            },
+        });
+        Ok(Application {
+            listener,
+            addr,
+            issuer,
+            state,
+            store,
+            vault,
+            keys,
+            settings,
+            clock,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The issuer identifier in force.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests and closes storage.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let refresher = tokio::spawn(refresh_keys(
+            self.vault.clone(),
+            self.keys.clone(),
+            self.clock.clone(),
+            self.settings.key_refresh_interval,
+        ));
+        tracing::info!(
+            addr = %self.addr,
+            issuer = %self.issuer,
+            data_dir = %self.settings.common.data_dir.display(),
+            "deedbolt is ready"
+        );
+        let app = deedbolt_http::router(self.state);
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        refresher.abort();
+        self.store.close().await;
+        tracing::info!("deedbolt stopped");
+        served.context("server error")
+    }
+}
+
+/// Reloads keys periodically, so rotations made with the CLI (or by another instance)
+/// take effect without a restart, and retired keys drop out of the JWKS on time.
+async fn refresh_keys(
+    vault: Arc<KeyVault>,
+    ring: Arc<KeyRing>,
+    clock: Arc<dyn Clock>,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut current = ring.current().kid().clone();
+    loop {
+        tick.tick().await;
+        match vault.load(clock.now()).await {
+            Ok(loaded) => {
+                if let Err(e) = ring.install(&loaded) {
+                    tracing::error!(error = %e, "cannot install reloaded keys");
+                    continue;
+                }
+                if loaded.current.kid() != &current {
+                    current = loaded.current.kid().clone();
+                    tracing::info!(kid = %current, "signing key rotated in");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot reload signing keys"),
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}
