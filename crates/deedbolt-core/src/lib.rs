@@ -15,6 +15,7 @@
 //! - [`jose`]: signing keys, JWS compact signing and public JWKs.
 //! - [`keyring`]: the signing-key lifecycle (rotation, sealing, publication, pruning).
 //! - [`client`]: registered clients and the rules for registering one.
+//! - [`cache`]: a read-through client cache kept fresh by a change counter.
 //! - [`grant`]: client authentication (with proof values) and the client-credentials grant.
 //! - [`token`]: access-token claim sets and lifetimes.
 //! - [`property`]: the PropTech property record and its validation.
@@ -26,6 +27,7 @@
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod client;
 pub mod clock;
 pub mod error;

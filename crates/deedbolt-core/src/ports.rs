@@ -52,6 +52,9 @@ pub trait ClientStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Deletes the client; `false` if there was no such client.
     async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError>;
+    /// A counter that changes whenever any client is updated or deleted, by any process.
+    /// Caches poll it to drop what they remember (see [`crate::cache`]).
+    async fn clients_generation(&self) -> Result<i64, StoreError>;
 }
 
 /// Private key bytes as stored: sealed under the master key, or plain in development mode.

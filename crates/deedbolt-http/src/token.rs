@@ -103,7 +103,7 @@ async fn client_credentials(
         .current()
         .sign_jwt(ACCESS_TOKEN_TYP, &claims)
         .map_err(ApiError::internal)?;
-    tracing::info!(jti = %claims.jti, scope = %scope, "access token issued");
+    tracing::debug!(jti = %claims.jti, scope = %scope, "access token issued");
     Ok(token_response(TokenResponse {
         access_token: AccessToken(jwt),
         token_type: "Bearer",

@@ -216,6 +216,14 @@ impl ClientStore for SqliteStore {
             .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn clients_generation(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT value FROM change_counters WHERE name = 'clients'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.try_get("value").map_err(backend)
+    }
 }
 
 fn material_parts(material: &KeyMaterial) -> (&[u8], i64) {

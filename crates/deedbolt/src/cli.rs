@@ -73,7 +73,7 @@ pub struct ServeArgs {
     /// Signing algorithm for new keys: ES256, RS256 or EdDSA [default: ES256].
     #[arg(long, env = "DEEDBOLT_SIGNING_ALG")]
     pub signing_alg: Option<String>,
-    /// How often to pick up keys rotated by the CLI [default: 10s].
+    /// How often to pick up keys and clients changed by the CLI or other instances [default: 1s].
     #[arg(long, env = "DEEDBOLT_KEY_REFRESH_INTERVAL")]
     pub key_refresh_interval: Option<String>,
 }

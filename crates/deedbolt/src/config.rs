@@ -218,7 +218,7 @@ impl ServeSettings {
             Some(t) => parse_duration(&t).context("invalid key refresh interval")?,
             None => match &file.key_refresh_interval {
                 Some(v) => v.resolve("key_refresh_interval")?,
-                None => Duration::from_secs(10),
+                None => Duration::from_secs(1),
             },
         };
         if refresh < Duration::from_millis(50) || refresh > Duration::from_secs(3600) {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use deedbolt_core::cache::CachedClients;
 use deedbolt_core::clock::{Clock, SystemClock};
 use deedbolt_core::grant::TokenPolicy;
 use deedbolt_core::keyring::KeyVault;
@@ -17,6 +18,9 @@ use deedbolt_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
 use crate::config::ServeSettings;
+
+/// The most clients the token endpoint keeps in memory.
+const CLIENT_CACHE_CAPACITY: usize = 100_000;
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "deedbolt.db";
@@ -53,6 +57,7 @@ pub struct Application {
     store: SqliteStore,
     vault: Arc<KeyVault>,
     keys: Arc<KeyRing>,
+    clients: Arc<CachedClients>,
     settings: ServeSettings,
     clock: Arc<dyn Clock>,
 }
@@ -104,8 +109,13 @@ impl Application {
             .clone()
             .unwrap_or_else(|| format!("{issuer}/api"));
         let store_arc = Arc::new(store.clone());
+        let clients = Arc::new(
+            CachedClients::new(store_arc.clone(), CLIENT_CACHE_CAPACITY)
+                .await
+                .context("cannot read the client change counter")?,
+        );
         let state = AppState::new(Services {
-            clients: store_arc.clone(),
+            clients: clients.clone(),
             properties: store_arc.clone(),
             health: store_arc,
             clock: clock.clone(),
@@ -125,6 +135,7 @@ impl Application {
             store,
             vault,
             keys,
+            clients,
             settings,
             clock,
         })
@@ -145,9 +156,10 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let refresher = tokio::spawn(refresh_keys(
+        let refresher = tokio::spawn(sync_loop(
             self.vault.clone(),
             self.keys.clone(),
+            self.clients.clone(),
             self.clock.clone(),
             self.settings.key_refresh_interval,
         ));
@@ -168,11 +180,13 @@ impl Application {
     }
 }
 
-/// Reloads keys periodically, so rotations made with the CLI (or by another instance)
-/// take effect without a restart, and retired keys drop out of the JWKS on time.
-async fn refresh_keys(
+/// Picks up what other processes (the CLI, other instances) changed: reloads keys, so
+/// rotations take effect without a restart and retired keys leave the JWKS on time, and
+/// clears the client cache when any client was changed or deleted elsewhere.
+async fn sync_loop(
     vault: Arc<KeyVault>,
     ring: Arc<KeyRing>,
+    clients: Arc<CachedClients>,
     clock: Arc<dyn Clock>,
     every: std::time::Duration,
 ) {
@@ -182,6 +196,11 @@ async fn refresh_keys(
     let mut current = ring.current().kid().clone();
     loop {
         tick.tick().await;
+        match clients.sync().await {
+            Ok(true) => tracing::debug!("clients changed elsewhere; client cache cleared"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "cannot check for client changes"),
+        }
         match vault.load(clock.now()).await {
             Ok(loaded) => {
                 if let Err(e) = ring.install(&loaded) {

@@ -1,0 +1,74 @@
+//! Token signing and client-secret verification against their cryptographic floor.
+//!
+//! Each `sign_jwt/*` figure should be read as a ratio to the matching `floor/sign/*`
+//! figure (the bare aws-lc-rs signature over a message of the same size).
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use deedbolt_core::client::{Client, ClientName, GrantType};
+use deedbolt_core::clock::UnixTime;
+use deedbolt_core::grant::{authenticate_client, client_credentials_scope, TokenPolicy};
+use deedbolt_core::ids::ClientId;
+use deedbolt_core::jose::{SigningAlg, SigningKey};
+use deedbolt_core::secret::{ClientSecret, Pepper, SecretHasher};
+use deedbolt_core::token::{AccessTokenLifetime, ACCESS_TOKEN_TYP};
+
+fn fixture() -> (Client, ClientSecret, SecretHasher, TokenPolicy) {
+    let hasher = SecretHasher::new(&Pepper::generate().unwrap());
+    let secret = ClientSecret::generate().unwrap();
+    let client = Client {
+        id: ClientId::generate().unwrap(),
+        name: ClientName::parse("bench").unwrap(),
+        secret_hash: Some(hasher.hash(&secret)),
+        grant_types: vec![GrantType::ClientCredentials],
+        scopes: "property:read financial:read".parse().unwrap(),
+        created_at: UnixTime(0),
+        updated_at: UnixTime(0),
+    };
+    let policy = TokenPolicy {
+        issuer: "https://auth.example.com".into(),
+        audience: "https://auth.example.com/api".into(),
+        lifetime: AccessTokenLifetime::default(),
+    };
+    (client, secret, hasher, policy)
+}
+
+fn signing(c: &mut Criterion) {
+    let (client, secret, hasher, policy) = fixture();
+    let auth = authenticate_client(Some(client), &secret, &hasher).unwrap();
+    let claims = policy
+        .client_credentials_claims(&auth, auth.client().scopes, UnixTime(1_800_000_000))
+        .unwrap();
+    for alg in SigningAlg::ALL {
+        let (key, _) = SigningKey::generate(alg).unwrap();
+        // The floor: one signature over a message as long as a real signing input.
+        let message = key.sign_jwt(ACCESS_TOKEN_TYP, &claims).unwrap();
+        let message = message.rsplit_once('.').unwrap().0.as_bytes().to_vec();
+        c.bench_function(&format!("floor/sign/{alg}"), |b| {
+            b.iter(|| key.sign_bytes(black_box(&message)).unwrap())
+        });
+        c.bench_function(&format!("sign_jwt/{alg}"), |b| {
+            b.iter(|| key.sign_jwt(ACCESS_TOKEN_TYP, black_box(&claims)).unwrap())
+        });
+    }
+}
+
+fn client_auth(c: &mut Criterion) {
+    let (client, secret, hasher, policy) = fixture();
+    let stored = client.secret_hash.clone().unwrap();
+    c.bench_function("client_secret/verify", |b| {
+        b.iter(|| hasher.verify(black_box(&secret), black_box(&stored)))
+    });
+    // Everything the token endpoint does per request except HTTP and the signature.
+    c.bench_function("client_credentials/rules_and_claims", |b| {
+        b.iter(|| {
+            let auth = authenticate_client(Some(client.clone()), &secret, &hasher).unwrap();
+            let scope = client_credentials_scope(&auth, Some("property:read")).unwrap();
+            policy
+                .client_credentials_claims(&auth, scope, UnixTime(1_800_000_000))
+                .unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, signing, client_auth);
+criterion_main!(benches);
