@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""deedbolt's load benchmark: a release build on loopback, driven by wrk.
+
+Usage:
+    python3 bench/load.py                 # full run: every scenario, c = 8, 32, 64, 10 s each, plus the peer
+    python3 bench/load.py --smoke         # 2-second run at c = 32, no peer (what CI runs)
+    python3 bench/load.py --no-peer --alg EdDSA --concurrency 32 --duration 5
+
+For each scenario and concurrency it prints requests/s, p50/p99 latency, server CPU per
+request (user + system time of the server process, from /proc) and peak RSS, and writes
+everything as JSON (default bench/results/latest.json). The peer is panva's oidc-provider
+(npm), configured for client credentials with ES256 JWT access tokens, started and stopped
+by pid in the same run; ratios deedbolt/peer are reported.
+
+Requires wrk (Debian package `wrk`) and, for the peer, Node.js and npm.
+"""
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "deedbolt"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_kib(pid, key="VmHWM"):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def wait_ready(url, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def to_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+LUA = """
+wrk.method = "{method}"
+wrk.body = {body}
+{headers}
+"""
+
+
+def run_wrk(url, pid, concurrency, duration, method="GET", body=None, headers=None):
+    headers = headers or {}
+    script = LUA.format(
+        method=method,
+        body=json.dumps(body) if body is not None else "nil",
+        headers="\n".join(f'wrk.headers["{k}"] = {json.dumps(v)}' for k, v in headers.items()),
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+        lua = f.name
+    threads = min(2, concurrency)
+    cpu0 = cpu_seconds(pid)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", lua, url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    cpu1 = cpu_seconds(pid)
+    os.unlink(lua)
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "concurrency": concurrency,
+        "duration_s": duration,
+        "requests": total,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": to_ms(re.search(r"50%\s+(\S+)", out).group(1)),
+        "p99_ms": to_ms(re.search(r"99%\s+(\S+)", out).group(1)),
+        "cpu_us_per_request": round((cpu1 - cpu0) * 1e6 / max(total, 1), 1),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1) if errors else None,
+        "server_peak_rss_kib": rss_kib(pid),
+    }
+
+
+def post_form(url, form, basic):
+    req = urllib.request.Request(url, data=form.encode(), method="POST")
+    req.add_header("Content-Type", "application/x-www-form-urlencoded")
+    req.add_header("Authorization", "Basic " + basic)
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read())
+
+
+class Deedbolt:
+    def __init__(self, data_dir, alg):
+        self.data_dir = data_dir
+        self.alg = alg
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def cli(self, *args):
+        out = subprocess.run(
+            [str(BIN), "--data-dir", self.data_dir, "--log", "error", *args],
+            capture_output=True, text=True, check=True,
+        )
+        return json.loads(out.stdout) if out.stdout.strip().startswith(("{", "[")) else out.stdout
+
+    def start(self):
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            [str(BIN), "--data-dir", self.data_dir, "--log", "warn", "serve",
+             "--listen", f"127.0.0.1:{self.port}", "--signing-alg", self.alg],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_ready(self.base + "/readyz")
+        return time.monotonic() - t0
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+class Peer:
+    def __init__(self, client_id, secret):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.dir = ROOT / "bench" / "peer"
+        self.env = dict(os.environ, PORT=str(self.port), CLIENT_ID=client_id, CLIENT_SECRET=secret,
+                        NODE_ENV="production")
+        self.proc = None
+
+    def install(self):
+        if not (self.dir / "node_modules" / "oidc-provider").exists():
+            subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=self.dir, check=True)
+
+    def start(self):
+        self.proc = subprocess.Popen(["node", "server.mjs"], cwd=self.dir, env=self.env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_ready(self.base + "/.well-known/openid-configuration")
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+def scenarios_for(server_base, basic, token, introspect_path=None, api=True):
+    auth = {"Authorization": "Basic " + basic, "Content-Type": "application/x-www-form-urlencoded"}
+    out = {"token_client_credentials": dict(url=server_base + "/token", method="POST",
+                                            body="grant_type=client_credentials&scope=property:read",
+                                            headers=auth)}
+    if introspect_path:
+        out["introspection"] = dict(url=server_base + introspect_path, method="POST",
+                                    body="token=" + token, headers=auth)
+    if api:
+        out["api_properties"] = dict(url=server_base + "/api/properties", method="GET",
+                                     headers={"Authorization": "Bearer " + token})
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="2-second run at c=32, no peer")
+    ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--no-build", action="store_true", help="use the existing release binary")
+    ap.add_argument("--alg", default="ES256", choices=["ES256", "RS256", "EdDSA"])
+    ap.add_argument("--concurrency", type=int, action="append")
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    args = ap.parse_args()
+    if args.smoke:
+        args.concurrency, args.duration, args.no_peer = [32], 2, True
+    concurrency = args.concurrency or [8, 32, 64]
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is required: apt-get install wrk")
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "-p", "deedbolt"], cwd=ROOT, check=True)
+
+    results = {"alg": args.alg, "concurrency": concurrency, "duration_s": args.duration,
+               "machine": {"cpus": os.cpu_count()}, "deedbolt": {}, "peer": {}}
+    with tempfile.TemporaryDirectory() as data_dir:
+        db = Deedbolt(data_dir, args.alg)
+        writer = db.cli("client", "create", "--name", "bench", "--grant", "client_credentials",
+                        "--scope", "property:read property:write", "--json")
+        basic = base64.b64encode(f"{writer['client_id']}:{writer['client_secret']}".encode()).decode()
+        db.start()
+        db.stop()
+        results["deedbolt"]["startup_to_ready_s"] = round(db.start(), 4)
+        try:
+            token = post_form(db.base + "/token", "grant_type=client_credentials", basic)["access_token"]
+            for name, sc in scenarios_for(db.base, basic, token).items():
+                rows = results["deedbolt"].setdefault(name, [])
+                for c in concurrency:
+                    row = run_wrk(sc["url"], db.proc.pid, c, args.duration, sc["method"], sc.get("body"), sc["headers"])
+                    rows.append(row)
+                    print(f"deedbolt {name:<26} c={c:<3} {row['rps']:>9.0f} req/s  p50 {row['p50_ms']:.2f} ms  "
+                          f"p99 {row['p99_ms']:.2f} ms  {row['cpu_us_per_request']:>6.1f} µs CPU/req  "
+                          f"rss {row['server_peak_rss_kib'] // 1024} MiB  non-2xx {row['non_2xx']}", flush=True)
+        finally:
+            db.stop()
+
+    if not args.no_peer:
+        peer_secret = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+        peer = Peer("bench-peer", peer_secret)
+        peer.install()
+        peer.start()
+        try:
+            basic = base64.b64encode(f"bench-peer:{peer_secret}".encode()).decode()
+            token = post_form(peer.base + "/token", "grant_type=client_credentials&scope=property:read", basic)["access_token"]
+            for name, sc in scenarios_for(peer.base, basic, token, "/token/introspection", api=False).items():
+                rows = results["peer"].setdefault(name, [])
+                for c in concurrency:
+                    row = run_wrk(sc["url"], peer.proc.pid, c, args.duration, sc["method"], sc.get("body"), sc["headers"])
+                    rows.append(row)
+                    print(f"peer     {name:<26} c={c:<3} {row['rps']:>9.0f} req/s  p50 {row['p50_ms']:.2f} ms  "
+                          f"p99 {row['p99_ms']:.2f} ms  {row['cpu_us_per_request']:>6.1f} µs CPU/req  non-2xx {row['non_2xx']}",
+                          flush=True)
+        finally:
+            peer.stop()
+        ratios = {}
+        for name, rows in results["peer"].items():
+            ours = {r["concurrency"]: r for r in results["deedbolt"].get(name, [])}
+            for r in rows:
+                if r["concurrency"] in ours and r["rps"] > 0:
+                    mine = ours[r["concurrency"]]
+                    ratios[f"{name}/c{r['concurrency']}"] = {
+                        "rps_ratio": round(mine["rps"] / r["rps"], 2),
+                        "cpu_per_request_ratio": round(mine["cpu_us_per_request"] / max(r["cpu_us_per_request"], 0.1), 2),
+                    }
+        results["ratios_deedbolt_over_peer"] = ratios
+        for k, v in ratios.items():
+            print(f"ratio {k:<34} throughput x{v['rps_ratio']}  CPU/request x{v['cpu_per_request_ratio']}")
+
+    bad = [(n, r) for n, rows in results["deedbolt"].items() if isinstance(rows, list) for r in rows if r["non_2xx"]]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"startup to ready: {results['deedbolt']['startup_to_ready_s'] * 1000:.0f} ms; results in {args.out}")
+    if bad:
+        sys.exit(f"non-2xx responses in: {sorted({n for n, _ in bad})}")
+
+
+if __name__ == "__main__":
+    main()
