@@ -83,13 +83,13 @@ enum Denial {
 }
 
 impl RequireScopes {
-    fn check<B>(&self, req: &Request<B>) -> Result<AccessTokenClaims, Denial> {
+    fn check<B>(&self, req: &Request<B>) -> Result<Arc<AccessTokenClaims>, Denial> {
         let token =
             parse_bearer(req.headers().get_all(AUTHORIZATION).iter()).map_err(|e| match e {
                 BearerError::Missing => Denial::NoToken,
                 BearerError::Malformed => Denial::BadRequest,
             })?;
-        let claims = self.guard.verifier.verify(token).map_err(|rejection| {
+        let claims = self.guard.verifier.check(token).map_err(|rejection| {
             tracing::debug!(reason = %rejection, "access token rejected");
             Denial::InvalidToken(rejection.description())
         })?;
@@ -159,9 +159,7 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         match self.policy.check(&req) {
             Ok(claims) => {
-                req.extensions_mut().insert(Authorized {
-                    claims: Arc::new(claims),
-                });
+                req.extensions_mut().insert(Authorized { claims });
                 Either::Right(self.inner.call(req))
             }
             Err(denial) => Either::Left(futures_util::future::ready(Ok(self.policy.deny(denial)))),

@@ -27,6 +27,7 @@
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
+mod cache;
 mod keys;
 mod layer;
 mod verify;

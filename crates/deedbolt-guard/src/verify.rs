@@ -9,6 +9,7 @@ use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::token::AccessTokenClaims;
 use serde::Deserialize;
 
+use crate::cache::{token_hash, Entry, VerifiedCache};
 use crate::keys::KeyResolver;
 
 /// Tokens longer than this are refused before any parsing.
@@ -151,6 +152,7 @@ pub struct Verifier {
     leeway_secs: i64,
     keys: Arc<dyn KeyResolver>,
     clock: Arc<dyn Clock>,
+    cache: VerifiedCache,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -180,7 +182,17 @@ impl Verifier {
             leeway_secs: Self::DEFAULT_LEEWAY_SECS,
             keys,
             clock,
+            cache: VerifiedCache::new(Self::DEFAULT_CACHE_CAPACITY),
         }
+    }
+
+    /// How many verified tokens [`Verifier::check`] remembers by default.
+    pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
+
+    /// Changes how many verified tokens [`Verifier::check`] remembers; 0 disables the cache.
+    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache = VerifiedCache::new(capacity);
+        self
     }
 
     /// Changes the clock-skew allowance (0–300 s).
@@ -189,8 +201,64 @@ impl Verifier {
         self
     }
 
-    /// Verifies `token` and returns its claims.
+    /// Verifies `token` like [`Verifier::verify`], remembering the verdict so that the same
+    /// token presented again costs a hash and a map lookup instead of a signature check.
+    ///
+    /// A remembered token is still rejected once it expires, and forgotten when its signing
+    /// key leaves (or changes in) the key set.
+    pub fn check(&self, token: &str) -> Result<Arc<AccessTokenClaims>, TokenRejection> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenRejection::Malformed);
+        }
+        if self.cache.capacity() == 0 {
+            return self.verify(token).map(Arc::new);
+        }
+        let hash = token_hash(token);
+        if let Some((claims, kid, key)) = self.cache.get(&hash) {
+            let still_trusted = self
+                .keys
+                .resolve(&kid)
+                .is_some_and(|current| Arc::ptr_eq(&current, &key));
+            if still_trusted {
+                self.check_time(&claims)?;
+                return Ok(claims);
+            }
+            self.cache.remove(&hash);
+        }
+        let (claims, kid, key) = self.verify_with_key(token)?;
+        let claims = Arc::new(claims);
+        self.cache.insert(
+            hash,
+            Entry {
+                claims: claims.clone(),
+                kid: kid.into_boxed_str(),
+                key,
+            },
+        );
+        Ok(claims)
+    }
+
+    /// Verifies `token` and returns its claims; the full check, every time.
     pub fn verify(&self, token: &str) -> Result<AccessTokenClaims, TokenRejection> {
+        self.verify_with_key(token).map(|(claims, _, _)| claims)
+    }
+
+    fn check_time(&self, claims: &AccessTokenClaims) -> Result<(), TokenRejection> {
+        let now = self.clock.now();
+        if now >= claims.exp.plus_secs(self.leeway_secs) {
+            return Err(TokenRejection::Expired);
+        }
+        let skewed = now.plus_secs(self.leeway_secs);
+        if claims.iat > skewed || claims.nbf.is_some_and(|nbf| nbf > skewed) {
+            return Err(TokenRejection::NotYetValid);
+        }
+        Ok(())
+    }
+
+    fn verify_with_key(
+        &self,
+        token: &str,
+    ) -> Result<(AccessTokenClaims, String, Arc<crate::keys::VerifyingKey>), TokenRejection> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenRejection::Malformed);
         }
@@ -253,20 +321,13 @@ impl Verifier {
             }
         })?;
 
-        let now = self.clock.now();
-        if now >= claims.exp.plus_secs(self.leeway_secs) {
-            return Err(TokenRejection::Expired);
-        }
-        let skewed = now.plus_secs(self.leeway_secs);
-        if claims.iat > skewed || claims.nbf.is_some_and(|nbf| nbf > skewed) {
-            return Err(TokenRejection::NotYetValid);
-        }
+        self.check_time(&claims)?;
         if claims.iss != self.issuer {
             return Err(TokenRejection::Issuer);
         }
         if claims.aud != self.audience {
             return Err(TokenRejection::Audience);
         }
-        Ok(claims)
+        Ok((claims, kid, key))
     }
 }

@@ -254,3 +254,250 @@ where
     }
     panic!("timed out waiting for: {what}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Helpers for driving the real binary as a subprocess, forging tokens with stored keys,
+// and inspecting the data directory. Added for keys/restart/master_key/cli/config/logs.
+// ---------------------------------------------------------------------------------------
+
+/// Runs `deedbolt` with `args` and `envs` (DEEDBOLT_* variables from the test's own
+/// environment are removed first), and waits for it to exit on its own within `timeout`.
+/// Panics (after killing it) if it is still running then: a bad setting must never lead to
+/// a server that starts.
+pub fn run_bin_with_timeout(
+    args: &[&std::ffi::OsStr],
+    envs: &[(&str, &str)],
+    timeout: Duration,
+) -> Output {
+    use std::io::Read as _;
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    clear_deedbolt_env(&mut cmd);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn deedbolt");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let status = match wait_child(&mut child, timeout) {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = err_thread.join().unwrap_or_default();
+            panic!(
+                "deedbolt {args:?} was still running after {timeout:?} (it should have refused \
+                 to start); stderr:\n{}",
+                String::from_utf8_lossy(&err)
+            );
+        }
+    };
+    Output {
+        status,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+    }
+}
+
+/// Removes every `DEEDBOLT_*` variable the test process may have inherited.
+fn clear_deedbolt_env(cmd: &mut std::process::Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("DEEDBOLT_") {
+            cmd.env_remove(k);
+        }
+    }
+}
+
+/// Polls `child` until it exits or `timeout` passes.
+pub fn wait_child(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `deedbolt serve` running as a subprocess with JSON logs on a captured stderr.
+pub struct ServeProcess {
+    child: std::process::Child,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+    rx: std::sync::mpsc::Receiver<String>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServeProcess {
+    /// Starts `deedbolt --log-format json <args>` with `envs` (inherited DEEDBOLT_*
+    /// variables removed). `args` should include `serve` and `--data-dir`.
+    pub fn start(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> ServeProcess {
+        use std::io::BufRead as _;
+        let mut cmd = std::process::Command::new(bin());
+        cmd.arg("--log-format")
+            .arg("json")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        clear_deedbolt_env(&mut cmd);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn deedbolt serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        ServeProcess {
+            child,
+            lines,
+            rx,
+            reader: Some(reader),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (up to 20 s) for the JSON log line "deedbolt is ready" and returns its
+    /// `http://ADDR` base URL.
+    pub fn wait_ready(&mut self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                        continue;
+                    };
+                    if v["message"] == "deedbolt is ready" {
+                        let addr = v["addr"].as_str().expect("ready line has an addr field");
+                        return format!("http://{addr}");
+                    }
+                }
+                Err(e) => panic!(
+                    "deedbolt serve did not become ready ({e}); logs:\n{}",
+                    self.lines.lock().unwrap().join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Sends SIGTERM with the `kill` command.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let status = wait_child(&mut self.child, timeout);
+        if status.is_some() {
+            if let Some(r) = self.reader.take() {
+                let _ = r.join();
+            }
+        }
+        status
+    }
+
+    /// Every stderr line so far (all of them once the process has exited).
+    pub fn logs(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The bytes of every file in `dir` (the database, its -wal and -shm files), by name.
+pub fn data_dir_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read data dir") {
+        let entry = entry.expect("dir entry");
+        if entry.file_type().expect("file type").is_file() {
+            out.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).expect("read file"),
+            ));
+        }
+    }
+    out
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The current signing key of the data directory, loaded the way the server loads it.
+pub async fn current_signing_key(
+    data_dir: &Path,
+    master_key: Option<&str>,
+) -> Arc<deedbolt_core::jose::SigningKey> {
+    use deedbolt_core::clock::Clock as _;
+    let store = deedbolt_store_sqlite::SqliteStore::open(&data_dir.join("deedbolt.db"))
+        .await
+        .expect("open store");
+    let master = master_key.map(|k| Arc::new(MasterKey::parse(k).expect("master key")));
+    let vault = deedbolt_core::keyring::KeyVault::new(Arc::new(store.clone()), master);
+    let loaded = vault
+        .load(deedbolt_core::clock::SystemClock.now())
+        .await
+        .expect("load keys");
+    store.close().await;
+    loaded.current
+}
+
+/// The current Unix time in seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+/// The `WWW-Authenticate` header of a response, or "".
+pub fn www_authenticate(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .unwrap_or_default()
+}

@@ -5,3 +5,11 @@ mod helpers;
 
 mod api;
 mod token;
+
+mod cli;
+mod config;
+mod discovery;
+mod keys;
+mod logs;
+mod master_key;
+mod restart;
