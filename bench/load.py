@@ -3,7 +3,7 @@
 
 Usage:
     python3 bench/load.py                 # full run: every scenario, c = 8, 32, 64, 10 s each, plus the peer
-    python3 bench/load.py --smoke         # 2-second run at c = 32, no peer (what CI runs)
+    python3 bench/load.py --smoke         # 2-second run at c = 32 on the debug build, no peer (what CI runs)
     python3 bench/load.py --no-peer --alg EdDSA --concurrency 32 --duration 5
 
 For each scenario and concurrency it prints requests/s, p50/p99 latency, server CPU per
@@ -31,7 +31,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "deedbolt"
+TARGET_DIR = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+BIN = TARGET_DIR / "release" / "deedbolt"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -195,7 +196,8 @@ def scenarios_for(server_base, basic, token, introspect_path=None, api=True):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--smoke", action="store_true", help="2-second run at c=32, no peer")
+    ap.add_argument("--smoke", action="store_true",
+                    help="2-second run at c=32 on the debug build, no peer: checks the script, measures nothing")
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--no-build", action="store_true", help="use the existing release binary")
     ap.add_argument("--alg", default="ES256", choices=["ES256", "RS256", "EdDSA"])
@@ -203,13 +205,16 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = ap.parse_args()
+    global BIN
+    profile = ["--release"]
     if args.smoke:
         args.concurrency, args.duration, args.no_peer = [32], 2, True
+        BIN, profile = TARGET_DIR / "debug" / "deedbolt", []
     concurrency = args.concurrency or [8, 32, 64]
     if shutil.which("wrk") is None:
         sys.exit("wrk is required: apt-get install wrk")
     if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "-p", "deedbolt"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", *profile, "-p", "deedbolt"], cwd=ROOT, check=True)
 
     results = {"alg": args.alg, "concurrency": concurrency, "duration_s": args.duration,
                "machine": {"cpus": os.cpu_count()}, "deedbolt": {}, "peer": {}}

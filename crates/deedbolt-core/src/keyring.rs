@@ -34,10 +34,13 @@ pub enum KeyringError {
     /// A key could not be made or parsed.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// Sealing or opening failed (most often: a different master key than the one the data
-    /// was sealed with).
-    #[error("{0} (is DEEDBOLT_MASTER_KEY the key this data directory was sealed with?)")]
-    Seal(#[from] SealError),
+    /// Sealed data could not be opened: most often a different master key than the one
+    /// the data was sealed with.
+    #[error("cannot open sealed data (is DEEDBOLT_MASTER_KEY the key this data directory was sealed with?)")]
+    Open(#[source] SealError),
+    /// Sealing failed (the random source or the cipher).
+    #[error("cannot seal data")]
+    Seal(#[source] SealError),
     /// Sealed data exists but no master key is configured.
     #[error("{0} is sealed under a master key, but DEEDBOLT_MASTER_KEY is not set")]
     MasterKeyMissing(&'static str),
@@ -47,6 +50,15 @@ pub enum KeyringError {
     /// Stored secret has the wrong size.
     #[error("stored {0} is corrupt")]
     Corrupt(&'static str),
+}
+
+impl From<SealError> for KeyringError {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::Open => KeyringError::Open(e),
+            other => KeyringError::Seal(other),
+        }
+    }
 }
 
 /// The keys in force: the one that signs and the set that verifies.
@@ -111,8 +123,30 @@ impl KeyVault {
         }
     }
 
+    /// Opens every stored key, so that a missing or wrong master key is refused before
+    /// anything is changed; returns the stored keys.
+    async fn check_access(&self) -> Result<Vec<StoredKey>, KeyringError> {
+        let keys = self.store.list_keys().await?;
+        for key in &keys {
+            self.open("a signing key", key.kid.as_str().as_bytes(), &key.material)?;
+        }
+        Ok(keys)
+    }
+
     /// Makes a new current key of `alg`, retiring the previous one; returns its id.
+    ///
+    /// Refused, with nothing changed, unless every stored key can be opened with this
+    /// vault's master key (or lack of one).
     pub async fn rotate(&self, alg: SigningAlg, now: UnixTime) -> Result<KeyId, KeyringError> {
+        self.check_access().await?;
+        self.rotate_unchecked(alg, now).await
+    }
+
+    async fn rotate_unchecked(
+        &self,
+        alg: SigningAlg,
+        now: UnixTime,
+    ) -> Result<KeyId, KeyringError> {
         let (key, der) = SigningKey::generate(alg)?;
         let stored = StoredKey {
             kid: key.kid().clone(),
@@ -127,15 +161,17 @@ impl KeyVault {
 
     /// Ensures there is a current key of `alg`, rotating to a new one when there is none
     /// or when the configured algorithm changed. Returns the new key's id if it made one.
+    /// Like [`KeyVault::rotate`], refused with nothing changed if a stored key cannot be
+    /// opened.
     pub async fn ensure_current(
         &self,
         alg: SigningAlg,
         now: UnixTime,
     ) -> Result<Option<KeyId>, KeyringError> {
-        let keys = self.store.list_keys().await?;
+        let keys = self.check_access().await?;
         match keys.iter().find(|k| k.retired_at.is_none()) {
             Some(current) if current.alg == alg => Ok(None),
-            _ => Ok(Some(self.rotate(alg, now).await?)),
+            _ => Ok(Some(self.rotate_unchecked(alg, now).await?)),
         }
     }
 
@@ -176,7 +212,7 @@ impl KeyVault {
 
     /// The client-secret pepper, created on first use and the same ever after.
     pub async fn pepper(&self) -> Result<Pepper, KeyringError> {
-        let fresh = Pepper::generate().map_err(SealError::from)?;
+        let fresh = Pepper::generate().map_err(|e| KeyringError::Seal(SealError::from(e)))?;
         let candidate = self.seal(PEPPER_NAME.as_bytes(), fresh.expose_bytes())?;
         let stored = self.store.secret_or_insert(PEPPER_NAME, &candidate).await?;
         let bytes = self.open("the client-secret pepper", PEPPER_NAME.as_bytes(), &stored)?;

@@ -184,7 +184,7 @@ impl ClientStore for SqliteStore {
 
     async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, id"
+            "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, rowid"
         ))
         .fetch_all(&self.pool)
         .await

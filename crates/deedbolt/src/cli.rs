@@ -110,8 +110,8 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Replace a client's secret; prints the new one (shown this once). The old secret
-    /// stops working at once.
+    /// Replace a client's secret; prints the new one (shown this once). Running servers
+    /// stop accepting the old secret within their sync interval (1 s by default).
     RotateSecret {
         /// The client id.
         client_id: ClientId,
@@ -324,7 +324,11 @@ async fn client_command(
             } else {
                 println!("client_id:     {client_id}");
                 println!("client_secret: {}", secret.expose_secret());
-                eprintln!("The old secret no longer works. Store the new one now: it is shown only this once.");
+                eprintln!(
+                    "Running servers stop accepting the old secret within their sync interval \
+                     (--key-refresh-interval, 1s by default). Store the new secret now: it is \
+                     shown only this once."
+                );
             }
             Ok(())
         }
@@ -333,6 +337,10 @@ async fn client_command(
                 bail!("no client with id {client_id}");
             }
             println!("deleted {client_id}");
+            eprintln!(
+                "Running servers stop accepting it within their sync interval \
+                 (--key-refresh-interval, 1s by default)."
+            );
             Ok(())
         }
     }

@@ -267,10 +267,6 @@ async fn malformed_master_keys_are_refused_at_start() {
 }
 
 #[tokio::test]
-#[ignore = "bug: `keys rotate` never checks DEEDBOLT_MASTER_KEY against the sealed data: \
-            without it, it writes an UNSEALED current signing key into a sealed data \
-            directory; with a wrong key, a key the server can never open (cli.rs vault(), \
-            keyring.rs KeyVault::rotate)"]
 async fn rotating_keys_without_the_right_master_key_is_refused() {
     let key = generate_master_key();
     let other_key = generate_master_key();
@@ -302,10 +298,6 @@ async fn rotating_keys_without_the_right_master_key_is_refused() {
 }
 
 #[tokio::test]
-#[ignore = "bug: Application::build (crates/deedbolt/src/startup.rs) calls \
-            KeyVault::ensure_current before any sealed data is opened; with a wrong \
-            DEEDBOLT_MASTER_KEY and a changed signing_alg it rotates in a key sealed under the \
-            WRONG key, then fails, and the right key can never start the server again"]
 async fn a_failed_start_with_the_wrong_master_key_leaves_the_data_directory_unchanged() {
     let key = generate_master_key();
     let other_key = generate_master_key();
@@ -350,10 +342,6 @@ async fn a_failed_start_with_the_wrong_master_key_leaves_the_data_directory_unch
 }
 
 #[tokio::test]
-#[ignore = "bug: Application::build (crates/deedbolt/src/startup.rs) calls \
-            KeyVault::ensure_current before any sealed data is opened; without \
-            DEEDBOLT_MASTER_KEY and with a changed signing_alg a refused start retires the \
-            sealed key and writes an UNSEALED current key"]
 async fn a_failed_start_without_the_master_key_leaves_the_data_directory_unchanged() {
     let key = generate_master_key();
     let app = spawn_app_with(with_issuer(None, Some(&key))).await;
@@ -381,9 +369,6 @@ async fn a_failed_start_without_the_master_key_leaves_the_data_directory_unchang
 }
 
 #[test]
-#[ignore = "bug (cosmetic): KeyringError::Seal in crates/deedbolt-core/src/keyring.rs formats \
-            its source with {0} AND marks it #[from] (so also #[source]); `error: {e:#}` \
-            prints the cause twice"]
 fn the_wrong_master_key_error_is_stated_once() {
     let key = generate_master_key();
     let other = generate_master_key();
