@@ -34,32 +34,26 @@ fn generate_master_key() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn keys_list(dir: &Path, key: Option<&str>) -> Vec<Value> {
-    let out = run_cli(dir, key, &["keys", "list", "--json"]);
+/// Runs a `... list --json` command, asserts success, returns the array.
+fn cli_list(dir: &Path, key: Option<&str>, args: &[&str]) -> Vec<Value> {
+    let out = run_cli(dir, key, args);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    match serde_json::from_slice::<Value>(&out.stdout).unwrap() {
+        Value::Array(items) => items,
+        other => panic!("expected a JSON array, got {other}"),
+    }
+}
+
+fn keys_list(dir: &Path, key: Option<&str>) -> Vec<Value> {
+    cli_list(dir, key, &["keys", "list", "--json"])
 }
 
 fn client_count(dir: &Path, key: Option<&str>) -> usize {
-    let out = run_cli(dir, key, &["client", "list", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .len()
+    cli_list(dir, key, &["client", "list", "--json"]).len()
 }
 
 fn store_contains(dir: &Path, needle: &[u8]) -> Vec<String> {
