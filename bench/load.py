@@ -246,7 +246,10 @@ def main():
         peer.start()
         try:
             basic = base64.b64encode(f"bench-peer:{peer_secret}".encode()).decode()
-            token = post_form(peer.base + "/token", "grant_type=client_credentials&scope=property:read", basic)["access_token"]
+            # The peer only introspects opaque tokens; ask for one for the introspection run.
+            token = post_form(peer.base + "/token",
+                              "grant_type=client_credentials&scope=property:read&resource=urn:deedbolt:bench:opaque",
+                              basic)["access_token"]
             for name, sc in scenarios_for(peer.base, basic, token, "/token/introspection", api=False).items():
                 rows = results["peer"].setdefault(name, [])
                 for c in concurrency:

@@ -7,6 +7,9 @@ const port = Number(process.env.PORT);
 const clientId = process.env.CLIENT_ID;
 const clientSecret = process.env.CLIENT_SECRET;
 const audience = 'http://127.0.0.1/api';
+// Tokens for this resource are opaque, so the introspection scenario has something the
+// peer can introspect (it refuses to introspect its JWT access tokens).
+const opaqueResource = 'urn:deedbolt:bench:opaque';
 
 function jwk(type, options, alg) {
   const { privateKey } = generateKeyPairSync(type, options);
@@ -39,12 +42,14 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
       enabled: true,
       defaultResource: () => audience,
       useGrantedResource: () => true,
-      getResourceServerInfo: () => ({
-        scope: 'property:read',
-        audience,
-        accessTokenFormat: 'jwt',
-        jwt: { sign: { alg: 'ES256' } },
-      }),
+      getResourceServerInfo: (ctx, resource) => (resource === opaqueResource
+        ? { scope: 'property:read', audience: opaqueResource, accessTokenFormat: 'opaque' }
+        : {
+          scope: 'property:read',
+          audience,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'ES256' } },
+        }),
     },
   },
 });
