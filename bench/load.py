@@ -5,6 +5,7 @@ Usage:
     python3 bench/load.py                 # full run: every scenario, c = 8, 32, 64, 10 s each, plus the peer
     python3 bench/load.py --smoke         # 2-second run at c = 32 on the debug build, no peer (what CI runs)
     python3 bench/load.py --no-peer --alg EdDSA --concurrency 32 --duration 5
+    python3 bench/load.py --no-peer --populate 1000000   # growth: 10^6 registered clients
 
 For each scenario and concurrency it prints requests/s, p50/p99 latency, server CPU per
 request (user + system time of the server process, from /proc) and peak RSS, and writes
@@ -17,6 +18,7 @@ Requires wrk (Debian package `wrk`) and, for the peer, Node.js and npm.
 
 import argparse
 import base64
+import sqlite3
 import json
 import os
 import re
@@ -115,6 +117,25 @@ def run_wrk(url, pid, concurrency, duration, method="GET", body=None, headers=No
     }
 
 
+def populate(data_dir, clients):
+    """Fills the database with `clients` extra registered clients (random ids, random
+    hashes), straight through SQLite, so that growth can be measured without hours of CLI
+    calls. Must run while the server is stopped."""
+    db = sqlite3.connect(os.path.join(data_dir, "deedbolt.db"))
+    now = int(time.time())
+    batch = 50_000
+    for start in range(0, clients, batch):
+        rows = [
+            ("dbc_" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="), "populated",
+             os.urandom(32), "client_credentials", "property:read", now, now)
+            for _ in range(min(batch, clients - start))
+        ]
+        db.executemany("INSERT INTO clients (id, name, secret_hash, grant_types, scopes, created_at, updated_at)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        db.commit()
+    db.close()
+
+
 def post_form(url, form, basic):
     req = urllib.request.Request(url, data=form.encode(), method="POST")
     req.add_header("Content-Type", "application/x-www-form-urlencoded")
@@ -203,6 +224,8 @@ def main():
     ap.add_argument("--alg", default="ES256", choices=["ES256", "RS256", "EdDSA"])
     ap.add_argument("--concurrency", type=int, action="append")
     ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--populate", type=int, default=0, metavar="N",
+                    help="register N extra clients before the runs (growth measurement)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = ap.parse_args()
     global BIN
@@ -225,6 +248,11 @@ def main():
         basic = base64.b64encode(f"{writer['client_id']}:{writer['client_secret']}".encode()).decode()
         db.start()
         db.stop()
+        if args.populate:
+            t0 = time.monotonic()
+            populate(data_dir, args.populate)
+            print(f"populated {args.populate} clients in {time.monotonic() - t0:.1f} s", flush=True)
+        results["populated_clients"] = args.populate
         results["deedbolt"]["startup_to_ready_s"] = round(db.start(), 4)
         try:
             token = post_form(db.base + "/token", "grant_type=client_credentials", basic)["access_token"]
