@@ -21,6 +21,8 @@ fn fixture() -> (Client, ClientSecret, SecretHasher, TokenPolicy) {
         secret_hash: Some(hasher.hash(&secret)),
         grant_types: vec![GrantType::ClientCredentials],
         scopes: "property:read financial:read".parse().unwrap(),
+        redirect_uris: vec![],
+        public: false,
         created_at: UnixTime(0),
         updated_at: UnixTime(0),
     };

@@ -219,6 +219,8 @@ mod tests {
             secret_hash: None,
             grant_types: vec![GrantType::ClientCredentials],
             scopes: "property:read".parse().unwrap(),
+            redirect_uris: vec![],
+            public: false,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         }

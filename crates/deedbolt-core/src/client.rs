@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
 use crate::ids::ClientId;
+use crate::redirect::RedirectUri;
 use crate::scope::ScopeSet;
 use crate::secret::SecretHash;
 
@@ -98,6 +99,15 @@ pub enum ClientRuleError {
     /// A grant this release cannot serve yet.
     #[error("grant type `{0}` is not supported yet")]
     UnsupportedGrant(GrantType),
+    /// authorization_code without a redirect URI.
+    #[error("the authorization_code grant needs at least one --redirect-uri")]
+    NoRedirectUri,
+    /// Redirect URIs on a client that cannot use them.
+    #[error("redirect URIs are only used by the authorization_code grant")]
+    RedirectWithoutCode,
+    /// A public client asking for client_credentials.
+    #[error("a public client cannot use client_credentials (it has no secret)")]
+    PublicClientCredentials,
 }
 
 /// A registered client.
@@ -113,6 +123,10 @@ pub struct Client {
     pub grant_types: Vec<GrantType>,
     /// The scopes it is registered for: the most it can ever get, and its default.
     pub scopes: ScopeSet,
+    /// Registered redirect URIs (authorization-code clients).
+    pub redirect_uris: Vec<RedirectUri>,
+    /// A public client (`token_endpoint_auth_method=none`): no secret, PKCE only.
+    pub public: bool,
     /// When it was registered.
     pub created_at: UnixTime,
     /// When it last changed (e.g. secret rotation).
@@ -135,34 +149,61 @@ pub struct NewClient {
     pub grant_types: Vec<GrantType>,
     /// Registered scopes.
     pub scopes: ScopeSet,
+    /// Registered redirect URIs.
+    pub redirect_uris: Vec<RedirectUri>,
+    /// Public client (no secret).
+    pub public: bool,
+}
+
+/// Whether a client is public or confidential (RFC 6749 §2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientKind {
+    /// Holds a secret (server-side apps, machine clients).
+    Confidential,
+    /// Cannot keep a secret (single-page and native apps): PKCE only.
+    Public,
 }
 
 impl NewClient {
-    /// Validates a registration: a name, at least one grant type this release serves, and
-    /// at least one scope.
+    /// Validates a registration: a name, at least one grant type this release serves, at
+    /// least one scope, redirect URIs exactly when the authorization-code grant is used, and
+    /// no client credentials for public clients.
     pub fn new(
         name: ClientName,
         mut grant_types: Vec<GrantType>,
         scopes: ScopeSet,
+        mut redirect_uris: Vec<RedirectUri>,
+        kind: ClientKind,
     ) -> Result<Self, ClientRuleError> {
         grant_types.sort();
         grant_types.dedup();
+        redirect_uris.dedup();
         if grant_types.is_empty() {
             return Err(ClientRuleError::NoGrant);
         }
-        if let Some(g) = grant_types
-            .iter()
-            .find(|g| **g != GrantType::ClientCredentials)
-        {
-            return Err(ClientRuleError::UnsupportedGrant(*g));
+        if grant_types.contains(&GrantType::RefreshToken) {
+            return Err(ClientRuleError::UnsupportedGrant(GrantType::RefreshToken));
         }
         if scopes.is_empty() {
             return Err(ClientRuleError::NoScope);
+        }
+        let code = grant_types.contains(&GrantType::AuthorizationCode);
+        if code && redirect_uris.is_empty() {
+            return Err(ClientRuleError::NoRedirectUri);
+        }
+        if !code && !redirect_uris.is_empty() {
+            return Err(ClientRuleError::RedirectWithoutCode);
+        }
+        let public = kind == ClientKind::Public;
+        if public && grant_types.contains(&GrantType::ClientCredentials) {
+            return Err(ClientRuleError::PublicClientCredentials);
         }
         Ok(NewClient {
             name,
             grant_types,
             scopes,
+            redirect_uris,
+            public,
         })
     }
 }
@@ -183,15 +224,18 @@ mod tests {
     fn registration_needs_grant_and_scope() {
         let name = ClientName::parse("bot").unwrap();
         let scopes: ScopeSet = "property:read".parse().unwrap();
+        let conf = ClientKind::Confidential;
         assert_eq!(
-            NewClient::new(name.clone(), vec![], scopes).unwrap_err(),
+            NewClient::new(name.clone(), vec![], scopes, vec![], conf).unwrap_err(),
             ClientRuleError::NoGrant
         );
         assert_eq!(
             NewClient::new(
                 name.clone(),
                 vec![GrantType::ClientCredentials],
-                ScopeSet::empty()
+                ScopeSet::empty(),
+                vec![],
+                conf
             )
             .unwrap_err(),
             ClientRuleError::NoScope
@@ -200,9 +244,46 @@ mod tests {
             name,
             vec![GrantType::ClientCredentials, GrantType::ClientCredentials],
             scopes,
+            vec![],
+            conf,
         )
         .unwrap();
         assert_eq!(ok.grant_types, vec![GrantType::ClientCredentials]);
+    }
+
+    #[test]
+    fn code_clients_need_redirects_and_public_clients_no_client_credentials() {
+        let name = ClientName::parse("spa").unwrap();
+        let scopes: ScopeSet = "openid tenant:read".parse().unwrap();
+        let cb = RedirectUri::parse("https://app.example.com/cb").unwrap();
+        let code = vec![GrantType::AuthorizationCode];
+        assert_eq!(
+            NewClient::new(name.clone(), code.clone(), scopes, vec![], ClientKind::Public).unwrap_err(),
+            ClientRuleError::NoRedirectUri
+        );
+        assert_eq!(
+            NewClient::new(
+                name.clone(),
+                vec![GrantType::ClientCredentials],
+                scopes,
+                vec![cb.clone()],
+                ClientKind::Confidential
+            )
+            .unwrap_err(),
+            ClientRuleError::RedirectWithoutCode
+        );
+        assert_eq!(
+            NewClient::new(
+                name.clone(),
+                vec![GrantType::ClientCredentials, GrantType::AuthorizationCode],
+                scopes,
+                vec![cb.clone()],
+                ClientKind::Public
+            )
+            .unwrap_err(),
+            ClientRuleError::PublicClientCredentials
+        );
+        assert!(NewClient::new(name, code, scopes, vec![cb], ClientKind::Public).unwrap().public);
     }
 
     #[test]

@@ -57,6 +57,17 @@ pub fn authenticate_client(
     }
 }
 
+/// Identifies a public client (`token_endpoint_auth_method=none`, RFC 6749 §2.1) that
+/// presented only its id. It proves nothing by itself: the code grant it redeems is bound
+/// to a PKCE challenge, which is what authenticates the exchange. A confidential client
+/// must authenticate with its secret instead.
+pub fn identify_public_client(found: Option<Client>) -> Result<ClientAuthenticated, OAuthError> {
+    match found {
+        Some(client) if client.public => Ok(ClientAuthenticated { client }),
+        _ => Err(OAuthError::client_authentication_failed()),
+    }
+}
+
 /// Decides the scope of a client-credentials token (RFC 6749 §4.4.2, §3.3).
 ///
 /// No `scope` parameter gives the client's registered scopes; a requested scope must be
@@ -161,6 +172,8 @@ mod tests {
             secret_hash: Some(hasher.hash(&secret)),
             grant_types: grants,
             scopes: "property:read financial:read".parse().unwrap(),
+            redirect_uris: vec![],
+            public: false,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         };

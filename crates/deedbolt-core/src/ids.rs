@@ -90,6 +90,20 @@ string_id!(
     128
 );
 
+string_id!(
+    /// A user's identifier: random, stable, and the `sub` of their tokens.
+    UserId,
+    "user id",
+    64
+);
+
+impl UserId {
+    /// A fresh random user id (128 bits).
+    pub fn generate() -> Result<Self, RandomError> {
+        Ok(UserId(format!("usr_{}", rand::token::<16>()?)))
+    }
+}
+
 impl ClientId {
     /// A fresh random client id (128 bits).
     pub fn generate() -> Result<Self, RandomError> {

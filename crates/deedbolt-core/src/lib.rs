@@ -17,6 +17,11 @@
 //! - [`client`]: registered clients and the rules for registering one.
 //! - [`cache`]: a read-through client cache kept fresh by a change counter.
 //! - [`grant`]: client authentication (with proof values) and the client-credentials grant.
+//! - [`flow`]: the authorization-code flow: request validation, codes, ID tokens.
+//! - [`pkce`]: PKCE (S256 only) with a proof value.
+//! - [`redirect`]: redirect URIs, registered and compared exactly.
+//! - [`user`]: users, roles and argon2id passwords.
+//! - [`revocation`]: the in-process list of revoked access tokens.
 //! - [`token`]: access-token claim sets and lifetimes.
 //! - [`property`]: the PropTech property record and its validation.
 //! - [`error`]: the RFC 6749 §5.2 error codes.
@@ -31,14 +36,19 @@ pub mod cache;
 pub mod client;
 pub mod clock;
 pub mod error;
+pub mod flow;
 pub mod grant;
 pub mod ids;
 pub mod jose;
 pub mod keyring;
 pub mod ports;
+pub mod pkce;
 pub mod property;
 pub mod rand;
+pub mod redirect;
+pub mod revocation;
 pub mod scope;
 pub mod seal;
 pub mod secret;
 pub mod token;
+pub mod user;

@@ -11,7 +11,10 @@ use zeroize::Zeroizing;
 
 use crate::client::Client;
 use crate::clock::UnixTime;
-use crate::ids::{ClientId, KeyId};
+use crate::flow::{AuthorizationRequest, CodeGrant};
+use crate::ids::{ClientId, KeyId, TokenId, UserId};
+use crate::scope::ScopeSet;
+use crate::user::{Email, User};
 use crate::jose::SigningAlg;
 use crate::property::{NewProperty, Property};
 use crate::secret::SecretHash;
@@ -25,6 +28,9 @@ pub enum StoreError {
     /// A stored row does not parse back into a domain value.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A uniqueness rule was broken (e.g. an email registered twice).
+    #[error("already exists: {0}")]
+    Conflict(&'static str),
 }
 
 impl StoreError {
@@ -132,4 +138,124 @@ pub trait PropertyStore: Send + Sync + 'static {
 pub trait Health: Send + Sync + 'static {
     /// Succeeds when the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Users (resource owners).
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Stores a new user; [`StoreError::Conflict`] if the email is taken.
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
+    /// The user with this id.
+    async fn find_user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+    /// The user with this email.
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
+    /// Every user, oldest first.
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+}
+
+/// A browser session after login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// Who logged in.
+    pub user_id: UserId,
+    /// When they entered their password.
+    pub auth_time: UnixTime,
+    /// The anti-CSRF token of this session's forms.
+    pub csrf: String,
+    /// When the session ends.
+    pub expires_at: UnixTime,
+}
+
+/// What redeeming a code found.
+#[derive(Debug)]
+pub enum Redemption {
+    /// First redemption: the code is now spent.
+    Fresh(CodeGrant),
+    /// The code was redeemed before: a replay. Carries the access token issued from the
+    /// first redemption, if it was recorded yet, so the caller can revoke it.
+    Replayed(Option<(TokenId, UnixTime)>),
+    /// No such code (or expired and pruned).
+    Unknown,
+}
+
+/// The state of the authorization-code flow: pending requests, sessions, consents, codes,
+/// and revoked access tokens.
+#[async_trait]
+pub trait FlowStore: Send + Sync + 'static {
+    /// Remembers a validated authorization request while the user logs in and consents.
+    async fn put_pending(
+        &self,
+        id: &str,
+        request: &AuthorizationRequest,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// A pending request that has not expired.
+    async fn get_pending(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<AuthorizationRequest>, StoreError>;
+    /// Forgets a pending request (it was answered).
+    async fn delete_pending(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Stores a session under the hash of its cookie value.
+    async fn create_session(&self, id_hash: &[u8; 32], session: &Session) -> Result<(), StoreError>;
+    /// The live session with this hash.
+    async fn find_session(
+        &self,
+        id_hash: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<Option<Session>, StoreError>;
+    /// Ends a session.
+    async fn delete_session(&self, id_hash: &[u8; 32]) -> Result<(), StoreError>;
+
+    /// The scopes the user has already granted the client.
+    async fn find_consent(
+        &self,
+        user: &UserId,
+        client: &ClientId,
+    ) -> Result<Option<ScopeSet>, StoreError>;
+    /// Adds `scope` to what the user has granted the client.
+    async fn save_consent(
+        &self,
+        user: &UserId,
+        client: &ClientId,
+        scope: ScopeSet,
+        at: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// Forgets the user's consents (to one client, or all); returns how many.
+    async fn revoke_consents(
+        &self,
+        user: &UserId,
+        client: Option<&ClientId>,
+    ) -> Result<u64, StoreError>;
+
+    /// Stores a new code under its hash.
+    async fn insert_code(&self, hash: &[u8; 32], grant: &CodeGrant) -> Result<(), StoreError>;
+    /// Atomically spends a code: the first caller gets [`Redemption::Fresh`], every later
+    /// (or concurrent) caller [`Redemption::Replayed`], and the code is marked replayed.
+    async fn redeem_code(&self, hash: &[u8; 32], now: UnixTime) -> Result<Redemption, StoreError>;
+    /// Records the access token issued from a code. Returns `true` if the code was replayed
+    /// in the meantime, in which case the caller must revoke that token.
+    async fn record_code_token(
+        &self,
+        hash: &[u8; 32],
+        jti: &TokenId,
+        expires_at: UnixTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Puts an access token's `jti` on the revocation list until it expires.
+    async fn revoke_token(
+        &self,
+        jti: &TokenId,
+        expires_at: UnixTime,
+        at: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// Revocations recorded after `cursor`, and the new cursor.
+    async fn revoked_since(
+        &self,
+        cursor: i64,
+    ) -> Result<(Vec<(TokenId, UnixTime)>, i64), StoreError>;
+    /// Deletes expired pending requests, sessions, codes and revocations.
+    async fn prune_expired(&self, now: UnixTime) -> Result<(), StoreError>;
 }

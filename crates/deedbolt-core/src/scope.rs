@@ -1,4 +1,4 @@
-//! The PropTech scope catalogue and scope sets (RFC 6749 §3.3).
+//! The PropTech scope catalogue, the OpenID Connect scopes, and scope sets (RFC 6749 §3.3).
 //!
 //! A scope string is parsed once, at the edge, into a [`ScopeSet`]; everything after that
 //! works on the typed set. Unknown or malformed scope strings are rejected rather than
@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// One scope of the PropTech catalogue.
+/// One scope: the PropTech catalogue plus the OpenID Connect scopes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
     /// Read properties (addresses, types, units).
@@ -28,11 +28,17 @@ pub enum Scope {
     MaintenanceRequest,
     /// Update, assign and close maintenance requests (staff).
     MaintenanceManage,
+    /// OpenID Connect: sign the user in and issue an ID token.
+    Openid,
+    /// OpenID Connect: the user's name.
+    Profile,
+    /// OpenID Connect: the user's email address.
+    Email,
 }
 
 impl Scope {
     /// Every scope, in canonical order.
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 11] = [
         Scope::PropertyRead,
         Scope::PropertyWrite,
         Scope::TenantRead,
@@ -41,7 +47,18 @@ impl Scope {
         Scope::FinancialWrite,
         Scope::MaintenanceRequest,
         Scope::MaintenanceManage,
+        Scope::Openid,
+        Scope::Profile,
+        Scope::Email,
     ];
+
+    /// The OpenID Connect scopes (OIDC Core §5.4), which grant no API access.
+    pub fn oidc() -> ScopeSet {
+        ScopeSet::empty()
+            .with(Scope::Openid)
+            .with(Scope::Profile)
+            .with(Scope::Email)
+    }
 
     /// The scope token as it appears on the wire.
     pub const fn as_str(self) -> &'static str {
@@ -54,6 +71,9 @@ impl Scope {
             Scope::FinancialWrite => "financial:write",
             Scope::MaintenanceRequest => "maintenance:request",
             Scope::MaintenanceManage => "maintenance:manage",
+            Scope::Openid => "openid",
+            Scope::Profile => "profile",
+            Scope::Email => "email",
         }
     }
 
@@ -68,6 +88,9 @@ impl Scope {
             Scope::FinancialWrite => "Post rent charges and payments",
             Scope::MaintenanceRequest => "Open and follow maintenance requests",
             Scope::MaintenanceManage => "Update, assign and close maintenance requests",
+            Scope::Openid => "Confirm who you are",
+            Scope::Profile => "See your name",
+            Scope::Email => "See your email address",
         }
     }
 
@@ -330,7 +353,7 @@ mod tests {
     }
 
     fn any_set() -> impl Strategy<Value = ScopeSet> {
-        (0u16..256).prop_map(ScopeSet)
+        (0u16..(1 << Scope::ALL.len())).prop_map(ScopeSet)
     }
 
     proptest! {

@@ -16,9 +16,14 @@ use async_trait::async_trait;
 use deedbolt_core::client::{Client, ClientName, GrantType};
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::ids::{ClientId, KeyId};
+use deedbolt_core::flow::{AuthorizationRequest, CodeGrant};
+use deedbolt_core::ids::{TokenId, UserId};
 use deedbolt_core::ports::{
-    ClientStore, Health, KeyMaterial, KeyStore, PropertyStore, StoreError, StoredKey,
+    ClientStore, FlowStore, Health, KeyMaterial, KeyStore, PropertyStore, Redemption, Session,
+    StoreError, StoredKey, UserStore,
 };
+use deedbolt_core::redirect::RedirectUri;
+use deedbolt_core::user::{Email, User};
 use deedbolt_core::property::{NewProperty, Property};
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::secret::SecretHash;
@@ -123,6 +128,8 @@ fn client_from_row(row: &SqliteRow) -> Result<Client, StoreError> {
     let hash: Option<Vec<u8>> = row.try_get("secret_hash").map_err(backend)?;
     let grants: String = row.try_get("grant_types").map_err(backend)?;
     let scopes: String = row.try_get("scopes").map_err(backend)?;
+    let redirects: String = row.try_get("redirect_uris").map_err(backend)?;
+    let public: i64 = row.try_get("public").map_err(backend)?;
     let secret_hash = match hash {
         Some(bytes) => Some(SecretHash::from_bytes(&bytes).ok_or_else(|| corrupt("secret_hash"))?),
         None => None,
@@ -143,26 +150,43 @@ fn client_from_row(row: &SqliteRow) -> Result<Client, StoreError> {
         } else {
             scopes.parse().map_err(|_| corrupt("scopes"))?
         },
+        redirect_uris: redirects
+            .split(' ')
+            .filter(|r| !r.is_empty())
+            .map(RedirectUri::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| corrupt("redirect_uris"))?,
+        public: public == 1,
         created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
         updated_at: UnixTime(row.try_get("updated_at").map_err(backend)?),
     })
 }
 
-const CLIENT_COLUMNS: &str = "id, name, secret_hash, grant_types, scopes, created_at, updated_at";
+const CLIENT_COLUMNS: &str =
+    "id, name, secret_hash, grant_types, scopes, redirect_uris, public, created_at, updated_at";
 
 #[async_trait]
 impl ClientStore for SqliteStore {
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
         let grants: Vec<&str> = client.grant_types.iter().map(|g| g.as_str()).collect();
         sqlx::query(
-            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(client.id.as_str())
         .bind(client.name.as_str())
         .bind(client.secret_hash.as_ref().map(|h| h.as_bytes().to_vec()))
         .bind(grants.join(" "))
         .bind(client.scopes.to_string())
+        .bind(
+            client
+                .redirect_uris
+                .iter()
+                .map(RedirectUri::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+        .bind(i64::from(client.public))
         .bind(client.created_at.0)
         .bind(client.updated_at.0)
         .execute(&self.pool)
@@ -406,6 +430,388 @@ impl Health for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(backend)?;
+        Ok(())
+    }
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
+    let id: String = row.try_get("id").map_err(backend)?;
+    let email: String = row.try_get("email").map_err(backend)?;
+    let role: String = row.try_get("role").map_err(backend)?;
+    Ok(User {
+        id: UserId::parse(&id).map_err(|_| corrupt("user id"))?,
+        email: Email::parse(&email).map_err(|_| corrupt("email"))?,
+        name: row.try_get("name").map_err(backend)?,
+        role: role.parse().map_err(|_| corrupt("role"))?,
+        password_hash: row.try_get("password_hash").map_err(backend)?,
+        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
+    })
+}
+
+const USER_COLUMNS: &str = "id, email, name, role, password_hash, created_at";
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (id, email, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(user.id.as_str())
+        .bind(user.email.as_str())
+        .bind(user.name.as_deref())
+        .bind(user.role.as_str())
+        .bind(&user.password_hash)
+        .bind(user.created_at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict("a user with this email")
+            } else {
+                backend(e)
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn find_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?"))
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, rowid"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(user_from_row).collect()
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|_| corrupt(what))
+}
+
+#[async_trait]
+impl FlowStore for SqliteStore {
+    async fn put_pending(
+        &self,
+        id: &str,
+        request: &AuthorizationRequest,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, ?, ?)")
+            .bind(id)
+            .bind(to_json(request)?)
+            .bind(expires_at.0)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn get_pending(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<AuthorizationRequest>, StoreError> {
+        let row = sqlx::query(
+            "SELECT request FROM pending_authorizations WHERE id = ? AND expires_at > ?",
+        )
+        .bind(id)
+        .bind(now.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        match row {
+            Some(row) => {
+                let text: String = row.try_get("request").map_err(backend)?;
+                Ok(Some(from_json(&text, "pending authorization")?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn delete_pending(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM pending_authorizations WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn create_session(&self, id_hash: &[u8; 32], session: &Session) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, auth_time, csrf, expires_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&id_hash[..])
+        .bind(session.user_id.as_str())
+        .bind(session.auth_time.0)
+        .bind(&session.csrf)
+        .bind(session.expires_at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn find_session(
+        &self,
+        id_hash: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<Option<Session>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_id, auth_time, csrf, expires_at FROM sessions WHERE id_hash = ? AND expires_at > ?",
+        )
+        .bind(&id_hash[..])
+        .bind(now.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|row| {
+            let user: String = row.try_get("user_id").map_err(backend)?;
+            Ok(Session {
+                user_id: UserId::parse(&user).map_err(|_| corrupt("session user"))?,
+                auth_time: UnixTime(row.try_get("auth_time").map_err(backend)?),
+                csrf: row.try_get("csrf").map_err(backend)?,
+                expires_at: UnixTime(row.try_get("expires_at").map_err(backend)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, id_hash: &[u8; 32]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+            .bind(&id_hash[..])
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn find_consent(
+        &self,
+        user: &UserId,
+        client: &ClientId,
+    ) -> Result<Option<ScopeSet>, StoreError> {
+        let row = sqlx::query("SELECT scopes FROM consents WHERE user_id = ? AND client_id = ?")
+            .bind(user.as_str())
+            .bind(client.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        match row {
+            Some(row) => {
+                let s: String = row.try_get("scopes").map_err(backend)?;
+                Ok(Some(s.parse().map_err(|_| corrupt("consent scopes"))?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn save_consent(
+        &self,
+        user: &UserId,
+        client: &ClientId,
+        scope: ScopeSet,
+        at: UnixTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT scopes FROM consents WHERE user_id = ? AND client_id = ?")
+                .bind(user.as_str())
+                .bind(client.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let merged = match existing {
+            Some(s) => s
+                .parse::<ScopeSet>()
+                .map_err(|_| corrupt("consent scopes"))?
+                .union(&scope),
+            None => scope,
+        };
+        sqlx::query(
+            "INSERT INTO consents (user_id, client_id, scopes, granted_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at",
+        )
+        .bind(user.as_str())
+        .bind(client.as_str())
+        .bind(merged.to_string())
+        .bind(at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn revoke_consents(
+        &self,
+        user: &UserId,
+        client: Option<&ClientId>,
+    ) -> Result<u64, StoreError> {
+        let done = match client {
+            Some(c) => sqlx::query("DELETE FROM consents WHERE user_id = ? AND client_id = ?")
+                .bind(user.as_str())
+                .bind(c.as_str()),
+            None => sqlx::query("DELETE FROM consents WHERE user_id = ?").bind(user.as_str()),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_code(&self, hash: &[u8; 32], grant: &CodeGrant) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO auth_codes (code_hash, grant_json, expires_at) VALUES (?, ?, ?)")
+            .bind(&hash[..])
+            .bind(to_json(grant)?)
+            .bind(grant.expires_at.0)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn redeem_code(&self, hash: &[u8; 32], now: UnixTime) -> Result<Redemption, StoreError> {
+        // One conditional update: of any number of concurrent redemptions, exactly one
+        // finds `redeemed_at IS NULL`.
+        let fresh = sqlx::query(
+            "UPDATE auth_codes SET redeemed_at = ? WHERE code_hash = ? AND redeemed_at IS NULL \
+             RETURNING grant_json",
+        )
+        .bind(now.0)
+        .bind(&hash[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        if let Some(row) = fresh {
+            let text: String = row.try_get("grant_json").map_err(backend)?;
+            return Ok(Redemption::Fresh(from_json(&text, "code grant")?));
+        }
+        let replay = sqlx::query(
+            "UPDATE auth_codes SET replayed = 1 WHERE code_hash = ? RETURNING access_jti, access_exp",
+        )
+        .bind(&hash[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        match replay {
+            None => Ok(Redemption::Unknown),
+            Some(row) => {
+                let jti: Option<String> = row.try_get("access_jti").map_err(backend)?;
+                let exp: Option<i64> = row.try_get("access_exp").map_err(backend)?;
+                let issued = match (jti, exp) {
+                    (Some(j), Some(e)) => Some((
+                        TokenId::parse(&j).map_err(|_| corrupt("access jti"))?,
+                        UnixTime(e),
+                    )),
+                    _ => None,
+                };
+                Ok(Redemption::Replayed(issued))
+            }
+        }
+    }
+
+    async fn record_code_token(
+        &self,
+        hash: &[u8; 32],
+        jti: &TokenId,
+        expires_at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let replayed: Option<i64> = sqlx::query_scalar(
+            "UPDATE auth_codes SET access_jti = ?, access_exp = ? WHERE code_hash = ? RETURNING replayed",
+        )
+        .bind(jti.as_str())
+        .bind(expires_at.0)
+        .bind(&hash[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(replayed == Some(1))
+    }
+
+    async fn revoke_token(
+        &self,
+        jti: &TokenId,
+        expires_at: UnixTime,
+        at: UnixTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, expires_at, revoked_at) VALUES (?, ?, ?) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti.as_str())
+        .bind(expires_at.0)
+        .bind(at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn revoked_since(
+        &self,
+        cursor: i64,
+    ) -> Result<(Vec<(TokenId, UnixTime)>, i64), StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, jti, expires_at FROM revoked_tokens WHERE seq > ? ORDER BY seq LIMIT 10000",
+        )
+        .bind(cursor)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut next = cursor;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            next = row.try_get("seq").map_err(backend)?;
+            let jti: String = row.try_get("jti").map_err(backend)?;
+            out.push((
+                TokenId::parse(&jti).map_err(|_| corrupt("revoked jti"))?,
+                UnixTime(row.try_get("expires_at").map_err(backend)?),
+            ));
+        }
+        Ok((out, next))
+    }
+
+    async fn prune_expired(&self, now: UnixTime) -> Result<(), StoreError> {
+        for sql in [
+            "DELETE FROM pending_authorizations WHERE expires_at <= ?",
+            "DELETE FROM sessions WHERE expires_at <= ?",
+            // Spent codes are kept a little past expiry so that a late replay is still
+            // recognised (and revokes) rather than looking unknown.
+            "DELETE FROM auth_codes WHERE expires_at <= ? - 600",
+            "DELETE FROM revoked_tokens WHERE expires_at <= ?",
+        ] {
+            sqlx::query(sql)
+                .bind(now.0)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        }
         Ok(())
     }
 }

@@ -18,6 +18,8 @@ fn client(name: &str) -> Client {
         secret_hash: Some(hasher.hash(&ClientSecret::generate().unwrap())),
         grant_types: vec![GrantType::ClientCredentials],
         scopes: "property:read financial:read".parse().unwrap(),
+        redirect_uris: vec![],
+        public: false,
         created_at: UnixTime(10),
         updated_at: UnixTime(10),
     }

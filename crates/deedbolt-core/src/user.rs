@@ -1,0 +1,328 @@
+//! Users (resource owners), their roles, and their passwords (argon2id).
+//!
+//! A role bounds what a user can delegate to a client: the scope a client gets in the
+//! authorization-code flow is the intersection of what it asked for, what it is registered
+//! for, and what the user's role allows.
+
+use std::fmt;
+use std::str::FromStr;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::clock::UnixTime;
+use crate::ids::UserId;
+use crate::scope::{Scope, ScopeSet};
+
+/// A user's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Rents a unit: can share their own record, ledger and maintenance requests.
+    Tenant,
+    /// Manages properties for an owner.
+    Manager,
+    /// Runs the platform.
+    Admin,
+}
+
+impl Role {
+    /// The stored and wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Tenant => "tenant",
+            Role::Manager => "manager",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The scopes a user with this role may delegate to a client.
+    ///
+    /// ```
+    /// use deedbolt_core::user::Role;
+    /// let tenant = Role::Tenant.delegable();
+    /// assert_eq!(tenant.to_string(), "tenant:read financial:read maintenance:request openid profile email");
+    /// assert!(tenant.is_subset(&Role::Manager.delegable()));
+    /// assert!(Role::Manager.delegable().is_subset(&Role::Admin.delegable()));
+    /// ```
+    pub fn delegable(self) -> ScopeSet {
+        let oidc = Scope::oidc();
+        match self {
+            Role::Tenant => ScopeSet::empty()
+                .with(Scope::TenantRead)
+                .with(Scope::FinancialRead)
+                .with(Scope::MaintenanceRequest)
+                .union(&oidc),
+            Role::Manager => ScopeSet::empty()
+                .with(Scope::PropertyRead)
+                .with(Scope::PropertyWrite)
+                .with(Scope::TenantRead)
+                .with(Scope::TenantWrite)
+                .with(Scope::FinancialRead)
+                .with(Scope::MaintenanceRequest)
+                .with(Scope::MaintenanceManage)
+                .union(&oidc),
+            Role::Admin => ScopeSet::all(),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role name that does not exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("role must be tenant, manager or admin")]
+pub struct UnknownRole;
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tenant" => Ok(Role::Tenant),
+            "manager" => Ok(Role::Manager),
+            "admin" => Ok(Role::Admin),
+            _ => Err(UnknownRole),
+        }
+    }
+}
+
+/// An email address, trimmed and lower-cased, so one person cannot register twice by case.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+/// A malformed email address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid email address")]
+pub struct BadEmail;
+
+impl Email {
+    /// Parses an address: `local@domain.tld`, at most 254 characters, no spaces.
+    ///
+    /// ```
+    /// use deedbolt_core::user::Email;
+    /// assert_eq!(Email::parse(" Alice@Example.COM ").unwrap().as_str(), "alice@example.com");
+    /// assert!(Email::parse("alice").is_err());
+    /// assert!(Email::parse("alice@localhost").is_err());
+    /// assert!(Email::parse("a b@example.com").is_err());
+    /// ```
+    pub fn parse(s: &str) -> Result<Self, BadEmail> {
+        let s = s.trim().to_lowercase();
+        let (local, domain) = s.split_once('@').ok_or(BadEmail)?;
+        let ok = !local.is_empty()
+            && s.len() <= 254
+            && !domain.contains('@')
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+        if ok {
+            Ok(Email(s))
+        } else {
+            Err(BadEmail)
+        }
+    }
+
+    /// The address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Email({})", self.0)
+    }
+}
+
+/// A registered user.
+#[derive(Clone, Debug)]
+pub struct User {
+    /// Stable id; the `sub` of their tokens.
+    pub id: UserId,
+    /// Login name.
+    pub email: Email,
+    /// Display name (the `name` claim with scope `profile`).
+    pub name: Option<String>,
+    /// What they may delegate.
+    pub role: Role,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// When they were registered.
+    pub created_at: UnixTime,
+}
+
+/// A password in plain text. Zeroed on drop and redacted in `Debug`.
+pub struct Password(Zeroizing<String>);
+
+/// Why a new password was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordPolicyError {
+    /// Fewer than 12 or more than 128 characters.
+    #[error("password must be 12 to 128 characters long")]
+    Length,
+    /// Too few distinct characters ("aaaaaaaaaaaa", "abababababab").
+    #[error("password must use at least 5 different characters")]
+    Variety,
+    /// Contains the email's local part.
+    #[error("password must not contain your email address")]
+    ContainsEmail,
+    /// A well-known password.
+    #[error("password is too common")]
+    Common,
+}
+
+/// A few of the most common passwords of 12+ characters; the length rule does the rest.
+const COMMON: &[&str] = &[
+    "123456789012",
+    "1234567890123",
+    "password1234",
+    "password123!",
+    "qwertyuiopas",
+    "qwerty123456",
+    "iloveyou1234",
+    "letmein12345",
+    "administrator",
+    "changeme1234",
+];
+
+impl Password {
+    /// Wraps a password as presented at login (no policy: it is only compared).
+    pub fn presented(s: String) -> Self {
+        Password(Zeroizing::new(s))
+    }
+
+    /// Checks a new password against the policy (NIST SP 800-63B: length over
+    /// composition rules, and no known-bad passwords).
+    pub fn new_for(s: String, email: &Email) -> Result<Self, PasswordPolicyError> {
+        let s = Zeroizing::new(s);
+        let len = s.chars().count();
+        if !(12..=128).contains(&len) {
+            return Err(PasswordPolicyError::Length);
+        }
+        let mut distinct: Vec<char> = s.chars().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() < 5 {
+            return Err(PasswordPolicyError::Variety);
+        }
+        let local = email.as_str().split('@').next().unwrap_or("");
+        if local.len() >= 4 && s.to_lowercase().contains(local) {
+            return Err(PasswordPolicyError::ContainsEmail);
+        }
+        if COMMON.contains(&s.to_lowercase().as_str()) {
+            return Err(PasswordPolicyError::Common);
+        }
+        Ok(Password(s))
+    }
+
+    fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password([redacted])")
+    }
+}
+
+/// Hashing failed (only on a broken random source).
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing failed: {0}")]
+pub struct HashError(String);
+
+/// argon2id with the OWASP-recommended parameters (19 MiB, 2 passes, 1 lane).
+pub struct PasswordHasher {
+    argon2: Argon2<'static>,
+    /// Verified against for unknown users, so both paths cost one argon2id.
+    dummy: String,
+}
+
+impl fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHasher(argon2id)")
+    }
+}
+
+impl PasswordHasher {
+    /// The hasher with deedbolt's parameters.
+    pub fn new() -> Result<Self, HashError> {
+        let params = Params::new(19 * 1024, 2, 1, None).map_err(|e| HashError(e.to_string()))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let mut hasher = PasswordHasher {
+            argon2,
+            dummy: String::new(),
+        };
+        hasher.dummy = hasher.hash(&Password::presented("deedbolt dummy password".into()))?;
+        Ok(hasher)
+    }
+
+    /// The PHC string to store for `password`.
+    pub fn hash(&self, password: &Password) -> Result<String, HashError> {
+        let mut salt = [0u8; 16];
+        crate::rand::fill(&mut salt).map_err(|e| HashError(e.to_string()))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| HashError(e.to_string()))?;
+        self.argon2
+            .hash_password(password.expose(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| HashError(e.to_string()))
+    }
+
+    /// Whether `password` matches the stored PHC string.
+    pub fn verify(&self, password: &Password, stored: &str) -> bool {
+        PasswordHash::new(stored)
+            .map(|h| self.argon2.verify_password(password.expose(), &h).is_ok())
+            .unwrap_or(false)
+    }
+
+    /// Spends one verification and fails; for unknown users (no enumeration by timing).
+    pub fn verify_dummy(&self, password: &Password) -> bool {
+        let _ = self.verify(password, &self.dummy);
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_verifies_only_the_right_password() {
+        let h = PasswordHasher::new().unwrap();
+        let email = Email::parse("alice@example.com").unwrap();
+        let pw = Password::new_for("correct horse battery".into(), &email).unwrap();
+        let stored = h.hash(&pw).unwrap();
+        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(h.verify(&Password::presented("correct horse battery".into()), &stored));
+        assert!(!h.verify(&Password::presented("correct horse battery!".into()), &stored));
+        assert!(!h.verify(&pw, "not a phc string"));
+        assert!(!h.verify_dummy(&pw));
+    }
+
+    #[test]
+    fn policy() {
+        let email = Email::parse("alice.smith@example.com").unwrap();
+        let check = |s: &str| Password::new_for(s.into(), &email).map(|_| ());
+        assert_eq!(check("short"), Err(PasswordPolicyError::Length));
+        assert_eq!(check(&"x".repeat(129)), Err(PasswordPolicyError::Length));
+        assert_eq!(check("abababababab"), Err(PasswordPolicyError::Variety));
+        assert_eq!(check("my alice.smith pw"), Err(PasswordPolicyError::ContainsEmail));
+        assert_eq!(check("Password1234"), Err(PasswordPolicyError::Common));
+        assert_eq!(check("tenant of harbour view"), Ok(()));
+    }
+
+    #[test]
+    fn roles_parse() {
+        assert_eq!("manager".parse::<Role>(), Ok(Role::Manager));
+        assert!("root".parse::<Role>().is_err());
+        assert!(!Role::Tenant.delegable().contains(Scope::PropertyWrite));
+    }
+}
