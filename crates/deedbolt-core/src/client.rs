@@ -258,7 +258,14 @@ mod tests {
         let cb = RedirectUri::parse("https://app.example.com/cb").unwrap();
         let code = vec![GrantType::AuthorizationCode];
         assert_eq!(
-            NewClient::new(name.clone(), code.clone(), scopes, vec![], ClientKind::Public).unwrap_err(),
+            NewClient::new(
+                name.clone(),
+                code.clone(),
+                scopes,
+                vec![],
+                ClientKind::Public
+            )
+            .unwrap_err(),
             ClientRuleError::NoRedirectUri
         );
         assert_eq!(
@@ -283,7 +290,11 @@ mod tests {
             .unwrap_err(),
             ClientRuleError::PublicClientCredentials
         );
-        assert!(NewClient::new(name, code, scopes, vec![cb], ClientKind::Public).unwrap().public);
+        assert!(
+            NewClient::new(name, code, scopes, vec![cb], ClientKind::Public)
+                .unwrap()
+                .public
+        );
     }
 
     #[test]

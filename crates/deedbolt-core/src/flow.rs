@@ -151,9 +151,11 @@ impl AuthorizationRequest {
                 "The sign-in request is malformed (a parameter was repeated).",
             ));
         }
-        let redirect_uri = params.get("redirect_uri").ok_or(AuthorizeError::NoRedirect(
-            "The sign-in request has no redirect_uri.",
-        ))?;
+        let redirect_uri = params
+            .get("redirect_uri")
+            .ok_or(AuthorizeError::NoRedirect(
+                "The sign-in request has no redirect_uri.",
+            ))?;
         if !client.redirect_uris.iter().any(|r| r.matches(redirect_uri)) {
             return Err(AuthorizeError::NoRedirect(
                 "The sign-in request's redirect_uri is not registered for this application.",
@@ -170,10 +172,16 @@ impl AuthorizationRequest {
         };
         // 2. Everything else is reported to the client.
         if duplicate.is_some() {
-            return Err(fail(AuthzErrorCode::InvalidRequest, "a parameter was given more than once"));
+            return Err(fail(
+                AuthzErrorCode::InvalidRequest,
+                "a parameter was given more than once",
+            ));
         }
         if state.as_deref().is_some_and(|s| !printable(s)) {
-            return Err(fail(AuthzErrorCode::InvalidRequest, "state is too long or not printable"));
+            return Err(fail(
+                AuthzErrorCode::InvalidRequest,
+                "state is too long or not printable",
+            ));
         }
         match params.get("response_type") {
             Some("code") => {}
@@ -183,7 +191,12 @@ impl AuthorizationRequest {
                     "only response_type=code is supported",
                 ))
             }
-            None => return Err(fail(AuthzErrorCode::InvalidRequest, "response_type is required")),
+            None => {
+                return Err(fail(
+                    AuthzErrorCode::InvalidRequest,
+                    "response_type is required",
+                ))
+            }
         }
         if !client.allows_grant(GrantType::AuthorizationCode) {
             return Err(fail(
@@ -211,9 +224,12 @@ impl AuthorizationRequest {
         })?;
         let scope = match params.get("scope") {
             None => client.scopes,
-            Some(s) => s
-                .parse::<ScopeSet>()
-                .map_err(|_| fail(AuthzErrorCode::InvalidScope, "scope is malformed or unknown"))?,
+            Some(s) => s.parse::<ScopeSet>().map_err(|_| {
+                fail(
+                    AuthzErrorCode::InvalidScope,
+                    "scope is malformed or unknown",
+                )
+            })?,
         };
         if !scope.is_subset(&client.scopes) {
             return Err(fail(
@@ -223,7 +239,10 @@ impl AuthorizationRequest {
         }
         let nonce = params.get("nonce").map(str::to_owned);
         if nonce.as_deref().is_some_and(|n| !printable(n)) {
-            return Err(fail(AuthzErrorCode::InvalidRequest, "nonce is too long or not printable"));
+            return Err(fail(
+                AuthzErrorCode::InvalidRequest,
+                "nonce is too long or not printable",
+            ));
         }
         let prompt = match params.get("prompt") {
             Some(p) if p.split(' ').any(|v| v == "none") => Prompt::None,
@@ -329,8 +348,8 @@ pub fn check_exchange(
     let verifier = exchange
         .code_verifier
         .ok_or_else(|| OAuthError::invalid_request("code_verifier is required"))?;
-    let verifier = CodeVerifier::parse(verifier)
-        .map_err(|e| OAuthError::invalid_request(e.to_string()))?;
+    let verifier =
+        CodeVerifier::parse(verifier).map_err(|e| OAuthError::invalid_request(e.to_string()))?;
     let challenge = CodeChallenge::from_stored(&grant.code_challenge)
         .map_err(|_| invalid_grant("the code is corrupt"))?;
     pkce::verify(&verifier, &challenge)
@@ -441,7 +460,9 @@ mod tests {
         ])
     }
 
-    fn validate(p: HashMap<&'static str, &'static str>) -> Result<AuthorizationRequest, AuthorizeError> {
+    fn validate(
+        p: HashMap<&'static str, &'static str>,
+    ) -> Result<AuthorizationRequest, AuthorizeError> {
         AuthorizationRequest::validate(&Map(p), Some(&client()), None)
     }
 
@@ -469,7 +490,10 @@ mod tests {
         for uri in ["https://evil.example/cb", "https://app.example.com/cb/", ""] {
             let mut p = good();
             p.insert("redirect_uri", uri);
-            assert!(matches!(validate(p), Err(AuthorizeError::NoRedirect(_))), "{uri}");
+            assert!(
+                matches!(validate(p), Err(AuthorizeError::NoRedirect(_))),
+                "{uri}"
+            );
         }
         let r = AuthorizationRequest::validate(&Map(good()), Some(&client()), Some("redirect_uri"));
         assert!(matches!(r, Err(AuthorizeError::NoRedirect(_))));
@@ -492,7 +516,10 @@ mod tests {
     fn other_errors_redirect_with_state() {
         let mut p = good();
         p.insert("response_type", "token");
-        assert_eq!(redirected(validate(p)), AuthzErrorCode::UnsupportedResponseType);
+        assert_eq!(
+            redirected(validate(p)),
+            AuthzErrorCode::UnsupportedResponseType
+        );
         let mut p = good();
         p.insert("scope", "property:write");
         assert_eq!(redirected(validate(p)), AuthzErrorCode::InvalidScope);
@@ -502,7 +529,10 @@ mod tests {
 
     #[test]
     fn at_hash_matches_the_oidc_example_shape() {
-        let h = at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y", SigningAlg::ES256);
+        let h = at_hash(
+            "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y",
+            SigningAlg::ES256,
+        );
         assert_eq!(h.len(), 22); // 16 bytes, base64url
         assert_eq!(at_hash("x", SigningAlg::EdDSA).len(), 43); // 32 bytes
     }

@@ -154,6 +154,9 @@ pub struct TokenResponse {
     pub expires_in: i64,
     /// The granted scope (always sent, so clients need not guess).
     pub scope: ScopeSet,
+    /// The OpenID Connect ID token, when `openid` was granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<AccessToken>,
 }
 
 #[cfg(test)]

@@ -85,8 +85,7 @@ impl CodeVerifier {
     /// Validates a presented verifier (RFC 7636 §4.1).
     pub fn parse(s: &str) -> Result<Self, PkceError> {
         let ok = (43..=128).contains(&s.len())
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
         if !ok {
             return Err(PkceError::MalformedVerifier);
@@ -119,7 +118,10 @@ pub struct PkceVerified(());
 /// let c = CodeChallenge::parse(Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"), Some("S256")).unwrap();
 /// assert!(verify(&v, &c).is_ok());
 /// ```
-pub fn verify(verifier: &CodeVerifier, challenge: &CodeChallenge) -> Result<PkceVerified, PkceError> {
+pub fn verify(
+    verifier: &CodeVerifier,
+    challenge: &CodeChallenge,
+) -> Result<PkceVerified, PkceError> {
     let computed = verifier.challenge();
     if constant_time_eq(computed.as_bytes(), challenge.0.as_bytes()) {
         Ok(PkceVerified(()))
@@ -139,8 +141,11 @@ mod tests {
 
     #[test]
     fn wrong_verifier_is_a_mismatch() {
-        let c = CodeChallenge::parse(Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"), Some("S256"))
-            .unwrap();
+        let c = CodeChallenge::parse(
+            Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            Some("S256"),
+        )
+        .unwrap();
         let v = CodeVerifier::parse(&"a".repeat(43)).unwrap();
         assert_eq!(verify(&v, &c).unwrap_err(), PkceError::Mismatch);
     }
@@ -156,7 +161,11 @@ mod tests {
 
     #[test]
     fn malformed_challenges_are_refused() {
-        for c in ["short", &"a".repeat(44), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM"] {
+        for c in [
+            "short",
+            &"a".repeat(44),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM",
+        ] {
             assert_eq!(
                 CodeChallenge::parse(Some(c), Some("S256")),
                 Err(PkceError::MalformedChallenge),

@@ -13,11 +13,11 @@ use crate::client::Client;
 use crate::clock::UnixTime;
 use crate::flow::{AuthorizationRequest, CodeGrant};
 use crate::ids::{ClientId, KeyId, TokenId, UserId};
-use crate::scope::ScopeSet;
-use crate::user::{Email, User};
 use crate::jose::SigningAlg;
 use crate::property::{NewProperty, Property};
+use crate::scope::ScopeSet;
 use crate::secret::SecretHash;
+use crate::user::{Email, User};
 
 /// A storage failure. Never shown to clients: the HTTP layer answers 500 and logs it.
 #[derive(Debug, thiserror::Error)]
@@ -199,7 +199,8 @@ pub trait FlowStore: Send + Sync + 'static {
     async fn delete_pending(&self, id: &str) -> Result<(), StoreError>;
 
     /// Stores a session under the hash of its cookie value.
-    async fn create_session(&self, id_hash: &[u8; 32], session: &Session) -> Result<(), StoreError>;
+    async fn create_session(&self, id_hash: &[u8; 32], session: &Session)
+        -> Result<(), StoreError>;
     /// The live session with this hash.
     async fn find_session(
         &self,

@@ -21,13 +21,17 @@ pub enum RedirectUriError {
     #[error("redirect URI must not contain a fragment")]
     Fragment,
     /// `http` on a non-loopback host.
-    #[error("redirect URI must use https (http is allowed only for 127.0.0.1, [::1] and localhost)")]
+    #[error(
+        "redirect URI must use https (http is allowed only for 127.0.0.1, [::1] and localhost)"
+    )]
     InsecureHttp,
     /// Too long, or with spaces or control characters.
     #[error("redirect URI is too long or contains spaces or control characters")]
     Malformed,
     /// A private-use scheme without a dot (RFC 8252 §7.1 asks for reverse domain names).
-    #[error("custom redirect schemes must be reverse domain names, e.g. com.example.app:/callback")]
+    #[error(
+        "custom redirect schemes must be reverse domain names, e.g. com.example.app:/callback"
+    )]
     CustomScheme,
 }
 
@@ -151,7 +155,9 @@ impl RedirectUri {
                     && is_loopback_ip(reg.host)
                     && reg.host == got.host
                     && reg.rest == got.rest
-                    && got.port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                    && got
+                        .port
+                        .is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
             }
             _ => false,
         }

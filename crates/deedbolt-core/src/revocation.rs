@@ -44,7 +44,9 @@ impl RevocationList {
 
     /// Pulls revocations recorded elsewhere and drops entries that have expired.
     pub async fn sync(&self, store: &dyn FlowStore, now: UnixTime) -> Result<usize, StoreError> {
-        let (new, cursor) = store.revoked_since(self.cursor.load(Ordering::SeqCst)).await?;
+        let (new, cursor) = store
+            .revoked_since(self.cursor.load(Ordering::SeqCst))
+            .await?;
         let count = new.len();
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         entries.extend(new);

@@ -301,8 +301,14 @@ mod tests {
         let pw = Password::new_for("correct horse battery".into(), &email).unwrap();
         let stored = h.hash(&pw).unwrap();
         assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(h.verify(&Password::presented("correct horse battery".into()), &stored));
-        assert!(!h.verify(&Password::presented("correct horse battery!".into()), &stored));
+        assert!(h.verify(
+            &Password::presented("correct horse battery".into()),
+            &stored
+        ));
+        assert!(!h.verify(
+            &Password::presented("correct horse battery!".into()),
+            &stored
+        ));
         assert!(!h.verify(&pw, "not a phc string"));
         assert!(!h.verify_dummy(&pw));
     }
@@ -314,7 +320,10 @@ mod tests {
         assert_eq!(check("short"), Err(PasswordPolicyError::Length));
         assert_eq!(check(&"x".repeat(129)), Err(PasswordPolicyError::Length));
         assert_eq!(check("abababababab"), Err(PasswordPolicyError::Variety));
-        assert_eq!(check("my alice.smith pw"), Err(PasswordPolicyError::ContainsEmail));
+        assert_eq!(
+            check("my alice.smith pw"),
+            Err(PasswordPolicyError::ContainsEmail)
+        );
         assert_eq!(check("Password1234"), Err(PasswordPolicyError::Common));
         assert_eq!(check("tenant of harbour view"), Ok(()));
     }

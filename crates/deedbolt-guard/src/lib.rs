@@ -34,4 +34,4 @@ mod verify;
 
 pub use keys::{BadJwk, KeyResolver, StaticKeys, VerifyingKey};
 pub use layer::{Authorized, Guard, GuardService, RequireScopes};
-pub use verify::{parse_bearer, BearerError, TokenRejection, Verifier};
+pub use verify::{parse_bearer, BearerError, RevocationCheck, TokenRejection, Verifier};

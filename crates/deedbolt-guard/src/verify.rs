@@ -102,6 +102,8 @@ pub enum TokenRejection {
     Issuer,
     /// `aud` is not this resource server.
     Audience,
+    /// The token was revoked.
+    Revoked,
 }
 
 impl TokenRejection {
@@ -122,6 +124,7 @@ impl TokenRejection {
             TokenRejection::NotYetValid => "the token is not valid yet",
             TokenRejection::Issuer => "the token was issued by another issuer",
             TokenRejection::Audience => "the token is meant for another audience",
+            TokenRejection::Revoked => "the token has been revoked",
         }
     }
 }
@@ -145,6 +148,18 @@ struct RawHeader {
     crit: Option<serde_json::Value>,
 }
 
+/// Tells whether a token id has been revoked; checked on every request, cached or not.
+pub trait RevocationCheck: Send + Sync + 'static {
+    /// Whether the token with this `jti` is revoked.
+    fn is_revoked(&self, jti: &deedbolt_core::ids::TokenId) -> bool;
+}
+
+impl RevocationCheck for deedbolt_core::revocation::RevocationList {
+    fn is_revoked(&self, jti: &deedbolt_core::ids::TokenId) -> bool {
+        deedbolt_core::revocation::RevocationList::is_revoked(self, jti)
+    }
+}
+
 /// Verifies access tokens for one issuer and audience.
 pub struct Verifier {
     issuer: String,
@@ -153,6 +168,7 @@ pub struct Verifier {
     keys: Arc<dyn KeyResolver>,
     clock: Arc<dyn Clock>,
     cache: VerifiedCache,
+    revocations: Option<Arc<dyn RevocationCheck>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -183,6 +199,7 @@ impl Verifier {
             keys,
             clock,
             cache: VerifiedCache::new(Self::DEFAULT_CACHE_CAPACITY),
+            revocations: None,
         }
     }
 
@@ -195,13 +212,27 @@ impl Verifier {
         self
     }
 
+    /// Rejects tokens whose `jti` `revocations` reports as revoked ([`Verifier::check`]).
+    pub fn with_revocations(mut self, revocations: Arc<dyn RevocationCheck>) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
+    fn check_revoked(&self, claims: &AccessTokenClaims) -> Result<(), TokenRejection> {
+        match &self.revocations {
+            Some(r) if r.is_revoked(&claims.jti) => Err(TokenRejection::Revoked),
+            _ => Ok(()),
+        }
+    }
+
     /// Changes the clock-skew allowance (0–300 s).
     pub fn with_leeway_secs(mut self, secs: i64) -> Self {
         self.leeway_secs = secs.clamp(0, 300);
         self
     }
 
-    /// Verifies `token` like [`Verifier::verify`], remembering the verdict so that the same
+    /// Verifies `token` like [`Verifier::verify`], then checks the revocation list (if
+    /// any), remembering the verdict so that the same
     /// token presented again costs a hash and a map lookup instead of a signature check.
     ///
     /// A remembered token is still rejected once it expires, and forgotten when its signing
@@ -211,7 +242,9 @@ impl Verifier {
             return Err(TokenRejection::Malformed);
         }
         if self.cache.capacity() == 0 {
-            return self.verify(token).map(Arc::new);
+            let claims = self.verify(token)?;
+            self.check_revoked(&claims)?;
+            return Ok(Arc::new(claims));
         }
         let hash = token_hash(token);
         if let Some((claims, kid, key)) = self.cache.get(&hash) {
@@ -221,11 +254,13 @@ impl Verifier {
                 .is_some_and(|current| Arc::ptr_eq(&current, &key));
             if still_trusted {
                 self.check_time(&claims)?;
+                self.check_revoked(&claims)?;
                 return Ok(claims);
             }
             self.cache.remove(&hash);
         }
         let (claims, kid, key) = self.verify_with_key(token)?;
+        self.check_revoked(&claims)?;
         let claims = Arc::new(claims);
         self.cache.insert(
             hash,

@@ -143,3 +143,59 @@ pub async fn create_property(
         .map_err(ApiError::internal)?;
     Ok((StatusCode::CREATED, [(LOCATION, location)], Json(created)).into_response())
 }
+
+/// `GET /userinfo` (OIDC Core §5.3), behind the guard with scope `openid`: claims about the
+/// token's user, by the scopes the token carries.
+pub async fn userinfo(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Authorized>,
+) -> Result<Response, ApiError> {
+    use deedbolt_core::scope::Scope;
+    let Ok(user_id) = deedbolt_core::ids::UserId::parse(&auth.claims.sub) else {
+        return Ok(invalid_subject());
+    };
+    let Some(user) = state
+        .services
+        .users
+        .find_user(&user_id)
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Ok(invalid_subject());
+    };
+    let mut body = serde_json::json!({ "sub": user.id });
+    if auth.claims.scope.contains(Scope::Email) {
+        body["email"] = serde_json::json!(user.email);
+        // Addresses are registered by an operator, not confirmed by mail.
+        body["email_verified"] = serde_json::json!(false);
+    }
+    if auth.claims.scope.contains(Scope::Profile) {
+        if let Some(name) = &user.name {
+            body["name"] = serde_json::json!(name);
+        }
+    }
+    Ok((
+        [(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        )],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// A valid token whose subject is not a user (a client-credentials token, or a deleted
+/// user): RFC 6750 `invalid_token`.
+fn invalid_subject() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            axum::http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(
+                "Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"the token does not belong to a user\"",
+            ),
+        )],
+        Json(serde_json::json!({"error": "invalid_token", "error_description": "the token does not belong to a user"})),
+    )
+        .into_response()
+}

@@ -23,6 +23,15 @@ pub enum AuthMethod {
     ClientSecretPost,
 }
 
+/// Who the client says it is, and how it proves it.
+#[derive(Debug)]
+pub enum Presented {
+    /// A secret, by Basic or in the body.
+    Secret(PresentedCredentials),
+    /// Only a `client_id` in the body: a public client (`token_endpoint_auth_method=none`).
+    PublicId(ClientId),
+}
+
 /// Presented client credentials, not yet verified.
 #[derive(Debug)]
 pub struct PresentedCredentials {
@@ -65,11 +74,19 @@ fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
     Ok((form_decode(id)?, form_decode(secret)?))
 }
 
-/// Extracts the client's credentials from the `Authorization` header or the body.
+/// Extracts a confidential client's credentials from the `Authorization` header or the body.
 pub fn extract(
     headers: &HeaderMap,
     params: &mut FormParams,
 ) -> Result<PresentedCredentials, OAuthError> {
+    match extract_any(headers, params)? {
+        Presented::Secret(c) => Ok(c),
+        Presented::PublicId(_) => Err(failed("client authentication required")),
+    }
+}
+
+/// Extracts credentials, also accepting a bare `client_id` in the body (public clients).
+pub fn extract_any(headers: &HeaderMap, params: &mut FormParams) -> Result<Presented, OAuthError> {
     let mut auth_headers = headers.get_all(AUTHORIZATION).iter();
     let header = auth_headers.next();
     if auth_headers.next().is_some() {
@@ -99,16 +116,21 @@ pub fn extract(
         }
         None => match (body_id, body_secret) {
             (Some(id), Some(secret)) => (id, secret, AuthMethod::ClientSecretPost),
+            (Some(id), None) => {
+                let id =
+                    ClientId::parse(&id).map_err(|_| OAuthError::client_authentication_failed())?;
+                return Ok(Presented::PublicId(id));
+            }
             _ => return Err(failed("client authentication required")),
         },
     };
     let secret = ClientSecret::from_presented(secret);
     let client_id = ClientId::parse(&id).map_err(|_| OAuthError::client_authentication_failed())?;
-    Ok(PresentedCredentials {
+    Ok(Presented::Secret(PresentedCredentials {
         client_id,
         secret,
         method,
-    })
+    }))
 }
 
 #[cfg(test)]

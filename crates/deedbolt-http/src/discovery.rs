@@ -10,20 +10,50 @@ use serde_json::json;
 
 use crate::state::AppState;
 
-/// The metadata document for `issuer` (no trailing slash).
-pub fn metadata_document(issuer: &str) -> Bytes {
+fn common(issuer: &str) -> serde_json::Value {
     let scopes: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
-    let doc = json!({
+    json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
         "jwks_uri": format!("{issuer}/jwks.json"),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
         "scopes_supported": scopes,
-        // RFC 8414 §2 requires this member; no response type is served until the
-        // authorization endpoint exists.
-        "response_types_supported": [],
-    });
+        // RFC 9207: every authorization response carries `iss`.
+        "authorization_response_iss_parameter_supported": true,
+    })
+}
+
+/// The RFC 8414 metadata document for `issuer` (no trailing slash).
+pub fn metadata_document(issuer: &str) -> Bytes {
+    Bytes::from(common(issuer).to_string())
+}
+
+/// The OpenID Connect Discovery 1.0 document for `issuer`.
+pub fn openid_configuration(issuer: &str) -> Bytes {
+    let mut doc = common(issuer);
+    doc["subject_types_supported"] = json!(["public"]);
+    doc["id_token_signing_alg_values_supported"] = json!(["ES256", "RS256", "EdDSA"]);
+    doc["claims_supported"] = json!([
+        "sub",
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "at_hash",
+        "azp",
+        "name",
+        "email",
+        "email_verified"
+    ]);
+    doc["prompt_values_supported"] = json!(["none", "login", "consent"]);
     Bytes::from(doc.to_string())
 }
 
@@ -41,6 +71,11 @@ fn json_response(body: Bytes, cache: &'static str) -> Response {
 /// `GET /.well-known/oauth-authorization-server`
 pub async fn metadata(State(state): State<AppState>) -> Response {
     json_response(state.metadata.clone(), "public, max-age=300")
+}
+
+/// `GET /.well-known/openid-configuration`
+pub async fn openid_configuration_handler(State(state): State<AppState>) -> Response {
+    json_response(state.openid_configuration.clone(), "public, max-age=300")
 }
 
 /// `GET /jwks.json`: public keys only, one `kid` each. A short cache lifetime lets

@@ -11,11 +11,13 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
 pub mod form;
 pub mod keys;
+pub mod pages;
 pub mod router;
 pub mod state;
 pub mod token;

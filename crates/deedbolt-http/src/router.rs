@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
 use crate::token::MAX_BODY_BYTES;
-use crate::{api, discovery, token};
+use crate::{api, authorize, discovery, pages, token};
 
 /// How long a request may take, including reading a slow client's body.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,17 +33,40 @@ pub fn router(state: AppState) -> Router {
             get(api::list_properties.layer(read.clone())).post(api::create_property.layer(write)),
         )
         .route("/api/properties/{id}", get(api::get_property.layer(read)));
+    let openid = guard.require(ScopeSet::empty().with(Scope::Openid));
+    let userinfo = Router::new().route(
+        "/userinfo",
+        get(api::userinfo.layer(openid.clone())).post(api::userinfo.layer(openid)),
+    );
+    let browser = Router::new()
+        .route("/authorize", get(authorize::authorize))
+        .route(
+            "/login",
+            get(authorize::login_page).post(authorize::login_submit),
+        )
+        .route(
+            "/consent",
+            get(authorize::consent_page).post(authorize::consent_submit),
+        )
+        .route("/logout", post(authorize::logout))
+        .route("/static/deedbolt.css", get(pages::stylesheet));
 
     Router::new()
         .route(
             "/.well-known/oauth-authorization-server",
             get(discovery::metadata),
         )
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration_handler),
+        )
         .route("/jwks.json", get(discovery::jwks))
         .route("/token", post(token::token))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(api)
+        .merge(userinfo)
+        .merge(browser)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -6,8 +6,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use deedbolt_core::clock::Clock;
 use deedbolt_core::grant::TokenPolicy;
-use deedbolt_core::ports::{ClientStore, Health, PropertyStore};
+use deedbolt_core::ports::{ClientStore, FlowStore, Health, PropertyStore, UserStore};
+use deedbolt_core::revocation::RevocationList;
 use deedbolt_core::secret::SecretHasher;
+use deedbolt_core::throttle::LoginThrottle;
+use deedbolt_core::user::PasswordHasher;
 use deedbolt_guard::{Guard, Verifier};
 
 use crate::discovery;
@@ -30,6 +33,16 @@ pub struct Services {
     pub keys: Arc<KeyRing>,
     /// Issuer, audience and lifetimes.
     pub policy: TokenPolicy,
+    /// Users.
+    pub users: Arc<dyn UserStore>,
+    /// Authorization-code flow state.
+    pub flow: Arc<dyn FlowStore>,
+    /// User passwords (argon2id; run off the async workers).
+    pub passwords: Arc<PasswordHasher>,
+    /// Revoked access tokens.
+    pub revocations: Arc<RevocationList>,
+    /// Failed-login limits.
+    pub login_throttle: Arc<LoginThrottle>,
 }
 
 /// Handler state: the services plus what is derived from them once at start-up.
@@ -44,6 +57,10 @@ pub struct Inner {
     pub guard: Guard,
     /// The RFC 8414 metadata document, serialized once.
     pub metadata: Bytes,
+    /// The OpenID Connect discovery document, serialized once.
+    pub openid_configuration: Bytes,
+    /// Whether cookies get the `Secure` attribute (the issuer is https).
+    pub secure_cookies: bool,
 }
 
 impl Deref for AppState {
@@ -62,11 +79,14 @@ impl AppState {
             services.policy.audience.clone(),
             services.keys.verifying(),
             services.clock.clone(),
-        );
-        let metadata = discovery::metadata_document(&services.policy.issuer);
+        )
+        .with_revocations(services.revocations.clone());
+        let issuer = &services.policy.issuer;
         AppState(Arc::new(Inner {
             guard: Guard::new(verifier),
-            metadata,
+            metadata: discovery::metadata_document(issuer),
+            openid_configuration: discovery::openid_configuration(issuer),
+            secure_cookies: issuer.starts_with("https://"),
             services,
         }))
     }

@@ -11,7 +11,9 @@ use axum::Json;
 use bytes::Bytes;
 use deedbolt_core::client::GrantType;
 use deedbolt_core::error::OAuthError;
-use deedbolt_core::grant::{self, AccessToken, TokenResponse};
+use deedbolt_core::flow::{self, CodeExchange, IdTokenClaims};
+use deedbolt_core::grant::{self, AccessToken, ClientAuthenticated, TokenResponse};
+use deedbolt_core::ports::Redemption;
 use deedbolt_core::token::ACCESS_TOKEN_TYP;
 
 use crate::client_auth;
@@ -70,12 +72,11 @@ pub async fn token(
     tracing::Span::current().record("grant_type", grant_type.as_str());
     match grant_type {
         GrantType::ClientCredentials => client_credentials(&state, &headers, &mut params).await,
-        GrantType::AuthorizationCode | GrantType::RefreshToken => {
-            Err(OAuthError::UnsupportedGrantType(Cow::Borrowed(
-                "this server does not offer that grant type yet",
-            ))
-            .into())
-        }
+        GrantType::AuthorizationCode => authorization_code(&state, &headers, &mut params).await,
+        GrantType::RefreshToken => Err(OAuthError::UnsupportedGrantType(Cow::Borrowed(
+            "this server does not offer that grant type yet",
+        ))
+        .into()),
     }
 }
 
@@ -109,6 +110,159 @@ async fn client_credentials(
         token_type: "Bearer",
         expires_in: services.policy.lifetime.as_secs(),
         scope,
+        id_token: None,
+    }))
+}
+
+/// Authenticates a confidential client by secret, or identifies a public one by id.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &mut FormParams,
+) -> Result<ClientAuthenticated, ApiError> {
+    let services = &state.services;
+    match client_auth::extract_any(headers, params)? {
+        client_auth::Presented::Secret(presented) => {
+            tracing::Span::current().record("client_id", presented.client_id.as_str());
+            let found = services
+                .clients
+                .find_client(&presented.client_id)
+                .await
+                .map_err(ApiError::internal)?;
+            Ok(grant::authenticate_client(
+                found,
+                &presented.secret,
+                &services.hasher,
+            )?)
+        }
+        client_auth::Presented::PublicId(id) => {
+            tracing::Span::current().record("client_id", id.as_str());
+            let found = services
+                .clients
+                .find_client(&id)
+                .await
+                .map_err(ApiError::internal)?;
+            Ok(grant::identify_public_client(found)?)
+        }
+    }
+}
+
+/// Revokes an access token here (at once) and in the store (for other instances).
+async fn revoke(
+    state: &AppState,
+    jti: &deedbolt_core::ids::TokenId,
+    exp: deedbolt_core::clock::UnixTime,
+) -> Result<(), ApiError> {
+    let services = &state.services;
+    services.revocations.revoke_local(jti.clone(), exp);
+    services
+        .flow
+        .revoke_token(jti, exp, services.clock.now())
+        .await
+        .map_err(ApiError::internal)
+}
+
+async fn authorization_code(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &mut FormParams,
+) -> Result<Response, ApiError> {
+    let services = &state.services;
+    let auth = authenticate(state, headers, params).await?;
+    if !auth.client().allows_grant(GrantType::AuthorizationCode) {
+        return Err(OAuthError::UnauthorizedClient(Cow::Borrowed(
+            "this client is not registered for the authorization_code grant",
+        ))
+        .into());
+    }
+    let code = params
+        .get("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let code_hash = flow::code_hash(code);
+    let now = services.clock.now();
+    let grant = match services
+        .flow
+        .redeem_code(&code_hash, now)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Redemption::Fresh(grant) => grant,
+        Redemption::Unknown => {
+            return Err(OAuthError::InvalidGrant(Cow::Borrowed("unknown or expired code")).into())
+        }
+        Redemption::Replayed(issued) => {
+            // RFC 6749 §4.1.2: a code used twice revokes what was issued from it.
+            if let Some((jti, exp)) = issued {
+                revoke(state, &jti, exp).await?;
+            }
+            tracing::warn!(client_id = %auth.client().id, "authorization code replayed; tokens issued from it revoked");
+            return Err(
+                OAuthError::InvalidGrant(Cow::Borrowed("the code was already used")).into(),
+            );
+        }
+    };
+    let exchange = CodeExchange {
+        redirect_uri: params.get("redirect_uri"),
+        code_verifier: params.get("code_verifier"),
+    };
+    let _pkce = flow::check_exchange(&auth, &grant, &exchange, now)?;
+    if services
+        .users
+        .find_user(&grant.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .is_none()
+    {
+        return Err(OAuthError::InvalidGrant(Cow::Borrowed("the user no longer exists")).into());
+    }
+    let policy = &services.policy;
+    let claims = flow::user_access_claims(
+        &policy.issuer,
+        &policy.audience,
+        policy.lifetime.as_secs(),
+        &grant,
+        now,
+    )
+    .map_err(ApiError::internal)?;
+    let key = services.keys.current();
+    let access = key
+        .sign_jwt(ACCESS_TOKEN_TYP, &claims)
+        .map_err(ApiError::internal)?;
+    if services
+        .flow
+        .record_code_token(&code_hash, &claims.jti, claims.exp)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        // A replay arrived between redemption and now: this token must not live.
+        revoke(state, &claims.jti, claims.exp).await?;
+        return Err(OAuthError::InvalidGrant(Cow::Borrowed("the code was already used")).into());
+    }
+    let id_token = if flow::wants_id_token(&grant) {
+        let id = IdTokenClaims {
+            iss: policy.issuer.clone(),
+            sub: grant.user_id.as_str().to_owned(),
+            aud: grant.client_id.as_str().to_owned(),
+            exp: now.plus_secs(policy.lifetime.as_secs()),
+            iat: now,
+            auth_time: grant.auth_time,
+            nonce: grant.nonce.clone(),
+            at_hash: flow::at_hash(&access, key.alg()),
+            azp: grant.client_id.as_str().to_owned(),
+        };
+        Some(AccessToken(
+            key.sign_jwt("JWT", &id).map_err(ApiError::internal)?,
+        ))
+    } else {
+        None
+    };
+    tracing::info!(jti = %claims.jti, user_id = %grant.user_id, scope = %grant.scope, "access token issued for a code");
+    Ok(token_response(TokenResponse {
+        access_token: AccessToken(access),
+        token_type: "Bearer",
+        expires_in: policy.lifetime.as_secs(),
+        scope: grant.scope,
+        id_token,
     }))
 }
 

@@ -15,18 +15,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deedbolt_core::client::{Client, ClientName, GrantType};
 use deedbolt_core::clock::UnixTime;
-use deedbolt_core::ids::{ClientId, KeyId};
 use deedbolt_core::flow::{AuthorizationRequest, CodeGrant};
+use deedbolt_core::ids::{ClientId, KeyId};
 use deedbolt_core::ids::{TokenId, UserId};
 use deedbolt_core::ports::{
     ClientStore, FlowStore, Health, KeyMaterial, KeyStore, PropertyStore, Redemption, Session,
     StoreError, StoredKey, UserStore,
 };
-use deedbolt_core::redirect::RedirectUri;
-use deedbolt_core::user::{Email, User};
 use deedbolt_core::property::{NewProperty, Property};
+use deedbolt_core::redirect::RedirectUri;
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::secret::SecretHash;
+use deedbolt_core::user::{Email, User};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -523,13 +523,15 @@ impl FlowStore for SqliteStore {
         request: &AuthorizationRequest,
         expires_at: UnixTime,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, ?, ?)")
-            .bind(id)
-            .bind(to_json(request)?)
-            .bind(expires_at.0)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, ?, ?)",
+        )
+        .bind(id)
+        .bind(to_json(request)?)
+        .bind(expires_at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
@@ -564,7 +566,11 @@ impl FlowStore for SqliteStore {
         Ok(())
     }
 
-    async fn create_session(&self, id_hash: &[u8; 32], session: &Session) -> Result<(), StoreError> {
+    async fn create_session(
+        &self,
+        id_hash: &[u8; 32],
+        session: &Session,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id_hash, user_id, auth_time, csrf, expires_at) VALUES (?, ?, ?, ?, ?)",
         )

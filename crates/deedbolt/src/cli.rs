@@ -5,15 +5,18 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use deedbolt_core::client::{Client, ClientName, GrantType, NewClient};
+use deedbolt_core::client::{Client, ClientKind, ClientName, GrantType, NewClient};
 use deedbolt_core::clock::{Clock, SystemClock, UnixTime};
 use deedbolt_core::ids::ClientId;
+use deedbolt_core::ids::UserId;
 use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::keyring::KeyVault;
-use deedbolt_core::ports::{ClientStore, KeyStore};
+use deedbolt_core::ports::{ClientStore, FlowStore, KeyStore, StoreError, UserStore};
+use deedbolt_core::redirect::RedirectUri;
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::seal::MasterKey;
 use deedbolt_core::secret::{ClientSecret, SecretHasher};
+use deedbolt_core::user::{Email, Password, PasswordHasher, Role, User};
 use deedbolt_store_sqlite::SqliteStore;
 use serde_json::json;
 
@@ -53,6 +56,48 @@ pub enum Command {
     /// Manage signing keys and the master key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Register and manage users (resource owners).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `user` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Register a user. The password is read from stdin (--password-stdin) or a prompt,
+    /// never from an argument.
+    Create {
+        /// Login email.
+        #[arg(long)]
+        email: String,
+        /// tenant, manager or admin: bounds what the user can delegate to clients.
+        #[arg(long)]
+        role: Role,
+        /// Display name (the `name` claim).
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List users.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a user's remembered consents (to one client, or all).
+    RevokeConsent {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// Only this client.
+        #[arg(long)]
+        client: Option<ClientId>,
+    },
 }
 
 /// Flags of `serve`.
@@ -86,12 +131,18 @@ pub enum ClientCommand {
         /// Display name.
         #[arg(long)]
         name: String,
-        /// Grant type (repeatable); only client_credentials in this release.
+        /// Grant type (repeatable): client_credentials, authorization_code.
         #[arg(long = "grant", required = true)]
         grants: Vec<GrantType>,
         /// Space-separated scopes the client may get, e.g. "property:read financial:read".
         #[arg(long)]
         scope: ScopeSet,
+        /// Redirect URI (repeatable) for authorization_code, compared exactly.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A public client (single-page or native app): no secret, PKCE only.
+        #[arg(long)]
+        public: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -193,6 +244,12 @@ pub async fn run() -> anyhow::Result<()> {
             store.close().await;
             result
         }
+        Command::User(cmd) => {
+            let store = startup::open_store(&common.data_dir).await?;
+            let result = user_command(&store, cmd).await;
+            store.close().await;
+            result
+        }
         Command::Keys(KeysCommand::GenerateMasterKey) => {
             let key = MasterKey::generate_encoded()?;
             println!("{}", key.as_str());
@@ -221,6 +278,8 @@ fn client_json(c: &Client) -> serde_json::Value {
         "name": c.name,
         "grant_types": c.grant_types,
         "scope": c.scopes,
+        "redirect_uris": c.redirect_uris,
+        "token_endpoint_auth_method": if c.public { "none" } else { "client_secret_basic" },
         "created_at": c.created_at,
         "updated_at": c.updated_at,
     })
@@ -232,6 +291,12 @@ fn print_client(c: &Client) {
     println!("name:        {}", c.name.as_str());
     println!("grant_types: {}", grants.join(" "));
     println!("scope:       {}", c.scopes);
+    for r in &c.redirect_uris {
+        println!("redirect:    {r}");
+    }
+    if c.public {
+        println!("public:      yes (no secret; PKCE only)");
+    }
     println!("created_at:  {}", c.created_at.0);
 }
 
@@ -246,29 +311,59 @@ async fn client_command(
             name,
             grants,
             scope,
+            redirect_uris,
+            public,
             json,
         } => {
-            let new = NewClient::new(ClientName::parse(&name)?, grants, scope)?;
-            let hasher = SecretHasher::new(&vault(store, data_dir)?.pepper().await?);
-            let secret = ClientSecret::generate()?;
+            let redirect_uris = redirect_uris
+                .iter()
+                .map(|r| {
+                    RedirectUri::parse(r).with_context(|| format!("invalid --redirect-uri {r}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let kind = if public {
+                ClientKind::Public
+            } else {
+                ClientKind::Confidential
+            };
+            let new = NewClient::new(
+                ClientName::parse(&name)?,
+                grants,
+                scope,
+                redirect_uris,
+                kind,
+            )?;
+            let secret = if new.public {
+                None
+            } else {
+                let hasher = SecretHasher::new(&vault(store, data_dir)?.pepper().await?);
+                let secret = ClientSecret::generate()?;
+                Some((hasher.hash(&secret), secret))
+            };
             let client = Client {
                 id: ClientId::generate()?,
                 name: new.name,
-                secret_hash: Some(hasher.hash(&secret)),
+                secret_hash: secret.as_ref().map(|(h, _)| h.clone()),
                 grant_types: new.grant_types,
                 scopes: new.scopes,
+                redirect_uris: new.redirect_uris,
+                public: new.public,
                 created_at: now,
                 updated_at: now,
             };
             store.insert_client(&client).await?;
             if json {
                 let mut v = client_json(&client);
-                v["client_secret"] = json!(secret.expose_secret());
+                if let Some((_, secret)) = &secret {
+                    v["client_secret"] = json!(secret.expose_secret());
+                }
                 println!("{v}");
             } else {
                 print_client(&client);
-                println!("client_secret: {}", secret.expose_secret());
-                eprintln!("Store the secret now: it is shown only this once.");
+                if let Some((_, secret)) = &secret {
+                    println!("client_secret: {}", secret.expose_secret());
+                    eprintln!("Store the secret now: it is shown only this once.");
+                }
             }
             Ok(())
         }
@@ -305,8 +400,10 @@ async fn client_command(
             Ok(())
         }
         ClientCommand::RotateSecret { client_id, json } => {
-            if store.find_client(&client_id).await?.is_none() {
-                bail!("no client with id {client_id}");
+            match store.find_client(&client_id).await? {
+                None => bail!("no client with id {client_id}"),
+                Some(c) if c.public => bail!("client {client_id} is public and has no secret"),
+                Some(_) => {}
             }
             let hasher = SecretHasher::new(&vault(store, data_dir)?.pepper().await?);
             let secret = ClientSecret::generate()?;
@@ -403,5 +500,106 @@ async fn keys_command(
             Ok(())
         }
         KeysCommand::GenerateMasterKey => unreachable!("handled without opening storage"),
+    }
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let first = rpassword::prompt_password("Password: ")
+        .context("cannot read the password (use --password-stdin)")?;
+    let second = rpassword::prompt_password("Repeat:   ")?;
+    if first != second {
+        bail!("the passwords do not match");
+    }
+    Ok(first)
+}
+
+fn user_json(u: &User) -> serde_json::Value {
+    json!({
+        "user_id": u.id,
+        "email": u.email,
+        "name": u.name,
+        "role": u.role,
+        "created_at": u.created_at,
+    })
+}
+
+async fn user_command(store: &SqliteStore, cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Create {
+            email,
+            role,
+            name,
+            password_stdin,
+            json,
+        } => {
+            let email = Email::parse(&email)?;
+            let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+            if name
+                .as_ref()
+                .is_some_and(|n| n.chars().count() > 100 || n.chars().any(char::is_control))
+            {
+                bail!("name must be at most 100 printable characters");
+            }
+            let password = Password::new_for(read_password(password_stdin)?, &email)?;
+            let hash = tokio::task::spawn_blocking(move || PasswordHasher::new()?.hash(&password))
+                .await??;
+            let user = User {
+                id: UserId::generate()?,
+                email,
+                name,
+                role,
+                password_hash: hash,
+                created_at: SystemClock.now(),
+            };
+            match store.insert_user(&user).await {
+                Err(StoreError::Conflict(_)) => {
+                    bail!("a user with email {} already exists", user.email.as_str())
+                }
+                other => other?,
+            }
+            if json {
+                println!("{}", user_json(&user));
+            } else {
+                println!(
+                    "created user {} ({}, {})",
+                    user.id,
+                    user.email.as_str(),
+                    user.role
+                );
+            }
+            Ok(())
+        }
+        UserCommand::List { json } => {
+            let users = store.list_users().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::Value::Array(users.iter().map(user_json).collect())
+                );
+            } else {
+                println!("{:<28} {:<32} ROLE", "USER_ID", "EMAIL");
+                for u in &users {
+                    println!("{:<28} {:<32} {}", u.id, u.email.as_str(), u.role);
+                }
+            }
+            Ok(())
+        }
+        UserCommand::RevokeConsent { email, client } => {
+            let email = Email::parse(&email)?;
+            let user = store
+                .find_user_by_email(&email)
+                .await?
+                .with_context(|| format!("no user with email {}", email.as_str()))?;
+            let n = store.revoke_consents(&user.id, client.as_ref()).await?;
+            println!("revoked {n} consent(s) of {}", email.as_str());
+            Ok(())
+        }
     }
 }

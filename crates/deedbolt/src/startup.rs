@@ -11,8 +11,12 @@ use deedbolt_core::cache::CachedClients;
 use deedbolt_core::clock::{Clock, SystemClock};
 use deedbolt_core::grant::TokenPolicy;
 use deedbolt_core::keyring::KeyVault;
+use deedbolt_core::ports::FlowStore;
+use deedbolt_core::revocation::RevocationList;
 use deedbolt_core::seal::MasterKey;
 use deedbolt_core::secret::SecretHasher;
+use deedbolt_core::throttle::LoginThrottle;
+use deedbolt_core::user::PasswordHasher;
 use deedbolt_http::{AppState, KeyRing, Services};
 use deedbolt_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -58,6 +62,7 @@ pub struct Application {
     vault: Arc<KeyVault>,
     keys: Arc<KeyRing>,
     clients: Arc<CachedClients>,
+    revocations: Arc<RevocationList>,
     settings: ServeSettings,
     clock: Arc<dyn Clock>,
 }
@@ -114,9 +119,25 @@ impl Application {
                 .await
                 .context("cannot read the client change counter")?,
         );
+        let revocations = Arc::new(RevocationList::new());
+        revocations
+            .sync(store_arc.as_ref(), clock.now())
+            .await
+            .context("cannot load the revocation list")?;
+        let passwords = Arc::new(
+            tokio::task::spawn_blocking(PasswordHasher::new)
+                .await
+                .context("cannot start the password hasher")??,
+        );
         let state = AppState::new(Services {
             clients: clients.clone(),
             properties: store_arc.clone(),
+            users: store_arc.clone(),
+            flow: store_arc.clone(),
+            passwords,
+            revocations: revocations.clone(),
+            // Per account: 5 failures per 15 minutes; per IP: 20 (a shared NAT has many users).
+            login_throttle: Arc::new(LoginThrottle::new(900, 5, 20)),
             health: store_arc,
             clock: clock.clone(),
             hasher: Arc::new(SecretHasher::new(&pepper)),
@@ -136,6 +157,7 @@ impl Application {
             vault,
             keys,
             clients,
+            revocations,
             settings,
             clock,
         })
@@ -156,13 +178,15 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let refresher = tokio::spawn(sync_loop(
-            self.vault.clone(),
-            self.keys.clone(),
-            self.clients.clone(),
-            self.clock.clone(),
-            self.settings.key_refresh_interval,
-        ));
+        let refresher = tokio::spawn(sync_loop(Sync {
+            vault: self.vault.clone(),
+            ring: self.keys.clone(),
+            clients: self.clients.clone(),
+            revocations: self.revocations.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            every: self.settings.key_refresh_interval,
+        }));
         tracing::info!(
             addr = %self.addr,
             issuer = %self.issuer,
@@ -170,9 +194,12 @@ impl Application {
             "deedbolt is ready"
         );
         let app = deedbolt_http::router(self.state);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         refresher.abort();
         self.store.close().await;
         tracing::info!("deedbolt stopped");
@@ -180,30 +207,43 @@ impl Application {
     }
 }
 
-/// Picks up what other processes (the CLI, other instances) changed: reloads keys, so
-/// rotations take effect without a restart and retired keys leave the JWKS on time, and
-/// clears the client cache when any client was changed or deleted elsewhere.
-async fn sync_loop(
+/// What the sync loop keeps fresh.
+struct Sync {
     vault: Arc<KeyVault>,
     ring: Arc<KeyRing>,
     clients: Arc<CachedClients>,
+    revocations: Arc<RevocationList>,
+    store: SqliteStore,
     clock: Arc<dyn Clock>,
     every: std::time::Duration,
-) {
-    let mut tick = tokio::time::interval(every);
+}
+
+/// Picks up what other processes (the CLI, other instances) changed: reloads keys, so
+/// rotations take effect without a restart and retired keys leave the JWKS on time;
+/// clears the client cache when any client was changed or deleted elsewhere; pulls new
+/// revocations; and prunes expired flow state.
+async fn sync_loop(s: Sync) {
+    let mut tick = tokio::time::interval(s.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    let mut current = ring.current().kid().clone();
+    let mut current = s.ring.current().kid().clone();
     loop {
         tick.tick().await;
-        match clients.sync().await {
+        let now = s.clock.now();
+        match s.clients.sync().await {
             Ok(true) => tracing::debug!("clients changed elsewhere; client cache cleared"),
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "cannot check for client changes"),
         }
-        match vault.load(clock.now()).await {
+        if let Err(e) = s.revocations.sync(&s.store, now).await {
+            tracing::error!(error = %e, "cannot sync the revocation list");
+        }
+        if let Err(e) = FlowStore::prune_expired(&s.store, now).await {
+            tracing::error!(error = %e, "cannot prune expired flow state");
+        }
+        match s.vault.load(now).await {
             Ok(loaded) => {
-                if let Err(e) = ring.install(&loaded) {
+                if let Err(e) = s.ring.install(&loaded) {
                     tracing::error!(error = %e, "cannot install reloaded keys");
                     continue;
                 }

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::helpers::spawn_app;
 
-const ALL_SCOPES: [&str; 8] = [
+const ALL_SCOPES: [&str; 11] = [
     "property:read",
     "property:write",
     "tenant:read",
@@ -14,6 +14,9 @@ const ALL_SCOPES: [&str; 8] = [
     "financial:write",
     "maintenance:request",
     "maintenance:manage",
+    "openid",
+    "profile",
+    "email",
 ];
 
 #[tokio::test]
@@ -34,10 +37,16 @@ async fn metadata_describes_this_server() {
     assert!(!issuer.ends_with('/'));
     assert_eq!(doc["token_endpoint"], format!("{issuer}/token"));
     assert_eq!(doc["jwks_uri"], format!("{issuer}/jwks.json"));
+    assert_eq!(doc["authorization_endpoint"], format!("{issuer}/authorize"));
     assert_eq!(
         doc["grant_types_supported"],
-        serde_json::json!(["client_credentials"])
+        serde_json::json!(["authorization_code", "client_credentials"])
     );
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
     let mut methods: Vec<&str> = doc["token_endpoint_auth_methods_supported"]
         .as_array()
         .expect("token_endpoint_auth_methods_supported")
@@ -45,7 +54,10 @@ async fn metadata_describes_this_server() {
         .map(|m| m.as_str().unwrap())
         .collect();
     methods.sort_unstable();
-    assert_eq!(methods, ["client_secret_basic", "client_secret_post"]);
+    assert_eq!(
+        methods,
+        ["client_secret_basic", "client_secret_post", "none"]
+    );
     let mut scopes: Vec<&str> = doc["scopes_supported"]
         .as_array()
         .expect("scopes_supported")

@@ -501,3 +501,80 @@ pub fn www_authenticate(res: &reqwest::Response) -> String {
         .map(|v| v.to_str().unwrap_or("").to_owned())
         .unwrap_or_default()
 }
+
+// ---------------------------------------------------------------------------------------
+// Helpers for the authorization-code flow: the CLI with input on stdin (passwords), and
+// PKCE pairs. Added for browser.rs.
+// ---------------------------------------------------------------------------------------
+
+/// Runs the CLI on `data_dir` like [`run_cli`], with `stdin` written to its standard input
+/// (e.g. `user create --password-stdin`).
+pub fn run_cli_with_stdin(
+    data_dir: &Path,
+    master_key: Option<&str>,
+    args: &[&str],
+    stdin: &str,
+) -> Output {
+    use std::io::Write as _;
+    let mut cmd = std::process::Command::new(bin());
+    cmd.arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd.env_remove("DEEDBOLT_MASTER_KEY");
+    cmd.env("DEEDBOLT_LOG", "warn");
+    if let Some(k) = master_key {
+        cmd.env("DEEDBOLT_MASTER_KEY", k);
+    }
+    let mut child = cmd.spawn().expect("spawn deedbolt CLI");
+    let mut pipe = child.stdin.take().expect("stdin");
+    // Written from a thread so a CLI that never reads stdin cannot deadlock us; a broken
+    // pipe (it exited without reading) is the CLI's business and shows in its output.
+    let input = stdin.to_owned();
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().expect("run deedbolt CLI");
+    let _ = writer.join();
+    out
+}
+
+impl TestApp {
+    /// Runs the CLI against this server's data directory with `stdin` as its input.
+    pub fn cli_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        run_cli_with_stdin(
+            self.data_dir.path(),
+            self.master_key.as_deref(),
+            args,
+            stdin,
+        )
+    }
+}
+
+/// `n` random bytes, base64url without padding.
+pub fn random_b64url(n: usize) -> String {
+    use aws_lc_rs::rand::SecureRandom as _;
+    use base64::Engine as _;
+    let mut bytes = vec![0u8; n];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("random bytes");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The S256 PKCE challenge of `verifier` (RFC 7636 §4.2): base64url(SHA-256(verifier)).
+pub fn pkce_s256(verifier: &str) -> String {
+    use base64::Engine as _;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// A fresh PKCE pair `(code_verifier, code_challenge)`: 32 random bytes as the verifier
+/// (43 base64url characters) and its S256 challenge.
+pub fn pkce_pair() -> (String, String) {
+    let verifier = random_b64url(32);
+    let challenge = pkce_s256(&verifier);
+    (verifier, challenge)
+}

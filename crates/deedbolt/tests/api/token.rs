@@ -235,7 +235,7 @@ async fn grant_type_missing_or_unknown() {
     for grant in [
         "password",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
-        "authorization_code",
+        "refresh_token",
     ] {
         let res = app
             .post_token(Some(&creds), &format!("grant_type={grant}"))

@@ -1,0 +1,668 @@
+//! The authorization endpoint and the browser side of the code flow: `/authorize`, the
+//! login form, the consent page, logout (RFC 6749 §4.1, RFC 7636, RFC 9207, OIDC Core §3.1).
+//!
+//! A validated request is stored server-side under a random id (`req`) for ten minutes
+//! while the user logs in and consents; the forms carry only that id and a CSRF token.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+use aws_lc_rs::digest;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use deedbolt_core::client::Client;
+use deedbolt_core::clock::UnixTime;
+use deedbolt_core::flow::{
+    self, AuthorizationRequest, AuthorizeError, AuthzErrorCode, CodeGrant, Params, Prompt,
+    RedirectError,
+};
+use deedbolt_core::ids::ClientId;
+use deedbolt_core::ports::Session;
+use deedbolt_core::rand;
+use deedbolt_core::user::{Email, Password, User};
+
+use crate::error::ApiError;
+use crate::pages;
+use crate::state::AppState;
+use crate::token::{has_content_type, read_body};
+
+/// How long a pending authorization request waits for the user.
+const PENDING_SECS: i64 = 600;
+/// How long a login session lasts.
+const SESSION_SECS: i64 = 8 * 3600;
+const SESSION_COOKIE: &str = "deedbolt_session";
+const CSRF_COOKIE: &str = "deedbolt_csrf";
+
+/// Query or form parameters, each at most once.
+struct Pairs {
+    pairs: Vec<(String, String)>,
+    duplicate: Option<String>,
+}
+
+impl Pairs {
+    fn parse(raw: &[u8]) -> Self {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut duplicate = None;
+        for (k, v) in form_urlencoded::parse(raw).take(64) {
+            if pairs.iter().any(|(seen, _)| *seen == k) {
+                duplicate.get_or_insert_with(|| k.to_string());
+                continue;
+            }
+            pairs.push((k.into_owned(), v.into_owned()));
+        }
+        Pairs { pairs, duplicate }
+    }
+}
+
+impl Params for Pairs {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn hash(value: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, value.as_bytes()).as_ref());
+    out
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn see_other(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (StatusCode::SEE_OTHER, [(LOCATION, v)]).into_response(),
+        Err(_) => pages::error_page(StatusCode::BAD_REQUEST, "The redirect address is invalid."),
+    }
+}
+
+/// Appends query parameters to a redirect URI that may already have a query.
+fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
+    let mut out = String::from(uri);
+    let mut sep = if uri.contains('?') { '&' } else { '?' };
+    for (k, v) in params {
+        out.push(sep);
+        out.push_str(k);
+        out.push('=');
+        out.extend(form_urlencoded::byte_serialize(v.as_bytes()));
+        sep = '&';
+    }
+    out
+}
+
+fn redirect_error(state: &AppState, e: &RedirectError) -> Response {
+    let issuer = state.services.policy.issuer.as_str();
+    let mut params = vec![
+        ("error", e.error.as_str()),
+        ("error_description", e.description.as_ref()),
+    ];
+    if let Some(s) = &e.state {
+        params.push(("state", s));
+    }
+    params.push(("iss", issuer));
+    see_other(&with_params(&e.redirect_uri, &params))
+}
+
+async fn find_client(state: &AppState, id: Option<&str>) -> Result<Option<Client>, ApiError> {
+    let Some(id) = id.and_then(|i| ClientId::parse(i).ok()) else {
+        return Ok(None);
+    };
+    state
+        .services
+        .clients
+        .find_client(&id)
+        .await
+        .map_err(ApiError::internal)
+}
+
+async fn current_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, ApiError> {
+    let Some(value) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    state
+        .services
+        .flow
+        .find_session(&hash(value), state.services.clock.now())
+        .await
+        .map_err(ApiError::internal)
+}
+
+fn set_cookie(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    max_age: i64,
+    same_site: &str,
+) -> HeaderValue {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; HttpOnly; SameSite={same_site}; Path=/; Max-Age={max_age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `GET /authorize`
+pub async fn authorize(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Pairs::parse(raw.as_deref().unwrap_or("").as_bytes());
+    let client = find_client(&state, params.get("client_id")).await?;
+    let request = match AuthorizationRequest::validate(
+        &params,
+        client.as_ref(),
+        params.duplicate.as_deref(),
+    ) {
+        Ok(r) => r,
+        Err(AuthorizeError::NoRedirect(message)) => {
+            tracing::info!(client_id = ?params.get("client_id"), "authorization request refused without redirect");
+            return Ok(pages::error_page(StatusCode::BAD_REQUEST, message));
+        }
+        Err(AuthorizeError::Redirect(e)) => return Ok(redirect_error(&state, &e)),
+    };
+    let now = state.services.clock.now();
+    let req_id = rand::token::<16>().map_err(ApiError::internal)?;
+    state
+        .services
+        .flow
+        .put_pending(&req_id, &request, now.plus_secs(PENDING_SECS))
+        .await
+        .map_err(ApiError::internal)?;
+    let session = current_session(&state, &headers).await?;
+    match (session, request.prompt) {
+        (Some(session), Prompt::Default | Prompt::Consent | Prompt::None) => {
+            continue_with_session(&state, &req_id, &request, &session).await
+        }
+        (_, Prompt::None) => {
+            delete_pending(&state, &req_id).await?;
+            Ok(redirect_error(
+                &state,
+                &request.error(AuthzErrorCode::LoginRequired, "the user is not signed in"),
+            ))
+        }
+        _ => Ok(see_other(&format!("/login?req={req_id}"))),
+    }
+}
+
+async fn delete_pending(state: &AppState, req_id: &str) -> Result<(), ApiError> {
+    state
+        .services
+        .flow
+        .delete_pending(req_id)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// After login (or with a session): issue a code at once if consent is remembered,
+/// otherwise show the consent page.
+async fn continue_with_session(
+    state: &AppState,
+    req_id: &str,
+    request: &AuthorizationRequest,
+    session: &Session,
+) -> Result<Response, ApiError> {
+    let Some(user) = find_user(state, session).await? else {
+        return Ok(see_other(&format!("/login?req={req_id}")));
+    };
+    let granted = request.grantable(&user.role.delegable());
+    if granted.is_empty() {
+        delete_pending(state, req_id).await?;
+        return Ok(redirect_error(
+            state,
+            &request.error(
+                AuthzErrorCode::AccessDenied,
+                "the user's role allows none of the requested scopes",
+            ),
+        ));
+    }
+    let remembered = state
+        .services
+        .flow
+        .find_consent(&user.id, &request.client_id)
+        .await
+        .map_err(ApiError::internal)?
+        .is_some_and(|s| granted.is_subset(&s));
+    if remembered && request.prompt != Prompt::Consent {
+        return issue_code(state, req_id, request, &user, session.auth_time).await;
+    }
+    if request.prompt == Prompt::None {
+        delete_pending(state, req_id).await?;
+        return Ok(redirect_error(
+            state,
+            &request.error(
+                AuthzErrorCode::ConsentRequired,
+                "the user has not consented",
+            ),
+        ));
+    }
+    Ok(see_other(&format!("/consent?req={req_id}")))
+}
+
+async fn find_user(state: &AppState, session: &Session) -> Result<Option<User>, ApiError> {
+    state
+        .services
+        .users
+        .find_user(&session.user_id)
+        .await
+        .map_err(ApiError::internal)
+}
+
+async fn issue_code(
+    state: &AppState,
+    req_id: &str,
+    request: &AuthorizationRequest,
+    user: &User,
+    auth_time: UnixTime,
+) -> Result<Response, ApiError> {
+    let now = state.services.clock.now();
+    let (code, code_hash) = flow::new_code().map_err(ApiError::internal)?;
+    let grant = CodeGrant {
+        client_id: request.client_id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        code_challenge: request.code_challenge.clone(),
+        user_id: user.id.clone(),
+        scope: request.grantable(&user.role.delegable()),
+        nonce: request.nonce.clone(),
+        auth_time,
+        expires_at: now.plus_secs(flow::CODE_LIFETIME_SECS),
+    };
+    state
+        .services
+        .flow
+        .insert_code(&code_hash, &grant)
+        .await
+        .map_err(ApiError::internal)?;
+    delete_pending(state, req_id).await?;
+    tracing::info!(client_id = %grant.client_id, user_id = %grant.user_id, scope = %grant.scope, "authorization code issued");
+    let issuer = state.services.policy.issuer.as_str();
+    let mut params = vec![("code", code.as_str())];
+    if let Some(s) = &request.state {
+        params.push(("state", s));
+    }
+    params.push(("iss", issuer));
+    Ok(see_other(&with_params(&request.redirect_uri, &params)))
+}
+
+async fn pending(
+    state: &AppState,
+    req_id: Option<&str>,
+) -> Result<Option<(String, AuthorizationRequest)>, ApiError> {
+    let Some(id) = req_id.filter(|r| r.len() <= 64) else {
+        return Ok(None);
+    };
+    Ok(state
+        .services
+        .flow
+        .get_pending(id, state.services.clock.now())
+        .await
+        .map_err(ApiError::internal)?
+        .map(|r| (id.to_owned(), r)))
+}
+
+fn expired_page() -> Response {
+    pages::error_page(
+        StatusCode::BAD_REQUEST,
+        "This sign-in request has expired or was already answered.",
+    )
+}
+
+async fn client_name(state: &AppState, id: &ClientId) -> Result<String, ApiError> {
+    Ok(state
+        .services
+        .clients
+        .find_client(id)
+        .await
+        .map_err(ApiError::internal)?
+        .map(|c| c.name.as_str().to_owned())
+        .unwrap_or_else(|| id.to_string()))
+}
+
+fn login_form(
+    state: &AppState,
+    name: &str,
+    req_id: &str,
+    email: &str,
+    message: Option<&str>,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    // Double-submit CSRF token for the login form (there is no session yet): a random
+    // value in a SameSite=Strict cookie and in the form; both must match on submit.
+    let csrf = rand::token::<32>().map_err(ApiError::internal)?;
+    let mut response = pages::login(name, req_id, &csrf, email, message, status);
+    response.headers_mut().append(
+        SET_COOKIE,
+        set_cookie(state, CSRF_COOKIE, &csrf, PENDING_SECS, "Strict"),
+    );
+    Ok(response)
+}
+
+/// `GET /login?req=…`
+pub async fn login_page(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Pairs::parse(raw.as_deref().unwrap_or("").as_bytes());
+    let Some((req_id, request)) = pending(&state, params.get("req")).await? else {
+        return Ok(expired_page());
+    };
+    let name = client_name(&state, &request.client_id).await?;
+    login_form(&state, &name, &req_id, "", None, StatusCode::OK)
+}
+
+async fn read_form(headers: &HeaderMap, body: Body) -> Result<Option<Pairs>, ApiError> {
+    if !has_content_type(headers, "application/x-www-form-urlencoded") {
+        return Ok(None);
+    }
+    let body = read_body(headers, body).await?;
+    Ok(Some(Pairs::parse(&body)))
+}
+
+fn csrf_failed() -> Response {
+    pages::error_page(
+        StatusCode::FORBIDDEN,
+        "The form could not be verified (it may have expired). Go back and try again.",
+    )
+}
+
+/// `POST /login`
+pub async fn login_submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Some(form) = read_form(&headers, body).await? else {
+        return Ok(pages::error_page(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unexpected form encoding.",
+        ));
+    };
+    let csrf_ok = match (cookie(&headers, CSRF_COOKIE), form.get("csrf")) {
+        (Some(c), Some(f)) => constant_time_eq(c, f),
+        _ => false,
+    };
+    if !csrf_ok || form.duplicate.is_some() {
+        return Ok(csrf_failed());
+    }
+    let Some((req_id, request)) = pending(&state, form.get("req")).await? else {
+        return Ok(expired_page());
+    };
+    let name = client_name(&state, &request.client_id).await?;
+    let typed = form.get("email").unwrap_or("").trim().to_lowercase();
+    let password = Password::presented(form.get("password").unwrap_or("").to_owned());
+    let now = state.services.clock.now();
+    let ip = peer.ip().to_string();
+    if let Err(wait) = state.services.login_throttle.check(&typed, &ip, now) {
+        let minutes = (wait + 59) / 60;
+        tracing::warn!(ip = %ip, "login throttled");
+        return login_form(
+            &state,
+            &name,
+            &req_id,
+            &typed,
+            Some(&format!(
+                "Too many failed sign-in attempts. Try again in {minutes} minute(s)."
+            )),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
+    let user = match Email::parse(&typed) {
+        Ok(email) => state
+            .services
+            .users
+            .find_user_by_email(&email)
+            .await
+            .map_err(ApiError::internal)?,
+        Err(_) => None,
+    };
+    // argon2id takes tens of milliseconds of CPU: run it on the blocking pool, never on
+    // the async workers that serve the token endpoint. Unknown users cost the same.
+    let hasher = state.services.passwords.clone();
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || match stored {
+        Some(h) => hasher.verify(&password, &h),
+        None => hasher.verify_dummy(&password),
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let Some(user) = user.filter(|_| ok) else {
+        state
+            .services
+            .login_throttle
+            .record_failure(&typed, &ip, now);
+        tracing::info!(ip = %ip, "login failed");
+        return login_form(
+            &state,
+            &name,
+            &req_id,
+            &typed,
+            Some("The email or password is incorrect."),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    state.services.login_throttle.record_success(&typed);
+    let session_value = rand::token::<32>().map_err(ApiError::internal)?;
+    let session = Session {
+        user_id: user.id.clone(),
+        auth_time: now,
+        csrf: rand::token::<32>().map_err(ApiError::internal)?,
+        expires_at: now.plus_secs(SESSION_SECS),
+    };
+    state
+        .services
+        .flow
+        .create_session(&hash(&session_value), &session)
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(user_id = %user.id, "login succeeded");
+    let mut response = see_other(&format!("/consent?req={req_id}"));
+    // SameSite=Lax, not Strict: the session must be sent when the client app sends the
+    // user back to /authorize by a cross-site top-level navigation; with Strict the
+    // browser would withhold it and every authorization would ask for the password again.
+    // Lax still withholds it from cross-site POSTs, and every form here also checks a
+    // CSRF token.
+    response.headers_mut().append(
+        SET_COOKIE,
+        set_cookie(&state, SESSION_COOKIE, &session_value, SESSION_SECS, "Lax"),
+    );
+    response
+        .headers_mut()
+        .append(SET_COOKIE, set_cookie(&state, CSRF_COOKIE, "", 0, "Strict"));
+    Ok(response)
+}
+
+/// `GET /consent?req=…`
+pub async fn consent_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Pairs::parse(raw.as_deref().unwrap_or("").as_bytes());
+    let Some((req_id, request)) = pending(&state, params.get("req")).await? else {
+        return Ok(expired_page());
+    };
+    let Some(session) = current_session(&state, &headers).await? else {
+        return Ok(see_other(&format!("/login?req={req_id}")));
+    };
+    let Some(user) = find_user(&state, &session).await? else {
+        return Ok(see_other(&format!("/login?req={req_id}")));
+    };
+    let granted = request.grantable(&user.role.delegable());
+    let remembered = state
+        .services
+        .flow
+        .find_consent(&user.id, &request.client_id)
+        .await
+        .map_err(ApiError::internal)?
+        .is_some_and(|s| granted.is_subset(&s));
+    if remembered && request.prompt != Prompt::Consent {
+        return issue_code(&state, &req_id, &request, &user, session.auth_time).await;
+    }
+    if granted.is_empty() {
+        return continue_with_session(&state, &req_id, &request, &session).await;
+    }
+    let name = client_name(&state, &request.client_id).await?;
+    Ok(pages::consent(
+        &name,
+        user.email.as_str(),
+        granted,
+        &req_id,
+        &session.csrf,
+    ))
+}
+
+/// `POST /consent`: approve or deny.
+pub async fn consent_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Some(form) = read_form(&headers, body).await? else {
+        return Ok(pages::error_page(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unexpected form encoding.",
+        ));
+    };
+    let Some(session) = current_session(&state, &headers).await? else {
+        return Ok(csrf_failed());
+    };
+    let csrf_ok = form
+        .get("csrf")
+        .is_some_and(|f| constant_time_eq(f, &session.csrf));
+    if !csrf_ok || form.duplicate.is_some() {
+        return Ok(csrf_failed());
+    }
+    let Some((req_id, request)) = pending(&state, form.get("req")).await? else {
+        return Ok(expired_page());
+    };
+    let Some(user) = find_user(&state, &session).await? else {
+        return Ok(csrf_failed());
+    };
+    match form.get("decision") {
+        Some("approve") => {
+            let granted = request.grantable(&user.role.delegable());
+            state
+                .services
+                .flow
+                .save_consent(
+                    &user.id,
+                    &request.client_id,
+                    granted,
+                    state.services.clock.now(),
+                )
+                .await
+                .map_err(ApiError::internal)?;
+            tracing::info!(user_id = %user.id, client_id = %request.client_id, scope = %granted, "consent granted");
+            issue_code(&state, &req_id, &request, &user, session.auth_time).await
+        }
+        Some("deny") => {
+            delete_pending(&state, &req_id).await?;
+            tracing::info!(user_id = %user.id, client_id = %request.client_id, "consent denied");
+            Ok(redirect_error(
+                &state,
+                &RedirectError {
+                    redirect_uri: request.redirect_uri.clone(),
+                    state: request.state.clone(),
+                    error: AuthzErrorCode::AccessDenied,
+                    description: Cow::Borrowed("the user denied the request"),
+                },
+            ))
+        }
+        _ => Ok(pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "Choose Allow or Deny.",
+        )),
+    }
+}
+
+/// `POST /logout`: ends the session (CSRF-checked).
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let form = read_form(&headers, body).await?;
+    let Some(value) = cookie(&headers, SESSION_COOKIE) else {
+        return Ok(pages::page(
+            StatusCode::OK,
+            "Signed out",
+            "<h1>You are signed out</h1>",
+        ));
+    };
+    let session_hash = hash(value);
+    if let Some(session) = current_session(&state, &headers).await? {
+        let csrf_ok = form
+            .as_ref()
+            .and_then(|f| f.get("csrf"))
+            .is_some_and(|f| constant_time_eq(f, &session.csrf));
+        if !csrf_ok {
+            return Ok(csrf_failed());
+        }
+    }
+    state
+        .services
+        .flow
+        .delete_session(&session_hash)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut response = pages::page(StatusCode::OK, "Signed out", "<h1>You are signed out</h1>");
+    response
+        .headers_mut()
+        .append(SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", 0, "Lax"));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_params_are_appended_and_encoded() {
+        assert_eq!(
+            with_params("https://a.example/cb", &[("code", "x y"), ("state", "s&t")]),
+            "https://a.example/cb?code=x+y&state=s%26t"
+        );
+        assert_eq!(
+            with_params("https://a.example/cb?v=1", &[("code", "c")]),
+            "https://a.example/cb?v=1&code=c"
+        );
+    }
+
+    #[test]
+    fn cookies_are_found_among_many() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; deedbolt_session=abc; b=2"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "missing"), None);
+    }
+}
