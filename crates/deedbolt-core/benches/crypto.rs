@@ -72,5 +72,31 @@ fn client_auth(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, signing, client_auth);
+fn pkce_and_password(c: &mut Criterion) {
+    use deedbolt_core::pkce::{verify, CodeChallenge, CodeVerifier};
+    use deedbolt_core::user::{Password, PasswordHasher};
+    let verifier = CodeVerifier::parse("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk").unwrap();
+    let challenge = CodeChallenge::parse(
+        Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+        Some("S256"),
+    )
+    .unwrap();
+    c.bench_function("pkce/verify_s256", |b| {
+        b.iter(|| verify(black_box(&verifier), black_box(&challenge)).unwrap())
+    });
+    // argon2id is slow by design; this bounds password logins per core.
+    let hasher = PasswordHasher::new().unwrap();
+    let stored = hasher
+        .hash(&Password::presented("correct horse battery".into()))
+        .unwrap();
+    let presented = Password::presented("correct horse battery".into());
+    let mut group = c.benchmark_group("password");
+    group.sample_size(10);
+    group.bench_function("argon2id_verify", |b| {
+        b.iter(|| assert!(hasher.verify(black_box(&presented), &stored)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, signing, client_auth, pkce_and_password);
 criterion_main!(benches);
