@@ -18,7 +18,12 @@ Requires wrk (Debian package `wrk`) and, for the peer, Node.js and npm.
 
 import argparse
 import base64
+import hashlib
+import http.client
 import sqlite3
+import statistics
+import threading
+import urllib.parse
 import json
 import os
 import re
@@ -201,6 +206,108 @@ class Peer:
             self.proc = None
 
 
+def code_flow_once(port, client_id, redirect_uri, email, password):
+    """One authorization-code flow with a fresh browser (no session): authorize, login,
+    consent (remembered after the first approval), code exchange. Returns the token JSON."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    cookies = {}
+
+    def request(method, path, body=None):
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())} if cookies else {}
+        if body is not None:
+            body = urllib.parse.urlencode(body)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        for k, v in r.getheaders():
+            if k.lower() == "set-cookie":
+                name, _, rest = v.partition("=")
+                value = rest.split(";", 1)[0]
+                if value:
+                    cookies[name] = value
+                else:
+                    cookies.pop(name, None)
+        return r.status, r.getheader("Location"), data
+
+    verifier = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    q = urllib.parse.urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
+                                "scope": "openid tenant:read", "state": "s", "code_challenge": challenge,
+                                "code_challenge_method": "S256"})
+    status, location, _ = request("GET", "/authorize?" + q)
+    assert status == 303 and location.startswith("/login"), (status, location)
+    req = urllib.parse.parse_qs(urllib.parse.urlparse(location).query)["req"][0]
+    status, _, page = request("GET", location)
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', page).group(1).decode()
+    status, location, _ = request("POST", "/login", {"csrf": csrf, "req": req, "email": email, "password": password})
+    assert status == 303, status
+    status, location, page = request("GET", location)
+    if status == 200:  # first time: the consent page
+        csrf = re.search(rb'name="csrf" value="([^"]+)"', page).group(1).decode()
+        status, location, _ = request("POST", "/consent", {"csrf": csrf, "req": req, "decision": "approve"})
+    assert status == 303 and location.startswith(redirect_uri), (status, location)
+    code = urllib.parse.parse_qs(urllib.parse.urlparse(location).query)["code"][0]
+    status, _, body = request("POST", "/token", {"grant_type": "authorization_code", "code": code,
+                                                  "client_id": client_id, "redirect_uri": redirect_uri,
+                                                  "code_verifier": verifier})
+    assert status == 200, (status, body)
+    conn.close()
+    return json.loads(body)
+
+
+def run_code_flows(db, concurrency, duration):
+    """Runs complete code flows from `concurrency` threads for `duration` seconds."""
+    email, password = "bench-tenant@example.com", "bench tenant passphrase"
+    if not getattr(db, "flow_client", None):
+        subprocess.run([str(BIN), "--data-dir", db.data_dir, "--log", "error", "user", "create", "--email", email,
+                        "--role", "tenant", "--password-stdin"], input=password + "\n", text=True, check=True,
+                       capture_output=True)
+        db.flow_client = db.cli("client", "create", "--name", "bench-spa", "--public", "--grant",
+                                "authorization_code", "--redirect-uri", "http://127.0.0.1/cb", "--scope",
+                                "openid tenant:read", "--json")["client_id"]
+        time.sleep(1.2)  # the server notices CLI changes at its next sync
+        code_flow_once(db.port, db.flow_client, "http://127.0.0.1/cb", email, password)
+    latencies, errors = [], []
+    lock = threading.Lock()
+    stop = time.monotonic() + duration
+
+    def worker():
+        while time.monotonic() < stop:
+            t0 = time.monotonic()
+            try:
+                code_flow_once(db.port, db.flow_client, "http://127.0.0.1/cb", email, password)
+                with lock:
+                    latencies.append(time.monotonic() - t0)
+            except Exception as e:  # noqa: BLE001 - counted and reported
+                with lock:
+                    errors.append(repr(e))
+
+    cpu0 = cpu_seconds(db.proc.pid)
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    cpu1 = cpu_seconds(db.proc.pid)
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "concurrency": concurrency,
+        "duration_s": duration,
+        "requests": n,
+        "rps": round(n / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2) if n else None,
+        "p99_ms": round(latencies[min(n - 1, int(n * 0.99))] * 1000, 2) if n else None,
+        "cpu_us_per_request": round((cpu1 - cpu0) * 1e6 / max(n, 1), 1),
+        "non_2xx": len(errors),
+        "socket_errors": errors[:3] or None,
+        "server_peak_rss_kib": rss_kib(db.proc.pid),
+    }
+
+
 def scenarios_for(server_base, basic, token, introspect_path=None, api=True):
     auth = {"Authorization": "Basic " + basic, "Content-Type": "application/x-www-form-urlencoded"}
     out = {"token_client_credentials": dict(url=server_base + "/token", method="POST",
@@ -264,6 +371,15 @@ def main():
                     print(f"deedbolt {name:<26} c={c:<3} {row['rps']:>9.0f} req/s  p50 {row['p50_ms']:.2f} ms  "
                           f"p99 {row['p99_ms']:.2f} ms  {row['cpu_us_per_request']:>6.1f} µs CPU/req  "
                           f"rss {row['server_peak_rss_kib'] // 1024} MiB  non-2xx {row['non_2xx']}", flush=True)
+            # The full authorization-code flow with a password login each time (argon2id-bound
+            # by design), from a Python driver: requests/s here are complete flows/s.
+            rows = results["deedbolt"].setdefault("code_flow_with_login", [])
+            for c in concurrency:
+                row = run_code_flows(db, min(c, 16), args.duration)
+                rows.append(row)
+                print(f"deedbolt {'code_flow_with_login':<26} c={row['concurrency']:<3} {row['rps']:>9.1f} flows/s  "
+                      f"p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  {row['cpu_us_per_request']:>8.1f} µs CPU/flow  "
+                      f"errors {row['non_2xx']}", flush=True)
         finally:
             db.stop()
 
