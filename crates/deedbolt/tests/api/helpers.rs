@@ -578,3 +578,260 @@ pub fn pkce_pair() -> (String, String) {
     let challenge = pkce_s256(&verifier);
     (verifier, challenge)
 }
+
+// ---------------------------------------------------------------------------------------
+// Helpers for the authorization-code flow over plain HTTP (no browser): users and code
+// clients through the CLI, a hand-kept cookie jar (so every Set-Cookie can be asserted),
+// form posts, and reading redirects and hidden form fields. Added for code_flow.rs.
+// ---------------------------------------------------------------------------------------
+
+/// A client registered for the authorization-code grant; `secret` is `None` for a public
+/// client.
+#[derive(Clone, Debug)]
+pub struct CodeClient {
+    pub id: String,
+    pub secret: Option<String>,
+}
+
+impl CodeClient {
+    /// The credentials for HTTP Basic (confidential clients only).
+    pub fn creds(&self) -> Creds {
+        Creds {
+            id: self.id.clone(),
+            secret: self
+                .secret
+                .clone()
+                .expect("a confidential client has a secret"),
+        }
+    }
+}
+
+/// Cookies kept by hand, the way a browser would for one site: `store` applies a
+/// response's `Set-Cookie` headers (an empty value or `Max-Age=0` deletes the cookie).
+#[derive(Clone, Debug, Default)]
+pub struct Jar(pub Vec<(String, String)>);
+
+impl Jar {
+    /// Applies every `Set-Cookie` of `res`.
+    pub fn store(&mut self, res: &reqwest::Response) {
+        for line in set_cookie_lines(res) {
+            let first = line.split(';').next().unwrap_or("");
+            let Some((name, value)) = first.split_once('=') else {
+                continue;
+            };
+            let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
+            let deleted = value.is_empty()
+                || line
+                    .split(';')
+                    .any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+            self.0.retain(|(n, _)| *n != name);
+            if !deleted {
+                self.0.push((name, value));
+            }
+        }
+    }
+
+    /// The value of cookie `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets (or replaces) a cookie by hand.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.0.retain(|(n, _)| n != name);
+        self.0.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// A copy without cookie `name`.
+    pub fn without(&self, name: &str) -> Jar {
+        Jar(self.0.iter().filter(|(n, _)| n != name).cloned().collect())
+    }
+
+    /// The `Cookie` request header, if there are cookies.
+    pub fn header(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| {
+            self.0
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+}
+
+/// Every `Set-Cookie` header of a response, as text.
+pub fn set_cookie_lines(res: &reqwest::Response) -> Vec<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("ASCII Set-Cookie").to_owned())
+        .collect()
+}
+
+/// The `Set-Cookie` header that sets cookie `name`, if any.
+pub fn set_cookie_line(res: &reqwest::Response, name: &str) -> Option<String> {
+    set_cookie_lines(res)
+        .into_iter()
+        .find(|l| l.starts_with(&format!("{name}=")))
+}
+
+/// The `Location` header, if any.
+pub fn location(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get("location")
+        .map(|v| v.to_str().expect("ASCII Location").to_owned())
+}
+
+/// The query parameters of a URL (absolute, or a path relative to the server), asserting
+/// that none is repeated.
+pub fn query_params(url: &str) -> std::collections::HashMap<String, String> {
+    let parsed = url::Url::parse(url)
+        .or_else(|_| url::Url::parse("http://relative.invalid").and_then(|b| b.join(url)))
+        .unwrap_or_else(|e| panic!("bad URL {url}: {e}"));
+    let mut out = std::collections::HashMap::new();
+    for (k, v) in parsed.query_pairs() {
+        let k = k.into_owned();
+        assert!(
+            out.insert(k.clone(), v.into_owned()).is_none(),
+            "parameter {k} repeated in {url}"
+        );
+    }
+    out
+}
+
+/// Undoes the HTML escaping of the server's pages (`&amp; &lt; &gt; &quot; &#39;`).
+pub fn html_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+/// The value of the hidden form field `name` in `html`, if there is one.
+pub fn hidden_input(html: &str, name: &str) -> Option<String> {
+    html.split("<input").skip(1).find_map(|tag| {
+        let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
+        if !tag.contains("type=\"hidden\"") || !tag.contains(&format!("name=\"{name}\"")) {
+            return None;
+        }
+        let start = tag.find("value=\"")? + "value=\"".len();
+        let end = start + tag[start..].find('"')?;
+        Some(html_unescape(&tag[start..end]))
+    })
+}
+
+impl TestApp {
+    /// Registers a user through `deedbolt user create --password-stdin --json` and returns
+    /// the user's id.
+    pub fn create_user(&self, email: &str, role: &str, password: &str) -> String {
+        let out = self.cli_with_stdin(
+            &[
+                "user",
+                "create",
+                "--email",
+                email,
+                "--role",
+                role,
+                "--password-stdin",
+                "--json",
+            ],
+            &format!("{password}\n"),
+        );
+        assert!(
+            out.status.success(),
+            "deedbolt user create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("user create prints JSON");
+        v["user_id"].as_str().expect("user_id").to_owned()
+    }
+
+    /// Registers an authorization-code client through the CLI (`--public` if `public`),
+    /// with any number of `--redirect-uri`s and extra `--grant`s.
+    pub fn create_code_client(
+        &self,
+        scope: &str,
+        redirect_uris: &[&str],
+        public: bool,
+        extra_grants: &[&str],
+    ) -> CodeClient {
+        let mut args = vec![
+            "client",
+            "create",
+            "--name",
+            "code-client",
+            "--grant",
+            "authorization_code",
+            "--scope",
+            scope,
+            "--json",
+        ];
+        for g in extra_grants {
+            args.extend(["--grant", g]);
+        }
+        for r in redirect_uris {
+            args.extend(["--redirect-uri", r]);
+        }
+        if public {
+            args.push("--public");
+        }
+        let v = self.cli_json(&args);
+        let secret = v
+            .get("client_secret")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        assert_eq!(
+            secret.is_none(),
+            public,
+            "only confidential clients get a secret: {v}"
+        );
+        CodeClient {
+            id: v["client_id"].as_str().expect("client_id").to_owned(),
+            secret,
+        }
+    }
+
+    /// `path` (starting with `/`) on this server, or an absolute URL as is.
+    pub fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with('/') {
+            format!("{}{path_or_url}", self.base)
+        } else {
+            path_or_url.to_owned()
+        }
+    }
+
+    /// A browser-like GET (no redirects followed) with the jar's cookies.
+    pub async fn browser_get(&self, path_or_url: &str, jar: &Jar) -> reqwest::Response {
+        let mut req = self.http.get(self.url(path_or_url));
+        if let Some(c) = jar.header() {
+            req = req.header("cookie", c);
+        }
+        req.send().await.expect("GET")
+    }
+
+    /// A browser-like form POST (no redirects followed) with the jar's cookies.
+    pub async fn browser_post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        jar: &Jar,
+    ) -> reqwest::Response {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(c) = jar.header() {
+            req = req.header("cookie", c);
+        }
+        req.send().await.expect("POST")
+    }
+}
