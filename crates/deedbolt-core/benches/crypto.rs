@@ -23,6 +23,7 @@ fn fixture() -> (Client, ClientSecret, SecretHasher, TokenPolicy) {
         scopes: "property:read financial:read".parse().unwrap(),
         redirect_uris: vec![],
         public: false,
+        allow_introspection: false,
         created_at: UnixTime(0),
         updated_at: UnixTime(0),
     };

@@ -221,6 +221,7 @@ mod tests {
             scopes: "property:read".parse().unwrap(),
             redirect_uris: vec![],
             public: false,
+            allow_introspection: false,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         }

@@ -99,6 +99,9 @@ pub enum ClientRuleError {
     /// A grant this release cannot serve yet.
     #[error("grant type `{0}` is not supported yet")]
     UnsupportedGrant(GrantType),
+    /// refresh_token without authorization_code (refresh tokens come only from codes).
+    #[error("refresh_token needs the authorization_code grant: refresh tokens are only issued with codes")]
+    RefreshWithoutCode,
     /// authorization_code without a redirect URI.
     #[error("the authorization_code grant needs at least one --redirect-uri")]
     NoRedirectUri,
@@ -127,6 +130,8 @@ pub struct Client {
     pub redirect_uris: Vec<RedirectUri>,
     /// A public client (`token_endpoint_auth_method=none`): no secret, PKCE only.
     pub public: bool,
+    /// A resource server allowed to call the introspection endpoint (RFC 7662).
+    pub allow_introspection: bool,
     /// When it was registered.
     pub created_at: UnixTime,
     /// When it last changed (e.g. secret rotation).
@@ -181,8 +186,10 @@ impl NewClient {
         if grant_types.is_empty() {
             return Err(ClientRuleError::NoGrant);
         }
-        if grant_types.contains(&GrantType::RefreshToken) {
-            return Err(ClientRuleError::UnsupportedGrant(GrantType::RefreshToken));
+        if grant_types.contains(&GrantType::RefreshToken)
+            && !grant_types.contains(&GrantType::AuthorizationCode)
+        {
+            return Err(ClientRuleError::RefreshWithoutCode);
         }
         if scopes.is_empty() {
             return Err(ClientRuleError::NoScope);

@@ -443,6 +443,7 @@ mod tests {
             scopes: "openid tenant:read financial:read".parse().unwrap(),
             redirect_uris: vec![RedirectUri::parse("https://app.example.com/cb").unwrap()],
             public: true,
+            allow_introspection: false,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         }

@@ -154,6 +154,9 @@ pub struct TokenResponse {
     pub expires_in: i64,
     /// The granted scope (always sent, so clients need not guess).
     pub scope: ScopeSet,
+    /// The refresh token, for clients registered for `refresh_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<AccessToken>,
     /// The OpenID Connect ID token, when `openid` was granted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<AccessToken>,
@@ -177,6 +180,7 @@ mod tests {
             scopes: "property:read financial:read".parse().unwrap(),
             redirect_uris: vec![],
             public: false,
+            allow_introspection: false,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         };

@@ -22,6 +22,7 @@
 //! - [`redirect`]: redirect URIs, registered and compared exactly.
 //! - [`user`]: users, roles and argon2id passwords.
 //! - [`revocation`]: the in-process list of revoked access tokens.
+//! - [`refresh`]: refresh-token rotation and reuse detection as a state machine.
 //! - [`token`]: access-token claim sets and lifetimes.
 //! - [`property`]: the PropTech property record and its validation.
 //! - [`error`]: the RFC 6749 §5.2 error codes.
@@ -46,6 +47,7 @@ pub mod ports;
 pub mod property;
 pub mod rand;
 pub mod redirect;
+pub mod refresh;
 pub mod revocation;
 pub mod scope;
 pub mod seal;

@@ -15,6 +15,7 @@ use crate::flow::{AuthorizationRequest, CodeGrant};
 use crate::ids::{ClientId, KeyId, TokenId, UserId};
 use crate::jose::SigningAlg;
 use crate::property::{NewProperty, Property};
+use crate::refresh::RefreshRecord;
 use crate::scope::ScopeSet;
 use crate::secret::SecretHash;
 use crate::user::{Email, User};
@@ -259,4 +260,100 @@ pub trait FlowStore: Send + Sync + 'static {
     ) -> Result<(Vec<(TokenId, UnixTime)>, i64), StoreError>;
     /// Deletes expired pending requests, sessions, codes and revocations.
     async fn prune_expired(&self, now: UnixTime) -> Result<(), StoreError>;
+}
+
+/// Whose tokens a revocation cutoff applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutoffKind {
+    /// Every token issued to a client.
+    Client,
+    /// Every token whose `sub` is this user (or client, for client credentials).
+    Subject,
+}
+
+impl CutoffKind {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CutoffKind::Client => "client",
+            CutoffKind::Subject => "subject",
+        }
+    }
+}
+
+/// A new refresh-token family with its first token.
+#[derive(Debug, Clone)]
+pub struct NewFamily {
+    /// Family id (random).
+    pub family_id: String,
+    /// The client.
+    pub client_id: ClientId,
+    /// The user.
+    pub user_id: UserId,
+    /// The granted scope.
+    pub scope: ScopeSet,
+    /// When the user authenticated.
+    pub auth_time: UnixTime,
+    /// When the family ends.
+    pub expires_at: UnixTime,
+}
+
+/// Refresh tokens and operator-level revocation.
+#[async_trait]
+pub trait RefreshStore: Send + Sync + 'static {
+    /// Creates a family and its first token.
+    async fn create_family(
+        &self,
+        family: &NewFamily,
+        token_hash: &[u8; 32],
+        issued_at: UnixTime,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// The token with this hash and its family's facts.
+    async fn find_refresh(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<RefreshRecord>, StoreError>;
+    /// Atomically rotates: marks the old token rotated *if it is still active* and adds the
+    /// new one to the family. `false` if another request rotated it first.
+    async fn rotate_refresh(
+        &self,
+        old_hash: &[u8; 32],
+        new_hash: &[u8; 32],
+        now: UnixTime,
+        new_expires_at: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Records an access token issued in a family.
+    async fn record_family_access(
+        &self,
+        family_id: &str,
+        jti: &TokenId,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// Revokes a family: every refresh token, and returns the live access tokens issued in
+    /// it (for the revocation list).
+    async fn revoke_family(
+        &self,
+        family_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<(TokenId, UnixTime)>, StoreError>;
+    /// Revokes every family of a client or user; returns how many.
+    async fn revoke_families_of(
+        &self,
+        kind: CutoffKind,
+        subject: &str,
+        now: UnixTime,
+    ) -> Result<u64, StoreError>;
+    /// Records "tokens of this client/subject issued at or before `cutoff` are revoked".
+    async fn set_cutoff(
+        &self,
+        kind: CutoffKind,
+        subject: &str,
+        cutoff: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// Cutoffs later than `since` (older ones no longer matter: their tokens expired).
+    async fn cutoffs_since(
+        &self,
+        since: UnixTime,
+    ) -> Result<Vec<(CutoffKind, String, UnixTime)>, StoreError>;
 }

@@ -11,13 +11,18 @@ use std::sync::RwLock;
 
 use crate::clock::UnixTime;
 use crate::ids::TokenId;
-use crate::ports::{FlowStore, StoreError};
+use crate::ports::{CutoffKind, FlowStore, RefreshStore, StoreError};
+use crate::token::{AccessTokenClaims, AccessTokenLifetime};
 
-/// Revoked token ids with their expiry.
+/// Revoked token ids with their expiry, and per-client / per-subject cutoffs.
 #[derive(Debug, Default)]
 pub struct RevocationList {
     entries: RwLock<HashMap<TokenId, UnixTime>>,
     cursor: AtomicI64,
+    /// Tokens issued to a client at or before the cutoff are revoked.
+    client_cutoffs: RwLock<HashMap<String, UnixTime>>,
+    /// Tokens whose `sub` is this, issued at or before the cutoff, are revoked.
+    subject_cutoffs: RwLock<HashMap<String, UnixTime>>,
 }
 
 impl RevocationList {
@@ -32,6 +37,64 @@ impl RevocationList {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .contains_key(jti)
+    }
+
+    /// Whether a token with these claims is revoked: by its `jti`, or by a cutoff on its
+    /// client or subject that is not earlier than its `iat`.
+    pub fn is_claims_revoked(&self, claims: &AccessTokenClaims) -> bool {
+        if self.is_revoked(&claims.jti) {
+            return true;
+        }
+        let by = |map: &RwLock<HashMap<String, UnixTime>>, key: &str| {
+            map.read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key)
+                .is_some_and(|cutoff| claims.iat <= *cutoff)
+        };
+        by(&self.client_cutoffs, claims.client_id.as_str())
+            || by(&self.subject_cutoffs, &claims.sub)
+    }
+
+    /// Records a cutoff made in this process (also store it through the [`RefreshStore`]).
+    pub fn cut_off_local(&self, kind: CutoffKind, subject: &str, cutoff: UnixTime) {
+        let map = match kind {
+            CutoffKind::Client => &self.client_cutoffs,
+            CutoffKind::Subject => &self.subject_cutoffs,
+        };
+        let mut map = map.write().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(subject.to_owned()).or_insert(cutoff);
+        *entry = (*entry).max(cutoff);
+    }
+
+    /// Pulls the cutoffs that can still matter (those within the longest token lifetime).
+    pub async fn sync_cutoffs(
+        &self,
+        store: &dyn RefreshStore,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let since = now.minus_secs(AccessTokenLifetime::MAX_SECS + 300);
+        let cutoffs = store.cutoffs_since(since).await?;
+        let mut clients = HashMap::new();
+        let mut subjects = HashMap::new();
+        for (kind, subject, cutoff) in cutoffs {
+            match kind {
+                CutoffKind::Client => clients.insert(subject, cutoff),
+                CutoffKind::Subject => subjects.insert(subject, cutoff),
+            };
+        }
+        // Keep local cutoffs newer than what the store returned (they may not be visible yet).
+        for (map, fresh) in [
+            (&self.client_cutoffs, clients),
+            (&self.subject_cutoffs, subjects),
+        ] {
+            let mut map = map.write().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, c| *c > since);
+            for (k, c) in fresh {
+                let entry = map.entry(k).or_insert(c);
+                *entry = (*entry).max(c);
+            }
+        }
+        Ok(())
     }
 
     /// Records a revocation made in this process (also store it through the [`FlowStore`]).

@@ -148,15 +148,15 @@ struct RawHeader {
     crit: Option<serde_json::Value>,
 }
 
-/// Tells whether a token id has been revoked; checked on every request, cached or not.
+/// Tells whether a token has been revoked; checked on every request, cached or not.
 pub trait RevocationCheck: Send + Sync + 'static {
-    /// Whether the token with this `jti` is revoked.
-    fn is_revoked(&self, jti: &deedbolt_core::ids::TokenId) -> bool;
+    /// Whether the token with these (verified) claims is revoked.
+    fn is_revoked(&self, claims: &AccessTokenClaims) -> bool;
 }
 
 impl RevocationCheck for deedbolt_core::revocation::RevocationList {
-    fn is_revoked(&self, jti: &deedbolt_core::ids::TokenId) -> bool {
-        deedbolt_core::revocation::RevocationList::is_revoked(self, jti)
+    fn is_revoked(&self, claims: &AccessTokenClaims) -> bool {
+        self.is_claims_revoked(claims)
     }
 }
 
@@ -220,7 +220,7 @@ impl Verifier {
 
     fn check_revoked(&self, claims: &AccessTokenClaims) -> Result<(), TokenRejection> {
         match &self.revocations {
-            Some(r) if r.is_revoked(&claims.jti) => Err(TokenRejection::Revoked),
+            Some(r) if r.is_revoked(claims) => Err(TokenRejection::Revoked),
             _ => Ok(()),
         }
     }

@@ -18,6 +18,8 @@ pub mod error;
 pub mod form;
 pub mod keys;
 pub mod pages;
+pub mod refresh;
+pub mod revoke;
 pub mod router;
 pub mod state;
 pub mod token;

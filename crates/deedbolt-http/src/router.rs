@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
 use crate::token::MAX_BODY_BYTES;
-use crate::{api, authorize, discovery, pages, token};
+use crate::{api, authorize, discovery, pages, revoke, token};
 
 /// How long a request may take, including reading a slow client's body.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/jwks.json", get(discovery::jwks))
         .route("/token", post(token::token))
+        .route("/revoke", post(revoke::revoke_endpoint))
+        .route("/introspect", post(revoke::introspect_endpoint))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(api)

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use deedbolt_core::clock::Clock;
 use deedbolt_core::grant::TokenPolicy;
-use deedbolt_core::ports::{ClientStore, FlowStore, Health, PropertyStore, UserStore};
+use deedbolt_core::ports::{
+    ClientStore, FlowStore, Health, PropertyStore, RefreshStore, UserStore,
+};
+use deedbolt_core::refresh::RefreshPolicy;
 use deedbolt_core::revocation::RevocationList;
 use deedbolt_core::secret::SecretHasher;
 use deedbolt_core::throttle::LoginThrottle;
@@ -43,6 +46,10 @@ pub struct Services {
     pub revocations: Arc<RevocationList>,
     /// Failed-login limits.
     pub login_throttle: Arc<LoginThrottle>,
+    /// Refresh-token families and operator cutoffs.
+    pub refresh: Arc<dyn RefreshStore>,
+    /// Refresh-token lifetimes and grace period.
+    pub refresh_policy: RefreshPolicy,
 }
 
 /// Handler state: the services plus what is derived from them once at start-up.
@@ -61,6 +68,8 @@ pub struct Inner {
     pub openid_configuration: Bytes,
     /// Whether cookies get the `Secure` attribute (the issuer is https).
     pub secure_cookies: bool,
+    /// Answers given to refresh requests, kept for the reuse grace period.
+    pub grace: crate::refresh::GraceCache,
 }
 
 impl Deref for AppState {
@@ -87,6 +96,7 @@ impl AppState {
             metadata: discovery::metadata_document(issuer),
             openid_configuration: discovery::openid_configuration(issuer),
             secure_cookies: issuer.starts_with("https://"),
+            grace: crate::refresh::GraceCache::default(),
             services,
         }))
     }

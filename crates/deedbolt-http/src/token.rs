@@ -73,10 +73,9 @@ pub async fn token(
     match grant_type {
         GrantType::ClientCredentials => client_credentials(&state, &headers, &mut params).await,
         GrantType::AuthorizationCode => authorization_code(&state, &headers, &mut params).await,
-        GrantType::RefreshToken => Err(OAuthError::UnsupportedGrantType(Cow::Borrowed(
-            "this server does not offer that grant type yet",
-        ))
-        .into()),
+        GrantType::RefreshToken => {
+            crate::refresh::refresh_token_grant(&state, &headers, &mut params).await
+        }
     }
 }
 
@@ -110,12 +109,13 @@ async fn client_credentials(
         token_type: "Bearer",
         expires_in: services.policy.lifetime.as_secs(),
         scope,
+        refresh_token: None,
         id_token: None,
     }))
 }
 
 /// Authenticates a confidential client by secret, or identifies a public one by id.
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     params: &mut FormParams,
@@ -148,7 +148,7 @@ async fn authenticate(
 }
 
 /// Revokes an access token here (at once) and in the store (for other instances).
-async fn revoke(
+pub(crate) async fn revoke(
     state: &AppState,
     jti: &deedbolt_core::ids::TokenId,
     exp: deedbolt_core::clock::UnixTime,
@@ -256,18 +256,35 @@ async fn authorization_code(
     } else {
         None
     };
+    let refresh_token = if auth.client().allows_grant(GrantType::RefreshToken) {
+        let token = crate::refresh::start_family(
+            state,
+            &grant.client_id,
+            &grant.user_id,
+            grant.scope,
+            grant.auth_time,
+            &claims.jti,
+            claims.exp,
+            now,
+        )
+        .await?;
+        Some(AccessToken(token.expose().to_owned()))
+    } else {
+        None
+    };
     tracing::info!(jti = %claims.jti, user_id = %grant.user_id, scope = %grant.scope, "access token issued for a code");
     Ok(token_response(TokenResponse {
         access_token: AccessToken(access),
         token_type: "Bearer",
         expires_in: policy.lifetime.as_secs(),
         scope: grant.scope,
+        refresh_token,
         id_token,
     }))
 }
 
 /// A 200 token response with the caching headers RFC 6749 §5.1 requires.
-fn token_response(body: TokenResponse) -> Response {
+pub(crate) fn token_response(body: TokenResponse) -> Response {
     (
         [
             (CACHE_CONTROL, HeaderValue::from_static("no-store")),

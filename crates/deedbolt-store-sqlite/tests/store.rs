@@ -20,6 +20,7 @@ fn client(name: &str) -> Client {
         scopes: "property:read financial:read".parse().unwrap(),
         redirect_uris: vec![],
         public: false,
+        allow_introspection: false,
         created_at: UnixTime(10),
         updated_at: UnixTime(10),
     }

@@ -59,6 +59,24 @@ pub enum Command {
     /// Register and manage users (resource owners).
     #[command(subcommand)]
     User(UserCommand),
+    /// Incident response on issued tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Revoke everything issued so far to a client or to a user: every refresh-token family,
+    /// and every access token (running servers reject them from their next sync).
+    Revoke {
+        /// The client whose tokens to revoke.
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        client: Option<ClientId>,
+        /// The user (by email) whose tokens to revoke.
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 /// `user` subcommands.
@@ -121,6 +139,15 @@ pub struct ServeArgs {
     /// How often to pick up keys and clients changed by the CLI or other instances [default: 1s].
     #[arg(long, env = "DEEDBOLT_KEY_REFRESH_INTERVAL")]
     pub key_refresh_interval: Option<String>,
+    /// Lifetime of one refresh token, 1d to 8w [default: 14d].
+    #[arg(long, env = "DEEDBOLT_REFRESH_TOKEN_TTL")]
+    pub refresh_token_ttl: Option<String>,
+    /// Absolute lifetime of a refresh-token family [default: 90d].
+    #[arg(long, env = "DEEDBOLT_REFRESH_FAMILY_TTL")]
+    pub refresh_family_ttl: Option<String>,
+    /// Grace period in which a repeated refresh gets the same new pair, 0s to 60s [default: 0s].
+    #[arg(long, env = "DEEDBOLT_REFRESH_GRACE")]
+    pub refresh_grace: Option<String>,
 }
 
 /// `client` subcommands.
@@ -143,6 +170,9 @@ pub enum ClientCommand {
         /// A public client (single-page or native app): no secret, PKCE only.
         #[arg(long)]
         public: bool,
+        /// A resource server allowed to introspect tokens (RFC 7662).
+        #[arg(long)]
+        allow_introspection: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -231,6 +261,9 @@ pub async fn run() -> anyhow::Result<()> {
                     access_token_ttl: args.access_token_ttl,
                     signing_alg: args.signing_alg,
                     key_refresh_interval: args.key_refresh_interval,
+                    refresh_token_ttl: args.refresh_token_ttl,
+                    refresh_family_ttl: args.refresh_family_ttl,
+                    refresh_grace: args.refresh_grace,
                 },
                 &file,
             )?;
@@ -241,6 +274,12 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Client(cmd) => {
             let store = startup::open_store(&common.data_dir).await?;
             let result = client_command(&store, cmd, &common.data_dir).await;
+            store.close().await;
+            result
+        }
+        Command::Token(TokenCommand::Revoke { client, user }) => {
+            let store = startup::open_store(&common.data_dir).await?;
+            let result = token_revoke(&store, client, user).await;
             store.close().await;
             result
         }
@@ -280,6 +319,7 @@ fn client_json(c: &Client) -> serde_json::Value {
         "scope": c.scopes,
         "redirect_uris": c.redirect_uris,
         "token_endpoint_auth_method": if c.public { "none" } else { "client_secret_basic" },
+        "allow_introspection": c.allow_introspection,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
     })
@@ -313,6 +353,7 @@ async fn client_command(
             scope,
             redirect_uris,
             public,
+            allow_introspection,
             json,
         } => {
             let redirect_uris = redirect_uris
@@ -348,6 +389,7 @@ async fn client_command(
                 scopes: new.scopes,
                 redirect_uris: new.redirect_uris,
                 public: new.public,
+                allow_introspection,
                 created_at: now,
                 updated_at: now,
             };
@@ -602,4 +644,39 @@ async fn user_command(store: &SqliteStore, cmd: UserCommand) -> anyhow::Result<(
             Ok(())
         }
     }
+}
+
+async fn token_revoke(
+    store: &SqliteStore,
+    client: Option<ClientId>,
+    user: Option<String>,
+) -> anyhow::Result<()> {
+    use deedbolt_core::ports::{CutoffKind, RefreshStore};
+    let now = SystemClock.now();
+    let (kind, subject, label) = match (client, user) {
+        (Some(c), _) => {
+            if store.find_client(&c).await?.is_none() {
+                bail!("no client with id {c}");
+            }
+            (CutoffKind::Client, c.to_string(), format!("client {c}"))
+        }
+        (None, Some(email)) => {
+            let email = Email::parse(&email)?;
+            let u = store
+                .find_user_by_email(&email)
+                .await?
+                .with_context(|| format!("no user with email {}", email.as_str()))?;
+            (
+                CutoffKind::Subject,
+                u.id.to_string(),
+                format!("user {}", email.as_str()),
+            )
+        }
+        (None, None) => bail!("give --client or --user"),
+    };
+    store.set_cutoff(kind, &subject, now).await?;
+    let families = store.revoke_families_of(kind, &subject, now).await?;
+    println!("revoked every access token issued to {label} so far and {families} refresh-token family(ies)");
+    eprintln!("Running servers reject those access tokens from their next sync (1s by default).");
+    Ok(())
 }

@@ -31,6 +31,9 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_ACCESS_TOKEN_TTL",
     "DEEDBOLT_SIGNING_ALG",
     "DEEDBOLT_KEY_REFRESH_INTERVAL",
+    "DEEDBOLT_REFRESH_TOKEN_TTL",
+    "DEEDBOLT_REFRESH_FAMILY_TTL",
+    "DEEDBOLT_REFRESH_GRACE",
     MASTER_KEY_ENV,
 ];
 
@@ -60,6 +63,12 @@ pub struct FileConfig {
     pub signing_alg: Option<String>,
     /// How often a running server reloads keys rotated by the CLI.
     pub key_refresh_interval: Option<DurationValue>,
+    /// Lifetime of one refresh token, e.g. `"14d"`.
+    pub refresh_token_ttl: Option<DurationValue>,
+    /// Absolute lifetime of a refresh-token family, e.g. `"90d"`.
+    pub refresh_family_ttl: Option<DurationValue>,
+    /// Grace period for a repeated refresh, e.g. `"0s"`.
+    pub refresh_grace: Option<DurationValue>,
     /// `text` or `json`.
     pub log_format: Option<String>,
     /// A tracing filter, e.g. `info,deedbolt=debug`.
@@ -85,7 +94,7 @@ impl DurationValue {
     }
 }
 
-/// Parses `"250ms"`, `"90s"`, `"15m"`, `"1h"` or bare seconds (`"900"`).
+/// Parses `"250ms"`, `"90s"`, `"15m"`, `"1h"`, `"14d"`, `"2w"` or bare seconds (`"900"`).
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -98,7 +107,9 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
         "ms" => Duration::from_millis(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        other => bail!("unknown duration unit `{other}` in `{s}` (use ms, s, m or h)"),
+        "d" => Duration::from_secs(n.saturating_mul(86_400)),
+        "w" => Duration::from_secs(n.saturating_mul(7 * 86_400)),
+        other => bail!("unknown duration unit `{other}` in `{s}` (use ms, s, m, h, d or w)"),
     };
     Ok(d)
 }
@@ -146,6 +157,8 @@ pub struct ServeSettings {
     pub signing_alg: SigningAlg,
     /// How often to reload keys from storage.
     pub key_refresh_interval: Duration,
+    /// Refresh-token lifetimes.
+    pub refresh: deedbolt_core::refresh::RefreshPolicy,
 }
 
 /// The serve flags as clap parsed them (flag or environment variable), before merging.
@@ -163,6 +176,27 @@ pub struct ServeOverrides {
     pub signing_alg: Option<String>,
     /// `--key-refresh-interval`.
     pub key_refresh_interval: Option<String>,
+    /// `--refresh-token-ttl`.
+    pub refresh_token_ttl: Option<String>,
+    /// `--refresh-family-ttl`.
+    pub refresh_family_ttl: Option<String>,
+    /// `--refresh-grace`.
+    pub refresh_grace: Option<String>,
+}
+
+fn pick(
+    flag: Option<String>,
+    file: &Option<DurationValue>,
+    default: Duration,
+    what: &str,
+) -> anyhow::Result<Duration> {
+    match flag {
+        Some(t) => parse_duration(&t).with_context(|| format!("invalid {what}")),
+        None => match file {
+            Some(v) => v.resolve(what),
+            None => Ok(default),
+        },
+    }
 }
 
 /// The default listen address.
@@ -214,16 +248,41 @@ impl ServeSettings {
             .unwrap_or_else(|| "ES256".into());
         let signing_alg: SigningAlg = alg_text.parse()?;
 
-        let refresh = match o.key_refresh_interval {
+        let refresh_interval = match o.key_refresh_interval {
             Some(t) => parse_duration(&t).context("invalid key refresh interval")?,
             None => match &file.key_refresh_interval {
                 Some(v) => v.resolve("key_refresh_interval")?,
                 None => Duration::from_secs(1),
             },
         };
-        if refresh < Duration::from_millis(50) || refresh > Duration::from_secs(3600) {
+        if refresh_interval < Duration::from_millis(50)
+            || refresh_interval > Duration::from_secs(3600)
+        {
             bail!("key refresh interval must be between 50ms and 1h");
         }
+
+        let defaults = deedbolt_core::refresh::RefreshPolicy::default();
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        let refresh = deedbolt_core::refresh::RefreshPolicy::new(
+            secs(pick(
+                o.refresh_token_ttl,
+                &file.refresh_token_ttl,
+                Duration::from_secs(defaults.idle_secs as u64),
+                "refresh_token_ttl",
+            )?),
+            secs(pick(
+                o.refresh_family_ttl,
+                &file.refresh_family_ttl,
+                Duration::from_secs(defaults.absolute_secs as u64),
+                "refresh_family_ttl",
+            )?),
+            secs(pick(
+                o.refresh_grace,
+                &file.refresh_grace,
+                Duration::ZERO,
+                "refresh_grace",
+            )?),
+        )?;
 
         Ok(ServeSettings {
             common,
@@ -232,7 +291,8 @@ impl ServeSettings {
             audience,
             access_token_lifetime,
             signing_alg,
-            key_refresh_interval: refresh,
+            key_refresh_interval: refresh_interval,
+            refresh,
         })
     }
 }

@@ -124,6 +124,10 @@ impl Application {
             .sync(store_arc.as_ref(), clock.now())
             .await
             .context("cannot load the revocation list")?;
+        revocations
+            .sync_cutoffs(store_arc.as_ref(), clock.now())
+            .await
+            .context("cannot load revocation cutoffs")?;
         let passwords = Arc::new(
             tokio::task::spawn_blocking(PasswordHasher::new)
                 .await
@@ -138,6 +142,8 @@ impl Application {
             revocations: revocations.clone(),
             // Per account: 5 failures per 15 minutes; per IP: 20 (a shared NAT has many users).
             login_throttle: Arc::new(LoginThrottle::new(900, 5, 20)),
+            refresh: store_arc.clone(),
+            refresh_policy: settings.refresh,
             health: store_arc,
             clock: clock.clone(),
             hasher: Arc::new(SecretHasher::new(&pepper)),
@@ -237,6 +243,9 @@ async fn sync_loop(s: Sync) {
         }
         if let Err(e) = s.revocations.sync(&s.store, now).await {
             tracing::error!(error = %e, "cannot sync the revocation list");
+        }
+        if let Err(e) = s.revocations.sync_cutoffs(&s.store, now).await {
+            tracing::error!(error = %e, "cannot sync revocation cutoffs");
         }
         if let Err(e) = FlowStore::prune_expired(&s.store, now).await {
             tracing::error!(error = %e, "cannot prune expired flow state");

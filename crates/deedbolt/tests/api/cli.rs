@@ -313,7 +313,7 @@ async fn invalid_registrations_are_refused_and_create_nothing() {
         ),
         (
             base("ok", "refresh_token", "property:read"),
-            &["refresh_token", "not supported"],
+            &["refresh_token", "authorization_code"],
         ),
         (
             vec![

@@ -40,13 +40,15 @@ async fn metadata_describes_this_server() {
     assert_eq!(doc["authorization_endpoint"], format!("{issuer}/authorize"));
     assert_eq!(
         doc["grant_types_supported"],
-        serde_json::json!(["authorization_code", "client_credentials"])
+        serde_json::json!(["authorization_code", "client_credentials", "refresh_token"])
     );
     assert_eq!(
         doc["code_challenge_methods_supported"],
         serde_json::json!(["S256"])
     );
     assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(doc["revocation_endpoint"], format!("{issuer}/revoke"));
+    assert_eq!(doc["introspection_endpoint"], format!("{issuer}/introspect"));
     let mut methods: Vec<&str> = doc["token_endpoint_auth_methods_supported"]
         .as_array()
         .expect("token_endpoint_auth_methods_supported")

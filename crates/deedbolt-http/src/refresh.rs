@@ -1,0 +1,290 @@
+//! The refresh-token grant (RFC 6749 §6) with rotation and reuse detection, and the
+//! issuance of a family's first token with an authorization code.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::http::HeaderMap;
+use axum::response::Response;
+use deedbolt_core::client::GrantType;
+use deedbolt_core::clock::UnixTime;
+use deedbolt_core::error::OAuthError;
+use deedbolt_core::grant::{AccessToken, TokenResponse};
+use deedbolt_core::ids::{ClientId, TokenId, UserId};
+use deedbolt_core::ports::NewFamily;
+use deedbolt_core::rand;
+use deedbolt_core::refresh::{decide, Decision, RefreshToken};
+use deedbolt_core::scope::ScopeSet;
+use deedbolt_core::token::{AccessTokenClaims, ACCESS_TOKEN_TYP};
+
+use crate::error::ApiError;
+use crate::form::FormParams;
+use crate::state::AppState;
+use crate::token::{authenticate, token_response};
+
+/// The responses to recent rotations, by the hash of the rotated token, kept for the
+/// grace period so that a client's retry gets the same pair. In memory: across instances
+/// a retry within the grace period is treated as reuse, the safe side.
+#[derive(Default)]
+pub struct GraceCache {
+    entries: Mutex<HashMap<[u8; 32], (CachedPair, UnixTime)>>,
+}
+
+/// A pair issued at a rotation.
+#[derive(Clone)]
+struct CachedPair {
+    access: String,
+    refresh: String,
+    scope: ScopeSet,
+    expires_in: i64,
+}
+
+impl GraceCache {
+    fn get(&self, key: &[u8; 32], now: UnixTime) -> Option<CachedPair> {
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, (_, until)| *until >= now);
+        map.get(key).map(|(pair, _)| pair.clone())
+    }
+
+    fn put(&self, key: [u8; 32], pair: CachedPair, until: UnixTime) {
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(key, (pair, until));
+    }
+}
+
+fn invalid_grant(d: &'static str) -> ApiError {
+    OAuthError::InvalidGrant(Cow::Borrowed(d)).into()
+}
+
+/// Signs an access token for a user of a family and records it in the family.
+async fn family_access_token(
+    state: &AppState,
+    family_id: &str,
+    client_id: &ClientId,
+    user_id: &UserId,
+    scope: ScopeSet,
+    now: UnixTime,
+) -> Result<String, ApiError> {
+    let s = &state.services;
+    let claims = AccessTokenClaims {
+        iss: s.policy.issuer.clone(),
+        sub: user_id.as_str().to_owned(),
+        aud: s.policy.audience.clone(),
+        exp: now.plus_secs(s.policy.lifetime.as_secs()),
+        iat: now,
+        nbf: None,
+        jti: TokenId::generate().map_err(ApiError::internal)?,
+        client_id: client_id.clone(),
+        scope,
+    };
+    let jwt = s
+        .keys
+        .current()
+        .sign_jwt(ACCESS_TOKEN_TYP, &claims)
+        .map_err(ApiError::internal)?;
+    s.refresh
+        .record_family_access(family_id, &claims.jti, claims.exp)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(jwt)
+}
+
+/// Starts a family for a code redemption; returns the first refresh token.
+pub(crate) async fn start_family(
+    state: &AppState,
+    client_id: &ClientId,
+    user_id: &UserId,
+    scope: ScopeSet,
+    auth_time: UnixTime,
+    access_jti: &TokenId,
+    access_exp: UnixTime,
+    now: UnixTime,
+) -> Result<RefreshToken, ApiError> {
+    let s = &state.services;
+    let token = RefreshToken::generate().map_err(ApiError::internal)?;
+    let family = NewFamily {
+        family_id: rand::token::<16>().map_err(ApiError::internal)?,
+        client_id: client_id.clone(),
+        user_id: user_id.clone(),
+        scope,
+        auth_time,
+        expires_at: now.plus_secs(s.refresh_policy.absolute_secs),
+    };
+    let expires = now
+        .plus_secs(s.refresh_policy.idle_secs)
+        .min(family.expires_at);
+    s.refresh
+        .create_family(&family, &token.hash(), now, expires)
+        .await
+        .map_err(ApiError::internal)?;
+    s.refresh
+        .record_family_access(&family.family_id, access_jti, access_exp)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(token)
+}
+
+async fn revoke_family(state: &AppState, family_id: &str, now: UnixTime) -> Result<(), ApiError> {
+    let jtis = state
+        .services
+        .refresh
+        .revoke_family(family_id, now)
+        .await
+        .map_err(ApiError::internal)?;
+    for (jti, exp) in jtis {
+        state.services.revocations.revoke_local(jti, exp);
+    }
+    Ok(())
+}
+
+fn respond(pair: CachedPair) -> Response {
+    token_response(TokenResponse {
+        access_token: AccessToken(pair.access),
+        token_type: "Bearer",
+        expires_in: pair.expires_in,
+        scope: pair.scope,
+        refresh_token: Some(AccessToken(pair.refresh)),
+        id_token: None,
+    })
+}
+
+/// `grant_type=refresh_token`
+pub(crate) async fn refresh_token_grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &mut FormParams,
+) -> Result<Response, ApiError> {
+    let s = &state.services;
+    let auth = authenticate(state, headers, params).await?;
+    if !auth.client().allows_grant(GrantType::RefreshToken) {
+        return Err(OAuthError::UnauthorizedClient(Cow::Borrowed(
+            "this client is not registered for the refresh_token grant",
+        ))
+        .into());
+    }
+    let presented = params
+        .take("refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    let presented = RefreshToken::presented(&presented);
+    let requested = match params.get("scope") {
+        Some(sc) => Some(
+            sc.parse::<ScopeSet>()
+                .map_err(|e| OAuthError::InvalidScope(e.to_string().into()))?,
+        ),
+        None => None,
+    };
+    let old_hash = presented.hash();
+    let now = s.clock.now();
+    let Some(record) = s
+        .refresh
+        .find_refresh(&old_hash)
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Err(invalid_grant("unknown refresh token"));
+    };
+    let client_id = auth.client().id.clone();
+    let decision = decide(&record, &client_id, requested, &s.refresh_policy, now);
+    match decision {
+        Decision::Rotate(scope) => {
+            let new = RefreshToken::generate().map_err(ApiError::internal)?;
+            let expires = now
+                .plus_secs(s.refresh_policy.idle_secs)
+                .min(record.family_expires_at);
+            if !s
+                .refresh
+                .rotate_refresh(&old_hash, &new.hash(), now, expires)
+                .await
+                .map_err(ApiError::internal)?
+            {
+                // Another request rotated it between our read and our update.
+                return concurrent_use(state, &old_hash, &record.family_id, now).await;
+            }
+            let access = family_access_token(
+                state,
+                &record.family_id,
+                &client_id,
+                &record.user_id,
+                scope,
+                now,
+            )
+            .await?;
+            let pair = CachedPair {
+                access,
+                refresh: new.expose().to_owned(),
+                scope,
+                expires_in: s.policy.lifetime.as_secs(),
+            };
+            if s.refresh_policy.grace_secs > 0 {
+                state.grace.put(
+                    old_hash,
+                    pair.clone(),
+                    now.plus_secs(s.refresh_policy.grace_secs),
+                );
+            }
+            tracing::info!(client_id = %client_id, user_id = %record.user_id, "refresh token rotated");
+            Ok(respond(pair))
+        }
+        Decision::ReplayWithinGrace => match state.grace.get(&old_hash, now) {
+            Some(pair) => Ok(respond(pair)),
+            None => reuse(state, &record.family_id, &client_id, now).await,
+        },
+        Decision::Reuse => reuse(state, &record.family_id, &client_id, now).await,
+        Decision::WrongClient => {
+            tracing::warn!(
+                presenter = %client_id,
+                owner = %record.client_id,
+                "suspicious: refresh token presented by a client it was not issued to"
+            );
+            Err(invalid_grant(
+                "the refresh token was issued to another client",
+            ))
+        }
+        Decision::Dead => Err(invalid_grant(
+            "the refresh token has expired or was revoked",
+        )),
+        Decision::ScopeWidened => Err(OAuthError::InvalidScope(Cow::Borrowed(
+            "a refresh may narrow the scope, never widen it",
+        ))
+        .into()),
+    }
+}
+
+/// Lost a rotation race: within the grace period wait briefly for the winner's answer;
+/// otherwise this is reuse.
+async fn concurrent_use(
+    state: &AppState,
+    old_hash: &[u8; 32],
+    family_id: &str,
+    now: UnixTime,
+) -> Result<Response, ApiError> {
+    let s = &state.services;
+    if s.refresh_policy.grace_secs > 0 {
+        // The winner is signing its answer right now; it lands in the cache within
+        // milliseconds. Bounded: at most ~1 s.
+        for _ in 0..100 {
+            if let Some(pair) = state.grace.get(old_hash, now) {
+                return Ok(respond(pair));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    tracing::warn!(
+        family_id,
+        "refresh token used concurrently outside the grace period: treated as reuse"
+    );
+    revoke_family(state, family_id, now).await?;
+    Err(invalid_grant("the refresh token was already used"))
+}
+
+async fn reuse(
+    state: &AppState,
+    family_id: &str,
+    client_id: &ClientId,
+    now: UnixTime,
+) -> Result<Response, ApiError> {
+    tracing::warn!(%client_id, family_id, "security: refresh token reuse detected; family revoked");
+    revoke_family(state, family_id, now).await?;
+    Err(invalid_grant("the refresh token was already used"))
+}
