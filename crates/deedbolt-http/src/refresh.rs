@@ -10,6 +10,7 @@ use axum::response::Response;
 use deedbolt_core::client::GrantType;
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::error::OAuthError;
+use deedbolt_core::flow::CodeGrant;
 use deedbolt_core::grant::{AccessToken, TokenResponse};
 use deedbolt_core::ids::{ClientId, TokenId, UserId};
 use deedbolt_core::ports::NewFamily;
@@ -90,25 +91,22 @@ async fn family_access_token(
     Ok(jwt)
 }
 
-/// Starts a family for a code redemption; returns the first refresh token.
+/// Starts a family for a code redemption, recording the access token issued with it;
+/// returns the first refresh token.
 pub(crate) async fn start_family(
     state: &AppState,
-    client_id: &ClientId,
-    user_id: &UserId,
-    scope: ScopeSet,
-    auth_time: UnixTime,
-    access_jti: &TokenId,
-    access_exp: UnixTime,
+    grant: &CodeGrant,
+    access: &AccessTokenClaims,
     now: UnixTime,
 ) -> Result<RefreshToken, ApiError> {
     let s = &state.services;
     let token = RefreshToken::generate().map_err(ApiError::internal)?;
     let family = NewFamily {
         family_id: rand::token::<16>().map_err(ApiError::internal)?,
-        client_id: client_id.clone(),
-        user_id: user_id.clone(),
-        scope,
-        auth_time,
+        client_id: grant.client_id.clone(),
+        user_id: grant.user_id.clone(),
+        scope: grant.scope,
+        auth_time: grant.auth_time,
         expires_at: now.plus_secs(s.refresh_policy.absolute_secs),
     };
     let expires = now
@@ -119,7 +117,7 @@ pub(crate) async fn start_family(
         .await
         .map_err(ApiError::internal)?;
     s.refresh
-        .record_family_access(&family.family_id, access_jti, access_exp)
+        .record_family_access(&family.family_id, &access.jti, access.exp)
         .await
         .map_err(ApiError::internal)?;
     Ok(token)

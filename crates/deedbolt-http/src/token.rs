@@ -257,17 +257,7 @@ async fn authorization_code(
         None
     };
     let refresh_token = if auth.client().allows_grant(GrantType::RefreshToken) {
-        let token = crate::refresh::start_family(
-            state,
-            &grant.client_id,
-            &grant.user_id,
-            grant.scope,
-            grant.auth_time,
-            &claims.jti,
-            claims.exp,
-            now,
-        )
-        .await?;
+        let token = crate::refresh::start_family(state, &grant, &claims, now).await?;
         Some(AccessToken(token.expose().to_owned()))
     } else {
         None
