@@ -242,14 +242,7 @@ async fn continue_with_session(
             ),
         ));
     }
-    let remembered = state
-        .services
-        .flow
-        .find_consent(&user.id, &request.client_id)
-        .await
-        .map_err(ApiError::internal)?
-        .is_some_and(|s| granted.is_subset(&s));
-    if remembered && request.prompt != Prompt::Consent {
+    if consent_remembered(state, request, &user).await? && request.prompt != Prompt::Consent {
         return issue_code(state, req_id, request, &user, session.auth_time).await;
     }
     if request.prompt == Prompt::None {
@@ -263,6 +256,22 @@ async fn continue_with_session(
         ));
     }
     Ok(see_other(&format!("/consent?req={req_id}")))
+}
+
+/// Whether the user already granted this client everything this request would grant.
+async fn consent_remembered(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    user: &User,
+) -> Result<bool, ApiError> {
+    let granted = request.grantable(&user.role.delegable());
+    Ok(state
+        .services
+        .flow
+        .find_consent(&user.id, &request.client_id)
+        .await
+        .map_err(ApiError::internal)?
+        .is_some_and(|s| granted.is_subset(&s)))
 }
 
 async fn find_user(state: &AppState, session: &Session) -> Result<Option<User>, ApiError> {
@@ -515,14 +524,7 @@ pub async fn consent_page(
         return Ok(see_other(&format!("/login?req={req_id}")));
     };
     let granted = request.grantable(&user.role.delegable());
-    let remembered = state
-        .services
-        .flow
-        .find_consent(&user.id, &request.client_id)
-        .await
-        .map_err(ApiError::internal)?
-        .is_some_and(|s| granted.is_subset(&s));
-    if remembered && request.prompt != Prompt::Consent {
+    if consent_remembered(&state, &request, &user).await? && request.prompt != Prompt::Consent {
         return issue_code(&state, &req_id, &request, &user, session.auth_time).await;
     }
     if granted.is_empty() {

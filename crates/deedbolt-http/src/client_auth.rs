@@ -74,17 +74,6 @@ fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
     Ok((form_decode(id)?, form_decode(secret)?))
 }
 
-/// Extracts a confidential client's credentials from the `Authorization` header or the body.
-pub fn extract(
-    headers: &HeaderMap,
-    params: &mut FormParams,
-) -> Result<PresentedCredentials, OAuthError> {
-    match extract_any(headers, params)? {
-        Presented::Secret(c) => Ok(c),
-        Presented::PublicId(_) => Err(failed("client authentication required")),
-    }
-}
-
 /// Extracts credentials, also accepting a bare `client_id` in the body (public clients).
 pub fn extract_any(headers: &HeaderMap, params: &mut FormParams) -> Result<Presented, OAuthError> {
     let mut auth_headers = headers.get_all(AUTHORIZATION).iter();
@@ -138,6 +127,17 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
+    /// Only secret-bearing credentials, for these tests.
+    fn extract(
+        headers: &HeaderMap,
+        params: &mut FormParams,
+    ) -> Result<PresentedCredentials, OAuthError> {
+        match extract_any(headers, params)? {
+            Presented::Secret(c) => Ok(c),
+            Presented::PublicId(_) => Err(failed("client authentication required")),
+        }
+    }
+
     fn basic(raw: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(
@@ -175,10 +175,17 @@ mod tests {
     }
 
     #[test]
-    fn post_needs_both_id_and_secret() {
+    fn post_with_only_an_id_is_a_public_client() {
         let mut params = FormParams::parse(b"client_id=a").unwrap();
+        assert!(matches!(
+            extract_any(&HeaderMap::new(), &mut params).unwrap(),
+            Presented::PublicId(id) if id.as_str() == "a"
+        ));
+        let mut params = FormParams::default();
         assert_eq!(
-            extract(&HeaderMap::new(), &mut params).unwrap_err().code(),
+            extract_any(&HeaderMap::new(), &mut params)
+                .unwrap_err()
+                .code(),
             "invalid_client"
         );
         let mut params = FormParams::parse(b"client_id=a&client_secret=b").unwrap();

@@ -85,14 +85,9 @@ async fn client_credentials(
     params: &mut FormParams,
 ) -> Result<Response, ApiError> {
     let services = &state.services;
-    let presented = client_auth::extract(headers, params)?;
-    tracing::Span::current().record("client_id", presented.client_id.as_str());
-    let found = services
-        .clients
-        .find_client(&presented.client_id)
-        .await
-        .map_err(ApiError::internal)?;
-    let auth = grant::authenticate_client(found, &presented.secret, &services.hasher)?;
+    // A public client cannot be registered for client credentials, so the grant check in
+    // `client_credentials_scope` refuses it.
+    let auth = authenticate(state, headers, params).await?;
     let scope = grant::client_credentials_scope(&auth, params.get("scope"))?;
     let claims = services
         .policy
