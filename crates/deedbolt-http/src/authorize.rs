@@ -174,7 +174,30 @@ pub async fn authorize(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Pairs::parse(raw.as_deref().unwrap_or("").as_bytes());
-    let client = find_client(&state, params.get("client_id")).await?;
+    authorize_with(&state, &headers, params).await
+}
+
+/// `POST /authorize`: the same request as a form (OIDC Core §3.1.2.1 requires both).
+pub async fn authorize_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    match read_form(&headers, body).await? {
+        Some(params) => authorize_with(&state, &headers, params).await,
+        None => Ok(pages::error_page(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unexpected form encoding.",
+        )),
+    }
+}
+
+async fn authorize_with(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: Pairs,
+) -> Result<Response, ApiError> {
+    let client = find_client(state, params.get("client_id")).await?;
     let request = match AuthorizationRequest::validate(
         &params,
         client.as_ref(),
@@ -185,7 +208,7 @@ pub async fn authorize(
             tracing::info!(client_id = ?params.get("client_id"), "authorization request refused without redirect");
             return Ok(pages::error_page(StatusCode::BAD_REQUEST, message));
         }
-        Err(AuthorizeError::Redirect(e)) => return Ok(redirect_error(&state, &e)),
+        Err(AuthorizeError::Redirect(e)) => return Ok(redirect_error(state, &e)),
     };
     let now = state.services.clock.now();
     let req_id = rand::token::<16>().map_err(ApiError::internal)?;
@@ -195,15 +218,15 @@ pub async fn authorize(
         .put_pending(&req_id, &request, now.plus_secs(PENDING_SECS))
         .await
         .map_err(ApiError::internal)?;
-    let session = current_session(&state, &headers).await?;
+    let session = current_session(state, headers).await?;
     match (session, request.prompt) {
         (Some(session), Prompt::Default | Prompt::Consent | Prompt::None) => {
-            continue_with_session(&state, &req_id, &request, &session).await
+            continue_with_session(state, &req_id, &request, &session).await
         }
         (_, Prompt::None) => {
-            delete_pending(&state, &req_id).await?;
+            delete_pending(state, &req_id).await?;
             Ok(redirect_error(
-                &state,
+                state,
                 &request.error(AuthzErrorCode::LoginRequired, "the user is not signed in"),
             ))
         }
@@ -428,7 +451,7 @@ pub async fn login_submit(
     let password = Password::presented(form.get("password").unwrap_or("").to_owned());
     let now = state.services.clock.now();
     let ip = peer.ip().to_string();
-    if let Err(wait) = state.services.login_throttle.check(&typed, &ip, now) {
+    if let Err(wait) = state.services.login_throttle.attempt(&typed, &ip, now) {
         let minutes = (wait + 59) / 60;
         tracing::warn!(ip = %ip, "login throttled");
         return login_form(
@@ -462,10 +485,7 @@ pub async fn login_submit(
     .await
     .map_err(ApiError::internal)?;
     let Some(user) = user.filter(|_| ok) else {
-        state
-            .services
-            .login_throttle
-            .record_failure(&typed, &ip, now);
+        // The attempt was counted by `attempt`, before the password check.
         tracing::info!(ip = %ip, "login failed");
         return login_form(
             &state,
@@ -476,7 +496,7 @@ pub async fn login_submit(
             StatusCode::UNAUTHORIZED,
         );
     };
-    state.services.login_throttle.record_success(&typed);
+    state.services.login_throttle.succeeded(&typed, &ip, now);
     let session_value = rand::token::<32>().map_err(ApiError::internal)?;
     let session = Session {
         user_id: user.id.clone(),

@@ -39,7 +39,10 @@ pub fn router(state: AppState) -> Router {
         get(api::userinfo.layer(openid.clone())).post(api::userinfo.layer(openid)),
     );
     let browser = Router::new()
-        .route("/authorize", get(authorize::authorize))
+        .route(
+            "/authorize",
+            get(authorize::authorize).post(authorize::authorize_post),
+        )
         .route(
             "/login",
             get(authorize::login_page).post(authorize::login_submit),

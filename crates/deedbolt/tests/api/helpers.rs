@@ -728,19 +728,31 @@ impl TestApp {
     /// Registers a user through `deedbolt user create --password-stdin --json` and returns
     /// the user's id.
     pub fn create_user(&self, email: &str, role: &str, password: &str) -> String {
-        let out = self.cli_with_stdin(
-            &[
-                "user",
-                "create",
-                "--email",
-                email,
-                "--role",
-                role,
-                "--password-stdin",
-                "--json",
-            ],
-            &format!("{password}\n"),
-        );
+        self.create_user_named(email, role, password, None)
+    }
+
+    /// [`TestApp::create_user`] with an optional display name (`--name`).
+    pub fn create_user_named(
+        &self,
+        email: &str,
+        role: &str,
+        password: &str,
+        name: Option<&str>,
+    ) -> String {
+        let mut args = vec![
+            "user",
+            "create",
+            "--email",
+            email,
+            "--role",
+            role,
+            "--password-stdin",
+            "--json",
+        ];
+        if let Some(n) = name {
+            args.extend(["--name", n]);
+        }
+        let out = self.cli_with_stdin(&args, &format!("{password}\n"));
         assert!(
             out.status.success(),
             "deedbolt user create failed: {}{}",
@@ -772,10 +784,10 @@ impl TestApp {
             "--json",
         ];
         for g in extra_grants {
-            args.extend(["--grant", g]);
+            args.extend(["--grant", *g]);
         }
         for r in redirect_uris {
-            args.extend(["--redirect-uri", r]);
+            args.extend(["--redirect-uri", *r]);
         }
         if public {
             args.push("--public");

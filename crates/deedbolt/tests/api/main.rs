@@ -5,6 +5,7 @@ mod helpers;
 
 mod api;
 mod browser;
+mod code_flow;
 mod token;
 
 mod cli;
