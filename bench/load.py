@@ -258,21 +258,29 @@ def code_flow_once(port, client_id, redirect_uri, email, password):
 
 def run_code_flows(db, concurrency, duration):
     """Runs complete code flows from `concurrency` threads for `duration` seconds."""
-    email, password = "bench-tenant@example.com", "bench tenant passphrase"
-    if not getattr(db, "flow_client", None):
+    # One user per thread: the login throttle counts attempts in flight per account, as a
+    # brute-force defence, so many parallel logins of one account would be refused.
+    password = "bench tenant passphrase"
+    users = getattr(db, "flow_users", [])
+    for i in range(len(users), concurrency):
+        email = f"bench-tenant-{i}@example.com"
         subprocess.run([str(BIN), "--data-dir", db.data_dir, "--log", "error", "user", "create", "--email", email,
                         "--role", "tenant", "--password-stdin"], input=password + "\n", text=True, check=True,
                        capture_output=True)
+        users.append(email)
+    db.flow_users = users
+    if not getattr(db, "flow_client", None):
         db.flow_client = db.cli("client", "create", "--name", "bench-spa", "--public", "--grant",
                                 "authorization_code", "--redirect-uri", "http://127.0.0.1/cb", "--scope",
                                 "openid tenant:read", "--json")["client_id"]
         time.sleep(1.2)  # the server notices CLI changes at its next sync
+    for email in users:  # first flow per user: the consent page, approved once
         code_flow_once(db.port, db.flow_client, "http://127.0.0.1/cb", email, password)
     latencies, errors = [], []
     lock = threading.Lock()
     stop = time.monotonic() + duration
 
-    def worker():
+    def worker(email):
         while time.monotonic() < stop:
             t0 = time.monotonic()
             try:
@@ -285,7 +293,7 @@ def run_code_flows(db, concurrency, duration):
 
     cpu0 = cpu_seconds(db.proc.pid)
     t0 = time.monotonic()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    threads = [threading.Thread(target=worker, args=(users[i],)) for i in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:
@@ -363,7 +371,14 @@ def main():
         results["deedbolt"]["startup_to_ready_s"] = round(db.start(), 4)
         try:
             token = post_form(db.base + "/token", "grant_type=client_credentials", basic)["access_token"]
-            for name, sc in scenarios_for(db.base, basic, token).items():
+            rs = db.cli("client", "create", "--name", "bench-rs", "--grant", "client_credentials", "--scope",
+                        "property:read", "--allow-introspection", "--json")
+            rs_basic = base64.b64encode(f"{rs['client_id']}:{rs['client_secret']}".encode()).decode()
+            scenarios = scenarios_for(db.base, basic, token)
+            scenarios["introspection"] = dict(url=db.base + "/introspect", method="POST", body="token=" + token,
+                                              headers={"Authorization": "Basic " + rs_basic,
+                                                       "Content-Type": "application/x-www-form-urlencoded"})
+            for name, sc in scenarios.items():
                 rows = results["deedbolt"].setdefault(name, [])
                 for c in concurrency:
                     row = run_wrk(sc["url"], db.proc.pid, c, args.duration, sc["method"], sc.get("body"), sc["headers"])
