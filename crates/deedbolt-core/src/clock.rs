@@ -29,6 +29,11 @@ impl UnixTime {
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> UnixTime;
+
+    /// The current time in milliseconds, for rate limiting; whole seconds by default.
+    fn now_ms(&self) -> i64 {
+        self.now().0.saturating_mul(1000)
+    }
 }
 
 /// The system's wall clock.
@@ -44,6 +49,13 @@ impl Clock for SystemClock {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         UnixTime(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
+
+    fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
     }
 }
 

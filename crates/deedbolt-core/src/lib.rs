@@ -23,6 +23,7 @@
 //! - [`user`]: users, roles and argon2id passwords.
 //! - [`revocation`]: the in-process list of revoked access tokens.
 //! - [`refresh`]: refresh-token rotation and reuse detection as a state machine.
+//! - [`detect`]: suspicious-activity rules and token-usage anomaly scoring.
 //! - [`token`]: access-token claim sets and lifetimes.
 //! - [`property`]: the PropTech property record and its validation.
 //! - [`error`]: the RFC 6749 §5.2 error codes.
@@ -36,6 +37,7 @@
 pub mod cache;
 pub mod client;
 pub mod clock;
+pub mod detect;
 pub mod error;
 pub mod flow;
 pub mod grant;
@@ -46,6 +48,7 @@ pub mod pkce;
 pub mod ports;
 pub mod property;
 pub mod rand;
+pub mod ratelimit;
 pub mod redirect;
 pub mod refresh;
 pub mod revocation;

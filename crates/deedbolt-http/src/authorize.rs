@@ -450,7 +450,7 @@ pub async fn login_submit(
     let typed = form.get("email").unwrap_or("").trim().to_lowercase();
     let password = Password::presented(form.get("password").unwrap_or("").to_owned());
     let now = state.services.clock.now();
-    let ip = peer.ip().to_string();
+    let ip = crate::limits::client_ip(peer, &headers, &state.services.trusted_proxies).to_string();
     if let Err(wait) = state.services.login_throttle.attempt(&typed, &ip, now) {
         let minutes = (wait + 59) / 60;
         tracing::warn!(ip = %ip, "login throttled");

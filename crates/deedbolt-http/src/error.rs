@@ -30,6 +30,16 @@ pub enum ApiError {
     /// Input that parsed but broke the rules.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// Over a rate limit.
+    #[error("rate limited")]
+    RateLimited {
+        /// The limit's name (`token`, `refresh`, `api`).
+        policy: &'static str,
+        /// The limit.
+        limit: deedbolt_core::ratelimit::RateLimit,
+        /// Seconds until a request is allowed.
+        retry_after: u32,
+    },
     /// A failure that is ours, not the client's. Logged, never shown.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -98,6 +108,19 @@ impl IntoResponse for ApiError {
                 })),
             )
                 .into_response(),
+            ApiError::RateLimited {
+                policy,
+                limit,
+                retry_after,
+            } => {
+                let mut r = body(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_exceeded",
+                    &format!("too many {policy} requests; retry after {retry_after} seconds"),
+                );
+                crate::limits::limited_headers(policy, *limit, *retry_after, r.headers_mut());
+                r
+            }
             ApiError::Internal(e) => {
                 tracing::error!(error.cause_chain = %error_chain(e.as_ref()), "internal error");
                 body(

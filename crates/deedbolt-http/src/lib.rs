@@ -17,6 +17,8 @@ pub mod discovery;
 pub mod error;
 pub mod form;
 pub mod keys;
+pub mod limits;
+pub mod metrics;
 pub mod pages;
 pub mod refresh;
 pub mod revoke;
@@ -25,5 +27,6 @@ pub mod state;
 pub mod token;
 
 pub use keys::KeyRing;
+pub use limits::RateLimits;
 pub use router::router;
 pub use state::{AppState, Services};

@@ -161,6 +161,13 @@ pub(crate) async fn refresh_token_grant(
         ))
         .into());
     }
+    let allowance = crate::limits::check(
+        state,
+        "refresh",
+        s.limits.refresh,
+        auth.client().id.as_str(),
+    )
+    .await?;
     let presented = params
         .take("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
@@ -222,7 +229,12 @@ pub(crate) async fn refresh_token_grant(
                 );
             }
             tracing::info!(client_id = %client_id, user_id = %record.user_id, "refresh token rotated");
-            Ok(respond(pair))
+            s.metrics.token_issued();
+            let mut response = respond(pair);
+            if let Some(a) = allowance {
+                a.apply(response.headers_mut());
+            }
+            Ok(response)
         }
         Decision::ReplayWithinGrace => match state.grace.get(&old_hash, now) {
             Some(pair) => Ok(respond(pair)),

@@ -25,8 +25,17 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let guard = state.guard.clone();
-    let read = guard.require(ScopeSet::empty().with(Scope::PropertyRead));
-    let write = guard.require(ScopeSet::empty().with(Scope::PropertyWrite));
+    // Each API route: the guard (outer) and then the per-client API limit (inner, so it
+    // sees the verified token).
+    let limit = axum::middleware::from_fn_with_state(state.clone(), crate::limits::api_limit);
+    let read = (
+        guard.require(ScopeSet::empty().with(Scope::PropertyRead)),
+        limit.clone(),
+    );
+    let write = (
+        guard.require(ScopeSet::empty().with(Scope::PropertyWrite)),
+        limit,
+    );
     let api = Router::new()
         .route(
             "/api/properties",
@@ -68,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/revoke", post(revoke::revoke_endpoint))
         .route("/introspect", post(revoke::introspect_endpoint))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::metrics::metrics))
         .route("/readyz", get(readyz))
         .merge(api)
         .merge(userinfo)

@@ -50,6 +50,14 @@ pub struct Services {
     pub refresh: Arc<dyn RefreshStore>,
     /// Refresh-token lifetimes and grace period.
     pub refresh_policy: RefreshPolicy,
+    /// Rate limits.
+    pub limits: crate::limits::RateLimits,
+    /// Where limiter state lives.
+    pub limiter: Arc<dyn deedbolt_core::ratelimit::RateLimitStore>,
+    /// Proxies whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Handler state: the services plus what is derived from them once at start-up.

@@ -88,6 +88,13 @@ async fn client_credentials(
     // A public client cannot be registered for client credentials, so the grant check in
     // `client_credentials_scope` refuses it.
     let auth = authenticate(state, headers, params).await?;
+    let allowance = crate::limits::check(
+        state,
+        "token",
+        services.limits.token,
+        auth.client().id.as_str(),
+    )
+    .await?;
     let scope = grant::client_credentials_scope(&auth, params.get("scope"))?;
     let claims = services
         .policy
@@ -99,14 +106,19 @@ async fn client_credentials(
         .sign_jwt(ACCESS_TOKEN_TYP, &claims)
         .map_err(ApiError::internal)?;
     tracing::debug!(jti = %claims.jti, scope = %scope, "access token issued");
-    Ok(token_response(TokenResponse {
+    services.metrics.token_issued();
+    let mut response = token_response(TokenResponse {
         access_token: AccessToken(jwt),
         token_type: "Bearer",
         expires_in: services.policy.lifetime.as_secs(),
         scope,
         refresh_token: None,
         id_token: None,
-    }))
+    });
+    if let Some(a) = allowance {
+        a.apply(response.headers_mut());
+    }
+    Ok(response)
 }
 
 /// Authenticates a confidential client by secret, or identifies a public one by id.
@@ -164,6 +176,13 @@ async fn authorization_code(
 ) -> Result<Response, ApiError> {
     let services = &state.services;
     let auth = authenticate(state, headers, params).await?;
+    let allowance = crate::limits::check(
+        state,
+        "token",
+        services.limits.token,
+        auth.client().id.as_str(),
+    )
+    .await?;
     if !auth.client().allows_grant(GrantType::AuthorizationCode) {
         return Err(OAuthError::UnauthorizedClient(Cow::Borrowed(
             "this client is not registered for the authorization_code grant",
@@ -258,14 +277,19 @@ async fn authorization_code(
         None
     };
     tracing::info!(jti = %claims.jti, user_id = %grant.user_id, scope = %grant.scope, "access token issued for a code");
-    Ok(token_response(TokenResponse {
+    services.metrics.token_issued();
+    let mut response = token_response(TokenResponse {
         access_token: AccessToken(access),
         token_type: "Bearer",
         expires_in: policy.lifetime.as_secs(),
         scope: grant.scope,
         refresh_token,
         id_token,
-    }))
+    });
+    if let Some(a) = allowance {
+        a.apply(response.headers_mut());
+    }
+    Ok(response)
 }
 
 /// A 200 token response with the caching headers RFC 6749 §5.1 requires.

@@ -49,7 +49,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the authorization server and the PropTech API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Register and manage OAuth clients.
     #[command(subcommand)]
     Client(ClientCommand),
@@ -148,6 +148,21 @@ pub struct ServeArgs {
     /// Grace period in which a repeated refresh gets the same new pair, 0s to 60s [default: 0s].
     #[arg(long, env = "DEEDBOLT_REFRESH_GRACE")]
     pub refresh_grace: Option<String>,
+    /// Token requests per client, COUNT/WINDOW or `off` [default: 10/1h].
+    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_TOKEN")]
+    pub rate_limit_token: Option<String>,
+    /// Refresh requests per client [default: 5/5m].
+    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_REFRESH")]
+    pub rate_limit_refresh: Option<String>,
+    /// API calls per client [default: 1000/1h].
+    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_API")]
+    pub rate_limit_api: Option<String>,
+    /// Failed logins per account; four times as many per client IP [default: 5/15m].
+    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_LOGIN")]
+    pub rate_limit_login: Option<String>,
+    /// Comma-separated IPs of reverse proxies whose X-Forwarded-For is believed [default: none].
+    #[arg(long, env = "DEEDBOLT_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
 }
 
 /// `client` subcommands.
@@ -264,6 +279,11 @@ pub async fn run() -> anyhow::Result<()> {
                     refresh_token_ttl: args.refresh_token_ttl,
                     refresh_family_ttl: args.refresh_family_ttl,
                     refresh_grace: args.refresh_grace,
+                    rate_limit_token: args.rate_limit_token,
+                    rate_limit_refresh: args.rate_limit_refresh,
+                    rate_limit_api: args.rate_limit_api,
+                    rate_limit_login: args.rate_limit_login,
+                    trusted_proxies: args.trusted_proxies,
                 },
                 &file,
             )?;

@@ -34,6 +34,11 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_REFRESH_TOKEN_TTL",
     "DEEDBOLT_REFRESH_FAMILY_TTL",
     "DEEDBOLT_REFRESH_GRACE",
+    "DEEDBOLT_RATE_LIMIT_TOKEN",
+    "DEEDBOLT_RATE_LIMIT_REFRESH",
+    "DEEDBOLT_RATE_LIMIT_API",
+    "DEEDBOLT_RATE_LIMIT_LOGIN",
+    "DEEDBOLT_TRUSTED_PROXIES",
     MASTER_KEY_ENV,
 ];
 
@@ -69,6 +74,16 @@ pub struct FileConfig {
     pub refresh_family_ttl: Option<DurationValue>,
     /// Grace period for a repeated refresh, e.g. `"0s"`.
     pub refresh_grace: Option<DurationValue>,
+    /// Token requests per client, `COUNT/WINDOW` or `off`.
+    pub rate_limit_token: Option<String>,
+    /// Refresh requests per client.
+    pub rate_limit_refresh: Option<String>,
+    /// API calls per client.
+    pub rate_limit_api: Option<String>,
+    /// Failed logins per account (and four times that per IP).
+    pub rate_limit_login: Option<String>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<Vec<String>>,
     /// `text` or `json`.
     pub log_format: Option<String>,
     /// A tracing filter, e.g. `info,deedbolt=debug`.
@@ -159,6 +174,10 @@ pub struct ServeSettings {
     pub key_refresh_interval: Duration,
     /// Refresh-token lifetimes.
     pub refresh: deedbolt_core::refresh::RefreshPolicy,
+    /// Rate limits.
+    pub limits: deedbolt_http::RateLimits,
+    /// Proxies whose `X-Forwarded-For` is believed (none by default).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The serve flags as clap parsed them (flag or environment variable), before merging.
@@ -182,6 +201,29 @@ pub struct ServeOverrides {
     pub refresh_family_ttl: Option<String>,
     /// `--refresh-grace`.
     pub refresh_grace: Option<String>,
+    /// `--rate-limit-token`.
+    pub rate_limit_token: Option<String>,
+    /// `--rate-limit-refresh`.
+    pub rate_limit_refresh: Option<String>,
+    /// `--rate-limit-api`.
+    pub rate_limit_api: Option<String>,
+    /// `--rate-limit-login`.
+    pub rate_limit_login: Option<String>,
+    /// `--trusted-proxies` (comma-separated IPs).
+    pub trusted_proxies: Option<String>,
+}
+
+fn limit(
+    flag: Option<String>,
+    file: &Option<String>,
+    default: &str,
+    what: &str,
+) -> anyhow::Result<Option<deedbolt_core::ratelimit::RateLimit>> {
+    let text = flag
+        .or_else(|| file.clone())
+        .unwrap_or_else(|| default.to_owned());
+    deedbolt_core::ratelimit::RateLimit::parse(&text)
+        .with_context(|| format!("invalid {what} rate limit"))
 }
 
 fn pick(
@@ -284,6 +326,33 @@ impl ServeSettings {
             )?),
         )?;
 
+        let limits = deedbolt_http::RateLimits {
+            token: limit(o.rate_limit_token, &file.rate_limit_token, "10/1h", "token")?,
+            refresh: limit(
+                o.rate_limit_refresh,
+                &file.rate_limit_refresh,
+                "5/5m",
+                "refresh",
+            )?,
+            api: limit(o.rate_limit_api, &file.rate_limit_api, "1000/1h", "API")?,
+            login: limit(o.rate_limit_login, &file.rate_limit_login, "5/15m", "login")?,
+        };
+        let proxies: Vec<String> = match o.trusted_proxies {
+            Some(list) => list
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            None => file.trusted_proxies.clone().unwrap_or_default(),
+        };
+        let trusted_proxies = proxies
+            .iter()
+            .map(|p| {
+                p.parse::<std::net::IpAddr>()
+                    .with_context(|| format!("invalid trusted proxy `{p}` (an IP address)"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
         Ok(ServeSettings {
             common,
             listen,
@@ -293,6 +362,8 @@ impl ServeSettings {
             signing_alg,
             key_refresh_interval: refresh_interval,
             refresh,
+            limits,
+            trusted_proxies,
         })
     }
 }

@@ -12,6 +12,7 @@ use deedbolt_core::clock::{Clock, SystemClock};
 use deedbolt_core::grant::TokenPolicy;
 use deedbolt_core::keyring::KeyVault;
 use deedbolt_core::ports::FlowStore;
+use deedbolt_core::ratelimit::MemoryRateLimits;
 use deedbolt_core::revocation::RevocationList;
 use deedbolt_core::seal::MasterKey;
 use deedbolt_core::secret::SecretHasher;
@@ -71,6 +72,19 @@ impl Application {
     /// Opens storage, ensures a signing key, binds the listener.
     pub async fn build(settings: ServeSettings, master: Option<MasterKey>) -> anyhow::Result<Self> {
         let data_dir: PathBuf = settings.common.data_dir.clone();
+        for (name, limit) in [
+            ("token", settings.limits.token),
+            ("refresh", settings.limits.refresh),
+            ("API", settings.limits.api),
+            ("login", settings.limits.login),
+        ] {
+            if limit.is_none() {
+                tracing::warn!(
+                    limit = name,
+                    "rate limit is OFF; set it to COUNT/WINDOW to protect this endpoint"
+                );
+            }
+        }
         if master.is_none() {
             warn_development_mode(&data_dir);
         }
@@ -140,8 +154,19 @@ impl Application {
             flow: store_arc.clone(),
             passwords,
             revocations: revocations.clone(),
-            // Per account: 5 failures per 15 minutes; per IP: 20 (a shared NAT has many users).
-            login_throttle: Arc::new(LoginThrottle::new(900, 5, 20)),
+            // Per account: the login limit; per IP: four times it (a shared NAT has many users).
+            login_throttle: Arc::new(match settings.limits.login {
+                Some(l) => LoginThrottle::new(
+                    i64::from(l.window_secs),
+                    l.count as usize,
+                    (l.count as usize).saturating_mul(4),
+                ),
+                None => LoginThrottle::new(1, usize::MAX, usize::MAX),
+            }),
+            limits: settings.limits,
+            limiter: Arc::new(MemoryRateLimits::new()),
+            trusted_proxies: settings.trusted_proxies.clone(),
+            metrics: Arc::new(deedbolt_http::metrics::Metrics::default()),
             refresh: store_arc.clone(),
             refresh_policy: settings.refresh,
             health: store_arc,

@@ -48,7 +48,10 @@ async fn metadata_describes_this_server() {
     );
     assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
     assert_eq!(doc["revocation_endpoint"], format!("{issuer}/revoke"));
-    assert_eq!(doc["introspection_endpoint"], format!("{issuer}/introspect"));
+    assert_eq!(
+        doc["introspection_endpoint"],
+        format!("{issuer}/introspect")
+    );
     let mut methods: Vec<&str> = doc["token_endpoint_auth_methods_supported"]
         .as_array()
         .expect("token_endpoint_auth_methods_supported")

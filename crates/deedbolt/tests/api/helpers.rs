@@ -66,6 +66,15 @@ pub async fn try_spawn_app(opts: Options) -> anyhow::Result<TestApp> {
     overrides
         .key_refresh_interval
         .get_or_insert_with(|| "100ms".into());
+    // Tests request many tokens; these limits are raised unless a test sets its own (the
+    // login limit keeps its default: the login tests rely on it).
+    for limit in [
+        &mut overrides.rate_limit_token,
+        &mut overrides.rate_limit_refresh,
+        &mut overrides.rate_limit_api,
+    ] {
+        limit.get_or_insert_with(|| "1000000/1h".into());
+    }
     let settings = ServeSettings::resolve(
         CommonSettings {
             data_dir: data_dir.path().to_path_buf(),

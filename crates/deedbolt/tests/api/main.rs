@@ -6,6 +6,7 @@ mod helpers;
 mod api;
 mod browser;
 mod code_flow;
+mod refresh;
 mod token;
 
 mod cli;
@@ -14,4 +15,5 @@ mod discovery;
 mod keys;
 mod logs;
 mod master_key;
+mod rate_limits;
 mod restart;

@@ -1,0 +1,138 @@
+//! Rate limits at their boundaries, with the IETF headers (issue: rate limiting).
+
+use deedbolt::config::ServeOverrides;
+use serde_json::Value;
+
+use crate::helpers::{spawn_app_with, Options, TestApp};
+
+async fn app_with(overrides: ServeOverrides) -> TestApp {
+    spawn_app_with(Options {
+        overrides,
+        ..Default::default()
+    })
+    .await
+}
+
+fn header(res: &reqwest::Response, name: &str) -> String {
+    res.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("missing {name}"))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_tenth_token_request_passes_and_the_eleventh_is_429() {
+    let app = app_with(ServeOverrides {
+        rate_limit_token: Some("10/1h".into()),
+        ..Default::default()
+    })
+    .await;
+    let creds = app.create_client("property:read");
+    for i in 0..10 {
+        let res = app
+            .post_token(Some(&creds), "grant_type=client_credentials")
+            .await;
+        assert_eq!(res.status(), 200, "request {}", i + 1);
+        assert_eq!(header(&res, "ratelimit-policy"), "\"token\";q=10;w=3600");
+        assert!(header(&res, "ratelimit").starts_with(&format!("\"token\";r={};t=", 9 - i)));
+    }
+    let res = app
+        .post_token(Some(&creds), "grant_type=client_credentials")
+        .await;
+    assert_eq!(res.status(), 429);
+    // GCRA: one slot every 6 minutes, so the wait is about 360 s, not the full hour.
+    let retry: u32 = header(&res, "retry-after").parse().unwrap();
+    assert!((355..=360).contains(&retry), "{retry}");
+    assert_eq!(header(&res, "ratelimit-policy"), "\"token\";q=10;w=3600");
+    assert!(header(&res, "ratelimit").starts_with("\"token\";r=0;t="));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limit_exceeded");
+
+    // Limits are per client.
+    let other = app.create_client("property:read");
+    let res = app
+        .post_token(Some(&other), "grant_type=client_credentials")
+        .await;
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn failed_authentication_does_not_spend_a_clients_quota() {
+    let app = app_with(ServeOverrides {
+        rate_limit_token: Some("2/1h".into()),
+        ..Default::default()
+    })
+    .await;
+    let creds = app.create_client("property:read");
+    let wrong = crate::helpers::Creds {
+        id: creds.id.clone(),
+        secret: "dbs_wrong".into(),
+    };
+    for _ in 0..5 {
+        let res = app
+            .post_token(Some(&wrong), "grant_type=client_credentials")
+            .await;
+        assert_eq!(res.status(), 401);
+    }
+    for _ in 0..2 {
+        let res = app
+            .post_token(Some(&creds), "grant_type=client_credentials")
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn api_calls_are_limited_per_client() {
+    let app = app_with(ServeOverrides {
+        rate_limit_api: Some("3/1h".into()),
+        ..Default::default()
+    })
+    .await;
+    let creds = app.create_client("property:read");
+    let token = app.access_token(&creds, None).await;
+    for i in 0..3 {
+        let res = app.get("/api/properties", Some(&token)).await;
+        assert_eq!(res.status(), 200, "call {}", i + 1);
+        assert_eq!(header(&res, "ratelimit-policy"), "\"api\";q=3;w=3600");
+    }
+    let res = app.get("/api/properties", Some(&token)).await;
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    // Unauthenticated calls are refused by the guard before they count.
+    assert_eq!(app.get("/api/properties", None).await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_limit_can_be_switched_off() {
+    let app = app_with(ServeOverrides {
+        rate_limit_token: Some("off".into()),
+        ..Default::default()
+    })
+    .await;
+    let creds = app.create_client("property:read");
+    for _ in 0..15 {
+        let res = app
+            .post_token(Some(&creds), "grant_type=client_credentials")
+            .await;
+        assert_eq!(res.status(), 200);
+        assert!(!res.headers().contains_key("ratelimit"));
+    }
+}
+
+#[tokio::test]
+async fn malformed_limits_are_refused_at_start() {
+    let err = crate::helpers::try_spawn_app(Options {
+        overrides: ServeOverrides {
+            rate_limit_refresh: Some("5 per minute".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .err()
+    .expect("start must fail");
+    assert!(format!("{err:#}").contains("refresh rate limit"), "{err:#}");
+}
