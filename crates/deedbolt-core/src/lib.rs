@@ -34,6 +34,7 @@
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod cache;
 pub mod client;
 pub mod clock;

@@ -9,6 +9,7 @@ use std::fmt;
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
+use crate::audit::{AuditFilter, AuditRecord};
 use crate::client::Client;
 use crate::clock::UnixTime;
 use crate::flow::{AuthorizationRequest, CodeGrant};
@@ -356,4 +357,52 @@ pub trait RefreshStore: Send + Sync + 'static {
         &self,
         since: UnixTime,
     ) -> Result<Vec<(CutoffKind, String, UnixTime)>, StoreError>;
+}
+
+/// The append-only audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Appends records in one transaction; returns how many.
+    async fn insert_audit(&self, records: &[AuditRecord]) -> Result<u64, StoreError>;
+    /// Records matching `filter`, newest first.
+    async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Deletes records older than `before` (retention); returns how many.
+    async fn prune_audit(&self, before: UnixTime) -> Result<u64, StoreError>;
+    /// Per hour since `since`: (hour start, kind, success, count), for the admin chart.
+    async fn hourly_audit_counts(
+        &self,
+        since: UnixTime,
+    ) -> Result<Vec<(UnixTime, String, bool, u64)>, StoreError>;
+}
+
+/// A stored alert.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StoredAlert {
+    /// Its id.
+    pub id: i64,
+    /// The alert, as JSON (see `crate::detect::Alert`).
+    pub alert: serde_json::Value,
+    /// When it was delivered to the webhook, if it was.
+    pub delivered_at: Option<UnixTime>,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+}
+
+/// Alerts and their webhook deliveries (an outbox: nothing is lost on restart).
+#[async_trait]
+pub trait AlertStore: Send + Sync + 'static {
+    /// Stores an alert (JSON) raised at `at`; returns its id.
+    async fn insert_alert(&self, alert: &serde_json::Value, at: UnixTime) -> Result<i64, StoreError>;
+    /// Alerts, newest first, with ids below `before_id`.
+    async fn list_alerts(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<StoredAlert>, StoreError>;
+    /// Undelivered alerts due for a (re)try at `now`.
+    async fn due_alerts(&self, now: UnixTime, limit: u32) -> Result<Vec<StoredAlert>, StoreError>;
+    /// Marks an alert delivered.
+    async fn mark_alert_delivered(&self, id: i64, at: UnixTime) -> Result<(), StoreError>;
+    /// Records a failed attempt; the next try is due at `next`.
+    async fn mark_alert_failed(&self, id: i64, next: UnixTime) -> Result<(), StoreError>;
+    /// Adds `count` API calls of a client in the hour starting at `hour`.
+    async fn add_usage(&self, client_id: &str, hour: i64, count: u64) -> Result<(), StoreError>;
+    /// The hourly call counts of a client for hours in `[from_hour, to_hour)`; missing hours are 0.
+    async fn usage_history(&self, client_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<u64>, StoreError>;
 }

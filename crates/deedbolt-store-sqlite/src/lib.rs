@@ -18,8 +18,9 @@ use deedbolt_core::clock::UnixTime;
 use deedbolt_core::flow::{AuthorizationRequest, CodeGrant};
 use deedbolt_core::ids::{ClientId, KeyId};
 use deedbolt_core::ids::{TokenId, UserId};
+use deedbolt_core::audit::{AuditFilter, AuditKind, AuditRecord};
 use deedbolt_core::ports::{
-    ClientStore, CutoffKind, FlowStore, Health, KeyMaterial, KeyStore, NewFamily, PropertyStore,
+    AlertStore, AuditStore, ClientStore, CutoffKind, StoredAlert, FlowStore, Health, KeyMaterial, KeyStore, NewFamily, PropertyStore,
     Redemption, RefreshStore, Session, StoreError, StoredKey, UserStore,
 };
 use deedbolt_core::property::{NewProperty, Property};
@@ -1067,5 +1068,247 @@ impl RefreshStore for SqliteStore {
                 ))
             })
             .collect()
+    }
+}
+
+fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
+    let kind: String = row.try_get("kind").map_err(backend)?;
+    Ok(AuditRecord {
+        id: row.try_get("id").map_err(backend)?,
+        at: UnixTime(row.try_get("at").map_err(backend)?),
+        kind: kind.parse::<AuditKind>().map_err(|_| corrupt("audit kind"))?,
+        success: row.try_get::<i64, _>("success").map_err(backend)? == 1,
+        client_id: row.try_get("client_id").map_err(backend)?,
+        user_id: row.try_get("user_id").map_err(backend)?,
+        ip: row.try_get("ip").map_err(backend)?,
+        user_agent: row.try_get("user_agent").map_err(backend)?,
+        scope: row.try_get("scope").map_err(backend)?,
+        error: row.try_get("error").map_err(backend)?,
+        session: row.try_get("session").map_err(backend)?,
+        detail: row.try_get("detail").map_err(backend)?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn insert_audit(&self, records: &[AuditRecord]) -> Result<u64, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        // One transaction per batch: group commit keeps the writer off the hot path.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for r in records {
+            sqlx::query(
+                "INSERT INTO audit_log (at, kind, success, client_id, user_id, ip, user_agent, scope, error, session, detail) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.at.0)
+            .bind(r.kind.as_str())
+            .bind(i64::from(r.success))
+            .bind(&r.client_id)
+            .bind(&r.user_id)
+            .bind(&r.ip)
+            .bind(&r.user_agent)
+            .bind(&r.scope)
+            .bind(&r.error)
+            .bind(&r.session)
+            .bind(&r.detail)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(records.len() as u64)
+    }
+
+    async fn search_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut sql = String::from(
+            "SELECT id, at, kind, success, client_id, user_id, ip, user_agent, scope, error, session, detail \
+             FROM audit_log WHERE 1 = 1",
+        );
+        if f.client_id.is_some() {
+            sql.push_str(" AND client_id = ?");
+        }
+        if f.user_id.is_some() {
+            sql.push_str(" AND user_id = ?");
+        }
+        if f.ip.is_some() {
+            sql.push_str(" AND ip = ?");
+        }
+        if f.kind.is_some() {
+            sql.push_str(" AND kind = ?");
+        }
+        if f.since.is_some() {
+            sql.push_str(" AND at >= ?");
+        }
+        if f.before_id.is_some() {
+            sql.push_str(" AND id < ?");
+        }
+        if f.after_id.is_some() {
+            sql.push_str(" AND id > ?");
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        let mut q = sqlx::query(&sql);
+        if let Some(v) = &f.client_id {
+            q = q.bind(v);
+        }
+        if let Some(v) = &f.user_id {
+            q = q.bind(v);
+        }
+        if let Some(v) = &f.ip {
+            q = q.bind(v);
+        }
+        if let Some(k) = f.kind {
+            q = q.bind(k.as_str());
+        }
+        if let Some(t) = f.since {
+            q = q.bind(t.0);
+        }
+        if let Some(id) = f.before_id {
+            q = q.bind(id);
+        }
+        if let Some(id) = f.after_id {
+            q = q.bind(id);
+        }
+        q = q.bind(i64::from(f.limit.clamp(1, 1000)));
+        let rows = q.fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn prune_audit(&self, before: UnixTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM audit_log WHERE at < ?")
+            .bind(before.0)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn hourly_audit_counts(
+        &self,
+        since: UnixTime,
+    ) -> Result<Vec<(UnixTime, String, bool, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT (at / 3600) * 3600 AS hour, kind, success, COUNT(*) AS n FROM audit_log \
+             WHERE at >= ? GROUP BY hour, kind, success ORDER BY hour",
+        )
+        .bind(since.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    UnixTime(row.try_get("hour").map_err(backend)?),
+                    row.try_get("kind").map_err(backend)?,
+                    row.try_get::<i64, _>("success").map_err(backend)? == 1,
+                    row.try_get::<i64, _>("n").map_err(backend)?.max(0) as u64,
+                ))
+            })
+            .collect()
+    }
+}
+
+fn alert_from_row(row: &SqliteRow) -> Result<StoredAlert, StoreError> {
+    let text: String = row.try_get("alert").map_err(backend)?;
+    Ok(StoredAlert {
+        id: row.try_get("id").map_err(backend)?,
+        alert: serde_json::from_str(&text).map_err(|_| corrupt("alert"))?,
+        delivered_at: row.try_get::<Option<i64>, _>("delivered_at").map_err(backend)?.map(UnixTime),
+        attempts: row.try_get::<i64, _>("attempts").map_err(backend)?.clamp(0, i64::from(u32::MAX)) as u32,
+    })
+}
+
+#[async_trait]
+impl AlertStore for SqliteStore {
+    async fn insert_alert(&self, alert: &serde_json::Value, at: UnixTime) -> Result<i64, StoreError> {
+        sqlx::query_scalar("INSERT INTO alerts (at, alert, next_attempt_at) VALUES (?, ?, ?) RETURNING id")
+            .bind(at.0)
+            .bind(alert.to_string())
+            .bind(at.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn list_alerts(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<StoredAlert>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, alert, delivered_at, attempts FROM alerts WHERE id < ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(before_id.unwrap_or(i64::MAX))
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn due_alerts(&self, now: UnixTime, limit: u32) -> Result<Vec<StoredAlert>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, alert, delivered_at, attempts FROM alerts \
+             WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+        )
+        .bind(now.0)
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn mark_alert_delivered(&self, id: i64, at: UnixTime) -> Result<(), StoreError> {
+        sqlx::query("UPDATE alerts SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?")
+            .bind(at.0)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn mark_alert_failed(&self, id: i64, next: UnixTime) -> Result<(), StoreError> {
+        sqlx::query("UPDATE alerts SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ?")
+            .bind(next.0)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn add_usage(&self, client_id: &str, hour: i64, count: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO usage_hourly (client_id, hour, count) VALUES (?, ?, ?) \
+             ON CONFLICT (client_id, hour) DO UPDATE SET count = count + excluded.count",
+        )
+        .bind(client_id)
+        .bind(hour)
+        .bind(i64::try_from(count).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn usage_history(&self, client_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<u64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT hour, count FROM usage_hourly WHERE client_id = ? AND hour >= ? AND hour < ?",
+        )
+        .bind(client_id)
+        .bind(from_hour)
+        .bind(to_hour)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let len = usize::try_from((to_hour - from_hour).max(0)).unwrap_or(0).min(24 * 366);
+        let mut out = vec![0u64; len];
+        for row in rows {
+            let hour: i64 = row.try_get("hour").map_err(backend)?;
+            let count: i64 = row.try_get("count").map_err(backend)?;
+            if let Some(slot) = usize::try_from(hour - from_hour).ok().and_then(|i| out.get_mut(i)) {
+                *slot = count.max(0) as u64;
+            }
+        }
+        Ok(out)
     }
 }
