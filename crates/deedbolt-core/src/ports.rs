@@ -324,13 +324,15 @@ pub trait RefreshStore: Send + Sync + 'static {
         now: UnixTime,
         new_expires_at: UnixTime,
     ) -> Result<bool, StoreError>;
-    /// Records an access token issued in a family.
+    /// Records an access token issued in a family. Returns `true` if the family is
+    /// revoked (perhaps by a concurrent reuse), in which case the caller must revoke the
+    /// token: whichever of the two transactions commits second sees the other.
     async fn record_family_access(
         &self,
         family_id: &str,
         jti: &TokenId,
         expires_at: UnixTime,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Revokes a family: every refresh token, and returns the live access tokens issued in
     /// it (for the revocation list).
     async fn revoke_family(
@@ -392,9 +394,17 @@ pub struct StoredAlert {
 #[async_trait]
 pub trait AlertStore: Send + Sync + 'static {
     /// Stores an alert (JSON) raised at `at`; returns its id.
-    async fn insert_alert(&self, alert: &serde_json::Value, at: UnixTime) -> Result<i64, StoreError>;
+    async fn insert_alert(
+        &self,
+        alert: &serde_json::Value,
+        at: UnixTime,
+    ) -> Result<i64, StoreError>;
     /// Alerts, newest first, with ids below `before_id`.
-    async fn list_alerts(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<StoredAlert>, StoreError>;
+    async fn list_alerts(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredAlert>, StoreError>;
     /// Undelivered alerts due for a (re)try at `now`.
     async fn due_alerts(&self, now: UnixTime, limit: u32) -> Result<Vec<StoredAlert>, StoreError>;
     /// Marks an alert delivered.
@@ -404,5 +414,10 @@ pub trait AlertStore: Send + Sync + 'static {
     /// Adds `count` API calls of a client in the hour starting at `hour`.
     async fn add_usage(&self, client_id: &str, hour: i64, count: u64) -> Result<(), StoreError>;
     /// The hourly call counts of a client for hours in `[from_hour, to_hour)`; missing hours are 0.
-    async fn usage_history(&self, client_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<u64>, StoreError>;
+    async fn usage_history(
+        &self,
+        client_id: &str,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<u64>, StoreError>;
 }

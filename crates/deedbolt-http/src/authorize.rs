@@ -13,6 +13,7 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use deedbolt_core::audit::{AuditKind, AuditRecord};
 use deedbolt_core::client::Client;
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::flow::{
@@ -192,14 +193,78 @@ pub async fn authorize_post(
     }
 }
 
+/// An audit record about the browser request in `headers`.
+fn browser_record(
+    kind: AuditKind,
+    success: bool,
+    state: &AppState,
+    headers: &HeaderMap,
+) -> AuditRecord {
+    let mut r = AuditRecord::new(kind, success, state.services.clock.now()).user_agent(
+        headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    if let Some(session) = cookie(headers, SESSION_COOKIE) {
+        // A short prefix of the session id's hash: correlates records, reveals nothing.
+        let h = hash(session);
+        r = r.session(
+            &h[..4]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+        );
+    }
+    r
+}
+
 async fn authorize_with(
     state: &AppState,
     headers: &HeaderMap,
     params: Pairs,
 ) -> Result<Response, ApiError> {
+    let mut record = browser_record(AuditKind::AuthorizationRequest, true, state, headers);
+    if let Some(c) = params.get("client_id") {
+        record = record.client(c);
+    }
+    if let Some(sc) = params.get("scope") {
+        record = record.scope(sc);
+    }
+    let response = authorize_inner(state, headers, &params).await;
+    // A redirect carrying `error=` is a refused request; so is an error page.
+    let location = response
+        .as_ref()
+        .ok()
+        .and_then(|r| r.headers().get(LOCATION))
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or("");
+    let error = location
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("error="))
+        .map(str::to_owned);
+    let failed = error.is_some()
+        || response
+            .as_ref()
+            .map(|r| r.status().is_client_error())
+            .unwrap_or(true);
+    record.success = !failed;
+    if let Some(e) = &error {
+        record = record.error(e);
+    } else if failed {
+        record = record.error("invalid_request");
+    }
+    state.services.audit.record(record).await;
+    response
+}
+
+async fn authorize_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Pairs,
+) -> Result<Response, ApiError> {
     let client = find_client(state, params.get("client_id")).await?;
     let request = match AuthorizationRequest::validate(
-        &params,
+        params,
         client.as_ref(),
         params.duplicate.as_deref(),
     ) {
@@ -484,8 +549,18 @@ pub async fn login_submit(
     })
     .await
     .map_err(ApiError::internal)?;
+    let known_user = user.as_ref().map(|u| u.id.clone());
     let Some(user) = user.filter(|_| ok) else {
         // The attempt was counted by `attempt`, before the password check.
+        state.services.security.auth_failure(&ip, now).await;
+        let mut record = browser_record(AuditKind::Login, false, &state, &headers)
+            .ip(&ip)
+            .client(&request.client_id)
+            .error("invalid_credentials");
+        if let Some(id) = known_user {
+            record = record.user(id);
+        }
+        state.services.audit.record(record).await;
         tracing::info!(ip = %ip, "login failed");
         return login_form(
             &state,
@@ -511,6 +586,16 @@ pub async fn login_submit(
         .await
         .map_err(ApiError::internal)?;
     tracing::info!(user_id = %user.id, "login succeeded");
+    state
+        .services
+        .audit
+        .record(
+            browser_record(AuditKind::Login, true, &state, &headers)
+                .ip(&ip)
+                .client(&request.client_id)
+                .user(&user.id),
+        )
+        .await;
     let mut response = see_other(&format!("/consent?req={req_id}"));
     // SameSite=Lax, not Strict: the session must be sent when the client app sends the
     // user back to /authorize by a cross-site top-level navigation; with Strict the
@@ -602,11 +687,31 @@ pub async fn consent_submit(
                 .await
                 .map_err(ApiError::internal)?;
             tracing::info!(user_id = %user.id, client_id = %request.client_id, scope = %granted, "consent granted");
+            state
+                .services
+                .audit
+                .record(
+                    browser_record(AuditKind::Consent, true, &state, &headers)
+                        .client(&request.client_id)
+                        .user(&user.id)
+                        .scope(granted),
+                )
+                .await;
             issue_code(&state, &req_id, &request, &user, session.auth_time).await
         }
         Some("deny") => {
             delete_pending(&state, &req_id).await?;
             tracing::info!(user_id = %user.id, client_id = %request.client_id, "consent denied");
+            state
+                .services
+                .audit
+                .record(
+                    browser_record(AuditKind::Consent, false, &state, &headers)
+                        .client(&request.client_id)
+                        .user(&user.id)
+                        .error("access_denied"),
+                )
+                .await;
             Ok(redirect_error(
                 &state,
                 &RedirectError {

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod audit;
 pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
@@ -23,6 +24,7 @@ pub mod pages;
 pub mod refresh;
 pub mod revoke;
 pub mod router;
+pub mod security;
 pub mod state;
 pub mod token;
 

@@ -109,6 +109,22 @@ pub async fn check(
         Outcome::Limited { retry_after_secs } => {
             state.services.metrics.rate_limited();
             tracing::info!(policy, key, retry_after_secs, "rate limited");
+            // The token endpoint audits its own refusals (with more context).
+            if policy == "api" {
+                state
+                    .services
+                    .audit
+                    .record(
+                        deedbolt_core::audit::AuditRecord::new(
+                            deedbolt_core::audit::AuditKind::RateLimited,
+                            false,
+                            state.services.clock.now(),
+                        )
+                        .client(key)
+                        .detail(format!("policy={policy}")),
+                    )
+                    .await;
+            }
             Err(ApiError::RateLimited {
                 policy,
                 limit,
@@ -144,15 +160,21 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> I
 
 /// Middleware for API routes, inside the guard: limits calls per client.
 pub async fn api_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(client) = request
+    let Some(claims) = request
         .extensions()
         .get::<Authorized>()
-        .map(|a| a.claims.client_id.to_string())
+        .map(|a| a.claims.clone())
     else {
         return next.run(request).await;
     };
-    match check(&state, "api", state.services.limits.api, &client).await {
+    let client = claims.client_id.as_str();
+    match check(&state, "api", state.services.limits.api, client).await {
         Ok(allowance) => {
+            state
+                .services
+                .security
+                .api_call(&claims, state.services.clock.now())
+                .await;
             let mut response = next.run(request).await;
             if let Some(a) = allowance {
                 a.apply(response.headers_mut());

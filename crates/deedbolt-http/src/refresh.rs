@@ -84,10 +84,15 @@ async fn family_access_token(
         .current()
         .sign_jwt(ACCESS_TOKEN_TYP, &claims)
         .map_err(ApiError::internal)?;
-    s.refresh
+    if s.refresh
         .record_family_access(family_id, &claims.jti, claims.exp)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal)?
+    {
+        // The family was revoked while this token was being made (a concurrent reuse).
+        crate::token::revoke(state, &claims.jti, claims.exp).await?;
+        return Err(invalid_grant("the refresh token was already used"));
+    }
     Ok(jwt)
 }
 
@@ -116,6 +121,7 @@ pub(crate) async fn start_family(
         .create_family(&family, &token.hash(), now, expires)
         .await
         .map_err(ApiError::internal)?;
+    // A family this new cannot have been revoked yet; the flag matters for rotations.
     s.refresh
         .record_family_access(&family.family_id, &access.jti, access.exp)
         .await
@@ -152,9 +158,11 @@ pub(crate) async fn refresh_token_grant(
     state: &AppState,
     headers: &HeaderMap,
     params: &mut FormParams,
+    audit: &mut crate::token::TokenAudit,
 ) -> Result<Response, ApiError> {
     let s = &state.services;
     let auth = authenticate(state, headers, params).await?;
+    audit.client_id = Some(auth.client().id.to_string());
     if !auth.client().allows_grant(GrantType::RefreshToken) {
         return Err(OAuthError::UnauthorizedClient(Cow::Borrowed(
             "this client is not registered for the refresh_token grant",
@@ -190,6 +198,7 @@ pub(crate) async fn refresh_token_grant(
         return Err(invalid_grant("unknown refresh token"));
     };
     let client_id = auth.client().id.clone();
+    audit.user_id = Some(record.user_id.to_string());
     let decision = decide(&record, &client_id, requested, &s.refresh_policy, now);
     match decision {
         Decision::Rotate(scope) => {
@@ -236,10 +245,10 @@ pub(crate) async fn refresh_token_grant(
             }
             Ok(response)
         }
-        Decision::ReplayWithinGrace => match state.grace.get(&old_hash, now) {
-            Some(pair) => Ok(respond(pair)),
-            None => reuse(state, &record.family_id, &client_id, now).await,
-        },
+        // The winner may still be signing its answer: wait for it as after a lost race.
+        Decision::ReplayWithinGrace => {
+            concurrent_use(state, &old_hash, &record.family_id, now).await
+        }
         Decision::Reuse => reuse(state, &record.family_id, &client_id, now).await,
         Decision::WrongClient => {
             tracing::warn!(
@@ -296,5 +305,18 @@ async fn reuse(
 ) -> Result<Response, ApiError> {
     tracing::warn!(%client_id, family_id, "security: refresh token reuse detected; family revoked");
     revoke_family(state, family_id, now).await?;
+    state
+        .services
+        .audit
+        .record(
+            deedbolt_core::audit::AuditRecord::new(
+                deedbolt_core::audit::AuditKind::ReuseDetected,
+                false,
+                now,
+            )
+            .client(client_id)
+            .detail("refresh token reused; family revoked"),
+        )
+        .await;
     Err(invalid_grant("the refresh token was already used"))
 }

@@ -83,6 +83,7 @@ pub async fn revoke_endpoint(
                         s.revocations.revoke_local(jti, exp);
                     }
                     tracing::info!(client_id = %me, "refresh token family revoked by its client");
+                    audit_revocation(&state, me, "refresh token family").await;
                 } else {
                     tracing::warn!(client_id = %me, owner = %record.client_id, "client tried to revoke another client's refresh token");
                 }
@@ -92,12 +93,29 @@ pub async fn revoke_endpoint(
             if &claims.client_id == me {
                 revoke(&state, &claims.jti, claims.exp).await?;
                 tracing::info!(client_id = %me, jti = %claims.jti, "access token revoked by its client");
+                audit_revocation(&state, me, &format!("access token jti={}", claims.jti)).await;
             } else {
                 tracing::warn!(client_id = %me, owner = %claims.client_id, "client tried to revoke another client's access token");
             }
         }
     }
     Ok(no_store(StatusCode::OK, json!({})))
+}
+
+async fn audit_revocation(state: &AppState, client: &deedbolt_core::ids::ClientId, what: &str) {
+    state
+        .services
+        .audit
+        .record(
+            deedbolt_core::audit::AuditRecord::new(
+                deedbolt_core::audit::AuditKind::TokenRevoked,
+                true,
+                state.services.clock.now(),
+            )
+            .client(client)
+            .detail(what),
+        )
+        .await;
 }
 
 /// `POST /introspect` (RFC 7662): for clients registered with `--allow-introspection`.

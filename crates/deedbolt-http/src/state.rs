@@ -58,6 +58,14 @@ pub struct Services {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Counters for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The audit log.
+    pub audit: crate::audit::AuditLog,
+    /// Audit storage, for searches (the admin API).
+    pub audit_store: Arc<dyn deedbolt_core::ports::AuditStore>,
+    /// Alerts, for the admin API and the webhook.
+    pub alerts: Arc<dyn deedbolt_core::ports::AlertStore>,
+    /// The detectors.
+    pub security: Arc<crate::security::Security>,
 }
 
 /// Handler state: the services plus what is derived from them once at start-up.

@@ -3,12 +3,15 @@
 use std::borrow::Cow;
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA, USER_AGENT};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use deedbolt_core::audit::{AuditKind, AuditRecord};
 use deedbolt_core::client::GrantType;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::flow::{self, CodeExchange, IdTokenClaims};
@@ -48,20 +51,82 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, 
         .map_err(|_| ApiError::PayloadTooLarge)
 }
 
+/// What the token endpoint learned about a request, for its audit record.
+#[derive(Debug, Default)]
+pub(crate) struct TokenAudit {
+    pub(crate) grant: Option<GrantType>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) user_id: Option<String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) jti: Option<String>,
+}
+
 /// `POST /token`
 #[tracing::instrument(name = "token", skip_all, fields(grant_type, client_id))]
 pub async fn token(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if !has_content_type(&headers, "application/x-www-form-urlencoded") {
+    let mut audit = TokenAudit::default();
+    let result = token_inner(&state, &headers, body, &mut audit).await;
+    let services = &state.services;
+    let now = services.clock.now();
+    let ip = crate::limits::client_ip(peer, &headers, &services.trusted_proxies).to_string();
+    let (kind, success, error) = match &result {
+        Ok(_) if audit.grant == Some(GrantType::RefreshToken) => {
+            (AuditKind::TokenRefreshed, true, None)
+        }
+        Ok(_) => (AuditKind::TokenIssued, true, None),
+        Err(ApiError::OAuth(e @ OAuthError::InvalidClient(_))) => {
+            services.security.auth_failure(&ip, now).await;
+            (AuditKind::ClientAuthFailed, false, Some(e.code()))
+        }
+        Err(ApiError::OAuth(e)) => (AuditKind::TokenRequestFailed, false, Some(e.code())),
+        Err(ApiError::RateLimited { .. }) => {
+            (AuditKind::RateLimited, false, Some("rate_limit_exceeded"))
+        }
+        Err(_) => (AuditKind::TokenRequestFailed, false, Some("server_error")),
+    };
+    let mut record = AuditRecord::new(kind, success, now)
+        .ip(&ip)
+        .user_agent(headers.get(USER_AGENT).and_then(|v| v.to_str().ok()));
+    if let Some(g) = audit.grant {
+        record = record.detail(match &audit.jti {
+            Some(j) => format!("grant={g} jti={j}"),
+            None => format!("grant={g}"),
+        });
+    }
+    if let Some(c) = &audit.client_id {
+        record = record.client(c);
+    }
+    if let Some(u) = &audit.user_id {
+        record = record.user(u);
+    }
+    if let Some(sc) = &audit.scope {
+        record = record.scope(sc);
+    }
+    if let Some(e) = error {
+        record = record.error(e);
+    }
+    services.audit.record(record).await;
+    result
+}
+
+async fn token_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    audit: &mut TokenAudit,
+) -> Result<Response, ApiError> {
+    if !has_content_type(headers, "application/x-www-form-urlencoded") {
         return Err(OAuthError::invalid_request(
             "the token request must be application/x-www-form-urlencoded",
         )
         .into());
     }
-    let body = read_body(&headers, body).await?;
+    let body = read_body(headers, body).await?;
     let mut params = FormParams::parse(&body)?;
     let grant_type = params
         .get("grant_type")
@@ -70,11 +135,16 @@ pub async fn token(
         .parse()
         .map_err(|_| OAuthError::UnsupportedGrantType(Cow::Borrowed("unknown grant_type")))?;
     tracing::Span::current().record("grant_type", grant_type.as_str());
+    audit.grant = Some(grant_type);
     match grant_type {
-        GrantType::ClientCredentials => client_credentials(&state, &headers, &mut params).await,
-        GrantType::AuthorizationCode => authorization_code(&state, &headers, &mut params).await,
+        GrantType::ClientCredentials => {
+            client_credentials(state, headers, &mut params, audit).await
+        }
+        GrantType::AuthorizationCode => {
+            authorization_code(state, headers, &mut params, audit).await
+        }
         GrantType::RefreshToken => {
-            crate::refresh::refresh_token_grant(&state, &headers, &mut params).await
+            crate::refresh::refresh_token_grant(state, headers, &mut params, audit).await
         }
     }
 }
@@ -83,11 +153,25 @@ async fn client_credentials(
     state: &AppState,
     headers: &HeaderMap,
     params: &mut FormParams,
+    audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
     let services = &state.services;
     // A public client cannot be registered for client credentials, so the grant check in
     // `client_credentials_scope` refuses it.
     let auth = authenticate(state, headers, params).await?;
+    audit.client_id = Some(auth.client().id.to_string());
+    if let Some(requested) = params.get("scope").and_then(|s| s.parse().ok()) {
+        audit.scope = params.get("scope").map(str::to_owned);
+        services
+            .security
+            .scope_request(
+                auth.client().id.as_str(),
+                auth.client().scopes,
+                requested,
+                services.clock.now(),
+            )
+            .await;
+    }
     let allowance = crate::limits::check(
         state,
         "token",
@@ -107,6 +191,8 @@ async fn client_credentials(
         .map_err(ApiError::internal)?;
     tracing::debug!(jti = %claims.jti, scope = %scope, "access token issued");
     services.metrics.token_issued();
+    audit.scope = Some(scope.to_string());
+    audit.jti = Some(claims.jti.to_string());
     let mut response = token_response(TokenResponse {
         access_token: AccessToken(jwt),
         token_type: "Bearer",
@@ -173,9 +259,11 @@ async fn authorization_code(
     state: &AppState,
     headers: &HeaderMap,
     params: &mut FormParams,
+    audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
     let services = &state.services;
     let auth = authenticate(state, headers, params).await?;
+    audit.client_id = Some(auth.client().id.to_string());
     let allowance = crate::limits::check(
         state,
         "token",
@@ -209,6 +297,14 @@ async fn authorization_code(
             if let Some((jti, exp)) = issued {
                 revoke(state, &jti, exp).await?;
             }
+            services
+                .audit
+                .record(
+                    AuditRecord::new(AuditKind::ReuseDetected, false, now)
+                        .client(&auth.client().id)
+                        .detail("authorization code replayed"),
+                )
+                .await;
             tracing::warn!(client_id = %auth.client().id, "authorization code replayed; tokens issued from it revoked");
             return Err(
                 OAuthError::InvalidGrant(Cow::Borrowed("the code was already used")).into(),
@@ -278,6 +374,9 @@ async fn authorization_code(
     };
     tracing::info!(jti = %claims.jti, user_id = %grant.user_id, scope = %grant.scope, "access token issued for a code");
     services.metrics.token_issued();
+    audit.user_id = Some(grant.user_id.to_string());
+    audit.scope = Some(grant.scope.to_string());
+    audit.jti = Some(claims.jti.to_string());
     let mut response = token_response(TokenResponse {
         access_token: AccessToken(access),
         token_type: "Bearer",

@@ -13,15 +13,16 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use deedbolt_core::audit::{AuditFilter, AuditKind, AuditRecord};
 use deedbolt_core::client::{Client, ClientName, GrantType};
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::flow::{AuthorizationRequest, CodeGrant};
 use deedbolt_core::ids::{ClientId, KeyId};
 use deedbolt_core::ids::{TokenId, UserId};
-use deedbolt_core::audit::{AuditFilter, AuditKind, AuditRecord};
 use deedbolt_core::ports::{
-    AlertStore, AuditStore, ClientStore, CutoffKind, StoredAlert, FlowStore, Health, KeyMaterial, KeyStore, NewFamily, PropertyStore,
-    Redemption, RefreshStore, Session, StoreError, StoredKey, UserStore,
+    AlertStore, AuditStore, ClientStore, CutoffKind, FlowStore, Health, KeyMaterial, KeyStore,
+    NewFamily, PropertyStore, Redemption, RefreshStore, Session, StoreError, StoredAlert,
+    StoredKey, UserStore,
 };
 use deedbolt_core::property::{NewProperty, Property};
 use deedbolt_core::redirect::RedirectUri;
@@ -115,6 +116,11 @@ impl SqliteStore {
         self.pool.close().await;
     }
 }
+
+// Statements with RETURNING are always run with `fetch_all`: SQLite finishes (and, in
+// autocommit mode, commits) such a statement only when it is stepped to the end, and
+// `fetch_one`/`fetch_optional` stop after the first row, which left the write lock held by
+// an idle pooled connection ("database is locked" for every other writer).
 
 fn backend(e: sqlx::Error) -> StoreError {
     StoreError::backend(e)
@@ -349,9 +355,12 @@ impl KeyStore for SqliteStore {
         .bind(name)
         .bind(bytes)
         .bind(sealed)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(backend)?;
+        .map_err(backend)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| corrupt("no row returned"))?;
         Ok(material_from(
             row.try_get("value").map_err(backend)?,
             row.try_get("sealed").map_err(backend)?,
@@ -392,9 +401,12 @@ impl PropertyStore for SqliteStore {
         .bind(i64::from(new.units))
         .bind(at.0)
         .bind(created_by)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(backend)?;
+        .map_err(backend)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| corrupt("no row returned"))?;
         property_from_row(&row)
     }
 
@@ -716,9 +728,11 @@ impl FlowStore for SqliteStore {
         )
         .bind(now.0)
         .bind(&hash[..])
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(backend)?;
+        .map_err(backend)?
+        .into_iter()
+        .next();
         if let Some(row) = fresh {
             let text: String = row.try_get("grant_json").map_err(backend)?;
             return Ok(Redemption::Fresh(from_json(&text, "code grant")?));
@@ -727,9 +741,9 @@ impl FlowStore for SqliteStore {
             "UPDATE auth_codes SET replayed = 1 WHERE code_hash = ? RETURNING access_jti, access_exp",
         )
         .bind(&hash[..])
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(backend)?;
+        .map_err(backend)?.into_iter().next();
         match replay {
             None => Ok(Redemption::Unknown),
             Some(row) => {
@@ -759,9 +773,9 @@ impl FlowStore for SqliteStore {
         .bind(jti.as_str())
         .bind(expires_at.0)
         .bind(&hash[..])
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(backend)?;
+        .map_err(backend)?.into_iter().next();
         Ok(replayed == Some(1))
     }
 
@@ -918,9 +932,11 @@ impl RefreshStore for SqliteStore {
         )
         .bind(now.0)
         .bind(&old_hash[..])
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(backend)?;
+        .map_err(backend)?
+        .into_iter()
+        .next();
         let Some(family) = family else {
             return Ok(false);
         };
@@ -943,17 +959,25 @@ impl RefreshStore for SqliteStore {
         family_id: &str,
         jti: &TokenId,
         expires_at: UnixTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO family_access_tokens (family_id, jti, expires_at) VALUES (?, ?, ?)",
         )
         .bind(family_id)
         .bind(jti.as_str())
         .bind(expires_at.0)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        let revoked: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT revoked_at FROM refresh_families WHERE id = ?")
+                .bind(family_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(matches!(revoked, Some(Some(_))))
     }
 
     async fn revoke_family(
@@ -1076,7 +1100,9 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
     Ok(AuditRecord {
         id: row.try_get("id").map_err(backend)?,
         at: UnixTime(row.try_get("at").map_err(backend)?),
-        kind: kind.parse::<AuditKind>().map_err(|_| corrupt("audit kind"))?,
+        kind: kind
+            .parse::<AuditKind>()
+            .map_err(|_| corrupt("audit kind"))?,
         success: row.try_get::<i64, _>("success").map_err(backend)? == 1,
         client_id: row.try_get("client_id").map_err(backend)?,
         user_id: row.try_get("user_id").map_err(backend)?,
@@ -1092,32 +1118,35 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn insert_audit(&self, records: &[AuditRecord]) -> Result<u64, StoreError> {
-        if records.is_empty() {
-            return Ok(0);
+        // One multi-row INSERT per chunk: atomic, one round trip, and no explicit
+        // transaction held open across awaits (group commit for the audit writer).
+        for chunk in records.chunks(256) {
+            let mut sql = String::from(
+                "INSERT INTO audit_log (at, kind, success, client_id, user_id, ip, user_agent, scope, error, session, detail) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            }
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(r.at.0)
+                    .bind(r.kind.as_str())
+                    .bind(i64::from(r.success))
+                    .bind(&r.client_id)
+                    .bind(&r.user_id)
+                    .bind(&r.ip)
+                    .bind(&r.user_agent)
+                    .bind(&r.scope)
+                    .bind(&r.error)
+                    .bind(&r.session)
+                    .bind(&r.detail);
+            }
+            q.execute(&self.pool).await.map_err(backend)?;
         }
-        // One transaction per batch: group commit keeps the writer off the hot path.
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        for r in records {
-            sqlx::query(
-                "INSERT INTO audit_log (at, kind, success, client_id, user_id, ip, user_agent, scope, error, session, detail) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(r.at.0)
-            .bind(r.kind.as_str())
-            .bind(i64::from(r.success))
-            .bind(&r.client_id)
-            .bind(&r.user_id)
-            .bind(&r.ip)
-            .bind(&r.user_agent)
-            .bind(&r.scope)
-            .bind(&r.error)
-            .bind(&r.session)
-            .bind(&r.detail)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)?;
         Ok(records.len() as u64)
     }
 
@@ -1214,24 +1243,43 @@ fn alert_from_row(row: &SqliteRow) -> Result<StoredAlert, StoreError> {
     Ok(StoredAlert {
         id: row.try_get("id").map_err(backend)?,
         alert: serde_json::from_str(&text).map_err(|_| corrupt("alert"))?,
-        delivered_at: row.try_get::<Option<i64>, _>("delivered_at").map_err(backend)?.map(UnixTime),
-        attempts: row.try_get::<i64, _>("attempts").map_err(backend)?.clamp(0, i64::from(u32::MAX)) as u32,
+        delivered_at: row
+            .try_get::<Option<i64>, _>("delivered_at")
+            .map_err(backend)?
+            .map(UnixTime),
+        attempts: row
+            .try_get::<i64, _>("attempts")
+            .map_err(backend)?
+            .clamp(0, i64::from(u32::MAX)) as u32,
     })
 }
 
 #[async_trait]
 impl AlertStore for SqliteStore {
-    async fn insert_alert(&self, alert: &serde_json::Value, at: UnixTime) -> Result<i64, StoreError> {
-        sqlx::query_scalar("INSERT INTO alerts (at, alert, next_attempt_at) VALUES (?, ?, ?) RETURNING id")
-            .bind(at.0)
-            .bind(alert.to_string())
-            .bind(at.0)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)
+    async fn insert_alert(
+        &self,
+        alert: &serde_json::Value,
+        at: UnixTime,
+    ) -> Result<i64, StoreError> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO alerts (at, alert, next_attempt_at) VALUES (?, ?, ?) RETURNING id",
+        )
+        .bind(at.0)
+        .bind(alert.to_string())
+        .bind(at.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| corrupt("no row returned"))
     }
 
-    async fn list_alerts(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<StoredAlert>, StoreError> {
+    async fn list_alerts(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredAlert>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, alert, delivered_at, attempts FROM alerts WHERE id < ? ORDER BY id DESC LIMIT ?",
         )
@@ -1290,7 +1338,12 @@ impl AlertStore for SqliteStore {
         Ok(())
     }
 
-    async fn usage_history(&self, client_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<u64>, StoreError> {
+    async fn usage_history(
+        &self,
+        client_id: &str,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<u64>, StoreError> {
         let rows = sqlx::query(
             "SELECT hour, count FROM usage_hourly WHERE client_id = ? AND hour >= ? AND hour < ?",
         )
@@ -1300,12 +1353,17 @@ impl AlertStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        let len = usize::try_from((to_hour - from_hour).max(0)).unwrap_or(0).min(24 * 366);
+        let len = usize::try_from((to_hour - from_hour).max(0))
+            .unwrap_or(0)
+            .min(24 * 366);
         let mut out = vec![0u64; len];
         for row in rows {
             let hour: i64 = row.try_get("hour").map_err(backend)?;
             let count: i64 = row.try_get("count").map_err(backend)?;
-            if let Some(slot) = usize::try_from(hour - from_hour).ok().and_then(|i| out.get_mut(i)) {
+            if let Some(slot) = usize::try_from(hour - from_hour)
+                .ok()
+                .and_then(|i| out.get_mut(i))
+            {
                 *slot = count.max(0) as u64;
             }
         }

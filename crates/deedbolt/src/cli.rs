@@ -163,6 +163,18 @@ pub struct ServeArgs {
     /// Comma-separated IPs of reverse proxies whose X-Forwarded-For is believed [default: none].
     #[arg(long, env = "DEEDBOLT_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
+    /// How long audit records are kept [default: 90d].
+    #[arg(long, env = "DEEDBOLT_AUDIT_RETENTION")]
+    pub audit_retention: Option<String>,
+    /// Revoke a token automatically when its usage is anomalous [default: false].
+    #[arg(long, env = "DEEDBOLT_AUTO_REVOKE")]
+    pub auto_revoke: Option<bool>,
+    /// Usage anomaly score that raises token_usage_anomaly [default: 5].
+    #[arg(long, env = "DEEDBOLT_ANOMALY_THRESHOLD")]
+    pub anomaly_threshold: Option<f64>,
+    /// Failed authentications per IP that raise multiple_auth_failures [default: 5/5m].
+    #[arg(long, env = "DEEDBOLT_ALERT_AUTH_FAILURES")]
+    pub alert_auth_failures: Option<String>,
 }
 
 /// `client` subcommands.
@@ -284,6 +296,10 @@ pub async fn run() -> anyhow::Result<()> {
                     rate_limit_api: args.rate_limit_api,
                     rate_limit_login: args.rate_limit_login,
                     trusted_proxies: args.trusted_proxies,
+                    audit_retention: args.audit_retention,
+                    auto_revoke: args.auto_revoke,
+                    anomaly_threshold: args.anomaly_threshold,
+                    alert_auth_failures: args.alert_auth_failures,
                 },
                 &file,
             )?;
@@ -382,6 +398,9 @@ async fn client_command(
                     RedirectUri::parse(r).with_context(|| format!("invalid --redirect-uri {r}"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            if public && allow_introspection {
+                bail!("a public client cannot introspect tokens (it has no secret to authenticate with)");
+            }
             let kind = if public {
                 ClientKind::Public
             } else {

@@ -39,6 +39,10 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_RATE_LIMIT_API",
     "DEEDBOLT_RATE_LIMIT_LOGIN",
     "DEEDBOLT_TRUSTED_PROXIES",
+    "DEEDBOLT_AUDIT_RETENTION",
+    "DEEDBOLT_AUTO_REVOKE",
+    "DEEDBOLT_ANOMALY_THRESHOLD",
+    "DEEDBOLT_ALERT_AUTH_FAILURES",
     MASTER_KEY_ENV,
 ];
 
@@ -84,6 +88,14 @@ pub struct FileConfig {
     pub rate_limit_login: Option<String>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Option<Vec<String>>,
+    /// How long audit records are kept, e.g. `"90d"`.
+    pub audit_retention: Option<DurationValue>,
+    /// Revoke tokens whose usage is anomalous.
+    pub auto_revoke: Option<bool>,
+    /// The anomaly score that raises an alert (default 5).
+    pub anomaly_threshold: Option<f64>,
+    /// Failed authentications per IP that raise an alert, `COUNT/WINDOW` (default `5/5m`).
+    pub alert_auth_failures: Option<String>,
     /// `text` or `json`.
     pub log_format: Option<String>,
     /// A tracing filter, e.g. `info,deedbolt=debug`.
@@ -178,6 +190,10 @@ pub struct ServeSettings {
     pub limits: deedbolt_http::RateLimits,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How long audit records are kept, in seconds.
+    pub audit_retention_secs: i64,
+    /// Detection settings.
+    pub detection: deedbolt_http::security::DetectionSettings,
 }
 
 /// The serve flags as clap parsed them (flag or environment variable), before merging.
@@ -211,6 +227,14 @@ pub struct ServeOverrides {
     pub rate_limit_login: Option<String>,
     /// `--trusted-proxies` (comma-separated IPs).
     pub trusted_proxies: Option<String>,
+    /// `--audit-retention`.
+    pub audit_retention: Option<String>,
+    /// `--auto-revoke`.
+    pub auto_revoke: Option<bool>,
+    /// `--anomaly-threshold`.
+    pub anomaly_threshold: Option<f64>,
+    /// `--alert-auth-failures`.
+    pub alert_auth_failures: Option<String>,
 }
 
 fn limit(
@@ -353,6 +377,36 @@ impl ServeSettings {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
 
+        let retention = pick(
+            o.audit_retention,
+            &file.audit_retention,
+            Duration::from_secs(90 * 86_400),
+            "audit_retention",
+        )?;
+        if retention < Duration::from_secs(86_400) {
+            bail!("audit retention must be at least 1 day");
+        }
+        let threshold = o
+            .anomaly_threshold
+            .or(file.anomaly_threshold)
+            .unwrap_or(deedbolt_core::detect::DEFAULT_ANOMALY_THRESHOLD);
+        if !(threshold.is_finite() && threshold > 0.0) {
+            bail!("anomaly threshold must be a positive number");
+        }
+        let failures = o
+            .alert_auth_failures
+            .or_else(|| file.alert_auth_failures.clone())
+            .unwrap_or_else(|| "5/5m".into());
+        let failures = deedbolt_core::ratelimit::RateLimit::parse(&failures)
+            .context("invalid alert_auth_failures (COUNT/WINDOW)")?
+            .context("alert_auth_failures cannot be off")?;
+        let detection = deedbolt_http::security::DetectionSettings {
+            auth_failure_threshold: failures.count as usize,
+            auth_failure_window_secs: i64::from(failures.window_secs),
+            anomaly_threshold: threshold,
+            auto_revoke: o.auto_revoke.or(file.auto_revoke).unwrap_or(false),
+        };
+
         Ok(ServeSettings {
             common,
             listen,
@@ -364,6 +418,8 @@ impl ServeSettings {
             refresh,
             limits,
             trusted_proxies,
+            audit_retention_secs: i64::try_from(retention.as_secs()).unwrap_or(i64::MAX),
+            detection,
         })
     }
 }

@@ -18,6 +18,8 @@ use deedbolt_core::seal::MasterKey;
 use deedbolt_core::secret::SecretHasher;
 use deedbolt_core::throttle::LoginThrottle;
 use deedbolt_core::user::PasswordHasher;
+use deedbolt_http::audit::AuditLog;
+use deedbolt_http::security::Security;
 use deedbolt_http::{AppState, KeyRing, Services};
 use deedbolt_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -64,6 +66,9 @@ pub struct Application {
     keys: Arc<KeyRing>,
     clients: Arc<CachedClients>,
     revocations: Arc<RevocationList>,
+    security: Arc<Security>,
+    audit_rx: tokio::sync::mpsc::Receiver<deedbolt_core::audit::AuditRecord>,
+    metrics: Arc<deedbolt_http::metrics::Metrics>,
     settings: ServeSettings,
     clock: Arc<dyn Clock>,
 }
@@ -147,6 +152,16 @@ impl Application {
                 .await
                 .context("cannot start the password hasher")??,
         );
+        let metrics = Arc::new(deedbolt_http::metrics::Metrics::default());
+        let (audit, audit_rx) = AuditLog::new(metrics.clone());
+        let security = Arc::new(Security::new(
+            settings.detection,
+            store_arc.clone(),
+            store_arc.clone(),
+            revocations.clone(),
+            audit.clone(),
+            metrics.clone(),
+        ));
         let state = AppState::new(Services {
             clients: clients.clone(),
             properties: store_arc.clone(),
@@ -166,7 +181,11 @@ impl Application {
             limits: settings.limits,
             limiter: Arc::new(MemoryRateLimits::new()),
             trusted_proxies: settings.trusted_proxies.clone(),
-            metrics: Arc::new(deedbolt_http::metrics::Metrics::default()),
+            metrics: metrics.clone(),
+            audit: audit.clone(),
+            audit_store: store_arc.clone(),
+            alerts: store_arc.clone(),
+            security: security.clone(),
             refresh: store_arc.clone(),
             refresh_policy: settings.refresh,
             health: store_arc,
@@ -189,6 +208,9 @@ impl Application {
             keys,
             clients,
             revocations,
+            security,
+            audit_rx,
+            metrics,
             settings,
             clock,
         })
@@ -209,7 +231,14 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let writer = tokio::spawn(deedbolt_http::audit::run_writer(
+            self.audit_rx,
+            Arc::new(self.store.clone()),
+            self.metrics.clone(),
+        ));
         let refresher = tokio::spawn(sync_loop(Sync {
+            security: self.security.clone(),
+            audit_retention_secs: self.settings.audit_retention_secs,
             vault: self.vault.clone(),
             ring: self.keys.clone(),
             clients: self.clients.clone(),
@@ -232,6 +261,16 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         refresher.abort();
+        let _ = refresher.await;
+        // Every handler, the sync loop and the detectors are gone, and with them every
+        // audit sender: the writer drains what is queued and ends.
+        drop(self.security);
+        if tokio::time::timeout(std::time::Duration::from_secs(10), writer)
+            .await
+            .is_err()
+        {
+            tracing::error!("audit writer did not finish within 10 s");
+        }
         self.store.close().await;
         tracing::info!("deedbolt stopped");
         served.context("server error")
@@ -240,6 +279,8 @@ impl Application {
 
 /// What the sync loop keeps fresh.
 struct Sync {
+    security: Arc<Security>,
+    audit_retention_secs: i64,
     vault: Arc<KeyVault>,
     ring: Arc<KeyRing>,
     clients: Arc<CachedClients>,
@@ -274,6 +315,15 @@ async fn sync_loop(s: Sync) {
         }
         if let Err(e) = FlowStore::prune_expired(&s.store, now).await {
             tracing::error!(error = %e, "cannot prune expired flow state");
+        }
+        s.security.persist_usage(now).await;
+        if let Err(e) = deedbolt_core::ports::AuditStore::prune_audit(
+            &s.store,
+            now.minus_secs(s.audit_retention_secs),
+        )
+        .await
+        {
+            tracing::error!(error = %e, "cannot prune old audit records");
         }
         match s.vault.load(now).await {
             Ok(loaded) => {

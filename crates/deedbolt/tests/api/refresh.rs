@@ -652,11 +652,6 @@ async fn parallel_refreshes_without_grace_issue_at_most_one_pair_and_revoke_the_
 
 /// The family is revoked, so the access token handed to the winner must be too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: concurrent reuse revokes the family before the winner records its access \
-            token (deedbolt-http/src/refresh.rs refresh_token_grant: rotate_refresh, then \
-            family_access_token/record_family_access, while a loser's concurrent_use -> \
-            revoke_family lists family_access_tokens in between); the winner's access token \
-            stays valid until it expires"]
 async fn parallel_refreshes_without_grace_revoke_the_winners_access_token_too() {
     let (app, _, _) = app_with_users(Options::default()).await;
     let client = app.create_code_client(FULL, &[CB], true, RT);
@@ -711,11 +706,6 @@ async fn a_retry_within_the_grace_period_gets_the_same_pair_and_revokes_nothing(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: with --refresh-grace, a concurrent retry that reads the token as rotated \
-            before the winner has put its pair in the grace cache is treated as reuse \
-            (deedbolt-http/src/refresh.rs, Decision::ReplayWithinGrace with an empty \
-            GraceCache goes straight to reuse(), unlike concurrent_use() which waits): \
-            that caller gets invalid_grant and the whole family is revoked"]
 async fn within_the_grace_period_parallel_refreshes_all_get_the_same_single_pair() {
     let (app, _, _) = app_with_grace().await;
     let client = app.create_code_client(FULL, &[CB], true, RT);
