@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use deedbolt_core::audit::{AuditFilter, AuditKind, AuditRecord};
 use deedbolt_core::client::{Client, ClientKind, ClientName, GrantType, NewClient};
 use deedbolt_core::clock::{Clock, SystemClock, UnixTime};
 use deedbolt_core::ids::ClientId;
@@ -62,6 +63,58 @@ pub enum Command {
     /// Incident response on issued tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Filters shared by `audit tail` and `audit search`.
+#[derive(Debug, Args, Default)]
+pub struct AuditFilterArgs {
+    /// Only this client.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Only this user id.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only this IP.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Only this record type (e.g. token_issued, login, client_auth_failed, alert).
+    #[arg(long = "type")]
+    pub kind: Option<deedbolt_core::audit::AuditKind>,
+    /// Only records this recent (e.g. 1h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The most recent records (oldest first); with --follow, keep printing new ones.
+    Tail {
+        /// How many recent records to show first.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        lines: u32,
+        /// Keep printing new records as they are written.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Filters.
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+    },
+    /// Records matching the filters, newest first.
+    Search {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Filters.
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+    },
 }
 
 /// `token` subcommands.
@@ -319,6 +372,12 @@ pub async fn run() -> anyhow::Result<()> {
             store.close().await;
             result
         }
+        Command::Audit(cmd) => {
+            let store = startup::open_store(&common.data_dir).await?;
+            let result = audit_command(&store, cmd).await;
+            store.close().await;
+            result
+        }
         Command::User(cmd) => {
             let store = startup::open_store(&common.data_dir).await?;
             let result = user_command(&store, cmd).await;
@@ -433,6 +492,14 @@ async fn client_command(
                 updated_at: now,
             };
             store.insert_client(&client).await?;
+            audit_cli(
+                store,
+                AuditRecord::new(AuditKind::ClientCreated, true, now)
+                    .client(&client.id)
+                    .scope(client.scopes)
+                    .detail("via CLI"),
+            )
+            .await?;
             if json {
                 let mut v = client_json(&client);
                 if let Some((_, secret)) = &secret {
@@ -494,6 +561,13 @@ async fn client_command(
             {
                 bail!("no client with id {client_id}");
             }
+            audit_cli(
+                store,
+                AuditRecord::new(AuditKind::ClientChanged, true, now)
+                    .client(&client_id)
+                    .detail("secret rotated via CLI"),
+            )
+            .await?;
             if json {
                 println!(
                     "{}",
@@ -514,6 +588,13 @@ async fn client_command(
             if !store.delete_client(&client_id).await? {
                 bail!("no client with id {client_id}");
             }
+            audit_cli(
+                store,
+                AuditRecord::new(AuditKind::ClientDeleted, true, now)
+                    .client(&client_id)
+                    .detail("via CLI"),
+            )
+            .await?;
             println!("deleted {client_id}");
             eprintln!(
                 "Running servers stop accepting it within their sync interval \
@@ -645,6 +726,13 @@ async fn user_command(store: &SqliteStore, cmd: UserCommand) -> anyhow::Result<(
                 }
                 other => other?,
             }
+            audit_cli(
+                store,
+                AuditRecord::new(AuditKind::UserCreated, true, user.created_at)
+                    .user(&user.id)
+                    .detail(format!("role={}", user.role)),
+            )
+            .await?;
             if json {
                 println!("{}", user_json(&user));
             } else {
@@ -715,7 +803,127 @@ async fn token_revoke(
     };
     store.set_cutoff(kind, &subject, now).await?;
     let families = store.revoke_families_of(kind, &subject, now).await?;
+    let mut record = AuditRecord::new(AuditKind::TokenRevoked, true, now).detail(format!(
+        "all tokens of {label} via CLI ({families} families)"
+    ));
+    record = match kind {
+        CutoffKind::Client => record.client(&subject),
+        CutoffKind::Subject => record.user(&subject),
+    };
+    audit_cli(store, record).await?;
     println!("revoked every access token issued to {label} so far and {families} refresh-token family(ies)");
     eprintln!("Running servers reject those access tokens from their next sync (1s by default).");
+    Ok(())
+}
+
+fn audit_filter(
+    args: &AuditFilterArgs,
+    limit: u32,
+) -> anyhow::Result<deedbolt_core::audit::AuditFilter> {
+    let since = match &args.since {
+        Some(s) => {
+            let d = config::parse_duration(s).context("invalid --since")?;
+            Some(
+                SystemClock
+                    .now()
+                    .minus_secs(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            )
+        }
+        None => None,
+    };
+    Ok(deedbolt_core::audit::AuditFilter {
+        client_id: args.client.clone(),
+        user_id: args.user.clone(),
+        ip: args.ip.clone(),
+        kind: args.kind,
+        since,
+        before_id: None,
+        after_id: None,
+        limit: limit.clamp(1, 1000),
+    })
+}
+
+fn print_audit(r: &deedbolt_core::audit::AuditRecord, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(r).unwrap_or_default());
+        return;
+    }
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!(
+        "{:>8} {:>10} {:<22} {:<4} {:<28} {:<28} {:<15} {:<24} {}",
+        r.id,
+        r.at.0,
+        r.kind.as_str(),
+        if r.success { "ok" } else { "FAIL" },
+        dash(&r.client_id),
+        dash(&r.user_id),
+        dash(&r.ip),
+        dash(&r.error),
+        r.detail
+            .clone()
+            .or_else(|| r.scope.clone())
+            .unwrap_or_default()
+    );
+}
+
+async fn audit_command(store: &SqliteStore, cmd: AuditCommand) -> anyhow::Result<()> {
+    use deedbolt_core::ports::AuditStore;
+    match cmd {
+        AuditCommand::Search { limit, filter } => {
+            let f = audit_filter(&filter, limit)?;
+            for r in store.search_audit(&f).await? {
+                print_audit(&r, filter.json);
+            }
+            Ok(())
+        }
+        AuditCommand::Tail {
+            lines,
+            follow,
+            filter,
+        } => {
+            let mut f = audit_filter(&filter, lines)?;
+            let mut recent = store.search_audit(&f).await?;
+            recent.reverse();
+            let mut last = recent.last().map(|r| r.id).unwrap_or(0);
+            for r in &recent {
+                print_audit(r, filter.json);
+            }
+            if !follow {
+                return Ok(());
+            }
+            if last == 0 {
+                let all = AuditFilter {
+                    limit: 1,
+                    ..Default::default()
+                };
+                last = store
+                    .search_audit(&all)
+                    .await?
+                    .first()
+                    .map(|r| r.id)
+                    .unwrap_or(0);
+            }
+            f.limit = 1000;
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                }
+                f.after_id = Some(last);
+                let mut new = store.search_audit(&f).await?;
+                new.reverse();
+                for r in &new {
+                    print_audit(r, filter.json);
+                    last = last.max(r.id);
+                }
+            }
+        }
+    }
+}
+
+/// CLI changes are audited directly (there is no running writer in this process).
+async fn audit_cli(store: &SqliteStore, record: AuditRecord) -> anyhow::Result<()> {
+    use deedbolt_core::ports::AuditStore;
+    store.insert_audit(&[record]).await?;
     Ok(())
 }
