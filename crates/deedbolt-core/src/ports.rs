@@ -340,6 +340,8 @@ pub trait RefreshStore: Send + Sync + 'static {
         family_id: &str,
         now: UnixTime,
     ) -> Result<Vec<(TokenId, UnixTime)>, StoreError>;
+    /// The family an access token was issued in, if any.
+    async fn family_of_access(&self, jti: &TokenId) -> Result<Option<String>, StoreError>;
     /// Revokes every family of a client or user; returns how many.
     async fn revoke_families_of(
         &self,
@@ -413,7 +415,8 @@ pub trait AlertStore: Send + Sync + 'static {
     async fn mark_alert_failed(&self, id: i64, next: UnixTime) -> Result<(), StoreError>;
     /// Adds `count` API calls of a client in the hour starting at `hour`.
     async fn add_usage(&self, client_id: &str, hour: i64, count: u64) -> Result<(), StoreError>;
-    /// The hourly call counts of a client for hours in `[from_hour, to_hour)`; missing hours are 0.
+    /// The hourly call counts of a client for hours in `[from_hour, to_hour)`, starting at
+    /// its first recorded hour (empty for a client with no history); missing hours are 0.
     async fn usage_history(
         &self,
         client_id: &str,

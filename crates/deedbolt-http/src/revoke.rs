@@ -3,7 +3,9 @@
 use std::borrow::Cow;
 
 use axum::body::Body;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::{CACHE_CONTROL, PRAGMA};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +29,24 @@ async fn form(headers: &HeaderMap, body: Body) -> Result<FormParams, ApiError> {
     Ok(FormParams::parse(&read_body(headers, body).await?)?)
 }
 
+/// Client authentication for these endpoints; failures are audited like the token
+/// endpoint's.
+async fn authenticated(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    params: &mut FormParams,
+    endpoint: &str,
+) -> Result<deedbolt_core::grant::ClientAuthenticated, ApiError> {
+    match authenticate(state, headers, params).await {
+        Err(e @ ApiError::OAuth(OAuthError::InvalidClient(_))) => {
+            crate::token::audit_client_auth_failure(state, peer, headers, endpoint).await;
+            Err(e)
+        }
+        other => other,
+    }
+}
+
 fn no_store(status: StatusCode, body: serde_json::Value) -> Response {
     (
         status,
@@ -45,11 +65,12 @@ fn no_store(status: StatusCode, body: serde_json::Value) -> Response {
 /// must not tell a client anything about tokens that are not its own).
 pub async fn revoke_endpoint(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let mut params = form(&headers, body).await?;
-    let auth = authenticate(&state, &headers, &mut params).await?;
+    let auth = authenticated(&state, peer, &headers, &mut params, "revoke").await?;
     let token = params
         .take("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -122,11 +143,12 @@ async fn audit_revocation(state: &AppState, client: &deedbolt_core::ids::ClientI
 /// Expired, revoked, malformed and foreign tokens are all `{"active": false}`.
 pub async fn introspect_endpoint(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let mut params = form(&headers, body).await?;
-    let auth = authenticate(&state, &headers, &mut params).await?;
+    let auth = authenticated(&state, peer, &headers, &mut params, "introspect").await?;
     if auth.client().public || !auth.client().allow_introspection {
         return Err(OAuthError::UnauthorizedClient(Cow::Borrowed(
             "this client is not allowed to introspect tokens",

@@ -160,7 +160,12 @@ async fn client_credentials(
     // `client_credentials_scope` refuses it.
     let auth = authenticate(state, headers, params).await?;
     audit.client_id = Some(auth.client().id.to_string());
-    if let Some(requested) = params.get("scope").and_then(|s| s.parse().ok()) {
+    // No `scope` means the registered scopes, privileged ones included: observe those.
+    let requested = match params.get("scope") {
+        Some(sc) => sc.parse().ok(),
+        None => Some(auth.client().scopes),
+    };
+    if let Some(requested) = requested {
         audit.scope = params.get("scope").map(str::to_owned);
         services
             .security
@@ -205,6 +210,29 @@ async fn client_credentials(
         a.apply(response.headers_mut());
     }
     Ok(response)
+}
+
+/// Audits a failed client authentication at `endpoint` and feeds the per-IP detector.
+pub(crate) async fn audit_client_auth_failure(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    endpoint: &str,
+) {
+    let services = &state.services;
+    let now = services.clock.now();
+    let ip = crate::limits::client_ip(peer, headers, &services.trusted_proxies).to_string();
+    services.security.auth_failure(&ip, now).await;
+    services
+        .audit
+        .record(
+            AuditRecord::new(AuditKind::ClientAuthFailed, false, now)
+                .ip(&ip)
+                .user_agent(headers.get(USER_AGENT).and_then(|v| v.to_str().ok()))
+                .error("invalid_client")
+                .detail(format!("endpoint={endpoint}")),
+        )
+        .await;
 }
 
 /// Authenticates a confidential client by secret, or identifies a public one by id.
@@ -296,6 +324,22 @@ async fn authorization_code(
             // RFC 6749 §4.1.2: a code used twice revokes what was issued from it.
             if let Some((jti, exp)) = issued {
                 revoke(state, &jti, exp).await?;
+                // …and the refresh-token family started with it (RFC 6749 §4.1.2).
+                if let Some(family) = services
+                    .refresh
+                    .family_of_access(&jti)
+                    .await
+                    .map_err(ApiError::internal)?
+                {
+                    let jtis = services
+                        .refresh
+                        .revoke_family(&family, now)
+                        .await
+                        .map_err(ApiError::internal)?;
+                    for (j, e) in jtis {
+                        services.revocations.revoke_local(j, e);
+                    }
+                }
             }
             services
                 .audit

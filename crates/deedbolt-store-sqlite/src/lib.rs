@@ -1025,6 +1025,14 @@ impl RefreshStore for SqliteStore {
         Ok(out)
     }
 
+    async fn family_of_access(&self, jti: &TokenId) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT family_id FROM family_access_tokens WHERE jti = ?")
+            .bind(jti.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
     async fn revoke_families_of(
         &self,
         kind: CutoffKind,
@@ -1353,18 +1361,29 @@ impl AlertStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        let len = usize::try_from((to_hour - from_hour).max(0))
-            .unwrap_or(0)
-            .min(24 * 366);
-        let mut out = vec![0u64; len];
+        let mut counts = Vec::with_capacity(rows.len());
         for row in rows {
             let hour: i64 = row.try_get("hour").map_err(backend)?;
             let count: i64 = row.try_get("count").map_err(backend)?;
-            if let Some(slot) = usize::try_from(hour - from_hour)
+            counts.push((hour, count.max(0) as u64));
+        }
+        // History starts at the client's first recorded hour: hours before it are not
+        // "zero calls", they are "not a client yet", and padding them with zeros would make
+        // every new client look anomalous.
+        let Some(first) = counts.iter().map(|(h, _)| *h).min() else {
+            return Ok(Vec::new());
+        };
+        let start = first.max(from_hour);
+        let len = usize::try_from((to_hour - start).max(0))
+            .unwrap_or(0)
+            .min(24 * 366);
+        let mut out = vec![0u64; len];
+        for (hour, count) in counts {
+            if let Some(slot) = usize::try_from(hour - start)
                 .ok()
                 .and_then(|i| out.get_mut(i))
             {
-                *slot = count.max(0) as u64;
+                *slot = count;
             }
         }
         Ok(out)

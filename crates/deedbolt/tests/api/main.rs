@@ -4,6 +4,7 @@
 mod helpers;
 
 mod api;
+mod audit;
 mod browser;
 mod code_flow;
 mod refresh;
