@@ -31,20 +31,20 @@ use crate::state::AppState;
 use crate::token::{has_content_type, read_body};
 
 /// How long a pending authorization request waits for the user.
-const PENDING_SECS: i64 = 600;
+pub(crate) const PENDING_SECS: i64 = 600;
 /// How long a login session lasts.
-const SESSION_SECS: i64 = 8 * 3600;
-const SESSION_COOKIE: &str = "deedbolt_session";
+pub(crate) const SESSION_SECS: i64 = 8 * 3600;
+pub(crate) const SESSION_COOKIE: &str = "deedbolt_session";
 const CSRF_COOKIE: &str = "deedbolt_csrf";
 
 /// Query or form parameters, each at most once.
-struct Pairs {
-    pairs: Vec<(String, String)>,
-    duplicate: Option<String>,
+pub(crate) struct Pairs {
+    pub(crate) pairs: Vec<(String, String)>,
+    pub(crate) duplicate: Option<String>,
 }
 
 impl Pairs {
-    fn parse(raw: &[u8]) -> Self {
+    pub(crate) fn parse(raw: &[u8]) -> Self {
         let mut pairs: Vec<(String, String)> = Vec::new();
         let mut duplicate = None;
         for (k, v) in form_urlencoded::parse(raw).take(64) {
@@ -68,7 +68,7 @@ impl Params for Pairs {
     }
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -79,13 +79,13 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn hash(value: &str) -> [u8; 32] {
+pub(crate) fn hash(value: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest::digest(&digest::SHA256, value.as_bytes()).as_ref());
     out
 }
 
-fn constant_time_eq(a: &str, b: &str) -> bool {
+pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -93,7 +93,7 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
             == 0
 }
 
-fn see_other(location: &str) -> Response {
+pub(crate) fn see_other(location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(v) => (StatusCode::SEE_OTHER, [(LOCATION, v)]).into_response(),
         Err(_) => pages::error_page(StatusCode::BAD_REQUEST, "The redirect address is invalid."),
@@ -139,7 +139,7 @@ async fn find_client(state: &AppState, id: Option<&str>) -> Result<Option<Client
         .map_err(ApiError::internal)
 }
 
-async fn current_session(
+pub(crate) async fn current_session(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<Session>, ApiError> {
@@ -154,7 +154,7 @@ async fn current_session(
         .map_err(ApiError::internal)
 }
 
-fn set_cookie(
+pub(crate) fn set_cookie(
     state: &AppState,
     name: &str,
     value: &str,
@@ -194,7 +194,7 @@ pub async fn authorize_post(
 }
 
 /// An audit record about the browser request in `headers`.
-fn browser_record(
+pub(crate) fn browser_record(
     kind: AuditKind,
     success: bool,
     state: &AppState,
@@ -263,6 +263,24 @@ async fn authorize_inner(
     params: &Pairs,
 ) -> Result<Response, ApiError> {
     let client = find_client(state, params.get("client_id")).await?;
+    // The unusual-scope rules see every request of a known client, valid or not.
+    if let (Some(c), Some(Ok(requested))) = (
+        client.as_ref(),
+        params
+            .get("scope")
+            .map(str::parse::<deedbolt_core::scope::ScopeSet>),
+    ) {
+        state
+            .services
+            .security
+            .scope_request(
+                c.id.as_str(),
+                c.scopes,
+                requested,
+                state.services.clock.now(),
+            )
+            .await;
+    }
     let request = match AuthorizationRequest::validate(
         params,
         client.as_ref(),
@@ -473,7 +491,7 @@ pub async fn login_page(
     login_form(&state, &name, &req_id, "", None, StatusCode::OK)
 }
 
-async fn read_form(headers: &HeaderMap, body: Body) -> Result<Option<Pairs>, ApiError> {
+pub(crate) async fn read_form(headers: &HeaderMap, body: Body) -> Result<Option<Pairs>, ApiError> {
     if !has_content_type(headers, "application/x-www-form-urlencoded") {
         return Ok(None);
     }
@@ -481,7 +499,7 @@ async fn read_form(headers: &HeaderMap, body: Body) -> Result<Option<Pairs>, Api
     Ok(Some(Pairs::parse(&body)))
 }
 
-fn csrf_failed() -> Response {
+pub(crate) fn csrf_failed() -> Response {
     pages::error_page(
         StatusCode::FORBIDDEN,
         "The form could not be verified (it may have expired). Go back and try again.",

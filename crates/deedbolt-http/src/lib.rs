@@ -2,7 +2,8 @@
 //!
 //! The axum adapters of deedbolt, and nothing else: routes of the authorization server
 //! (discovery, JWKS, token endpoint), the PropTech API behind `deedbolt-guard`, health
-//! checks, and the one place where errors become HTTP responses ([`error`]).
+//! checks, the admin console ([`admin`]), the alert webhook worker ([`webhook`]), and the
+//! one place where errors become HTTP responses ([`error`]).
 //!
 //! Handlers stay thin: parse the request into core types, call the core rules, persist
 //! through the store ports (as trait objects; this crate never names a backend), and map
@@ -10,6 +11,7 @@
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod authorize;
@@ -27,6 +29,7 @@ pub mod router;
 pub mod security;
 pub mod state;
 pub mod token;
+pub mod webhook;
 
 pub use keys::KeyRing;
 pub use limits::RateLimits;

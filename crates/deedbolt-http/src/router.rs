@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
 use crate::token::MAX_BODY_BYTES;
-use crate::{api, authorize, discovery, pages, revoke, token};
+use crate::{admin, api, authorize, discovery, pages, revoke, token};
 
 /// How long a request may take, including reading a slow client's body.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,6 +62,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/logout", post(authorize::logout))
         .route("/static/deedbolt.css", get(pages::stylesheet));
+    // The admin console: its API checks the administrator's token itself (the guard's
+    // scopes cannot express "a user whose role is admin"); the pages use the session.
+    let admin = Router::new()
+        .route("/admin", get(admin::dashboard))
+        .route("/admin/login", post(admin::login_submit))
+        .route("/admin/api/audit", get(admin::api_audit))
+        .route("/admin/api/alerts", get(admin::api_alerts))
+        .route("/static/admin.css", get(admin::stylesheet));
 
     Router::new()
         .route(
@@ -82,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(userinfo)
         .merge(browser)
+        .merge(admin)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

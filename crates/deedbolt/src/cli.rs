@@ -228,6 +228,10 @@ pub struct ServeArgs {
     /// Failed authentications per IP that raise multiple_auth_failures [default: 5/5m].
     #[arg(long, env = "DEEDBOLT_ALERT_AUTH_FAILURES")]
     pub alert_auth_failures: Option<String>,
+    /// URL to POST alerts to, signed with HMAC-SHA256 under DEEDBOLT_ALERT_WEBHOOK_SECRET
+    /// (environment only, at least 32 characters); https, or http on loopback [default: none].
+    #[arg(long, env = "DEEDBOLT_ALERT_WEBHOOK")]
+    pub alert_webhook: Option<String>,
 }
 
 /// `client` subcommands.
@@ -353,6 +357,8 @@ pub async fn run() -> anyhow::Result<()> {
                     auto_revoke: args.auto_revoke,
                     anomaly_threshold: args.anomaly_threshold,
                     alert_auth_failures: args.alert_auth_failures,
+                    alert_webhook: args.alert_webhook,
+                    alert_webhook_secret: config::webhook_secret_from_env()?,
                 },
                 &file,
             )?;
@@ -882,7 +888,11 @@ async fn audit_command(store: &SqliteStore, cmd: AuditCommand) -> anyhow::Result
             filter,
         } => {
             let mut f = audit_filter(&filter, lines)?;
-            let mut recent = store.search_audit(&f).await?;
+            let mut recent = if lines == 0 {
+                Vec::new()
+            } else {
+                store.search_audit(&f).await?
+            };
             recent.reverse();
             let mut last = recent.last().map(|r| r.id).unwrap_or(0);
             for r in &recent {

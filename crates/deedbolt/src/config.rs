@@ -18,6 +18,10 @@ use serde::Deserialize;
 /// up in `ps` and shell history.
 pub const MASTER_KEY_ENV: &str = "DEEDBOLT_MASTER_KEY";
 
+/// The environment variable holding the alert webhook's HMAC key; like the master key,
+/// never a flag (nor a config-file key, which tends to end up in version control).
+pub const WEBHOOK_SECRET_ENV: &str = "DEEDBOLT_ALERT_WEBHOOK_SECRET";
+
 /// Every `DEEDBOLT_*` variable deedbolt reads; any other one is probably a typo and is
 /// warned about, since a misspelled security setting would otherwise fail silently.
 pub const KNOWN_ENV: &[&str] = &[
@@ -43,6 +47,8 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_AUTO_REVOKE",
     "DEEDBOLT_ANOMALY_THRESHOLD",
     "DEEDBOLT_ALERT_AUTH_FAILURES",
+    "DEEDBOLT_ALERT_WEBHOOK",
+    WEBHOOK_SECRET_ENV,
     MASTER_KEY_ENV,
 ];
 
@@ -96,6 +102,9 @@ pub struct FileConfig {
     pub anomaly_threshold: Option<f64>,
     /// Failed authentications per IP that raise an alert, `COUNT/WINDOW` (default `5/5m`).
     pub alert_auth_failures: Option<String>,
+    /// Where alerts are POSTed (https, or http on loopback). The HMAC key is
+    /// `DEEDBOLT_ALERT_WEBHOOK_SECRET`, from the environment only.
+    pub alert_webhook: Option<String>,
     /// `text` or `json`.
     pub log_format: Option<String>,
     /// A tracing filter, e.g. `info,deedbolt=debug`.
@@ -194,6 +203,8 @@ pub struct ServeSettings {
     pub audit_retention_secs: i64,
     /// Detection settings.
     pub detection: deedbolt_http::security::DetectionSettings,
+    /// The alert webhook, if one is configured.
+    pub alert_webhook: Option<deedbolt_http::webhook::WebhookSettings>,
 }
 
 /// The serve flags as clap parsed them (flag or environment variable), before merging.
@@ -235,6 +246,10 @@ pub struct ServeOverrides {
     pub anomaly_threshold: Option<f64>,
     /// `--alert-auth-failures`.
     pub alert_auth_failures: Option<String>,
+    /// `--alert-webhook`.
+    pub alert_webhook: Option<String>,
+    /// `DEEDBOLT_ALERT_WEBHOOK_SECRET` (see [`webhook_secret_from_env`]; never a flag).
+    pub alert_webhook_secret: Option<deedbolt_http::webhook::WebhookSecret>,
 }
 
 fn limit(
@@ -406,6 +421,10 @@ impl ServeSettings {
             anomaly_threshold: threshold,
             auto_revoke: o.auto_revoke.or(file.auto_revoke).unwrap_or(false),
         };
+        let alert_webhook = webhook_settings(
+            o.alert_webhook.or_else(|| file.alert_webhook.clone()),
+            o.alert_webhook_secret,
+        )?;
 
         Ok(ServeSettings {
             common,
@@ -420,8 +439,56 @@ impl ServeSettings {
             trusted_proxies,
             audit_retention_secs: i64::try_from(retention.as_secs()).unwrap_or(i64::MAX),
             detection,
+            alert_webhook,
         })
     }
+}
+
+/// The alert webhook from its URL and key: https (http only on loopback, for development
+/// and tests) and a key of at least 32 characters. A URL without a key is refused rather
+/// than sending unsigned alerts, which a receiver could not tell from forged ones.
+pub fn webhook_settings(
+    url: Option<String>,
+    secret: Option<deedbolt_http::webhook::WebhookSecret>,
+) -> anyhow::Result<Option<deedbolt_http::webhook::WebhookSettings>> {
+    use deedbolt_http::webhook::MIN_SECRET_CHARS;
+    let Some(text) = url else {
+        if secret.is_some() {
+            tracing::warn!(
+                "{WEBHOOK_SECRET_ENV} is set but no alert webhook URL is: alerts are not sent"
+            );
+        }
+        return Ok(None);
+    };
+    // Never echo the URL itself: webhook URLs often embed a token.
+    let url = url::Url::parse(text.trim()).context("the alert webhook is not a URL")?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(&url) => {}
+        "http" => {
+            bail!("the alert webhook must use https (plain http is only allowed on loopback)")
+        }
+        other => bail!("the alert webhook's scheme `{other}` is not http(s)"),
+    }
+    if url.host().is_none() {
+        bail!("the alert webhook URL has no host");
+    }
+    if url.fragment().is_some() {
+        bail!("the alert webhook URL must not have a fragment");
+    }
+    let Some(secret) = secret else {
+        bail!(
+            "an alert webhook is configured but {WEBHOOK_SECRET_ENV} is not set: set it to a \
+             random key of at least {MIN_SECRET_CHARS} characters (alerts are signed with it)"
+        );
+    };
+    if secret.chars() < MIN_SECRET_CHARS {
+        bail!("{WEBHOOK_SECRET_ENV} must be at least {MIN_SECRET_CHARS} characters long");
+    }
+    Ok(Some(deedbolt_http::webhook::WebhookSettings {
+        url,
+        secret,
+    }))
 }
 
 /// An issuer is an `https` URL with no query or fragment (RFC 8414 §2); plain `http` is
@@ -453,6 +520,16 @@ fn is_loopback_host(url: &url::Url) -> bool {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
+    }
+}
+
+/// Reads `DEEDBOLT_ALERT_WEBHOOK_SECRET`; set but empty is an error.
+pub fn webhook_secret_from_env() -> anyhow::Result<Option<deedbolt_http::webhook::WebhookSecret>> {
+    match std::env::var(WEBHOOK_SECRET_ENV) {
+        Ok(v) if v.trim().is_empty() => bail!("{WEBHOOK_SECRET_ENV} is set but empty"),
+        Ok(v) => Ok(Some(deedbolt_http::webhook::WebhookSecret::new(v))),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{WEBHOOK_SECRET_ENV} is not valid UTF-8"),
     }
 }
 
@@ -546,6 +623,48 @@ mod tests {
             ..Default::default()
         };
         assert!(ServeSettings::resolve(common(), o, &FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn webhook_rules() {
+        use deedbolt_http::webhook::WebhookSecret;
+        let key = || Some(WebhookSecret::new("k".repeat(32)));
+        let ok = |u: &str| webhook_settings(Some(u.into()), key());
+        assert!(webhook_settings(None, None).unwrap().is_none());
+        assert!(webhook_settings(None, key()).unwrap().is_none());
+        let s = ok("https://hooks.example.com/deedbolt?t=1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.url.as_str(), "https://hooks.example.com/deedbolt?t=1");
+        assert!(ok("http://127.0.0.1:9000/hook").unwrap().is_some());
+        assert!(ok("http://localhost:9000/hook").unwrap().is_some());
+        assert!(ok("http://[::1]:9000/hook").unwrap().is_some());
+        for bad in [
+            "http://hooks.example.com/x",
+            "ftp://hooks.example.com/x",
+            "https://hooks.example.com/x#frag",
+            "not a url",
+        ] {
+            assert!(ok(bad).is_err(), "{bad} should be refused");
+        }
+        let no_key = webhook_settings(Some("https://hooks.example.com".into()), None).unwrap_err();
+        assert!(format!("{no_key:#}").contains(WEBHOOK_SECRET_ENV));
+        let short = webhook_settings(
+            Some("https://hooks.example.com".into()),
+            Some(WebhookSecret::new("k".repeat(31))),
+        )
+        .unwrap_err();
+        assert!(format!("{short:#}").contains("at least 32"));
+    }
+
+    #[test]
+    fn webhook_errors_never_echo_the_url() {
+        let err = webhook_settings(
+            Some("http://hooks.example.com/T/SECRET-TOKEN".into()),
+            Some(deedbolt_http::webhook::WebhookSecret::new("k".repeat(32))),
+        )
+        .unwrap_err();
+        assert!(!format!("{err:#}").contains("SECRET-TOKEN"));
     }
 
     #[test]

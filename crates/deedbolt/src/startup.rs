@@ -20,6 +20,7 @@ use deedbolt_core::throttle::LoginThrottle;
 use deedbolt_core::user::PasswordHasher;
 use deedbolt_http::audit::AuditLog;
 use deedbolt_http::security::Security;
+use deedbolt_http::webhook::Webhook;
 use deedbolt_http::{AppState, KeyRing, Services};
 use deedbolt_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -68,6 +69,7 @@ pub struct Application {
     revocations: Arc<RevocationList>,
     security: Arc<Security>,
     audit_rx: tokio::sync::mpsc::Receiver<deedbolt_core::audit::AuditRecord>,
+    webhook: Option<Webhook>,
     metrics: Arc<deedbolt_http::metrics::Metrics>,
     settings: ServeSettings,
     clock: Arc<dyn Clock>,
@@ -162,6 +164,12 @@ impl Application {
             audit.clone(),
             metrics.clone(),
         ));
+        // Built here, not in `run_until`, so a client that cannot be built stops the start.
+        let webhook = settings
+            .alert_webhook
+            .as_ref()
+            .map(|w| Webhook::new(w, store_arc.clone(), clock.clone()))
+            .transpose()?;
         let state = AppState::new(Services {
             clients: clients.clone(),
             properties: store_arc.clone(),
@@ -210,6 +218,7 @@ impl Application {
             revocations,
             security,
             audit_rx,
+            webhook,
             metrics,
             settings,
             clock,
@@ -247,6 +256,11 @@ impl Application {
             clock: self.clock.clone(),
             every: self.settings.key_refresh_interval,
         }));
+        // Alerts wait in the store's outbox; the worker delivers what is due at once (alerts
+        // left undelivered before a restart included), then whenever one is stored.
+        let webhook = self
+            .webhook
+            .map(|w| tokio::spawn(w.run(self.security.alert_stored.clone())));
         tracing::info!(
             addr = %self.addr,
             issuer = %self.issuer,
@@ -262,6 +276,11 @@ impl Application {
         .await;
         refresher.abort();
         let _ = refresher.await;
+        // A delivery cut short is not marked delivered: it is sent again after a restart.
+        if let Some(w) = webhook {
+            w.abort();
+            let _ = w.await;
+        }
         // Every handler, the sync loop and the detectors are gone, and with them every
         // audit sender: the writer drains what is queued and ends.
         drop(self.security);

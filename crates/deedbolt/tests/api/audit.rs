@@ -988,6 +988,19 @@ fn alerts(app: &TestApp) -> Vec<Value> {
     of_type(app, "alert")
 }
 
+/// Only the `multiple_auth_failures` alerts (a code client's first privileged scope raises
+/// an `unusual_scope_request` alert too).
+fn auth_failure_alerts(app: &TestApp) -> Vec<Value> {
+    alerts(app)
+        .into_iter()
+        .filter(|a| {
+            a["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("multiple_auth_failures"))
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_failed_client_authentications_from_one_ip_raise_exactly_one_alert() {
     let app = app_with(ServeOverrides::default()).await;
@@ -1058,7 +1071,11 @@ async fn the_auth_failure_threshold_is_configurable_and_failed_logins_count() {
     wait_count(&app, "login", 1).await;
     fail_client_auth(&app, &cc).await;
     wait_count(&app, "client_auth_failed", 1).await;
-    assert!(alerts(&app).is_empty(), "{:#?}", alerts(&app));
+    assert!(
+        auth_failure_alerts(&app).is_empty(),
+        "{:#?}",
+        auth_failure_alerts(&app)
+    );
 
     // The third (a login again) fires.
     assert_eq!(
@@ -1068,9 +1085,16 @@ async fn the_auth_failure_threshold_is_configurable_and_failed_logins_count() {
             .status(),
         401
     );
-    let recs = wait_audit(&app, &["--type", "alert"], "the alert", |r| !r.is_empty()).await;
+    wait_audit(&app, &["--type", "alert"], "the alert", |r| {
+        r.iter().any(|a| {
+            a["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("multiple_auth_failures"))
+        })
+    })
+    .await;
+    let recs = auth_failure_alerts(&app);
     assert_eq!(recs.len(), 1, "{recs:#?}");
-    assert!(s(&recs[0], "detail").contains("multiple_auth_failures"));
     assert_eq!(s(&recs[0], "ip"), "127.0.0.1");
 
     // A successful login does not count, and does not reset the window.
@@ -1078,7 +1102,7 @@ async fn the_auth_failure_threshold_is_configurable_and_failed_logins_count() {
     redirect_to(&res, "/consent?req=");
     wait_count(&app, "login", 3).await;
     barrier(&app).await;
-    assert_eq!(alerts(&app).len(), 1);
+    assert_eq!(auth_failure_alerts(&app).len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1194,9 +1218,6 @@ async fn a_privileged_scope_granted_by_default_counts_as_its_first_use() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: /authorize never consults the unusual-scope detector, so a code client \
-            probing for scopes beyond its registration raises no alert \
-            (crates/deedbolt-http/src/authorize.rs authorize_with/authorize_inner)"]
 async fn an_authorization_request_beyond_the_registration_raises_an_alert() {
     let app = app_with(ServeOverrides::default()).await;
     let (_, client) = code_setup(&app);
@@ -1520,8 +1541,6 @@ async fn audit_tail_prints_the_most_recent_records_oldest_first() {
 }
 
 #[tokio::test]
-#[ignore = "bug: `audit tail -n 0` prints one record: the count is clamped to 1..=1000 \
-            (crates/deedbolt/src/cli.rs audit_filter, `limit.clamp(1, 1000)`)"]
 async fn audit_tail_with_zero_lines_prints_nothing() {
     let dir = tempfile::tempdir().unwrap();
     cli_client(dir.path());

@@ -70,7 +70,7 @@ const CHROMIUM_ARGS: &[&str] = &[
 
 /// Whether chromedriver and Chromium are installed. When they are not: panics if `CI` is
 /// set, otherwise prints a loud notice and returns false (the test then returns early).
-fn browser_available(test: &str) -> bool {
+pub(crate) fn browser_available(test: &str) -> bool {
     let missing: Vec<&str> = [CHROMEDRIVER, CHROMIUM]
         .into_iter()
         .filter(|p| !Path::new(p).exists())
@@ -241,14 +241,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A WebDriver session in headless Chromium, and the chromedriver behind it.
-struct Browser {
+/// A WebDriver session in headless Chromium, and the chromedriver behind it. Also used
+/// by the admin page's browser test (admin.rs).
+pub(crate) struct Browser {
     client: Option<Client>,
     driver: Driver,
 }
 
 impl Browser {
-    async fn start() -> Browser {
+    pub(crate) async fn start() -> Browser {
         let mut driver = Driver::start().await;
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect();
         args.push(format!("--user-data-dir={}", driver.profile().display()));
@@ -297,7 +298,7 @@ impl Browser {
     }
 
     /// Ends the session (Chromium quits); the drop guard then stops chromedriver.
-    async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         if let Some(c) = self.client.take() {
             let _ = timeout(Duration::from_secs(5), c.close()).await;
         }
@@ -305,7 +306,7 @@ impl Browser {
 
     /// Runs one WebDriver command, bounded by [`STEP`]; on error or timeout fails with the
     /// current page.
-    async fn step<T, E: std::fmt::Display>(
+    pub(crate) async fn step<T, E: std::fmt::Display>(
         &self,
         what: &str,
         fut: impl Future<Output = Result<T, E>>,
@@ -320,30 +321,30 @@ impl Browser {
         }
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.step(&format!("open {url}"), self.client().goto(url))
             .await
     }
 
-    async fn current_url(&self) -> String {
+    pub(crate) async fn current_url(&self) -> String {
         self.step("read the current URL", self.client().current_url())
             .await
             .to_string()
     }
 
-    async fn source(&self) -> String {
+    pub(crate) async fn source(&self) -> String {
         self.step("read the page source", self.client().source())
             .await
     }
 
     /// The visible text of the page.
-    async fn text(&self) -> String {
+    pub(crate) async fn text(&self) -> String {
         let body = self.wait_for("body").await;
         self.step("read the page text", body.text()).await
     }
 
     /// Polls for the element matching `css` for up to [`WAIT`].
-    async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
+    pub(crate) async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
         let deadline = Instant::now() + WAIT;
         loop {
             let last = match timeout(STEP, self.client().find(Locator::Css(css))).await {
@@ -362,20 +363,20 @@ impl Browser {
     }
 
     /// Types `text` into the element matching `css`.
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let el = self.wait_for(css).await;
         self.step(&format!("type into `{css}`"), el.send_keys(text))
             .await
     }
 
     /// Clicks the element matching `css`.
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let el = self.wait_for(css).await;
         self.step(&format!("click `{css}`"), el.click()).await
     }
 
     /// Polls the current URL until it starts with `prefix`, for up to [`WAIT`].
-    async fn wait_for_url(&self, prefix: &str) -> String {
+    pub(crate) async fn wait_for_url(&self, prefix: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             let url = self.current_url().await;
@@ -394,7 +395,7 @@ impl Browser {
 
     /// Panics with `msg`, the current URL and the page source (each read with a short
     /// bound: this is also used when the browser is stuck).
-    async fn fail(&self, msg: &str) -> ! {
+    pub(crate) async fn fail(&self, msg: &str) -> ! {
         let short = Duration::from_secs(3);
         let url = match timeout(short, self.client().current_url()).await {
             Ok(Ok(u)) => u.to_string(),
@@ -416,7 +417,7 @@ impl Browser {
 
 /// Runs `test` bounded by [`TEST_BUDGET`]. If the budget runs out, the test future (and
 /// with it the browser's drop guard) is dropped first, so nothing is left running.
-async fn within_budget(test: impl Future<Output = ()>) {
+pub(crate) async fn within_budget(test: impl Future<Output = ()>) {
     if timeout(TEST_BUDGET, test).await.is_err() {
         panic!("browser test took longer than {TEST_BUDGET:?}");
     }

@@ -856,3 +856,115 @@ impl TestApp {
         req.send().await.expect("POST")
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Helpers for the admin console and the alert webhook: a user's access token through the
+// whole code flow, and alerts raised on purpose. Added for admin.rs and webhook.rs.
+// ---------------------------------------------------------------------------------------
+
+impl TestApp {
+    /// Runs the authorization-code flow over HTTP for the confidential `client` (registered
+    /// for `scope` at `redirect_uri`) as the user `email`: authorize, log in, approve,
+    /// redeem. Returns the access token.
+    pub async fn user_access_token(
+        &self,
+        client: &CodeClient,
+        redirect_uri: &str,
+        scope: &str,
+        email: &str,
+        password: &str,
+    ) -> String {
+        let (verifier, challenge) = pkce_pair();
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &client.id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("scope", scope)
+            .append_pair("state", &random_b64url(16))
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256")
+            .finish();
+        let res = self
+            .browser_get(&format!("/authorize?{query}"), &Jar::default())
+            .await;
+        let login = location(&res).expect("authorize redirects to the login page");
+        let res = self.browser_get(&login, &Jar::default()).await;
+        let mut jar = Jar::default();
+        jar.store(&res);
+        let html = res.text().await.expect("login page");
+        let csrf = hidden_input(&html, "csrf").expect("login csrf");
+        let req = hidden_input(&html, "req").expect("login req");
+        let res = self
+            .browser_post(
+                "/login",
+                &[
+                    ("csrf", &csrf),
+                    ("req", &req),
+                    ("email", email),
+                    ("password", password),
+                ],
+                &jar,
+            )
+            .await;
+        assert_eq!(res.status(), 303, "login as {email} succeeds");
+        jar.store(&res);
+        let consent = location(&res).expect("login redirects to consent");
+        let res = self.browser_get(&consent, &jar).await;
+        let html = res.text().await.expect("consent page");
+        let csrf = hidden_input(&html, "csrf").expect("consent csrf");
+        let res = self
+            .browser_post(
+                "/consent",
+                &[("csrf", &csrf), ("req", &req), ("decision", "approve")],
+                &jar,
+            )
+            .await;
+        let callback = location(&res).expect("consent redirects to the client");
+        let code = query_params(&callback)
+            .remove("code")
+            .unwrap_or_else(|| panic!("no code in {callback}"));
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "authorization_code")
+            .append_pair("code", &code)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("code_verifier", &verifier)
+            .finish();
+        let res = self.post_token(Some(&client.creds()), &form).await;
+        assert_eq!(res.status(), 200, "code redemption");
+        let v: Value = res.json().await.expect("token JSON");
+        v["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// Raises `multiple_auth_failures` for 127.0.0.1: five token requests with a wrong
+    /// secret for `creds`' client (the default threshold is 5 in 5 minutes). The alert is
+    /// stored before the fifth answer is sent.
+    pub async fn raise_auth_failure_alert(&self, creds: &Creds) {
+        let wrong = Creds {
+            id: creds.id.clone(),
+            secret: "wrong-secret".into(),
+        };
+        for _ in 0..5 {
+            let res = self
+                .post_token(Some(&wrong), "grant_type=client_credentials")
+                .await;
+            assert_eq!(res.status(), 401, "a wrong secret is refused");
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms for up to `limit`; [`eventually`] with a longer bound, for
+/// waits that include retry backoffs.
+pub async fn eventually_within<F, Fut>(what: &str, limit: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out after {limit:?} waiting for: {what}");
+}

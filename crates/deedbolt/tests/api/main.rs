@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod admin;
 mod api;
 mod audit;
 mod browser;
@@ -18,3 +19,4 @@ mod logs;
 mod master_key;
 mod rate_limits;
 mod restart;
+mod webhook;
