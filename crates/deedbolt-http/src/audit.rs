@@ -17,8 +17,10 @@ use crate::metrics::Metrics;
 
 /// The most records waiting for the writer.
 pub const AUDIT_BUFFER: usize = 8192;
-/// The most records committed in one transaction.
+/// The most records committed in one write.
 const BATCH: usize = 512;
+/// How long the writer gathers records before committing.
+const GATHER: Duration = Duration::from_millis(5);
 
 /// A handle for emitting audit records.
 #[derive(Clone, Debug)]
@@ -59,6 +61,16 @@ pub async fn run_writer(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        // Group commit: gather what arrives within a few milliseconds into one write, so
+        // that under load a commit carries hundreds of records, not one.
+        let deadline = tokio::time::Instant::now() + GATHER;
+        while batch.len() < BATCH {
+            let room = BATCH - batch.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         let mut delay = Duration::from_millis(50);
         loop {
             match store.insert_audit(&batch).await {

@@ -1128,7 +1128,16 @@ impl AuditStore for SqliteStore {
     async fn insert_audit(&self, records: &[AuditRecord]) -> Result<u64, StoreError> {
         // One multi-row INSERT per chunk: atomic, one round trip, and no explicit
         // transaction held open across awaits (group commit for the audit writer).
-        for chunk in records.chunks(256) {
+        // Chunks of a few fixed sizes only, so each connection prepares at most four
+        // statements instead of one per batch length.
+        let mut rest = records;
+        while !rest.is_empty() {
+            let size = [256, 64, 16, 4, 1]
+                .into_iter()
+                .find(|n| *n <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
             let mut sql = String::from(
                 "INSERT INTO audit_log (at, kind, success, client_id, user_id, ip, user_agent, scope, error, session, detail) VALUES ",
             );
