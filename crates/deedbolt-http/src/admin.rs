@@ -31,7 +31,7 @@ use deedbolt_core::flow::Params as _;
 use deedbolt_core::ids::UserId;
 use deedbolt_core::ports::{Session, StoredAlert};
 use deedbolt_core::rand;
-use deedbolt_core::user::{Email, Password, Role, User};
+use deedbolt_core::user::{Password, Role, User};
 use deedbolt_guard::{parse_bearer, BearerError};
 use serde_json::{json, Value};
 
@@ -463,24 +463,7 @@ pub async fn login_submit(
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
-    let user = match Email::parse(&typed) {
-        Ok(email) => state
-            .services
-            .users
-            .find_user_by_email(&email)
-            .await
-            .map_err(ApiError::internal)?,
-        Err(_) => None,
-    };
-    // argon2id on the blocking pool, as for /login; unknown users cost the same.
-    let hasher = state.services.passwords.clone();
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let password_ok = tokio::task::spawn_blocking(move || match stored {
-        Some(h) => hasher.verify(&password, &h),
-        None => hasher.verify_dummy(&password),
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    let (user, password_ok) = crate::authorize::check_password(&state, &typed, password).await?;
     let record = browser_record(AuditKind::Login, false, &state, &headers)
         .ip(&ip)
         .detail("via=admin");

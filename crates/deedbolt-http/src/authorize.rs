@@ -506,6 +506,36 @@ pub(crate) fn csrf_failed() -> Response {
     )
 }
 
+/// Looks up the user by the typed email and verifies the password: `(user if any, ok)`.
+///
+/// argon2id takes tens of milliseconds of CPU: it runs on the blocking pool, never on the
+/// async workers that serve the token endpoint. An unknown user costs the same (a dummy
+/// verification), so timing reveals nothing about which accounts exist.
+pub(crate) async fn check_password(
+    state: &AppState,
+    typed: &str,
+    password: Password,
+) -> Result<(Option<User>, bool), ApiError> {
+    let user = match Email::parse(typed) {
+        Ok(email) => state
+            .services
+            .users
+            .find_user_by_email(&email)
+            .await
+            .map_err(ApiError::internal)?,
+        Err(_) => None,
+    };
+    let hasher = state.services.passwords.clone();
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || match stored {
+        Some(h) => hasher.verify(&password, &h),
+        None => hasher.verify_dummy(&password),
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok((user, ok))
+}
+
 /// `POST /login`
 pub async fn login_submit(
     State(state): State<AppState>,
@@ -548,25 +578,7 @@ pub async fn login_submit(
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
-    let user = match Email::parse(&typed) {
-        Ok(email) => state
-            .services
-            .users
-            .find_user_by_email(&email)
-            .await
-            .map_err(ApiError::internal)?,
-        Err(_) => None,
-    };
-    // argon2id takes tens of milliseconds of CPU: run it on the blocking pool, never on
-    // the async workers that serve the token endpoint. Unknown users cost the same.
-    let hasher = state.services.passwords.clone();
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || match stored {
-        Some(h) => hasher.verify(&password, &h),
-        None => hasher.verify_dummy(&password),
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    let (user, ok) = check_password(&state, &typed, password).await?;
     let known_user = user.as_ref().map(|u| u.id.clone());
     let Some(user) = user.filter(|_| ok) else {
         // The attempt was counted by `attempt`, before the password check.

@@ -285,7 +285,7 @@ impl Webhook {
         let response = tokio::time::timeout(DELIVERY_TIMEOUT, self.http.request(request))
             .await
             .map_err(|_| format!("no answer within {DELIVERY_TIMEOUT:?}"))?
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| crate::error::error_chain(&e))?;
         // The body is not read: the connection is simply not reused.
         let status = response.status();
         if status.is_success() {
@@ -322,19 +322,6 @@ fn http_client() -> Result<HttpClient, WebhookError> {
         .enable_http1()
         .wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new()).build(https))
-}
-
-/// An error and its causes, `a: b: c` (e.g. "client error (Connect): tcp connect error:
-/// Connection refused").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(cause) = cur {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        cur = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -662,7 +662,14 @@ impl FlowStore for SqliteStore {
         scope: ScopeSet,
         at: UnixTime,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Read-modify-write: IMMEDIATE takes the write lock up front. A deferred
+        // transaction that reads first cannot wait for the lock later (SQLite answers
+        // SQLITE_BUSY at once when another connection committed since the read).
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
         let existing: Option<String> =
             sqlx::query_scalar("SELECT scopes FROM consents WHERE user_id = ? AND client_id = ?")
                 .bind(user.as_str())
