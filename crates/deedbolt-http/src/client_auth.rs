@@ -74,6 +74,15 @@ fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
     Ok((form_decode(id)?, form_decode(secret)?))
 }
 
+/// The client id a request *claims*, before any authentication (for audit records of failed
+/// authentication; never trusted for anything else).
+pub fn claimed_client_id(headers: &HeaderMap, params: &FormParams) -> Option<String> {
+    if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        return parse_basic(value).ok().map(|(id, _)| id);
+    }
+    params.get("client_id").map(str::to_owned)
+}
+
 /// Extracts credentials, also accepting a bare `client_id` in the body (public clients).
 pub fn extract_any(headers: &HeaderMap, params: &mut FormParams) -> Result<Presented, OAuthError> {
     let mut auth_headers = headers.get_all(AUTHORIZATION).iter();

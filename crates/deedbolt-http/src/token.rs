@@ -59,6 +59,8 @@ pub(crate) struct TokenAudit {
     pub(crate) user_id: Option<String>,
     pub(crate) scope: Option<String>,
     pub(crate) jti: Option<String>,
+    /// The client id the request claimed (unverified; only for failed authentication).
+    pub(crate) claimed_client: Option<String>,
 }
 
 /// `POST /token`
@@ -81,6 +83,9 @@ pub async fn token(
         Ok(_) => (AuditKind::TokenIssued, true, None),
         Err(ApiError::OAuth(e @ OAuthError::InvalidClient(_))) => {
             services.security.auth_failure(&ip, now).await;
+            if audit.client_id.is_none() {
+                audit.client_id = audit.claimed_client.take();
+            }
             (AuditKind::ClientAuthFailed, false, Some(e.code()))
         }
         Err(ApiError::OAuth(e)) => (AuditKind::TokenRequestFailed, false, Some(e.code())),
@@ -136,6 +141,7 @@ async fn token_inner(
         .map_err(|_| OAuthError::UnsupportedGrantType(Cow::Borrowed("unknown grant_type")))?;
     tracing::Span::current().record("grant_type", grant_type.as_str());
     audit.grant = Some(grant_type);
+    audit.claimed_client = client_auth::claimed_client_id(headers, &params);
     match grant_type {
         GrantType::ClientCredentials => {
             client_credentials(state, headers, &mut params, audit).await

@@ -442,6 +442,8 @@ async fn client_credentials_issuance_and_failures_are_audited_with_their_fields(
     assert_eq!(s(r, "ip"), "127.0.0.1");
     assert_eq!(s(r, "user_agent"), agent, "the user agent as sent");
     assert!(s(r, "detail").contains("grant=client_credentials"), "{r}");
+    // The claimed (unverified) client id, so `audit search --client` finds the attempts.
+    assert_eq!(s(r, "client_id"), creds.id, "{r}");
 
     // token_request_failed: a scope the client is not registered for.
     let res = token_req(
