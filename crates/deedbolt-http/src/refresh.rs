@@ -169,13 +169,8 @@ pub(crate) async fn refresh_token_grant(
         ))
         .into());
     }
-    let allowance = crate::limits::check(
-        state,
-        "refresh",
-        s.limits.refresh,
-        auth.client().id.as_str(),
-    )
-    .await?;
+    let allowance =
+        crate::limits::check(state, "refresh", s.limits.refresh, &audit.limit_key(&auth)).await?;
     let presented = params
         .take("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;

@@ -61,6 +61,21 @@ pub(crate) struct TokenAudit {
     pub(crate) jti: Option<String>,
     /// The client id the request claimed (unverified; only for failed authentication).
     pub(crate) claimed_client: Option<String>,
+    /// The client's IP.
+    pub(crate) ip: String,
+}
+
+impl TokenAudit {
+    /// The rate-limit key of an authenticated client. A public client proves nothing by
+    /// presenting its id, so anyone could spend its quota: its limit is also keyed by IP.
+    pub(crate) fn limit_key(&self, auth: &ClientAuthenticated) -> String {
+        let client = auth.client();
+        if client.public {
+            format!("{}@{}", client.id, self.ip)
+        } else {
+            client.id.to_string()
+        }
+    }
 }
 
 /// `POST /token`
@@ -71,11 +86,14 @@ pub async fn token(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let mut audit = TokenAudit::default();
-    let result = token_inner(&state, &headers, body, &mut audit).await;
     let services = &state.services;
-    let now = services.clock.now();
     let ip = crate::limits::client_ip(peer, &headers, &services.trusted_proxies).to_string();
+    let mut audit = TokenAudit {
+        ip: ip.clone(),
+        ..TokenAudit::default()
+    };
+    let result = token_inner(&state, &headers, body, &mut audit).await;
+    let now = services.clock.now();
     let (kind, success, error) = match &result {
         Ok(_) if audit.grant == Some(GrantType::RefreshToken) => {
             (AuditKind::TokenRefreshed, true, None)
@@ -187,7 +205,7 @@ async fn client_credentials(
         state,
         "token",
         services.limits.token,
-        auth.client().id.as_str(),
+        &audit.limit_key(&auth),
     )
     .await?;
     let scope = grant::client_credentials_scope(&auth, params.get("scope"))?;
@@ -302,7 +320,7 @@ async fn authorization_code(
         state,
         "token",
         services.limits.token,
-        auth.client().id.as_str(),
+        &audit.limit_key(&auth),
     )
     .await?;
     if !auth.client().allows_grant(GrantType::AuthorizationCode) {

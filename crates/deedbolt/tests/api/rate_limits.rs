@@ -136,3 +136,49 @@ async fn malformed_limits_are_refused_at_start() {
     .expect("start must fail");
     assert!(format!("{err:#}").contains("refresh rate limit"), "{err:#}");
 }
+
+#[tokio::test]
+async fn a_public_clients_quota_is_kept_per_ip() {
+    // A public client proves nothing by presenting its id, so its token limit is keyed by
+    // client and IP: a stranger cannot spend the app's quota for everyone.
+    let app = app_with(ServeOverrides {
+        rate_limit_token: Some("1/1h".into()),
+        trusted_proxies: Some("127.0.0.1".into()),
+        ..Default::default()
+    })
+    .await;
+    let client = app.create_code_client("openid", &["http://127.0.0.1/cb"], true, &[]);
+    let exchange = |ip: &'static str| {
+        let app = &app;
+        let id = client.id.clone();
+        async move {
+            app.http
+                .post(format!("{}/token", app.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-forwarded-for", ip)
+                .body(format!(
+                    "grant_type=authorization_code&client_id={id}&code=bogus&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb&code_verifier={}",
+                    "v".repeat(43)
+                ))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        exchange("203.0.113.1").await,
+        400,
+        "first: counted, invalid_grant"
+    );
+    assert_eq!(
+        exchange("203.0.113.1").await,
+        429,
+        "second from the same IP: limited"
+    );
+    assert_eq!(
+        exchange("203.0.113.2").await,
+        400,
+        "another IP has its own quota"
+    );
+}
