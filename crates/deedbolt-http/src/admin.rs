@@ -36,8 +36,8 @@ use deedbolt_guard::{parse_bearer, BearerError};
 use serde_json::{json, Value};
 
 use crate::authorize::{
-    browser_record, constant_time_eq, cookie, csrf_failed, current_session, hash, read_form,
-    see_other, set_cookie, Pairs, PENDING_SECS, SESSION_COOKIE, SESSION_SECS,
+    browser_record, current_session, hash, see_other, set_cookie, Pairs, PENDING_SECS,
+    SESSION_COOKIE, SESSION_SECS,
 };
 use crate::error::ApiError;
 use crate::pages::{self, escape};
@@ -434,19 +434,10 @@ pub async fn login_submit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let Some(form) = read_form(&headers, body).await? else {
-        return Ok(pages::error_page(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unexpected form encoding.",
-        ));
+    let form = match crate::authorize::read_csrf_form(&headers, body, CSRF_COOKIE).await? {
+        Ok(form) => form,
+        Err(page) => return Ok(page),
     };
-    let csrf_ok = match (cookie(&headers, CSRF_COOKIE), form.get("csrf")) {
-        (Some(c), Some(f)) => constant_time_eq(c, f),
-        _ => false,
-    };
-    if !csrf_ok || form.duplicate.is_some() {
-        return Ok(csrf_failed());
-    }
     let typed = form.get("email").unwrap_or("").trim().to_lowercase();
     let password = Password::presented(form.get("password").unwrap_or("").to_owned());
     let now = state.services.clock.now();

@@ -536,6 +536,29 @@ pub(crate) async fn check_password(
     Ok((user, ok))
 }
 
+/// Reads a form protected by a double-submit CSRF token (the `csrf` field must equal the
+/// `csrf_cookie` cookie): the form, or the page to answer with instead.
+pub(crate) async fn read_csrf_form(
+    headers: &HeaderMap,
+    body: Body,
+    csrf_cookie: &str,
+) -> Result<Result<Pairs, Response>, ApiError> {
+    let Some(form) = read_form(headers, body).await? else {
+        return Ok(Err(pages::error_page(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unexpected form encoding.",
+        )));
+    };
+    let csrf_ok = match (cookie(headers, csrf_cookie), form.get("csrf")) {
+        (Some(c), Some(f)) => constant_time_eq(c, f),
+        _ => false,
+    };
+    if !csrf_ok || form.duplicate.is_some() {
+        return Ok(Err(csrf_failed()));
+    }
+    Ok(Ok(form))
+}
+
 /// `POST /login`
 pub async fn login_submit(
     State(state): State<AppState>,
@@ -543,19 +566,10 @@ pub async fn login_submit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let Some(form) = read_form(&headers, body).await? else {
-        return Ok(pages::error_page(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unexpected form encoding.",
-        ));
+    let form = match read_csrf_form(&headers, body, CSRF_COOKIE).await? {
+        Ok(form) => form,
+        Err(page) => return Ok(page),
     };
-    let csrf_ok = match (cookie(&headers, CSRF_COOKIE), form.get("csrf")) {
-        (Some(c), Some(f)) => constant_time_eq(c, f),
-        _ => false,
-    };
-    if !csrf_ok || form.duplicate.is_some() {
-        return Ok(csrf_failed());
-    }
     let Some((req_id, request)) = pending(&state, form.get("req")).await? else {
         return Ok(expired_page());
     };
