@@ -171,21 +171,23 @@ pub(crate) fn set_cookie(
 /// `GET /authorize`
 pub async fn authorize(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Pairs::parse(raw.as_deref().unwrap_or("").as_bytes());
-    authorize_with(&state, &headers, params).await
+    authorize_with(&state, peer, &headers, params).await
 }
 
 /// `POST /authorize`: the same request as a form (OIDC Core §3.1.2.1 requires both).
 pub async fn authorize_post(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     match read_form(&headers, body).await? {
-        Some(params) => authorize_with(&state, &headers, params).await,
+        Some(params) => authorize_with(&state, peer, &headers, params).await,
         None => Ok(pages::error_page(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Unexpected form encoding.",
@@ -220,10 +222,13 @@ pub(crate) fn browser_record(
 
 async fn authorize_with(
     state: &AppState,
+    peer: SocketAddr,
     headers: &HeaderMap,
     params: Pairs,
 ) -> Result<Response, ApiError> {
-    let mut record = browser_record(AuditKind::AuthorizationRequest, true, state, headers);
+    let mut record = browser_record(AuditKind::AuthorizationRequest, true, state, headers).ip(
+        crate::limits::client_ip(peer, headers, &state.services.trusted_proxies),
+    );
     if let Some(c) = params.get("client_id") {
         record = record.client(c);
     }
@@ -692,9 +697,11 @@ pub async fn consent_page(
 /// `POST /consent`: approve or deny.
 pub async fn consent_submit(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let ip = crate::limits::client_ip(peer, &headers, &state.services.trusted_proxies);
     let Some(form) = read_form(&headers, body).await? else {
         return Ok(pages::error_page(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -736,6 +743,7 @@ pub async fn consent_submit(
                 .audit
                 .record(
                     browser_record(AuditKind::Consent, true, &state, &headers)
+                        .ip(ip)
                         .client(&request.client_id)
                         .user(&user.id)
                         .scope(granted),
@@ -751,6 +759,7 @@ pub async fn consent_submit(
                 .audit
                 .record(
                     browser_record(AuditKind::Consent, false, &state, &headers)
+                        .ip(ip)
                         .client(&request.client_id)
                         .user(&user.id)
                         .error("access_denied"),

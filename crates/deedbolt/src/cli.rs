@@ -919,8 +919,20 @@ async fn audit_command(store: &SqliteStore, cmd: AuditCommand) -> anyhow::Result
                     _ = tokio::signal::ctrl_c() => return Ok(()),
                     _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
                 }
+                // Newest first, 1000 at a time: read pages back to `last` before printing,
+                // so a burst of more than 1000 records is printed whole and in order.
                 f.after_id = Some(last);
-                let mut new = store.search_audit(&f).await?;
+                f.before_id = None;
+                let mut new = Vec::new();
+                loop {
+                    let page = store.search_audit(&f).await?;
+                    let full = page.len() as u32 == f.limit;
+                    f.before_id = page.last().map(|r| r.id);
+                    new.extend(page);
+                    if !full {
+                        break;
+                    }
+                }
                 new.reverse();
                 for r in &new {
                     print_audit(r, filter.json);

@@ -631,6 +631,11 @@ async fn the_code_flow_is_audited_step_by_step() {
     assert_eq!(r["success"], false, "{r}");
     assert_eq!(s(r, "error"), "invalid_request");
     assert_eq!(s(r, "client_id"), "dbc_doesnotexist");
+    assert_eq!(
+        s(r, "ip"),
+        "127.0.0.1",
+        "authorization requests carry the IP"
+    );
     // The prompt=consent request before them was a success.
     assert_eq!(recs[2]["success"], true, "{}", recs[2]);
 }
