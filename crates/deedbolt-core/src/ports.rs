@@ -415,6 +415,14 @@ pub trait AlertStore: Send + Sync + 'static {
     async fn mark_alert_failed(&self, id: i64, next: UnixTime) -> Result<(), StoreError>;
     /// Adds `count` API calls of a client in the hour starting at `hour`.
     async fn add_usage(&self, client_id: &str, hour: i64, count: u64) -> Result<(), StoreError>;
+    /// Remembers the privileged scopes a client has used (replacing what was stored).
+    async fn save_privileged_seen(
+        &self,
+        client_id: &str,
+        scopes: ScopeSet,
+    ) -> Result<(), StoreError>;
+    /// Every client's remembered privileged scopes, to seed the detector at start-up.
+    async fn privileged_seen(&self) -> Result<Vec<(String, ScopeSet)>, StoreError>;
     /// The hourly call counts of a client for hours in `[from_hour, to_hour)`, starting at
     /// its first recorded hour (empty for a client with no history); missing hours are 0.
     async fn usage_history(

@@ -128,6 +128,14 @@ impl Security {
         self.audit.record(record).await;
     }
 
+    /// Seeds the scope detector with what clients used before this process started.
+    pub async fn load_history(&self) -> Result<(), deedbolt_core::ports::StoreError> {
+        for (client, scopes) in self.alerts.privileged_seen().await? {
+            self.scopes.seed(&client, scopes);
+        }
+        Ok(())
+    }
+
     /// A failed authentication (client or user) from `ip`.
     pub async fn auth_failure(&self, ip: &str, now: UnixTime) {
         if let Some(alert) = self.auth_failures.record_failure(ip, now) {
@@ -143,7 +151,15 @@ impl Security {
         requested: ScopeSet,
         now: UnixTime,
     ) {
-        for alert in self.scopes.observe(client_id, registered, requested, now) {
+        let alerts = self.scopes.observe(client_id, registered, requested, now);
+        if !alerts.is_empty() {
+            // Persist what the client has now used, so a restart does not alert again.
+            let seen = self.scopes.seen(client_id);
+            if let Err(e) = self.alerts.save_privileged_seen(client_id, seen).await {
+                tracing::error!(error = %e, "cannot store privileged scopes seen");
+            }
+        }
+        for alert in alerts {
             self.raise(alert).await;
         }
     }

@@ -1348,6 +1348,39 @@ impl AlertStore for SqliteStore {
         Ok(())
     }
 
+    async fn save_privileged_seen(
+        &self,
+        client_id: &str,
+        scopes: ScopeSet,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO privileged_scopes_seen (client_id, scopes) VALUES (?, ?) \
+             ON CONFLICT (client_id) DO UPDATE SET scopes = excluded.scopes",
+        )
+        .bind(client_id)
+        .bind(scopes.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn privileged_seen(&self) -> Result<Vec<(String, ScopeSet)>, StoreError> {
+        let rows = sqlx::query("SELECT client_id, scopes FROM privileged_scopes_seen")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let scopes: String = row.try_get("scopes").map_err(backend)?;
+                Ok((
+                    row.try_get("client_id").map_err(backend)?,
+                    scopes.parse().map_err(|_| corrupt("privileged scopes"))?,
+                ))
+            })
+            .collect()
+    }
+
     async fn add_usage(&self, client_id: &str, hour: i64, count: u64) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO usage_hourly (client_id, hour, count) VALUES (?, ?, ?) \

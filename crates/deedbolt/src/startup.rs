@@ -170,6 +170,10 @@ impl Application {
             .as_ref()
             .map(|w| Webhook::new(w, store_arc.clone(), clock.clone()))
             .transpose()?;
+        security
+            .load_history()
+            .await
+            .context("cannot load the scope history")?;
         let state = AppState::new(Services {
             clients: clients.clone(),
             properties: store_arc.clone(),

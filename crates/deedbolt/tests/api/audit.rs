@@ -1113,6 +1113,34 @@ async fn the_auth_failure_threshold_is_configurable_and_failed_logins_count() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_use_of_a_privileged_scope_is_remembered_across_restarts() {
+    let app = app_with(ServeOverrides::default()).await;
+    let creds = app.create_client("property:read financial:read");
+    let body = "grant_type=client_credentials&scope=financial:read";
+    assert_eq!(token_req(&app, Some(&creds), body, &[]).await.status(), 200);
+    wait_audit(&app, &["--type", "alert"], "first-use alert", |r| {
+        !r.is_empty()
+    })
+    .await;
+    let dir = app.data_dir.clone();
+    app.stop().await;
+
+    let app = spawn_app_with(Options {
+        data_dir: Some(dir),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(token_req(&app, Some(&creds), body, &[]).await.status(), 200);
+    barrier(&app).await;
+    assert_eq!(
+        alerts(&app).len(),
+        1,
+        "no second first-use alert: {:#?}",
+        alerts(&app)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusual_scope_requests_raise_alerts() {
     let app = app_with(ServeOverrides::default()).await;
     let creds = app.create_client("property:read property:write financial:read");
