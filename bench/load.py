@@ -124,8 +124,9 @@ def run_wrk(url, pid, concurrency, duration, method="GET", body=None, headers=No
 
 def populate(data_dir, clients):
     """Fills the database with `clients` extra registered clients (random ids, random
-    hashes), straight through SQLite, so that growth can be measured without hours of CLI
-    calls. Must run while the server is stopped."""
+    hashes), as many audit records and a tenth as many live revoked token ids, straight
+    through SQLite, so that growth can be measured without hours of CLI calls. Must run
+    while the server is stopped."""
     db = sqlite3.connect(os.path.join(data_dir, "deedbolt.db"))
     now = int(time.time())
     batch = 50_000
@@ -137,6 +138,19 @@ def populate(data_dir, clients):
         ]
         db.executemany("INSERT INTO clients (id, name, secret_hash, grant_types, scopes, created_at, updated_at)"
                        " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        db.commit()
+    # As many audit records as clients, and a tenth as many live revoked token ids.
+    for start in range(0, clients, batch):
+        n = min(batch, clients - start)
+        db.executemany("INSERT INTO audit_log (at, kind, success, client_id, ip, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                       [(now - i, "token_issued", 1, "dbc_populated", "127.0.0.1", "populated") for i in range(n)])
+        db.commit()
+    revoked = clients // 10
+    for start in range(0, revoked, batch):
+        n = min(batch, revoked - start)
+        db.executemany("INSERT INTO revoked_tokens (jti, expires_at, revoked_at) VALUES (?, ?, ?)",
+                       [(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="), now + 3600, now)
+                        for _ in range(n)])
         db.commit()
     db.close()
 
@@ -343,7 +357,7 @@ def main():
     ap.add_argument("--concurrency", type=int, action="append")
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--populate", type=int, default=0, metavar="N",
-                    help="register N extra clients before the runs (growth measurement)")
+                    help="add N clients, N audit records and N/10 revoked tokens before the runs (growth)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = ap.parse_args()
     global BIN

@@ -19,6 +19,8 @@ use crate::token::{AccessTokenClaims, AccessTokenLifetime};
 pub struct RevocationList {
     entries: RwLock<HashMap<TokenId, UnixTime>>,
     cursor: AtomicI64,
+    /// When expired entries were last dropped.
+    last_prune: AtomicI64,
     /// Tokens issued to a client at or before the cutoff are revoked.
     client_cutoffs: RwLock<HashMap<String, UnixTime>>,
     /// Tokens whose `sub` is this, issued at or before the cutoff, are revoked.
@@ -106,15 +108,33 @@ impl RevocationList {
     }
 
     /// Pulls revocations recorded elsewhere and drops entries that have expired.
+    ///
+    /// Pages until caught up. Expired entries are dropped at most once a minute: a scan of
+    /// a large list on every sync would show up in the latency of the requests that share
+    /// the runtime with it.
     pub async fn sync(&self, store: &dyn FlowStore, now: UnixTime) -> Result<usize, StoreError> {
-        let (new, cursor) = store
-            .revoked_since(self.cursor.load(Ordering::SeqCst))
-            .await?;
-        let count = new.len();
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        entries.extend(new);
-        entries.retain(|_, exp| *exp > now);
-        self.cursor.store(cursor, Ordering::SeqCst);
+        let mut count = 0;
+        loop {
+            let before = self.cursor.load(Ordering::SeqCst);
+            let (new, cursor) = store.revoked_since(before).await?;
+            let n = new.len();
+            count += n;
+            self.entries
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(new);
+            self.cursor.store(cursor, Ordering::SeqCst);
+            if n == 0 || cursor == before {
+                break;
+            }
+        }
+        if now.0 - self.last_prune.load(Ordering::SeqCst) >= 60 {
+            self.last_prune.store(now.0, Ordering::SeqCst);
+            self.entries
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|_, exp| *exp > now);
+        }
         Ok(count)
     }
 
