@@ -36,8 +36,7 @@ use deedbolt_guard::{parse_bearer, BearerError};
 use serde_json::{json, Value};
 
 use crate::authorize::{
-    browser_record, current_session, hash, see_other, set_cookie, Pairs, PENDING_SECS,
-    SESSION_COOKIE, SESSION_SECS,
+    browser_record, current_session, see_other, set_cookie, Pairs, PENDING_SECS,
 };
 use crate::error::ApiError;
 use crate::pages::{self, escape};
@@ -478,33 +477,14 @@ pub async fn login_submit(
         }
     };
     state.services.login_throttle.succeeded(&typed, &ip, now);
-    let session_value = rand::token::<32>().map_err(ApiError::internal)?;
-    let session = Session {
-        user_id: user.id.clone(),
-        auth_time: now,
-        csrf: rand::token::<32>().map_err(ApiError::internal)?,
-        expires_at: now.plus_secs(SESSION_SECS),
-    };
-    state
-        .services
-        .flow
-        .create_session(&hash(&session_value), &session)
-        .await
-        .map_err(ApiError::internal)?;
     tracing::info!(user_id = %user.id, "admin login succeeded");
     let mut record = record.user(&user.id);
     record.success = true;
     state.services.audit.record(record).await;
     // Post/redirect/get: a reload of the dashboard does not resubmit the password.
     let mut response = see_other("/admin");
-    // The same session as /login (SameSite=Lax, see there): one sign-in for both.
-    response.headers_mut().append(
-        SET_COOKIE,
-        set_cookie(&state, SESSION_COOKIE, &session_value, SESSION_SECS, "Lax"),
-    );
-    response
-        .headers_mut()
-        .append(SET_COOKIE, set_cookie(&state, CSRF_COOKIE, "", 0, "Strict"));
+    // The same session as /login: one sign-in for both.
+    crate::authorize::start_session(&state, &user, now, CSRF_COOKIE, &mut response).await?;
     Ok(response)
 }
 

@@ -621,6 +621,32 @@ pub async fn login_submit(
         );
     };
     state.services.login_throttle.succeeded(&typed, &ip, now);
+    tracing::info!(user_id = %user.id, "login succeeded");
+    state
+        .services
+        .audit
+        .record(
+            browser_record(AuditKind::Login, true, &state, &headers)
+                .ip(&ip)
+                .client(&request.client_id)
+                .user(&user.id),
+        )
+        .await;
+    let mut response = see_other(&format!("/consent?req={req_id}"));
+    start_session(&state, &user, now, CSRF_COOKIE, &mut response).await?;
+    Ok(response)
+}
+
+/// Starts a session for `user` after a successful password check: stores it (by the hash
+/// of its cookie value), sets the session cookie on `response` and clears the login form's
+/// CSRF cookie `csrf_cookie`.
+pub(crate) async fn start_session(
+    state: &AppState,
+    user: &User,
+    now: UnixTime,
+    csrf_cookie: &str,
+    response: &mut Response,
+) -> Result<(), ApiError> {
     let session_value = rand::token::<32>().map_err(ApiError::internal)?;
     let session = Session {
         user_id: user.id.clone(),
@@ -634,18 +660,6 @@ pub async fn login_submit(
         .create_session(&hash(&session_value), &session)
         .await
         .map_err(ApiError::internal)?;
-    tracing::info!(user_id = %user.id, "login succeeded");
-    state
-        .services
-        .audit
-        .record(
-            browser_record(AuditKind::Login, true, &state, &headers)
-                .ip(&ip)
-                .client(&request.client_id)
-                .user(&user.id),
-        )
-        .await;
-    let mut response = see_other(&format!("/consent?req={req_id}"));
     // SameSite=Lax, not Strict: the session must be sent when the client app sends the
     // user back to /authorize by a cross-site top-level navigation; with Strict the
     // browser would withhold it and every authorization would ask for the password again.
@@ -653,12 +667,12 @@ pub async fn login_submit(
     // CSRF token.
     response.headers_mut().append(
         SET_COOKIE,
-        set_cookie(&state, SESSION_COOKIE, &session_value, SESSION_SECS, "Lax"),
+        set_cookie(state, SESSION_COOKIE, &session_value, SESSION_SECS, "Lax"),
     );
     response
         .headers_mut()
-        .append(SET_COOKIE, set_cookie(&state, CSRF_COOKIE, "", 0, "Strict"));
-    Ok(response)
+        .append(SET_COOKIE, set_cookie(state, csrf_cookie, "", 0, "Strict"));
+    Ok(())
 }
 
 /// `GET /consent?req=…`
