@@ -9,8 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// Seconds since the Unix epoch (UTC), the unit of JWT `exp`/`iat`/`nbf` (RFC 7519 §2 NumericDate).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
+#[schemars(transparent)]
 pub struct UnixTime(pub i64);
 
 impl UnixTime {

@@ -25,7 +25,8 @@
 //! - [`refresh`]: refresh-token rotation and reuse detection as a state machine.
 //! - [`detect`]: suspicious-activity rules and token-usage anomaly scoring.
 //! - [`token`]: access-token claim sets and lifetimes.
-//! - [`property`]: the PropTech property record and its validation.
+//! - [`crm`]: the PropTech resources (properties, tenants, ledger, maintenance), exact
+//!   money, list parameters and the [`crm::Viewer`] that binds a token to its records.
 //! - [`error`]: the RFC 6749 §5.2 error codes.
 //! - [`ports`]: the storage traits that backends implement, plus [`clock`] and [`rand`].
 //!
@@ -38,6 +39,7 @@ pub mod audit;
 pub mod cache;
 pub mod client;
 pub mod clock;
+pub mod crm;
 pub mod detect;
 pub mod error;
 pub mod flow;
@@ -47,7 +49,6 @@ pub mod jose;
 pub mod keyring;
 pub mod pkce;
 pub mod ports;
-pub mod property;
 pub mod rand;
 pub mod ratelimit;
 pub mod redirect;

@@ -46,6 +46,18 @@ impl Guard {
         RequireScopes {
             guard: self.clone(),
             scopes,
+            any: false,
+        }
+    }
+
+    /// A layer that lets a request through with a valid token carrying *at least one* of
+    /// `scopes` (e.g. a route that tenants reach with `maintenance:request` and staff with
+    /// `maintenance:manage`; the handler then tells them apart).
+    pub fn require_any(&self, scopes: ScopeSet) -> RequireScopes {
+        RequireScopes {
+            guard: self.clone(),
+            scopes,
+            any: true,
         }
     }
 }
@@ -55,6 +67,8 @@ impl Guard {
 pub struct RequireScopes {
     guard: Guard,
     scopes: ScopeSet,
+    /// One of `scopes` suffices (else all are needed).
+    any: bool,
 }
 
 impl<S> Layer<S> for RequireScopes {
@@ -93,7 +107,12 @@ impl RequireScopes {
             tracing::debug!(reason = %rejection, "access token rejected");
             Denial::InvalidToken(rejection.description())
         })?;
-        if !self.scopes.is_subset(&claims.scope) {
+        let allowed = if self.any {
+            !self.scopes.intersection(&claims.scope).is_empty()
+        } else {
+            self.scopes.is_subset(&claims.scope)
+        };
+        if !allowed {
             return Err(Denial::InsufficientScope);
         }
         Ok(claims)

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use deedbolt_core::error::OAuthError;
-use deedbolt_core::property::FieldError;
+use deedbolt_core::crm::FieldError;
 use serde_json::json;
 
 /// Everything a handler can fail with.
@@ -27,6 +27,17 @@ pub enum ApiError {
     /// A malformed API request (query or JSON syntax).
     #[error("{0}")]
     BadRequest(String),
+    /// The API object does not exist, or the caller may not see it (the same answer, so
+    /// ids cannot be probed).
+    #[error("not found")]
+    NotFound(&'static str),
+    /// The caller's token may reach the object but not do this to it (e.g. a tenant
+    /// posting to their own ledger).
+    #[error("forbidden")]
+    Forbidden(&'static str),
+    /// A verified token whose subject is not (or no longer) a user of this server.
+    #[error("the token does not belong to a user")]
+    UnknownSubject,
     /// Input that parsed but broke the rules.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
@@ -99,12 +110,28 @@ impl IntoResponse for ApiError {
                 "invalid_request",
                 &format!("unsupported content type; expected {expected}"),
             ),
+            ApiError::NotFound(what) => body(StatusCode::NOT_FOUND, "not_found", what),
+            ApiError::Forbidden(what) => body(StatusCode::FORBIDDEN, "forbidden", what),
+            ApiError::UnknownSubject => {
+                let mut r = body(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    "the token does not belong to a user",
+                );
+                r.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"the token does not belong to a user\"",
+                    ),
+                );
+                r
+            }
             ApiError::BadRequest(msg) => body(StatusCode::BAD_REQUEST, "invalid_request", msg),
             ApiError::Validation(fields) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(json!({
                     "error": "validation_failed",
-                    "error_description": "the request body has invalid fields",
+                    "error_description": "the request has invalid fields",
                     "fields": fields,
                 })),
             )

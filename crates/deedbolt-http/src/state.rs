@@ -7,7 +7,7 @@ use bytes::Bytes;
 use deedbolt_core::clock::Clock;
 use deedbolt_core::grant::TokenPolicy;
 use deedbolt_core::ports::{
-    ClientStore, FlowStore, Health, PropertyStore, RefreshStore, UserStore,
+    ClientStore, CrmStore, FlowStore, Health, RefreshStore, UserStore,
 };
 use deedbolt_core::refresh::RefreshPolicy;
 use deedbolt_core::revocation::RevocationList;
@@ -24,8 +24,8 @@ use crate::keys::KeyRing;
 pub struct Services {
     /// Registered clients.
     pub clients: Arc<dyn ClientStore>,
-    /// PropTech properties.
-    pub properties: Arc<dyn PropertyStore>,
+    /// The PropTech resources (properties, tenants, ledger, maintenance).
+    pub crm: Arc<dyn CrmStore>,
     /// Backend liveness, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// The clock.

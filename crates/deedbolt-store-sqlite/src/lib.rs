@@ -21,10 +21,9 @@ use deedbolt_core::ids::{ClientId, KeyId};
 use deedbolt_core::ids::{TokenId, UserId};
 use deedbolt_core::ports::{
     AlertStore, AuditStore, ClientStore, CutoffKind, FlowStore, Health, KeyMaterial, KeyStore,
-    NewFamily, PropertyStore, Redemption, RefreshStore, Session, StoreError, StoredAlert,
+    NewFamily, Redemption, RefreshStore, Session, StoreError, StoredAlert,
     StoredKey, UserStore,
 };
-use deedbolt_core::property::{NewProperty, Property};
 use deedbolt_core::redirect::RedirectUri;
 use deedbolt_core::refresh::{RefreshRecord, TokenState};
 use deedbolt_core::scope::ScopeSet;
@@ -36,6 +35,8 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 use zeroize::Zeroizing;
+
+mod crm;
 
 /// The SQLite backend.
 #[derive(Clone, Debug)]
@@ -365,77 +366,6 @@ impl KeyStore for SqliteStore {
             row.try_get("value").map_err(backend)?,
             row.try_get("sealed").map_err(backend)?,
         ))
-    }
-}
-
-fn property_from_row(row: &SqliteRow) -> Result<Property, StoreError> {
-    let kind: String = row.try_get("kind").map_err(backend)?;
-    let units: i64 = row.try_get("units").map_err(backend)?;
-    Ok(Property {
-        id: row.try_get("id").map_err(backend)?,
-        name: row.try_get("name").map_err(backend)?,
-        address: row.try_get("address").map_err(backend)?,
-        kind: kind.parse().map_err(|()| corrupt("property kind"))?,
-        units: u32::try_from(units).map_err(|_| corrupt("units"))?,
-        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
-        created_by: row.try_get("created_by").map_err(backend)?,
-    })
-}
-
-#[async_trait]
-impl PropertyStore for SqliteStore {
-    async fn create_property(
-        &self,
-        new: &NewProperty,
-        created_by: &str,
-        at: UnixTime,
-    ) -> Result<Property, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO properties (name, address, kind, units, created_at, created_by) \
-             VALUES (?, ?, ?, ?, ?, ?) \
-             RETURNING id, name, address, kind, units, created_at, created_by",
-        )
-        .bind(&new.name)
-        .bind(&new.address)
-        .bind(new.kind.as_str())
-        .bind(i64::from(new.units))
-        .bind(at.0)
-        .bind(created_by)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| corrupt("no row returned"))?;
-        property_from_row(&row)
-    }
-
-    async fn find_property(&self, id: i64) -> Result<Option<Property>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, address, kind, units, created_at, created_by FROM properties WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(property_from_row).transpose()
-    }
-
-    async fn list_properties(
-        &self,
-        after: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<Property>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, name, address, kind, units, created_at, created_by FROM properties \
-             WHERE id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(after.unwrap_or(0))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(property_from_row).collect()
     }
 }
 

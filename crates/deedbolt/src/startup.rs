@@ -176,7 +176,7 @@ impl Application {
             .context("cannot load the scope history")?;
         let state = AppState::new(Services {
             clients: clients.clone(),
-            properties: store_arc.clone(),
+            crm: store_arc.clone(),
             users: store_arc.clone(),
             flow: store_arc.clone(),
             passwords,

@@ -216,18 +216,18 @@ async fn list_paginates_with_a_cursor() {
         app.get("/api/properties?limit=0", Some(&token))
             .await
             .status(),
-        400
+        422
     );
     assert_eq!(
         app.get("/api/properties?limit=101", Some(&token))
             .await
             .status(),
-        400
+        422
     );
     assert_eq!(
         app.get("/api/properties?cursor=abc", Some(&token))
             .await
             .status(),
-        400
+        422
     );
 }

@@ -1,0 +1,750 @@
+//! The PropTech resource API (properties, tenants, the ledger, maintenance requests).
+//!
+//! Every route is mounted from the table in [`routes`] behind the guard, so a handler runs
+//! only for a verified token with the operation's scopes. Which *records* that token
+//! reaches is decided once per request by the [`Caller`] extractor, which turns the token
+//! into a [`Viewer`]; the store applies the viewer inside every query. Handlers never
+//! filter by hand, so a record outside the caller's reach answers 404 exactly like a
+//! record that does not exist.
+
+use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::header::LOCATION;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use deedbolt_core::crm::ledger::{self, Balance, EntryDraft, EntryFilter, LedgerEntry, NewEntry};
+use deedbolt_core::crm::list::{ListParams, ListSpec, Page};
+use deedbolt_core::crm::maintenance::{
+    self, MaintenanceRequest, NewRequest, RequestDraft, RequestFilter, RequestUpdate,
+    RequestUpdateDraft,
+};
+use deedbolt_core::crm::property::{
+    self, NewProperty, Property, PropertyChanges, PropertyDraft, PropertyFilter,
+};
+use deedbolt_core::crm::tenant::{self, NewTenant, Tenant, TenantChanges, TenantDraft, TenantFilter};
+use deedbolt_core::crm::{FieldError, Viewer};
+use deedbolt_core::ids::UserId;
+use deedbolt_core::ports::Write;
+use deedbolt_core::scope::Scope;
+use deedbolt_core::user::Role;
+use deedbolt_guard::Authorized;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::openapi::{schema, Api, Need, Op};
+use crate::state::AppState;
+use crate::token::{has_content_type, read_body};
+
+/// Who is calling, as the CRM sees it: the token's subject and the records it may reach.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// What the token may see.
+    pub viewer: Viewer,
+    /// The token's `sub` (recorded as `created_by`).
+    pub sub: String,
+}
+
+impl Caller {
+    /// Refuses tenants: only staff (managers, administrators, machine clients) change
+    /// records. Tenants cannot hold the write scopes anyway (their role cannot delegate
+    /// them); this is the second lock.
+    fn require_staff(&self) -> Result<(), ApiError> {
+        if self.viewer.is_staff() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("tenants cannot change this"))
+        }
+    }
+}
+
+/// The one place where a token becomes a [`Viewer`]: a client-credentials token (its
+/// subject is the client itself) sees the portfolio its registered scopes allow; a user's
+/// token sees what the user's role binds it to.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let auth = parts
+            .extensions
+            .get::<Authorized>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal(MissingGuard))?;
+        let claims = &auth.claims;
+        let sub = claims.sub.clone();
+        if claims.sub == claims.client_id.as_str() {
+            return Ok(Caller {
+                viewer: Viewer::Portfolio,
+                sub,
+            });
+        }
+        let user_id = UserId::parse(&claims.sub).map_err(|_| ApiError::UnknownSubject)?;
+        let user = state
+            .services
+            .users
+            .find_user(&user_id)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or(ApiError::UnknownSubject)?;
+        let viewer = match user.role {
+            Role::Admin => Viewer::Portfolio,
+            Role::Manager => Viewer::Manager { user: user_id },
+            Role::Tenant => Viewer::Tenant { user: user_id },
+        };
+        Ok(Caller { viewer, sub })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("a CRM route was mounted without the guard")]
+struct MissingGuard;
+
+/// A JSON request body of type `T`: `application/json`, within the size limit, parsed
+/// with the failing field's path reported (422), syntax errors 400.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        if !has_content_type(&parts.headers, "application/json") {
+            return Err(ApiError::UnsupportedMediaType("application/json"));
+        }
+        let bytes = read_body(&parts.headers, body).await?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Ok(v) => v,
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if inner.is_syntax() || inner.is_eof() {
+                    return Err(ApiError::BadRequest("malformed JSON body".into()));
+                }
+                let message = inner.to_string();
+                // serde_json appends " at line L column C"; the field path says more.
+                let message = message
+                    .rfind(" at line ")
+                    .map_or(message.as_str(), |i| &message[..i])
+                    .to_owned();
+                let field = if path == "." { "body".to_owned() } else { path };
+                return Err(ApiError::Validation(vec![FieldError::new(field, message)]));
+            }
+        };
+        de.end()
+            .map_err(|_| ApiError::BadRequest("malformed JSON body".into()))?;
+        Ok(JsonBody(value))
+    }
+}
+
+fn list_params(raw: Option<&str>, spec: &ListSpec) -> Result<ListParams, ApiError> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    spec.parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(ApiError::Validation)
+}
+
+/// A path id; anything but a positive integer is a 404 like an unknown id.
+fn path_id(raw: &str, what: &'static str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or(ApiError::NotFound(what))
+}
+
+fn created<T: serde::Serialize>(location: String, value: &T) -> Result<Response, ApiError> {
+    let location = HeaderValue::from_str(&location).map_err(ApiError::internal)?;
+    Ok((StatusCode::CREATED, [(LOCATION, location)], Json(value)).into_response())
+}
+
+fn written<T>(w: Write<T>, what: &'static str) -> Result<T, ApiError> {
+    match w {
+        Write::Done(v) => Ok(v),
+        Write::NotFound => Err(ApiError::NotFound(what)),
+        Write::Invalid(e) => Err(ApiError::Validation(vec![e])),
+    }
+}
+
+const NO_PROPERTY: &str = "no such property";
+const NO_TENANT: &str = "no such tenant";
+const NO_REQUEST: &str = "no such maintenance request";
+
+/// Checks that `manager` is a user with role manager.
+async fn check_manager(state: &AppState, manager: &UserId) -> Result<(), ApiError> {
+    let user = state
+        .services
+        .users
+        .find_user(manager)
+        .await
+        .map_err(ApiError::internal)?;
+    match user {
+        Some(u) if u.role == Role::Manager => Ok(()),
+        _ => Err(ApiError::Validation(vec![FieldError::new(
+            "manager_id",
+            "must be the id of a user with role manager",
+        )])),
+    }
+}
+
+// ----- properties ------------------------------------------------------------------------
+
+async fn list_properties(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Page<Property>>, ApiError> {
+    let params = list_params(raw.as_deref(), &property::LIST)?;
+    let filter = PropertyFilter::from_params(&params).map_err(ApiError::Validation)?;
+    let rows = state
+        .services
+        .crm
+        .list_properties(&caller.viewer, &params, &filter)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(Page::from_rows(rows, &params)))
+}
+
+async fn get_property(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Property>, ApiError> {
+    let id = path_id(&id, NO_PROPERTY)?;
+    state
+        .services
+        .crm
+        .find_property(&caller.viewer, id)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or(ApiError::NotFound(NO_PROPERTY))
+}
+
+async fn create_property(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(draft): JsonBody<PropertyDraft>,
+) -> Result<Response, ApiError> {
+    caller.require_staff()?;
+    let mut new = NewProperty::try_from(draft).map_err(ApiError::Validation)?;
+    match &caller.viewer {
+        // A manager's new property is theirs.
+        Viewer::Manager { user } => match &new.manager_id {
+            Some(m) if m != user => {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    "manager_id",
+                    "a manager can only create properties they manage",
+                )]))
+            }
+            _ => new.manager_id = Some(user.clone()),
+        },
+        _ => {
+            if let Some(m) = &new.manager_id {
+                check_manager(&state, m).await?;
+            }
+        }
+    }
+    let p = state
+        .services
+        .crm
+        .create_property(&new, &caller.sub, state.services.clock.now())
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(property_id = p.id, by = %caller.sub, "property created");
+    created(format!("/api/properties/{}", p.id), &p)
+}
+
+async fn update_property(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(draft): JsonBody<PropertyDraft>,
+) -> Result<Json<Property>, ApiError> {
+    caller.require_staff()?;
+    let id = path_id(&id, NO_PROPERTY)?;
+    let changes = PropertyChanges::try_from(draft).map_err(ApiError::Validation)?;
+    if let Some(m) = &changes.manager_id {
+        if !caller.viewer.is_portfolio() {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "manager_id",
+                "only an administrator or a machine client can reassign a property",
+            )]));
+        }
+        check_manager(&state, m).await?;
+    }
+    let w = state
+        .services
+        .crm
+        .update_property(&caller.viewer, id, &changes)
+        .await
+        .map_err(ApiError::internal)?;
+    written(w, NO_PROPERTY).map(Json)
+}
+
+// ----- tenants ---------------------------------------------------------------------------
+
+async fn list_tenants(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Page<Tenant>>, ApiError> {
+    let params = list_params(raw.as_deref(), &tenant::LIST)?;
+    let filter = TenantFilter::from_params(&params).map_err(ApiError::Validation)?;
+    let rows = state
+        .services
+        .crm
+        .list_tenants(&caller.viewer, &params, &filter)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(Page::from_rows(rows, &params)))
+}
+
+async fn get_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Tenant>, ApiError> {
+    let id = path_id(&id, NO_TENANT)?;
+    state
+        .services
+        .crm
+        .find_tenant(&caller.viewer, id)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or(ApiError::NotFound(NO_TENANT))
+}
+
+async fn create_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(draft): JsonBody<TenantDraft>,
+) -> Result<Response, ApiError> {
+    caller.require_staff()?;
+    let new = NewTenant::try_from(draft).map_err(ApiError::Validation)?;
+    let w = state
+        .services
+        .crm
+        .create_tenant(&caller.viewer, &new, state.services.clock.now())
+        .await
+        .map_err(ApiError::internal)?;
+    let t = written(w, NO_TENANT)?;
+    tracing::info!(tenant_id = t.id, by = %caller.sub, "tenant created");
+    created(format!("/api/tenants/{}", t.id), &t)
+}
+
+async fn update_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(draft): JsonBody<TenantDraft>,
+) -> Result<Json<Tenant>, ApiError> {
+    caller.require_staff()?;
+    let id = path_id(&id, NO_TENANT)?;
+    let changes = TenantChanges::try_from(draft).map_err(ApiError::Validation)?;
+    let w = state
+        .services
+        .crm
+        .update_tenant(&caller.viewer, id, &changes)
+        .await
+        .map_err(ApiError::internal)?;
+    written(w, NO_TENANT).map(Json)
+}
+
+// ----- ledger ----------------------------------------------------------------------------
+
+async fn list_entries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Page<LedgerEntry>>, ApiError> {
+    let id = path_id(&id, NO_TENANT)?;
+    let params = list_params(raw.as_deref(), &ledger::LIST)?;
+    let filter = EntryFilter::from_params(&params).map_err(ApiError::Validation)?;
+    let rows = state
+        .services
+        .crm
+        .list_entries(&caller.viewer, id, &params, &filter)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound(NO_TENANT))?;
+    Ok(Json(Page::from_rows(rows, &params)))
+}
+
+async fn add_entry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(draft): JsonBody<EntryDraft>,
+) -> Result<Response, ApiError> {
+    caller.require_staff()?;
+    let id = path_id(&id, NO_TENANT)?;
+    let new = NewEntry::try_from(draft).map_err(ApiError::Validation)?;
+    let w = state
+        .services
+        .crm
+        .add_entry(
+            &caller.viewer,
+            id,
+            &new,
+            &caller.sub,
+            state.services.clock.now(),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    let e = written(w, NO_TENANT)?;
+    tracing::info!(tenant_id = id, entry_id = e.id, kind = e.kind.as_str(), by = %caller.sub, "ledger entry recorded");
+    created(format!("/api/tenants/{id}/ledger/{}", e.id), &e)
+}
+
+async fn get_balance(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Balance>, ApiError> {
+    let id = path_id(&id, NO_TENANT)?;
+    state
+        .services
+        .crm
+        .balance(&caller.viewer, id)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or(ApiError::NotFound(NO_TENANT))
+}
+
+// ----- maintenance -----------------------------------------------------------------------
+
+async fn list_requests(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Page<MaintenanceRequest>>, ApiError> {
+    let params = list_params(raw.as_deref(), &maintenance::LIST)?;
+    let filter = RequestFilter::from_params(&params).map_err(ApiError::Validation)?;
+    let rows = state
+        .services
+        .crm
+        .list_requests(&caller.viewer, &params, &filter)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(Page::from_rows(rows, &params)))
+}
+
+async fn get_request(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<MaintenanceRequest>, ApiError> {
+    let id = path_id(&id, NO_REQUEST)?;
+    state
+        .services
+        .crm
+        .find_request(&caller.viewer, id)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or(ApiError::NotFound(NO_REQUEST))
+}
+
+async fn open_request(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(draft): JsonBody<RequestDraft>,
+) -> Result<Response, ApiError> {
+    let new = NewRequest::try_from(draft).map_err(ApiError::Validation)?;
+    let tenant_id = match (&caller.viewer, new.tenant_id) {
+        (_, Some(id)) => id,
+        (Viewer::Tenant { user }, None) => state
+            .services
+            .crm
+            .find_tenant_of_user(&caller.viewer, user)
+            .await
+            .map_err(ApiError::internal)?
+            .map(|t| t.id)
+            .ok_or_else(|| {
+                ApiError::Validation(vec![FieldError::new(
+                    "tenant_id",
+                    "your account is not linked to a tenant record",
+                )])
+            })?,
+        (_, None) => {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "tenant_id",
+                "is required",
+            )]))
+        }
+    };
+    let w = state
+        .services
+        .crm
+        .open_request(
+            &caller.viewer,
+            tenant_id,
+            &new,
+            &caller.sub,
+            state.services.clock.now(),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    let r = written(w, NO_REQUEST)?;
+    tracing::info!(request_id = r.id, tenant_id, by = %caller.sub, "maintenance request opened");
+    created(format!("/api/maintenance/{}", r.id), &r)
+}
+
+async fn update_request(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(draft): JsonBody<RequestUpdateDraft>,
+) -> Result<Json<MaintenanceRequest>, ApiError> {
+    caller.require_staff()?;
+    let id = path_id(&id, NO_REQUEST)?;
+    let update = RequestUpdate::try_from(draft).map_err(ApiError::Validation)?;
+    let w = state
+        .services
+        .crm
+        .update_request(&caller.viewer, id, &update, state.services.clock.now())
+        .await
+        .map_err(ApiError::internal)?;
+    written(w, NO_REQUEST).map(Json)
+}
+
+// ----- the table -------------------------------------------------------------------------
+
+const BINDING: &str = "Owner binding: a tenant's token sees only their own records, a \
+    manager's token the properties they manage and those properties' tenants, ledgers and \
+    requests; an administrator's or a machine client's token the whole portfolio. Anything \
+    else answers 404.";
+
+/// Every API operation: mounted behind its scopes, and documented, from one table.
+pub(crate) fn routes(state: AppState) -> (Router<AppState>, Value) {
+    use Scope::{
+        FinancialRead, FinancialWrite, MaintenanceManage, PropertyRead, PropertyWrite, TenantRead,
+        TenantWrite,
+    };
+    let issuer = state.services.policy.issuer.clone();
+    Api::new(state)
+        .op(
+            Op {
+                method: Method::GET,
+                path: "/api/properties",
+                id: "listProperties",
+                summary: "List properties",
+                description: BINDING,
+                need: Need::All(&[PropertyRead]),
+                body: None,
+                ok: (200, schema::<Page<Property>>),
+                list: Some(&property::LIST),
+            },
+            list_properties,
+        )
+        .op(
+            Op {
+                method: Method::POST,
+                path: "/api/properties",
+                id: "createProperty",
+                summary: "Create a property",
+                description: "A manager's new property is managed by them; only a \
+                    portfolio-wide token may name another manager.",
+                need: Need::All(&[PropertyWrite]),
+                body: Some(schema::<PropertyDraft>),
+                ok: (201, schema::<Property>),
+                list: None,
+            },
+            create_property,
+        )
+        .op(
+            Op {
+                method: Method::GET,
+                path: "/api/properties/{id}",
+                id: "getProperty",
+                summary: "Get a property",
+                description: BINDING,
+                need: Need::All(&[PropertyRead]),
+                body: None,
+                ok: (200, schema::<Property>),
+                list: None,
+            },
+            get_property,
+        )
+        .op(
+            Op {
+                method: Method::PATCH,
+                path: "/api/properties/{id}",
+                id: "updateProperty",
+                summary: "Change a property",
+                description: "Only the fields sent change. Only a portfolio-wide token may \
+                    reassign the manager.",
+                need: Need::All(&[PropertyWrite]),
+                body: Some(schema::<PropertyDraft>),
+                ok: (200, schema::<Property>),
+                list: None,
+            },
+            update_property,
+        )
+        .op(
+            Op {
+                method: Method::GET,
+                path: "/api/tenants",
+                id: "listTenants",
+                summary: "List tenants",
+                description: BINDING,
+                need: Need::All(&[TenantRead]),
+                body: None,
+                ok: (200, schema::<Page<Tenant>>),
+                list: Some(&tenant::LIST),
+            },
+            list_tenants,
+        )
+        .op(
+            Op {
+                method: Method::POST,
+                path: "/api/tenants",
+                id: "createTenant",
+                summary: "Create a tenant",
+                description: "The property must be one the token can see; a linked user \
+                    must have role tenant and no other tenant record.",
+                need: Need::All(&[TenantWrite]),
+                body: Some(schema::<TenantDraft>),
+                ok: (201, schema::<Tenant>),
+                list: None,
+            },
+            create_tenant,
+        )
+        .op(
+            Op {
+                method: Method::GET,
+                path: "/api/tenants/{id}",
+                id: "getTenant",
+                summary: "Get a tenant",
+                description: BINDING,
+                need: Need::All(&[TenantRead]),
+                body: None,
+                ok: (200, schema::<Tenant>),
+                list: None,
+            },
+            get_tenant,
+        )
+        .op(
+            Op {
+                method: Method::PATCH,
+                path: "/api/tenants/{id}",
+                id: "updateTenant",
+                summary: "Change a tenant",
+                description: "Only the fields sent change; the currency cannot.",
+                need: Need::All(&[TenantWrite]),
+                body: Some(schema::<TenantDraft>),
+                ok: (200, schema::<Tenant>),
+                list: None,
+            },
+            update_tenant,
+        )
+        .op(
+            Op {
+                method: Method::GET,
+                path: "/api/tenants/{id}/ledger",
+                id: "listLedgerEntries",
+                summary: "A tenant's ledger entries",
+                description: BINDING,
+                need: Need::All(&[FinancialRead]),
+                body: None,
+                ok: (200, schema::<Page<LedgerEntry>>),
+                list: Some(&ledger::LIST),
+            },
+            list_entries,
+        )
+        .op(
+            Op {
+                method: Method::POST,
+                path: "/api/tenants/{id}/ledger",
+                id: "addLedgerEntry",
+                summary: "Record a charge, payment or credit",
+                description: "Append-only: corrections are new entries. Amounts are \
+                    decimal strings in the tenant's currency.",
+                need: Need::All(&[FinancialWrite]),
+                body: Some(schema::<EntryDraft>),
+                ok: (201, schema::<LedgerEntry>),
+                list: None,
+            },
+            add_entry,
+        )
+        .op(
+            Op {
+                method: Method::GET,
+                path: "/api/tenants/{id}/balance",
+                id: "getBalance",
+                summary: "A tenant's balance",
+                description: "Charges minus payments and credits, exact.",
+                need: Need::All(&[FinancialRead]),
+                body: None,
+                ok: (200, schema::<Balance>),
+                list: None,
+            },
+            get_balance,
+        )
+        .op(
+            Op {
+                method: Method::GET,
+                path: "/api/maintenance",
+                id: "listMaintenanceRequests",
+                summary: "List maintenance requests",
+                description: BINDING,
+                need: Need::Any(&[Scope::MaintenanceRequest, MaintenanceManage]),
+                body: None,
+                ok: (200, schema::<Page<MaintenanceRequest>>),
+                list: Some(&maintenance::LIST),
+            },
+            list_requests,
+        )
+        .op(
+            Op {
+                method: Method::POST,
+                path: "/api/maintenance",
+                id: "openMaintenanceRequest",
+                summary: "Open a maintenance request",
+                description: "A tenant opens one for themselves (no tenant_id); staff \
+                    name the tenant.",
+                need: Need::All(&[Scope::MaintenanceRequest]),
+                body: Some(schema::<RequestDraft>),
+                ok: (201, schema::<MaintenanceRequest>),
+                list: None,
+            },
+            open_request,
+        )
+        .op(
+            Op {
+                method: Method::GET,
+                path: "/api/maintenance/{id}",
+                id: "getMaintenanceRequest",
+                summary: "Get a maintenance request",
+                description: BINDING,
+                need: Need::Any(&[Scope::MaintenanceRequest, MaintenanceManage]),
+                body: None,
+                ok: (200, schema::<MaintenanceRequest>),
+                list: None,
+            },
+            get_request,
+        )
+        .op(
+            Op {
+                method: Method::PATCH,
+                path: "/api/maintenance/{id}",
+                id: "updateMaintenanceRequest",
+                summary: "Update, assign or close a maintenance request",
+                description: "Status changes follow open → in_progress → on_hold / \
+                    resolved → closed (resolved may reopen to in_progress; open, \
+                    in_progress and on_hold may be cancelled). Closed and cancelled \
+                    requests no longer change.",
+                need: Need::All(&[MaintenanceManage]),
+                body: Some(schema::<RequestUpdateDraft>),
+                ok: (200, schema::<MaintenanceRequest>),
+                list: None,
+            },
+            update_request,
+        )
+        .finish(&issuer)
+}

@@ -1,0 +1,719 @@
+//! [`CrmStore`] on SQLite.
+//!
+//! Visibility is applied in one place per table ([`push_property_scope`],
+//! [`push_tenant_scope`], [`push_request_scope`]): every read and every write composes
+//! its WHERE clause with the viewer's predicate, so a row outside the viewer's reach is
+//! never read, changed or counted. Column names in dynamic SQL come only from the fixed
+//! lists in `deedbolt_core::crm` (sort fields), never from a request.
+
+use async_trait::async_trait;
+use deedbolt_core::clock::UnixTime;
+use deedbolt_core::crm::ledger::{Balance, EntryFilter, LedgerEntry, NewEntry};
+use deedbolt_core::crm::list::{ListParams, SortValue};
+use deedbolt_core::crm::maintenance::{
+    MaintenanceRequest, NewRequest, Priority, RequestFilter, RequestUpdate,
+};
+use deedbolt_core::crm::money::Amount;
+use deedbolt_core::crm::property::{NewProperty, Property, PropertyChanges, PropertyFilter};
+use deedbolt_core::crm::tenant::{NewTenant, Tenant, TenantChanges, TenantFilter};
+use deedbolt_core::crm::{FieldError, Viewer};
+use deedbolt_core::ids::UserId;
+use deedbolt_core::ports::{CrmStore, StoreError, Write};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use crate::{backend, corrupt, SqliteStore};
+
+const PROPERTY_COLS: &str =
+    "p.id, p.name, p.address, p.kind, p.units, p.manager_id, p.created_at, p.created_by";
+const TENANT_COLS: &str = "t.id, t.name, t.email, t.phone, t.user_id, t.property_id, t.unit, \
+     t.rent_minor, t.currency, t.lease_start, t.created_at";
+const ENTRY_COLS: &str = "e.id, e.tenant_id, e.kind, e.amount_minor, t.currency, e.description, \
+     e.effective_on, e.created_at, e.created_by";
+const REQUEST_COLS: &str = "m.id, m.tenant_id, m.property_id, m.unit, m.title, m.description, \
+     m.priority, m.status, m.assignee, m.created_at, m.updated_at, m.created_by";
+
+/// ` AND <the viewer may see property p>`.
+fn push_property_scope(qb: &mut QueryBuilder<'_, Sqlite>, viewer: &Viewer) {
+    match viewer {
+        Viewer::Portfolio => {}
+        Viewer::Manager { user } => {
+            qb.push(" AND p.manager_id = ").push_bind(user.as_str().to_owned());
+        }
+        Viewer::Tenant { user } => {
+            qb.push(" AND p.id IN (SELECT property_id FROM tenants WHERE user_id = ")
+                .push_bind(user.as_str().to_owned())
+                .push(")");
+        }
+    }
+}
+
+/// ` AND <the viewer may see tenant t>` (and with it the tenant's ledger).
+fn push_tenant_scope(qb: &mut QueryBuilder<'_, Sqlite>, viewer: &Viewer) {
+    match viewer {
+        Viewer::Portfolio => {}
+        Viewer::Manager { user } => {
+            qb.push(" AND t.property_id IN (SELECT id FROM properties WHERE manager_id = ")
+                .push_bind(user.as_str().to_owned())
+                .push(")");
+        }
+        Viewer::Tenant { user } => {
+            qb.push(" AND t.user_id = ").push_bind(user.as_str().to_owned());
+        }
+    }
+}
+
+/// ` AND <the viewer may see maintenance request m>`: a manager sees the requests of the
+/// properties they manage, a tenant their own.
+fn push_request_scope(qb: &mut QueryBuilder<'_, Sqlite>, viewer: &Viewer) {
+    match viewer {
+        Viewer::Portfolio => {}
+        Viewer::Manager { user } => {
+            qb.push(" AND m.property_id IN (SELECT id FROM properties WHERE manager_id = ")
+                .push_bind(user.as_str().to_owned())
+                .push(")");
+        }
+        Viewer::Tenant { user } => {
+            qb.push(" AND m.tenant_id IN (SELECT id FROM tenants WHERE user_id = ")
+                .push_bind(user.as_str().to_owned())
+                .push(")");
+        }
+    }
+}
+
+/// ` AND (keyset after the cursor) ORDER BY ... LIMIT limit + 1`.
+fn push_page(qb: &mut QueryBuilder<'_, Sqlite>, alias: &str, params: &ListParams) {
+    let col = format!("{alias}.{}", params.sort.field);
+    let (op, dir) = if params.sort.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    if let Some((value, id)) = &params.after {
+        qb.push(format!(" AND ({col} {op} "));
+        push_value(qb, value);
+        qb.push(format!(" OR ({col} = "));
+        push_value(qb, value);
+        qb.push(format!(" AND {alias}.id {op} "))
+            .push_bind(*id)
+            .push("))");
+    }
+    qb.push(format!(" ORDER BY {col} {dir}, {alias}.id {dir} LIMIT "))
+        .push_bind(i64::from(params.limit) + 1);
+}
+
+fn push_value(qb: &mut QueryBuilder<'_, Sqlite>, value: &SortValue) {
+    match value {
+        SortValue::Int(n) => qb.push_bind(*n),
+        SortValue::Text(s) => qb.push_bind(s.clone()),
+    };
+}
+
+fn opt_user(row: &SqliteRow, col: &str) -> Result<Option<UserId>, StoreError> {
+    let v: Option<String> = row.try_get(col).map_err(backend)?;
+    v.map(|s| UserId::parse(&s).map_err(|_| corrupt("user id")))
+        .transpose()
+}
+
+fn property_from_row(row: &SqliteRow) -> Result<Property, StoreError> {
+    let kind: String = row.try_get("kind").map_err(backend)?;
+    let units: i64 = row.try_get("units").map_err(backend)?;
+    Ok(Property {
+        id: row.try_get("id").map_err(backend)?,
+        name: row.try_get("name").map_err(backend)?,
+        address: row.try_get("address").map_err(backend)?,
+        kind: kind.parse().map_err(|()| corrupt("property kind"))?,
+        units: u32::try_from(units).map_err(|_| corrupt("units"))?,
+        manager_id: opt_user(row, "manager_id")?,
+        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
+        created_by: row.try_get("created_by").map_err(backend)?,
+    })
+}
+
+fn tenant_from_row(row: &SqliteRow) -> Result<Tenant, StoreError> {
+    let currency: String = row.try_get("currency").map_err(backend)?;
+    let lease_start: String = row.try_get("lease_start").map_err(backend)?;
+    Ok(Tenant {
+        id: row.try_get("id").map_err(backend)?,
+        name: row.try_get("name").map_err(backend)?,
+        email: row.try_get("email").map_err(backend)?,
+        phone: row.try_get("phone").map_err(backend)?,
+        user_id: opt_user(row, "user_id")?,
+        property_id: row.try_get("property_id").map_err(backend)?,
+        unit: row.try_get("unit").map_err(backend)?,
+        rent: Amount(row.try_get("rent_minor").map_err(backend)?),
+        currency: currency.parse().map_err(|()| corrupt("currency"))?,
+        lease_start: lease_start.parse().map_err(|()| corrupt("lease start"))?,
+        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
+    })
+}
+
+fn entry_from_row(row: &SqliteRow) -> Result<LedgerEntry, StoreError> {
+    let kind: String = row.try_get("kind").map_err(backend)?;
+    let currency: String = row.try_get("currency").map_err(backend)?;
+    let effective_on: String = row.try_get("effective_on").map_err(backend)?;
+    let amount: i64 = row.try_get("amount_minor").map_err(backend)?;
+    Ok(LedgerEntry {
+        id: row.try_get("id").map_err(backend)?,
+        tenant_id: row.try_get("tenant_id").map_err(backend)?,
+        kind: kind.parse().map_err(|()| corrupt("entry kind"))?,
+        amount: Amount(amount),
+        amount_minor: amount,
+        currency: currency.parse().map_err(|()| corrupt("currency"))?,
+        description: row.try_get("description").map_err(backend)?,
+        effective_on: effective_on
+            .parse()
+            .map_err(|()| corrupt("effective date"))?,
+        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
+        created_by: row.try_get("created_by").map_err(backend)?,
+    })
+}
+
+fn request_from_row(row: &SqliteRow) -> Result<MaintenanceRequest, StoreError> {
+    let priority: i64 = row.try_get("priority").map_err(backend)?;
+    let status: String = row.try_get("status").map_err(backend)?;
+    Ok(MaintenanceRequest {
+        id: row.try_get("id").map_err(backend)?,
+        tenant_id: row.try_get("tenant_id").map_err(backend)?,
+        property_id: row.try_get("property_id").map_err(backend)?,
+        unit: row.try_get("unit").map_err(backend)?,
+        title: row.try_get("title").map_err(backend)?,
+        description: row.try_get("description").map_err(backend)?,
+        priority: Priority::from_rank(priority).ok_or_else(|| corrupt("priority"))?,
+        status: status.parse().map_err(|()| corrupt("status"))?,
+        assignee: row.try_get("assignee").map_err(backend)?,
+        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
+        updated_at: UnixTime(row.try_get("updated_at").map_err(backend)?),
+        created_by: row.try_get("created_by").map_err(backend)?,
+    })
+}
+
+async fn visible_property(
+    conn: &mut SqliteConnection,
+    viewer: &Viewer,
+    id: i64,
+) -> Result<Option<Property>, StoreError> {
+    let mut qb = QueryBuilder::new(format!(
+        "SELECT {PROPERTY_COLS} FROM properties p WHERE p.id = "
+    ));
+    qb.push_bind(id);
+    push_property_scope(&mut qb, viewer);
+    let row = qb
+        .build()
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+    row.as_ref().map(property_from_row).transpose()
+}
+
+async fn visible_tenant(
+    conn: &mut SqliteConnection,
+    viewer: &Viewer,
+    id: i64,
+) -> Result<Option<Tenant>, StoreError> {
+    let mut qb = QueryBuilder::new(format!("SELECT {TENANT_COLS} FROM tenants t WHERE t.id = "));
+    qb.push_bind(id);
+    push_tenant_scope(&mut qb, viewer);
+    let row = qb
+        .build()
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+    row.as_ref().map(tenant_from_row).transpose()
+}
+
+async fn visible_request(
+    conn: &mut SqliteConnection,
+    viewer: &Viewer,
+    id: i64,
+) -> Result<Option<MaintenanceRequest>, StoreError> {
+    let mut qb = QueryBuilder::new(format!(
+        "SELECT {REQUEST_COLS} FROM maintenance_requests m WHERE m.id = "
+    ));
+    qb.push_bind(id);
+    push_request_scope(&mut qb, viewer);
+    let row = qb
+        .build()
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+    row.as_ref().map(request_from_row).transpose()
+}
+
+/// Checks that `user` may be linked to a tenant record: it exists, has role tenant and is
+/// not linked to another tenant.
+async fn check_tenant_user(
+    conn: &mut SqliteConnection,
+    user: &UserId,
+    except_tenant: Option<i64>,
+) -> Result<Option<FieldError>, StoreError> {
+    let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = ?")
+        .bind(user.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+    if role.as_deref() != Some("tenant") {
+        return Ok(Some(FieldError::new(
+            "user_id",
+            "must be the id of a user with role tenant",
+        )));
+    }
+    let linked: Option<i64> = sqlx::query_scalar("SELECT id FROM tenants WHERE user_id = ?")
+        .bind(user.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+    Ok(match linked {
+        Some(other) if Some(other) != except_tenant => Some(FieldError::new(
+            "user_id",
+            "is already linked to another tenant",
+        )),
+        _ => None,
+    })
+}
+
+fn no_such_property() -> FieldError {
+    FieldError::new("property_id", "no such property")
+}
+
+impl SqliteStore {
+    async fn immediate(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+        // Read-check-write: IMMEDIATE takes the write lock up front (see `grant_consent`).
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)
+    }
+
+    async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<Sqlite>, StoreError> {
+        self.pool.acquire().await.map_err(backend)
+    }
+}
+
+#[async_trait]
+impl CrmStore for SqliteStore {
+    async fn create_property(
+        &self,
+        new: &NewProperty,
+        created_by: &str,
+        at: UnixTime,
+    ) -> Result<Property, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO properties (name, address, kind, units, manager_id, created_at, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) \
+             RETURNING id, name, address, kind, units, manager_id, created_at, created_by",
+        )
+        .bind(&new.name)
+        .bind(&new.address)
+        .bind(new.kind.as_str())
+        .bind(i64::from(new.units))
+        .bind(new.manager_id.as_ref().map(UserId::as_str))
+        .bind(at.0)
+        .bind(created_by)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| corrupt("no row returned"))?;
+        property_from_row(&row)
+    }
+
+    async fn find_property(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+    ) -> Result<Option<Property>, StoreError> {
+        visible_property(&mut *self.acquire().await?, viewer, id).await
+    }
+
+    async fn list_properties(
+        &self,
+        viewer: &Viewer,
+        params: &ListParams,
+        filter: &PropertyFilter,
+    ) -> Result<Vec<Property>, StoreError> {
+        let mut qb = QueryBuilder::new(format!("SELECT {PROPERTY_COLS} FROM properties p WHERE 1"));
+        push_property_scope(&mut qb, viewer);
+        if let Some(kind) = filter.kind {
+            qb.push(" AND p.kind = ").push_bind(kind.as_str());
+        }
+        if let Some(m) = &filter.manager_id {
+            qb.push(" AND p.manager_id = ")
+                .push_bind(m.as_str().to_owned());
+        }
+        push_page(&mut qb, "p", params);
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(property_from_row).collect()
+    }
+
+    async fn update_property(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+        c: &PropertyChanges,
+    ) -> Result<Write<Property>, StoreError> {
+        let mut qb = QueryBuilder::new("UPDATE properties AS p SET name = COALESCE(");
+        qb.push_bind(c.name.clone())
+            .push(", name), address = COALESCE(")
+            .push_bind(c.address.clone())
+            .push(", address), kind = COALESCE(")
+            .push_bind(c.kind.map(|k| k.as_str()))
+            .push(", kind), units = COALESCE(")
+            .push_bind(c.units.map(i64::from))
+            .push(", units), manager_id = COALESCE(")
+            .push_bind(c.manager_id.as_ref().map(|m| m.as_str().to_owned()))
+            .push(", manager_id) WHERE p.id = ")
+            .push_bind(id);
+        push_property_scope(&mut qb, viewer);
+        qb.push(" RETURNING id, name, address, kind, units, manager_id, created_at, created_by");
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(backend)?;
+        Ok(match rows.first() {
+            Some(row) => Write::Done(property_from_row(row)?),
+            None => Write::NotFound,
+        })
+    }
+
+    async fn create_tenant(
+        &self,
+        viewer: &Viewer,
+        new: &NewTenant,
+        at: UnixTime,
+    ) -> Result<Write<Tenant>, StoreError> {
+        let mut tx = self.immediate().await?;
+        if visible_property(&mut tx, viewer, new.property_id)
+            .await?
+            .is_none()
+        {
+            return Ok(Write::Invalid(no_such_property()));
+        }
+        if let Some(user) = &new.user_id {
+            if let Some(e) = check_tenant_user(&mut tx, user, None).await? {
+                return Ok(Write::Invalid(e));
+            }
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tenants (name, email, phone, user_id, property_id, unit, rent_minor, \
+             currency, lease_start, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&new.name)
+        .bind(&new.email)
+        .bind(&new.phone)
+        .bind(new.user_id.as_ref().map(UserId::as_str))
+        .bind(new.property_id)
+        .bind(&new.unit)
+        .bind(new.rent.minor())
+        .bind(new.currency.as_str())
+        .bind(new.lease_start.as_str())
+        .bind(at.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| corrupt("no row returned"))?;
+        let tenant = visible_tenant(&mut tx, &Viewer::Portfolio, id)
+            .await?
+            .ok_or_else(|| corrupt("inserted tenant missing"))?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Write::Done(tenant))
+    }
+
+    async fn find_tenant(&self, viewer: &Viewer, id: i64) -> Result<Option<Tenant>, StoreError> {
+        visible_tenant(&mut *self.acquire().await?, viewer, id).await
+    }
+
+    async fn find_tenant_of_user(
+        &self,
+        viewer: &Viewer,
+        user: &UserId,
+    ) -> Result<Option<Tenant>, StoreError> {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {TENANT_COLS} FROM tenants t WHERE t.user_id = "
+        ));
+        qb.push_bind(user.as_str().to_owned());
+        push_tenant_scope(&mut qb, viewer);
+        let row = qb
+            .build()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn list_tenants(
+        &self,
+        viewer: &Viewer,
+        params: &ListParams,
+        filter: &TenantFilter,
+    ) -> Result<Vec<Tenant>, StoreError> {
+        let mut qb = QueryBuilder::new(format!("SELECT {TENANT_COLS} FROM tenants t WHERE 1"));
+        push_tenant_scope(&mut qb, viewer);
+        if let Some(p) = filter.property_id {
+            qb.push(" AND t.property_id = ").push_bind(p);
+        }
+        push_page(&mut qb, "t", params);
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    async fn update_tenant(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+        c: &TenantChanges,
+    ) -> Result<Write<Tenant>, StoreError> {
+        let mut tx = self.immediate().await?;
+        if visible_tenant(&mut tx, viewer, id).await?.is_none() {
+            return Ok(Write::NotFound);
+        }
+        if let Some(p) = c.property_id {
+            if visible_property(&mut tx, viewer, p).await?.is_none() {
+                return Ok(Write::Invalid(no_such_property()));
+            }
+        }
+        if let Some(user) = &c.user_id {
+            if let Some(e) = check_tenant_user(&mut tx, user, Some(id)).await? {
+                return Ok(Write::Invalid(e));
+            }
+        }
+        sqlx::query(
+            "UPDATE tenants SET name = COALESCE(?, name), email = COALESCE(?, email), \
+             phone = COALESCE(?, phone), user_id = COALESCE(?, user_id), \
+             property_id = COALESCE(?, property_id), unit = COALESCE(?, unit), \
+             rent_minor = COALESCE(?, rent_minor), lease_start = COALESCE(?, lease_start) \
+             WHERE id = ?",
+        )
+        .bind(&c.name)
+        .bind(&c.email)
+        .bind(&c.phone)
+        .bind(c.user_id.as_ref().map(UserId::as_str))
+        .bind(c.property_id)
+        .bind(&c.unit)
+        .bind(c.rent.map(Amount::minor))
+        .bind(c.lease_start.as_ref().map(|d| d.as_str()))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let tenant = visible_tenant(&mut tx, &Viewer::Portfolio, id)
+            .await?
+            .ok_or_else(|| corrupt("updated tenant missing"))?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Write::Done(tenant))
+    }
+
+    async fn add_entry(
+        &self,
+        viewer: &Viewer,
+        tenant_id: i64,
+        new: &NewEntry,
+        created_by: &str,
+        at: UnixTime,
+    ) -> Result<Write<LedgerEntry>, StoreError> {
+        let mut tx = self.immediate().await?;
+        if visible_tenant(&mut tx, viewer, tenant_id).await?.is_none() {
+            return Ok(Write::NotFound);
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO ledger_entries (tenant_id, kind, amount_minor, description, effective_on, \
+             created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(new.kind.as_str())
+        .bind(new.amount.minor())
+        .bind(&new.description)
+        .bind(new.effective_on.as_str())
+        .bind(at.0)
+        .bind(created_by)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| corrupt("no row returned"))?;
+        let row = sqlx::query(&format!(
+            "SELECT {ENTRY_COLS} FROM ledger_entries e JOIN tenants t ON t.id = e.tenant_id WHERE e.id = ?"
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let entry = entry_from_row(&row)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Write::Done(entry))
+    }
+
+    async fn list_entries(
+        &self,
+        viewer: &Viewer,
+        tenant_id: i64,
+        params: &ListParams,
+        filter: &EntryFilter,
+    ) -> Result<Option<Vec<LedgerEntry>>, StoreError> {
+        let mut conn = self.acquire().await?;
+        if visible_tenant(&mut conn, viewer, tenant_id)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {ENTRY_COLS} FROM ledger_entries e JOIN tenants t ON t.id = e.tenant_id \
+             WHERE e.tenant_id = "
+        ));
+        qb.push_bind(tenant_id);
+        if let Some(kind) = filter.kind {
+            qb.push(" AND e.kind = ").push_bind(kind.as_str());
+        }
+        if let Some(from) = &filter.from {
+            qb.push(" AND e.effective_on >= ")
+                .push_bind(from.as_str().to_owned());
+        }
+        if let Some(to) = &filter.to {
+            qb.push(" AND e.effective_on <= ")
+                .push_bind(to.as_str().to_owned());
+        }
+        push_page(&mut qb, "e", params);
+        let rows = qb.build().fetch_all(&mut *conn).await.map_err(backend)?;
+        rows.iter()
+            .map(entry_from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    async fn balance(&self, viewer: &Viewer, tenant_id: i64) -> Result<Option<Balance>, StoreError> {
+        let mut qb = QueryBuilder::new(
+            "SELECT t.currency, \
+             COALESCE(SUM(CASE WHEN e.kind = 'charge' THEN e.amount_minor END), 0) AS charged, \
+             COALESCE(SUM(CASE WHEN e.kind <> 'charge' THEN e.amount_minor END), 0) AS paid \
+             FROM tenants t LEFT JOIN ledger_entries e ON e.tenant_id = t.id WHERE t.id = ",
+        );
+        qb.push_bind(tenant_id);
+        push_tenant_scope(&mut qb, viewer);
+        qb.push(" GROUP BY t.id");
+        let row = qb
+            .build()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let currency: String = row.try_get("currency").map_err(backend)?;
+        Ok(Some(Balance::new(
+            tenant_id,
+            currency.parse().map_err(|()| corrupt("currency"))?,
+            row.try_get("charged").map_err(backend)?,
+            row.try_get("paid").map_err(backend)?,
+        )))
+    }
+
+    async fn open_request(
+        &self,
+        viewer: &Viewer,
+        tenant_id: i64,
+        new: &NewRequest,
+        created_by: &str,
+        at: UnixTime,
+    ) -> Result<Write<MaintenanceRequest>, StoreError> {
+        let mut tx = self.immediate().await?;
+        let Some(tenant) = visible_tenant(&mut tx, viewer, tenant_id).await? else {
+            return Ok(Write::Invalid(FieldError::new("tenant_id", "no such tenant")));
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO maintenance_requests (tenant_id, property_id, unit, title, description, \
+             priority, status, created_at, updated_at, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?) RETURNING id",
+        )
+        .bind(tenant.id)
+        .bind(tenant.property_id)
+        .bind(&tenant.unit)
+        .bind(&new.title)
+        .bind(&new.description)
+        .bind(new.priority.rank())
+        .bind(at.0)
+        .bind(at.0)
+        .bind(created_by)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| corrupt("no row returned"))?;
+        let request = visible_request(&mut tx, &Viewer::Portfolio, id)
+            .await?
+            .ok_or_else(|| corrupt("inserted request missing"))?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Write::Done(request))
+    }
+
+    async fn find_request(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+    ) -> Result<Option<MaintenanceRequest>, StoreError> {
+        visible_request(&mut *self.acquire().await?, viewer, id).await
+    }
+
+    async fn list_requests(
+        &self,
+        viewer: &Viewer,
+        params: &ListParams,
+        filter: &RequestFilter,
+    ) -> Result<Vec<MaintenanceRequest>, StoreError> {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {REQUEST_COLS} FROM maintenance_requests m WHERE 1"
+        ));
+        push_request_scope(&mut qb, viewer);
+        if let Some(s) = filter.status {
+            qb.push(" AND m.status = ").push_bind(s.as_str());
+        }
+        if let Some(p) = filter.priority {
+            qb.push(" AND m.priority = ").push_bind(p.rank());
+        }
+        if let Some(p) = filter.property_id {
+            qb.push(" AND m.property_id = ").push_bind(p);
+        }
+        if let Some(t) = filter.tenant_id {
+            qb.push(" AND m.tenant_id = ").push_bind(t);
+        }
+        push_page(&mut qb, "m", params);
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(request_from_row).collect()
+    }
+
+    async fn update_request(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+        update: &RequestUpdate,
+        at: UnixTime,
+    ) -> Result<Write<MaintenanceRequest>, StoreError> {
+        let mut tx = self.immediate().await?;
+        let Some(current) = visible_request(&mut tx, viewer, id).await? else {
+            return Ok(Write::NotFound);
+        };
+        if let Err(e) = update.check_transition(current.status) {
+            return Ok(Write::Invalid(e));
+        }
+        sqlx::query(
+            "UPDATE maintenance_requests SET status = COALESCE(?, status), \
+             assignee = COALESCE(?, assignee), priority = COALESCE(?, priority), updated_at = ? \
+             WHERE id = ?",
+        )
+        .bind(update.status.map(|s| s.as_str()))
+        .bind(&update.assignee)
+        .bind(update.priority.map(Priority::rank))
+        .bind(at.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let request = visible_request(&mut tx, &Viewer::Portfolio, id)
+            .await?
+            .ok_or_else(|| corrupt("updated request missing"))?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Write::Done(request))
+    }
+}
