@@ -10,7 +10,17 @@ use serde::{Deserialize, Serialize};
 
 /// Seconds since the Unix epoch (UTC), the unit of JWT `exp`/`iat`/`nbf` (RFC 7519 §2 NumericDate).
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(transparent)]
 #[schemars(transparent)]

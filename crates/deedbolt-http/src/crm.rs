@@ -22,7 +22,9 @@ use deedbolt_core::crm::maintenance::{
 use deedbolt_core::crm::property::{
     self, NewProperty, Property, PropertyChanges, PropertyDraft, PropertyFilter,
 };
-use deedbolt_core::crm::tenant::{self, NewTenant, Tenant, TenantChanges, TenantDraft, TenantFilter};
+use deedbolt_core::crm::tenant::{
+    self, NewTenant, Tenant, TenantChanges, TenantDraft, TenantFilter,
+};
 use deedbolt_core::crm::{FieldError, Viewer};
 use deedbolt_core::ids::UserId;
 use deedbolt_core::ports::Write;

@@ -8,8 +8,8 @@ use axum::http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use deedbolt_core::error::OAuthError;
 use deedbolt_core::crm::FieldError;
+use deedbolt_core::error::OAuthError;
 use serde_json::json;
 
 /// Everything a handler can fail with.

@@ -163,7 +163,10 @@ fn document(ops: &[Op], issuer: &str) -> Value {
             json!({"description": "success",
                    "content": {"application/json": {"schema": ok(&mut g)}}}),
         );
-        responses.insert("401".into(), json!({"description": "no valid access token"}));
+        responses.insert(
+            "401".into(),
+            json!({"description": "no valid access token"}),
+        );
         responses.insert(
             "403".into(),
             error_response("the token lacks the required scope"),
@@ -203,9 +206,7 @@ fn document(ops: &[Op], issuer: &str) -> Value {
                 "content": {"application/json": {"schema": body(&mut g)}}
             });
         }
-        let entry = paths
-            .entry(op.path.to_owned())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(op.path.to_owned()).or_insert_with(|| json!({}));
         entry[op.method.as_str().to_ascii_lowercase()] = operation;
     }
     let mut schemas: Map<String, Value> = g

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::handler::Handler;
-use axum::http::header::{HeaderName, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
+use axum::http::header::{
+    HeaderName, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -34,7 +36,12 @@ pub fn router(state: AppState) -> Router {
         "/api/openapi.json",
         get(move || {
             let body = openapi.clone();
-            async move { ([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], body) }
+            async move {
+                (
+                    [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                    body,
+                )
+            }
         }),
     );
     let openid = guard.require(ScopeSet::empty().with(Scope::Openid));

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use deedbolt_core::clock::Clock;
 use deedbolt_core::grant::TokenPolicy;
-use deedbolt_core::ports::{
-    ClientStore, CrmStore, FlowStore, Health, RefreshStore, UserStore,
-};
+use deedbolt_core::ports::{ClientStore, CrmStore, FlowStore, Health, RefreshStore, UserStore};
 use deedbolt_core::refresh::RefreshPolicy;
 use deedbolt_core::revocation::RevocationList;
 use deedbolt_core::secret::SecretHasher;

@@ -38,7 +38,8 @@ fn push_property_scope(qb: &mut QueryBuilder<'_, Sqlite>, viewer: &Viewer) {
     match viewer {
         Viewer::Portfolio => {}
         Viewer::Manager { user } => {
-            qb.push(" AND p.manager_id = ").push_bind(user.as_str().to_owned());
+            qb.push(" AND p.manager_id = ")
+                .push_bind(user.as_str().to_owned());
         }
         Viewer::Tenant { user } => {
             qb.push(" AND p.id IN (SELECT property_id FROM tenants WHERE user_id = ")
@@ -58,7 +59,8 @@ fn push_tenant_scope(qb: &mut QueryBuilder<'_, Sqlite>, viewer: &Viewer) {
                 .push(")");
         }
         Viewer::Tenant { user } => {
-            qb.push(" AND t.user_id = ").push_bind(user.as_str().to_owned());
+            qb.push(" AND t.user_id = ")
+                .push_bind(user.as_str().to_owned());
         }
     }
 }
@@ -582,7 +584,11 @@ impl CrmStore for SqliteStore {
             .map(Some)
     }
 
-    async fn balance(&self, viewer: &Viewer, tenant_id: i64) -> Result<Option<Balance>, StoreError> {
+    async fn balance(
+        &self,
+        viewer: &Viewer,
+        tenant_id: i64,
+    ) -> Result<Option<Balance>, StoreError> {
         let mut qb = QueryBuilder::new(
             "SELECT t.currency, \
              COALESCE(SUM(CASE WHEN e.kind = 'charge' THEN e.amount_minor END), 0) AS charged, \
@@ -619,7 +625,10 @@ impl CrmStore for SqliteStore {
     ) -> Result<Write<MaintenanceRequest>, StoreError> {
         let mut tx = self.immediate().await?;
         let Some(tenant) = visible_tenant(&mut tx, viewer, tenant_id).await? else {
-            return Ok(Write::Invalid(FieldError::new("tenant_id", "no such tenant")));
+            return Ok(Write::Invalid(FieldError::new(
+                "tenant_id",
+                "no such tenant",
+            )));
         };
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO maintenance_requests (tenant_id, property_id, unit, title, description, \

@@ -21,8 +21,7 @@ use deedbolt_core::ids::{ClientId, KeyId};
 use deedbolt_core::ids::{TokenId, UserId};
 use deedbolt_core::ports::{
     AlertStore, AuditStore, ClientStore, CutoffKind, FlowStore, Health, KeyMaterial, KeyStore,
-    NewFamily, Redemption, RefreshStore, Session, StoreError, StoredAlert,
-    StoredKey, UserStore,
+    NewFamily, Redemption, RefreshStore, Session, StoreError, StoredAlert, StoredKey, UserStore,
 };
 use deedbolt_core::redirect::RedirectUri;
 use deedbolt_core::refresh::{RefreshRecord, TokenState};

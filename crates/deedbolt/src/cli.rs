@@ -66,6 +66,17 @@ pub enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Fill an empty data directory with a demo portfolio and the users and clients to try
+    /// it (passwords and secrets are generated and printed once).
+    SeedDemo {
+        /// The issuer the server will run with (the demo app's redirect URI is built from
+        /// it) [default: http://127.0.0.1:8080].
+        #[arg(long, env = "DEEDBOLT_ISSUER")]
+        issuer: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Filters shared by `audit tail` and `audit search`.
@@ -390,6 +401,15 @@ pub async fn run() -> anyhow::Result<()> {
             store.close().await;
             result
         }
+        Command::SeedDemo { issuer, json } => {
+            let issuer = issuer
+                .or_else(|| file.issuer.clone())
+                .unwrap_or_else(|| format!("http://{}", config::DEFAULT_LISTEN));
+            let store = startup::open_store(&common.data_dir).await?;
+            let result = crate::demo::seed(&store, &common.data_dir, &issuer, json).await;
+            store.close().await;
+            result
+        }
         Command::Keys(KeysCommand::GenerateMasterKey) => {
             let key = MasterKey::generate_encoded()?;
             println!("{}", key.as_str());
@@ -441,6 +461,81 @@ fn print_client(c: &Client) {
     println!("created_at:  {}", c.created_at.0);
 }
 
+/// Registers a client (generating its secret if it is confidential) and audits it. The
+/// secret is returned to be shown once; only its keyed hash is stored.
+pub(crate) async fn register_client(
+    store: &SqliteStore,
+    data_dir: &std::path::Path,
+    new: NewClient,
+    allow_introspection: bool,
+) -> anyhow::Result<(Client, Option<ClientSecret>)> {
+    let now = SystemClock.now();
+    let secret = if new.public {
+        None
+    } else {
+        let hasher = SecretHasher::new(&vault(store, data_dir)?.pepper().await?);
+        let secret = ClientSecret::generate()?;
+        Some((hasher.hash(&secret), secret))
+    };
+    let client = Client {
+        id: ClientId::generate()?,
+        name: new.name,
+        secret_hash: secret.as_ref().map(|(h, _)| h.clone()),
+        grant_types: new.grant_types,
+        scopes: new.scopes,
+        redirect_uris: new.redirect_uris,
+        public: new.public,
+        allow_introspection,
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_client(&client).await?;
+    audit_cli(
+        store,
+        AuditRecord::new(AuditKind::ClientCreated, true, now)
+            .client(&client.id)
+            .scope(client.scopes)
+            .detail("via CLI"),
+    )
+    .await?;
+    Ok((client, secret.map(|(_, s)| s)))
+}
+
+/// Creates a user with an argon2id password hash and audits it.
+pub(crate) async fn register_user(
+    store: &SqliteStore,
+    email: Email,
+    role: Role,
+    name: Option<String>,
+    password: String,
+) -> anyhow::Result<User> {
+    let password = Password::new_for(password, &email)?;
+    let hash =
+        tokio::task::spawn_blocking(move || PasswordHasher::new()?.hash(&password)).await??;
+    let user = User {
+        id: UserId::generate()?,
+        email,
+        name,
+        role,
+        password_hash: hash,
+        created_at: SystemClock.now(),
+    };
+    match store.insert_user(&user).await {
+        Err(StoreError::Conflict(_)) => {
+            bail!("a user with email {} already exists", user.email.as_str())
+        }
+        other => other?,
+    }
+    audit_cli(
+        store,
+        AuditRecord::new(AuditKind::UserCreated, true, user.created_at)
+            .user(&user.id)
+            .detail(format!("role={}", user.role)),
+    )
+    .await?;
+    Ok(user)
+}
+
 async fn client_command(
     store: &SqliteStore,
     cmd: ClientCommand,
@@ -478,43 +573,17 @@ async fn client_command(
                 redirect_uris,
                 kind,
             )?;
-            let secret = if new.public {
-                None
-            } else {
-                let hasher = SecretHasher::new(&vault(store, data_dir)?.pepper().await?);
-                let secret = ClientSecret::generate()?;
-                Some((hasher.hash(&secret), secret))
-            };
-            let client = Client {
-                id: ClientId::generate()?,
-                name: new.name,
-                secret_hash: secret.as_ref().map(|(h, _)| h.clone()),
-                grant_types: new.grant_types,
-                scopes: new.scopes,
-                redirect_uris: new.redirect_uris,
-                public: new.public,
-                allow_introspection,
-                created_at: now,
-                updated_at: now,
-            };
-            store.insert_client(&client).await?;
-            audit_cli(
-                store,
-                AuditRecord::new(AuditKind::ClientCreated, true, now)
-                    .client(&client.id)
-                    .scope(client.scopes)
-                    .detail("via CLI"),
-            )
-            .await?;
+            let (client, secret) =
+                register_client(store, data_dir, new, allow_introspection).await?;
             if json {
                 let mut v = client_json(&client);
-                if let Some((_, secret)) = &secret {
+                if let Some(secret) = &secret {
                     v["client_secret"] = json!(secret.expose_secret());
                 }
                 println!("{v}");
             } else {
                 print_client(&client);
-                if let Some((_, secret)) = &secret {
+                if let Some(secret) = &secret {
                     println!("client_secret: {}", secret.expose_secret());
                     eprintln!("Store the secret now: it is shown only this once.");
                 }
@@ -715,30 +784,8 @@ async fn user_command(store: &SqliteStore, cmd: UserCommand) -> anyhow::Result<(
             {
                 bail!("name must be at most 100 printable characters");
             }
-            let password = Password::new_for(read_password(password_stdin)?, &email)?;
-            let hash = tokio::task::spawn_blocking(move || PasswordHasher::new()?.hash(&password))
-                .await??;
-            let user = User {
-                id: UserId::generate()?,
-                email,
-                name,
-                role,
-                password_hash: hash,
-                created_at: SystemClock.now(),
-            };
-            match store.insert_user(&user).await {
-                Err(StoreError::Conflict(_)) => {
-                    bail!("a user with email {} already exists", user.email.as_str())
-                }
-                other => other?,
-            }
-            audit_cli(
-                store,
-                AuditRecord::new(AuditKind::UserCreated, true, user.created_at)
-                    .user(&user.id)
-                    .detail(format!("role={}", user.role)),
-            )
-            .await?;
+            let user =
+                register_user(store, email, role, name, read_password(password_stdin)?).await?;
             if json {
                 println!("{}", user_json(&user));
             } else {

@@ -8,5 +8,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod startup;
 pub mod telemetry;

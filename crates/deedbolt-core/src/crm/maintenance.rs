@@ -318,7 +318,10 @@ impl RequestUpdate {
             )),
             _ if matches!(current, Status::Closed | Status::Cancelled) => Err(FieldError::new(
                 "status",
-                format!("the request is {} and can no longer change", current.as_str()),
+                format!(
+                    "the request is {} and can no longer change",
+                    current.as_str()
+                ),
             )),
             _ => Ok(()),
         }
@@ -366,12 +369,19 @@ mod tests {
             assert!(s.successors().is_empty());
         }
         // Every non-final status can reach a final one.
-        for s in [Status::Open, Status::InProgress, Status::OnHold, Status::Resolved] {
+        for s in [
+            Status::Open,
+            Status::InProgress,
+            Status::OnHold,
+            Status::Resolved,
+        ] {
             assert!(s
                 .successors()
                 .iter()
                 .any(|n| matches!(n, Status::Closed | Status::Cancelled)
-                    || n.successors().iter().any(|m| matches!(m, Status::Closed | Status::Cancelled))));
+                    || n.successors()
+                        .iter()
+                        .any(|m| matches!(m, Status::Closed | Status::Cancelled))));
         }
     }
 
@@ -392,7 +402,10 @@ mod tests {
             ..RequestUpdate::default()
         };
         let e = u.check_transition(Status::Open).unwrap_err();
-        assert_eq!(e.message, "cannot change from open to closed; allowed: in_progress, cancelled");
+        assert_eq!(
+            e.message,
+            "cannot change from open to closed; allowed: in_progress, cancelled"
+        );
     }
 
     #[test]

@@ -232,7 +232,10 @@ mod tests {
         })
         .unwrap_err();
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, vec!["name", "address", "kind", "units", "manager_id"]);
+        assert_eq!(
+            fields,
+            vec!["name", "address", "kind", "units", "manager_id"]
+        );
     }
 
     #[test]

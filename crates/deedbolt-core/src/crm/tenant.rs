@@ -140,8 +140,7 @@ fn email(p: &mut Problems, v: String) -> Option<String> {
 fn phone(p: &mut Problems, v: String) -> Option<String> {
     let t = v.trim();
     let ok = (5..=32).contains(&t.len())
-        && t.chars()
-            .all(|c| c.is_ascii_digit() || " +()-".contains(c))
+        && t.chars().all(|c| c.is_ascii_digit() || " +()-".contains(c))
         && t.chars().any(|c| c.is_ascii_digit());
     if ok {
         Some(t.to_owned())
@@ -290,7 +289,16 @@ mod tests {
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["name", "email", "phone", "property_id", "unit", "rent", "currency", "lease_start"]
+            [
+                "name",
+                "email",
+                "phone",
+                "property_id",
+                "unit",
+                "rent",
+                "currency",
+                "lease_start"
+            ]
         );
     }
 
