@@ -167,8 +167,15 @@ pub async fn api_limit(State(state): State<AppState>, request: Request, next: Ne
     else {
         return next.run(request).await;
     };
-    let client = claims.client_id.as_str();
-    match check(&state, "api", state.services.limits.api, client).await {
+    // Per client for the client's own tokens; per client and user for tokens acting for a
+    // user, so the users of one app (e.g. behind the backend-for-frontend) do not share a
+    // quota.
+    let key = if claims.sub == claims.client_id.as_str() {
+        claims.client_id.to_string()
+    } else {
+        format!("{}/{}", claims.client_id, claims.sub)
+    };
+    match check(&state, "api", state.services.limits.api, &key).await {
         Ok(allowance) => {
             state
                 .services

@@ -169,8 +169,15 @@ pub(crate) async fn refresh_token_grant(
         ))
         .into());
     }
-    let allowance =
-        crate::limits::check(state, "refresh", s.limits.refresh, &audit.limit_key(&auth)).await?;
+    // A public client is limited per client and IP before any work (see the code grant).
+    let public_allowance = if auth.client().public {
+        Some(
+            crate::limits::check(state, "refresh", s.limits.refresh, &audit.limit_key(&auth))
+                .await?,
+        )
+    } else {
+        None
+    };
     let presented = params
         .take("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
@@ -194,6 +201,21 @@ pub(crate) async fn refresh_token_grant(
     };
     let client_id = auth.client().id.clone();
     audit.user_id = Some(record.user_id.to_string());
+    // A confidential client: per client *and user*, since a refresh token is one user's
+    // credential and a client serving many users (a backend-for-frontend) must not share
+    // one quota among them.
+    let allowance = match public_allowance {
+        Some(a) => a,
+        None => {
+            crate::limits::check(
+                state,
+                "refresh",
+                s.limits.refresh,
+                &audit.user_limit_key(&auth, record.user_id.as_str()),
+            )
+            .await?
+        }
+    };
     let decision = decide(&record, &client_id, requested, &s.refresh_policy, now);
     match decision {
         Decision::Rotate(scope) => {

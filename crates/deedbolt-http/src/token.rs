@@ -76,6 +76,12 @@ impl TokenAudit {
             client.id.to_string()
         }
     }
+
+    /// The rate-limit key of a confidential client's grant made for one user
+    /// (authorization code, refresh token): per client and user.
+    pub(crate) fn user_limit_key(&self, auth: &ClientAuthenticated, user: &str) -> String {
+        format!("{}/{user}", auth.client().id)
+    }
 }
 
 /// `POST /token`
@@ -316,13 +322,21 @@ async fn authorization_code(
     let services = &state.services;
     let auth = authenticate(state, headers, params).await?;
     audit.client_id = Some(auth.client().id.to_string());
-    let allowance = crate::limits::check(
-        state,
-        "token",
-        services.limits.token,
-        &audit.limit_key(&auth),
-    )
-    .await?;
+    // A public client proves nothing by presenting its id: it is limited per client and IP
+    // before any work. A confidential client is limited per client and user, below.
+    let public_allowance = if auth.client().public {
+        Some(
+            crate::limits::check(
+                state,
+                "token",
+                services.limits.token,
+                &audit.limit_key(&auth),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     if !auth.client().allows_grant(GrantType::AuthorizationCode) {
         return Err(OAuthError::UnauthorizedClient(Cow::Borrowed(
             "this client is not registered for the authorization_code grant",
@@ -384,6 +398,22 @@ async fn authorization_code(
         code_verifier: params.get("code_verifier"),
     };
     let _pkce = flow::check_exchange(&auth, &grant, &exchange, now)?;
+    // A confidential client: per client *and user*, since each code stands for one
+    // user's fresh login and a client serving many users (a backend-for-frontend) must not
+    // share one quota among them. Checked after redemption, when the user is known; a code
+    // redeemed over the limit is spent (the user signs in again later).
+    let allowance = match public_allowance {
+        Some(a) => a,
+        None => {
+            crate::limits::check(
+                state,
+                "token",
+                services.limits.token,
+                &audit.user_limit_key(&auth, grant.user_id.as_str()),
+            )
+            .await?
+        }
+    };
     if services
         .users
         .find_user(&grant.user_id)
