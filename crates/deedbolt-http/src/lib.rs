@@ -15,6 +15,7 @@ pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod authorize;
+pub mod bff;
 pub mod client_auth;
 pub mod crm;
 pub mod discovery;

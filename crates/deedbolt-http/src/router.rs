@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .merge(userinfo)
         .merge(browser)
         .merge(admin)
+        .merge(crate::bff::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -64,6 +64,8 @@ pub struct Services {
     pub alerts: Arc<dyn deedbolt_core::ports::AlertStore>,
     /// The detectors.
     pub security: Arc<crate::security::Security>,
+    /// The backend-for-frontend, if configured.
+    pub bff: Option<Arc<crate::bff::Bff>>,
 }
 
 /// Handler state: the services plus what is derived from them once at start-up.
@@ -84,6 +86,8 @@ pub struct Inner {
     pub secure_cookies: bool,
     /// Answers given to refresh requests, kept for the reuse grace period.
     pub grace: crate::refresh::GraceCache,
+    /// The backend-for-frontend, if configured.
+    pub bff: Option<Arc<crate::bff::Bff>>,
 }
 
 impl Deref for AppState {
@@ -111,6 +115,7 @@ impl AppState {
             openid_configuration: discovery::openid_configuration(issuer),
             secure_cookies: issuer.starts_with("https://"),
             grace: crate::refresh::GraceCache::default(),
+            bff: services.bff.clone(),
             services,
         }))
     }

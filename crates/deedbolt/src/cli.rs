@@ -243,6 +243,15 @@ pub struct ServeArgs {
     /// (environment only, at least 32 characters); https, or http on loopback [default: none].
     #[arg(long, env = "DEEDBOLT_ALERT_WEBHOOK")]
     pub alert_webhook: Option<String>,
+    /// The backend-for-frontend's client id; enables `/bff` and the demo app at `/app`.
+    /// Its secret and cookie keys come from DEEDBOLT_BFF_CLIENT_SECRET and
+    /// DEEDBOLT_BFF_COOKIE_KEYS (environment only) [default: none].
+    #[arg(long, env = "DEEDBOLT_BFF_CLIENT_ID")]
+    pub bff_client_id: Option<String>,
+    /// The scope the backend-for-frontend requests [default: openid profile email
+    /// tenant:read financial:read maintenance:request].
+    #[arg(long, env = "DEEDBOLT_BFF_SCOPE")]
+    pub bff_scope: Option<String>,
 }
 
 /// `client` subcommands.
@@ -370,6 +379,10 @@ pub async fn run() -> anyhow::Result<()> {
                     alert_auth_failures: args.alert_auth_failures,
                     alert_webhook: args.alert_webhook,
                     alert_webhook_secret: config::webhook_secret_from_env()?,
+                    bff_client_id: args.bff_client_id,
+                    bff_scope: args.bff_scope,
+                    bff_client_secret: config::secret_env(config::BFF_SECRET_ENV)?,
+                    bff_cookie_keys: config::secret_env(config::BFF_COOKIE_KEYS_ENV)?,
                 },
                 &file,
             )?;

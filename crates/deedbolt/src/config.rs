@@ -48,9 +48,21 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_ANOMALY_THRESHOLD",
     "DEEDBOLT_ALERT_AUTH_FAILURES",
     "DEEDBOLT_ALERT_WEBHOOK",
+    "DEEDBOLT_BFF_CLIENT_ID",
+    "DEEDBOLT_BFF_SCOPE",
+    BFF_SECRET_ENV,
+    BFF_COOKIE_KEYS_ENV,
     WEBHOOK_SECRET_ENV,
     MASTER_KEY_ENV,
 ];
+
+/// The backend-for-frontend's client secret; environment only, like the master key.
+pub const BFF_SECRET_ENV: &str = "DEEDBOLT_BFF_CLIENT_SECRET";
+
+/// The backend-for-frontend's cookie sealing keys, `id:base64url(32 bytes)` separated by
+/// commas, the first sealing (rotation: prepend a new key, drop the old one once its
+/// cookies have expired); environment only.
+pub const BFF_COOKIE_KEYS_ENV: &str = "DEEDBOLT_BFF_COOKIE_KEYS";
 
 /// The `DEEDBOLT_*` variables set in the environment that deedbolt does not know.
 pub fn unknown_env_vars() -> Vec<String> {
@@ -105,6 +117,11 @@ pub struct FileConfig {
     /// Where alerts are POSTed (https, or http on loopback). The HMAC key is
     /// `DEEDBOLT_ALERT_WEBHOOK_SECRET`, from the environment only.
     pub alert_webhook: Option<String>,
+    /// The backend-for-frontend's client id (its secret and cookie keys come from
+    /// `DEEDBOLT_BFF_CLIENT_SECRET` and `DEEDBOLT_BFF_COOKIE_KEYS`).
+    pub bff_client_id: Option<String>,
+    /// The scope the backend-for-frontend requests.
+    pub bff_scope: Option<String>,
     /// `text` or `json`.
     pub log_format: Option<String>,
     /// A tracing filter, e.g. `info,deedbolt=debug`.
@@ -205,6 +222,30 @@ pub struct ServeSettings {
     pub detection: deedbolt_http::security::DetectionSettings,
     /// The alert webhook, if one is configured.
     pub alert_webhook: Option<deedbolt_http::webhook::WebhookSettings>,
+    /// The backend-for-frontend, if configured.
+    pub bff: Option<BffConfig>,
+}
+
+/// The backend-for-frontend's settings.
+#[derive(Clone)]
+pub struct BffConfig {
+    /// Its client id.
+    pub client_id: String,
+    /// Its client secret.
+    pub client_secret: deedbolt_client::Secret,
+    /// Cookie sealing keys, the first sealing.
+    pub cookie_keys: Vec<deedbolt_client::SealKey>,
+    /// The scope it requests.
+    pub scope: String,
+}
+
+impl std::fmt::Debug for BffConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BffConfig")
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The serve flags as clap parsed them (flag or environment variable), before merging.
@@ -250,6 +291,68 @@ pub struct ServeOverrides {
     pub alert_webhook: Option<String>,
     /// `DEEDBOLT_ALERT_WEBHOOK_SECRET` (see [`webhook_secret_from_env`]; never a flag).
     pub alert_webhook_secret: Option<deedbolt_http::webhook::WebhookSecret>,
+    /// `--bff-client-id`.
+    pub bff_client_id: Option<String>,
+    /// `--bff-scope`.
+    pub bff_scope: Option<String>,
+    /// `DEEDBOLT_BFF_CLIENT_SECRET` (never a flag).
+    pub bff_client_secret: Option<String>,
+    /// `DEEDBOLT_BFF_COOKIE_KEYS` (never a flag).
+    pub bff_cookie_keys: Option<String>,
+}
+
+/// The backend-for-frontend from its three settings: all or none.
+fn bff_config(
+    client_id: Option<String>,
+    secret: Option<String>,
+    keys: Option<String>,
+    scope: Option<String>,
+) -> anyhow::Result<Option<BffConfig>> {
+    match (client_id, secret, keys) {
+        (None, None, None) => Ok(None),
+        (Some(id), Some(secret), Some(keys)) => {
+            deedbolt_core::ids::ClientId::parse(&id).context("invalid BFF client id")?;
+            let cookie_keys = deedbolt_client::SealKey::parse_list(&keys)
+                .with_context(|| format!("invalid {BFF_COOKIE_KEYS_ENV}"))?;
+            let scope = scope.unwrap_or_else(|| deedbolt_http::bff::DEFAULT_SCOPE.to_owned());
+            let parsed: deedbolt_core::scope::ScopeSet =
+                scope.parse().context("invalid BFF scope")?;
+            if !parsed.contains(deedbolt_core::scope::Scope::Openid) {
+                bail!("the BFF scope must include openid (the BFF verifies an ID token)");
+            }
+            Ok(Some(BffConfig {
+                client_id: id,
+                client_secret: deedbolt_client::Secret::new(secret),
+                cookie_keys,
+                scope,
+            }))
+        }
+        (id, secret, keys) => {
+            let missing: Vec<&str> = [
+                (id.is_none(), "DEEDBOLT_BFF_CLIENT_ID (or --bff-client-id)"),
+                (secret.is_none(), BFF_SECRET_ENV),
+                (keys.is_none(), BFF_COOKIE_KEYS_ENV),
+            ]
+            .into_iter()
+            .filter_map(|(m, name)| m.then_some(name))
+            .collect();
+            bail!(
+                "the backend-for-frontend needs all of its settings; missing: {} \
+                 (`deedbolt seed-demo` prints a working set)",
+                missing.join(", ")
+            )
+        }
+    }
+}
+
+/// Reads an environment-only setting; set but empty is an error.
+pub fn secret_env(name: &str) -> anyhow::Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => bail!("{name} is set but empty"),
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{name} is not valid UTF-8"),
+    }
 }
 
 fn limit(
@@ -425,6 +528,12 @@ impl ServeSettings {
             o.alert_webhook.or_else(|| file.alert_webhook.clone()),
             o.alert_webhook_secret,
         )?;
+        let bff = bff_config(
+            o.bff_client_id.or_else(|| file.bff_client_id.clone()),
+            o.bff_client_secret,
+            o.bff_cookie_keys,
+            o.bff_scope.or_else(|| file.bff_scope.clone()),
+        )?;
 
         Ok(ServeSettings {
             common,
@@ -440,6 +549,7 @@ impl ServeSettings {
             audit_retention_secs: i64::try_from(retention.as_secs()).unwrap_or(i64::MAX),
             detection,
             alert_webhook,
+            bff,
         })
     }
 }

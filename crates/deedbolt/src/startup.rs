@@ -174,7 +174,26 @@ impl Application {
             .load_history()
             .await
             .context("cannot load the scope history")?;
+        let bff = settings
+            .bff
+            .clone()
+            .map(|b| {
+                deedbolt_http::bff::Bff::new(
+                    deedbolt_http::bff::BffSettings {
+                        client_id: b.client_id,
+                        client_secret: b.client_secret,
+                        cookie_keys: b.cookie_keys,
+                        scope: b.scope,
+                    },
+                    &issuer,
+                    addr,
+                )
+                .map(Arc::new)
+            })
+            .transpose()
+            .context("cannot set up the backend-for-frontend")?;
         let state = AppState::new(Services {
+            bff,
             clients: clients.clone(),
             crm: store_arc.clone(),
             users: store_arc.clone(),

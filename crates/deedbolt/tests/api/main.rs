@@ -7,6 +7,7 @@ mod admin;
 mod api;
 mod audit;
 mod browser;
+mod client_lib;
 mod code_flow;
 mod refresh;
 mod token;

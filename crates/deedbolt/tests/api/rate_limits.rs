@@ -182,3 +182,33 @@ async fn a_public_clients_quota_is_kept_per_ip() {
         "another IP has its own quota"
     );
 }
+
+#[tokio::test]
+async fn the_users_of_one_confidential_client_have_their_own_quotas() {
+    // A client serving many users (a backend-for-frontend) must not share one quota among
+    // them: codes and API calls with user tokens are limited per client and user.
+    let app = app_with(ServeOverrides {
+        rate_limit_token: Some("1/1h".into()),
+        rate_limit_api: Some("1/1h".into()),
+        ..Default::default()
+    })
+    .await;
+    let redirect = "http://127.0.0.1/cb";
+    let client = app.create_code_client("tenant:read", &[redirect], false, &[]);
+    let pw = "correct-horse-battery-7";
+    app.create_user("ann@example.com", "tenant", pw);
+    app.create_user("bob@example.com", "tenant", pw);
+    // One code each, although the client's token limit is 1 per hour.
+    let ann = app
+        .user_access_token(&client, redirect, "tenant:read", "ann@example.com", pw)
+        .await;
+    let bob = app
+        .user_access_token(&client, redirect, "tenant:read", "bob@example.com", pw)
+        .await;
+    // One API call each; the second of one user is limited, not the other user's first.
+    assert_eq!(app.get("/api/tenants", Some(&ann)).await.status(), 200);
+    assert_eq!(app.get("/api/tenants", Some(&bob)).await.status(), 200);
+    let res = app.get("/api/tenants", Some(&ann)).await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(header(&res, "ratelimit-policy"), "\"api\";q=1;w=3600");
+}

@@ -1,0 +1,777 @@
+//! The backend-for-frontend (BFF): browser apps sign in and call the API through it, and
+//! tokens never reach JavaScript.
+//!
+//! - `GET /bff/login` starts authorization code + PKCE (S256) with a fresh single-use
+//!   `state` and `nonce` (10 minutes; [`deedbolt_client::PendingFlows`]); a flow cookie
+//!   binds the flow to the browser that started it.
+//! - `GET /bff/callback` checks `iss` (RFC 9207), the state against the flow cookie and the
+//!   pending flows, redeems the code, verifies the ID token (signature and nonce) and sets
+//!   the session cookie.
+//! - `GET /bff/session` tells the app whether it is signed in and gives it the CSRF token
+//!   (never a token).
+//! - `/bff/api/*` forwards to `/api/*` with the access token, refreshing it shortly before
+//!   it expires; unsafe methods need the CSRF token in `X-CSRF-Token` (and a same-origin
+//!   `Origin`, when the browser sends one).
+//! - `POST /bff/logout` revokes the refresh token (and with it its family's access tokens)
+//!   and the access token, and clears the cookie.
+//!
+//! The session is stateless: the tokens are sealed into the session cookie with
+//! AES-256-GCM ([`deedbolt_client::Sealer`]: a random 96-bit nonce per seal, keys from
+//! configuration, the first sealing and all opening, so keys rotate without signing anyone
+//! out). The cookie is `HttpOnly`, `SameSite=Strict`, `Path=/bff` and `Secure` when the
+//! issuer is https. The BFF is an ordinary confidential client of this server: it talks to
+//! the token, revocation and API endpoints over the loopback listener with
+//! [`deedbolt_client::OAuthClient`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{RawQuery, Request, State};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, ORIGIN, SET_COOKIE,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use deedbolt_client::{
+    ClientConfig, ClientCredentials, ClientError, OAuthClient, PendingFlows, PkcePair, PlainHttp,
+    SealKey, Sealer, Secret, StateError, TokenSet, TokenTypeHint,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::OnceCell;
+use url::Url;
+
+use crate::authorize::{constant_time_eq, cookie};
+use crate::error::ApiError;
+use crate::pages;
+use crate::state::AppState;
+use crate::token::{read_body, MAX_BODY_BYTES};
+
+/// The session cookie (sealed tokens).
+pub const SESSION_COOKIE: &str = "deedbolt_bff";
+/// The cookie binding a pending sign-in to the browser that started it.
+pub const FLOW_COOKIE: &str = "deedbolt_bff_flow";
+/// The header carrying the CSRF token on unsafe `/bff/api` methods and logout.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The default scope the BFF asks for: what the demo tenant app needs.
+pub const DEFAULT_SCOPE: &str =
+    "openid profile email tenant:read financial:read maintenance:request";
+/// Refresh the access token when it expires within this.
+const REFRESH_SKEW: Duration = Duration::from_secs(60);
+/// How long a refresh result is shared with concurrent requests that carried the same
+/// (now rotated) refresh token.
+const REFRESH_SHARE: Duration = Duration::from_secs(30);
+/// The sealing context of the session cookie (a sealed value cannot be moved elsewhere).
+const SESSION_CONTEXT: &[u8] = b"deedbolt-bff-session-v1";
+
+/// How the BFF is configured.
+pub struct BffSettings {
+    /// Its client id (a confidential client registered for `authorization_code` and
+    /// `refresh_token`, with redirect URI `{issuer}/bff/callback`).
+    pub client_id: String,
+    /// Its client secret.
+    pub client_secret: Secret,
+    /// Cookie sealing keys; the first seals.
+    pub cookie_keys: Vec<SealKey>,
+    /// The scope to request.
+    pub scope: String,
+}
+
+impl std::fmt::Debug for BffSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BffSettings")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("cookie_keys", &self.cookie_keys.len())
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// Why the BFF could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BffError {
+    /// A URL could not be built.
+    #[error("invalid BFF endpoint URL: {0}")]
+    Url(#[from] url::ParseError),
+    /// The OAuth client could not be built.
+    #[error("cannot configure the BFF's OAuth client: {0}")]
+    Client(#[from] ClientError),
+    /// The sealing keys are unusable.
+    #[error("invalid BFF cookie keys: {0}")]
+    Keys(#[from] deedbolt_client::SealKeyError),
+}
+
+/// What a pending sign-in remembers.
+struct Flow {
+    pkce: PkcePair,
+    return_to: String,
+}
+
+/// The sealed content of the session cookie.
+#[derive(Serialize, Deserialize)]
+struct Session {
+    tokens: TokenSet,
+    sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    csrf: String,
+}
+
+type SharedRefresh = Arc<OnceCell<Result<TokenSet, String>>>;
+
+/// The BFF: its OAuth client, sealer and pending flows.
+pub struct Bff {
+    client: OAuthClient,
+    sealer: Sealer,
+    redirect_uri: String,
+    scope: String,
+    /// `http://127.0.0.1:PORT`: the local listener, for API calls.
+    api_base: String,
+    /// The issuer's origin, which unsafe requests' `Origin` must equal.
+    origin: String,
+    http: reqwest::Client,
+    flows: PendingFlows<Flow>,
+    /// Refreshes in flight or just done, by SHA-256 of the refresh token they spent:
+    /// concurrent requests carrying the same session share one refresh instead of the
+    /// second one presenting a rotated token (which the server treats as theft).
+    refreshes: Mutex<HashMap<[u8; 32], (Instant, SharedRefresh)>>,
+}
+
+impl std::fmt::Debug for Bff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bff")
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bff {
+    /// The BFF of the server with `issuer`, listening on `local`.
+    pub fn new(settings: BffSettings, issuer: &str, local: SocketAddr) -> Result<Self, BffError> {
+        let ip = match local.ip() {
+            std::net::IpAddr::V4(v4) if v4.is_unspecified() => {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            }
+            std::net::IpAddr::V6(v6) if v6.is_unspecified() => {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+            }
+            ip => ip,
+        };
+        let api_base = format!("http://{}", SocketAddr::new(ip, local.port()));
+        let local_url = |path: &str| Url::parse(&format!("{api_base}{path}"));
+        let config = ClientConfig {
+            issuer: issuer.to_owned(),
+            // The browser goes to the public issuer; the BFF itself calls the loopback
+            // listener directly (no hairpin through a proxy, no TLS on loopback).
+            authorization_endpoint: Url::parse(&format!("{issuer}/authorize"))?,
+            token_endpoint: local_url("/token")?,
+            revocation_endpoint: Some(local_url("/revoke")?),
+            jwks_uri: Some(local_url("/jwks.json")?),
+            authorization_response_iss_parameter_supported: true,
+            client_id: settings.client_id,
+            credentials: ClientCredentials::SecretBasic(settings.client_secret),
+            plain_http: PlainHttp::LoopbackOnly,
+        };
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(ClientError::from)?;
+        let client = OAuthClient::new(http.clone(), config)?;
+        let origin = Url::parse(issuer)?.origin().ascii_serialization();
+        Ok(Bff {
+            client,
+            sealer: Sealer::new(settings.cookie_keys)?,
+            redirect_uri: format!("{issuer}/bff/callback"),
+            scope: settings.scope,
+            api_base,
+            origin,
+            http,
+            flows: PendingFlows::new(),
+            refreshes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn open_session(&self, headers: &HeaderMap) -> Option<Session> {
+        let sealed = cookie(headers, SESSION_COOKIE)?;
+        self.sealer.open_json(SESSION_CONTEXT, sealed).ok()
+    }
+
+    fn seal_session(&self, session: &Session) -> Result<String, ApiError> {
+        self.sealer
+            .seal_json(SESSION_CONTEXT, session)
+            .map_err(ApiError::internal)
+    }
+
+    /// The session's tokens, refreshed if they expire soon. `Ok(None)`: the session is
+    /// over (the refresh token was refused).
+    async fn fresh_tokens(&self, session: &Session) -> Result<Option<TokenSet>, ApiError> {
+        if !session
+            .tokens
+            .needs_refresh(SystemTime::now(), REFRESH_SKEW)
+        {
+            return Ok(Some(session.tokens.clone()));
+        }
+        let Some(refresh) = &session.tokens.refresh_token else {
+            return Ok(None);
+        };
+        let key = crate::authorize::hash(refresh.expose());
+        let cell = {
+            let mut map = self.refreshes.lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, (at, _)| at.elapsed() < REFRESH_SHARE);
+            map.entry(key)
+                .or_insert_with(|| (Instant::now(), Arc::new(OnceCell::new())))
+                .1
+                .clone()
+        };
+        let result = cell
+            .get_or_init(|| async {
+                self.client
+                    .refresh(&session.tokens)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+        match result {
+            Ok(tokens) => Ok(Some(tokens.clone())),
+            Err(e) => {
+                tracing::info!(error = %e, sub = %session.sub, "BFF refresh refused; session ended");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Cookie attributes: `HttpOnly`, the given `SameSite`, path-scoped, `Secure` on https.
+fn set_cookie(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: Option<i64>,
+    same_site: &str,
+) -> HeaderValue {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let age = max_age
+        .map(|a| format!("; Max-Age={a}"))
+        .unwrap_or_default();
+    HeaderValue::from_str(&format!(
+        "{name}={value}; HttpOnly; SameSite={same_site}; Path={path}{age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn clear_session(state: &AppState) -> HeaderValue {
+    set_cookie(state, SESSION_COOKIE, "", "/bff", Some(0), "Strict")
+}
+
+fn bff(state: &AppState) -> Result<&Bff, ApiError> {
+    state.bff.as_deref().ok_or(ApiError::NotFound(
+        "the backend-for-frontend is not configured",
+    ))
+}
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn session_over(state: &AppState) -> Response {
+    let mut r = (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"error": "not_signed_in", "error_description": "sign in again at /bff/login"})),
+    )
+        .into_response();
+    r.headers_mut().append(SET_COOKIE, clear_session(state));
+    no_store(r)
+}
+
+fn csrf_refused() -> Response {
+    no_store(
+        (
+            StatusCode::FORBIDDEN,
+            Json(json!({"error": "csrf_failed", "error_description": "missing or wrong X-CSRF-Token, or a cross-origin request"})),
+        )
+            .into_response(),
+    )
+}
+
+/// The CSRF defence for unsafe methods: the session's token in `X-CSRF-Token`, and an
+/// `Origin` (when the browser sends one) equal to ours. The session cookie is also
+/// `SameSite=Strict`.
+fn csrf_ok(bff: &Bff, headers: &HeaderMap, session: &Session) -> bool {
+    if let Some(origin) = headers.get(ORIGIN) {
+        if origin.to_str().ok() != Some(bff.origin.as_str()) {
+            return false;
+        }
+    }
+    headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| constant_time_eq(t, &session.csrf))
+}
+
+/// A local path under `/app` to return to after signing in (never another origin).
+fn return_to(raw: Option<&str>) -> String {
+    let target = raw
+        .and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "return_to")
+                .map(|(_, v)| v.into_owned())
+        })
+        .unwrap_or_else(|| "/app".to_owned());
+    let local = (target == "/app" || target.starts_with("/app/") || target.starts_with("/app?"))
+        && !target.contains("//")
+        && !target.contains('\\')
+        && target.chars().all(|c| c.is_ascii_graphic());
+    if local {
+        target
+    } else {
+        "/app".to_owned()
+    }
+}
+
+/// `GET /bff/login`: starts a sign-in (`?return_to=/app/...` to come back elsewhere).
+pub async fn login(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let bff = bff(&state)?;
+    let pkce = PkcePair::generate().map_err(ApiError::internal)?;
+    let flow = Flow {
+        pkce: pkce.clone(),
+        return_to: return_to(raw.as_deref()),
+    };
+    let begun = match bff.flows.begin(flow) {
+        Ok(b) => b,
+        Err(StateError::Full) => {
+            return Ok(pages::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many sign-ins are in progress. Try again in a few minutes.",
+            ))
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let url = bff.client.authorization_url(
+        &bff.redirect_uri,
+        &bff.scope,
+        &begun.state,
+        Some(&begun.nonce),
+        &pkce,
+    );
+    let location = HeaderValue::from_str(url.as_str()).map_err(ApiError::internal)?;
+    let mut r = (StatusCode::FOUND, [(LOCATION, location)]).into_response();
+    // Lax, not Strict: the callback arrives as a top-level navigation from the
+    // authorization server, which need not be on this site. It only binds the flow.
+    r.headers_mut().append(
+        SET_COOKIE,
+        set_cookie(
+            &state,
+            FLOW_COOKIE,
+            &begun.state,
+            "/bff/callback",
+            Some(600),
+            "Lax",
+        ),
+    );
+    Ok(no_store(r))
+}
+
+fn callback_failed(state: &AppState, status: StatusCode, message: &str) -> Response {
+    let mut r = pages::page(
+        status,
+        "Sign-in failed",
+        &format!(
+            "<h1>Sign-in failed</h1><p>{}</p><p><a href=\"/app\">Back to the app</a></p>",
+            pages::escape(message)
+        ),
+    );
+    r.headers_mut().append(
+        SET_COOKIE,
+        set_cookie(state, FLOW_COOKIE, "", "/bff/callback", Some(0), "Lax"),
+    );
+    no_store(r)
+}
+
+/// `GET /bff/callback`: finishes a sign-in.
+pub async fn callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let bff = bff(&state)?;
+    let response = match bff.client.parse_callback(raw.as_deref().unwrap_or("")) {
+        Ok(r) => r,
+        Err(ClientError::Authorization { error, .. }) => {
+            // The user declined, or the server refused the request: spend the flow.
+            if let Some(s) = cookie(&headers, FLOW_COOKIE) {
+                let _ = bff.flows.take(s);
+            }
+            let message = if error == "access_denied" {
+                "You declined the sign-in.".to_owned()
+            } else {
+                format!("The authorization server answered `{error}`.")
+            };
+            return Ok(callback_failed(&state, StatusCode::BAD_REQUEST, &message));
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "BFF callback refused");
+            return Ok(callback_failed(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "The sign-in response was malformed or came from the wrong server.",
+            ));
+        }
+    };
+    // The browser that comes back must be the one that started the flow (login CSRF).
+    let bound = cookie(&headers, FLOW_COOKIE).is_some_and(|c| constant_time_eq(c, &response.state));
+    if !bound {
+        return Ok(callback_failed(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "This sign-in was not started in this browser. Start again.",
+        ));
+    }
+    let pending = match bff.flows.take(&response.state) {
+        Ok(p) => p,
+        Err(StateError::Expired) => {
+            return Ok(callback_failed(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "This sign-in took longer than 10 minutes. Start again.",
+            ))
+        }
+        Err(_) => {
+            return Ok(callback_failed(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "This sign-in link was already used or is unknown. Start again.",
+            ))
+        }
+    };
+    let mut tokens = match bff
+        .client
+        .exchange_code(
+            response.code.expose(),
+            &bff.redirect_uri,
+            &pending.payload.pkce,
+        )
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "BFF code exchange failed");
+            return Ok(callback_failed(
+                &state,
+                StatusCode::BAD_GATEWAY,
+                "The sign-in could not be completed. Start again.",
+            ));
+        }
+    };
+    let Some(id_token) = tokens.id_token.take() else {
+        return Ok(callback_failed(
+            &state,
+            StatusCode::BAD_GATEWAY,
+            "The server sent no ID token; the BFF's scope must include openid.",
+        ));
+    };
+    let claims = match bff
+        .client
+        .verify_id_token(&id_token, &pending.nonce, SystemTime::now())
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "BFF ID token refused");
+            if let Some(r) = &tokens.refresh_token {
+                let _ = bff.client.revoke(r, TokenTypeHint::RefreshToken).await;
+            }
+            return Ok(callback_failed(
+                &state,
+                StatusCode::BAD_GATEWAY,
+                "The sign-in could not be verified. Start again.",
+            ));
+        }
+    };
+    let session = Session {
+        tokens,
+        sub: claims.sub.clone(),
+        name: claims
+            .other
+            .get("name")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        csrf: deedbolt_core::rand::token::<32>().map_err(ApiError::internal)?,
+    };
+    let sealed = bff.seal_session(&session)?;
+    let location = HeaderValue::from_str(&pending.payload.return_to).map_err(ApiError::internal)?;
+    let mut r = (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response();
+    r.headers_mut().append(
+        SET_COOKIE,
+        set_cookie(&state, SESSION_COOKIE, &sealed, "/bff", None, "Strict"),
+    );
+    r.headers_mut().append(
+        SET_COOKIE,
+        set_cookie(&state, FLOW_COOKIE, "", "/bff/callback", Some(0), "Lax"),
+    );
+    tracing::info!(sub = %session.sub, "BFF session started");
+    Ok(no_store(r))
+}
+
+/// `GET /bff/session`: whether the browser is signed in, who as, and the CSRF token for
+/// unsafe requests. Never a token.
+pub async fn session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let bff = bff(&state)?;
+    let body = match bff.open_session(&headers) {
+        Some(s) => json!({
+            "authenticated": true,
+            "sub": s.sub,
+            "name": s.name,
+            "scope": s.tokens.scope,
+            "csrf_token": s.csrf,
+        }),
+        None => json!({"authenticated": false, "login_url": "/bff/login"}),
+    };
+    Ok(no_store(Json(body).into_response()))
+}
+
+/// `POST /bff/logout`: revokes the session's tokens and clears the cookie.
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let bff = bff(&state)?;
+    let Some(session) = bff.open_session(&headers) else {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        r.headers_mut().append(SET_COOKIE, clear_session(&state));
+        return Ok(no_store(r));
+    };
+    if !csrf_ok(bff, &headers, &session) {
+        return Ok(csrf_refused());
+    }
+    // The refresh token first: revoking it ends its whole family, including every access
+    // token issued from it; then the access token itself, in case the family is gone.
+    if let Some(r) = &session.tokens.refresh_token {
+        if let Err(e) = bff.client.revoke(r, TokenTypeHint::RefreshToken).await {
+            tracing::warn!(error = %e, "BFF logout: refresh token revocation failed");
+            return Err(ApiError::internal(e));
+        }
+    }
+    if let Err(e) = bff
+        .client
+        .revoke(&session.tokens.access_token, TokenTypeHint::AccessToken)
+        .await
+    {
+        tracing::warn!(error = %e, "BFF logout: access token revocation failed");
+        return Err(ApiError::internal(e));
+    }
+    tracing::info!(sub = %session.sub, "BFF session ended by logout");
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().append(SET_COOKIE, clear_session(&state));
+    Ok(no_store(r))
+}
+
+/// The part of `/bff/api/...` after `/bff/api`, if it is a plain path: segments of
+/// unreserved characters only, no dot segments, no encoded characters (which could hide
+/// `..` or `/`). The API's own paths never need more.
+fn api_path(uri_path: &str) -> Option<&str> {
+    let rest = uri_path.strip_prefix("/bff/api")?;
+    let plain = rest.starts_with('/')
+        && rest[1..].split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+        });
+    plain.then_some(rest)
+}
+
+/// `/bff/api/*`: the same request to `/api/*` with the session's access token.
+pub async fn api(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let bff = bff(&state)?;
+    let (parts, body) = request.into_parts();
+    let Some(path) = api_path(parts.uri.path()) else {
+        return Err(ApiError::NotFound("no such API path"));
+    };
+    let Some(session) = bff.open_session(&parts.headers) else {
+        return Ok(session_over(&state));
+    };
+    let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if unsafe_method && !csrf_ok(bff, &parts.headers, &session) {
+        return Ok(csrf_refused());
+    }
+    let Some(tokens) = bff.fresh_tokens(&session).await? else {
+        return Ok(session_over(&state));
+    };
+    let refreshed = tokens.access_token != session.tokens.access_token;
+    let body = read_body(&parts.headers, body).await?;
+    let mut url = format!("{}/api{path}", bff.api_base);
+    if let Some(q) = parts.uri.query() {
+        url.push('?');
+        url.push_str(q);
+    }
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
+        .map_err(ApiError::internal)?;
+    let mut req = bff
+        .http
+        .request(method, &url)
+        .bearer_auth(tokens.access_token.expose());
+    if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
+        req = req.header(CONTENT_TYPE.as_str(), ct.as_bytes());
+    }
+    if !body.is_empty() {
+        req = req.body(body);
+    }
+    let upstream = req.send().await.map_err(ApiError::internal)?;
+    let status = StatusCode::from_u16(upstream.status().as_u16()).map_err(ApiError::internal)?;
+    if status == StatusCode::UNAUTHORIZED {
+        // The token was revoked (logout elsewhere, reuse detection, an operator): the
+        // session is over.
+        return Ok(session_over(&state));
+    }
+    let content_type = upstream.headers().get(CONTENT_TYPE.as_str()).cloned();
+    let location = upstream
+        .headers()
+        .get(LOCATION.as_str())
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| l.strip_prefix("/api/"))
+        .map(|rest| format!("/bff/api/{rest}"));
+    let bytes = upstream.bytes().await.map_err(ApiError::internal)?;
+    if bytes.len() > MAX_BODY_BYTES * 16 {
+        return Err(ApiError::internal(std::io::Error::other(
+            "API response too large to forward",
+        )));
+    }
+    let mut r = Response::new(Body::from(bytes));
+    *r.status_mut() = status;
+    if let Some(ct) = content_type {
+        if let Ok(v) = HeaderValue::from_bytes(ct.as_bytes()) {
+            r.headers_mut().insert(CONTENT_TYPE, v);
+        }
+    }
+    if let Some(l) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        r.headers_mut().insert(LOCATION, l);
+    }
+    if refreshed {
+        let renewed = Session {
+            tokens,
+            sub: session.sub,
+            name: session.name,
+            csrf: session.csrf,
+        };
+        let sealed = bff.seal_session(&renewed)?;
+        r.headers_mut().append(
+            SET_COOKIE,
+            set_cookie(&state, SESSION_COOKIE, &sealed, "/bff", None, "Strict"),
+        );
+    }
+    Ok(no_store(r))
+}
+
+/// The demo app's content security policy: its own script and style only.
+const APP_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; \
+    frame-ancestors 'none'";
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (CONTENT_SECURITY_POLICY, HeaderValue::from_static(APP_CSP)),
+            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /app`: the demo tenant app (it uses only the BFF).
+pub async fn app_page() -> Response {
+    asset(
+        "text/html; charset=utf-8",
+        include_str!("../assets/app/index.html"),
+    )
+}
+
+/// `GET /app/app.js`.
+pub async fn app_script() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/app/app.js"),
+    )
+}
+
+/// `GET /app/app.css`.
+pub async fn app_style() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../assets/app/app.css"),
+    )
+}
+
+/// The BFF's and the demo app's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/bff/login", get(login))
+        .route("/bff/callback", get(callback))
+        .route("/bff/session", get(session))
+        .route("/bff/logout", post(logout))
+        .route("/bff/api/{*path}", any(api))
+        .route("/app", get(app_page))
+        .route("/app/app.js", get(app_script))
+        .route("/app/app.css", get(app_style))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_api_paths_are_forwarded() {
+        assert_eq!(
+            api_path("/bff/api/tenants/1/ledger"),
+            Some("/tenants/1/ledger")
+        );
+        for bad in [
+            "/bff/api/../token",
+            "/bff/api/%2e%2e/token",
+            "/bff/api/tenants/..",
+            "/bff/api//admin",
+            "/bff/api",
+            "/bff/apix/y",
+            "/bff/api/a%2Fb",
+        ] {
+            assert_eq!(api_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn return_to_stays_in_the_app() {
+        assert_eq!(
+            return_to(Some("return_to=%2Fapp%2Frequests")),
+            "/app/requests"
+        );
+        for bad in [
+            "return_to=https%3A%2F%2Fevil.example",
+            "return_to=%2F%2Fevil.example",
+            "return_to=%2Fapp%2F%2Fevil.example",
+            "return_to=%2Fadmin",
+            "return_to=%2Fapp%5C..",
+        ] {
+            assert_eq!(return_to(Some(bad)), "/app", "{bad}");
+        }
+        assert_eq!(return_to(None), "/app");
+    }
+}
