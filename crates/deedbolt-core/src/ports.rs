@@ -210,6 +210,13 @@ pub trait CrmStore: Send + Sync + 'static {
         params: &ListParams,
         filter: &EntryFilter,
     ) -> Result<Option<Vec<LedgerEntry>>, StoreError>;
+    /// One entry of a visible tenant's ledger.
+    async fn find_entry(
+        &self,
+        viewer: &Viewer,
+        tenant_id: i64,
+        entry_id: i64,
+    ) -> Result<Option<LedgerEntry>, StoreError>;
     /// A visible tenant's balance; `None` if the tenant is not visible.
     async fn balance(&self, viewer: &Viewer, tenant_id: i64)
         -> Result<Option<Balance>, StoreError>;

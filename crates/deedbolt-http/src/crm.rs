@@ -102,9 +102,58 @@ impl FromRequestParts<AppState> for Caller {
 #[error("a CRM route was mounted without the guard")]
 struct MissingGuard;
 
-/// A JSON request body of type `T`: `application/json`, within the size limit, parsed
-/// with the failing field's path reported (422), syntax errors 400.
-pub struct JsonBody<T>(pub T);
+/// A JSON request body of type `T` (a draft whose fields are all optional):
+/// `application/json`, within the size limit; a syntax error is 400. A field of the wrong
+/// JSON type (or an unknown field) does not stop the other fields from being read: it is
+/// kept as an error and reported (422) together with the draft's own rule violations, so
+/// a client sees every bad field at once.
+pub struct JsonBody<T> {
+    draft: T,
+    type_errors: Vec<FieldError>,
+}
+
+impl<T> JsonBody<T> {
+    /// Validates the draft into `N`; type errors and rule violations are reported
+    /// together, one per field (a type error replaces the field's "is required").
+    pub fn validate<N>(self) -> Result<N, ApiError>
+    where
+        N: TryFrom<T, Error = Vec<FieldError>>,
+    {
+        let typed = self.type_errors;
+        match N::try_from(self.draft) {
+            Ok(n) if typed.is_empty() => Ok(n),
+            Ok(_) => Err(ApiError::Validation(typed)),
+            Err(rules) => {
+                let mut merged: Vec<FieldError> = rules
+                    .into_iter()
+                    // "must change at least one field" is moot when a field was sent
+                    // but had the wrong type.
+                    .filter(|e| typed.is_empty() || e.field != "body")
+                    .map(|e| {
+                        typed
+                            .iter()
+                            .find(|t| t.field == e.field)
+                            .cloned()
+                            .unwrap_or(e)
+                    })
+                    .collect();
+                for t in typed {
+                    if !merged.iter().any(|m| m.field == t.field) {
+                        merged.push(t);
+                    }
+                }
+                Err(ApiError::Validation(merged))
+            }
+        }
+    }
+}
+
+/// serde_json's message without its " at line L column C" suffix.
+fn serde_message(e: &serde_json::Error) -> String {
+    let m = e.to_string();
+    m.rfind(" at line ")
+        .map_or(m.clone(), |i| m[..i].to_owned())
+}
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
@@ -115,28 +164,39 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             return Err(ApiError::UnsupportedMediaType("application/json"));
         }
         let bytes = read_body(&parts.headers, body).await?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = match serde_path_to_error::deserialize::<_, T>(&mut de) {
-            Ok(v) => v,
-            Err(e) => {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                if inner.is_syntax() || inner.is_eof() {
-                    return Err(ApiError::BadRequest("malformed JSON body".into()));
-                }
-                let message = inner.to_string();
-                // serde_json appends " at line L column C"; the field path says more.
-                let message = message
-                    .rfind(" at line ")
-                    .map_or(message.as_str(), |i| &message[..i])
-                    .to_owned();
-                let field = if path == "." { "body".to_owned() } else { path };
-                return Err(ApiError::Validation(vec![FieldError::new(field, message)]));
-            }
-        };
-        de.end()
+        let value: Value = serde_json::from_slice(&bytes)
             .map_err(|_| ApiError::BadRequest("malformed JSON body".into()))?;
-        Ok(JsonBody(value))
+        let Value::Object(mut map) = value else {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "body",
+                "must be a JSON object",
+            )]));
+        };
+        if let Ok(draft) = T::deserialize(&Value::Object(map.clone())) {
+            return Ok(JsonBody {
+                draft,
+                type_errors: Vec::new(),
+            });
+        }
+        // Find the fields that fail on their own (wrong type, unknown field), set them
+        // aside, and read the rest.
+        let mut type_errors = Vec::new();
+        let keys: Vec<String> = map.keys().cloned().collect();
+        for key in keys {
+            let Some(v) = map.get(&key) else { continue };
+            let single = Value::Object([(key.clone(), v.clone())].into_iter().collect());
+            if let Err(e) = T::deserialize(&single) {
+                type_errors.push(FieldError::new(key.clone(), serde_message(&e)));
+                map.remove(&key);
+            }
+        }
+        match T::deserialize(&Value::Object(map)) {
+            Ok(draft) => Ok(JsonBody { draft, type_errors }),
+            Err(e) => {
+                type_errors.push(FieldError::new("body", serde_message(&e)));
+                Err(ApiError::Validation(type_errors))
+            }
+        }
     }
 }
 
@@ -172,6 +232,7 @@ fn written<T>(w: Write<T>, what: &'static str) -> Result<T, ApiError> {
 const NO_PROPERTY: &str = "no such property";
 const NO_TENANT: &str = "no such tenant";
 const NO_REQUEST: &str = "no such maintenance request";
+const NO_ENTRY: &str = "no such ledger entry";
 
 /// Checks that `manager` is a user with role manager.
 async fn check_manager(state: &AppState, manager: &UserId) -> Result<(), ApiError> {
@@ -227,10 +288,10 @@ async fn get_property(
 async fn create_property(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(draft): JsonBody<PropertyDraft>,
+    body: JsonBody<PropertyDraft>,
 ) -> Result<Response, ApiError> {
     caller.require_staff()?;
-    let mut new = NewProperty::try_from(draft).map_err(ApiError::Validation)?;
+    let mut new: NewProperty = body.validate()?;
     match &caller.viewer {
         // A manager's new property is theirs.
         Viewer::Manager { user } => match &new.manager_id {
@@ -262,11 +323,11 @@ async fn update_property(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    JsonBody(draft): JsonBody<PropertyDraft>,
+    body: JsonBody<PropertyDraft>,
 ) -> Result<Json<Property>, ApiError> {
     caller.require_staff()?;
     let id = path_id(&id, NO_PROPERTY)?;
-    let changes = PropertyChanges::try_from(draft).map_err(ApiError::Validation)?;
+    let changes: PropertyChanges = body.validate()?;
     if let Some(m) = &changes.manager_id {
         if !caller.viewer.is_portfolio() {
             return Err(ApiError::Validation(vec![FieldError::new(
@@ -322,10 +383,10 @@ async fn get_tenant(
 async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(draft): JsonBody<TenantDraft>,
+    body: JsonBody<TenantDraft>,
 ) -> Result<Response, ApiError> {
     caller.require_staff()?;
-    let new = NewTenant::try_from(draft).map_err(ApiError::Validation)?;
+    let new: NewTenant = body.validate()?;
     let w = state
         .services
         .crm
@@ -341,11 +402,11 @@ async fn update_tenant(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    JsonBody(draft): JsonBody<TenantDraft>,
+    body: JsonBody<TenantDraft>,
 ) -> Result<Json<Tenant>, ApiError> {
     caller.require_staff()?;
     let id = path_id(&id, NO_TENANT)?;
-    let changes = TenantChanges::try_from(draft).map_err(ApiError::Validation)?;
+    let changes: TenantChanges = body.validate()?;
     let w = state
         .services
         .crm
@@ -380,11 +441,11 @@ async fn add_entry(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    JsonBody(draft): JsonBody<EntryDraft>,
+    body: JsonBody<EntryDraft>,
 ) -> Result<Response, ApiError> {
     caller.require_staff()?;
     let id = path_id(&id, NO_TENANT)?;
-    let new = NewEntry::try_from(draft).map_err(ApiError::Validation)?;
+    let new: NewEntry = body.validate()?;
     let w = state
         .services
         .crm
@@ -400,6 +461,23 @@ async fn add_entry(
     let e = written(w, NO_TENANT)?;
     tracing::info!(tenant_id = id, entry_id = e.id, kind = e.kind.as_str(), by = %caller.sub, "ledger entry recorded");
     created(format!("/api/tenants/{id}/ledger/{}", e.id), &e)
+}
+
+async fn get_entry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, entry)): Path<(String, String)>,
+) -> Result<Json<LedgerEntry>, ApiError> {
+    let id = path_id(&id, NO_TENANT)?;
+    let entry = path_id(&entry, NO_ENTRY)?;
+    state
+        .services
+        .crm
+        .find_entry(&caller.viewer, id, entry)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or(ApiError::NotFound(NO_ENTRY))
 }
 
 async fn get_balance(
@@ -455,9 +533,9 @@ async fn get_request(
 async fn open_request(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(draft): JsonBody<RequestDraft>,
+    body: JsonBody<RequestDraft>,
 ) -> Result<Response, ApiError> {
-    let new = NewRequest::try_from(draft).map_err(ApiError::Validation)?;
+    let new: NewRequest = body.validate()?;
     let tenant_id = match (&caller.viewer, new.tenant_id) {
         (_, Some(id)) => id,
         (Viewer::Tenant { user }, None) => state
@@ -501,11 +579,11 @@ async fn update_request(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    JsonBody(draft): JsonBody<RequestUpdateDraft>,
+    body: JsonBody<RequestUpdateDraft>,
 ) -> Result<Json<MaintenanceRequest>, ApiError> {
     caller.require_staff()?;
     let id = path_id(&id, NO_REQUEST)?;
-    let update = RequestUpdate::try_from(draft).map_err(ApiError::Validation)?;
+    let update: RequestUpdate = body.validate()?;
     let w = state
         .services
         .crm
@@ -673,6 +751,20 @@ pub(crate) fn routes(state: AppState) -> (Router<AppState>, Value) {
                 list: None,
             },
             add_entry,
+        )
+        .op(
+            Op {
+                method: Method::GET,
+                path: "/api/tenants/{id}/ledger/{entry_id}",
+                id: "getLedgerEntry",
+                summary: "One ledger entry",
+                description: BINDING,
+                need: Need::All(&[FinancialRead]),
+                body: None,
+                ok: (200, schema::<LedgerEntry>),
+                list: None,
+            },
+            get_entry,
         )
         .op(
             Op {

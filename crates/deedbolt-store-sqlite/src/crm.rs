@@ -584,6 +584,28 @@ impl CrmStore for SqliteStore {
             .map(Some)
     }
 
+    async fn find_entry(
+        &self,
+        viewer: &Viewer,
+        tenant_id: i64,
+        entry_id: i64,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {ENTRY_COLS} FROM ledger_entries e JOIN tenants t ON t.id = e.tenant_id \
+             WHERE e.id = "
+        ));
+        qb.push_bind(entry_id)
+            .push(" AND e.tenant_id = ")
+            .push_bind(tenant_id);
+        push_tenant_scope(&mut qb, viewer);
+        let row = qb
+            .build()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
     async fn balance(
         &self,
         viewer: &Viewer,

@@ -968,3 +968,61 @@ where
     }
     panic!("timed out after {limit:?} waiting for: {what}");
 }
+
+// ---- CRM helpers (crm.rs, openapi.rs) ----
+
+/// Every CRM scope (what the portfolio-wide machine client in the CRM tests holds).
+pub const CRM_SCOPES: &str = "property:read property:write tenant:read tenant:write \
+     financial:read financial:write maintenance:request maintenance:manage";
+
+impl TestApp {
+    /// A CRM API request: `method` on `path` with an optional bearer token and an optional
+    /// JSON body (sent as `application/json`).
+    pub async fn crm_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        req.send().await.expect("CRM request")
+    }
+
+    /// [`TestApp::crm_send`], returning the status and the body as JSON (`Value::Null`
+    /// when the body is empty or not JSON).
+    pub async fn crm_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let res = self.crm_send(method, path, token, body).await;
+        let status = res.status().as_u16();
+        let text = res.text().await.expect("CRM response body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+/// The `field` names of a 422 `validation_failed` body, in order.
+pub fn crm_error_fields(body: &Value) -> Vec<String> {
+    assert_eq!(
+        body["error"], "validation_failed",
+        "not a validation error: {body}"
+    );
+    body["fields"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no fields array: {body}"))
+        .iter()
+        .map(|f| f["field"].as_str().expect("field name").to_owned())
+        .collect()
+}

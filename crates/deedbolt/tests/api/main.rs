@@ -9,6 +9,8 @@ mod audit;
 mod browser;
 mod client_lib;
 mod code_flow;
+mod crm;
+mod openapi;
 mod refresh;
 mod token;
 
