@@ -61,8 +61,8 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// The default scope the BFF asks for: what the demo tenant app needs.
 pub const DEFAULT_SCOPE: &str =
     "openid profile email tenant:read financial:read maintenance:request";
-/// Refresh the access token when it expires within this.
-const REFRESH_SKEW: Duration = Duration::from_secs(60);
+/// By default, refresh the access token when it expires within this.
+pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(60);
 /// How long a refresh result is shared with concurrent requests that carried the same
 /// (now rotated) refresh token.
 const REFRESH_SHARE: Duration = Duration::from_secs(30);
@@ -80,6 +80,8 @@ pub struct BffSettings {
     pub cookie_keys: Vec<SealKey>,
     /// The scope to request.
     pub scope: String,
+    /// Refresh the access token when it expires within this.
+    pub refresh_before: Duration,
 }
 
 impl std::fmt::Debug for BffSettings {
@@ -131,6 +133,7 @@ pub struct Bff {
     sealer: Sealer,
     redirect_uri: String,
     scope: String,
+    refresh_before: Duration,
     /// `http://127.0.0.1:PORT`: the local listener, for API calls.
     api_base: String,
     /// The issuer's origin, which unsafe requests' `Origin` must equal.
@@ -190,6 +193,7 @@ impl Bff {
             sealer: Sealer::new(settings.cookie_keys)?,
             redirect_uri: format!("{issuer}/bff/callback"),
             scope: settings.scope,
+            refresh_before: settings.refresh_before,
             api_base,
             origin,
             http,
@@ -214,7 +218,7 @@ impl Bff {
     async fn fresh_tokens(&self, session: &Session) -> Result<Option<TokenSet>, ApiError> {
         if !session
             .tokens
-            .needs_refresh(SystemTime::now(), REFRESH_SKEW)
+            .needs_refresh(SystemTime::now(), self.refresh_before)
         {
             return Ok(Some(session.tokens.clone()));
         }

@@ -4,8 +4,7 @@ use deedbolt_core::client::{Client, ClientName, GrantType};
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::ids::ClientId;
 use deedbolt_core::jose::{SigningAlg, SigningKey};
-use deedbolt_core::ports::{ClientStore, KeyMaterial, KeyStore, PropertyStore, StoredKey};
-use deedbolt_core::property::{NewProperty, PropertyKind};
+use deedbolt_core::ports::{ClientStore, KeyMaterial, KeyStore, StoredKey};
 use deedbolt_core::secret::{ClientSecret, Pepper, SecretHasher};
 use deedbolt_store_sqlite::SqliteStore;
 use zeroize::Zeroizing;
@@ -119,36 +118,6 @@ async fn first_secret_wins() {
         }
         other => panic!("unexpected {other:?}"),
     }
-}
-
-#[tokio::test]
-async fn properties_page_by_id() {
-    let store = SqliteStore::in_memory().await.unwrap();
-    for i in 0..5 {
-        let p = NewProperty {
-            name: format!("P{i}"),
-            address: "1 Main St".into(),
-            kind: PropertyKind::Residential,
-            units: 3,
-        };
-        store
-            .create_property(&p, "dbc_x", UnixTime(1))
-            .await
-            .unwrap();
-    }
-    let page1 = store.list_properties(None, 2).await.unwrap();
-    assert_eq!(
-        page1.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-        ["P0", "P1"]
-    );
-    let page2 = store.list_properties(Some(page1[1].id), 2).await.unwrap();
-    assert_eq!(
-        page2.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-        ["P2", "P3"]
-    );
-    let last = store.list_properties(Some(page2[1].id), 2).await.unwrap();
-    assert_eq!(last.len(), 1);
-    assert_eq!(last[0].created_by, "dbc_x");
 }
 
 #[tokio::test]

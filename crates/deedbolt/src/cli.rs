@@ -252,6 +252,10 @@ pub struct ServeArgs {
     /// tenant:read financial:read maintenance:request].
     #[arg(long, env = "DEEDBOLT_BFF_SCOPE")]
     pub bff_scope: Option<String>,
+    /// How long before an access token expires the backend-for-frontend refreshes it,
+    /// up to 1h [default: 60s].
+    #[arg(long, env = "DEEDBOLT_BFF_REFRESH_BEFORE")]
+    pub bff_refresh_before: Option<String>,
 }
 
 /// `client` subcommands.
@@ -381,6 +385,7 @@ pub async fn run() -> anyhow::Result<()> {
                     alert_webhook_secret: config::webhook_secret_from_env()?,
                     bff_client_id: args.bff_client_id,
                     bff_scope: args.bff_scope,
+                    bff_refresh_before: args.bff_refresh_before,
                     bff_client_secret: config::secret_env(config::BFF_SECRET_ENV)?,
                     bff_cookie_keys: config::secret_env(config::BFF_COOKIE_KEYS_ENV)?,
                 },

@@ -50,6 +50,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_ALERT_WEBHOOK",
     "DEEDBOLT_BFF_CLIENT_ID",
     "DEEDBOLT_BFF_SCOPE",
+    "DEEDBOLT_BFF_REFRESH_BEFORE",
     BFF_SECRET_ENV,
     BFF_COOKIE_KEYS_ENV,
     WEBHOOK_SECRET_ENV,
@@ -122,6 +123,8 @@ pub struct FileConfig {
     pub bff_client_id: Option<String>,
     /// The scope the backend-for-frontend requests.
     pub bff_scope: Option<String>,
+    /// How long before its expiry the backend-for-frontend refreshes an access token.
+    pub bff_refresh_before: Option<DurationValue>,
     /// `text` or `json`.
     pub log_format: Option<String>,
     /// A tracing filter, e.g. `info,deedbolt=debug`.
@@ -237,6 +240,8 @@ pub struct BffConfig {
     pub cookie_keys: Vec<deedbolt_client::SealKey>,
     /// The scope it requests.
     pub scope: String,
+    /// Refresh access tokens expiring within this.
+    pub refresh_before: Duration,
 }
 
 impl std::fmt::Debug for BffConfig {
@@ -295,6 +300,8 @@ pub struct ServeOverrides {
     pub bff_client_id: Option<String>,
     /// `--bff-scope`.
     pub bff_scope: Option<String>,
+    /// `--bff-refresh-before`.
+    pub bff_refresh_before: Option<String>,
     /// `DEEDBOLT_BFF_CLIENT_SECRET` (never a flag).
     pub bff_client_secret: Option<String>,
     /// `DEEDBOLT_BFF_COOKIE_KEYS` (never a flag).
@@ -307,7 +314,11 @@ fn bff_config(
     secret: Option<String>,
     keys: Option<String>,
     scope: Option<String>,
+    refresh_before: Duration,
 ) -> anyhow::Result<Option<BffConfig>> {
+    if refresh_before > Duration::from_secs(3600) {
+        bail!("bff_refresh_before must be at most 1h (the longest access-token lifetime)");
+    }
     match (client_id, secret, keys) {
         (None, None, None) => Ok(None),
         (Some(id), Some(secret), Some(keys)) => {
@@ -325,6 +336,7 @@ fn bff_config(
                 client_secret: deedbolt_client::Secret::new(secret),
                 cookie_keys,
                 scope,
+                refresh_before,
             }))
         }
         (id, secret, keys) => {
@@ -533,6 +545,12 @@ impl ServeSettings {
             o.bff_client_secret,
             o.bff_cookie_keys,
             o.bff_scope.or_else(|| file.bff_scope.clone()),
+            pick(
+                o.bff_refresh_before,
+                &file.bff_refresh_before,
+                deedbolt_http::bff::DEFAULT_REFRESH_BEFORE,
+                "bff_refresh_before",
+            )?,
         )?;
 
         Ok(ServeSettings {

@@ -184,6 +184,7 @@ impl Application {
                         client_secret: b.client_secret,
                         cookie_keys: b.cookie_keys,
                         scope: b.scope,
+                        refresh_before: b.refresh_before,
                     },
                     &issuer,
                     addr,
