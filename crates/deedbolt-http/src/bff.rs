@@ -202,6 +202,28 @@ impl Bff {
         })
     }
 
+    /// The user's `name` from UserInfo, if the scope and the user have one.
+    async fn userinfo_name(
+        &self,
+        tokens: &TokenSet,
+        sub: &str,
+    ) -> Result<Option<String>, Box<dyn std::error::Error + Send + Sync>> {
+        let res = self
+            .http
+            .get(format!("{}/userinfo", self.api_base))
+            .bearer_auth(tokens.access_token.expose())
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            return Err(format!("UserInfo answered {}", res.status()).into());
+        }
+        let info: serde_json::Value = res.json().await?;
+        if info.get("sub").and_then(|v| v.as_str()) != Some(sub) {
+            return Err("UserInfo sub differs from the ID token's".into());
+        }
+        Ok(info.get("name").and_then(|v| v.as_str()).map(str::to_owned))
+    }
+
     fn open_session(&self, headers: &HeaderMap) -> Option<Session> {
         let sealed = cookie(headers, SESSION_COOKIE)?;
         self.sealer.open_json(SESSION_CONTEXT, sealed).ok()
@@ -322,7 +344,9 @@ fn csrf_ok(bff: &Bff, headers: &HeaderMap, session: &Session) -> bool {
         .is_some_and(|t| constant_time_eq(t, &session.csrf))
 }
 
-/// A local path under `/app` to return to after signing in (never another origin).
+/// A local path under `/app` to return to after signing in (never another origin, never
+/// outside `/app`): plain segments only (no dot segments, no percent-encoding, which a
+/// browser could turn into `..`), and an optional query of plain characters.
 fn return_to(raw: Option<&str>) -> String {
     let target = raw
         .and_then(|q| {
@@ -331,11 +355,27 @@ fn return_to(raw: Option<&str>) -> String {
                 .map(|(_, v)| v.into_owned())
         })
         .unwrap_or_else(|| "/app".to_owned());
-    let local = (target == "/app" || target.starts_with("/app/") || target.starts_with("/app?"))
-        && !target.contains("//")
-        && !target.contains('\\')
-        && target.chars().all(|c| c.is_ascii_graphic());
-    if local {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target.as_str(), None),
+    };
+    let plain_segment = |seg: &str| {
+        !seg.is_empty()
+            && seg != "."
+            && seg != ".."
+            && seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+    };
+    let path_ok = path == "/app"
+        || path
+            .strip_prefix("/app/")
+            .is_some_and(|rest| rest.is_empty() || rest.split('/').all(plain_segment));
+    let query_ok = query.is_none_or(|q| {
+        q.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~=&".contains(&b))
+    });
+    if path_ok && query_ok {
         target
     } else {
         "/app".to_owned()
@@ -504,14 +544,19 @@ pub async fn callback(
             ));
         }
     };
+    // OIDC Core §5.4: with an access token issued, profile claims come from UserInfo,
+    // whose `sub` must be the ID token's (§5.3.2).
+    let name = match bff.userinfo_name(&tokens, &claims.sub).await {
+        Ok(name) => name,
+        Err(e) => {
+            tracing::warn!(error = %e, "BFF could not read UserInfo; signing in without a name");
+            None
+        }
+    };
     let session = Session {
         tokens,
         sub: claims.sub.clone(),
-        name: claims
-            .other
-            .get("name")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned),
+        name,
         csrf: deedbolt_core::rand::token::<32>().map_err(ApiError::internal)?,
     };
     let sealed = bff.seal_session(&session)?;
@@ -773,9 +818,17 @@ mod tests {
             "return_to=%2Fapp%2F%2Fevil.example",
             "return_to=%2Fadmin",
             "return_to=%2Fapp%5C..",
+            "return_to=%2Fapp%2F..%2Fadmin",
+            "return_to=%2Fapp%2F%252e%252e%2Fadmin",
+            "return_to=%2Fapp%2F.%2Fx",
+            "return_to=%2Fapp%3Fx%3D%2F%2Fevil",
         ] {
             assert_eq!(return_to(Some(bad)), "/app", "{bad}");
         }
         assert_eq!(return_to(None), "/app");
+        assert_eq!(
+            return_to(Some("return_to=%2Fapp%2F%3Ftab%3Dmine")),
+            "/app/?tab=mine"
+        );
     }
 }

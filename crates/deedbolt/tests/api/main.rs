@@ -6,6 +6,8 @@ mod helpers;
 mod admin;
 mod api;
 mod audit;
+mod bff;
+mod bff_browser;
 mod browser;
 mod client_lib;
 mod code_flow;
@@ -16,6 +18,7 @@ mod token;
 
 mod cli;
 mod config;
+mod demo;
 mod discovery;
 mod keys;
 mod logs;
