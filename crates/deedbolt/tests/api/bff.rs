@@ -149,47 +149,10 @@ pub async fn bff_to_callback(
     );
     assert_eq!(params["code_challenge_method"], "S256");
     assert!(params.contains_key("nonce"), "{authorize}");
-    let res = app.browser_get(&authorize, &jar).await;
-    let login = location(&res).expect("authorize redirects to the login page");
-    let res = app.browser_get(&login, &jar).await;
-    jar.store(&res);
-    let html = res.text().await.expect("login page");
-    let csrf = hidden_input(&html, "csrf").expect("login csrf");
-    let req = hidden_input(&html, "req").expect("login req");
-    let res = app
-        .browser_post(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("req", &req),
-                ("email", email),
-                ("password", password),
-            ],
-            &jar,
-        )
+    // A second sign-in of the same user skips the consent page (it is remembered).
+    let callback = app
+        .sign_in_through_pages(&authorize, email, password, "approve", &mut jar)
         .await;
-    assert_eq!(res.status(), 303, "login succeeds");
-    jar.store(&res);
-    let consent = location(&res).expect("login redirects to consent");
-    let res = app.browser_get(&consent, &jar).await;
-    // The first time, the consent page; afterwards the consent is remembered and the
-    // consent step sends the browser straight back to the BFF.
-    let callback = match location(&res) {
-        Some(callback) => callback,
-        None => {
-            let html = res.text().await.expect("consent page");
-            let csrf = hidden_input(&html, "csrf")
-                .unwrap_or_else(|| panic!("no consent form at {consent}: {html}"));
-            let res = app
-                .browser_post(
-                    "/consent",
-                    &[("csrf", &csrf), ("req", &req), ("decision", "approve")],
-                    &jar,
-                )
-                .await;
-            location(&res).expect("consent redirects to the BFF")
-        }
-    };
     assert!(
         callback.starts_with(&format!("{}/bff/callback?", app.base)),
         "{callback}"

@@ -11,7 +11,7 @@ use deedbolt_client::{
     Sealer, Secret, StateError, TokenCache, TokenSet, TokenTypeHint,
 };
 
-use crate::helpers::{hidden_input, location, spawn_app, CodeClient, Creds, Jar, TestApp};
+use crate::helpers::{spawn_app, CodeClient, Creds, Jar, TestApp};
 
 const CB: &str = "https://app.example.com/cb";
 const TENANT: &str = "tina.client-lib@example.com";
@@ -61,42 +61,15 @@ async fn browser_sign_in(
     password: &str,
     decision: &str,
 ) -> String {
-    let res = app
-        .browser_get(authorize_url.as_str(), &Jar::default())
-        .await;
-    let login = location(&res).expect("authorize redirects to the login page");
-    let res = app.browser_get(&login, &Jar::default()).await;
-    let mut jar = Jar::default();
-    jar.store(&res);
-    let html = res.text().await.expect("login page");
-    let csrf = hidden_input(&html, "csrf").expect("login csrf");
-    let req = hidden_input(&html, "req").expect("login req");
-    let res = app
-        .browser_post(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("req", &req),
-                ("email", email),
-                ("password", password),
-            ],
-            &jar,
+    let callback = app
+        .sign_in_through_pages(
+            authorize_url.as_str(),
+            email,
+            password,
+            decision,
+            &mut Jar::default(),
         )
         .await;
-    assert_eq!(res.status(), 303, "login as {email} succeeds");
-    jar.store(&res);
-    let consent = location(&res).expect("login redirects to consent");
-    let res = app.browser_get(&consent, &jar).await;
-    let html = res.text().await.expect("consent page");
-    let csrf = hidden_input(&html, "csrf").expect("consent csrf");
-    let res = app
-        .browser_post(
-            "/consent",
-            &[("csrf", &csrf), ("req", &req), ("decision", decision)],
-            &jar,
-        )
-        .await;
-    let callback = location(&res).expect("consent redirects to the client");
     assert!(callback.starts_with(CB), "back at the client: {callback}");
     url::Url::parse(&callback)
         .expect("callback URL")

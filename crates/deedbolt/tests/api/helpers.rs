@@ -857,6 +857,59 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Drives the authorization server's pages like a browser: from the authorization
+    /// request URL `authorize` through the login page (as `email`) and the consent page
+    /// (answered with `decision`; skipped when the consent is remembered). Returns the
+    /// redirect back to the client; `jar` keeps the cookies.
+    pub async fn sign_in_through_pages(
+        &self,
+        authorize: &str,
+        email: &str,
+        password: &str,
+        decision: &str,
+        jar: &mut Jar,
+    ) -> String {
+        let res = self.browser_get(authorize, jar).await;
+        let login = location(&res).expect("authorize redirects to the login page");
+        let res = self.browser_get(&login, jar).await;
+        jar.store(&res);
+        let html = res.text().await.expect("login page");
+        let csrf = hidden_input(&html, "csrf").expect("login csrf");
+        let req = hidden_input(&html, "req").expect("login req");
+        let res = self
+            .browser_post(
+                "/login",
+                &[
+                    ("csrf", &csrf),
+                    ("req", &req),
+                    ("email", email),
+                    ("password", password),
+                ],
+                jar,
+            )
+            .await;
+        assert_eq!(res.status(), 303, "login as {email} succeeds");
+        jar.store(&res);
+        let consent = location(&res).expect("login redirects to consent");
+        let res = self.browser_get(&consent, jar).await;
+        if let Some(back) = location(&res) {
+            return back; // consent remembered
+        }
+        let html = res.text().await.expect("consent page");
+        let csrf = hidden_input(&html, "csrf")
+            .unwrap_or_else(|| panic!("no consent form at {consent}: {html}"));
+        let res = self
+            .browser_post(
+                "/consent",
+                &[("csrf", &csrf), ("req", &req), ("decision", decision)],
+                jar,
+            )
+            .await;
+        location(&res).expect("consent redirects to the client")
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Helpers for the admin console and the alert webhook: a user's access token through the
 // whole code flow, and alerts raised on purpose. Added for admin.rs and webhook.rs.
@@ -884,42 +937,15 @@ impl TestApp {
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256")
             .finish();
-        let res = self
-            .browser_get(&format!("/authorize?{query}"), &Jar::default())
-            .await;
-        let login = location(&res).expect("authorize redirects to the login page");
-        let res = self.browser_get(&login, &Jar::default()).await;
-        let mut jar = Jar::default();
-        jar.store(&res);
-        let html = res.text().await.expect("login page");
-        let csrf = hidden_input(&html, "csrf").expect("login csrf");
-        let req = hidden_input(&html, "req").expect("login req");
-        let res = self
-            .browser_post(
-                "/login",
-                &[
-                    ("csrf", &csrf),
-                    ("req", &req),
-                    ("email", email),
-                    ("password", password),
-                ],
-                &jar,
+        let callback = self
+            .sign_in_through_pages(
+                &format!("/authorize?{query}"),
+                email,
+                password,
+                "approve",
+                &mut Jar::default(),
             )
             .await;
-        assert_eq!(res.status(), 303, "login as {email} succeeds");
-        jar.store(&res);
-        let consent = location(&res).expect("login redirects to consent");
-        let res = self.browser_get(&consent, &jar).await;
-        let html = res.text().await.expect("consent page");
-        let csrf = hidden_input(&html, "csrf").expect("consent csrf");
-        let res = self
-            .browser_post(
-                "/consent",
-                &[("csrf", &csrf), ("req", &req), ("decision", "approve")],
-                &jar,
-            )
-            .await;
-        let callback = location(&res).expect("consent redirects to the client");
         let code = query_params(&callback)
             .remove("code")
             .unwrap_or_else(|| panic!("no code in {callback}"));
