@@ -24,14 +24,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::{backend, corrupt, SqliteStore};
 
-const PROPERTY_COLS: &str =
-    "p.id, p.name, p.address, p.kind, p.units, p.manager_id, p.created_at, p.created_by";
-const TENANT_COLS: &str = "t.id, t.name, t.email, t.phone, t.user_id, t.property_id, t.unit, \
-     t.rent_minor, t.currency, t.lease_start, t.created_at";
 const ENTRY_COLS: &str = "e.id, e.tenant_id, e.kind, e.amount_minor, t.currency, e.description, \
      e.effective_on, e.created_at, e.created_by";
-const REQUEST_COLS: &str = "m.id, m.tenant_id, m.property_id, m.unit, m.title, m.description, \
-     m.priority, m.status, m.assignee, m.created_at, m.updated_at, m.created_by";
 
 /// ` AND <the viewer may see property p>`.
 fn push_property_scope(qb: &mut QueryBuilder<'_, Sqlite>, viewer: &Viewer) {
@@ -190,22 +184,87 @@ fn request_from_row(row: &SqliteRow) -> Result<MaintenanceRequest, StoreError> {
     })
 }
 
+/// One CRM table: how to select it, how the viewer narrows it, how a row maps back.
+struct Table<T> {
+    /// `SELECT <columns> FROM <table> <alias> WHERE 1`.
+    select: &'static str,
+    /// The alias (for the id column and keyset pages).
+    alias: &'static str,
+    /// Appends the viewer's predicate.
+    scope: fn(&mut QueryBuilder<'_, Sqlite>, &Viewer),
+    /// Maps a row.
+    row: fn(&SqliteRow) -> Result<T, StoreError>,
+}
+
+const PROPERTIES: Table<Property> = Table {
+    select: "SELECT p.id, p.name, p.address, p.kind, p.units, p.manager_id, p.created_at, \
+             p.created_by FROM properties p WHERE 1",
+    alias: "p",
+    scope: push_property_scope,
+    row: property_from_row,
+};
+
+const TENANTS: Table<Tenant> = Table {
+    select: "SELECT t.id, t.name, t.email, t.phone, t.user_id, t.property_id, t.unit, \
+             t.rent_minor, t.currency, t.lease_start, t.created_at FROM tenants t WHERE 1",
+    alias: "t",
+    scope: push_tenant_scope,
+    row: tenant_from_row,
+};
+
+const REQUESTS: Table<MaintenanceRequest> = Table {
+    select: "SELECT m.id, m.tenant_id, m.property_id, m.unit, m.title, m.description, \
+             m.priority, m.status, m.assignee, m.created_at, m.updated_at, m.created_by \
+             FROM maintenance_requests m WHERE 1",
+    alias: "m",
+    scope: push_request_scope,
+    row: request_from_row,
+};
+
+impl<T> Table<T> {
+    /// `SELECT … WHERE 1 AND <the viewer's predicate>`, to which filters are appended.
+    fn query(&self, viewer: &Viewer) -> QueryBuilder<'static, Sqlite> {
+        let mut qb = QueryBuilder::new(self.select);
+        (self.scope)(&mut qb, viewer);
+        qb
+    }
+
+    /// The row with this id, if the viewer can see it.
+    async fn visible(
+        &self,
+        conn: &mut SqliteConnection,
+        viewer: &Viewer,
+        id: i64,
+    ) -> Result<Option<T>, StoreError> {
+        let mut qb = self.query(viewer);
+        qb.push(format!(" AND {}.id = ", self.alias)).push_bind(id);
+        let row = qb
+            .build()
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(self.row).transpose()
+    }
+
+    /// One page of `qb` (a [`Table::query`] with filters) in `params`' order.
+    async fn page(
+        &self,
+        pool: &sqlx::SqlitePool,
+        mut qb: QueryBuilder<'_, Sqlite>,
+        params: &ListParams,
+    ) -> Result<Vec<T>, StoreError> {
+        push_page(&mut qb, self.alias, params);
+        let rows = qb.build().fetch_all(pool).await.map_err(backend)?;
+        rows.iter().map(self.row).collect()
+    }
+}
+
 async fn visible_property(
     conn: &mut SqliteConnection,
     viewer: &Viewer,
     id: i64,
 ) -> Result<Option<Property>, StoreError> {
-    let mut qb = QueryBuilder::new(format!(
-        "SELECT {PROPERTY_COLS} FROM properties p WHERE p.id = "
-    ));
-    qb.push_bind(id);
-    push_property_scope(&mut qb, viewer);
-    let row = qb
-        .build()
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(backend)?;
-    row.as_ref().map(property_from_row).transpose()
+    PROPERTIES.visible(conn, viewer, id).await
 }
 
 async fn visible_tenant(
@@ -213,15 +272,7 @@ async fn visible_tenant(
     viewer: &Viewer,
     id: i64,
 ) -> Result<Option<Tenant>, StoreError> {
-    let mut qb = QueryBuilder::new(format!("SELECT {TENANT_COLS} FROM tenants t WHERE t.id = "));
-    qb.push_bind(id);
-    push_tenant_scope(&mut qb, viewer);
-    let row = qb
-        .build()
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(backend)?;
-    row.as_ref().map(tenant_from_row).transpose()
+    TENANTS.visible(conn, viewer, id).await
 }
 
 async fn visible_request(
@@ -229,17 +280,7 @@ async fn visible_request(
     viewer: &Viewer,
     id: i64,
 ) -> Result<Option<MaintenanceRequest>, StoreError> {
-    let mut qb = QueryBuilder::new(format!(
-        "SELECT {REQUEST_COLS} FROM maintenance_requests m WHERE m.id = "
-    ));
-    qb.push_bind(id);
-    push_request_scope(&mut qb, viewer);
-    let row = qb
-        .build()
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(backend)?;
-    row.as_ref().map(request_from_row).transpose()
+    REQUESTS.visible(conn, viewer, id).await
 }
 
 /// Checks that `user` may be linked to a tenant record: it exists, has role tenant and is
@@ -335,8 +376,7 @@ impl CrmStore for SqliteStore {
         params: &ListParams,
         filter: &PropertyFilter,
     ) -> Result<Vec<Property>, StoreError> {
-        let mut qb = QueryBuilder::new(format!("SELECT {PROPERTY_COLS} FROM properties p WHERE 1"));
-        push_property_scope(&mut qb, viewer);
+        let mut qb = PROPERTIES.query(viewer);
         if let Some(kind) = filter.kind {
             qb.push(" AND p.kind = ").push_bind(kind.as_str());
         }
@@ -344,9 +384,7 @@ impl CrmStore for SqliteStore {
             qb.push(" AND p.manager_id = ")
                 .push_bind(m.as_str().to_owned());
         }
-        push_page(&mut qb, "p", params);
-        let rows = qb.build().fetch_all(&self.pool).await.map_err(backend)?;
-        rows.iter().map(property_from_row).collect()
+        PROPERTIES.page(&self.pool, qb, params).await
     }
 
     async fn update_property(
@@ -430,11 +468,9 @@ impl CrmStore for SqliteStore {
         viewer: &Viewer,
         user: &UserId,
     ) -> Result<Option<Tenant>, StoreError> {
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT {TENANT_COLS} FROM tenants t WHERE t.user_id = "
-        ));
-        qb.push_bind(user.as_str().to_owned());
-        push_tenant_scope(&mut qb, viewer);
+        let mut qb = TENANTS.query(viewer);
+        qb.push(" AND t.user_id = ")
+            .push_bind(user.as_str().to_owned());
         let row = qb
             .build()
             .fetch_optional(&self.pool)
@@ -449,14 +485,11 @@ impl CrmStore for SqliteStore {
         params: &ListParams,
         filter: &TenantFilter,
     ) -> Result<Vec<Tenant>, StoreError> {
-        let mut qb = QueryBuilder::new(format!("SELECT {TENANT_COLS} FROM tenants t WHERE 1"));
-        push_tenant_scope(&mut qb, viewer);
+        let mut qb = TENANTS.query(viewer);
         if let Some(p) = filter.property_id {
             qb.push(" AND t.property_id = ").push_bind(p);
         }
-        push_page(&mut qb, "t", params);
-        let rows = qb.build().fetch_all(&self.pool).await.map_err(backend)?;
-        rows.iter().map(tenant_from_row).collect()
+        TENANTS.page(&self.pool, qb, params).await
     }
 
     async fn update_tenant(
@@ -693,10 +726,7 @@ impl CrmStore for SqliteStore {
         params: &ListParams,
         filter: &RequestFilter,
     ) -> Result<Vec<MaintenanceRequest>, StoreError> {
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT {REQUEST_COLS} FROM maintenance_requests m WHERE 1"
-        ));
-        push_request_scope(&mut qb, viewer);
+        let mut qb = REQUESTS.query(viewer);
         if let Some(s) = filter.status {
             qb.push(" AND m.status = ").push_bind(s.as_str());
         }
@@ -709,9 +739,7 @@ impl CrmStore for SqliteStore {
         if let Some(t) = filter.tenant_id {
             qb.push(" AND m.tenant_id = ").push_bind(t);
         }
-        push_page(&mut qb, "m", params);
-        let rows = qb.build().fetch_all(&self.pool).await.map_err(backend)?;
-        rows.iter().map(request_from_row).collect()
+        REQUESTS.page(&self.pool, qb, params).await
     }
 
     async fn update_request(
