@@ -39,6 +39,8 @@ pub struct BffApp {
     pub client: Creds,
     /// A sealer holding the BFF's cookie key.
     pub sealer: Sealer,
+    /// `DEEDBOLT_BFF_COOKIE_KEYS` as given to the server.
+    pub keys: String,
 }
 
 impl BffApp {
@@ -101,7 +103,7 @@ pub async fn spawn_bff() -> BffApp {
         overrides: ServeOverrides {
             bff_client_id: Some(client.id.clone()),
             bff_client_secret: Some(client.secret.clone()),
-            bff_cookie_keys: Some(keys),
+            bff_cookie_keys: Some(keys.clone()),
             ..Default::default()
         },
         ..Default::default()
@@ -111,7 +113,25 @@ pub async fn spawn_bff() -> BffApp {
         app,
         client,
         sealer,
+        keys,
     }
+}
+
+/// Another instance of `b`'s server (same database, same issuer) whose BFF has the cookie
+/// key ring `keys`.
+async fn instance_with_keys(b: &BffApp, keys: &str) -> TestApp {
+    spawn_app_with(Options {
+        data_dir: Some(b.app.data_dir.clone()),
+        overrides: ServeOverrides {
+            issuer: Some(b.app.base.clone()),
+            bff_client_id: Some(b.client.id.clone()),
+            bff_client_secret: Some(b.client.secret.clone()),
+            bff_cookie_keys: Some(keys.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
 }
 
 /// Starts a sign-in at `login_path` (`/bff/login...`) in a fresh browser and runs login
@@ -1382,4 +1402,64 @@ async fn a_refused_refresh_ends_the_session() {
     // The genuine session is untouched.
     let (status, _) = bff_get(app, "/bff/api/tenants", &jar).await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn cookie_keys_rotate_across_instances_without_signing_anyone_out() {
+    // Instance 1 seals with k1. Instance 2 (same database and issuer: a scaled-out
+    // deployment mid-rotation) has the ring "k2,k1": it opens k1 cookies and seals new
+    // ones with k2. Instance 3 has dropped k1: old cookies are no longer sessions there.
+    let b = spawn_bff().await;
+    b.app.create_user(TOM, "tenant", PASSWORD);
+    let jar = bff_sign_in(&b.app, TOM, PASSWORD).await;
+    assert!(jar.get(SESSION).unwrap().starts_with("v1.k1."));
+    let k2 = format!("k2:{}", random_b64url(32));
+    let rotated = instance_with_keys(&b, &format!("{k2},{}", b.keys)).await;
+
+    let res = rotated.browser_get("/bff/api/tenants", &jar).await;
+    assert_eq!(
+        res.status(),
+        200,
+        "a k1 cookie opens on the rotated instance"
+    );
+    assert!(
+        set_cookie_line(&res, SESSION).is_none(),
+        "and is not rewritten needlessly"
+    );
+
+    // A cookie the rotated instance writes (here: after a refresh) is sealed with k2.
+    let (due, _) = expiring(&b, &jar, 30);
+    let res = rotated.browser_get("/bff/api/tenants", &due).await;
+    assert_eq!(res.status(), 200);
+    let mut renewed = due.clone();
+    renewed.store(&res);
+    let sealed = renewed.get(SESSION).expect("a renewed cookie").to_owned();
+    assert!(sealed.starts_with("v1.k2."), "{sealed}");
+    assert_eq!(
+        rotated
+            .browser_get("/bff/api/tenants", &renewed)
+            .await
+            .status(),
+        200
+    );
+    // The first instance does not know k2 yet: not a session there.
+    assert_eq!(
+        b.app
+            .browser_get("/bff/api/tenants", &renewed)
+            .await
+            .status(),
+        401
+    );
+
+    // After k1 is dropped, a k1 cookie is not a session (and nothing is forwarded).
+    let retired = instance_with_keys(&b, &k2).await;
+    let res = retired.browser_get("/bff/api/tenants", &jar).await;
+    assert_eq!(res.status(), 401, "k1 retired");
+    assert_eq!(
+        retired
+            .browser_get("/bff/api/tenants", &renewed)
+            .await
+            .status(),
+        200
+    );
 }
