@@ -45,11 +45,14 @@ pub enum AuditKind {
     RateLimited,
     /// A security alert raised.
     Alert,
+    /// A PropTech record created or changed through the API (property, tenant, ledger
+    /// entry, maintenance request): ids and kinds only, never names or amounts.
+    RecordChanged,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [AuditKind; 15] = [
+    pub const ALL: [AuditKind; 16] = [
         AuditKind::AuthorizationRequest,
         AuditKind::Login,
         AuditKind::Consent,
@@ -65,6 +68,7 @@ impl AuditKind {
         AuditKind::UserCreated,
         AuditKind::RateLimited,
         AuditKind::Alert,
+        AuditKind::RecordChanged,
     ];
 
     /// The stored name.
@@ -85,6 +89,7 @@ impl AuditKind {
             AuditKind::UserCreated => "user_created",
             AuditKind::RateLimited => "rate_limited",
             AuditKind::Alert => "alert",
+            AuditKind::RecordChanged => "record_changed",
         }
     }
 }

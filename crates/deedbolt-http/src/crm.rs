@@ -46,12 +46,31 @@ pub struct Caller {
     pub viewer: Viewer,
     /// The token's `sub` (recorded as `created_by`).
     pub sub: String,
+    /// The token's client.
+    pub client_id: deedbolt_core::ids::ClientId,
+    /// The user the token acts for, if any.
+    pub user: Option<UserId>,
 }
 
 impl Caller {
     /// Refuses tenants: only staff (managers, administrators, machine clients) change
     /// records. Tenants cannot hold the write scopes anyway (their role cannot delegate
     /// them); this is the second lock.
+    /// Records a change in the audit log: who (client, user) and what (ids and kinds only).
+    async fn audit(&self, state: &AppState, what: String) {
+        let mut record = deedbolt_core::audit::AuditRecord::new(
+            deedbolt_core::audit::AuditKind::RecordChanged,
+            true,
+            state.services.clock.now(),
+        )
+        .client(&self.client_id)
+        .detail(what);
+        if let Some(u) = &self.user {
+            record = record.user(u);
+        }
+        state.services.audit.record(record).await;
+    }
+
     fn require_staff(&self) -> Result<(), ApiError> {
         if self.viewer.is_staff() {
             Ok(())
@@ -75,10 +94,13 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| ApiError::internal(MissingGuard))?;
         let claims = &auth.claims;
         let sub = claims.sub.clone();
+        let client_id = claims.client_id.clone();
         if claims.sub == claims.client_id.as_str() {
             return Ok(Caller {
                 viewer: Viewer::Portfolio,
                 sub,
+                client_id,
+                user: None,
             });
         }
         let user_id = UserId::parse(&claims.sub).map_err(|_| ApiError::UnknownSubject)?;
@@ -91,10 +113,19 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or(ApiError::UnknownSubject)?;
         let viewer = match user.role {
             Role::Admin => Viewer::Portfolio,
-            Role::Manager => Viewer::Manager { user: user_id },
-            Role::Tenant => Viewer::Tenant { user: user_id },
+            Role::Manager => Viewer::Manager {
+                user: user_id.clone(),
+            },
+            Role::Tenant => Viewer::Tenant {
+                user: user_id.clone(),
+            },
         };
-        Ok(Caller { viewer, sub })
+        Ok(Caller {
+            viewer,
+            sub,
+            client_id,
+            user: Some(user_id),
+        })
     }
 }
 
@@ -315,7 +346,9 @@ async fn create_property(
         .create_property(&new, &caller.sub, state.services.clock.now())
         .await
         .map_err(ApiError::internal)?;
-    tracing::info!(property_id = p.id, by = %caller.sub, "property created");
+    caller
+        .audit(&state, format!("property {} created", p.id))
+        .await;
     created(format!("/api/properties/{}", p.id), &p)
 }
 
@@ -343,7 +376,9 @@ async fn update_property(
         .update_property(&caller.viewer, id, &changes)
         .await
         .map_err(ApiError::internal)?;
-    written(w, NO_PROPERTY).map(Json)
+    let p = written(w, NO_PROPERTY)?;
+    caller.audit(&state, format!("property {id} changed")).await;
+    Ok(Json(p))
 }
 
 // ----- tenants ---------------------------------------------------------------------------
@@ -394,7 +429,9 @@ async fn create_tenant(
         .await
         .map_err(ApiError::internal)?;
     let t = written(w, NO_TENANT)?;
-    tracing::info!(tenant_id = t.id, by = %caller.sub, "tenant created");
+    caller
+        .audit(&state, format!("tenant {} created", t.id))
+        .await;
     created(format!("/api/tenants/{}", t.id), &t)
 }
 
@@ -413,7 +450,9 @@ async fn update_tenant(
         .update_tenant(&caller.viewer, id, &changes)
         .await
         .map_err(ApiError::internal)?;
-    written(w, NO_TENANT).map(Json)
+    let t = written(w, NO_TENANT)?;
+    caller.audit(&state, format!("tenant {id} changed")).await;
+    Ok(Json(t))
 }
 
 // ----- ledger ----------------------------------------------------------------------------
@@ -459,7 +498,16 @@ async fn add_entry(
         .await
         .map_err(ApiError::internal)?;
     let e = written(w, NO_TENANT)?;
-    tracing::info!(tenant_id = id, entry_id = e.id, kind = e.kind.as_str(), by = %caller.sub, "ledger entry recorded");
+    caller
+        .audit(
+            &state,
+            format!(
+                "ledger entry {} ({}) for tenant {id}",
+                e.id,
+                e.kind.as_str()
+            ),
+        )
+        .await;
     created(format!("/api/tenants/{id}/ledger/{}", e.id), &e)
 }
 
@@ -571,7 +619,12 @@ async fn open_request(
         .await
         .map_err(ApiError::internal)?;
     let r = written(w, NO_REQUEST)?;
-    tracing::info!(request_id = r.id, tenant_id, by = %caller.sub, "maintenance request opened");
+    caller
+        .audit(
+            &state,
+            format!("maintenance request {} opened for tenant {tenant_id}", r.id),
+        )
+        .await;
     created(format!("/api/maintenance/{}", r.id), &r)
 }
 
@@ -590,7 +643,17 @@ async fn update_request(
         .update_request(&caller.viewer, id, &update, state.services.clock.now())
         .await
         .map_err(ApiError::internal)?;
-    written(w, NO_REQUEST).map(Json)
+    let r = written(w, NO_REQUEST)?;
+    caller
+        .audit(
+            &state,
+            format!(
+                "maintenance request {id} updated (status {})",
+                r.status.as_str()
+            ),
+        )
+        .await;
+    Ok(Json(r))
 }
 
 // ----- the table -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ use deedbolt_core::audit::{AuditKind, AuditRecord};
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::ports::{AlertStore, AuditStore};
 use deedbolt_store_sqlite::SqliteStore;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::{
     contains_bytes, data_dir_files, hidden_input, jwt_part, location, pkce_pair, query_params,
@@ -1835,4 +1835,67 @@ async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
     let recs = wait_audit(&app, &["--type", "alert"], "the alert", |r| !r.is_empty()).await;
     assert_eq!(s(&recs[0], "ip"), "9.9.9.9");
     assert!(s(&recs[0], "detail").contains("ip:9.9.9.9"), "{}", recs[0]);
+}
+
+#[tokio::test]
+async fn crm_changes_are_audited_with_ids_only() {
+    let app = crate::helpers::spawn_app().await;
+    let creds = app.create_client(
+        "property:write tenant:write financial:write maintenance:request maintenance:manage",
+    );
+    let token = app.access_token(&creds, None).await;
+    let post = |path: &'static str, body: Value| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            let res = app
+                .http
+                .post(format!("{}{path}", app.base))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201, "{path}");
+        }
+    };
+    post(
+        "/api/properties",
+        json!({"name": "Secret Towers", "address": "7 Hidden Lane", "kind": "residential", "units": 2}),
+    )
+    .await;
+    post(
+        "/api/tenants",
+        json!({"name": "Private Person", "property_id": 1, "unit": "1", "rent": "987.65",
+               "currency": "GBP", "lease_start": "2026-01-01"}),
+    )
+    .await;
+    post(
+        "/api/tenants/1/ledger",
+        json!({"kind": "charge", "amount": "987.65", "description": "Rent", "effective_on": "2026-11-01"}),
+    )
+    .await;
+    let records = wait_audit(&app, &["--type", "record_changed"], "3 CRM records", |r| {
+        r.len() == 3
+    })
+    .await;
+    let details: Vec<&str> = records
+        .iter()
+        .map(|r| r["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        details,
+        [
+            "ledger entry 1 (charge) for tenant 1",
+            "tenant 1 created",
+            "property 1 created"
+        ]
+    );
+    for r in &records {
+        assert_eq!(r["client_id"], json!(creds.id));
+        let text = r.to_string();
+        for private in ["Secret Towers", "Hidden Lane", "Private Person", "987"] {
+            assert!(!text.contains(private), "{text}");
+        }
+    }
 }
