@@ -1463,3 +1463,46 @@ async fn cookie_keys_rotate_across_instances_without_signing_anyone_out() {
         200
     );
 }
+
+#[tokio::test]
+async fn cookies_are_secure_when_the_issuer_is_https() {
+    // Behind a TLS-terminating proxy: the issuer is https, the listener plain loopback.
+    let b = spawn_bff().await;
+    let app = spawn_app_with(Options {
+        data_dir: Some(b.app.data_dir.clone()),
+        overrides: ServeOverrides {
+            issuer: Some("https://portal.example".into()),
+            bff_client_id: Some(b.client.id.clone()),
+            bff_client_secret: Some(b.client.secret.clone()),
+            bff_cookie_keys: Some(b.keys.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let res = app.browser_get("/bff/login", &Jar::default()).await;
+    assert_eq!(res.status(), 302);
+    assert!(
+        location(&res)
+            .unwrap()
+            .starts_with("https://portal.example/authorize?"),
+        "the browser is sent to the public issuer"
+    );
+    let flow = set_cookie_line(&res, FLOW).expect("flow cookie");
+    assert!(flow.contains("; Secure"), "{flow}");
+    let res = app
+        .http
+        .post(format!("{}/bff/logout", app.base))
+        .send()
+        .await
+        .unwrap();
+    let cleared = set_cookie_line(&res, SESSION).expect("session cookie cleared");
+    assert!(
+        cleared.contains("; Secure") && cleared.contains("SameSite=Strict"),
+        "{cleared}"
+    );
+    // On a plain-http issuer (development on loopback) the attribute would keep the
+    // browser from storing the cookie at all, so it is left out there.
+    let res = b.app.browser_get("/bff/login", &Jar::default()).await;
+    assert!(!set_cookie_line(&res, FLOW).unwrap().contains("Secure"));
+}
