@@ -24,6 +24,7 @@ fn fixture() -> (Client, ClientSecret, SecretHasher, TokenPolicy) {
         redirect_uris: vec![],
         public: false,
         allow_introspection: false,
+        properties: None,
         created_at: UnixTime(0),
         updated_at: UnixTime(0),
     };

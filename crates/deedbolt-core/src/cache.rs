@@ -222,6 +222,7 @@ mod tests {
             redirect_uris: vec![],
             public: false,
             allow_introspection: false,
+            properties: None,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         }

@@ -132,6 +132,10 @@ pub struct Client {
     pub public: bool,
     /// A resource server allowed to call the introspection endpoint (RFC 7662).
     pub allow_introspection: bool,
+    /// The properties its own (client-credentials) tokens reach in the PropTech API;
+    /// `None` for the whole portfolio within its scopes. Tokens acting for a user are
+    /// bound by the user instead.
+    pub properties: Option<Vec<i64>>,
     /// When it was registered.
     pub created_at: UnixTime,
     /// When it last changed (e.g. secret rotation).

@@ -444,6 +444,7 @@ mod tests {
             redirect_uris: vec![RedirectUri::parse("https://app.example.com/cb").unwrap()],
             public: true,
             allow_introspection: false,
+            properties: None,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         }

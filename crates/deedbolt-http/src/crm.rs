@@ -96,8 +96,21 @@ impl FromRequestParts<AppState> for Caller {
         let sub = claims.sub.clone();
         let client_id = claims.client_id.clone();
         if claims.sub == claims.client_id.as_str() {
+            // The client's own token: its registration decides (read through the client
+            // cache, so no query on the hot path). A deleted client's tokens reach nothing.
+            let client = state
+                .services
+                .clients
+                .find_client(&client_id)
+                .await
+                .map_err(ApiError::internal)?
+                .ok_or(ApiError::UnknownSubject)?;
+            let viewer = match &client.properties {
+                None => Viewer::Portfolio,
+                Some(ids) => Viewer::Properties { ids: ids.clone() },
+            };
             return Ok(Caller {
-                viewer: Viewer::Portfolio,
+                viewer,
                 sub,
                 client_id,
                 user: None,
@@ -324,6 +337,11 @@ async fn create_property(
     caller.require_staff()?;
     let mut new: NewProperty = body.validate()?;
     match &caller.viewer {
+        Viewer::Properties { .. } => {
+            return Err(ApiError::Forbidden(
+                "a client registered for some properties cannot create properties",
+            ))
+        }
         // A manager's new property is theirs.
         Viewer::Manager { user } => match &new.manager_id {
             Some(m) if m != user => {

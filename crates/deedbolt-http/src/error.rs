@@ -35,8 +35,8 @@ pub enum ApiError {
     /// posting to their own ledger).
     #[error("forbidden")]
     Forbidden(&'static str),
-    /// A verified token whose subject is not (or no longer) a user of this server.
-    #[error("the token does not belong to a user")]
+    /// A verified token whose subject (user or client) is not, or no longer, known here.
+    #[error("the token's subject is not known")]
     UnknownSubject,
     /// Input that parsed but broke the rules.
     #[error("validation failed")]
@@ -116,12 +116,12 @@ impl IntoResponse for ApiError {
                 let mut r = body(
                     StatusCode::UNAUTHORIZED,
                     "invalid_token",
-                    "the token does not belong to a user",
+                    "the token's user or client no longer exists",
                 );
                 r.headers_mut().insert(
                     WWW_AUTHENTICATE,
                     HeaderValue::from_static(
-                        "Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"the token does not belong to a user\"",
+                        "Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"the token's user or client no longer exists\"",
                     ),
                 );
                 r

@@ -27,10 +27,25 @@ use crate::{backend, corrupt, SqliteStore};
 const ENTRY_COLS: &str = "e.id, e.tenant_id, e.kind, e.amount_minor, t.currency, e.description, \
      e.effective_on, e.created_at, e.created_by";
 
+/// ` AND <column> IN (ids…)` (` AND 0` for no ids).
+fn push_in(qb: &mut QueryBuilder<'_, Sqlite>, column: &str, ids: &[i64]) {
+    if ids.is_empty() {
+        qb.push(" AND 0");
+        return;
+    }
+    qb.push(format!(" AND {column} IN ("));
+    let mut list = qb.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    list.push_unseparated(")");
+}
+
 /// ` AND <the viewer may see property p>`.
 fn push_property_scope(qb: &mut QueryBuilder<'_, Sqlite>, viewer: &Viewer) {
     match viewer {
         Viewer::Portfolio => {}
+        Viewer::Properties { ids } => push_in(qb, "p.id", ids),
         Viewer::Manager { user } => {
             qb.push(" AND p.manager_id = ")
                 .push_bind(user.as_str().to_owned());
@@ -47,6 +62,7 @@ fn push_property_scope(qb: &mut QueryBuilder<'_, Sqlite>, viewer: &Viewer) {
 fn push_tenant_scope(qb: &mut QueryBuilder<'_, Sqlite>, viewer: &Viewer) {
     match viewer {
         Viewer::Portfolio => {}
+        Viewer::Properties { ids } => push_in(qb, "t.property_id", ids),
         Viewer::Manager { user } => {
             qb.push(" AND t.property_id IN (SELECT id FROM properties WHERE manager_id = ")
                 .push_bind(user.as_str().to_owned())
@@ -64,6 +80,7 @@ fn push_tenant_scope(qb: &mut QueryBuilder<'_, Sqlite>, viewer: &Viewer) {
 fn push_request_scope(qb: &mut QueryBuilder<'_, Sqlite>, viewer: &Viewer) {
     match viewer {
         Viewer::Portfolio => {}
+        Viewer::Properties { ids } => push_in(qb, "m.property_id", ids),
         Viewer::Manager { user } => {
             qb.push(" AND m.property_id IN (SELECT id FROM properties WHERE manager_id = ")
                 .push_bind(user.as_str().to_owned())

@@ -166,21 +166,32 @@ fn client_from_row(row: &SqliteRow) -> Result<Client, StoreError> {
             .map_err(|_| corrupt("redirect_uris"))?,
         public: public == 1,
         allow_introspection: row.try_get::<i64, _>("introspection").map_err(backend)? == 1,
+        properties: row
+            .try_get::<Option<String>, _>("properties")
+            .map_err(backend)?
+            .map(|p| {
+                p.split(' ')
+                    .filter(|x| !x.is_empty())
+                    .map(str::parse::<i64>)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| corrupt("client properties"))
+            })
+            .transpose()?,
         created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
         updated_at: UnixTime(row.try_get("updated_at").map_err(backend)?),
     })
 }
 
 const CLIENT_COLUMNS: &str =
-    "id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, created_at, updated_at";
+    "id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, created_at, updated_at";
 
 #[async_trait]
 impl ClientStore for SqliteStore {
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
         let grants: Vec<&str> = client.grant_types.iter().map(|g| g.as_str()).collect();
         sqlx::query(
-            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(client.id.as_str())
         .bind(client.name.as_str())
@@ -197,6 +208,12 @@ impl ClientStore for SqliteStore {
         )
         .bind(i64::from(client.public))
         .bind(i64::from(client.allow_introspection))
+        .bind(client.properties.as_ref().map(|ids| {
+            ids.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        }))
         .bind(client.created_at.0)
         .bind(client.updated_at.0)
         .execute(&self.pool)

@@ -20,6 +20,7 @@ fn client(name: &str) -> Client {
         redirect_uris: vec![],
         public: false,
         allow_introspection: false,
+        properties: None,
         created_at: UnixTime(10),
         updated_at: UnixTime(10),
     }

@@ -12,7 +12,7 @@ use deedbolt_core::ids::ClientId;
 use deedbolt_core::ids::UserId;
 use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::keyring::KeyVault;
-use deedbolt_core::ports::{ClientStore, FlowStore, KeyStore, StoreError, UserStore};
+use deedbolt_core::ports::{ClientStore, CrmStore, FlowStore, KeyStore, StoreError, UserStore};
 use deedbolt_core::redirect::RedirectUri;
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::seal::MasterKey;
@@ -281,6 +281,11 @@ pub enum ClientCommand {
         /// A resource server allowed to introspect tokens (RFC 7662).
         #[arg(long)]
         allow_introspection: bool,
+        /// Limit the client's own (client-credentials) tokens to this property and its
+        /// tenants, ledgers and maintenance requests (repeatable) [default: the whole
+        /// portfolio within its scopes].
+        #[arg(long = "property")]
+        properties: Vec<i64>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -459,6 +464,7 @@ fn client_json(c: &Client) -> serde_json::Value {
         "redirect_uris": c.redirect_uris,
         "token_endpoint_auth_method": if c.public { "none" } else { "client_secret_basic" },
         "allow_introspection": c.allow_introspection,
+        "properties": c.properties,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
     })
@@ -476,6 +482,10 @@ fn print_client(c: &Client) {
     if c.public {
         println!("public:      yes (no secret; PKCE only)");
     }
+    if let Some(ids) = &c.properties {
+        let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+        println!("properties:  {}", ids.join(" "));
+    }
     println!("created_at:  {}", c.created_at.0);
 }
 
@@ -486,6 +496,7 @@ pub(crate) async fn register_client(
     data_dir: &std::path::Path,
     new: NewClient,
     allow_introspection: bool,
+    properties: Option<Vec<i64>>,
 ) -> anyhow::Result<(Client, Option<ClientSecret>)> {
     let now = SystemClock.now();
     let secret = if new.public {
@@ -504,6 +515,7 @@ pub(crate) async fn register_client(
         redirect_uris: new.redirect_uris,
         public: new.public,
         allow_introspection,
+        properties,
         created_at: now,
         updated_at: now,
     };
@@ -568,6 +580,7 @@ async fn client_command(
             redirect_uris,
             public,
             allow_introspection,
+            properties,
             json,
         } => {
             let redirect_uris = redirect_uris
@@ -591,8 +604,28 @@ async fn client_command(
                 redirect_uris,
                 kind,
             )?;
+            let properties = if properties.is_empty() {
+                None
+            } else {
+                if !new.grant_types.contains(&GrantType::ClientCredentials) {
+                    bail!("--property limits client-credentials tokens; this client is not registered for client_credentials");
+                }
+                for id in &properties {
+                    if store
+                        .find_property(&deedbolt_core::crm::Viewer::Portfolio, *id)
+                        .await?
+                        .is_none()
+                    {
+                        bail!("--property {id}: no such property");
+                    }
+                }
+                let mut ids = properties;
+                ids.sort_unstable();
+                ids.dedup();
+                Some(ids)
+            };
             let (client, secret) =
-                register_client(store, data_dir, new, allow_introspection).await?;
+                register_client(store, data_dir, new, allow_introspection, properties).await?;
             if json {
                 let mut v = client_json(&client);
                 if let Some(secret) = &secret {

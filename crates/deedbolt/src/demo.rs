@@ -248,7 +248,7 @@ pub async fn seed(
         vec![redirect],
         ClientKind::Confidential,
     )?;
-    let (bff, bff_secret) = register_client(store, data_dir, bff, false).await?;
+    let (bff, bff_secret) = register_client(store, data_dir, bff, false, None).await?;
     let machine = NewClient::new(
         ClientName::parse("Demo valuation service")?,
         vec![GrantType::ClientCredentials],
@@ -256,7 +256,7 @@ pub async fn seed(
         vec![],
         ClientKind::Confidential,
     )?;
-    let (machine, machine_secret) = register_client(store, data_dir, machine, false).await?;
+    let (machine, machine_secret) = register_client(store, data_dir, machine, false, None).await?;
     let bff_secret = bff_secret.context("the BFF client is confidential")?;
     let machine_secret = machine_secret.context("the machine client is confidential")?;
     let cookie_key = format!("k1:{}", deedbolt_core::rand::token::<32>()?);

@@ -149,9 +149,16 @@ impl Problems {
 /// those operations reach.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Viewer {
-    /// The whole portfolio: an administrator's token, or a client-credentials token (a
-    /// machine client sees what its registered scopes allow, across the portfolio).
+    /// The whole portfolio: an administrator's token, or a client-credentials token of a
+    /// client registered without a property list (it sees what its registered scopes
+    /// allow, across the portfolio).
     Portfolio,
+    /// A client-credentials token of a client registered for some properties: those
+    /// properties and their tenants, ledgers and maintenance requests.
+    Properties {
+        /// The property ids (sorted; may be empty: nothing).
+        ids: Vec<i64>,
+    },
     /// A property manager: the properties they manage, and those properties' tenants,
     /// ledgers and maintenance requests.
     Manager {
@@ -172,7 +179,9 @@ impl Viewer {
         !matches!(self, Viewer::Tenant { .. })
     }
 
-    /// Whether the viewer may assign a property to any manager.
+    /// Whether the viewer may create properties and assign them to any manager (only a
+    /// portfolio-wide viewer: anyone else could not see what they created, or would hand
+    /// properties to someone else).
     pub fn is_portfolio(&self) -> bool {
         matches!(self, Viewer::Portfolio)
     }
@@ -182,6 +191,7 @@ impl fmt::Display for Viewer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Viewer::Portfolio => f.write_str("portfolio"),
+            Viewer::Properties { ids } => write!(f, "properties {ids:?}"),
             Viewer::Manager { user } => write!(f, "manager {user}"),
             Viewer::Tenant { user } => write!(f, "tenant {user}"),
         }

@@ -2116,3 +2116,140 @@ async fn the_ledger_is_append_only() {
     );
     assert_eq!(p.counts().await[0..3], [2, 3, 3]);
 }
+
+#[tokio::test]
+async fn a_client_registered_for_some_properties_reaches_only_those() {
+    let app = spawn_app().await;
+    let admin = app.access_token(&app.create_client(CRM_SCOPES), None).await;
+    let mut properties = Vec::new();
+    let mut tenants = Vec::new();
+    for name in ["Kept", "Other"] {
+        let (s, p) = app
+            .crm_call(
+                Method::POST,
+                "/api/properties",
+                Some(&admin),
+                Some(
+                    &json!({"name": name, "address": "1 Road", "kind": "residential", "units": 3}),
+                ),
+            )
+            .await;
+        assert_eq!(s, 201);
+        let pid = p["id"].as_i64().unwrap();
+        properties.push(pid);
+        let (s, t) = app
+            .crm_call(
+                Method::POST,
+                "/api/tenants",
+                Some(&admin),
+                Some(
+                    &json!({"name": format!("T of {name}"), "property_id": pid, "unit": "1",
+                              "rent": "500.00", "currency": "GBP", "lease_start": "2026-01-01"}),
+                ),
+            )
+            .await;
+        assert_eq!(s, 201);
+        tenants.push(t["id"].as_i64().unwrap());
+    }
+    // A contractor's system: maintenance and tenants of the first property only.
+    let kept = properties[0].to_string();
+    let v = app.cli_json(&[
+        "client",
+        "create",
+        "--name",
+        "contractor",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "property:read property:write tenant:read maintenance:manage maintenance:request",
+        "--property",
+        &kept,
+        "--json",
+    ]);
+    assert_eq!(v["properties"], json!([properties[0]]));
+    let creds = Creds {
+        id: v["client_id"].as_str().unwrap().to_owned(),
+        secret: v["client_secret"].as_str().unwrap().to_owned(),
+    };
+    let token = app.access_token(&creds, None).await;
+    let get = |path: String| {
+        let app = &app;
+        let token = token.clone();
+        async move { app.crm_call(Method::GET, &path, Some(&token), None).await }
+    };
+    let (s, list) = get("/api/properties".into()).await;
+    assert_eq!(s, 200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["items"][0]["id"], json!(properties[0]));
+    assert_eq!(
+        get(format!("/api/properties/{}", properties[1])).await.0,
+        404
+    );
+    assert_eq!(get(format!("/api/tenants/{}", tenants[0])).await.0, 200);
+    assert_eq!(get(format!("/api/tenants/{}", tenants[1])).await.0, 404);
+    let (_, list) = get("/api/tenants".into()).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    // Requests: only for tenants it can see.
+    let open = |tenant: i64| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            app.crm_call(
+                Method::POST,
+                "/api/maintenance",
+                Some(&token),
+                Some(&json!({"tenant_id": tenant, "title": "Boiler", "description": "Service"})),
+            )
+            .await
+        }
+    };
+    assert_eq!(open(tenants[0]).await.0, 201);
+    let (s, body) = open(tenants[1]).await;
+    assert_eq!(s, 422);
+    assert_eq!(crm_error_fields(&body), ["tenant_id"]);
+    // It cannot create properties (it could not see them) nor reach others by PATCH.
+    let (s, _) = app
+        .crm_call(
+            Method::POST,
+            "/api/properties",
+            Some(&token),
+            Some(&json!({"name": "New", "address": "2 Road", "kind": "residential", "units": 1})),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = app
+        .crm_call(
+            Method::PATCH,
+            &format!("/api/properties/{}", properties[1]),
+            Some(&token),
+            Some(&json!({"name": "Taken"})),
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    // Registering for a property that does not exist is refused.
+    let out = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "x",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "property:read",
+        "--property",
+        "999",
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such property"));
+
+    // A deleted client's tokens reach nothing (within the client-cache sync interval).
+    let out = app.cli(&["client", "delete", &creds.id]);
+    assert!(out.status.success());
+    crate::helpers::eventually("the deleted client's token is refused", || {
+        let get = &get;
+        async move { get("/api/properties".into()).await.0 == 401 }
+    })
+    .await;
+}
