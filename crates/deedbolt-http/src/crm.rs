@@ -265,6 +265,16 @@ fn created<T: serde::Serialize>(location: String, value: &T) -> Result<Response,
     Ok((StatusCode::CREATED, [(LOCATION, location)], Json(value)).into_response())
 }
 
+/// A looked-up record as JSON, or 404 (absent and invisible alike).
+fn found<T>(
+    r: Result<Option<T>, deedbolt_core::ports::StoreError>,
+    what: &'static str,
+) -> Result<Json<T>, ApiError> {
+    r.map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or(ApiError::NotFound(what))
+}
+
 fn written<T>(w: Write<T>, what: &'static str) -> Result<T, ApiError> {
     match w {
         Write::Done(v) => Ok(v),
@@ -319,14 +329,10 @@ async fn get_property(
     Path(id): Path<String>,
 ) -> Result<Json<Property>, ApiError> {
     let id = path_id(&id, NO_PROPERTY)?;
-    state
-        .services
-        .crm
-        .find_property(&caller.viewer, id)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or(ApiError::NotFound(NO_PROPERTY))
+    found(
+        state.services.crm.find_property(&caller.viewer, id).await,
+        NO_PROPERTY,
+    )
 }
 
 async fn create_property(
@@ -423,14 +429,10 @@ async fn get_tenant(
     Path(id): Path<String>,
 ) -> Result<Json<Tenant>, ApiError> {
     let id = path_id(&id, NO_TENANT)?;
-    state
-        .services
-        .crm
-        .find_tenant(&caller.viewer, id)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or(ApiError::NotFound(NO_TENANT))
+    found(
+        state.services.crm.find_tenant(&caller.viewer, id).await,
+        NO_TENANT,
+    )
 }
 
 async fn create_tenant(
@@ -536,14 +538,14 @@ async fn get_entry(
 ) -> Result<Json<LedgerEntry>, ApiError> {
     let id = path_id(&id, NO_TENANT)?;
     let entry = path_id(&entry, NO_ENTRY)?;
-    state
-        .services
-        .crm
-        .find_entry(&caller.viewer, id, entry)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or(ApiError::NotFound(NO_ENTRY))
+    found(
+        state
+            .services
+            .crm
+            .find_entry(&caller.viewer, id, entry)
+            .await,
+        NO_ENTRY,
+    )
 }
 
 async fn get_balance(
@@ -552,14 +554,10 @@ async fn get_balance(
     Path(id): Path<String>,
 ) -> Result<Json<Balance>, ApiError> {
     let id = path_id(&id, NO_TENANT)?;
-    state
-        .services
-        .crm
-        .balance(&caller.viewer, id)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or(ApiError::NotFound(NO_TENANT))
+    found(
+        state.services.crm.balance(&caller.viewer, id).await,
+        NO_TENANT,
+    )
 }
 
 // ----- maintenance -----------------------------------------------------------------------
@@ -586,14 +584,10 @@ async fn get_request(
     Path(id): Path<String>,
 ) -> Result<Json<MaintenanceRequest>, ApiError> {
     let id = path_id(&id, NO_REQUEST)?;
-    state
-        .services
-        .crm
-        .find_request(&caller.viewer, id)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or(ApiError::NotFound(NO_REQUEST))
+    found(
+        state.services.crm.find_request(&caller.viewer, id).await,
+        NO_REQUEST,
+    )
 }
 
 async fn open_request(
