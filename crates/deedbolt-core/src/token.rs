@@ -79,6 +79,14 @@ pub struct AccessTokenClaims {
     pub scope: ScopeSet,
 }
 
+impl AccessTokenClaims {
+    /// Whether this is the client's own token (client credentials: the subject is the
+    /// client), as opposed to a token acting for a user.
+    pub fn is_client_token(&self) -> bool {
+        self.sub == self.client_id.as_str()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -163,7 +163,7 @@ impl FromRequestParts<AppState> for AdminToken {
             AdminRejection::InvalidToken(rejection.description())
         })?;
         // A client-credentials token names the client as its subject: never a user.
-        if claims.sub == claims.client_id.as_str() {
+        if claims.is_client_token() {
             return Err(AdminRejection::NotAdmin);
         }
         let Ok(id) = UserId::parse(&claims.sub) else {

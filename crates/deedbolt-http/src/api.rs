@@ -2,7 +2,7 @@
 //! [`crate::crm`]).
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use deedbolt_guard::Authorized;
@@ -18,7 +18,7 @@ pub async fn userinfo(
 ) -> Result<Response, ApiError> {
     use deedbolt_core::scope::Scope;
     let Ok(user_id) = deedbolt_core::ids::UserId::parse(&auth.claims.sub) else {
-        return Ok(invalid_subject());
+        return Err(ApiError::InvalidSubject(NOT_A_USER));
     };
     let Some(user) = state
         .services
@@ -27,7 +27,7 @@ pub async fn userinfo(
         .await
         .map_err(ApiError::internal)?
     else {
-        return Ok(invalid_subject());
+        return Err(ApiError::InvalidSubject(NOT_A_USER));
     };
     let mut body = serde_json::json!({ "sub": user.id });
     if auth.claims.scope.contains(Scope::Email) {
@@ -51,17 +51,5 @@ pub async fn userinfo(
 }
 
 /// A valid token whose subject is not a user (a client-credentials token, or a deleted
-/// user): RFC 6750 `invalid_token`.
-fn invalid_subject() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(
-            axum::http::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(
-                "Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"the token does not belong to a user\"",
-            ),
-        )],
-        Json(serde_json::json!({"error": "invalid_token", "error_description": "the token does not belong to a user"})),
-    )
-        .into_response()
-}
+/// user).
+const NOT_A_USER: &str = "the token does not belong to a user";

@@ -161,9 +161,25 @@ pub(crate) fn set_cookie(
     max_age: i64,
     same_site: &str,
 ) -> HeaderValue {
+    set_cookie_at(state, name, value, "/", Some(max_age), same_site)
+}
+
+/// A `Set-Cookie` value: `HttpOnly`, the given `SameSite` and `Path`, `Max-Age` if given
+/// (none: a browser-session cookie), `Secure` when the issuer is https.
+pub(crate) fn set_cookie_at(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: Option<i64>,
+    same_site: &str,
+) -> HeaderValue {
     let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let age = max_age
+        .map(|a| format!("; Max-Age={a}"))
+        .unwrap_or_default();
     HeaderValue::from_str(&format!(
-        "{name}={value}; HttpOnly; SameSite={same_site}; Path=/; Max-Age={max_age}{secure}"
+        "{name}={value}; HttpOnly; SameSite={same_site}; Path={path}{age}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }

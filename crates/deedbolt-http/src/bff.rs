@@ -46,7 +46,7 @@ use serde_json::json;
 use tokio::sync::OnceCell;
 use url::Url;
 
-use crate::authorize::{constant_time_eq, cookie};
+use crate::authorize::{constant_time_eq, cookie, set_cookie_at};
 use crate::error::ApiError;
 use crate::pages;
 use crate::state::AppState;
@@ -274,27 +274,8 @@ impl Bff {
     }
 }
 
-/// Cookie attributes: `HttpOnly`, the given `SameSite`, path-scoped, `Secure` on https.
-fn set_cookie(
-    state: &AppState,
-    name: &str,
-    value: &str,
-    path: &str,
-    max_age: Option<i64>,
-    same_site: &str,
-) -> HeaderValue {
-    let secure = if state.secure_cookies { "; Secure" } else { "" };
-    let age = max_age
-        .map(|a| format!("; Max-Age={a}"))
-        .unwrap_or_default();
-    HeaderValue::from_str(&format!(
-        "{name}={value}; HttpOnly; SameSite={same_site}; Path={path}{age}{secure}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
 fn clear_session(state: &AppState) -> HeaderValue {
-    set_cookie(state, SESSION_COOKIE, "", "/bff", Some(0), "Strict")
+    set_cookie_at(state, SESSION_COOKIE, "", "/bff", Some(0), "Strict")
 }
 
 fn bff(state: &AppState) -> Result<&Bff, ApiError> {
@@ -416,7 +397,7 @@ pub async fn login(
     // authorization server, which need not be on this site. It only binds the flow.
     r.headers_mut().append(
         SET_COOKIE,
-        set_cookie(
+        set_cookie_at(
             &state,
             FLOW_COOKIE,
             &begun.state,
@@ -439,7 +420,7 @@ fn callback_failed(state: &AppState, status: StatusCode, message: &str) -> Respo
     );
     r.headers_mut().append(
         SET_COOKIE,
-        set_cookie(state, FLOW_COOKIE, "", "/bff/callback", Some(0), "Lax"),
+        set_cookie_at(state, FLOW_COOKIE, "", "/bff/callback", Some(0), "Lax"),
     );
     no_store(r)
 }
@@ -564,11 +545,11 @@ pub async fn callback(
     let mut r = (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response();
     r.headers_mut().append(
         SET_COOKIE,
-        set_cookie(&state, SESSION_COOKIE, &sealed, "/bff", None, "Strict"),
+        set_cookie_at(&state, SESSION_COOKIE, &sealed, "/bff", None, "Strict"),
     );
     r.headers_mut().append(
         SET_COOKIE,
-        set_cookie(&state, FLOW_COOKIE, "", "/bff/callback", Some(0), "Lax"),
+        set_cookie_at(&state, FLOW_COOKIE, "", "/bff/callback", Some(0), "Lax"),
     );
     tracing::info!(sub = %session.sub, "BFF session started");
     Ok(no_store(r))
@@ -697,11 +678,16 @@ pub async fn api(State(state): State<AppState>, request: Request) -> Result<Resp
         .and_then(|v| v.to_str().ok())
         .and_then(|l| l.strip_prefix("/api/"))
         .map(|rest| format!("/bff/api/{rest}"));
-    let bytes = upstream.bytes().await.map_err(ApiError::internal)?;
-    if bytes.len() > MAX_BODY_BYTES * 16 {
-        return Err(ApiError::internal(std::io::Error::other(
-            "API response too large to forward",
-        )));
+    // Read with the cap applied while reading, so an oversized answer is never held whole.
+    let mut upstream = upstream;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = upstream.chunk().await.map_err(ApiError::internal)? {
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES * 16 {
+            return Err(ApiError::internal(std::io::Error::other(
+                "API response too large to forward",
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
     }
     let mut r = Response::new(Body::from(bytes));
     *r.status_mut() = status;
@@ -714,16 +700,11 @@ pub async fn api(State(state): State<AppState>, request: Request) -> Result<Resp
         r.headers_mut().insert(LOCATION, l);
     }
     if refreshed {
-        let renewed = Session {
-            tokens,
-            sub: session.sub,
-            name: session.name,
-            csrf: session.csrf,
-        };
+        let renewed = Session { tokens, ..session };
         let sealed = bff.seal_session(&renewed)?;
         r.headers_mut().append(
             SET_COOKIE,
-            set_cookie(&state, SESSION_COOKIE, &sealed, "/bff", None, "Strict"),
+            set_cookie_at(&state, SESSION_COOKIE, &sealed, "/bff", None, "Strict"),
         );
     }
     Ok(no_store(r))

@@ -95,7 +95,7 @@ impl FromRequestParts<AppState> for Caller {
         let claims = &auth.claims;
         let sub = claims.sub.clone();
         let client_id = claims.client_id.clone();
-        if claims.sub == claims.client_id.as_str() {
+        if claims.is_client_token() {
             // The client's own token: its registration decides (read through the client
             // cache, so no query on the hot path). A deleted client's tokens reach nothing.
             let client = state
@@ -104,7 +104,7 @@ impl FromRequestParts<AppState> for Caller {
                 .find_client(&client_id)
                 .await
                 .map_err(ApiError::internal)?
-                .ok_or(ApiError::UnknownSubject)?;
+                .ok_or(ApiError::InvalidSubject(GONE))?;
             let viewer = match &client.properties {
                 None => Viewer::Portfolio,
                 Some(ids) => Viewer::Properties { ids: ids.clone() },
@@ -116,14 +116,14 @@ impl FromRequestParts<AppState> for Caller {
                 user: None,
             });
         }
-        let user_id = UserId::parse(&claims.sub).map_err(|_| ApiError::UnknownSubject)?;
+        let user_id = UserId::parse(&claims.sub).map_err(|_| ApiError::InvalidSubject(GONE))?;
         let user = state
             .services
             .users
             .find_user(&user_id)
             .await
             .map_err(ApiError::internal)?
-            .ok_or(ApiError::UnknownSubject)?;
+            .ok_or(ApiError::InvalidSubject(GONE))?;
         let viewer = match user.role {
             Role::Admin => Viewer::Portfolio,
             Role::Manager => Viewer::Manager {
@@ -283,6 +283,8 @@ fn written<T>(w: Write<T>, what: &'static str) -> Result<T, ApiError> {
     }
 }
 
+/// The token verified, but its user or client has since been deleted.
+const GONE: &str = "the token's user or client no longer exists";
 const NO_PROPERTY: &str = "no such property";
 const NO_TENANT: &str = "no such tenant";
 const NO_REQUEST: &str = "no such maintenance request";

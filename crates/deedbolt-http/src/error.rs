@@ -35,9 +35,11 @@ pub enum ApiError {
     /// posting to their own ledger).
     #[error("forbidden")]
     Forbidden(&'static str),
-    /// A verified token whose subject (user or client) is not, or no longer, known here.
-    #[error("the token's subject is not known")]
-    UnknownSubject,
+    /// A verified token whose subject cannot be served here: not (or no longer) a known
+    /// user or client, or a client's own token where a user's is needed. RFC 6750
+    /// `invalid_token`, with this description.
+    #[error("{0}")]
+    InvalidSubject(&'static str),
     /// Input that parsed but broke the rules.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
@@ -112,18 +114,13 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound(what) => body(StatusCode::NOT_FOUND, "not_found", what),
             ApiError::Forbidden(what) => body(StatusCode::FORBIDDEN, "forbidden", what),
-            ApiError::UnknownSubject => {
-                let mut r = body(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_token",
-                    "the token's user or client no longer exists",
-                );
-                r.headers_mut().insert(
-                    WWW_AUTHENTICATE,
-                    HeaderValue::from_static(
-                        "Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"the token's user or client no longer exists\"",
-                    ),
-                );
+            ApiError::InvalidSubject(text) => {
+                let mut r = body(StatusCode::UNAUTHORIZED, "invalid_token", text);
+                if let Ok(v) = HeaderValue::from_str(&format!(
+                    "Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"{text}\""
+                )) {
+                    r.headers_mut().insert(WWW_AUTHENTICATE, v);
+                }
                 r
             }
             ApiError::BadRequest(msg) => body(StatusCode::BAD_REQUEST, "invalid_request", msg),

@@ -170,7 +170,7 @@ pub async fn api_limit(State(state): State<AppState>, request: Request, next: Ne
     // Per client for the client's own tokens; per client and user for tokens acting for a
     // user, so the users of one app (e.g. behind the backend-for-frontend) do not share a
     // quota.
-    let key = if claims.sub == claims.client_id.as_str() {
+    let key = if claims.is_client_token() {
         claims.client_id.to_string()
     } else {
         format!("{}/{}", claims.client_id, claims.sub)

@@ -276,30 +276,6 @@ impl<T> Table<T> {
     }
 }
 
-async fn visible_property(
-    conn: &mut SqliteConnection,
-    viewer: &Viewer,
-    id: i64,
-) -> Result<Option<Property>, StoreError> {
-    PROPERTIES.visible(conn, viewer, id).await
-}
-
-async fn visible_tenant(
-    conn: &mut SqliteConnection,
-    viewer: &Viewer,
-    id: i64,
-) -> Result<Option<Tenant>, StoreError> {
-    TENANTS.visible(conn, viewer, id).await
-}
-
-async fn visible_request(
-    conn: &mut SqliteConnection,
-    viewer: &Viewer,
-    id: i64,
-) -> Result<Option<MaintenanceRequest>, StoreError> {
-    REQUESTS.visible(conn, viewer, id).await
-}
-
 /// Checks that `user` may be linked to a tenant record: it exists, has role tenant and is
 /// not linked to another tenant.
 async fn check_tenant_user(
@@ -384,7 +360,9 @@ impl CrmStore for SqliteStore {
         viewer: &Viewer,
         id: i64,
     ) -> Result<Option<Property>, StoreError> {
-        visible_property(&mut *self.acquire().await?, viewer, id).await
+        PROPERTIES
+            .visible(&mut *self.acquire().await?, viewer, id)
+            .await
     }
 
     async fn list_properties(
@@ -438,7 +416,8 @@ impl CrmStore for SqliteStore {
         at: UnixTime,
     ) -> Result<Write<Tenant>, StoreError> {
         let mut tx = self.immediate().await?;
-        if visible_property(&mut tx, viewer, new.property_id)
+        if PROPERTIES
+            .visible(&mut tx, viewer, new.property_id)
             .await?
             .is_none()
         {
@@ -469,7 +448,8 @@ impl CrmStore for SqliteStore {
         .into_iter()
         .next()
         .ok_or_else(|| corrupt("no row returned"))?;
-        let tenant = visible_tenant(&mut tx, &Viewer::Portfolio, id)
+        let tenant = TENANTS
+            .visible(&mut tx, &Viewer::Portfolio, id)
             .await?
             .ok_or_else(|| corrupt("inserted tenant missing"))?;
         tx.commit().await.map_err(backend)?;
@@ -477,7 +457,9 @@ impl CrmStore for SqliteStore {
     }
 
     async fn find_tenant(&self, viewer: &Viewer, id: i64) -> Result<Option<Tenant>, StoreError> {
-        visible_tenant(&mut *self.acquire().await?, viewer, id).await
+        TENANTS
+            .visible(&mut *self.acquire().await?, viewer, id)
+            .await
     }
 
     async fn find_tenant_of_user(
@@ -516,11 +498,11 @@ impl CrmStore for SqliteStore {
         c: &TenantChanges,
     ) -> Result<Write<Tenant>, StoreError> {
         let mut tx = self.immediate().await?;
-        if visible_tenant(&mut tx, viewer, id).await?.is_none() {
+        if TENANTS.visible(&mut tx, viewer, id).await?.is_none() {
             return Ok(Write::NotFound);
         }
         if let Some(p) = c.property_id {
-            if visible_property(&mut tx, viewer, p).await?.is_none() {
+            if PROPERTIES.visible(&mut tx, viewer, p).await?.is_none() {
                 return Ok(Write::Invalid(no_such_property()));
             }
         }
@@ -548,7 +530,8 @@ impl CrmStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        let tenant = visible_tenant(&mut tx, &Viewer::Portfolio, id)
+        let tenant = TENANTS
+            .visible(&mut tx, &Viewer::Portfolio, id)
             .await?
             .ok_or_else(|| corrupt("updated tenant missing"))?;
         tx.commit().await.map_err(backend)?;
@@ -564,7 +547,7 @@ impl CrmStore for SqliteStore {
         at: UnixTime,
     ) -> Result<Write<LedgerEntry>, StoreError> {
         let mut tx = self.immediate().await?;
-        if visible_tenant(&mut tx, viewer, tenant_id).await?.is_none() {
+        if TENANTS.visible(&mut tx, viewer, tenant_id).await?.is_none() {
             return Ok(Write::NotFound);
         }
         let id: i64 = sqlx::query_scalar(
@@ -604,7 +587,8 @@ impl CrmStore for SqliteStore {
         filter: &EntryFilter,
     ) -> Result<Option<Vec<LedgerEntry>>, StoreError> {
         let mut conn = self.acquire().await?;
-        if visible_tenant(&mut conn, viewer, tenant_id)
+        if TENANTS
+            .visible(&mut conn, viewer, tenant_id)
             .await?
             .is_none()
         {
@@ -696,7 +680,7 @@ impl CrmStore for SqliteStore {
         at: UnixTime,
     ) -> Result<Write<MaintenanceRequest>, StoreError> {
         let mut tx = self.immediate().await?;
-        let Some(tenant) = visible_tenant(&mut tx, viewer, tenant_id).await? else {
+        let Some(tenant) = TENANTS.visible(&mut tx, viewer, tenant_id).await? else {
             return Ok(Write::Invalid(FieldError::new(
                 "tenant_id",
                 "no such tenant",
@@ -722,7 +706,8 @@ impl CrmStore for SqliteStore {
         .into_iter()
         .next()
         .ok_or_else(|| corrupt("no row returned"))?;
-        let request = visible_request(&mut tx, &Viewer::Portfolio, id)
+        let request = REQUESTS
+            .visible(&mut tx, &Viewer::Portfolio, id)
             .await?
             .ok_or_else(|| corrupt("inserted request missing"))?;
         tx.commit().await.map_err(backend)?;
@@ -734,7 +719,9 @@ impl CrmStore for SqliteStore {
         viewer: &Viewer,
         id: i64,
     ) -> Result<Option<MaintenanceRequest>, StoreError> {
-        visible_request(&mut *self.acquire().await?, viewer, id).await
+        REQUESTS
+            .visible(&mut *self.acquire().await?, viewer, id)
+            .await
     }
 
     async fn list_requests(
@@ -767,7 +754,7 @@ impl CrmStore for SqliteStore {
         at: UnixTime,
     ) -> Result<Write<MaintenanceRequest>, StoreError> {
         let mut tx = self.immediate().await?;
-        let Some(current) = visible_request(&mut tx, viewer, id).await? else {
+        let Some(current) = REQUESTS.visible(&mut tx, viewer, id).await? else {
             return Ok(Write::NotFound);
         };
         if let Err(e) = update.check_transition(current.status) {
@@ -786,7 +773,8 @@ impl CrmStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        let request = visible_request(&mut tx, &Viewer::Portfolio, id)
+        let request = REQUESTS
+            .visible(&mut tx, &Viewer::Portfolio, id)
             .await?
             .ok_or_else(|| corrupt("updated request missing"))?;
         tx.commit().await.map_err(backend)?;

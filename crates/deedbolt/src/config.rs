@@ -653,22 +653,15 @@ fn is_loopback_host(url: &url::Url) -> bool {
 
 /// Reads `DEEDBOLT_ALERT_WEBHOOK_SECRET`; set but empty is an error.
 pub fn webhook_secret_from_env() -> anyhow::Result<Option<deedbolt_http::webhook::WebhookSecret>> {
-    match std::env::var(WEBHOOK_SECRET_ENV) {
-        Ok(v) if v.trim().is_empty() => bail!("{WEBHOOK_SECRET_ENV} is set but empty"),
-        Ok(v) => Ok(Some(deedbolt_http::webhook::WebhookSecret::new(v))),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => bail!("{WEBHOOK_SECRET_ENV} is not valid UTF-8"),
-    }
+    Ok(secret_env(WEBHOOK_SECRET_ENV)?.map(deedbolt_http::webhook::WebhookSecret::new))
 }
 
 /// Reads `DEEDBOLT_MASTER_KEY`. Absent means development mode; present but malformed or a
 /// placeholder is an error, never a fallback.
 pub fn master_key_from_env() -> anyhow::Result<Option<MasterKey>> {
-    match std::env::var(MASTER_KEY_ENV) {
-        Ok(v) if v.trim().is_empty() => bail!("{MASTER_KEY_ENV} is set but empty"),
-        Ok(v) => Ok(Some(MasterKey::parse(&v)?)),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => bail!("{MASTER_KEY_ENV} is not valid UTF-8"),
+    match secret_env(MASTER_KEY_ENV)? {
+        Some(v) => Ok(Some(MasterKey::parse(&v)?)),
+        None => Ok(None),
     }
 }
 
