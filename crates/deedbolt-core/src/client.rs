@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::UnixTime;
 use crate::ids::ClientId;
 use crate::redirect::RedirectUri;
-use crate::scope::ScopeSet;
+use crate::scope::{Scope, ScopeSet};
 use crate::secret::SecretHash;
 
 /// An OAuth 2.0 grant type (RFC 6749 §1.3).
@@ -111,6 +111,10 @@ pub enum ClientRuleError {
     /// A public client asking for client_credentials.
     #[error("a public client cannot use client_credentials (it has no secret)")]
     PublicClientCredentials,
+    /// Administration scopes on a client that cannot get them: only an administrator
+    /// delegates them, through the authorization_code grant.
+    #[error("admin scopes are only delegated by an administrator: they need the authorization_code grant")]
+    AdminScopeWithoutCode,
 }
 
 /// A registered client.
@@ -175,8 +179,9 @@ pub enum ClientKind {
 
 impl NewClient {
     /// Validates a registration: a name, at least one grant type this release serves, at
-    /// least one scope, redirect URIs exactly when the authorization-code grant is used, and
-    /// no client credentials for public clients.
+    /// least one scope, redirect URIs exactly when the authorization-code grant is used,
+    /// administration scopes only with the authorization-code grant, and no client
+    /// credentials for public clients.
     pub fn new(
         name: ClientName,
         mut grant_types: Vec<GrantType>,
@@ -204,6 +209,9 @@ impl NewClient {
         }
         if !code && !redirect_uris.is_empty() {
             return Err(ClientRuleError::RedirectWithoutCode);
+        }
+        if !code && !scopes.intersection(&Scope::admin()).is_empty() {
+            return Err(ClientRuleError::AdminScopeWithoutCode);
         }
         let public = kind == ClientKind::Public;
         if public && grant_types.contains(&GrantType::ClientCredentials) {
@@ -306,6 +314,33 @@ mod tests {
                 .unwrap()
                 .public
         );
+    }
+
+    #[test]
+    fn admin_scopes_need_the_authorization_code_grant() {
+        let name = ClientName::parse("console").unwrap();
+        let admin: ScopeSet = "admin:read".parse().unwrap();
+        let cb = RedirectUri::parse("https://ops.example.com/cb").unwrap();
+        assert_eq!(
+            NewClient::new(
+                name.clone(),
+                vec![GrantType::ClientCredentials],
+                admin,
+                vec![],
+                ClientKind::Confidential
+            )
+            .unwrap_err(),
+            ClientRuleError::AdminScopeWithoutCode
+        );
+        let ok = NewClient::new(
+            name,
+            vec![GrantType::AuthorizationCode],
+            admin,
+            vec![cb],
+            ClientKind::Confidential,
+        )
+        .unwrap();
+        assert_eq!(ok.scopes.to_string(), "admin:read");
     }
 
     #[test]

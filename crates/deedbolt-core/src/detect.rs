@@ -263,7 +263,8 @@ impl AuthFailureDetector {
 // ---------------------------------------------------------------------------------------
 
 /// Whether `scope` is privileged for [`ScopeRequestDetector`]: any `*:write` scope, and
-/// every `financial:*` scope (reading the ledger is as sensitive as writing it).
+/// every `financial:*` scope (reading the ledger is as sensitive as writing it), and the
+/// administration scopes (they reach the security audit log).
 ///
 /// Decided by the scope's wire name, so scopes added to the catalogue later follow the
 /// same rule without a change here.
@@ -275,10 +276,11 @@ impl AuthFailureDetector {
 /// assert!(is_privileged(Scope::TenantWrite));
 /// assert!(!is_privileged(Scope::TenantRead));
 /// assert!(!is_privileged(Scope::MaintenanceManage));
+/// assert!(is_privileged(Scope::AdminRead));
 /// ```
 pub fn is_privileged(scope: Scope) -> bool {
     let name = scope.as_str();
-    name.ends_with(":write") || name.starts_with("financial:")
+    name.ends_with(":write") || name.starts_with("financial:") || scope.is_admin()
 }
 
 fn privileged_of(set: ScopeSet) -> ScopeSet {
@@ -1014,14 +1016,14 @@ mod tests {
     }
 
     #[test]
-    fn privileged_means_write_or_financial() {
+    fn privileged_means_write_financial_or_admin() {
         let privileged: ScopeSet = Scope::ALL
             .into_iter()
             .filter(|s| is_privileged(*s))
             .collect();
         assert_eq!(
             privileged,
-            set("property:write tenant:write financial:read financial:write")
+            set("property:write tenant:write financial:read financial:write admin:read admin:write")
         );
     }
 

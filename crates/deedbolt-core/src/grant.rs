@@ -14,7 +14,7 @@ use crate::clock::UnixTime;
 use crate::error::OAuthError;
 use crate::ids::TokenId;
 use crate::rand::RandomError;
-use crate::scope::ScopeSet;
+use crate::scope::{Scope, ScopeSet};
 use crate::secret::{ClientSecret, SecretHasher};
 use crate::token::{AccessTokenClaims, AccessTokenLifetime};
 
@@ -72,6 +72,11 @@ pub fn identify_public_client(found: Option<Client>) -> Result<ClientAuthenticat
 ///
 /// No `scope` parameter gives the client's registered scopes; a requested scope must be
 /// well-formed, known, and within the registration, or the answer is `invalid_scope`.
+///
+/// The administration scopes ([`Scope::admin`]) are never issued here, even to a client
+/// registered for them: only an administrator delegates them (authorization code), and a
+/// client acting for itself has no administrator behind it. They are left out of the
+/// default and refused when asked for by name.
 pub fn client_credentials_scope(
     auth: &ClientAuthenticated,
     requested: Option<&str>,
@@ -83,7 +88,13 @@ pub fn client_credentials_scope(
         )));
     }
     let Some(requested) = requested else {
-        return Ok(client.scopes);
+        let own = client.scopes.difference(&Scope::admin());
+        if own.is_empty() {
+            return Err(OAuthError::InvalidScope(Cow::Borrowed(
+                "this client's scopes are only delegated by an administrator",
+            )));
+        }
+        return Ok(own);
     };
     let requested: ScopeSet = requested
         .parse()
@@ -92,6 +103,12 @@ pub fn client_credentials_scope(
     if !beyond.is_empty() {
         return Err(OAuthError::InvalidScope(
             format!("scope not allowed for this client: {beyond}").into(),
+        ));
+    }
+    let admin = requested.intersection(&Scope::admin());
+    if !admin.is_empty() {
+        return Err(OAuthError::InvalidScope(
+            format!("{admin} is only delegated by an administrator, never issued with client_credentials").into(),
         ));
     }
     Ok(requested)
@@ -226,6 +243,27 @@ mod tests {
             client_credentials_scope(&auth, Some("bogus"))
                 .unwrap_err()
                 .code(),
+            "invalid_scope"
+        );
+    }
+
+    #[test]
+    fn admin_scopes_are_never_issued_with_client_credentials() {
+        let (mut client, secret, hasher) = fixture(vec![GrantType::ClientCredentials]);
+        client.scopes = "property:read admin:read".parse().unwrap();
+        let auth = authenticate_client(Some(client.clone()), &secret, &hasher).unwrap();
+        assert_eq!(
+            client_credentials_scope(&auth, None).unwrap().to_string(),
+            "property:read",
+            "the default leaves them out"
+        );
+        let err = client_credentials_scope(&auth, Some("admin:read")).unwrap_err();
+        assert_eq!(err.code(), "invalid_scope");
+        assert!(err.description().contains("admin:read"));
+        client.scopes = "admin:read".parse().unwrap();
+        let auth = authenticate_client(Some(client), &secret, &hasher).unwrap();
+        assert_eq!(
+            client_credentials_scope(&auth, None).unwrap_err().code(),
             "invalid_scope"
         );
     }

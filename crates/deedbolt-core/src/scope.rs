@@ -1,4 +1,5 @@
-//! The PropTech scope catalogue, the OpenID Connect scopes, and scope sets (RFC 6749 §3.3).
+//! The PropTech scope catalogue, the OpenID Connect scopes, the administration scopes, and
+//! scope sets (RFC 6749 §3.3).
 //!
 //! A scope string is parsed once, at the edge, into a [`ScopeSet`]; everything after that
 //! works on the typed set. Unknown or malformed scope strings are rejected rather than
@@ -9,7 +10,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// One scope: the PropTech catalogue plus the OpenID Connect scopes.
+/// One scope: the PropTech catalogue, the OpenID Connect scopes, and the administration
+/// scopes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
     /// Read properties (addresses, types, units).
@@ -34,11 +36,18 @@ pub enum Scope {
     Profile,
     /// OpenID Connect: the user's email address.
     Email,
+    /// Administration: read the security audit log and the alerts (`GET /admin/api/*`).
+    /// Only an administrator can delegate it (see [`Scope::admin`]).
+    AdminRead,
+    /// Administration: change things through the admin API. Reserved: the admin API has no
+    /// route that changes anything yet, so no route requires it; it exists so that a future
+    /// one cannot be reached with a read-only grant.
+    AdminWrite,
 }
 
 impl Scope {
     /// Every scope, in canonical order.
-    pub const ALL: [Scope; 11] = [
+    pub const ALL: [Scope; 13] = [
         Scope::PropertyRead,
         Scope::PropertyWrite,
         Scope::TenantRead,
@@ -50,6 +59,8 @@ impl Scope {
         Scope::Openid,
         Scope::Profile,
         Scope::Email,
+        Scope::AdminRead,
+        Scope::AdminWrite,
     ];
 
     /// The OpenID Connect scopes (OIDC Core §5.4), which grant no API access.
@@ -58,6 +69,27 @@ impl Scope {
             .with(Scope::Openid)
             .with(Scope::Profile)
             .with(Scope::Email)
+    }
+
+    /// The administration scopes, which reach the security audit log and the alerts of the
+    /// whole server. Only users with role admin may delegate them, and they are never issued
+    /// to a client acting for itself (client credentials): the admin API serves
+    /// administrators, through the apps they chose.
+    ///
+    /// ```
+    /// use deedbolt_core::scope::{Scope, ScopeSet};
+    /// assert_eq!(Scope::admin().to_string(), "admin:read admin:write");
+    /// assert!(Scope::AdminRead.is_admin() && !Scope::PropertyWrite.is_admin());
+    /// ```
+    pub fn admin() -> ScopeSet {
+        ScopeSet::empty()
+            .with(Scope::AdminRead)
+            .with(Scope::AdminWrite)
+    }
+
+    /// Whether this is an administration scope (see [`Scope::admin`]).
+    pub const fn is_admin(self) -> bool {
+        matches!(self, Scope::AdminRead | Scope::AdminWrite)
     }
 
     /// The scope token as it appears on the wire.
@@ -74,6 +106,8 @@ impl Scope {
             Scope::Openid => "openid",
             Scope::Profile => "profile",
             Scope::Email => "email",
+            Scope::AdminRead => "admin:read",
+            Scope::AdminWrite => "admin:write",
         }
     }
 
@@ -91,6 +125,13 @@ impl Scope {
             Scope::Openid => "Confirm who you are",
             Scope::Profile => "See your name",
             Scope::Email => "See your email address",
+            Scope::AdminRead => {
+                "Administrator access: read the security audit log and alerts of the whole \
+                 server (who signed in, from which IP address, which apps got tokens)"
+            }
+            Scope::AdminWrite => {
+                "Administrator access: make changes in the administration of the whole server"
+            }
         }
     }
 

@@ -40,12 +40,19 @@ impl Role {
 
     /// The scopes a user with this role may delegate to a client.
     ///
+    /// Only an administrator may delegate the administration scopes (`admin:read`,
+    /// `admin:write`): a client asking a tenant or a manager for them gets the rest of its
+    /// request, without them.
+    ///
     /// ```
+    /// use deedbolt_core::scope::Scope;
     /// use deedbolt_core::user::Role;
     /// let tenant = Role::Tenant.delegable();
     /// assert_eq!(tenant.to_string(), "tenant:read financial:read maintenance:request openid profile email");
     /// assert!(tenant.is_subset(&Role::Manager.delegable()));
     /// assert!(Role::Manager.delegable().is_subset(&Role::Admin.delegable()));
+    /// assert!(Scope::admin().is_subset(&Role::Admin.delegable()));
+    /// assert!(Role::Manager.delegable().intersection(&Scope::admin()).is_empty());
     /// ```
     pub fn delegable(self) -> ScopeSet {
         let oidc = Scope::oidc();
@@ -64,6 +71,7 @@ impl Role {
                 .with(Scope::MaintenanceRequest)
                 .with(Scope::MaintenanceManage)
                 .union(&oidc),
+            // Everything, the administration scopes included.
             Role::Admin => ScopeSet::all(),
         }
     }
@@ -333,5 +341,15 @@ mod tests {
         assert_eq!("manager".parse::<Role>(), Ok(Role::Manager));
         assert!("root".parse::<Role>().is_err());
         assert!(!Role::Tenant.delegable().contains(Scope::PropertyWrite));
+    }
+
+    #[test]
+    fn only_administrators_may_delegate_the_admin_scopes() {
+        for role in [Role::Tenant, Role::Manager] {
+            for scope in Scope::admin().iter() {
+                assert!(!role.delegable().contains(scope), "{role} may not delegate {scope}");
+            }
+        }
+        assert!(Scope::admin().is_subset(&Role::Admin.delegable()));
     }
 }

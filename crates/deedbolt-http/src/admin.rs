@@ -6,7 +6,12 @@
 //! An administrator is a user whose role is `admin`, looked up on every request: a demoted
 //! user loses access at once, whatever token or session they still hold. Tokens are
 //! verified by the guard's verifier (signature, expiry, audience, revocation), exactly as
-//! for the API.
+//! for the API, and must carry the administration scope of the route: `admin:read` for
+//! every route here (all of them only read). Being an administrator is not enough: an app
+//! the administrator signed in to for something else (say `openid`) does not get to read
+//! the security audit log. Only an administrator can delegate the admin scopes, and only
+//! to a client registered for them (see `deedbolt_core::scope::Scope::admin`).
+//! `admin:write` is defined for routes that change something; there are none yet.
 //!
 //! The dashboard shows recent alerts, the latest audit records, and a chart of tokens
 //! issued and authentication failures per hour, drawn as inline SVG on the server: no
@@ -31,6 +36,7 @@ use deedbolt_core::flow::Params as _;
 use deedbolt_core::ids::UserId;
 use deedbolt_core::ports::{Session, StoredAlert};
 use deedbolt_core::rand;
+use deedbolt_core::scope::Scope;
 use deedbolt_core::user::{Password, Role, User};
 use deedbolt_guard::{parse_bearer, BearerError};
 use serde_json::{json, Value};
@@ -56,6 +62,8 @@ const CHART_HOURS: i64 = 24;
 /// The same answer for a wrong password, an unknown email and a non-admin account, so the
 /// form reveals neither who exists nor who is an administrator.
 const INCORRECT: &str = "The email or password is incorrect.";
+/// The description of a refusal for a missing scope: the guard's words.
+const MISSING_SCOPE: &str = "the token lacks a required scope";
 
 // ---------------------------------------------------------------------------------------
 // Who is an administrator
@@ -72,13 +80,21 @@ async fn admin_user(state: &AppState, id: &UserId) -> Result<Option<User>, ApiEr
         .filter(|u| u.role == Role::Admin))
 }
 
-/// An administrator proven by a bearer access token: the one check of both API endpoints.
+/// An administrator proven by a bearer access token carrying `admin:read`: the one check
+/// of both API endpoints.
 ///
 /// Refusals follow RFC 6750 §3 like the guard's: 401 with a `Bearer` challenge for a
 /// missing or invalid token, 400 for a malformed header, and 403 `insufficient_scope` for
-/// a valid token whose subject is not an administrator (client-credentials tokens
-/// included: their subject is the client).
+/// a valid token without `admin:read` (naming it, as the guard names a route's scopes) or
+/// whose subject is not an administrator (client-credentials tokens included: their
+/// subject is the client).
 pub struct AdminToken(pub User);
+
+impl AdminToken {
+    /// The scope a token needs for the routes taking this extractor, which only read. A
+    /// route that changes something would need [`Scope::AdminWrite`] instead.
+    pub const REQUIRED: Scope = Scope::AdminRead;
+}
 
 impl std::fmt::Debug for AdminToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,6 +114,8 @@ pub enum AdminRejection {
     InvalidToken(&'static str),
     /// A valid token of someone who is not an administrator.
     NotAdmin,
+    /// A valid token without the administration scope the route requires.
+    InsufficientScope(Scope),
     /// The user store failed.
     Internal(ApiError),
 }
@@ -131,6 +149,26 @@ impl IntoResponse for AdminRejection {
                 "insufficient_scope",
                 "an administrator is required",
             ),
+            AdminRejection::InsufficientScope(scope) => {
+                let mut response = (
+                    StatusCode::FORBIDDEN,
+                    Json(json!({
+                        "error": "insufficient_scope",
+                        "error_description": MISSING_SCOPE,
+                        "scope": scope.as_str(),
+                    })),
+                )
+                    .into_response();
+                let challenge = format!(
+                    "{REALM}, error=\"insufficient_scope\", error_description=\"{MISSING_SCOPE}\", scope=\"{scope}\""
+                );
+                let headers = response.headers_mut();
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    headers.insert(WWW_AUTHENTICATE, v);
+                }
+                no_store(headers);
+                return response;
+            }
         };
         let mut response = (
             status,
@@ -165,6 +203,10 @@ impl FromRequestParts<AppState> for AdminToken {
         // A client-credentials token names the client as its subject: never a user.
         if claims.is_client_token() {
             return Err(AdminRejection::NotAdmin);
+        }
+        if !claims.scope.contains(Self::REQUIRED) {
+            tracing::info!(sub = %claims.sub, client_id = %claims.client_id, "admin API refused a token without {}", Self::REQUIRED);
+            return Err(AdminRejection::InsufficientScope(Self::REQUIRED));
         }
         let Ok(id) = UserId::parse(&claims.sub) else {
             return Err(AdminRejection::NotAdmin);

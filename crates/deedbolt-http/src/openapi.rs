@@ -229,9 +229,14 @@ fn document(ops: &[Op], issuer: &str) -> Value {
                               "error_description": {"type": "string"},
                               "fields": {"type": "array", "items": field_error}}}),
     );
-    let scopes: Map<String, Value> = Scope::ALL
+    let described = |s: &Scope| (s.as_str().to_owned(), json!(s.description()));
+    let scopes: Map<String, Value> = Scope::ALL.iter().map(described).collect();
+    // The administration scopes are delegated by an administrator only, never issued to
+    // a client acting for itself.
+    let client_scopes: Map<String, Value> = Scope::ALL
         .iter()
-        .map(|s| (s.as_str().to_owned(), json!(s.description())))
+        .filter(|s| !s.is_admin())
+        .map(described)
         .collect();
     let base = issuer.trim_end_matches('/');
     json!({
@@ -258,11 +263,11 @@ fn document(ops: &[Op], issuer: &str) -> Value {
                             "authorizationUrl": format!("{base}/authorize"),
                             "tokenUrl": format!("{base}/token"),
                             "refreshUrl": format!("{base}/token"),
-                            "scopes": scopes.clone(),
+                            "scopes": scopes,
                         },
                         "clientCredentials": {
                             "tokenUrl": format!("{base}/token"),
-                            "scopes": scopes,
+                            "scopes": client_scopes,
                         }
                     }
                 }

@@ -121,7 +121,9 @@ pub fn login(
     )
 }
 
-/// The consent page: the scopes in plain words, approve or deny.
+/// The consent page: the scopes in plain words, approve or deny. Administration scopes
+/// are flagged in bold and announced by a warning above the list, since they open the
+/// security audit log and the alerts of the whole server.
 pub fn consent(
     client_name: &str,
     user_email: &str,
@@ -132,18 +134,33 @@ pub fn consent(
     let items: String = scope
         .iter()
         .map(|s| {
+            let (open, close) = if s.is_admin() {
+                ("<li class=\"admin-scope\"><strong>", "</strong>")
+            } else {
+                ("<li>", "")
+            };
             format!(
-                "<li>{} <small>({})</small></li>",
+                "{open}{}{close} <small>({})</small></li>",
                 escape(s.description()),
                 s.as_str()
             )
         })
         .collect();
+    let warning = if scope.iter().any(|s| s.is_admin()) {
+        format!(
+            "<p class=\"error\" role=\"alert\" id=\"admin-warning\">Warning: this gives {} \
+             administrator access. It could read the security audit log and the alerts of \
+             the whole server. Allow it only if you trust this app with that.</p>",
+            escape(client_name)
+        )
+    } else {
+        String::new()
+    };
     page(
         StatusCode::OK,
         "Allow access",
         &format!(
-            "<h1>{client} wants to access your account</h1>\
+            "<h1>{client} wants to access your account</h1>{warning}\
              <p>Signed in as {email}. If you allow it, {client} will be able to:</p><ul>{items}</ul>\
              <form method=\"post\" action=\"/consent\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\

@@ -1,5 +1,6 @@
 //! The admin console: the JSON API (`/admin/api/audit`, `/admin/api/alerts`) with bearer
-//! tokens of an administrator, a tenant and a client; the dashboard (`/admin`) over plain
+//! tokens of an administrator (with and without `admin:read`), a tenant and a client, and
+//! how the admin scopes are registered and advertised; the dashboard (`/admin`) over plain
 //! HTTP (login form, errors, the dashboard's tables and chart, logout); and the dashboard
 //! in headless Chromium.
 
@@ -9,8 +10,8 @@ use serde_json::Value;
 
 use crate::browser::{browser_available, within_budget, Browser};
 use crate::helpers::{
-    eventually, hidden_input, location, set_cookie_line, spawn_app, www_authenticate, CodeClient,
-    Creds, Jar, TestApp,
+    eventually, hidden_input, jwt_part, location, set_cookie_line, spawn_app, www_authenticate,
+    CodeClient, Creds, Jar, TestApp,
 };
 
 const ADMIN: &str = "ada.admin@example.com";
@@ -19,8 +20,11 @@ const PASSWORD: &str = "plum-Orchard-Lantern-77-quietly";
 const CB: &str = "https://app.example.com/cb";
 const INCORRECT: &str = "The email or password is incorrect.";
 
-/// A server with an administrator, a tenant, a confidential code client and a
-/// client-credentials client.
+/// What the code client is registered for: the admin API's scope among others.
+const CODE_SCOPES: &str = "openid property:read admin:read";
+
+/// A server with an administrator, a tenant, a confidential code client registered for
+/// `admin:read` and a client-credentials client.
 struct Env {
     app: TestApp,
     admin_id: String,
@@ -32,7 +36,7 @@ async fn setup() -> Env {
     let app = spawn_app().await;
     let admin_id = app.create_user(ADMIN, "admin", PASSWORD);
     app.create_user(TENANT, "tenant", PASSWORD);
-    let code_client = app.create_code_client("openid property:read", &[CB], false, &[]);
+    let code_client = app.create_code_client(CODE_SCOPES, &[CB], false, &[]);
     let cc = app.create_client("property:read");
     Env {
         app,
@@ -43,15 +47,11 @@ async fn setup() -> Env {
 }
 
 impl Env {
+    /// `email`'s access token through the code client, asking for `admin:read` (granted
+    /// only if `email` is an administrator).
     async fn token_of(&self, email: &str) -> String {
         self.app
-            .user_access_token(
-                &self.code_client,
-                CB,
-                "openid property:read",
-                email,
-                PASSWORD,
-            )
+            .user_access_token(&self.code_client, CB, "openid admin:read", email, PASSWORD)
             .await
     }
 }
@@ -116,7 +116,8 @@ async fn all_pages(app: &TestApp, path: &str, limit: u32, token: &str) -> (Vec<V
 }
 
 /// Three `unusual_scope_request` alerts (scopes beyond registration) and one
-/// `multiple_auth_failures`, in that order.
+/// `multiple_auth_failures`, in that order. (The first admin token already raised one:
+/// the code client's first use of the privileged `admin:read`.)
 async fn raise_alerts(env: &Env) {
     for _ in 0..3 {
         let res = env
@@ -211,7 +212,7 @@ async fn admin_api_pages_through_audit_records_and_alerts() {
             Some(&admin),
         )
         .await;
-        alerts["items"].as_array().map(Vec::len) == Some(4)
+        alerts["items"].as_array().map(Vec::len) == Some(5)
             && failed["items"].as_array().map(Vec::len) == Some(5)
     })
     .await;
@@ -290,7 +291,7 @@ async fn admin_api_pages_through_audit_records_and_alerts() {
     let (status, _, _) = api(app, "/admin/api/alerts?client=x", Some(&admin)).await;
     assert_eq!(status, 400, "alerts take no audit filters");
 
-    // Alerts: 4, newest first, in pages of 3 then 1.
+    // Alerts: 5, newest first, in pages of 3 then 2.
     let (alerts, pages) = all_pages(app, "/admin/api/alerts", 3, &admin).await;
     assert_eq!(pages, 2);
     let kinds: Vec<&str> = alerts
@@ -303,6 +304,7 @@ async fn admin_api_pages_through_audit_records_and_alerts() {
             "multiple_auth_failures",
             "unusual_scope_request",
             "unusual_scope_request",
+            "unusual_scope_request",
             "unusual_scope_request"
         ]
     );
@@ -311,14 +313,141 @@ async fn admin_api_pages_through_audit_records_and_alerts() {
         alerts[1]["alert"]["subject"],
         format!("client:{}", env.cc.id).as_str()
     );
+    assert_eq!(
+        alerts[4]["alert"]["subject"],
+        format!("client:{}", env.code_client.id).as_str(),
+        "the code client's first admin:read"
+    );
     for a in &alerts {
         assert!(a["delivered_at"].is_null(), "no webhook: undelivered: {a}");
         assert_eq!(a["attempts"], 0, "{a}");
     }
     // The default page holds them all, with no next page.
     let (_, body, _) = api(app, "/admin/api/alerts", Some(&admin)).await;
-    assert_eq!(body["items"].as_array().map(Vec::len), Some(4));
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(5));
     assert!(body["next_cursor"].is_null());
+}
+
+/// Asserts the 403 of a token without `admin:read` at `path`: `insufficient_scope`
+/// naming the scope, in the body and in the challenge (RFC 6750 §3).
+#[track_caller]
+fn assert_needs_admin_read(who: &str, path: &str, (status, body, challenge): &(u16, Value, String)) {
+    assert_eq!(*status, 403, "{who} at {path}: {body}");
+    assert_eq!(body["error"], "insufficient_scope", "{who} at {path}: {body}");
+    assert_eq!(body["scope"], "admin:read", "{who} at {path}: {body}");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("scope=\"admin:read\""),
+        "{who} at {path}: {challenge}"
+    );
+}
+
+#[tokio::test]
+async fn an_administrators_token_without_admin_read_does_not_open_the_admin_api() {
+    let env = setup().await;
+    let app = &env.app;
+    // An app the administrator signed in to for something else: it never asked for the
+    // audit log, and must not read it.
+    let sign_in_app = app.create_code_client("openid", &[CB], false, &[]);
+    let openid_only = app
+        .user_access_token(&sign_in_app, CB, "openid", ADMIN, PASSWORD)
+        .await;
+    assert_eq!(jwt_part(&openid_only, 1)["scope"], "openid");
+    // The admin's token through the code client, without asking for admin:read.
+    let property_only = app
+        .user_access_token(&env.code_client, CB, "property:read", ADMIN, PASSWORD)
+        .await;
+    let granted = env.token_of(ADMIN).await;
+    assert_eq!(jwt_part(&granted, 1)["scope"], "openid admin:read");
+    for path in ["/admin/api/audit", "/admin/api/alerts"] {
+        assert_needs_admin_read("openid only", path, &api(app, path, Some(&openid_only)).await);
+        assert_needs_admin_read(
+            "property:read only",
+            path,
+            &api(app, path, Some(&property_only)).await,
+        );
+        let (status, body, _) = api(app, path, Some(&granted)).await;
+        assert_eq!(status, 200, "admin:read granted, at {path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn client_credentials_never_carry_admin_scopes_nor_open_the_admin_api() {
+    let env = setup().await;
+    let app = &env.app;
+    // A machine-only registration cannot hold an admin scope: a clear error, no client.
+    let before = app.cli_json(&["client", "list", "--json"]);
+    let out = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "robot",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "admin:read",
+    ]);
+    assert!(!out.status.success(), "admin:read for a machine client is refused");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("authorization_code"), "{stderr}");
+    assert_eq!(app.cli_json(&["client", "list", "--json"]), before, "nothing registered");
+
+    // A client registered for both grants and admin:read: its own tokens never get it.
+    let both = app.create_code_client(
+        "property:read admin:read",
+        &[CB],
+        false,
+        &["client_credentials"],
+    );
+    let res = app
+        .post_token(Some(&both.creds()), "grant_type=client_credentials&scope=admin:read")
+        .await;
+    assert_eq!(res.status(), 400, "admin:read by client credentials");
+    let body: Value = res.json().await.expect("error JSON");
+    assert_eq!(body["error"], "invalid_scope", "{body}");
+    let res = app
+        .post_token(Some(&both.creds()), "grant_type=client_credentials")
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("token JSON");
+    assert_eq!(body["scope"], "property:read", "the default leaves admin:read out");
+    let own = body["access_token"].as_str().expect("access_token");
+    for path in ["/admin/api/audit", "/admin/api/alerts"] {
+        let (status, body, _) = api(app, path, Some(own)).await;
+        assert_eq!(status, 403, "a client's own token at {path}: {body}");
+        assert_eq!(body["error"], "insufficient_scope", "{body}");
+    }
+}
+
+#[tokio::test]
+async fn admin_scopes_are_advertised_where_they_can_be_had() {
+    let app = spawn_app().await;
+    let meta: Value = app
+        .get("/.well-known/oauth-authorization-server", None)
+        .await
+        .json()
+        .await
+        .expect("metadata");
+    let supported = meta["scopes_supported"].as_array().expect("scopes_supported");
+    for s in ["admin:read", "admin:write"] {
+        assert!(supported.iter().any(|v| v == s), "{s} in {supported:?}");
+    }
+    let doc: Value = app
+        .get("/api/openapi.json", None)
+        .await
+        .json()
+        .await
+        .expect("OpenAPI");
+    let flows = &doc["components"]["securitySchemes"]["oauth2"]["flows"];
+    let code = flows["authorizationCode"]["scopes"]["admin:read"]
+        .as_str()
+        .expect("the code flow lists admin:read");
+    assert!(code.contains("security audit log"), "{code}");
+    assert!(
+        flows["clientCredentials"]["scopes"].get("admin:read").is_none()
+            && flows["clientCredentials"]["scopes"].get("admin:write").is_none(),
+        "client credentials never get admin scopes: {flows}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

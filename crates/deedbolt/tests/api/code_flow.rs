@@ -572,6 +572,66 @@ async fn a_role_that_can_grant_nothing_requested_gets_access_denied() {
     expect_redirect_error(app, &res, &req, "access_denied");
 }
 
+#[tokio::test]
+async fn only_an_administrator_can_delegate_admin_read_and_the_consent_page_flags_it() {
+    const ADMIN: &str = "ada.admin@example.com";
+    const MANAGER: &str = "max.manager@example.com";
+    let env = setup("openid admin:read", false).await;
+    let app = &env.app;
+    app.create_user(ADMIN, "admin", PASSWORD);
+    app.create_user(MANAGER, "manager", PASSWORD);
+
+    // The administrator reads, in plain words, what the app would get, with a warning.
+    let req = AuthRequest::new(&env.client.id, CB, "openid admin:read");
+    let login = expect_login_redirect(&authorize(app, &req, &Jar::default()).await);
+    let (jar, consent) = sign_in(app, &login, ADMIN, PASSWORD).await;
+    let form = open_consent(app, &jar, &consent).await;
+    assert!(
+        form.html
+            .contains("read the security audit log and alerts of the whole server")
+            && form.html.contains("(admin:read)"),
+        "{}",
+        form.html
+    );
+    assert!(
+        form.html.contains("id=\"admin-warning\"") && form.html.contains("administrator access"),
+        "{}",
+        form.html
+    );
+    let code = expect_code(app, &decide(app, &jar, &form, "approve").await, &req);
+    let body = json(redeem_for(app, &env.client, &code, &req).await).await;
+    assert_eq!(body["scope"], "openid admin:read", "{body}");
+    let token = body["access_token"].as_str().expect("access_token");
+    assert_eq!(app.get("/admin/api/audit", Some(token)).await.status(), 200);
+
+    // A tenant or a manager cannot delegate it: the page neither lists nor warns about
+    // it, the token is issued without it, and the admin API refuses the token.
+    for email in [TENANT, MANAGER] {
+        let req = AuthRequest::new(&env.client.id, CB, "openid admin:read");
+        let login = expect_login_redirect(&authorize(app, &req, &Jar::default()).await);
+        let (jar, consent) = sign_in(app, &login, email, PASSWORD).await;
+        let form = open_consent(app, &jar, &consent).await;
+        assert!(form.html.contains("(openid)"), "{email}: {}", form.html);
+        assert!(
+            !form.html.contains("admin:read")
+                && !form.html.contains("audit log")
+                && !form.html.contains("admin-warning"),
+            "{email}: {}",
+            form.html
+        );
+        let code = expect_code(app, &decide(app, &jar, &form, "approve").await, &req);
+        let body = json(redeem_for(app, &env.client, &code, &req).await).await;
+        assert_eq!(body["scope"], "openid", "{email}: {body}");
+        let token = body["access_token"].as_str().expect("access_token");
+        let res = app.get("/admin/api/audit", Some(token)).await;
+        assert_eq!(res.status(), 403, "{email}");
+        assert!(
+            www_authenticate(&res).contains("insufficient_scope"),
+            "{email}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 2. Remembered consent and prompt
 // ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::helpers::spawn_app;
 
-const ALL_SCOPES: [&str; 11] = [
+const ALL_SCOPES: [&str; 13] = [
     "property:read",
     "property:write",
     "tenant:read",
@@ -17,6 +17,8 @@ const ALL_SCOPES: [&str; 11] = [
     "openid",
     "profile",
     "email",
+    "admin:read",
+    "admin:write",
 ];
 
 #[tokio::test]
