@@ -28,6 +28,7 @@
 //! - [`crm`]: the PropTech resources (properties, tenants, ledger, maintenance), exact
 //!   money, list parameters and the [`crm::Viewer`] that binds a token to its records.
 //! - [`error`]: the RFC 6749 §5.2 error codes.
+//! - [`text`]: bounded echoes of client input in error messages.
 //! - [`ports`]: the storage traits that backends implement, plus [`clock`] and [`rand`].
 //!
 //! Security checks leave evidence: issuing a token needs a [`grant::ClientAuthenticated`]
@@ -57,6 +58,7 @@ pub mod revocation;
 pub mod scope;
 pub mod seal;
 pub mod secret;
+pub mod text;
 pub mod throttle;
 pub mod token;
 pub mod user;

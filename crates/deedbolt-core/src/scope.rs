@@ -157,6 +157,9 @@ pub enum ScopeError {
     Malformed(&'static str),
 }
 
+/// The longest unknown scope token echoed in an error message.
+const MAX_ECHO: usize = 64;
+
 impl FromStr for Scope {
     type Err = ScopeError;
 
@@ -164,21 +167,8 @@ impl FromStr for Scope {
         Scope::ALL
             .into_iter()
             .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| ScopeError::Unknown(truncate_for_message(s)))
+            .ok_or_else(|| ScopeError::Unknown(crate::text::truncated(s, MAX_ECHO)))
     }
-}
-
-/// Keeps error messages bounded when a client sends a huge token.
-fn truncate_for_message(s: &str) -> String {
-    const MAX: usize = 64;
-    if s.len() <= MAX {
-        return s.to_owned();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// A set of catalogue scopes.

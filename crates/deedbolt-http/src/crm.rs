@@ -181,8 +181,11 @@ impl<T> JsonBody<T> {
                             .unwrap_or(e)
                     })
                     .collect();
+                // A set, not a scan per error: a body may carry thousands of bad fields.
+                let mut seen: std::collections::HashSet<String> =
+                    merged.iter().map(|m| m.field.clone()).collect();
                 for t in typed {
-                    if !merged.iter().any(|m| m.field == t.field) {
+                    if seen.insert(t.field.clone()) {
                         merged.push(t);
                     }
                 }

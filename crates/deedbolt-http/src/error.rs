@@ -1,14 +1,15 @@
 //! The one mapping from errors to HTTP responses.
 //!
 //! OAuth errors become RFC 6749 §5.2 JSON with the right status (401 plus a `Basic`
-//! challenge for `invalid_client`); API validation errors become 422; anything internal
-//! becomes a bare 500 `server_error` whose details go to the log only.
+//! challenge for `invalid_client`); API validation errors become 422, listing at most
+//! [`MAX_FIELD_ERRORS`] fields; anything internal becomes a bare 500 `server_error` whose
+//! details go to the log only.
 
 use axum::http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use deedbolt_core::crm::FieldError;
+use deedbolt_core::crm::{FieldError, MAX_FIELD_ERRORS};
 use deedbolt_core::error::OAuthError;
 use serde_json::json;
 
@@ -124,15 +125,21 @@ impl IntoResponse for ApiError {
                 r
             }
             ApiError::BadRequest(msg) => body(StatusCode::BAD_REQUEST, "invalid_request", msg),
-            ApiError::Validation(fields) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({
+            ApiError::Validation(fields) => {
+                // At most MAX_FIELD_ERRORS, and a note of how many more, so the answer
+                // stays small however many bad fields a request carries.
+                let shown = fields.get(..MAX_FIELD_ERRORS).unwrap_or(fields);
+                let mut body = json!({
                     "error": "validation_failed",
                     "error_description": "the request has invalid fields",
-                    "fields": fields,
-                })),
-            )
-                .into_response(),
+                    "fields": shown,
+                });
+                if fields.len() > shown.len() {
+                    body["truncated"] = json!(true);
+                    body["fields_omitted"] = json!(fields.len() - shown.len());
+                }
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+            }
             ApiError::RateLimited {
                 policy,
                 limit,

@@ -227,7 +227,12 @@ fn document(ops: &[Op], issuer: &str) -> Value {
         json!({"type": "object", "required": ["error", "fields"],
                "properties": {"error": {"const": "validation_failed"},
                               "error_description": {"type": "string"},
-                              "fields": {"type": "array", "items": field_error}}}),
+                              "fields": {"type": "array", "items": field_error,
+                                         "maxItems": deedbolt_core::crm::MAX_FIELD_ERRORS},
+                              "truncated": {"const": true,
+                                            "description": "present when more fields failed than `fields` lists"},
+                              "fields_omitted": {"type": "integer", "minimum": 1,
+                                                 "description": "how many failing fields `fields` leaves out"}}}),
     );
     let described = |s: &Scope| (s.as_str().to_owned(), json!(s.description()));
     let scopes: Map<String, Value> = Scope::ALL.iter().map(described).collect();

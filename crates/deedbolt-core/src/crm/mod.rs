@@ -19,7 +19,17 @@ use serde::Serialize;
 
 use crate::ids::UserId;
 
-/// One field's validation failure, reported as 422 with every failing field at once.
+/// The most field errors one 422 response lists; the response says when there were more.
+/// A request full of bad fields gets a short answer, not one as large as (or larger than)
+/// the request.
+pub const MAX_FIELD_ERRORS: usize = 20;
+/// The longest field name a [`FieldError`] echoes (an unknown field's name is client input).
+pub const MAX_FIELD_NAME: usize = 64;
+/// The longest message a [`FieldError`] carries (a message may quote client input).
+pub const MAX_FIELD_MESSAGE: usize = 200;
+
+/// One field's validation failure, reported as 422 with every failing field at once (up
+/// to [`MAX_FIELD_ERRORS`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FieldError {
     /// The JSON field (or query parameter).
@@ -29,11 +39,20 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    /// A failure of `field`.
+    /// A failure of `field`. The name and the message are cut to [`MAX_FIELD_NAME`] and
+    /// [`MAX_FIELD_MESSAGE`] bytes, since either may echo client input.
+    ///
+    /// ```
+    /// use deedbolt_core::crm::FieldError;
+    /// let e = FieldError::new("x".repeat(10_000), format!("bad `{}`", "y".repeat(10_000)));
+    /// assert!(e.field.len() <= 64 + '…'.len_utf8());
+    /// assert!(e.message.len() <= 200 + '…'.len_utf8());
+    /// ```
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let (field, message) = (field.into(), message.into());
         FieldError {
-            field: field.into(),
-            message: message.into(),
+            field: crate::text::truncated(&field, MAX_FIELD_NAME),
+            message: crate::text::truncated(&message, MAX_FIELD_MESSAGE),
         }
     }
 }

@@ -1640,6 +1640,56 @@ async fn a_type_error_is_reported_with_the_other_bad_fields() {
     );
 }
 
+/// A body full of bad fields (here about 62 KB: 800 unknown fields with long names and a
+/// wrong-typed field with a 12 KB value) gets a small 422: the first 20 field errors, a
+/// note of how many more there were, no long input echoed, and nothing created.
+#[tokio::test]
+async fn a_body_full_of_bad_fields_gets_a_small_422_and_changes_nothing() {
+    let app = spawn_app().await;
+    let creds = app.create_client(CRM_SCOPES);
+    let token = app.access_token(&creds, None).await;
+    let mut body = serde_json::Map::new();
+    for i in 0..800 {
+        body.insert(format!("unknown_{i:04}_{}", "x".repeat(40)), json!(i));
+    }
+    let long = "9".repeat(14_000);
+    body.insert("units".into(), json!(long));
+    let body = Value::Object(body);
+    let sent = body.to_string().len();
+    assert!((60_000..64 * 1024).contains(&sent), "a body under the limit: {sent}");
+
+    let res = app
+        .crm_send(Method::POST, "/api/properties", Some(&token), Some(&body))
+        .await;
+    assert_eq!(res.status(), 422);
+    let text = res.text().await.expect("body");
+    assert!(text.len() < 8 * 1024, "a small answer: {} bytes", text.len());
+    assert!(!text.contains(&long[..300]), "the long value is not echoed");
+    let answer: Value = serde_json::from_str(&text).expect("JSON");
+    let fields = crm_error_fields(&answer);
+    assert_eq!(fields.len(), 20, "{answer}");
+    assert_eq!(answer["truncated"], true, "{answer}");
+    // Every unknown field, and name, address, kind (missing) and units (wrong type).
+    assert_eq!(answer["fields_omitted"], 804 - 20, "{answer}");
+    for f in ["name", "address", "kind", "units"] {
+        assert!(fields.iter().any(|x| x == f), "{f} among the first: {fields:?}");
+    }
+    assert!(
+        fields.iter().all(|f| f.len() < 100),
+        "field names are cut: {fields:?}"
+    );
+
+    // A few bad fields are all listed, with no truncation note.
+    let (status, answer) = post(&app, "/api/properties", &token, json!({"units": 0})).await;
+    assert_eq!(status, 422);
+    assert!(answer.get("truncated").is_none(), "{answer}");
+    assert_eq!(crm_error_fields(&answer).len(), 4, "{answer}");
+
+    let (status, page) = get(&app, "/api/properties", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["items"], json!([]), "nothing was created");
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Lists
 // ---------------------------------------------------------------------------------------
