@@ -1023,7 +1023,9 @@ mod tests {
             .collect();
         assert_eq!(
             privileged,
-            set("property:write tenant:write financial:read financial:write admin:read admin:write")
+            set(
+                "property:write tenant:write financial:read financial:write admin:read admin:write"
+            )
         );
     }
 

@@ -347,7 +347,10 @@ mod tests {
     fn only_administrators_may_delegate_the_admin_scopes() {
         for role in [Role::Tenant, Role::Manager] {
             for scope in Scope::admin().iter() {
-                assert!(!role.delegable().contains(scope), "{role} may not delegate {scope}");
+                assert!(
+                    !role.delegable().contains(scope),
+                    "{role} may not delegate {scope}"
+                );
             }
         }
         assert!(Scope::admin().is_subset(&Role::Admin.delegable()));

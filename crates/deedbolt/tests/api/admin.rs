@@ -331,9 +331,16 @@ async fn admin_api_pages_through_audit_records_and_alerts() {
 /// Asserts the 403 of a token without `admin:read` at `path`: `insufficient_scope`
 /// naming the scope, in the body and in the challenge (RFC 6750 §3).
 #[track_caller]
-fn assert_needs_admin_read(who: &str, path: &str, (status, body, challenge): &(u16, Value, String)) {
+fn assert_needs_admin_read(
+    who: &str,
+    path: &str,
+    (status, body, challenge): &(u16, Value, String),
+) {
     assert_eq!(*status, 403, "{who} at {path}: {body}");
-    assert_eq!(body["error"], "insufficient_scope", "{who} at {path}: {body}");
+    assert_eq!(
+        body["error"], "insufficient_scope",
+        "{who} at {path}: {body}"
+    );
     assert_eq!(body["scope"], "admin:read", "{who} at {path}: {body}");
     assert!(
         challenge.contains("error=\"insufficient_scope\"")
@@ -360,7 +367,11 @@ async fn an_administrators_token_without_admin_read_does_not_open_the_admin_api(
     let granted = env.token_of(ADMIN).await;
     assert_eq!(jwt_part(&granted, 1)["scope"], "openid admin:read");
     for path in ["/admin/api/audit", "/admin/api/alerts"] {
-        assert_needs_admin_read("openid only", path, &api(app, path, Some(&openid_only)).await);
+        assert_needs_admin_read(
+            "openid only",
+            path,
+            &api(app, path, Some(&openid_only)).await,
+        );
         assert_needs_admin_read(
             "property:read only",
             path,
@@ -387,10 +398,17 @@ async fn client_credentials_never_carry_admin_scopes_nor_open_the_admin_api() {
         "--scope",
         "admin:read",
     ]);
-    assert!(!out.status.success(), "admin:read for a machine client is refused");
+    assert!(
+        !out.status.success(),
+        "admin:read for a machine client is refused"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("authorization_code"), "{stderr}");
-    assert_eq!(app.cli_json(&["client", "list", "--json"]), before, "nothing registered");
+    assert_eq!(
+        app.cli_json(&["client", "list", "--json"]),
+        before,
+        "nothing registered"
+    );
 
     // A client registered for both grants and admin:read: its own tokens never get it.
     let both = app.create_code_client(
@@ -400,7 +418,10 @@ async fn client_credentials_never_carry_admin_scopes_nor_open_the_admin_api() {
         &["client_credentials"],
     );
     let res = app
-        .post_token(Some(&both.creds()), "grant_type=client_credentials&scope=admin:read")
+        .post_token(
+            Some(&both.creds()),
+            "grant_type=client_credentials&scope=admin:read",
+        )
         .await;
     assert_eq!(res.status(), 400, "admin:read by client credentials");
     let body: Value = res.json().await.expect("error JSON");
@@ -410,7 +431,10 @@ async fn client_credentials_never_carry_admin_scopes_nor_open_the_admin_api() {
         .await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.expect("token JSON");
-    assert_eq!(body["scope"], "property:read", "the default leaves admin:read out");
+    assert_eq!(
+        body["scope"], "property:read",
+        "the default leaves admin:read out"
+    );
     let own = body["access_token"].as_str().expect("access_token");
     for path in ["/admin/api/audit", "/admin/api/alerts"] {
         let (status, body, _) = api(app, path, Some(own)).await;
@@ -428,7 +452,9 @@ async fn admin_scopes_are_advertised_where_they_can_be_had() {
         .json()
         .await
         .expect("metadata");
-    let supported = meta["scopes_supported"].as_array().expect("scopes_supported");
+    let supported = meta["scopes_supported"]
+        .as_array()
+        .expect("scopes_supported");
     for s in ["admin:read", "admin:write"] {
         assert!(supported.iter().any(|v| v == s), "{s} in {supported:?}");
     }
@@ -444,8 +470,12 @@ async fn admin_scopes_are_advertised_where_they_can_be_had() {
         .expect("the code flow lists admin:read");
     assert!(code.contains("security audit log"), "{code}");
     assert!(
-        flows["clientCredentials"]["scopes"].get("admin:read").is_none()
-            && flows["clientCredentials"]["scopes"].get("admin:write").is_none(),
+        flows["clientCredentials"]["scopes"]
+            .get("admin:read")
+            .is_none()
+            && flows["clientCredentials"]["scopes"]
+                .get("admin:write")
+                .is_none(),
         "client credentials never get admin scopes: {flows}"
     );
 }

@@ -1656,14 +1656,21 @@ async fn a_body_full_of_bad_fields_gets_a_small_422_and_changes_nothing() {
     body.insert("units".into(), json!(long));
     let body = Value::Object(body);
     let sent = body.to_string().len();
-    assert!((60_000..64 * 1024).contains(&sent), "a body under the limit: {sent}");
+    assert!(
+        (60_000..64 * 1024).contains(&sent),
+        "a body under the limit: {sent}"
+    );
 
     let res = app
         .crm_send(Method::POST, "/api/properties", Some(&token), Some(&body))
         .await;
     assert_eq!(res.status(), 422);
     let text = res.text().await.expect("body");
-    assert!(text.len() < 8 * 1024, "a small answer: {} bytes", text.len());
+    assert!(
+        text.len() < 8 * 1024,
+        "a small answer: {} bytes",
+        text.len()
+    );
     assert!(!text.contains(&long[..300]), "the long value is not echoed");
     let answer: Value = serde_json::from_str(&text).expect("JSON");
     let fields = crm_error_fields(&answer);
@@ -1672,7 +1679,10 @@ async fn a_body_full_of_bad_fields_gets_a_small_422_and_changes_nothing() {
     // Every unknown field, and name, address, kind (missing) and units (wrong type).
     assert_eq!(answer["fields_omitted"], 804 - 20, "{answer}");
     for f in ["name", "address", "kind", "units"] {
-        assert!(fields.iter().any(|x| x == f), "{f} among the first: {fields:?}");
+        assert!(
+            fields.iter().any(|x| x == f),
+            "{f} among the first: {fields:?}"
+        );
     }
     assert!(
         fields.iter().all(|f| f.len() < 100),
