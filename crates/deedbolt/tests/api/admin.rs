@@ -446,24 +446,22 @@ async fn client_credentials_never_carry_admin_scopes_nor_open_the_admin_api() {
 #[tokio::test]
 async fn admin_scopes_are_advertised_where_they_can_be_had() {
     let app = spawn_app().await;
-    let meta: Value = app
-        .get("/.well-known/oauth-authorization-server", None)
-        .await
-        .json()
-        .await
-        .expect("metadata");
+    let public_json = |path: &'static str| {
+        let app = &app;
+        async move {
+            let res = app.get(path, None).await;
+            assert_eq!(res.status(), 200, "{path}");
+            res.json::<Value>().await.expect("JSON")
+        }
+    };
+    let meta = public_json("/.well-known/oauth-authorization-server").await;
     let supported = meta["scopes_supported"]
         .as_array()
         .expect("scopes_supported");
     for s in ["admin:read", "admin:write"] {
         assert!(supported.iter().any(|v| v == s), "{s} in {supported:?}");
     }
-    let doc: Value = app
-        .get("/api/openapi.json", None)
-        .await
-        .json()
-        .await
-        .expect("OpenAPI");
+    let doc = public_json("/api/openapi.json").await;
     let flows = &doc["components"]["securitySchemes"]["oauth2"]["flows"];
     let code = flows["authorizationCode"]["scopes"]["admin:read"]
         .as_str()

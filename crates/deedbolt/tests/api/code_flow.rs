@@ -572,6 +572,19 @@ async fn a_role_that_can_grant_nothing_requested_gets_access_denied() {
     expect_redirect_error(app, &res, &req, "access_denied");
 }
 
+/// Asks for `scope` with the client of `env` as `email` (no session yet), approves, and
+/// redeems the code: the consent page's HTML and the token response.
+async fn consent_and_redeem(env: &Env, email: &str, scope: &str) -> (String, Value) {
+    let app = &env.app;
+    let req = AuthRequest::new(&env.client.id, CB, scope);
+    let login = expect_login_redirect(&authorize(app, &req, &Jar::default()).await);
+    let (jar, consent) = sign_in(app, &login, email, PASSWORD).await;
+    let form = open_consent(app, &jar, &consent).await;
+    let code = expect_code(app, &decide(app, &jar, &form, "approve").await, &req);
+    let body = json(redeem_for(app, &env.client, &code, &req).await).await;
+    (form.html, body)
+}
+
 #[tokio::test]
 async fn only_an_administrator_can_delegate_admin_read_and_the_consent_page_flags_it() {
     const ADMIN: &str = "ada.admin@example.com";
@@ -582,24 +595,16 @@ async fn only_an_administrator_can_delegate_admin_read_and_the_consent_page_flag
     app.create_user(MANAGER, "manager", PASSWORD);
 
     // The administrator reads, in plain words, what the app would get, with a warning.
-    let req = AuthRequest::new(&env.client.id, CB, "openid admin:read");
-    let login = expect_login_redirect(&authorize(app, &req, &Jar::default()).await);
-    let (jar, consent) = sign_in(app, &login, ADMIN, PASSWORD).await;
-    let form = open_consent(app, &jar, &consent).await;
+    let (html, body) = consent_and_redeem(&env, ADMIN, "openid admin:read").await;
     assert!(
-        form.html
-            .contains("read the security audit log and alerts of the whole server")
-            && form.html.contains("(admin:read)"),
-        "{}",
-        form.html
+        html.contains("read the security audit log and alerts of the whole server")
+            && html.contains("(admin:read)"),
+        "{html}"
     );
     assert!(
-        form.html.contains("id=\"admin-warning\"") && form.html.contains("administrator access"),
-        "{}",
-        form.html
+        html.contains("id=\"admin-warning\"") && html.contains("administrator access"),
+        "{html}"
     );
-    let code = expect_code(app, &decide(app, &jar, &form, "approve").await, &req);
-    let body = json(redeem_for(app, &env.client, &code, &req).await).await;
     assert_eq!(body["scope"], "openid admin:read", "{body}");
     let token = body["access_token"].as_str().expect("access_token");
     assert_eq!(app.get("/admin/api/audit", Some(token)).await.status(), 200);
@@ -607,20 +612,14 @@ async fn only_an_administrator_can_delegate_admin_read_and_the_consent_page_flag
     // A tenant or a manager cannot delegate it: the page neither lists nor warns about
     // it, the token is issued without it, and the admin API refuses the token.
     for email in [TENANT, MANAGER] {
-        let req = AuthRequest::new(&env.client.id, CB, "openid admin:read");
-        let login = expect_login_redirect(&authorize(app, &req, &Jar::default()).await);
-        let (jar, consent) = sign_in(app, &login, email, PASSWORD).await;
-        let form = open_consent(app, &jar, &consent).await;
-        assert!(form.html.contains("(openid)"), "{email}: {}", form.html);
+        let (html, body) = consent_and_redeem(&env, email, "openid admin:read").await;
+        assert!(html.contains("(openid)"), "{email}: {html}");
         assert!(
-            !form.html.contains("admin:read")
-                && !form.html.contains("audit log")
-                && !form.html.contains("admin-warning"),
-            "{email}: {}",
-            form.html
+            !html.contains("admin:read")
+                && !html.contains("audit log")
+                && !html.contains("admin-warning"),
+            "{email}: {html}"
         );
-        let code = expect_code(app, &decide(app, &jar, &form, "approve").await, &req);
-        let body = json(redeem_for(app, &env.client, &code, &req).await).await;
         assert_eq!(body["scope"], "openid", "{email}: {body}");
         let token = body["access_token"].as_str().expect("access_token");
         let res = app.get("/admin/api/audit", Some(token)).await;
