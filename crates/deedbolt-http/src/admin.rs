@@ -123,58 +123,51 @@ pub enum AdminRejection {
 impl IntoResponse for AdminRejection {
     fn into_response(self) -> Response {
         const REALM: &str = "Bearer realm=\"deedbolt\"";
-        let (status, challenge, error, description) = match self {
+        // The status, the challenge, the error and its description, and the scope that
+        // was missing (named in the body too, as the guard does).
+        let (status, challenge, error, description, missing) = match self {
             AdminRejection::Internal(e) => return e.into_response(),
             AdminRejection::NoToken => (
                 StatusCode::UNAUTHORIZED,
                 REALM.to_owned(),
                 "invalid_token",
                 "a bearer access token is required",
+                None,
             ),
             AdminRejection::Malformed => (
                 StatusCode::BAD_REQUEST,
                 format!("{REALM}, error=\"invalid_request\", error_description=\"malformed Authorization header\""),
                 "invalid_request",
                 "malformed Authorization header",
+                None,
             ),
             AdminRejection::InvalidToken(text) => (
                 StatusCode::UNAUTHORIZED,
                 format!("{REALM}, error=\"invalid_token\", error_description=\"{text}\""),
                 "invalid_token",
                 text,
+                None,
             ),
             AdminRejection::NotAdmin => (
                 StatusCode::FORBIDDEN,
                 format!("{REALM}, error=\"insufficient_scope\", error_description=\"an administrator is required\""),
                 "insufficient_scope",
                 "an administrator is required",
+                None,
             ),
-            AdminRejection::InsufficientScope(scope) => {
-                let mut response = (
-                    StatusCode::FORBIDDEN,
-                    Json(json!({
-                        "error": "insufficient_scope",
-                        "error_description": MISSING_SCOPE,
-                        "scope": scope.as_str(),
-                    })),
-                )
-                    .into_response();
-                let challenge = format!(
-                    "{REALM}, error=\"insufficient_scope\", error_description=\"{MISSING_SCOPE}\", scope=\"{scope}\""
-                );
-                let headers = response.headers_mut();
-                if let Ok(v) = HeaderValue::from_str(&challenge) {
-                    headers.insert(WWW_AUTHENTICATE, v);
-                }
-                no_store(headers);
-                return response;
-            }
+            AdminRejection::InsufficientScope(scope) => (
+                StatusCode::FORBIDDEN,
+                format!("{REALM}, error=\"insufficient_scope\", error_description=\"{MISSING_SCOPE}\", scope=\"{scope}\""),
+                "insufficient_scope",
+                MISSING_SCOPE,
+                Some(scope),
+            ),
         };
-        let mut response = (
-            status,
-            Json(json!({"error": error, "error_description": description})),
-        )
-            .into_response();
+        let mut body = json!({"error": error, "error_description": description});
+        if let Some(scope) = missing {
+            body["scope"] = json!(scope.as_str());
+        }
+        let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             headers.insert(WWW_AUTHENTICATE, v);
