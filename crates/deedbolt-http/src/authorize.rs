@@ -466,14 +466,7 @@ async fn continue_with_session(
     };
     let granted = request.grantable(&user.role.delegable());
     if granted.is_empty() {
-        delete_pending(state, req_id).await?;
-        return Ok(redirect_error(
-            state,
-            &request.error(
-                AuthzErrorCode::AccessDenied,
-                "the user's role allows none of the requested scopes",
-            ),
-        ));
+        return nothing_grantable(state, req_id, request).await;
     }
     if consent_remembered(state, request, &user).await? && request.prompt != Prompt::Consent {
         return issue_code(state, req_id, request, &user, session.auth_time).await;
@@ -489,6 +482,23 @@ async fn continue_with_session(
         ));
     }
     Ok(see_other(&format!("/consent?req={req_id}")))
+}
+
+/// Answers a request of which the user's role can grant nothing: forgets it and sends
+/// `access_denied` back to the client.
+async fn nothing_grantable(
+    state: &AppState,
+    req_id: &str,
+    request: &AuthorizationRequest,
+) -> Result<Response, ApiError> {
+    delete_pending(state, req_id).await?;
+    Ok(redirect_error(
+        state,
+        &request.error(
+            AuthzErrorCode::AccessDenied,
+            "the user's role allows none of the requested scopes",
+        ),
+    ))
 }
 
 /// Whether the user already granted this client everything this request would grant.
@@ -527,14 +537,7 @@ async fn issue_code(
     if scope.is_empty() {
         // A code for nothing would be a token for nothing: refuse (the callers check
         // first; this keeps it true whatever the path).
-        delete_pending(state, req_id).await?;
-        return Ok(redirect_error(
-            state,
-            &request.error(
-                AuthzErrorCode::AccessDenied,
-                "the user's role allows none of the requested scopes",
-            ),
-        ));
+        return nothing_grantable(state, req_id, request).await;
     }
     let now = state.services.clock.now();
     let (code, code_hash) = flow::new_code().map_err(ApiError::internal)?;
@@ -843,6 +846,21 @@ pub async fn consent_page(
     ))
 }
 
+/// The audit record of a consent decision by `user` on `request`.
+fn consent_record(
+    success: bool,
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: std::net::IpAddr,
+    request: &AuthorizationRequest,
+    user: &User,
+) -> AuditRecord {
+    browser_record(AuditKind::Consent, success, state, headers)
+        .ip(ip)
+        .client(&request.client_id)
+        .user(&user.id)
+}
+
 /// `POST /consent`: approve or deny.
 pub async fn consent_submit(
     State(state): State<AppState>,
@@ -884,10 +902,7 @@ pub async fn consent_submit(
                     .services
                     .audit
                     .record(
-                        browser_record(AuditKind::Consent, false, &state, &headers)
-                            .ip(ip)
-                            .client(&request.client_id)
-                            .user(&user.id)
+                        consent_record(false, &state, &headers, ip, &request, &user)
                             .error("access_denied")
                             .detail("nothing to grant"),
                     )
@@ -913,13 +928,7 @@ pub async fn consent_submit(
             state
                 .services
                 .audit
-                .record(
-                    browser_record(AuditKind::Consent, true, &state, &headers)
-                        .ip(ip)
-                        .client(&request.client_id)
-                        .user(&user.id)
-                        .scope(granted),
-                )
+                .record(consent_record(true, &state, &headers, ip, &request, &user).scope(granted))
                 .await;
             issue_code(&state, &req_id, &request, &user, session.auth_time).await
         }
@@ -930,10 +939,7 @@ pub async fn consent_submit(
                 .services
                 .audit
                 .record(
-                    browser_record(AuditKind::Consent, false, &state, &headers)
-                        .ip(ip)
-                        .client(&request.client_id)
-                        .user(&user.id)
+                    consent_record(false, &state, &headers, ip, &request, &user)
                         .error("access_denied"),
                 )
                 .await;

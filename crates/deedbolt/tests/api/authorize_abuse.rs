@@ -67,11 +67,8 @@ fn encode(pairs: &[(String, String)]) -> String {
 
 /// A browser GET from `ip` (through the trusted proxy) with the jar's cookies.
 async fn get_from(app: &TestApp, path: &str, ip: &str, jar: &Jar) -> reqwest::Response {
-    let mut req = app.http.get(app.url(path)).header("x-forwarded-for", ip);
-    if let Some(c) = jar.header() {
-        req = req.header("cookie", c);
-    }
-    req.send().await.expect("GET")
+    app.browser_get_with(path, jar, &[("x-forwarded-for", ip)])
+        .await
 }
 
 /// A browser form POST from `ip` (through the trusted proxy) with the jar's cookies.
@@ -82,19 +79,8 @@ async fn post_from(
     ip: &str,
     jar: &Jar,
 ) -> reqwest::Response {
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish();
-    let mut req = app
-        .http
-        .post(app.url(path))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-forwarded-for", ip)
-        .body(body);
-    if let Some(c) = jar.header() {
-        req = req.header("cookie", c);
-    }
-    req.send().await.expect("POST")
+    app.browser_post_with(path, form, jar, &[("x-forwarded-for", ip)])
+        .await
 }
 
 /// An anonymous `GET /authorize` from `ip`.
