@@ -15,7 +15,7 @@
 //!
 //! - [`AuthFailureDetector`]: failed authentications per IP in a sliding window.
 //! - [`ScopeRequestDetector`]: scopes beyond a client's registration, and the first
-//!   request of a privileged scope.
+//!   issuance of a privileged scope.
 //! - [`anomaly_score`] and [`UsageMonitor`]: hourly request counts per client and per
 //!   token, scored against the client's past week.
 
@@ -92,8 +92,8 @@ fn make_room<V, R: Ord + Copy>(
 pub enum AlertKind {
     /// Many failed authentications from one IP in a short window ([`AuthFailureDetector`]).
     MultipleAuthFailures,
-    /// A client asked for scopes beyond its registration, or for a privileged scope for
-    /// the first time ([`ScopeRequestDetector`]).
+    /// A client asked for scopes beyond its registration, or was issued a privileged scope
+    /// for the first time ([`ScopeRequestDetector`]).
     UnusualScopeRequest,
     /// A client or token made far more requests this hour than the client usually does
     /// ([`UsageMonitor`]).
@@ -287,28 +287,41 @@ fn privileged_of(set: ScopeSet) -> ScopeSet {
     set.iter().filter(|s| is_privileged(*s)).collect()
 }
 
+/// How long, by default, a client's beyond-registration alert for a scope silences
+/// repeats ([`ScopeRequestDetector::with_window`]); the default alert window.
+pub const DEFAULT_SCOPE_ALERT_WINDOW_SECS: i64 = 300;
+
 /// Flags unusual scope requests by a client.
 ///
-/// Two rules, checked on every authorization or token request:
-/// 1. **Beyond registration**: the request names scopes the client is not registered
-///    for. The grant refuses such a request anyway; the alert is for the operator, since
-///    a client probing for more access is either misconfigured or compromised. This rule
-///    fires on every such request (it is not deduplicated).
-/// 2. **First privileged request**: the client asks, within its registration, for a
-///    privileged scope (see [`is_privileged`]) it has never asked for before. This fires
-///    even on the client's very first request: operators want to know when a client
-///    *starts* using financial data or write access, and a brand-new client doing so is
-///    exactly that event. Each privileged scope alerts once per client.
+/// Two rules, each fed by its own event:
+/// 1. **Beyond registration** ([`ScopeRequestDetector::observe_request`]): a request names
+///    scopes the client is not registered for. The grant refuses such a request anyway;
+///    the alert is for the operator, since a client probing for more access is either
+///    misconfigured or compromised. Feed it only requests that proved something about the
+///    client: an authenticated client at the token endpoint, or an authorization request
+///    that passed the client, redirect-URI and PKCE checks. Anyone can send such an
+///    authorization request for a public client, so the rule is bounded per requester:
+///    each out-of-registration scope alerts at most once per client per window (the
+///    repeats carry no news), so a flood of identical probes raises one alert, and one
+///    client at most one per catalogue scope per window.
+/// 2. **First privileged use** ([`ScopeRequestDetector::observe_issued`]): a token was
+///    *issued* carrying a privileged scope (see [`is_privileged`]) the client never had
+///    before. This fires even on the client's very first token: operators want to know
+///    when a client *starts* using financial data or write access, and a brand-new client
+///    doing so is exactly that event. Each privileged scope alerts once per client. It is
+///    fed by issuance only, never by requests: an anonymous authorization request would
+///    otherwise spend the alert before the client ever received such a token.
 ///
 /// Privileged scopes beyond the registration only trigger rule 1 and are not remembered
 /// as seen: they were never granted, so the client has not started using them.
 ///
-/// What each client has been seen requesting lives only in memory; load it from storage
-/// at start-up with [`ScopeRequestDetector::seed`], or every client's first privileged
-/// request after a restart alerts again.
+/// What each client has been issued lives only in memory; load it from storage at
+/// start-up with [`ScopeRequestDetector::seed`], or every client's first privileged token
+/// after a restart alerts again.
 #[derive(Debug)]
 pub struct ScopeRequestDetector {
     max_keys: usize,
+    window_secs: i64,
     state: Mutex<ScopeState>,
 }
 
@@ -318,6 +331,9 @@ struct ScopeState {
     /// touched go first; losing one only risks a repeated alert, never a missed one).
     seen: HashMap<String, (ScopeSet, u64)>,
     tick: u64,
+    /// Per client: the out-of-registration scopes already reported in the current window,
+    /// and when that window started.
+    reported: HashMap<String, (ScopeSet, i64)>,
 }
 
 impl Default for ScopeRequestDetector {
@@ -327,15 +343,23 @@ impl Default for ScopeRequestDetector {
 }
 
 impl ScopeRequestDetector {
-    /// A detector that has seen nothing yet.
+    /// A detector that has seen nothing yet, with the default alert window
+    /// ([`DEFAULT_SCOPE_ALERT_WINDOW_SECS`]).
     pub fn new() -> Self {
+        Self::with_window(DEFAULT_SCOPE_ALERT_WINDOW_SECS)
+    }
+
+    /// A detector whose beyond-registration alerts repeat at most once per `window_secs`
+    /// per client and scope.
+    pub fn with_window(window_secs: i64) -> Self {
         ScopeRequestDetector {
             max_keys: MAX_KEYS,
+            window_secs: window_secs.max(1),
             state: Mutex::new(ScopeState::default()),
         }
     }
 
-    /// Adds `seen` to what `client_id` is known to have requested before (merging, not
+    /// Adds `seen` to what `client_id` is known to have been issued before (merging, not
     /// replacing). Only the privileged scopes in it are kept.
     pub fn seed(&self, client_id: &str, seen: ScopeSet) {
         let privileged = privileged_of(seen);
@@ -346,7 +370,7 @@ impl ScopeRequestDetector {
         Self::remember(&mut state, self.max_keys, client_id, privileged);
     }
 
-    /// The privileged scopes `client_id` is known to have requested.
+    /// The privileged scopes `client_id` is known to have been issued.
     pub fn seen(&self, client_id: &str) -> ScopeSet {
         lock(&self.state)
             .seen
@@ -354,28 +378,8 @@ impl ScopeRequestDetector {
             .map_or(ScopeSet::empty(), |(set, _)| *set)
     }
 
-    /// Checks one request by `client_id` for `requested` scopes against its `registered`
-    /// scopes; returns the alerts, beyond-registration first, then one per newly seen
-    /// privileged scope.
-    ///
-    /// ```
-    /// use deedbolt_core::clock::UnixTime;
-    /// use deedbolt_core::detect::ScopeRequestDetector;
-    /// let d = ScopeRequestDetector::new();
-    /// let registered = "property:read financial:read".parse().unwrap();
-    /// let requested = "financial:read".parse().unwrap();
-    /// assert_eq!(d.observe("dbc_a", registered, requested, UnixTime(0)).len(), 1);
-    /// assert!(d.observe("dbc_a", registered, requested, UnixTime(1)).is_empty());
-    /// ```
-    pub fn observe(
-        &self,
-        client_id: &str,
-        registered: ScopeSet,
-        requested: ScopeSet,
-        now: UnixTime,
-    ) -> Vec<Alert> {
-        let mut alerts = Vec::new();
-        let alert = |detail: String| Alert {
+    fn alert(client_id: &str, detail: String, now: UnixTime) -> Alert {
+        Alert {
             kind: AlertKind::UnusualScopeRequest,
             subject: format!("client:{client_id}"),
             client_id: Some(client_id.to_owned()),
@@ -385,18 +389,81 @@ impl ScopeRequestDetector {
             detail,
             recommended_action: Some(ACTION_REVIEW_CLIENT),
             at: now,
+        }
+    }
+
+    /// Rule 1: a validated request by `client_id` for `requested` scopes, against its
+    /// `registered` ones. Alerts when it names a scope beyond the registration that was
+    /// not already reported for this client in the current window.
+    ///
+    /// ```
+    /// use deedbolt_core::clock::UnixTime;
+    /// use deedbolt_core::detect::ScopeRequestDetector;
+    /// let d = ScopeRequestDetector::with_window(300);
+    /// let registered = "property:read".parse().unwrap();
+    /// let probe = "property:write".parse().unwrap();
+    /// assert!(d.observe_request("dbc_a", registered, probe, UnixTime(0)).is_some());
+    /// // The same probe again within the window: no news.
+    /// assert!(d.observe_request("dbc_a", registered, probe, UnixTime(299)).is_none());
+    /// // A new window reports it again.
+    /// assert!(d.observe_request("dbc_a", registered, probe, UnixTime(300)).is_some());
+    /// ```
+    pub fn observe_request(
+        &self,
+        client_id: &str,
+        registered: ScopeSet,
+        requested: ScopeSet,
+        now: UnixTime,
+    ) -> Option<Alert> {
+        let beyond = requested.difference(&registered);
+        if beyond.is_empty() {
+            return None;
+        }
+        let mut state = lock(&self.state);
+        let window = self.window_secs;
+        let (reported, since) = match state.reported.get(client_id) {
+            Some((set, since)) if now.0 - *since < window => (*set, *since),
+            _ => (ScopeSet::empty(), now.0),
         };
-        if !requested.is_subset(&registered) {
-            alerts.push(alert(format!(
-                "requested scopes beyond registration: {}",
-                requested.difference(&registered)
-            )));
+        let news = beyond.difference(&reported);
+        if news.is_empty() {
+            return None;
         }
-        let privileged = privileged_of(requested.intersection(&registered));
+        if !state.reported.contains_key(client_id) {
+            make_room(
+                &mut state.reported,
+                self.max_keys,
+                |(_, since)| now.0 - *since < window,
+                |(_, since)| *since,
+            );
+        }
+        state
+            .reported
+            .insert(client_id.to_owned(), (reported.union(&news), since));
+        Some(Self::alert(
+            client_id,
+            format!("requested scopes beyond registration: {beyond}"),
+            now,
+        ))
+    }
+
+    /// Rule 2: a token was issued to `client_id` with `granted` scopes. Returns one alert
+    /// per privileged scope the client had never been issued before.
+    ///
+    /// ```
+    /// use deedbolt_core::clock::UnixTime;
+    /// use deedbolt_core::detect::ScopeRequestDetector;
+    /// let d = ScopeRequestDetector::new();
+    /// let granted = "property:read financial:read".parse().unwrap();
+    /// assert_eq!(d.observe_issued("dbc_a", granted, UnixTime(0)).len(), 1);
+    /// assert!(d.observe_issued("dbc_a", granted, UnixTime(1)).is_empty());
+    /// ```
+    pub fn observe_issued(&self, client_id: &str, granted: ScopeSet, now: UnixTime) -> Vec<Alert> {
+        let privileged = privileged_of(granted);
         if privileged.is_empty() {
-            return alerts;
+            return Vec::new();
         }
-        // Check and remember under one lock, so two concurrent first requests for the
+        // Check and remember under one lock, so two concurrent first issuances of the
         // same scope alert once.
         let new = {
             let mut state = lock(&self.state);
@@ -407,10 +474,15 @@ impl ScopeRequestDetector {
             Self::remember(&mut state, self.max_keys, client_id, privileged);
             privileged.difference(&before)
         };
-        for scope in new.iter() {
-            alerts.push(alert(format!("first request for privileged scope {scope}")));
-        }
-        alerts
+        new.iter()
+            .map(|scope| {
+                Self::alert(
+                    client_id,
+                    format!("first use of privileged scope {scope}"),
+                    now,
+                )
+            })
+            .collect()
     }
 
     fn remember(state: &mut ScopeState, cap: usize, client_id: &str, scopes: ScopeSet) {
@@ -904,14 +976,14 @@ mod tests {
     #[test]
     fn scopes_beyond_registration_are_named() {
         let d = ScopeRequestDetector::new();
-        let alerts = d.observe(
-            "dbc_a",
-            set("property:read"),
-            set("property:read tenant:read maintenance:manage"),
-            UnixTime(7),
-        );
-        assert_eq!(alerts.len(), 1);
-        let a = &alerts[0];
+        let a = d
+            .observe_request(
+                "dbc_a",
+                set("property:read"),
+                set("property:read tenant:read maintenance:manage"),
+                UnixTime(7),
+            )
+            .expect("an alert");
         assert_eq!(a.kind, AlertKind::UnusualScopeRequest);
         assert_eq!(a.subject, "client:dbc_a");
         assert_eq!(a.client_id.as_deref(), Some("dbc_a"));
@@ -921,56 +993,97 @@ mod tests {
             "requested scopes beyond registration: tenant:read maintenance:manage"
         );
         assert_eq!(a.at, UnixTime(7));
-        // Not deduplicated: every probing request is reported.
-        assert_eq!(
-            d.observe(
-                "dbc_a",
-                set("property:read"),
-                set("tenant:read"),
-                UnixTime(8)
-            )
-            .len(),
-            1
-        );
     }
 
     #[test]
-    fn ordinary_requests_within_registration_are_quiet() {
-        let d = ScopeRequestDetector::new();
-        let registered = set("property:read tenant:read maintenance:manage openid");
+    fn repeated_probes_alert_once_per_client_and_scope_per_window() {
+        let d = ScopeRequestDetector::with_window(300);
+        let registered = set("property:read");
+        let probe =
+            |scopes: &str, t: i64| d.observe_request("dbc_a", registered, set(scopes), UnixTime(t));
+        assert!(probe("tenant:read", 0).is_some());
+        for t in 1..100 {
+            assert!(probe("tenant:read", t).is_none(), "repeat at {t}");
+        }
+        // A scope not yet reported in this window is news; the known one with it is not.
+        let a = probe("tenant:read tenant:write", 100).expect("a new scope");
+        assert!(
+            a.detail.ends_with("tenant:read tenant:write"),
+            "{}",
+            a.detail
+        );
+        assert!(probe("tenant:write", 101).is_none());
+        // Other clients are separate.
         assert!(d
-            .observe("dbc_a", registered, registered, UnixTime(0))
+            .observe_request("dbc_b", registered, set("tenant:read"), UnixTime(102))
+            .is_some());
+        // The window (from the first report, at 0) ends at 300: everything is news again.
+        assert!(probe("tenant:read", 299).is_none());
+        assert!(probe("tenant:read", 300).is_some());
+        assert!(probe("tenant:write", 301).is_some());
+        // Within the registration: never an alert.
+        assert!(probe("property:read", 302).is_none());
+    }
+
+    #[test]
+    fn a_flood_of_probes_from_distinct_clients_keeps_memory_bounded() {
+        let mut d = ScopeRequestDetector::new();
+        d.max_keys = 8;
+        for i in 0..100 {
+            let alert = d.observe_request(
+                &format!("dbc_{i}"),
+                set("property:read"),
+                set("tenant:read"),
+                UnixTime(i),
+            );
+            assert!(alert.is_some());
+            assert!(lock(&d.state).reported.len() <= 8);
+        }
+    }
+
+    #[test]
+    fn requests_never_count_as_a_first_privileged_use() {
+        let d = ScopeRequestDetector::new();
+        let registered = set("property:read financial:read");
+        assert!(d
+            .observe_request("dbc_a", registered, registered, UnixTime(0))
+            .is_none());
+        assert!(d.seen("dbc_a").is_empty());
+        assert_eq!(d.observe_issued("dbc_a", registered, UnixTime(1)).len(), 1);
+    }
+
+    #[test]
+    fn ordinary_issuances_are_quiet() {
+        let d = ScopeRequestDetector::new();
+        let granted = set("property:read tenant:read maintenance:manage openid");
+        assert!(d.observe_issued("dbc_a", granted, UnixTime(0)).is_empty());
+        assert!(d
+            .observe_issued("dbc_a", ScopeSet::empty(), UnixTime(0))
             .is_empty());
         assert!(d.seen("dbc_a").is_empty());
         assert!(lock(&d.state).seen.is_empty());
     }
 
     #[test]
-    fn the_first_privileged_request_alerts_even_on_a_first_observation_and_only_once() {
+    fn the_first_privileged_issuance_alerts_even_on_a_first_observation_and_only_once() {
         let d = ScopeRequestDetector::new();
-        let registered = set("property:read financial:read tenant:write");
-        let alerts = d.observe("dbc_a", registered, set("financial:read"), UnixTime(0));
+        let alerts = d.observe_issued("dbc_a", set("financial:read"), UnixTime(0));
         assert_eq!(alerts.len(), 1);
         assert_eq!(
             alerts[0].detail,
-            "first request for privileged scope financial:read"
+            "first use of privileged scope financial:read"
         );
         assert!(d
-            .observe("dbc_a", registered, set("financial:read"), UnixTime(1))
+            .observe_issued("dbc_a", set("financial:read"), UnixTime(1))
             .is_empty());
         // A second privileged scope is news too, one alert per scope.
-        let alerts = d.observe(
-            "dbc_a",
-            registered,
-            set("financial:read tenant:write"),
-            UnixTime(2),
-        );
+        let alerts = d.observe_issued("dbc_a", set("financial:read tenant:write"), UnixTime(2));
         assert_eq!(alerts.len(), 1);
         assert!(alerts[0].detail.ends_with("tenant:write"));
         assert_eq!(d.seen("dbc_a"), set("financial:read tenant:write"));
         // Other clients have their own history.
         assert_eq!(
-            d.observe("dbc_b", registered, set("financial:read"), UnixTime(3))
+            d.observe_issued("dbc_b", set("financial:read"), UnixTime(3))
                 .len(),
             1
         );
@@ -979,24 +1092,21 @@ mod tests {
     #[test]
     fn privileged_scopes_beyond_registration_only_trip_the_registration_rule() {
         let d = ScopeRequestDetector::new();
-        let alerts = d.observe(
+        let alert = d.observe_request(
             "dbc_a",
             set("property:read"),
             set("financial:write"),
             UnixTime(0),
         );
-        assert_eq!(alerts.len(), 1);
-        assert!(alerts[0].detail.starts_with("requested scopes beyond"));
+        assert!(alert
+            .expect("an alert")
+            .detail
+            .starts_with("requested scopes beyond"));
         assert!(d.seen("dbc_a").is_empty());
-        // Once registered and requested, it is news.
+        // Once issued, it is news.
         assert_eq!(
-            d.observe(
-                "dbc_a",
-                set("financial:write"),
-                set("financial:write"),
-                UnixTime(1)
-            )
-            .len(),
+            d.observe_issued("dbc_a", set("financial:write"), UnixTime(1))
+                .len(),
             1
         );
     }
@@ -1007,10 +1117,8 @@ mod tests {
         d.seed("dbc_a", set("property:read financial:read"));
         d.seed("dbc_a", set("property:write"));
         assert_eq!(d.seen("dbc_a"), set("financial:read property:write"));
-        let registered = set("property:read property:write financial:read");
-        assert!(d
-            .observe("dbc_a", registered, registered, UnixTime(0))
-            .is_empty());
+        let granted = set("property:read property:write financial:read");
+        assert!(d.observe_issued("dbc_a", granted, UnixTime(0)).is_empty());
         d.seed("dbc_b", set("tenant:read"));
         assert!(!lock(&d.state).seen.contains_key("dbc_b"));
     }
@@ -1035,7 +1143,7 @@ mod tests {
         d.max_keys = 8;
         let fin = set("financial:read");
         for i in 0..100 {
-            d.observe(&format!("dbc_{i}"), fin, fin, UnixTime(i));
+            d.observe_issued(&format!("dbc_{i}"), fin, UnixTime(i));
             assert!(lock(&d.state).seen.len() <= 8);
         }
         assert_eq!(d.seen("dbc_99"), fin);

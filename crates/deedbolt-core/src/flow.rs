@@ -76,6 +76,16 @@ pub enum AuthorizeError {
     NoRedirect(&'static str),
     /// Send the user agent back to the client with an error.
     Redirect(RedirectError),
+    /// The request passed the client, redirect-URI and PKCE checks but names scopes beyond
+    /// the client's registration: send it back with `invalid_scope` (like
+    /// [`AuthorizeError::Redirect`]), and `requested` may feed the unusual-scope rule. Only
+    /// such a request may: one that failed earlier checks proves nothing about the client.
+    ScopeBeyondRegistration {
+        /// The `invalid_scope` error to redirect with.
+        error: RedirectError,
+        /// The scopes the request named.
+        requested: ScopeSet,
+    },
 }
 
 /// An error to deliver to the client's redirect URI.
@@ -113,6 +123,7 @@ pub struct AuthorizationRequest {
     /// The redirect URI as presented (it matched a registered one).
     pub redirect_uri: String,
     /// The requested scope, within the client's registration.
+    #[serde(with = "crate::scope::stored")]
     pub scope: ScopeSet,
     /// Echoed back.
     pub state: Option<String>,
@@ -162,14 +173,13 @@ impl AuthorizationRequest {
             ));
         }
         let state = params.get("state").map(str::to_owned);
-        let fail = |error, description: &'static str| {
-            AuthorizeError::Redirect(RedirectError {
-                redirect_uri: redirect_uri.to_owned(),
-                state: state.clone().filter(|s| printable(s)),
-                error,
-                description: Cow::Borrowed(description),
-            })
+        let redirect = |error, description: &'static str| RedirectError {
+            redirect_uri: redirect_uri.to_owned(),
+            state: state.clone().filter(|s| printable(s)),
+            error,
+            description: Cow::Borrowed(description),
         };
+        let fail = |error, description| AuthorizeError::Redirect(redirect(error, description));
         // 2. Everything else is reported to the client.
         if duplicate.is_some() {
             return Err(fail(
@@ -232,10 +242,13 @@ impl AuthorizationRequest {
             })?,
         };
         if !scope.is_subset(&client.scopes) {
-            return Err(fail(
-                AuthzErrorCode::InvalidScope,
-                "scope exceeds the client's registration",
-            ));
+            return Err(AuthorizeError::ScopeBeyondRegistration {
+                error: redirect(
+                    AuthzErrorCode::InvalidScope,
+                    "scope exceeds the client's registration",
+                ),
+                requested: scope,
+            });
         }
         let nonce = params.get("nonce").map(str::to_owned);
         if nonce.as_deref().is_some_and(|n| !printable(n)) {
@@ -302,7 +315,9 @@ pub struct CodeGrant {
     pub code_challenge: String,
     /// The user who approved.
     pub user_id: UserId,
-    /// The granted scope.
+    /// The granted scope (stored; an empty one still reads back, see
+    /// [`ScopeSet::parse_stored`]).
+    #[serde(with = "crate::scope::stored")]
     pub scope: ScopeSet,
     /// For the ID token.
     pub nonce: Option<String>,
@@ -523,10 +538,45 @@ mod tests {
             AuthzErrorCode::UnsupportedResponseType
         );
         let mut p = good();
-        p.insert("scope", "property:write");
+        p.insert("scope", "unknown:scope");
         assert_eq!(redirected(validate(p)), AuthzErrorCode::InvalidScope);
         let r = AuthorizationRequest::validate(&Map(good()), Some(&client()), Some("scope"));
         assert_eq!(redirected(r), AuthzErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn scopes_beyond_the_registration_are_named_only_after_the_pkce_check() {
+        let mut p = good();
+        p.insert("scope", "tenant:read property:write");
+        match validate(p) {
+            Err(AuthorizeError::ScopeBeyondRegistration { error, requested }) => {
+                assert_eq!(error.error, AuthzErrorCode::InvalidScope);
+                assert_eq!(error.state.as_deref(), Some("xyz"));
+                assert_eq!(requested.to_string(), "property:write tenant:read");
+            }
+            other => panic!("expected scope beyond registration, got {other:?}"),
+        }
+        // Without PKCE the same scope is never looked at: the request proves nothing.
+        let mut p = good();
+        p.insert("scope", "property:write");
+        p.remove("code_challenge");
+        assert_eq!(redirected(validate(p)), AuthzErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn a_stored_grant_with_an_empty_scope_reads_back() {
+        let grant = CodeGrant {
+            client_id: ClientId::parse("dbc_spa").unwrap(),
+            redirect_uri: "https://app.example.com/cb".into(),
+            code_challenge: "c".repeat(43),
+            user_id: UserId::parse("usr_1").unwrap(),
+            scope: ScopeSet::empty(),
+            nonce: None,
+            auth_time: UnixTime(1),
+            expires_at: UnixTime(61),
+        };
+        let json = serde_json::to_string(&grant).unwrap();
+        assert_eq!(serde_json::from_str::<CodeGrant>(&json).unwrap(), grant);
     }
 
     #[test]

@@ -304,11 +304,16 @@ pub enum Redemption {
 #[async_trait]
 pub trait FlowStore: Send + Sync + 'static {
     /// Remembers a validated authorization request while the user logs in and consents.
+    /// `owner` is who started it (the client IP): in the same atomic step, that owner's
+    /// oldest pending requests beyond the newest `max_per_owner` are forgotten, so one
+    /// requester cannot grow the table without bound.
     async fn put_pending(
         &self,
         id: &str,
         request: &AuthorizationRequest,
         expires_at: UnixTime,
+        owner: &str,
+        max_per_owner: usize,
     ) -> Result<(), StoreError>;
     /// A pending request that has not expired.
     async fn get_pending(

@@ -325,6 +325,51 @@ impl<'de> Deserialize<'de> for ScopeSet {
     }
 }
 
+impl ScopeSet {
+    /// Parses a set as stored by [`Display`](fmt::Display): the canonical string, which is
+    /// empty for the empty set.
+    ///
+    /// On the wire an empty scope string is malformed (RFC 6749 §3.3 requires at least one
+    /// token) and [`FromStr`] refuses it; in storage an empty set is a legitimate value
+    /// (a grant that ended up with nothing, a consent merged from nothing), and refusing
+    /// it there turned a stored empty grant into "stored data is corrupt".
+    ///
+    /// ```
+    /// use deedbolt_core::scope::ScopeSet;
+    /// assert_eq!(ScopeSet::parse_stored(""), Ok(ScopeSet::empty()));
+    /// let set: ScopeSet = "tenant:read".parse().unwrap();
+    /// assert_eq!(ScopeSet::parse_stored(&set.to_string()), Ok(set));
+    /// assert!(ScopeSet::parse_stored(" ").is_err());
+    /// assert!(ScopeSet::parse_stored("root").is_err());
+    /// ```
+    pub fn parse_stored(s: &str) -> Result<ScopeSet, ScopeError> {
+        if s.is_empty() {
+            Ok(ScopeSet::empty())
+        } else {
+            s.parse()
+        }
+    }
+}
+
+/// Serde for a [`ScopeSet`] field of a stored record (`#[serde(with = "crate::scope::stored")]`):
+/// like the set's own serde, except that the empty string is the empty set (see
+/// [`ScopeSet::parse_stored`]). Wire formats (token claims, requests) keep the strict form.
+pub mod stored {
+    use super::ScopeSet;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the canonical string (empty for the empty set).
+    pub fn serialize<S: Serializer>(set: &ScopeSet, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(set)
+    }
+
+    /// Reads the canonical string; the empty string is the empty set.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ScopeSet, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        ScopeSet::parse_stored(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +433,11 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn every_set_round_trips_through_its_stored_form(set in any_set()) {
+            prop_assert_eq!(ScopeSet::parse_stored(&set.to_string()), Ok(set));
+        }
+
         #[test]
         fn display_then_parse_is_identity(set in any_set()) {
             prop_assume!(!set.is_empty());

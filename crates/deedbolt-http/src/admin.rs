@@ -236,6 +236,9 @@ fn query(raw: Option<&str>, known: &[&str]) -> Result<Pairs, ApiError> {
             d.chars().take(40).collect::<String>()
         )));
     }
+    if params.too_many {
+        return Err(ApiError::BadRequest("too many parameters".into()));
+    }
     if let Some((k, _)) = params
         .pairs
         .iter()

@@ -3,6 +3,12 @@
 //!
 //! A validated request is stored server-side under a random id (`req`) for ten minutes
 //! while the user logs in and consents; the forms carry only that id and a CSRF token.
+//!
+//! Anyone can send authorization requests, so what one sender can cost is bounded: the
+//! requests are rate-limited per client IP (`--rate-limit-authorize`; over it a 429 page,
+//! never a redirect), each IP holds at most [`MAX_PENDING_PER_IP`] pending requests (a new
+//! one replaces its oldest), and requests without a signed-in user are audited as a sample
+//! (at most one per IP per minute) rather than one audit row per hit.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -36,25 +42,52 @@ pub(crate) const PENDING_SECS: i64 = 600;
 pub(crate) const SESSION_SECS: i64 = 8 * 3600;
 pub(crate) const SESSION_COOKIE: &str = "deedbolt_session";
 const CSRF_COOKIE: &str = "deedbolt_csrf";
+/// The most parameters a query or form may carry; more is refused, never truncated.
+pub(crate) const MAX_PARAMS: usize = 64;
+/// The most pending authorization requests one client IP holds at once; a new request
+/// beyond this replaces that IP's oldest. Generous for a shared NAT (each pending request
+/// is one sign-in in progress, for at most [`PENDING_SECS`]), tiny for the table.
+pub const MAX_PENDING_PER_IP: usize = 64;
+/// Anonymous authorization requests are audited as a sample: at most this many per client
+/// IP per [`AUDIT_SAMPLE_WINDOW_SECS`] (requests of a signed-in user always are).
+const AUDIT_SAMPLE_PER_IP: u32 = 1;
+const AUDIT_SAMPLE_WINDOW_SECS: u32 = 60;
 
 /// Query or form parameters, each at most once.
 pub(crate) struct Pairs {
     pub(crate) pairs: Vec<(String, String)>,
     pub(crate) duplicate: Option<String>,
+    /// More than [`MAX_PARAMS`] parameters were sent (the rest were not read): the request
+    /// must be refused, since a dropped parameter could be the one that mattered.
+    pub(crate) too_many: bool,
 }
 
 impl Pairs {
     pub(crate) fn parse(raw: &[u8]) -> Self {
         let mut pairs: Vec<(String, String)> = Vec::new();
         let mut duplicate = None;
-        for (k, v) in form_urlencoded::parse(raw).take(64) {
+        let mut too_many = false;
+        for (i, (k, v)) in form_urlencoded::parse(raw).enumerate() {
+            if i == MAX_PARAMS {
+                too_many = true;
+                break;
+            }
             if pairs.iter().any(|(seen, _)| *seen == k) {
                 duplicate.get_or_insert_with(|| k.to_string());
                 continue;
             }
             pairs.push((k.into_owned(), v.into_owned()));
         }
-        Pairs { pairs, duplicate }
+        Pairs {
+            pairs,
+            duplicate,
+            too_many,
+        }
+    }
+
+    /// Whether a form must be refused as malformed: a repeated parameter, or too many.
+    pub(crate) fn malformed(&self) -> bool {
+        self.duplicate.is_some() || self.too_many
     }
 }
 
@@ -242,16 +275,52 @@ async fn authorize_with(
     headers: &HeaderMap,
     params: Pairs,
 ) -> Result<Response, ApiError> {
-    let mut record = browser_record(AuditKind::AuthorizationRequest, true, state, headers).ip(
-        crate::limits::client_ip(peer, headers, &state.services.trusted_proxies),
-    );
+    let ip = crate::limits::client_ip(peer, headers, &state.services.trusted_proxies);
+    let ip_key = ip.to_string();
+    // First, before any lookup or write: a flood from one IP costs one counter.
+    let allowance = match crate::limits::check(
+        state,
+        "authorize",
+        state.services.limits.authorize,
+        &ip_key,
+    )
+    .await
+    {
+        Ok(allowance) => allowance,
+        Err(ApiError::RateLimited {
+            policy,
+            limit,
+            retry_after,
+        }) => {
+            let mut page = pages::error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "Too many sign-in requests from your network. Try again in {retry_after} second(s)."
+                ),
+            );
+            crate::limits::limited_headers(policy, limit, retry_after, page.headers_mut());
+            return Ok(page);
+        }
+        Err(e) => return Err(e),
+    };
+    let session = current_session(state, headers).await?;
+    let mut record = browser_record(AuditKind::AuthorizationRequest, true, state, headers).ip(ip);
     if let Some(c) = params.get("client_id") {
         record = record.client(c);
     }
     if let Some(sc) = params.get("scope") {
         record = record.scope(sc);
     }
-    let response = authorize_inner(state, headers, &params).await;
+    if let Some(s) = &session {
+        record = record.user(&s.user_id);
+    }
+    let mut response = authorize_inner(state, &params, session, &ip_key).await;
+    if let (Ok(r), Some(a)) = (response.as_mut(), allowance) {
+        a.apply(r.headers_mut());
+    }
+    if !audit_this_request(state, record.user_id.is_some(), &ip_key).await {
+        return response;
+    }
     // A redirect carrying `error=` is a refused request; so is an error page.
     let location = response
         .as_ref()
@@ -278,30 +347,45 @@ async fn authorize_with(
     response
 }
 
+/// Whether to audit an authorization request: always for a signed-in user, otherwise a
+/// sample per client IP, so that an anonymous flood cannot write one audit row per hit.
+async fn audit_this_request(state: &AppState, signed_in: bool, ip: &str) -> bool {
+    if signed_in {
+        return true;
+    }
+    let sample = deedbolt_core::ratelimit::RateLimit {
+        count: AUDIT_SAMPLE_PER_IP,
+        window_secs: AUDIT_SAMPLE_WINDOW_SECS,
+    };
+    match state
+        .services
+        .limiter
+        .acquire(
+            &format!("authorize-audit:{ip}"),
+            sample,
+            state.services.clock.now_ms(),
+        )
+        .await
+    {
+        Ok(outcome) => matches!(outcome, deedbolt_core::ratelimit::Outcome::Allowed { .. }),
+        // Audit rather than lose the record when the sampler is unavailable.
+        Err(_) => true,
+    }
+}
+
 async fn authorize_inner(
     state: &AppState,
-    headers: &HeaderMap,
     params: &Pairs,
+    session: Option<Session>,
+    ip: &str,
 ) -> Result<Response, ApiError> {
-    let client = find_client(state, params.get("client_id")).await?;
-    // The unusual-scope rules see every request of a known client, valid or not.
-    if let (Some(c), Some(Ok(requested))) = (
-        client.as_ref(),
-        params
-            .get("scope")
-            .map(str::parse::<deedbolt_core::scope::ScopeSet>),
-    ) {
-        state
-            .services
-            .security
-            .scope_request(
-                c.id.as_str(),
-                c.scopes,
-                requested,
-                state.services.clock.now(),
-            )
-            .await;
+    if params.too_many {
+        return Ok(pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "The sign-in request has too many parameters.",
+        ));
     }
+    let client = find_client(state, params.get("client_id")).await?;
     let request = match AuthorizationRequest::validate(
         params,
         client.as_ref(),
@@ -313,26 +397,48 @@ async fn authorize_inner(
             return Ok(pages::error_page(StatusCode::BAD_REQUEST, message));
         }
         Err(AuthorizeError::Redirect(e)) => return Ok(redirect_error(state, &e)),
+        Err(AuthorizeError::ScopeBeyondRegistration { error, requested }) => {
+            // Only now, with client, redirect URI and PKCE checked, may the request feed
+            // the unusual-scope rule (which bounds its own alerts per client).
+            if let Some(c) = &client {
+                state
+                    .services
+                    .security
+                    .scope_request(
+                        c.id.as_str(),
+                        c.scopes,
+                        requested,
+                        state.services.clock.now(),
+                    )
+                    .await;
+            }
+            return Ok(redirect_error(state, &error));
+        }
     };
+    if session.is_none() && request.prompt == Prompt::None {
+        return Ok(redirect_error(
+            state,
+            &request.error(AuthzErrorCode::LoginRequired, "the user is not signed in"),
+        ));
+    }
     let now = state.services.clock.now();
     let req_id = rand::token::<16>().map_err(ApiError::internal)?;
     state
         .services
         .flow
-        .put_pending(&req_id, &request, now.plus_secs(PENDING_SECS))
+        .put_pending(
+            &req_id,
+            &request,
+            now.plus_secs(PENDING_SECS),
+            ip,
+            MAX_PENDING_PER_IP,
+        )
         .await
         .map_err(ApiError::internal)?;
-    let session = current_session(state, headers).await?;
-    match (session, request.prompt) {
-        (Some(session), Prompt::Default | Prompt::Consent | Prompt::None) => {
+    match session {
+        // `prompt=login` asks for the password again even with a session.
+        Some(session) if request.prompt != Prompt::Login => {
             continue_with_session(state, &req_id, &request, &session).await
-        }
-        (_, Prompt::None) => {
-            delete_pending(state, &req_id).await?;
-            Ok(redirect_error(
-                state,
-                &request.error(AuthzErrorCode::LoginRequired, "the user is not signed in"),
-            ))
         }
         _ => Ok(see_other(&format!("/login?req={req_id}"))),
     }
@@ -360,14 +466,7 @@ async fn continue_with_session(
     };
     let granted = request.grantable(&user.role.delegable());
     if granted.is_empty() {
-        delete_pending(state, req_id).await?;
-        return Ok(redirect_error(
-            state,
-            &request.error(
-                AuthzErrorCode::AccessDenied,
-                "the user's role allows none of the requested scopes",
-            ),
-        ));
+        return nothing_grantable(state, req_id, request).await;
     }
     if consent_remembered(state, request, &user).await? && request.prompt != Prompt::Consent {
         return issue_code(state, req_id, request, &user, session.auth_time).await;
@@ -383,6 +482,23 @@ async fn continue_with_session(
         ));
     }
     Ok(see_other(&format!("/consent?req={req_id}")))
+}
+
+/// Answers a request of which the user's role can grant nothing: forgets it and sends
+/// `access_denied` back to the client.
+async fn nothing_grantable(
+    state: &AppState,
+    req_id: &str,
+    request: &AuthorizationRequest,
+) -> Result<Response, ApiError> {
+    delete_pending(state, req_id).await?;
+    Ok(redirect_error(
+        state,
+        &request.error(
+            AuthzErrorCode::AccessDenied,
+            "the user's role allows none of the requested scopes",
+        ),
+    ))
 }
 
 /// Whether the user already granted this client everything this request would grant.
@@ -417,6 +533,12 @@ async fn issue_code(
     user: &User,
     auth_time: UnixTime,
 ) -> Result<Response, ApiError> {
+    let scope = request.grantable(&user.role.delegable());
+    if scope.is_empty() {
+        // A code for nothing would be a token for nothing: refuse (the callers check
+        // first; this keeps it true whatever the path).
+        return nothing_grantable(state, req_id, request).await;
+    }
     let now = state.services.clock.now();
     let (code, code_hash) = flow::new_code().map_err(ApiError::internal)?;
     let grant = CodeGrant {
@@ -424,7 +546,7 @@ async fn issue_code(
         redirect_uri: request.redirect_uri.clone(),
         code_challenge: request.code_challenge.clone(),
         user_id: user.id.clone(),
-        scope: request.grantable(&user.role.delegable()),
+        scope,
         nonce: request.nonce.clone(),
         auth_time,
         expires_at: now.plus_secs(flow::CODE_LIFETIME_SECS),
@@ -574,7 +696,7 @@ pub(crate) async fn read_csrf_form(
         (Some(c), Some(f)) => constant_time_eq(c, f),
         _ => false,
     };
-    if !csrf_ok || form.duplicate.is_some() {
+    if !csrf_ok || form.malformed() {
         return Ok(Err(csrf_failed()));
     }
     Ok(Ok(form))
@@ -724,6 +846,21 @@ pub async fn consent_page(
     ))
 }
 
+/// The audit record of a consent decision by `user` on `request`.
+fn consent_record(
+    success: bool,
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: std::net::IpAddr,
+    request: &AuthorizationRequest,
+    user: &User,
+) -> AuditRecord {
+    browser_record(AuditKind::Consent, success, state, headers)
+        .ip(ip)
+        .client(&request.client_id)
+        .user(&user.id)
+}
+
 /// `POST /consent`: approve or deny.
 pub async fn consent_submit(
     State(state): State<AppState>,
@@ -744,7 +881,7 @@ pub async fn consent_submit(
     let csrf_ok = form
         .get("csrf")
         .is_some_and(|f| constant_time_eq(f, &session.csrf));
-    if !csrf_ok || form.duplicate.is_some() {
+    if !csrf_ok || form.malformed() {
         return Ok(csrf_failed());
     }
     let Some((req_id, request)) = pending(&state, form.get("req")).await? else {
@@ -756,6 +893,26 @@ pub async fn consent_submit(
     match form.get("decision") {
         Some("approve") => {
             let granted = request.grantable(&user.role.delegable());
+            if granted.is_empty() {
+                // Approving nothing: refuse it here, before a consent or a code is stored
+                // (a code for no scope used to fail at redemption as corrupt data).
+                delete_pending(&state, &req_id).await?;
+                tracing::info!(user_id = %user.id, client_id = %request.client_id, "consent with nothing to grant refused");
+                state
+                    .services
+                    .audit
+                    .record(
+                        consent_record(false, &state, &headers, ip, &request, &user)
+                            .error("access_denied")
+                            .detail("nothing to grant"),
+                    )
+                    .await;
+                return Ok(pages::error_page(
+                    StatusCode::BAD_REQUEST,
+                    "There is nothing to allow: your account cannot grant any of the access \
+                     this application asked for.",
+                ));
+            }
             state
                 .services
                 .flow
@@ -771,13 +928,7 @@ pub async fn consent_submit(
             state
                 .services
                 .audit
-                .record(
-                    browser_record(AuditKind::Consent, true, &state, &headers)
-                        .ip(ip)
-                        .client(&request.client_id)
-                        .user(&user.id)
-                        .scope(granted),
-                )
+                .record(consent_record(true, &state, &headers, ip, &request, &user).scope(granted))
                 .await;
             issue_code(&state, &req_id, &request, &user, session.auth_time).await
         }
@@ -788,10 +939,7 @@ pub async fn consent_submit(
                 .services
                 .audit
                 .record(
-                    browser_record(AuditKind::Consent, false, &state, &headers)
-                        .ip(ip)
-                        .client(&request.client_id)
-                        .user(&user.id)
+                    consent_record(false, &state, &headers, ip, &request, &user)
                         .error("access_denied"),
                 )
                 .await;

@@ -26,8 +26,11 @@ pub struct RateLimits {
     pub refresh: Option<RateLimit>,
     /// API calls per client.
     pub api: Option<RateLimit>,
-    /// Failed logins per account (and four times as many per IP).
+    /// Failed logins per account and IP (four times as many per IP, ten times as many per
+    /// account over all IPs).
     pub login: Option<RateLimit>,
+    /// Authorization requests per client IP.
+    pub authorize: Option<RateLimit>,
 }
 
 /// A limit that let a request through, for the response headers.

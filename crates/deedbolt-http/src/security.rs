@@ -87,7 +87,8 @@ impl Security {
                 settings.auth_failure_threshold,
                 settings.auth_failure_window_secs,
             ),
-            scopes: ScopeRequestDetector::new(),
+            // One beyond-registration alert per client and scope per alert window.
+            scopes: ScopeRequestDetector::with_window(settings.auth_failure_window_secs),
             usage: UsageMonitor::new(),
             history: Mutex::new(HashMap::new()),
             settings,
@@ -143,7 +144,10 @@ impl Security {
         }
     }
 
-    /// A client asked for `requested` (registered for `registered`).
+    /// A validated request by a client for `requested` scopes (registered for
+    /// `registered`): an authenticated token request, or an authorization request that
+    /// passed the client, redirect-URI and PKCE checks. Alerts on scopes beyond the
+    /// registration, at most once per client and scope per alert window.
     pub async fn scope_request(
         &self,
         client_id: &str,
@@ -151,9 +155,20 @@ impl Security {
         requested: ScopeSet,
         now: UnixTime,
     ) {
-        let alerts = self.scopes.observe(client_id, registered, requested, now);
+        if let Some(alert) = self
+            .scopes
+            .observe_request(client_id, registered, requested, now)
+        {
+            self.raise(alert).await;
+        }
+    }
+
+    /// A token was issued to a client with `granted` scopes: alerts on the first use of
+    /// each privileged scope, and remembers it (in storage too, so a restart does not
+    /// alert again).
+    pub async fn scopes_issued(&self, client_id: &str, granted: ScopeSet, now: UnixTime) {
+        let alerts = self.scopes.observe_issued(client_id, granted, now);
         if !alerts.is_empty() {
-            // Persist what the client has now used, so a restart does not alert again.
             let seen = self.scopes.seen(client_id);
             if let Err(e) = self.alerts.save_privileged_seen(client_id, seen).await {
                 tracing::error!(error = %e, "cannot store privileged scopes seen");

@@ -190,7 +190,8 @@ async fn client_credentials(
     // `client_credentials_scope` refuses it.
     let auth = authenticate(state, headers, params).await?;
     audit.client_id = Some(auth.client().id.to_string());
-    // No `scope` means the registered scopes, privileged ones included: observe those.
+    // An authenticated request: scopes beyond the registration may alert. (No `scope`
+    // means the registered scopes; the first use of privileged ones is judged on issuance.)
     let requested = match params.get("scope") {
         Some(sc) => sc.parse().ok(),
         None => Some(auth.client().scopes),
@@ -228,6 +229,11 @@ async fn client_credentials(
     services.metrics.token_issued();
     audit.scope = Some(scope.to_string());
     audit.jti = Some(claims.jti.to_string());
+    // First use of a privileged scope: judged on what was issued, never on requests.
+    services
+        .security
+        .scopes_issued(auth.client().id.as_str(), scope, services.clock.now())
+        .await;
     let mut response = token_response(TokenResponse {
         access_token: AccessToken(jwt),
         token_type: "Bearer",
@@ -398,6 +404,11 @@ async fn authorization_code(
         code_verifier: params.get("code_verifier"),
     };
     let _pkce = flow::check_exchange(&auth, &grant, &exchange, now)?;
+    if grant.scope.is_empty() {
+        // No code is issued for nothing (the consent refuses it), but one stored by an
+        // older version must not turn into a token that grants nothing.
+        return Err(OAuthError::InvalidGrant(Cow::Borrowed("the code grants no scope")).into());
+    }
     // A confidential client: per client *and user*, since each code stands for one
     // user's fresh login and a client serving many users (a backend-for-frontend) must not
     // share one quota among them. Checked after redemption, when the user is known; a code
@@ -475,6 +486,10 @@ async fn authorization_code(
     audit.user_id = Some(grant.user_id.to_string());
     audit.scope = Some(grant.scope.to_string());
     audit.jti = Some(claims.jti.to_string());
+    services
+        .security
+        .scopes_issued(grant.client_id.as_str(), grant.scope, now)
+        .await;
     let mut response = token_response(TokenResponse {
         access_token: AccessToken(access),
         token_type: "Bearer",

@@ -153,11 +153,7 @@ fn client_from_row(row: &SqliteRow) -> Result<Client, StoreError> {
         name: ClientName::parse(&name).map_err(|_| corrupt("client name"))?,
         secret_hash,
         grant_types,
-        scopes: if scopes.is_empty() {
-            ScopeSet::empty()
-        } else {
-            scopes.parse().map_err(|_| corrupt("scopes"))?
-        },
+        scopes: ScopeSet::parse_stored(&scopes).map_err(|_| corrupt("scopes"))?,
         redirect_uris: redirects
             .split(' ')
             .filter(|r| !r.is_empty())
@@ -484,17 +480,39 @@ impl FlowStore for SqliteStore {
         id: &str,
         request: &AuthorizationRequest,
         expires_at: UnixTime,
+        owner: &str,
+        max_per_owner: usize,
     ) -> Result<(), StoreError> {
+        let keep = i64::try_from(max_per_owner).unwrap_or(i64::MAX);
+        // Insert and trim in one write transaction: concurrent requests of one owner
+        // cannot both see room and leave more than `max_per_owner` rows.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
         sqlx::query(
-            "INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, ?, ?)",
+            "INSERT INTO pending_authorizations (id, request, expires_at, owner) VALUES (?, ?, ?, ?)",
         )
         .bind(id)
         .bind(to_json(request)?)
         .bind(expires_at.0)
-        .execute(&self.pool)
+        .bind(owner)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        // Newest first by rowid (insertion order); everything past the newest `keep` goes.
+        sqlx::query(
+            "DELETE FROM pending_authorizations WHERE owner = ? AND rowid IN \
+             (SELECT rowid FROM pending_authorizations WHERE owner = ? ORDER BY rowid DESC LIMIT -1 OFFSET ?)",
+        )
+        .bind(owner)
+        .bind(owner)
+        .bind(keep)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn get_pending(
@@ -595,7 +613,9 @@ impl FlowStore for SqliteStore {
         match row {
             Some(row) => {
                 let s: String = row.try_get("scopes").map_err(backend)?;
-                Ok(Some(s.parse().map_err(|_| corrupt("consent scopes"))?))
+                Ok(Some(
+                    ScopeSet::parse_stored(&s).map_err(|_| corrupt("consent scopes"))?,
+                ))
             }
             None => Ok(None),
         }
@@ -624,8 +644,7 @@ impl FlowStore for SqliteStore {
                 .await
                 .map_err(backend)?;
         let merged = match existing {
-            Some(s) => s
-                .parse::<ScopeSet>()
+            Some(s) => ScopeSet::parse_stored(&s)
                 .map_err(|_| corrupt("consent scopes"))?
                 .union(&scope),
             None => scope,
@@ -852,7 +871,7 @@ impl RefreshStore for SqliteStore {
             family_id: row.try_get("family_id").map_err(backend)?,
             client_id: ClientId::parse(&client).map_err(|_| corrupt("family client"))?,
             user_id: UserId::parse(&user).map_err(|_| corrupt("family user"))?,
-            scope: scope.parse().map_err(|_| corrupt("family scope"))?,
+            scope: ScopeSet::parse_stored(&scope).map_err(|_| corrupt("family scope"))?,
             state: TokenState::parse(&state).ok_or_else(|| corrupt("refresh state"))?,
             issued_at: UnixTime(row.try_get("issued_at").map_err(backend)?),
             expires_at: UnixTime(row.try_get("expires_at").map_err(backend)?),
@@ -1321,7 +1340,7 @@ impl AlertStore for SqliteStore {
                 let scopes: String = row.try_get("scopes").map_err(backend)?;
                 Ok((
                     row.try_get("client_id").map_err(backend)?,
-                    scopes.parse().map_err(|_| corrupt("privileged scopes"))?,
+                    ScopeSet::parse_stored(&scopes).map_err(|_| corrupt("privileged scopes"))?,
                 ))
             })
             .collect()

@@ -221,9 +221,13 @@ pub struct ServeArgs {
     /// API calls per client [default: 1000/1h].
     #[arg(long, env = "DEEDBOLT_RATE_LIMIT_API")]
     pub rate_limit_api: Option<String>,
-    /// Failed logins per account; four times as many per client IP [default: 5/15m].
+    /// Failed logins per account and client IP; four times as many per IP, ten times as
+    /// many per account over all IPs [default: 5/15m].
     #[arg(long, env = "DEEDBOLT_RATE_LIMIT_LOGIN")]
     pub rate_limit_login: Option<String>,
+    /// Authorization requests (/authorize) per client IP, COUNT/WINDOW or `off` [default: 60/1m].
+    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_AUTHORIZE")]
+    pub rate_limit_authorize: Option<String>,
     /// Comma-separated IPs of reverse proxies whose X-Forwarded-For is believed [default: none].
     #[arg(long, env = "DEEDBOLT_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
@@ -381,6 +385,7 @@ pub async fn run() -> anyhow::Result<()> {
                     rate_limit_refresh: args.rate_limit_refresh,
                     rate_limit_api: args.rate_limit_api,
                     rate_limit_login: args.rate_limit_login,
+                    rate_limit_authorize: args.rate_limit_authorize,
                     trusted_proxies: args.trusted_proxies,
                     audit_retention: args.audit_retention,
                     auto_revoke: args.auto_revoke,

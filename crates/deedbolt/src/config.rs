@@ -42,6 +42,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_RATE_LIMIT_REFRESH",
     "DEEDBOLT_RATE_LIMIT_API",
     "DEEDBOLT_RATE_LIMIT_LOGIN",
+    "DEEDBOLT_RATE_LIMIT_AUTHORIZE",
     "DEEDBOLT_TRUSTED_PROXIES",
     "DEEDBOLT_AUDIT_RETENTION",
     "DEEDBOLT_AUTO_REVOKE",
@@ -103,8 +104,10 @@ pub struct FileConfig {
     pub rate_limit_refresh: Option<String>,
     /// API calls per client.
     pub rate_limit_api: Option<String>,
-    /// Failed logins per account (and four times that per IP).
+    /// Failed logins per account and IP (four times that per IP, ten times per account).
     pub rate_limit_login: Option<String>,
+    /// Authorization requests per client IP.
+    pub rate_limit_authorize: Option<String>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Option<Vec<String>>,
     /// How long audit records are kept, e.g. `"90d"`.
@@ -282,6 +285,8 @@ pub struct ServeOverrides {
     pub rate_limit_api: Option<String>,
     /// `--rate-limit-login`.
     pub rate_limit_login: Option<String>,
+    /// `--rate-limit-authorize`.
+    pub rate_limit_authorize: Option<String>,
     /// `--trusted-proxies` (comma-separated IPs).
     pub trusted_proxies: Option<String>,
     /// `--audit-retention`.
@@ -490,6 +495,12 @@ impl ServeSettings {
             )?,
             api: limit(o.rate_limit_api, &file.rate_limit_api, "1000/1h", "API")?,
             login: limit(o.rate_limit_login, &file.rate_limit_login, "5/15m", "login")?,
+            authorize: limit(
+                o.rate_limit_authorize,
+                &file.rate_limit_authorize,
+                "60/1m",
+                "authorize",
+            )?,
         };
         let proxies: Vec<String> = match o.trusted_proxies {
             Some(list) => list
@@ -683,6 +694,11 @@ mod tests {
         assert_eq!(s.access_token_lifetime.as_secs(), 900);
         assert_eq!(s.signing_alg, SigningAlg::ES256);
         assert!(s.issuer.is_none());
+        assert_eq!(
+            s.limits.authorize.map(|l| (l.count, l.window_secs)),
+            Some((60, 60)),
+            "authorization requests are limited per IP by default"
+        );
     }
 
     #[test]

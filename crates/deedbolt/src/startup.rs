@@ -84,6 +84,7 @@ impl Application {
             ("refresh", settings.limits.refresh),
             ("API", settings.limits.api),
             ("login", settings.limits.login),
+            ("authorize", settings.limits.authorize),
         ] {
             if limit.is_none() {
                 tracing::warn!(
@@ -201,14 +202,11 @@ impl Application {
             flow: store_arc.clone(),
             passwords,
             revocations: revocations.clone(),
-            // Per account: the login limit; per IP: four times it (a shared NAT has many users).
+            // Per account and IP: the login limit; per IP: four times it (a shared NAT has
+            // many users); per account over all IPs: ten times it.
             login_throttle: Arc::new(match settings.limits.login {
-                Some(l) => LoginThrottle::new(
-                    i64::from(l.window_secs),
-                    l.count as usize,
-                    (l.count as usize).saturating_mul(4),
-                ),
-                None => LoginThrottle::new(1, usize::MAX, usize::MAX),
+                Some(l) => LoginThrottle::from_limit(i64::from(l.window_secs), l.count as usize),
+                None => LoginThrottle::unlimited(),
             }),
             limits: settings.limits,
             limiter: Arc::new(MemoryRateLimits::new()),

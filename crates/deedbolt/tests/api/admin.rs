@@ -115,16 +115,17 @@ async fn all_pages(app: &TestApp, path: &str, limit: u32, token: &str) -> (Vec<V
     (items, pages)
 }
 
-/// Three `unusual_scope_request` alerts (scopes beyond registration) and one
-/// `multiple_auth_failures`, in that order. (The first admin token already raised one:
-/// the code client's first use of the privileged `admin:read`.)
+/// Three `unusual_scope_request` alerts (scopes beyond registration: a different one each
+/// time, since a repeated probe alerts once per window) and one `multiple_auth_failures`,
+/// in that order. (The first admin token already raised one: the code client's first use
+/// of the privileged `admin:read`.)
 async fn raise_alerts(env: &Env) {
-    for _ in 0..3 {
+    for scope in ["property:write", "tenant:read", "tenant:write"] {
         let res = env
             .app
             .post_token(
                 Some(&env.cc),
-                "grant_type=client_credentials&scope=property:write",
+                &format!("grant_type=client_credentials&scope={scope}"),
             )
             .await;
         assert_eq!(res.status(), 400, "scope beyond registration is refused");

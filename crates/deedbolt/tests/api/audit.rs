@@ -1159,7 +1159,7 @@ async fn unusual_scope_requests_raise_alerts() {
     barrier(&app).await;
     assert!(alerts(&app).is_empty(), "{:#?}", alerts(&app));
 
-    // The first request for financial:read alerts...
+    // The first token with financial:read alerts...
     assert_eq!(ask("financial:read").await.status(), 200);
     let recs = wait_audit(&app, &["--type", "alert"], "first-use alert", |r| {
         !r.is_empty()
@@ -1193,8 +1193,12 @@ async fn unusual_scope_requests_raise_alerts() {
             .any(|r| s(r, "error") == "invalid_scope" && s(r, "client_id") == creds.id),
         "{failed:#?}"
     );
-    // Probing alerts every time (not deduplicated).
+    // The same probe again within the alert window: no news, no second alert...
     assert_eq!(ask("tenant:write").await.status(), 400);
+    barrier(&app).await;
+    assert_eq!(alerts(&app).len(), 2, "{:#?}", alerts(&app));
+    // ...but probing for another scope is.
+    assert_eq!(ask("financial:write").await.status(), 400);
     wait_audit(&app, &["--type", "alert"], "a second probe alert", |r| {
         r.len() >= 3
     })
@@ -1216,7 +1220,7 @@ async fn unusual_scope_requests_raise_alerts() {
     details.reverse();
     assert_eq!(details.len(), 3, "{details:?}");
     assert!(
-        details[0].contains("first request for privileged scope financial:read"),
+        details[0].contains("first use of privileged scope financial:read"),
         "{details:?}"
     );
     assert!(
@@ -1224,7 +1228,7 @@ async fn unusual_scope_requests_raise_alerts() {
         "{details:?}"
     );
     assert!(
-        details[2].contains("beyond registration: tenant:write"),
+        details[2].contains("beyond registration: financial:write"),
         "{details:?}"
     );
 }

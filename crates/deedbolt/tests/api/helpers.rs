@@ -72,6 +72,7 @@ pub async fn try_spawn_app(opts: Options) -> anyhow::Result<TestApp> {
         &mut overrides.rate_limit_token,
         &mut overrides.rate_limit_refresh,
         &mut overrides.rate_limit_api,
+        &mut overrides.rate_limit_authorize,
     ] {
         limit.get_or_insert_with(|| "1000000/1h".into());
     }
@@ -828,7 +829,20 @@ impl TestApp {
 
     /// A browser-like GET (no redirects followed) with the jar's cookies.
     pub async fn browser_get(&self, path_or_url: &str, jar: &Jar) -> reqwest::Response {
+        self.browser_get_with(path_or_url, jar, &[]).await
+    }
+
+    /// [`TestApp::browser_get`] with extra request headers (e.g. `X-Forwarded-For`).
+    pub async fn browser_get_with(
+        &self,
+        path_or_url: &str,
+        jar: &Jar,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
         let mut req = self.http.get(self.url(path_or_url));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(c) = jar.header() {
             req = req.header("cookie", c);
         }
@@ -842,6 +856,17 @@ impl TestApp {
         form: &[(&str, &str)],
         jar: &Jar,
     ) -> reqwest::Response {
+        self.browser_post_with(path, form, jar, &[]).await
+    }
+
+    /// [`TestApp::browser_post`] with extra request headers (e.g. `X-Forwarded-For`).
+    pub async fn browser_post_with(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        jar: &Jar,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
@@ -850,6 +875,9 @@ impl TestApp {
             .post(self.url(path))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(c) = jar.header() {
             req = req.header("cookie", c);
         }

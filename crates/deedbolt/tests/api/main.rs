@@ -6,6 +6,7 @@ mod helpers;
 mod admin;
 mod api;
 mod audit;
+mod authorize_abuse;
 mod bff;
 mod bff_browser;
 mod browser;
