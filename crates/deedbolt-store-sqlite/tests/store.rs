@@ -1,13 +1,12 @@
-//! The SQLite backend against the core ports: what every backend must do.
+//! What only the SQLite backend shows: a file database survives reopening. (What every
+//! backend must do is the conformance suite, tests/conformance.rs.)
 
 use deedbolt_core::client::{Client, ClientName, GrantType};
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::ids::ClientId;
-use deedbolt_core::jose::{SigningAlg, SigningKey};
-use deedbolt_core::ports::{ClientStore, KeyMaterial, KeyStore, StoredKey};
+use deedbolt_core::ports::ClientStore;
 use deedbolt_core::secret::{ClientSecret, Pepper, SecretHasher};
 use deedbolt_store_sqlite::SqliteStore;
-use zeroize::Zeroizing;
 
 fn client(name: &str) -> Client {
     let hasher = SecretHasher::new(&Pepper::generate().unwrap());
@@ -23,101 +22,6 @@ fn client(name: &str) -> Client {
         properties: None,
         created_at: UnixTime(10),
         updated_at: UnixTime(10),
-    }
-}
-
-fn key(now: i64) -> StoredKey {
-    let (k, der) = SigningKey::generate(SigningAlg::ES256).unwrap();
-    StoredKey {
-        kid: k.kid().clone(),
-        alg: SigningAlg::ES256,
-        material: KeyMaterial::Plain(Zeroizing::new(der.to_vec())),
-        created_at: UnixTime(now),
-        retired_at: None,
-    }
-}
-
-#[tokio::test]
-async fn clients_round_trip_and_delete() {
-    let store = SqliteStore::in_memory().await.unwrap();
-    let c = client("valuation-bot");
-    store.insert_client(&c).await.unwrap();
-    let found = store.find_client(&c.id).await.unwrap().unwrap();
-    assert_eq!(found.name, c.name);
-    assert_eq!(found.secret_hash, c.secret_hash);
-    assert_eq!(found.scopes, c.scopes);
-    assert_eq!(found.grant_types, c.grant_types);
-    assert_eq!(store.list_clients().await.unwrap().len(), 1);
-
-    let other =
-        SecretHasher::new(&Pepper::generate().unwrap()).hash(&ClientSecret::generate().unwrap());
-    assert!(store
-        .replace_secret(&c.id, &other, UnixTime(20))
-        .await
-        .unwrap());
-    let found = store.find_client(&c.id).await.unwrap().unwrap();
-    assert_eq!(found.secret_hash, Some(other));
-    assert_eq!(found.updated_at, UnixTime(20));
-
-    assert!(store.delete_client(&c.id).await.unwrap());
-    assert!(!store.delete_client(&c.id).await.unwrap());
-    assert!(store.find_client(&c.id).await.unwrap().is_none());
-}
-
-#[tokio::test]
-async fn duplicate_client_id_is_refused() {
-    let store = SqliteStore::in_memory().await.unwrap();
-    let c = client("a");
-    store.insert_client(&c).await.unwrap();
-    assert!(store.insert_client(&c).await.is_err());
-}
-
-#[tokio::test]
-async fn sql_injection_in_ids_is_just_data() {
-    let store = SqliteStore::in_memory().await.unwrap();
-    store.insert_client(&client("a")).await.unwrap();
-    let evil = ClientId::parse("x'OR'1'='1").unwrap();
-    assert!(store.find_client(&evil).await.unwrap().is_none());
-    assert!(!store.delete_client(&evil).await.unwrap());
-    assert_eq!(store.list_clients().await.unwrap().len(), 1);
-}
-
-#[tokio::test]
-async fn rotation_keeps_exactly_one_current_key() {
-    let store = SqliteStore::in_memory().await.unwrap();
-    let first = key(100);
-    store.rotate_in(&first, UnixTime(100)).await.unwrap();
-    let second = key(200);
-    store.rotate_in(&second, UnixTime(200)).await.unwrap();
-    let keys = store.list_keys().await.unwrap();
-    assert_eq!(keys.len(), 2);
-    assert_eq!(keys[0].kid, second.kid);
-    assert_eq!(keys[0].retired_at, None);
-    assert_eq!(keys[1].kid, first.kid);
-    assert_eq!(keys[1].retired_at, Some(UnixTime(200)));
-    // Retired before the cutoff: pruned. The current key never is.
-    assert_eq!(store.prune_keys(UnixTime(201)).await.unwrap(), 1);
-    assert_eq!(store.prune_keys(UnixTime(i64::MAX)).await.unwrap(), 0);
-    assert_eq!(store.list_keys().await.unwrap().len(), 1);
-}
-
-#[tokio::test]
-async fn first_secret_wins() {
-    let store = SqliteStore::in_memory().await.unwrap();
-    let a = store
-        .secret_or_insert("pepper", &KeyMaterial::Sealed(vec![1, 2, 3]))
-        .await
-        .unwrap();
-    let b = store
-        .secret_or_insert("pepper", &KeyMaterial::Sealed(vec![9, 9, 9]))
-        .await
-        .unwrap();
-    match (a, b) {
-        (KeyMaterial::Sealed(a), KeyMaterial::Sealed(b)) => {
-            assert_eq!(a, vec![1, 2, 3]);
-            assert_eq!(b, vec![1, 2, 3]);
-        }
-        other => panic!("unexpected {other:?}"),
     }
 }
 

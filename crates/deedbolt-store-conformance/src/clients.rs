@@ -1,0 +1,234 @@
+//! Clients, signing keys, server secrets, users, health.
+
+use deedbolt_core::client::{Client, ClientName, GrantType};
+use deedbolt_core::clock::UnixTime;
+use deedbolt_core::ids::{ClientId, UserId};
+use deedbolt_core::jose::{SigningAlg, SigningKey};
+use deedbolt_core::ports::{KeyMaterial, StoreError, StoredKey};
+use deedbolt_core::secret::{ClientSecret, Pepper, SecretHasher};
+use deedbolt_core::user::{Email, Role, User};
+use zeroize::Zeroizing;
+
+use crate::Backend;
+
+fn client(name: &str) -> Client {
+    let hasher = SecretHasher::new(&Pepper::generate().unwrap());
+    Client {
+        id: ClientId::generate().unwrap(),
+        name: ClientName::parse(name).unwrap(),
+        secret_hash: Some(hasher.hash(&ClientSecret::generate().unwrap())),
+        grant_types: vec![GrantType::ClientCredentials, GrantType::AuthorizationCode],
+        scopes: "property:read financial:read".parse().unwrap(),
+        redirect_uris: vec![
+            deedbolt_core::redirect::RedirectUri::parse("https://app.example.com/cb").unwrap(),
+            deedbolt_core::redirect::RedirectUri::parse("http://127.0.0.1/cb").unwrap(),
+        ],
+        public: false,
+        allow_introspection: true,
+        properties: Some(vec![3, 5]),
+        created_at: UnixTime(10),
+        updated_at: UnixTime(10),
+    }
+}
+
+fn key(now: i64) -> StoredKey {
+    let (k, der) = SigningKey::generate(SigningAlg::ES256).unwrap();
+    StoredKey {
+        kid: k.kid().clone(),
+        alg: SigningAlg::ES256,
+        material: KeyMaterial::Plain(Zeroizing::new(der.to_vec())),
+        created_at: UnixTime(now),
+        retired_at: None,
+    }
+}
+
+/// A user with this email and role, stored.
+pub(crate) async fn user(store: &impl Backend, email: &str, role: Role) -> UserId {
+    let u = User {
+        id: UserId::generate().unwrap(),
+        email: Email::parse(email).unwrap(),
+        name: None,
+        role,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        created_at: UnixTime(1),
+    };
+    store.insert_user(&u).await.unwrap();
+    u.id
+}
+
+/// The backend answers a ping.
+pub async fn answers_a_ping(store: &impl Backend) {
+    store.ping().await.unwrap();
+}
+
+/// A client reads back as stored, its secret can be replaced, and it can be deleted once.
+pub async fn clients_round_trip_and_delete(store: &impl Backend) {
+    let c = client("valuation-bot");
+    store.insert_client(&c).await.unwrap();
+    let found = store.find_client(&c.id).await.unwrap().unwrap();
+    assert_eq!(found.name, c.name);
+    assert_eq!(found.secret_hash, c.secret_hash);
+    assert_eq!(found.scopes, c.scopes);
+    assert_eq!(found.grant_types, c.grant_types);
+    assert_eq!(found.redirect_uris, c.redirect_uris);
+    assert_eq!(found.public, c.public);
+    assert_eq!(found.allow_introspection, c.allow_introspection);
+    assert_eq!(found.properties, c.properties);
+    assert_eq!(found.created_at, c.created_at);
+
+    let public = Client {
+        secret_hash: None,
+        public: true,
+        allow_introspection: false,
+        properties: None,
+        created_at: UnixTime(11),
+        ..client("spa")
+    };
+    store.insert_client(&public).await.unwrap();
+    let listed = store.list_clients().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        [&c.id, &public.id],
+        "oldest first"
+    );
+    let found = store.find_client(&public.id).await.unwrap().unwrap();
+    assert!(found.public && found.secret_hash.is_none() && found.properties.is_none());
+
+    let other =
+        SecretHasher::new(&Pepper::generate().unwrap()).hash(&ClientSecret::generate().unwrap());
+    assert!(store
+        .replace_secret(&c.id, &other, UnixTime(20))
+        .await
+        .unwrap());
+    let found = store.find_client(&c.id).await.unwrap().unwrap();
+    assert_eq!(found.secret_hash, Some(other));
+    assert_eq!(found.updated_at, UnixTime(20));
+
+    assert!(store.delete_client(&c.id).await.unwrap());
+    assert!(!store.delete_client(&c.id).await.unwrap());
+    assert!(store.find_client(&c.id).await.unwrap().is_none());
+}
+
+/// Caches see every update and delete of a client through the generation counter.
+pub async fn the_clients_generation_moves_on_update_and_delete(store: &impl Backend) {
+    let g0 = store.clients_generation().await.unwrap();
+    let c = client("a");
+    store.insert_client(&c).await.unwrap();
+    let hash =
+        SecretHasher::new(&Pepper::generate().unwrap()).hash(&ClientSecret::generate().unwrap());
+    store
+        .replace_secret(&c.id, &hash, UnixTime(2))
+        .await
+        .unwrap();
+    let g1 = store.clients_generation().await.unwrap();
+    assert!(g1 > g0, "an update moves the generation");
+    store.delete_client(&c.id).await.unwrap();
+    assert!(
+        store.clients_generation().await.unwrap() > g1,
+        "so does a delete"
+    );
+}
+
+/// Inserting a client id twice fails.
+pub async fn a_duplicate_client_id_is_refused(store: &impl Backend) {
+    let c = client("a");
+    store.insert_client(&c).await.unwrap();
+    assert!(store.insert_client(&c).await.is_err());
+}
+
+/// Quotes in ids are data, never SQL.
+pub async fn sql_injection_in_ids_is_just_data(store: &impl Backend) {
+    store.insert_client(&client("a")).await.unwrap();
+    let evil = ClientId::parse("x'OR'1'='1").unwrap();
+    assert!(store.find_client(&evil).await.unwrap().is_none());
+    assert!(!store.delete_client(&evil).await.unwrap());
+    assert_eq!(store.list_clients().await.unwrap().len(), 1);
+}
+
+/// Rotation leaves one current key (listed first); pruning removes retired keys only.
+pub async fn rotation_keeps_exactly_one_current_key(store: &impl Backend) {
+    let first = key(100);
+    store.rotate_in(&first, UnixTime(100)).await.unwrap();
+    let second = key(200);
+    store.rotate_in(&second, UnixTime(200)).await.unwrap();
+    let keys = store.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0].kid, second.kid);
+    assert_eq!(keys[0].retired_at, None);
+    assert_eq!(keys[1].kid, first.kid);
+    assert_eq!(keys[1].retired_at, Some(UnixTime(200)));
+    match &keys[0].material {
+        KeyMaterial::Plain(bytes) => match &second.material {
+            KeyMaterial::Plain(expected) => assert_eq!(bytes.as_slice(), expected.as_slice()),
+            KeyMaterial::Sealed(_) => unreachable!(),
+        },
+        other => panic!("plain material came back as {other:?}"),
+    }
+    // Retired before the cutoff: pruned. The current key never is.
+    assert_eq!(store.prune_keys(UnixTime(201)).await.unwrap(), 1);
+    assert_eq!(store.prune_keys(UnixTime(i64::MAX)).await.unwrap(), 0);
+    assert_eq!(store.list_keys().await.unwrap().len(), 1);
+}
+
+/// Concurrent first starts agree on one server secret.
+pub async fn the_first_secret_wins(store: &impl Backend) {
+    let results = crate::race(store, 8, |s| async move {
+        let mut mine = [0u8; 8];
+        deedbolt_core::rand::fill(&mut mine).unwrap();
+        s.secret_or_insert("pepper", &KeyMaterial::Sealed(mine.to_vec()))
+            .await
+            .unwrap()
+    })
+    .await;
+    let values: Vec<Vec<u8>> = results
+        .into_iter()
+        .map(|m| match m {
+            KeyMaterial::Sealed(v) => v,
+            KeyMaterial::Plain(_) => panic!("sealed material came back plain"),
+        })
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] == w[1]), "{values:?}");
+}
+
+/// A second user with a taken email is a conflict, not a backend failure.
+pub async fn a_duplicate_user_email_is_a_conflict(store: &impl Backend) {
+    let first = user(store, "tina@example.com", Role::Tenant).await;
+    let again = User {
+        id: UserId::generate().unwrap(),
+        email: Email::parse("tina@example.com").unwrap(),
+        name: Some("Tina".into()),
+        role: Role::Tenant,
+        password_hash: "x".into(),
+        created_at: UnixTime(2),
+    };
+    assert!(matches!(
+        store.insert_user(&again).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let found = store
+        .find_user_by_email(&Email::parse("tina@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, first);
+    assert_eq!(found.role, Role::Tenant);
+    assert_eq!(
+        store.find_user(&first).await.unwrap().unwrap().email,
+        found.email
+    );
+}
+
+/// Users are listed oldest first.
+pub async fn users_list_oldest_first(store: &impl Backend) {
+    let a = user(store, "a@example.com", Role::Manager).await;
+    let b = user(store, "b@example.com", Role::Tenant).await;
+    let c = user(store, "c@example.com", Role::Tenant).await;
+    let ids: Vec<_> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(ids, [a, b, c]);
+}

@@ -1,0 +1,792 @@
+//! [`CrmStore`] on PostgreSQL (mirrors the SQLite store's `crm` module).
+//!
+//! Visibility is applied in one place per table ([`push_property_scope`],
+//! [`push_tenant_scope`], [`push_request_scope`]): every read and every write composes
+//! its WHERE clause with the viewer's predicate, so a row outside the viewer's reach is
+//! never read, changed or counted. Column names in dynamic SQL come only from the fixed
+//! lists in `deedbolt_core::crm` (sort fields), never from a request.
+
+use async_trait::async_trait;
+use deedbolt_core::clock::UnixTime;
+use deedbolt_core::crm::ledger::{Balance, EntryFilter, LedgerEntry, NewEntry};
+use deedbolt_core::crm::list::{ListParams, SortValue};
+use deedbolt_core::crm::maintenance::{
+    MaintenanceRequest, NewRequest, Priority, RequestFilter, RequestUpdate,
+};
+use deedbolt_core::crm::money::Amount;
+use deedbolt_core::crm::property::{NewProperty, Property, PropertyChanges, PropertyFilter};
+use deedbolt_core::crm::tenant::{NewTenant, Tenant, TenantChanges, TenantFilter};
+use deedbolt_core::crm::{FieldError, Viewer};
+use deedbolt_core::ids::UserId;
+use deedbolt_core::ports::{CrmStore, StoreError, Write};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+
+use crate::{backend, corrupt, PgStore};
+
+/// Advisory-lock key of CRM read-check-write transactions (see [`PgStore::immediate`]).
+const CRM_WRITE_LOCK: i64 = 0x6462_6372_6d77_7269;
+
+const ENTRY_COLS: &str = "e.id, e.tenant_id, e.kind, e.amount_minor, t.currency, e.description, \
+     e.effective_on, e.created_at, e.created_by";
+
+/// ` AND <column> IN (ids…)` (` AND FALSE` for no ids).
+fn push_in(qb: &mut QueryBuilder<'_, Postgres>, column: &str, ids: &[i64]) {
+    if ids.is_empty() {
+        qb.push(" AND FALSE");
+        return;
+    }
+    qb.push(format!(" AND {column} IN ("));
+    let mut list = qb.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    list.push_unseparated(")");
+}
+
+/// ` AND <the viewer may see property p>`.
+fn push_property_scope(qb: &mut QueryBuilder<'_, Postgres>, viewer: &Viewer) {
+    match viewer {
+        Viewer::Portfolio => {}
+        Viewer::Properties { ids } => push_in(qb, "p.id", ids),
+        Viewer::Manager { user } => {
+            qb.push(" AND p.manager_id = ")
+                .push_bind(user.as_str().to_owned());
+        }
+        Viewer::Tenant { user } => {
+            qb.push(" AND p.id IN (SELECT property_id FROM tenants WHERE user_id = ")
+                .push_bind(user.as_str().to_owned())
+                .push(")");
+        }
+    }
+}
+
+/// ` AND <the viewer may see tenant t>` (and with it the tenant's ledger).
+fn push_tenant_scope(qb: &mut QueryBuilder<'_, Postgres>, viewer: &Viewer) {
+    match viewer {
+        Viewer::Portfolio => {}
+        Viewer::Properties { ids } => push_in(qb, "t.property_id", ids),
+        Viewer::Manager { user } => {
+            qb.push(" AND t.property_id IN (SELECT id FROM properties WHERE manager_id = ")
+                .push_bind(user.as_str().to_owned())
+                .push(")");
+        }
+        Viewer::Tenant { user } => {
+            qb.push(" AND t.user_id = ")
+                .push_bind(user.as_str().to_owned());
+        }
+    }
+}
+
+/// ` AND <the viewer may see maintenance request m>`: a manager sees the requests of the
+/// properties they manage, a tenant their own.
+fn push_request_scope(qb: &mut QueryBuilder<'_, Postgres>, viewer: &Viewer) {
+    match viewer {
+        Viewer::Portfolio => {}
+        Viewer::Properties { ids } => push_in(qb, "m.property_id", ids),
+        Viewer::Manager { user } => {
+            qb.push(" AND m.property_id IN (SELECT id FROM properties WHERE manager_id = ")
+                .push_bind(user.as_str().to_owned())
+                .push(")");
+        }
+        Viewer::Tenant { user } => {
+            qb.push(" AND m.tenant_id IN (SELECT id FROM tenants WHERE user_id = ")
+                .push_bind(user.as_str().to_owned())
+                .push(")");
+        }
+    }
+}
+
+/// ` AND (keyset after the cursor) ORDER BY ... LIMIT limit + 1`.
+fn push_page(qb: &mut QueryBuilder<'_, Postgres>, alias: &str, params: &ListParams) {
+    let col = format!("{alias}.{}", params.sort.field);
+    let (op, dir) = if params.sort.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    if let Some((value, id)) = &params.after {
+        qb.push(format!(" AND ({col} {op} "));
+        push_value(qb, value);
+        qb.push(format!(" OR ({col} = "));
+        push_value(qb, value);
+        qb.push(format!(" AND {alias}.id {op} "))
+            .push_bind(*id)
+            .push("))");
+    }
+    qb.push(format!(" ORDER BY {col} {dir}, {alias}.id {dir} LIMIT "))
+        .push_bind(i64::from(params.limit) + 1);
+}
+
+fn push_value(qb: &mut QueryBuilder<'_, Postgres>, value: &SortValue) {
+    match value {
+        SortValue::Int(n) => qb.push_bind(*n),
+        SortValue::Text(s) => qb.push_bind(s.clone()),
+    };
+}
+
+fn opt_user(row: &PgRow, col: &str) -> Result<Option<UserId>, StoreError> {
+    let v: Option<String> = row.try_get(col).map_err(backend)?;
+    v.map(|s| UserId::parse(&s).map_err(|_| corrupt("user id")))
+        .transpose()
+}
+
+fn property_from_row(row: &PgRow) -> Result<Property, StoreError> {
+    let kind: String = row.try_get("kind").map_err(backend)?;
+    let units: i64 = row.try_get("units").map_err(backend)?;
+    Ok(Property {
+        id: row.try_get("id").map_err(backend)?,
+        name: row.try_get("name").map_err(backend)?,
+        address: row.try_get("address").map_err(backend)?,
+        kind: kind.parse().map_err(|()| corrupt("property kind"))?,
+        units: u32::try_from(units).map_err(|_| corrupt("units"))?,
+        manager_id: opt_user(row, "manager_id")?,
+        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
+        created_by: row.try_get("created_by").map_err(backend)?,
+    })
+}
+
+fn tenant_from_row(row: &PgRow) -> Result<Tenant, StoreError> {
+    let currency: String = row.try_get("currency").map_err(backend)?;
+    let lease_start: String = row.try_get("lease_start").map_err(backend)?;
+    Ok(Tenant {
+        id: row.try_get("id").map_err(backend)?,
+        name: row.try_get("name").map_err(backend)?,
+        email: row.try_get("email").map_err(backend)?,
+        phone: row.try_get("phone").map_err(backend)?,
+        user_id: opt_user(row, "user_id")?,
+        property_id: row.try_get("property_id").map_err(backend)?,
+        unit: row.try_get("unit").map_err(backend)?,
+        rent: Amount(row.try_get("rent_minor").map_err(backend)?),
+        currency: currency.parse().map_err(|()| corrupt("currency"))?,
+        lease_start: lease_start.parse().map_err(|()| corrupt("lease start"))?,
+        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
+    })
+}
+
+fn entry_from_row(row: &PgRow) -> Result<LedgerEntry, StoreError> {
+    let kind: String = row.try_get("kind").map_err(backend)?;
+    let currency: String = row.try_get("currency").map_err(backend)?;
+    let effective_on: String = row.try_get("effective_on").map_err(backend)?;
+    let amount: i64 = row.try_get("amount_minor").map_err(backend)?;
+    Ok(LedgerEntry {
+        id: row.try_get("id").map_err(backend)?,
+        tenant_id: row.try_get("tenant_id").map_err(backend)?,
+        kind: kind.parse().map_err(|()| corrupt("entry kind"))?,
+        amount: Amount(amount),
+        amount_minor: amount,
+        currency: currency.parse().map_err(|()| corrupt("currency"))?,
+        description: row.try_get("description").map_err(backend)?,
+        effective_on: effective_on
+            .parse()
+            .map_err(|()| corrupt("effective date"))?,
+        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
+        created_by: row.try_get("created_by").map_err(backend)?,
+    })
+}
+
+fn request_from_row(row: &PgRow) -> Result<MaintenanceRequest, StoreError> {
+    let priority: i64 = row.try_get("priority").map_err(backend)?;
+    let status: String = row.try_get("status").map_err(backend)?;
+    Ok(MaintenanceRequest {
+        id: row.try_get("id").map_err(backend)?,
+        tenant_id: row.try_get("tenant_id").map_err(backend)?,
+        property_id: row.try_get("property_id").map_err(backend)?,
+        unit: row.try_get("unit").map_err(backend)?,
+        title: row.try_get("title").map_err(backend)?,
+        description: row.try_get("description").map_err(backend)?,
+        priority: Priority::from_rank(priority).ok_or_else(|| corrupt("priority"))?,
+        status: status.parse().map_err(|()| corrupt("status"))?,
+        assignee: row.try_get("assignee").map_err(backend)?,
+        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
+        updated_at: UnixTime(row.try_get("updated_at").map_err(backend)?),
+        created_by: row.try_get("created_by").map_err(backend)?,
+    })
+}
+
+/// One CRM table: how to select it, how the viewer narrows it, how a row maps back.
+struct Table<T> {
+    /// `SELECT <columns> FROM <table> <alias> WHERE TRUE`.
+    select: &'static str,
+    /// The alias (for the id column and keyset pages).
+    alias: &'static str,
+    /// Appends the viewer's predicate.
+    scope: fn(&mut QueryBuilder<'_, Postgres>, &Viewer),
+    /// Maps a row.
+    row: fn(&PgRow) -> Result<T, StoreError>,
+}
+
+const PROPERTIES: Table<Property> = Table {
+    select: "SELECT p.id, p.name, p.address, p.kind, p.units, p.manager_id, p.created_at, \
+             p.created_by FROM properties p WHERE TRUE",
+    alias: "p",
+    scope: push_property_scope,
+    row: property_from_row,
+};
+
+const TENANTS: Table<Tenant> = Table {
+    select: "SELECT t.id, t.name, t.email, t.phone, t.user_id, t.property_id, t.unit, \
+             t.rent_minor, t.currency, t.lease_start, t.created_at FROM tenants t WHERE TRUE",
+    alias: "t",
+    scope: push_tenant_scope,
+    row: tenant_from_row,
+};
+
+const REQUESTS: Table<MaintenanceRequest> = Table {
+    select: "SELECT m.id, m.tenant_id, m.property_id, m.unit, m.title, m.description, \
+             m.priority, m.status, m.assignee, m.created_at, m.updated_at, m.created_by \
+             FROM maintenance_requests m WHERE TRUE",
+    alias: "m",
+    scope: push_request_scope,
+    row: request_from_row,
+};
+
+impl<T> Table<T> {
+    /// `SELECT … WHERE TRUE AND <the viewer's predicate>`, to which filters are appended.
+    fn query(&self, viewer: &Viewer) -> QueryBuilder<'static, Postgres> {
+        let mut qb = QueryBuilder::new(self.select);
+        (self.scope)(&mut qb, viewer);
+        qb
+    }
+
+    /// The row with this id, if the viewer can see it.
+    async fn visible(
+        &self,
+        conn: &mut PgConnection,
+        viewer: &Viewer,
+        id: i64,
+    ) -> Result<Option<T>, StoreError> {
+        let mut qb = self.query(viewer);
+        qb.push(format!(" AND {}.id = ", self.alias)).push_bind(id);
+        let row = qb
+            .build()
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(self.row).transpose()
+    }
+
+    /// One page of `qb` (a [`Table::query`] with filters) in `params`' order.
+    async fn page(
+        &self,
+        pool: &sqlx::PgPool,
+        mut qb: QueryBuilder<'_, Postgres>,
+        params: &ListParams,
+    ) -> Result<Vec<T>, StoreError> {
+        push_page(&mut qb, self.alias, params);
+        let rows = qb.build().fetch_all(pool).await.map_err(backend)?;
+        rows.iter().map(self.row).collect()
+    }
+}
+
+/// Checks that `user` may be linked to a tenant record: it exists, has role tenant and is
+/// not linked to another tenant.
+async fn check_tenant_user(
+    conn: &mut PgConnection,
+    user: &UserId,
+    except_tenant: Option<i64>,
+) -> Result<Option<FieldError>, StoreError> {
+    let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+        .bind(user.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+    if role.as_deref() != Some("tenant") {
+        return Ok(Some(FieldError::new(
+            "user_id",
+            "must be the id of a user with role tenant",
+        )));
+    }
+    let linked: Option<i64> = sqlx::query_scalar("SELECT id FROM tenants WHERE user_id = $1")
+        .bind(user.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+    Ok(match linked {
+        Some(other) if Some(other) != except_tenant => Some(FieldError::new(
+            "user_id",
+            "is already linked to another tenant",
+        )),
+        _ => None,
+    })
+}
+
+fn no_such_property() -> FieldError {
+    FieldError::new("property_id", "no such property")
+}
+
+impl PgStore {
+    /// A transaction holding the CRM write lock: read-check-write operations (is the
+    /// property visible, is the user linked elsewhere, is the transition allowed) are
+    /// serialised as SQLite's `BEGIN IMMEDIATE` serialises them, so no check is made
+    /// stale by a concurrent write. CRM writes are rare; reads never take it.
+    async fn immediate(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(CRM_WRITE_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        Ok(tx)
+    }
+
+    async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, StoreError> {
+        self.pool.acquire().await.map_err(backend)
+    }
+}
+
+#[async_trait]
+impl CrmStore for PgStore {
+    async fn create_property(
+        &self,
+        new: &NewProperty,
+        created_by: &str,
+        at: UnixTime,
+    ) -> Result<Property, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO properties (name, address, kind, units, manager_id, created_at, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             RETURNING id, name, address, kind, units, manager_id, created_at, created_by",
+        )
+        .bind(&new.name)
+        .bind(&new.address)
+        .bind(new.kind.as_str())
+        .bind(i64::from(new.units))
+        .bind(new.manager_id.as_ref().map(UserId::as_str))
+        .bind(at.0)
+        .bind(created_by)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| corrupt("no row returned"))?;
+        property_from_row(&row)
+    }
+
+    async fn find_property(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+    ) -> Result<Option<Property>, StoreError> {
+        PROPERTIES
+            .visible(&mut *self.acquire().await?, viewer, id)
+            .await
+    }
+
+    async fn list_properties(
+        &self,
+        viewer: &Viewer,
+        params: &ListParams,
+        filter: &PropertyFilter,
+    ) -> Result<Vec<Property>, StoreError> {
+        let mut qb = PROPERTIES.query(viewer);
+        if let Some(kind) = filter.kind {
+            qb.push(" AND p.kind = ").push_bind(kind.as_str());
+        }
+        if let Some(m) = &filter.manager_id {
+            qb.push(" AND p.manager_id = ")
+                .push_bind(m.as_str().to_owned());
+        }
+        PROPERTIES.page(&self.pool, qb, params).await
+    }
+
+    async fn update_property(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+        c: &PropertyChanges,
+    ) -> Result<Write<Property>, StoreError> {
+        let mut qb = QueryBuilder::new("UPDATE properties AS p SET name = COALESCE(");
+        qb.push_bind(c.name.clone())
+            .push(", name), address = COALESCE(")
+            .push_bind(c.address.clone())
+            .push(", address), kind = COALESCE(")
+            .push_bind(c.kind.map(|k| k.as_str()))
+            .push(", kind), units = COALESCE(")
+            .push_bind(c.units.map(i64::from))
+            .push(", units), manager_id = COALESCE(")
+            .push_bind(c.manager_id.as_ref().map(|m| m.as_str().to_owned()))
+            .push(", manager_id) WHERE p.id = ")
+            .push_bind(id);
+        push_property_scope(&mut qb, viewer);
+        qb.push(" RETURNING id, name, address, kind, units, manager_id, created_at, created_by");
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(backend)?;
+        Ok(match rows.first() {
+            Some(row) => Write::Done(property_from_row(row)?),
+            None => Write::NotFound,
+        })
+    }
+
+    async fn create_tenant(
+        &self,
+        viewer: &Viewer,
+        new: &NewTenant,
+        at: UnixTime,
+    ) -> Result<Write<Tenant>, StoreError> {
+        let mut tx = self.immediate().await?;
+        if PROPERTIES
+            .visible(&mut tx, viewer, new.property_id)
+            .await?
+            .is_none()
+        {
+            return Ok(Write::Invalid(no_such_property()));
+        }
+        if let Some(user) = &new.user_id {
+            if let Some(e) = check_tenant_user(&mut tx, user, None).await? {
+                return Ok(Write::Invalid(e));
+            }
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tenants (name, email, phone, user_id, property_id, unit, rent_minor, \
+             currency, lease_start, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(&new.name)
+        .bind(&new.email)
+        .bind(&new.phone)
+        .bind(new.user_id.as_ref().map(UserId::as_str))
+        .bind(new.property_id)
+        .bind(&new.unit)
+        .bind(new.rent.minor())
+        .bind(new.currency.as_str())
+        .bind(new.lease_start.as_str())
+        .bind(at.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| corrupt("no row returned"))?;
+        let tenant = TENANTS
+            .visible(&mut tx, &Viewer::Portfolio, id)
+            .await?
+            .ok_or_else(|| corrupt("inserted tenant missing"))?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Write::Done(tenant))
+    }
+
+    async fn find_tenant(&self, viewer: &Viewer, id: i64) -> Result<Option<Tenant>, StoreError> {
+        TENANTS
+            .visible(&mut *self.acquire().await?, viewer, id)
+            .await
+    }
+
+    async fn find_tenant_of_user(
+        &self,
+        viewer: &Viewer,
+        user: &UserId,
+    ) -> Result<Option<Tenant>, StoreError> {
+        let mut qb = TENANTS.query(viewer);
+        qb.push(" AND t.user_id = ")
+            .push_bind(user.as_str().to_owned());
+        let row = qb
+            .build()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn list_tenants(
+        &self,
+        viewer: &Viewer,
+        params: &ListParams,
+        filter: &TenantFilter,
+    ) -> Result<Vec<Tenant>, StoreError> {
+        let mut qb = TENANTS.query(viewer);
+        if let Some(p) = filter.property_id {
+            qb.push(" AND t.property_id = ").push_bind(p);
+        }
+        TENANTS.page(&self.pool, qb, params).await
+    }
+
+    async fn update_tenant(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+        c: &TenantChanges,
+    ) -> Result<Write<Tenant>, StoreError> {
+        let mut tx = self.immediate().await?;
+        if TENANTS.visible(&mut tx, viewer, id).await?.is_none() {
+            return Ok(Write::NotFound);
+        }
+        if let Some(p) = c.property_id {
+            if PROPERTIES.visible(&mut tx, viewer, p).await?.is_none() {
+                return Ok(Write::Invalid(no_such_property()));
+            }
+        }
+        if let Some(user) = &c.user_id {
+            if let Some(e) = check_tenant_user(&mut tx, user, Some(id)).await? {
+                return Ok(Write::Invalid(e));
+            }
+        }
+        sqlx::query(
+            "UPDATE tenants SET name = COALESCE($1, name), email = COALESCE($2, email), \
+             phone = COALESCE($3, phone), user_id = COALESCE($4, user_id), \
+             property_id = COALESCE($5, property_id), unit = COALESCE($6, unit), \
+             rent_minor = COALESCE($7, rent_minor), lease_start = COALESCE($8, lease_start) \
+             WHERE id = $9",
+        )
+        .bind(&c.name)
+        .bind(&c.email)
+        .bind(&c.phone)
+        .bind(c.user_id.as_ref().map(UserId::as_str))
+        .bind(c.property_id)
+        .bind(&c.unit)
+        .bind(c.rent.map(Amount::minor))
+        .bind(c.lease_start.as_ref().map(|d| d.as_str()))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let tenant = TENANTS
+            .visible(&mut tx, &Viewer::Portfolio, id)
+            .await?
+            .ok_or_else(|| corrupt("updated tenant missing"))?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Write::Done(tenant))
+    }
+
+    async fn add_entry(
+        &self,
+        viewer: &Viewer,
+        tenant_id: i64,
+        new: &NewEntry,
+        created_by: &str,
+        at: UnixTime,
+    ) -> Result<Write<LedgerEntry>, StoreError> {
+        let mut tx = self.immediate().await?;
+        if TENANTS.visible(&mut tx, viewer, tenant_id).await?.is_none() {
+            return Ok(Write::NotFound);
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO ledger_entries (tenant_id, kind, amount_minor, description, effective_on, \
+             created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(new.kind.as_str())
+        .bind(new.amount.minor())
+        .bind(&new.description)
+        .bind(new.effective_on.as_str())
+        .bind(at.0)
+        .bind(created_by)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| corrupt("no row returned"))?;
+        let row = sqlx::query(&format!(
+            "SELECT {ENTRY_COLS} FROM ledger_entries e JOIN tenants t ON t.id = e.tenant_id WHERE e.id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let entry = entry_from_row(&row)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Write::Done(entry))
+    }
+
+    async fn list_entries(
+        &self,
+        viewer: &Viewer,
+        tenant_id: i64,
+        params: &ListParams,
+        filter: &EntryFilter,
+    ) -> Result<Option<Vec<LedgerEntry>>, StoreError> {
+        let mut conn = self.acquire().await?;
+        if TENANTS
+            .visible(&mut conn, viewer, tenant_id)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {ENTRY_COLS} FROM ledger_entries e JOIN tenants t ON t.id = e.tenant_id \
+             WHERE e.tenant_id = "
+        ));
+        qb.push_bind(tenant_id);
+        if let Some(kind) = filter.kind {
+            qb.push(" AND e.kind = ").push_bind(kind.as_str());
+        }
+        if let Some(from) = &filter.from {
+            qb.push(" AND e.effective_on >= ")
+                .push_bind(from.as_str().to_owned());
+        }
+        if let Some(to) = &filter.to {
+            qb.push(" AND e.effective_on <= ")
+                .push_bind(to.as_str().to_owned());
+        }
+        push_page(&mut qb, "e", params);
+        let rows = qb.build().fetch_all(&mut *conn).await.map_err(backend)?;
+        rows.iter()
+            .map(entry_from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    async fn find_entry(
+        &self,
+        viewer: &Viewer,
+        tenant_id: i64,
+        entry_id: i64,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {ENTRY_COLS} FROM ledger_entries e JOIN tenants t ON t.id = e.tenant_id \
+             WHERE e.id = "
+        ));
+        qb.push_bind(entry_id)
+            .push(" AND e.tenant_id = ")
+            .push_bind(tenant_id);
+        push_tenant_scope(&mut qb, viewer);
+        let row = qb
+            .build()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    async fn balance(
+        &self,
+        viewer: &Viewer,
+        tenant_id: i64,
+    ) -> Result<Option<Balance>, StoreError> {
+        let mut qb = QueryBuilder::new(
+            "SELECT t.currency, \
+             COALESCE(SUM(CASE WHEN e.kind = 'charge' THEN e.amount_minor END), 0)::BIGINT AS charged, \
+             COALESCE(SUM(CASE WHEN e.kind <> 'charge' THEN e.amount_minor END), 0)::BIGINT AS paid \
+             FROM tenants t LEFT JOIN ledger_entries e ON e.tenant_id = t.id WHERE t.id = ",
+        );
+        qb.push_bind(tenant_id);
+        push_tenant_scope(&mut qb, viewer);
+        qb.push(" GROUP BY t.id");
+        let row = qb
+            .build()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let currency: String = row.try_get("currency").map_err(backend)?;
+        Ok(Some(Balance::new(
+            tenant_id,
+            currency.parse().map_err(|()| corrupt("currency"))?,
+            row.try_get("charged").map_err(backend)?,
+            row.try_get("paid").map_err(backend)?,
+        )))
+    }
+
+    async fn open_request(
+        &self,
+        viewer: &Viewer,
+        tenant_id: i64,
+        new: &NewRequest,
+        created_by: &str,
+        at: UnixTime,
+    ) -> Result<Write<MaintenanceRequest>, StoreError> {
+        let mut tx = self.immediate().await?;
+        let Some(tenant) = TENANTS.visible(&mut tx, viewer, tenant_id).await? else {
+            return Ok(Write::Invalid(FieldError::new(
+                "tenant_id",
+                "no such tenant",
+            )));
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO maintenance_requests (tenant_id, property_id, unit, title, description, \
+             priority, status, created_at, updated_at, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9) RETURNING id",
+        )
+        .bind(tenant.id)
+        .bind(tenant.property_id)
+        .bind(&tenant.unit)
+        .bind(&new.title)
+        .bind(&new.description)
+        .bind(new.priority.rank())
+        .bind(at.0)
+        .bind(at.0)
+        .bind(created_by)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| corrupt("no row returned"))?;
+        let request = REQUESTS
+            .visible(&mut tx, &Viewer::Portfolio, id)
+            .await?
+            .ok_or_else(|| corrupt("inserted request missing"))?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Write::Done(request))
+    }
+
+    async fn find_request(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+    ) -> Result<Option<MaintenanceRequest>, StoreError> {
+        REQUESTS
+            .visible(&mut *self.acquire().await?, viewer, id)
+            .await
+    }
+
+    async fn list_requests(
+        &self,
+        viewer: &Viewer,
+        params: &ListParams,
+        filter: &RequestFilter,
+    ) -> Result<Vec<MaintenanceRequest>, StoreError> {
+        let mut qb = REQUESTS.query(viewer);
+        if let Some(s) = filter.status {
+            qb.push(" AND m.status = ").push_bind(s.as_str());
+        }
+        if let Some(p) = filter.priority {
+            qb.push(" AND m.priority = ").push_bind(p.rank());
+        }
+        if let Some(p) = filter.property_id {
+            qb.push(" AND m.property_id = ").push_bind(p);
+        }
+        if let Some(t) = filter.tenant_id {
+            qb.push(" AND m.tenant_id = ").push_bind(t);
+        }
+        REQUESTS.page(&self.pool, qb, params).await
+    }
+
+    async fn update_request(
+        &self,
+        viewer: &Viewer,
+        id: i64,
+        update: &RequestUpdate,
+        at: UnixTime,
+    ) -> Result<Write<MaintenanceRequest>, StoreError> {
+        let mut tx = self.immediate().await?;
+        let Some(current) = REQUESTS.visible(&mut tx, viewer, id).await? else {
+            return Ok(Write::NotFound);
+        };
+        if let Err(e) = update.check_transition(current.status) {
+            return Ok(Write::Invalid(e));
+        }
+        sqlx::query(
+            "UPDATE maintenance_requests SET status = COALESCE($1, status), \
+             assignee = COALESCE($2, assignee), priority = COALESCE($3, priority), updated_at = $4 \
+             WHERE id = $5",
+        )
+        .bind(update.status.map(|s| s.as_str()))
+        .bind(&update.assignee)
+        .bind(update.priority.map(Priority::rank))
+        .bind(at.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let request = REQUESTS
+            .visible(&mut tx, &Viewer::Portfolio, id)
+            .await?
+            .ok_or_else(|| corrupt("updated request missing"))?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Write::Done(request))
+    }
+}
