@@ -12,6 +12,7 @@ mod browser;
 mod client_lib;
 mod code_flow;
 mod crm;
+mod headers;
 mod openapi;
 mod refresh;
 mod token;
