@@ -24,6 +24,7 @@ mod discovery;
 mod keys;
 mod logs;
 mod master_key;
+mod metrics;
 mod rate_limits;
 mod restart;
 mod webhook;
