@@ -33,9 +33,16 @@ const CLIENT_CACHE_CAPACITY: usize = 100_000;
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "deedbolt.db";
 
-/// Creates the data directory (owner-only on Unix) and opens the database in it.
+/// Creates the data directory (owner-only on Unix: created 0700, never briefly wider, and
+/// an existing one restricted to 0700) and opens the database in it (0600, with its
+/// `-wal` and `-shm` files).
 pub async fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
-    std::fs::create_dir_all(data_dir)
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     #[cfg(unix)]
     {

@@ -19,6 +19,7 @@ mod token;
 
 mod cli;
 mod config;
+mod data_files;
 mod demo;
 mod discovery;
 mod keys;
