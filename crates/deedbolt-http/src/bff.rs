@@ -330,7 +330,14 @@ impl Bff {
         now: u64,
     ) -> Result<HeaderValue, ApiError> {
         let Some(last) = flows.iter().map(|f| f.exp).max() else {
-            return Ok(set_cookie_at(state, FLOW_COOKIE, "", COOKIE_PATH, Some(0), "Lax"));
+            return Ok(set_cookie_at(
+                state,
+                FLOW_COOKIE,
+                "",
+                COOKIE_PATH,
+                Some(0),
+                "Lax",
+            ));
         };
         let sealed = self
             .sealer
@@ -472,9 +479,9 @@ fn return_to(raw: Option<&str>) -> String {
     };
     let path_ok = target.len() <= MAX_RETURN_TO
         && (path == "/app"
-        || path
-            .strip_prefix("/app/")
-            .is_some_and(|rest| rest.is_empty() || rest.split('/').all(plain_segment)));
+            || path
+                .strip_prefix("/app/")
+                .is_some_and(|rest| rest.is_empty() || rest.split('/').all(plain_segment)));
     let query_ok = query.is_none_or(|q| {
         q.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.~=&".contains(&b))
@@ -697,9 +704,7 @@ pub async fn session(
     };
     let refreshed = tokens.access_token != session.tokens.access_token;
     let session = Session { tokens, ..session };
-    let renewed = refreshed
-        .then(|| bff.seal_session(&session))
-        .transpose()?;
+    let renewed = refreshed.then(|| bff.seal_session(&session)).transpose()?;
     let mut r = Json(json!({
         "authenticated": true,
         "sub": session.sub,
@@ -842,10 +847,8 @@ pub async fn api(State(state): State<AppState>, request: Request) -> Result<Resp
     if refreshed {
         let renewed = Session { tokens, ..session };
         let sealed = bff.seal_session(&renewed)?;
-        r.headers_mut().append(
-            SET_COOKIE,
-            session_cookie(&state, &sealed),
-        );
+        r.headers_mut()
+            .append(SET_COOKIE, session_cookie(&state, &sealed));
     }
     Ok(no_store(r))
 }

@@ -155,7 +155,10 @@ fn check_token(token: &MetricsToken, headers: &HeaderMap) -> Result<(), ApiError
 
 /// `GET /metrics` on the public listener: only with the metrics token, and not there at
 /// all when none is configured.
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let Some(token) = &state.services.metrics_token else {
         return Err(ApiError::NotFound("no such path"));
     };

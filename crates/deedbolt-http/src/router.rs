@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::handler::Handler;
-use axum::extract::Request;
 use axum::http::header::{
     HeaderName, CACHE_CONTROL, CONTENT_TYPE, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,

@@ -328,7 +328,10 @@ pub struct ServeOverrides {
 fn metrics_settings(
     listen: Option<String>,
     token: Option<String>,
-) -> anyhow::Result<(Option<SocketAddr>, Option<deedbolt_http::metrics::MetricsToken>)> {
+) -> anyhow::Result<(
+    Option<SocketAddr>,
+    Option<deedbolt_http::metrics::MetricsToken>,
+)> {
     use deedbolt_http::metrics::{MetricsToken, MIN_TOKEN_CHARS};
     let listen = listen
         .map(|text| {
@@ -843,7 +846,10 @@ mod tests {
         assert!(token.unwrap().matches(&"m".repeat(32)));
         let short = metrics_settings(None, Some("m".repeat(31))).unwrap_err();
         assert!(format!("{short:#}").contains("at least 32"), "{short:#}");
-        assert!(!format!("{short:#}").contains(&"m".repeat(31)), "never echoed");
+        assert!(
+            !format!("{short:#}").contains(&"m".repeat(31)),
+            "never echoed"
+        );
         assert!(metrics_settings(Some("localhost".into()), None).is_err());
         let same = ServeOverrides {
             listen: Some("127.0.0.1:9100".into()),

@@ -161,9 +161,15 @@ pub async fn bff_to_callback(
     );
     let params = query_params(&authorize);
     let sealed = jar.get(FLOW).expect("flow cookie");
-    assert!(sealed.starts_with("v1."), "the flow cookie is sealed: {sealed}");
+    assert!(
+        sealed.starts_with("v1."),
+        "the flow cookie is sealed: {sealed}"
+    );
     for secret in ["state", "nonce"] {
-        assert!(!sealed.contains(params[secret].as_str()), "{secret} is not in clear");
+        assert!(
+            !sealed.contains(params[secret].as_str()),
+            "{secret} is not in clear"
+        );
     }
     assert_eq!(params["code_challenge_method"], "S256");
     assert!(params.contains_key("nonce"), "{authorize}");
@@ -773,7 +779,11 @@ async fn anonymous_sign_in_starts_cannot_lock_out_real_sign_ins() {
             *statuses.entry(status).or_default() += n;
         }
     }
-    assert_eq!(statuses, [(302, total)].into(), "every anonymous sign-in starts");
+    assert_eq!(
+        statuses,
+        [(302, total)].into(),
+        "every anonymous sign-in starts"
+    );
     let jar = bff_sign_in(&app, TOM, PASSWORD).await;
     assert_eq!(bff_session(&app, &jar).await["authenticated"], true);
 }
@@ -806,10 +816,17 @@ async fn sign_ins_in_several_tabs_of_one_browser_each_complete_once() {
         callbacks.push(back);
     }
     let saved = jar.clone();
-    for (callback, tab) in [(&callback_b, "b"), (&callbacks[0], "a"), (&callbacks[1], "c")] {
+    for (callback, tab) in [
+        (&callback_b, "b"),
+        (&callbacks[0], "a"),
+        (&callbacks[1], "c"),
+    ] {
         let res = app.browser_get(callback, &jar).await;
         assert_eq!(res.status(), 303, "tab {tab} completes");
-        assert_eq!(location(&res).as_deref(), Some(format!("/app/{tab}").as_str()));
+        assert_eq!(
+            location(&res).as_deref(),
+            Some(format!("/app/{tab}").as_str())
+        );
         jar.store(&res);
     }
     assert_eq!(jar.get(FLOW), None, "no sign-in left pending");
@@ -828,7 +845,10 @@ async fn sign_ins_in_several_tabs_of_one_browser_each_complete_once() {
     }
     let sealed = jar.get(FLOW).unwrap();
     assert!(sealed.len() < 3000, "{} bytes", sealed.len());
-    let oldest = format!("{}/bff/callback?code=x&state={}&iss={}", app.base, states[0], app.base);
+    let oldest = format!(
+        "{}/bff/callback?code=x&state={}&iss={}",
+        app.base, states[0], app.base
+    );
     let res = app.browser_get(&oldest, &jar).await;
     assert_eq!(res.status(), 400);
     let html = res.text().await.unwrap();
@@ -1183,8 +1203,13 @@ async fn the_session_refreshes_an_expiring_access_token_and_renews_the_cookie() 
     renewed.store(&res);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["authenticated"], true, "{body}");
-    let inside = b.open(renewed.get(SESSION).expect("a renewed cookie")).unwrap();
-    assert_ne!(inside["tokens"]["access_token"], old["tokens"]["access_token"]);
+    let inside = b
+        .open(renewed.get(SESSION).expect("a renewed cookie"))
+        .unwrap();
+    assert_ne!(
+        inside["tokens"]["access_token"],
+        old["tokens"]["access_token"]
+    );
     assert_eq!(bff_session(&b.app, &renewed).await["authenticated"], true);
 }
 
@@ -1680,7 +1705,11 @@ async fn cookies_are_secure_and_prefixed_when_the_issuer_is_https() {
     assert!(jar.get("__Host-deedbolt_session").is_some(), "{jar:?}");
     assert!(jar.get("deedbolt_session").is_none(), "{jar:?}");
     let res = app.browser_get(&local(&callback), &jar).await;
-    assert_eq!(res.status(), 303, "the callback reads the prefixed flow cookie");
+    assert_eq!(
+        res.status(),
+        303,
+        "the callback reads the prefixed flow cookie"
+    );
     let line = set_cookie_line(&res, session).expect("prefixed session cookie");
     for attr in ["; Secure", "Path=/bff;", "SameSite=Strict", "HttpOnly"] {
         assert!(line.contains(attr), "{line}");

@@ -20,7 +20,12 @@ fn file_modes(dir: &Path) -> Vec<(String, u32)> {
     let mut files: Vec<(String, u32)> = std::fs::read_dir(dir)
         .expect("read data dir")
         .map(|e| e.expect("entry"))
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), mode(&e.path())))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                mode(&e.path()),
+            )
+        })
         .collect();
     files.sort();
     files

@@ -50,9 +50,7 @@ async fn an_https_issuer_sends_hsts_on_every_response() {
             res.status()
         );
     }
-    let res = app
-        .post_token(None, "grant_type=client_credentials")
-        .await;
+    let res = app.post_token(None, "grant_type=client_credentials").await;
     assert_eq!(res.status(), 401);
     assert!(hsts(&res).is_some(), "an error from /token");
 }
@@ -97,16 +95,30 @@ async fn an_https_issuer_names_its_cookies_with_the_host_prefix() {
         .await;
     assert_eq!(res.status(), 303, "the form's prefixed CSRF cookie is read");
     let line = set_cookie_line(&res, "__Host-deedbolt_session").expect("prefixed session");
-    assert!(line.contains("; Secure") && line.contains("Path=/;"), "{line}");
+    assert!(
+        line.contains("; Secure") && line.contains("Path=/;"),
+        "{line}"
+    );
     jar.store(&res);
     let res = app.browser_get("/admin", &jar).await;
     let html = res.text().await.unwrap();
-    assert!(!html.contains("Admin sign-in"), "the prefixed session is read: {html}");
+    assert!(
+        !html.contains("Admin sign-in"),
+        "the prefixed session is read: {html}"
+    );
 
     // An unprefixed copy (which a sibling subdomain could plant) is not a session.
     let mut planted = Jar::default();
-    planted.set("deedbolt_session", jar.get("__Host-deedbolt_session").unwrap());
-    let html = app.browser_get("/admin", &planted).await.text().await.unwrap();
+    planted.set(
+        "deedbolt_session",
+        jar.get("__Host-deedbolt_session").unwrap(),
+    );
+    let html = app
+        .browser_get("/admin", &planted)
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(html.contains("Admin sign-in"), "{html}");
 }
 

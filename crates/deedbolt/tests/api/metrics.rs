@@ -50,8 +50,14 @@ async fn a_short_metrics_token_is_refused_at_start() {
     .err()
     .expect("start must fail");
     let text = format!("{err:#}");
-    assert!(text.contains("DEEDBOLT_METRICS_TOKEN") && text.contains("at least 32"), "{text}");
-    assert!(!text.contains("too-short"), "the token is never echoed: {text}");
+    assert!(
+        text.contains("DEEDBOLT_METRICS_TOKEN") && text.contains("at least 32"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("too-short"),
+        "the token is never echoed: {text}"
+    );
 }
 
 fn os(s: &str) -> &OsStr {
@@ -59,7 +65,11 @@ fn os(s: &str) -> &OsStr {
 }
 
 /// `deedbolt serve` with `extra` arguments and `envs`; its main and metrics base URLs.
-fn serve(dir: &std::path::Path, extra: &[&str], envs: &[(&str, &str)]) -> (ServeProcess, String, Option<String>) {
+fn serve(
+    dir: &std::path::Path,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> (ServeProcess, String, Option<String>) {
     let mut args = vec![
         os("serve"),
         os("--data-dir"),
@@ -109,7 +119,11 @@ async fn without_a_token_metrics_are_served_only_on_the_metrics_listener() {
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains(COUNTER));
     for path in ["/healthz", "/token", "/jwks.json", "/api/tenants", "/admin"] {
-        assert_eq!(get(format!("{metrics}{path}")).await.status(), 404, "{path}");
+        assert_eq!(
+            get(format!("{metrics}{path}")).await.status(),
+            404,
+            "{path}"
+        );
     }
     assert_eq!(get(format!("{base}/metrics")).await.status(), 404);
     drop(server);

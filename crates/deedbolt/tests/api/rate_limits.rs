@@ -167,7 +167,10 @@ async fn exchange_via_proxy(app: &TestApp, client_id: &str, forwarded_for: &str)
         .unwrap();
     let status = res.status().as_u16();
     let body: Value = res.json().await.unwrap_or(Value::Null);
-    (status, body["error"].as_str().unwrap_or_default().to_owned())
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
 }
 
 #[tokio::test]
@@ -205,12 +208,28 @@ async fn forwarded_addresses_with_ports_or_brackets_are_keyed_by_their_ip() {
     let limited = (429, "rate_limit_exceeded".to_owned());
     for (forwarded, expected, what) in [
         ("203.0.113.1:5000", &invalid_grant, "first from 203.0.113.1"),
-        ("203.0.113.1:6000", &limited, "the same IP from another port"),
+        (
+            "203.0.113.1:6000",
+            &limited,
+            "the same IP from another port",
+        ),
         ("203.0.113.1", &limited, "the same IP without a port"),
-        ("[2001:db8::1]:443", &invalid_grant, "first from 2001:db8::1"),
-        ("[2001:db8::1]", &limited, "the same IPv6 address in brackets"),
+        (
+            "[2001:db8::1]:443",
+            &invalid_grant,
+            "first from 2001:db8::1",
+        ),
+        (
+            "[2001:db8::1]",
+            &limited,
+            "the same IPv6 address in brackets",
+        ),
         ("2001:db8::1", &limited, "the same IPv6 address bare"),
-        ("203.0.113.2:5000", &invalid_grant, "another client has its own quota"),
+        (
+            "203.0.113.2:5000",
+            &invalid_grant,
+            "another client has its own quota",
+        ),
     ] {
         assert_eq!(
             &exchange_via_proxy(&app, &id, forwarded).await,
