@@ -257,6 +257,20 @@ pub async fn bff_send(
     req.send().await.expect("BFF request")
 }
 
+/// `POST /bff/logout` from the app's own origin with the session's CSRF token.
+async fn bff_logout(app: &TestApp, jar: &Jar, csrf: &str) -> reqwest::Response {
+    bff_send(
+        app,
+        Method::POST,
+        "/bff/logout",
+        jar,
+        Some(csrf),
+        Some(&app.base),
+        None,
+    )
+    .await
+}
+
 /// A GET through the BFF: status and JSON body (`Null` if none).
 async fn bff_get(app: &TestApp, path: &str, jar: &Jar) -> (u16, Value) {
     let res = app.browser_get(path, jar).await;
@@ -1098,16 +1112,7 @@ async fn logout_revokes_the_tokens_and_clears_the_cookie() {
     let res = app.get("/api/tenants", Some(&access)).await;
     assert_eq!(res.status(), 200, "the access token works before logout");
 
-    let res = bff_send(
-        app,
-        Method::POST,
-        "/bff/logout",
-        &jar,
-        Some(&csrf),
-        Some(&app.base),
-        None,
-    )
-    .await;
+    let res = bff_logout(app, &jar, &csrf).await;
     assert_eq!(res.status(), 204);
     let line = set_cookie_line(&res, SESSION).expect("the cookie is cleared");
     assert!(line.starts_with(&format!("{SESSION}=;")), "{line}");
@@ -1170,16 +1175,7 @@ async fn a_cookie_kept_from_before_logout_is_not_signed_in() {
     let jar = bff_sign_in(&app, TOM, PASSWORD).await;
     let csrf = bff_csrf(&app, &jar).await;
     let kept = jar.clone();
-    let res = bff_send(
-        &app,
-        Method::POST,
-        "/bff/logout",
-        &jar,
-        Some(&csrf),
-        Some(&app.base),
-        None,
-    )
-    .await;
+    let res = bff_logout(&app, &jar, &csrf).await;
     assert_eq!(res.status(), 204);
     // The copy still opens (the session is stateless), but its tokens are revoked.
     let res = app.browser_get("/bff/session", &kept).await;

@@ -32,10 +32,15 @@ const PATHS: &[&str] = &[
     "/authorize?client_id=nobody",
 ];
 
-fn hsts(res: &reqwest::Response) -> Option<String> {
+/// Response header `name` as text, if present.
+fn header(res: &reqwest::Response, name: &str) -> Option<String> {
     res.headers()
-        .get("strict-transport-security")
+        .get(name)
         .map(|v| v.to_str().unwrap().to_owned())
+}
+
+fn hsts(res: &reqwest::Response) -> Option<String> {
+    header(res, "strict-transport-security")
 }
 
 #[tokio::test]
@@ -123,9 +128,7 @@ async fn an_https_issuer_names_its_cookies_with_the_host_prefix() {
 }
 
 fn cache_control(res: &reqwest::Response) -> Option<String> {
-    res.headers()
-        .get("cache-control")
-        .map(|v| v.to_str().unwrap().to_owned())
+    header(res, "cache-control")
 }
 
 #[tokio::test]

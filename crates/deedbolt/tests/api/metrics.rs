@@ -96,18 +96,20 @@ async fn without_a_token_metrics_are_served_only_on_the_metrics_listener() {
         let http = http.clone();
         async move { http.get(url).send().await.expect("GET") }
     };
+    let get_with_token = |url: String| {
+        let http = http.clone();
+        async move {
+            let res = http.get(url).bearer_auth(TEST_METRICS_TOKEN).send();
+            res.await.expect("GET")
+        }
+    };
 
     // Neither a token nor a metrics listener: not served at all.
     let dir = tempfile::tempdir().unwrap();
     let (server, base, metrics) = serve(dir.path(), &[], &[]);
     assert_eq!(metrics, None);
     assert_eq!(get(format!("{base}/metrics")).await.status(), 404);
-    let res = http
-        .get(format!("{base}/metrics"))
-        .bearer_auth(TEST_METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_token(format!("{base}/metrics")).await;
     assert_eq!(res.status(), 404, "no token is configured, so none works");
     drop(server);
 
@@ -137,12 +139,7 @@ async fn without_a_token_metrics_are_served_only_on_the_metrics_listener() {
     let metrics = metrics.unwrap();
     for url in [&base, &metrics] {
         assert_eq!(get(format!("{url}/metrics")).await.status(), 401, "{url}");
-        let res = http
-            .get(format!("{url}/metrics"))
-            .bearer_auth(TEST_METRICS_TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let res = get_with_token(format!("{url}/metrics")).await;
         assert_eq!(res.status(), 200, "{url}");
     }
 }
