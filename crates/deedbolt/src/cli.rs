@@ -260,6 +260,11 @@ pub struct ServeArgs {
     /// up to 1h [default: 60s].
     #[arg(long, env = "DEEDBOLT_BFF_REFRESH_BEFORE")]
     pub bff_refresh_before: Option<String>,
+    /// A separate listener serving only /metrics, e.g. on a private network. On the main
+    /// listener /metrics needs DEEDBOLT_METRICS_TOKEN (environment only, at least 32
+    /// characters) as a bearer token, and is not served without one [default: none].
+    #[arg(long, env = "DEEDBOLT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 /// `client` subcommands.
@@ -398,6 +403,8 @@ pub async fn run() -> anyhow::Result<()> {
                     bff_refresh_before: args.bff_refresh_before,
                     bff_client_secret: config::secret_env(config::BFF_SECRET_ENV)?,
                     bff_cookie_keys: config::secret_env(config::BFF_COOKIE_KEYS_ENV)?,
+                    metrics_listen: args.metrics_listen,
+                    metrics_token: config::secret_env(config::METRICS_TOKEN_ENV)?,
                 },
                 &file,
             )?;

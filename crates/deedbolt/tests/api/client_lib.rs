@@ -20,12 +20,7 @@ const SCOPE: &str = "openid tenant:read";
 
 /// `deedbolt_tokens_issued_total` from `/metrics`.
 async fn tokens_issued(app: &TestApp) -> u64 {
-    let text = app
-        .get("/metrics", None)
-        .await
-        .text()
-        .await
-        .expect("metrics text");
+    let text = app.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix("deedbolt_tokens_issued_total "))
         .unwrap_or_else(|| panic!("no tokens counter in /metrics:\n{text}"))
