@@ -354,6 +354,10 @@ pub trait FlowStore: Send + Sync + 'static {
 
     /// Stores a new code under its hash.
     async fn insert_code(&self, hash: &[u8; 32], grant: &CodeGrant) -> Result<(), StoreError>;
+    /// The grant a code stands for, redeemed or not, *without* spending it: the token
+    /// endpoint checks the client, redirect URI and PKCE against it first, so a request
+    /// that fails those checks cannot burn the code ([`crate::flow::check_exchange`]).
+    async fn peek_code(&self, hash: &[u8; 32]) -> Result<Option<CodeGrant>, StoreError>;
     /// Atomically spends a code: the first caller gets [`Redemption::Fresh`], every later
     /// (or concurrent) caller [`Redemption::Replayed`], and the code is marked replayed.
     async fn redeem_code(&self, hash: &[u8; 32], now: UnixTime) -> Result<Redemption, StoreError>;

@@ -672,6 +672,16 @@ impl FlowStore for SqliteStore {
         Ok(())
     }
 
+    async fn peek_code(&self, hash: &[u8; 32]) -> Result<Option<CodeGrant>, StoreError> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT grant_json FROM auth_codes WHERE code_hash = ?")
+                .bind(&hash[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        text.map(|t| from_json(&t, "code grant")).transpose()
+    }
+
     async fn redeem_code(&self, hash: &[u8; 32], now: UnixTime) -> Result<Redemption, StoreError> {
         // One conditional update: of any number of concurrent redemptions, exactly one
         // finds `redeemed_at IS NULL`.
