@@ -711,6 +711,10 @@ async fn client_command(
             Ok(())
         }
         ClientCommand::Delete { client_id } => {
+            if store.find_client(&client_id).await?.is_none() {
+                bail!("no client with id {client_id}");
+            }
+            let families = revoke_client_tokens(store, &client_id, now).await?;
             if !store.delete_client(&client_id).await? {
                 bail!("no client with id {client_id}");
             }
@@ -718,12 +722,16 @@ async fn client_command(
                 store,
                 AuditRecord::new(AuditKind::ClientDeleted, true, now)
                     .client(&client_id)
-                    .detail("via CLI"),
+                    .detail(format!(
+                        "via CLI; its tokens and {families} refresh-token families revoked"
+                    )),
             )
             .await?;
-            println!("deleted {client_id}");
+            println!(
+                "deleted {client_id}; revoked its access tokens and {families} refresh-token family(ies)"
+            );
             eprintln!(
-                "Running servers stop accepting it within their sync interval \
+                "Running servers stop accepting it and its tokens within their sync interval \
                  (--key-refresh-interval, 1s by default)."
             );
             Ok(())
@@ -875,6 +883,26 @@ async fn user_command(store: &SqliteStore, cmd: UserCommand) -> anyhow::Result<(
             Ok(())
         }
     }
+}
+
+/// Revokes everything issued to a client that is being deleted: a client cutoff ahead of
+/// now ([`deedbolt_core::revocation::deleted_client_cutoff`]) kills its access tokens on
+/// every server at its next sync, and its refresh-token families are revoked. Runs
+/// *before* the client row is deleted, so a failure leaves the client in place with its
+/// tokens revoked (the safe side) and the deletion can simply be retried.
+async fn revoke_client_tokens(
+    store: &SqliteStore,
+    client_id: &ClientId,
+    now: UnixTime,
+) -> anyhow::Result<u64> {
+    use deedbolt_core::ports::{CutoffKind, RefreshStore};
+    let cutoff = deedbolt_core::revocation::deleted_client_cutoff(now);
+    store
+        .set_cutoff(CutoffKind::Client, client_id.as_str(), cutoff)
+        .await?;
+    Ok(store
+        .revoke_families_of(CutoffKind::Client, client_id.as_str(), now)
+        .await?)
 }
 
 async fn token_revoke(

@@ -1275,6 +1275,55 @@ async fn cli_revoke_user_cuts_off_that_users_tokens_only() {
 }
 
 #[tokio::test]
+async fn deleting_a_client_revokes_its_users_and_its_own_tokens_on_a_running_server() {
+    let (app, _, _) = app_with_users(Options::default()).await;
+    let rs = create_introspector(&app);
+    // A confidential client using codes, refresh tokens and client credentials, and one
+    // that stays.
+    let gone = app.create_code_client(
+        &format!("{FULL} property:read"),
+        &[CB],
+        false,
+        &["refresh_token", "client_credentials"],
+    );
+    let keep = app.create_code_client(FULL, &[CB], false, RT);
+    let (user_access, user_refresh) = pair(&code_tokens(&app, &gone, FULL, RITA).await);
+    let own = app
+        .access_token(&gone.creds(), Some("property:read"))
+        .await;
+    let (keep_access, keep_refresh) = pair(&code_tokens(&app, &keep, FULL, OTTO).await);
+    assert_eq!(userinfo(&app, &user_access).await.0, 200);
+    expect_accepted(&app, "/api/properties", &own, "its own token").await;
+    assert_eq!(introspect(&app, &rs, &user_access).await["active"], true);
+
+    // Deleted by the CLI, another process: the running server rejects every token of the
+    // client from its next sync, at the guard (/api, /userinfo) and in introspection.
+    let out = app.cli(&["client", "delete", &gone.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
+    eventually("the deleted client's tokens are refused as revoked", || async {
+        is_revoked_at(&app, "/userinfo", &user_access).await
+            && is_revoked_at(&app, "/api/properties", &own).await
+    })
+    .await;
+    for dead in [&user_access, &own] {
+        assert_eq!(introspect(&app, &rs, dead).await, json!({"active": false}));
+    }
+    // Its refresh token is dead too: the client cannot authenticate any more (RFC 6749
+    // §5.2 invalid_client), and its families were revoked.
+    expect_error(refresh(&app, &gone, &user_refresh, None).await, 401, "invalid_client").await;
+
+    // The other client and its user are unaffected.
+    assert_eq!(userinfo(&app, &keep_access).await.0, 200);
+    assert_eq!(introspect(&app, &rs, &keep_access).await["active"], true);
+    refresh_ok(&app, &keep, &keep_refresh, None).await;
+}
+
+#[tokio::test]
 async fn cli_revoke_refuses_unknown_clients_and_users() {
     let app = spawn_app().await;
     let unknown_client = format!("dbc_{}", random_b64url(16));
