@@ -24,7 +24,7 @@ use crate::jose::SigningAlg;
 use crate::refresh::RefreshRecord;
 use crate::scope::ScopeSet;
 use crate::secret::SecretHash;
-use crate::user::{Email, User};
+use crate::user::{Email, Role, User};
 
 /// A storage failure. Never shown to clients: the HTTP layer answers 500 and logs it.
 #[derive(Debug, thiserror::Error)]
@@ -272,6 +272,11 @@ pub trait UserStore: Send + Sync + 'static {
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
     /// Every user, oldest first.
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    /// Changes a user's role; `false` if there is no such user. Takes effect on the
+    /// user's next request and next refresh (both look the role up).
+    async fn set_role(&self, id: &UserId, role: Role) -> Result<bool, StoreError>;
+    /// Deletes a user with their sessions and consents; `false` if there was no such user.
+    async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError>;
 }
 
 /// A browser session after login.

@@ -171,6 +171,23 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a user's role. Takes effect at once: API calls and refreshes look the role
+    /// up, so a demoted user's apps keep only what the new role may delegate.
+    SetRole {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// tenant, manager or admin.
+        #[arg(long)]
+        role: Role,
+    },
+    /// Delete a user: revokes every token issued for them, then removes the user with
+    /// their sessions and consents.
+    Delete {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+    },
     /// Forget a user's remembered consents (to one client, or all).
     RevokeConsent {
         /// The user's email.
@@ -872,14 +889,54 @@ async fn user_command(store: &SqliteStore, cmd: UserCommand) -> anyhow::Result<(
             }
             Ok(())
         }
+        UserCommand::SetRole { email, role } => {
+            let user = user_by_email(store, &email).await?;
+            if !store.set_role(&user.id, role).await? {
+                bail!("no user with email {}", user.email.as_str());
+            }
+            audit_cli(
+                store,
+                AuditRecord::new(AuditKind::UserChanged, true, SystemClock.now())
+                    .user(&user.id)
+                    .detail(format!("role {} -> {role} via CLI", user.role)),
+            )
+            .await?;
+            println!("{} is now {role}", user.email.as_str());
+            Ok(())
+        }
+        UserCommand::Delete { email } => {
+            use deedbolt_core::ports::{CutoffKind, RefreshStore};
+            let user = user_by_email(store, &email).await?;
+            let now = SystemClock.now();
+            // Revoke first, delete last (a failure leaves the user with tokens revoked).
+            store
+                .set_cutoff(CutoffKind::Subject, user.id.as_str(), now)
+                .await?;
+            let families = store
+                .revoke_families_of(CutoffKind::Subject, user.id.as_str(), now)
+                .await?;
+            if !store.delete_user(&user.id).await? {
+                bail!("no user with email {}", user.email.as_str());
+            }
+            audit_cli(
+                store,
+                AuditRecord::new(AuditKind::UserChanged, true, now)
+                    .user(&user.id)
+                    .detail(format!(
+                        "deleted via CLI; its tokens and {families} refresh-token families revoked"
+                    )),
+            )
+            .await?;
+            println!(
+                "deleted {}; revoked its access tokens and {families} refresh-token family(ies)",
+                user.email.as_str()
+            );
+            Ok(())
+        }
         UserCommand::RevokeConsent { email, client } => {
-            let email = Email::parse(&email)?;
-            let user = store
-                .find_user_by_email(&email)
-                .await?
-                .with_context(|| format!("no user with email {}", email.as_str()))?;
+            let user = user_by_email(store, &email).await?;
             let n = store.revoke_consents(&user.id, client.as_ref()).await?;
-            println!("revoked {n} consent(s) of {}", email.as_str());
+            println!("revoked {n} consent(s) of {}", user.email.as_str());
             Ok(())
         }
     }
@@ -905,6 +962,15 @@ async fn revoke_client_tokens(
         .await?)
 }
 
+/// The user with this email, or a clear error.
+async fn user_by_email(store: &SqliteStore, email: &str) -> anyhow::Result<User> {
+    let email = Email::parse(email)?;
+    store
+        .find_user_by_email(&email)
+        .await?
+        .with_context(|| format!("no user with email {}", email.as_str()))
+}
+
 async fn token_revoke(
     store: &SqliteStore,
     client: Option<ClientId>,
@@ -920,15 +986,11 @@ async fn token_revoke(
             (CutoffKind::Client, c.to_string(), format!("client {c}"))
         }
         (None, Some(email)) => {
-            let email = Email::parse(&email)?;
-            let u = store
-                .find_user_by_email(&email)
-                .await?
-                .with_context(|| format!("no user with email {}", email.as_str()))?;
+            let u = user_by_email(store, &email).await?;
             (
                 CutoffKind::Subject,
                 u.id.to_string(),
-                format!("user {}", email.as_str()),
+                format!("user {}", u.email.as_str()),
             )
         }
         (None, None) => bail!("give --client or --user"),

@@ -1323,6 +1323,74 @@ async fn deleting_a_client_revokes_its_users_and_its_own_tokens_on_a_running_ser
     refresh_ok(&app, &keep, &keep_refresh, None).await;
 }
 
+/// Runs `deedbolt ARGS` and asserts success.
+fn cli_ok(app: &TestApp, args: &[&str]) {
+    let out = app.cli(args);
+    assert!(
+        out.status.success(),
+        "deedbolt {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_for_a_deleted_user_is_refused_and_their_tokens_die() {
+    let (app, _, _) = app_with_users(Options::default()).await;
+    let client = app.create_code_client(FULL, &[CB], false, RT);
+    let (access, refresh_token) = pair(&code_tokens(&app, &client, FULL, RITA).await);
+    let (other_access, other_refresh) = pair(&code_tokens(&app, &client, FULL, OTTO).await);
+
+    cli_ok(&app, &["user", "delete", "--email", RITA]);
+    expect_refresh_refused(&app, &client, &refresh_token, "a deleted user's refresh token").await;
+    eventually("the deleted user's access token is revoked", || {
+        is_revoked_at(&app, "/userinfo", &access)
+    })
+    .await;
+    // She cannot sign in again; another user of the same client is unaffected.
+    assert!(!app
+        .cli(&["user", "delete", "--email", RITA])
+        .status
+        .success());
+    assert_eq!(userinfo(&app, &other_access).await.0, 200);
+    refresh_ok(&app, &client, &other_refresh, None).await;
+}
+
+#[tokio::test]
+async fn a_refresh_after_a_demotion_carries_only_what_the_new_role_may_delegate() {
+    const MIA: &str = "mia.manager@example.com";
+    let app = spawn_app().await;
+    app.create_user(MIA, "manager", PASSWORD);
+    let staff = "openid property:read tenant:read";
+    let client = app.create_code_client(staff, &[CB], false, RT);
+    let body = code_tokens(&app, &client, staff, MIA).await;
+    assert_eq!(scopes(body["scope"].as_str().unwrap()), scopes(staff));
+    let (_, mixed) = pair(&body);
+    // A second sign-in for staff scopes only (nothing a tenant may delegate).
+    let (_, staff_only) = pair(&code_tokens(&app, &client, "property:read", MIA).await);
+
+    cli_ok(&app, &["user", "set-role", "--email", MIA, "--role", "tenant"]);
+    // What the tenant role may delegate survives, in the response and in the token.
+    let body = refresh_ok(&app, &client, &mixed, None).await;
+    let narrowed = scopes("openid tenant:read");
+    assert_eq!(scopes(body["scope"].as_str().unwrap()), narrowed, "{body}");
+    let (access, _) = pair(&body);
+    assert_eq!(
+        scopes(jwt_part(&access, 1)["scope"].as_str().unwrap()),
+        narrowed
+    );
+    expect_error(
+        refresh(&app, &client, &pair(&body).1, Some("property:read")).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    // Nothing delegable left: refused, but the family is kept for a restored role.
+    expect_refresh_refused(&app, &client, &staff_only, "a demoted user's staff-only token").await;
+    cli_ok(&app, &["user", "set-role", "--email", MIA, "--role", "manager"]);
+    let body = refresh_ok(&app, &client, &staff_only, None).await;
+    assert_eq!(scopes(body["scope"].as_str().unwrap()), scopes("property:read"));
+}
+
 #[tokio::test]
 async fn cli_revoke_refuses_unknown_clients_and_users() {
     let app = spawn_app().await;
