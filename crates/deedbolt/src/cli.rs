@@ -295,7 +295,8 @@ pub enum ClientCommand {
         /// A public client (single-page or native app): no secret, PKCE only.
         #[arg(long)]
         public: bool,
-        /// A resource server allowed to introspect tokens (RFC 7662).
+        /// A resource server: may introspect every access token for this server's
+        /// audience (RFC 7662); other clients learn only about their own tokens.
         #[arg(long)]
         allow_introspection: bool,
         /// Limit the client's own (client-credentials) tokens to this property and its

@@ -995,7 +995,7 @@ async fn revoke_requires_client_authentication_and_a_token() {
 async fn introspection_describes_live_tokens() {
     let (app, rita, _) = app_with_users(Options::default()).await;
     let rs = create_introspector(&app);
-    let client = app.create_code_client(FULL, &[CB], true, RT);
+    let client = app.create_code_client(FULL, &[CB], false, RT);
     let (a0, r0) = pair(&code_tokens(&app, &client, FULL, RITA).await);
 
     // A live access token: what a resource server needs, equal to the token's claims.
@@ -1019,8 +1019,8 @@ async fn introspection_describes_live_tokens() {
     );
     assert!(v["exp"].as_i64().unwrap() > unix_now());
 
-    // A live refresh token.
-    let v = introspect(&app, &rs, &r0).await;
+    // A live refresh token, to the client it was issued to.
+    let v = introspect(&app, &client, &r0).await;
     assert_eq!(v["active"], true, "{v}");
     assert_eq!(v["client_id"], client.id.as_str());
     assert_eq!(v["sub"], rita.as_str());
@@ -1044,18 +1044,18 @@ async fn introspection_describes_live_tokens() {
 async fn introspection_says_only_inactive_for_dead_foreign_and_malformed_tokens() {
     let (app, _, _) = app_with_users(Options::default()).await;
     let rs = create_introspector(&app);
-    let client = app.create_code_client(FULL, &[CB], true, RT);
+    let client = app.create_code_client(FULL, &[CB], false, RT);
     let inactive = json!({"active": false});
 
-    // Rotated refresh token.
+    // Rotated refresh token (asked by its own client).
     let (a0, r0) = pair(&code_tokens(&app, &client, FULL, RITA).await);
     let (a1, r1) = pair(&refresh_ok(&app, &client, &r0, None).await);
     assert_eq!(
-        introspect(&app, &rs, &r0).await,
+        introspect(&app, &client, &r0).await,
         inactive,
         "a rotated refresh token"
     );
-    assert_eq!(introspect(&app, &rs, &r1).await["active"], true);
+    assert_eq!(introspect(&app, &client, &r1).await["active"], true);
 
     // Revoked access token.
     revoke_ok(&app, &client, &a1, None).await;
@@ -1073,7 +1073,7 @@ async fn introspection_says_only_inactive_for_dead_foreign_and_malformed_tokens(
     // Revoked family: its refresh token and its access tokens.
     revoke_ok(&app, &client, &r1, None).await;
     assert_eq!(
-        introspect(&app, &rs, &r1).await,
+        introspect(&app, &client, &r1).await,
         inactive,
         "a revoked refresh token"
     );
@@ -1130,24 +1130,55 @@ async fn introspection_says_only_inactive_for_dead_foreign_and_malformed_tokens(
 }
 
 #[tokio::test]
-async fn only_clients_allowed_to_introspect_may() {
+async fn introspection_tells_a_client_only_about_tokens_it_may_see() {
     let (app, _, _) = app_with_users(Options::default()).await;
     let rs = create_introspector(&app);
+    let app_client = app.create_code_client(FULL, &[CB], false, &["refresh_token", "client_credentials"]);
     let cc = app.create_client("property:read");
-    let token = app.access_token(&cc, None).await;
+    let foreign_access = app.access_token(&cc, None).await;
+    let (user_access, user_refresh) = pair(&code_tokens(&app, &app_client, FULL, RITA).await);
+    let own_access = app.access_token(&app_client.creds(), None).await;
+    let inactive = json!({"active": false});
 
-    // A confidential client without --allow-introspection.
-    let res = post_as(
-        &app,
-        "/introspect",
-        Some(&confidential(&cc)),
-        &[("token", &token)],
-    )
-    .await;
-    expect_error(res, 400, "unauthorized_client").await;
-    // A public client (the metadata offers no "none" auth for introspection).
+    // A resource server: every access token for the audience it serves…
+    for token in [&user_access, &own_access, &foreign_access] {
+        assert_eq!(introspect(&app, &rs, token).await["active"], true);
+    }
+    // …but never another client's refresh token (only the client and the server hold it).
+    assert_eq!(
+        introspect(&app, &rs, &user_refresh).await,
+        inactive,
+        "a refresh token of another client, even for a resource server"
+    );
+
+    // A client that is not a resource server: its own tokens, nothing else (RFC 7662 §4).
+    for (token, what) in [
+        (&user_access, "an access token issued to it for a user"),
+        (&own_access, "its own client-credentials token"),
+        (&user_refresh, "its own refresh token"),
+    ] {
+        assert_eq!(
+            introspect(&app, &app_client, token).await["active"],
+            true,
+            "{what}"
+        );
+    }
+    let asker = confidential(&cc);
+    assert_eq!(
+        introspect(&app, &asker, &user_access).await,
+        inactive,
+        "another client's access token"
+    );
+    assert_eq!(
+        introspect(&app, &asker, &user_refresh).await,
+        inactive,
+        "another client's refresh token"
+    );
+    assert_eq!(introspect(&app, &asker, &foreign_access).await["active"], true);
+
+    // A public client proves nothing by naming itself: refused.
     let public = app.create_code_client(FULL, &[CB], true, RT);
-    let res = post_as(&app, "/introspect", Some(&public), &[("token", &token)]).await;
+    let res = post_as(&app, "/introspect", Some(&public), &[("token", &foreign_access)]).await;
     let status = res.status().as_u16();
     let body: Value = res.json().await.unwrap_or(Value::Null);
     assert!(
@@ -1156,19 +1187,17 @@ async fn only_clients_allowed_to_introspect_may() {
         "a public client may not introspect: {status} {body}"
     );
     // No authentication, or a wrong secret.
-    let res = post_as(&app, "/introspect", None, &[("token", &token)]).await;
+    let res = post_as(&app, "/introspect", None, &[("token", &foreign_access)]).await;
     expect_error(res, 401, "invalid_client").await;
     let wrong = CodeClient {
         id: rs.id.clone(),
         secret: Some(format!("dbs_{}", random_b64url(32))),
     };
-    let res = post_as(&app, "/introspect", Some(&wrong), &[("token", &token)]).await;
+    let res = post_as(&app, "/introspect", Some(&wrong), &[("token", &foreign_access)]).await;
     expect_error(res, 401, "invalid_client").await;
     // No token.
     let res = post_as(&app, "/introspect", Some(&rs), &[]).await;
     expect_error(res, 400, "invalid_request").await;
-    // The allowed one.
-    assert_eq!(introspect(&app, &rs, &token).await["active"], true);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1251,12 +1280,12 @@ async fn cli_revoke_user_cuts_off_that_users_tokens_only() {
         is_revoked_at(&app, "/userinfo", &ra).await && is_revoked_at(&app, "/userinfo", &ra1).await
     })
     .await;
-    let rs = create_introspector(&app);
+    // Asked by the client itself (a refresh token is introspectable only by its client).
     for dead in [&ra, &ra1, &rr1] {
-        assert_eq!(introspect(&app, &rs, dead).await, json!({"active": false}));
+        assert_eq!(introspect(&app, &client, dead).await, json!({"active": false}));
     }
     // Otto and the client-credentials client are unaffected.
-    assert_eq!(introspect(&app, &rs, &or).await["active"], true);
+    assert_eq!(introspect(&app, &client, &or).await["active"], true);
     assert_eq!(
         userinfo(&app, &oa).await.0,
         200,
