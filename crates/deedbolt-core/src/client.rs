@@ -164,10 +164,10 @@ impl Client {
     /// Everything else is answered `{"active": false}`, like an unknown token.
     pub fn may_introspect(&self, token: IntrospectedToken<'_>, served_audience: &str) -> bool {
         match token {
-            IntrospectedToken::Access { client_id, audience } => {
-                client_id == &self.id
-                    || (self.allow_introspection && audience == served_audience)
-            }
+            IntrospectedToken::Access {
+                client_id,
+                audience,
+            } => client_id == &self.id || (self.allow_introspection && audience == served_audience),
             IntrospectedToken::Refresh { client_id } => client_id == &self.id,
         }
     }

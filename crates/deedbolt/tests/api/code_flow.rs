@@ -783,7 +783,11 @@ async fn a_wrong_code_verifier_is_refused_and_does_not_spend_the_code() {
         "{body}"
     );
     let res = redeem_for(app, &env.client, &code, &req).await;
-    assert_eq!(res.status(), 200, "the right verifier still redeems the code");
+    assert_eq!(
+        res.status(),
+        200,
+        "the right verifier still redeems the code"
+    );
     let access = json(res).await["access_token"].as_str().unwrap().to_owned();
 
     // A wrong verifier after the redemption is no replay: the user's token keeps working.
@@ -966,7 +970,10 @@ async fn a_code_presented_by_another_client_is_refused_and_neither_burns_it_nor_
     let code = expect_code(app, &decide(app, &jar, &form, "approve").await, &req);
     let res = redeem_for(app, &env.client, &code, &req).await;
     expect_token_error(res, 400, "invalid_grant").await;
-    assert_eq!(redeem_for(app, &confidential, &code, &req).await.status(), 200);
+    assert_eq!(
+        redeem_for(app, &confidential, &code, &req).await.status(),
+        200
+    );
 }
 
 #[tokio::test]

@@ -1133,7 +1133,8 @@ async fn introspection_says_only_inactive_for_dead_foreign_and_malformed_tokens(
 async fn introspection_tells_a_client_only_about_tokens_it_may_see() {
     let (app, _, _) = app_with_users(Options::default()).await;
     let rs = create_introspector(&app);
-    let app_client = app.create_code_client(FULL, &[CB], false, &["refresh_token", "client_credentials"]);
+    let app_client =
+        app.create_code_client(FULL, &[CB], false, &["refresh_token", "client_credentials"]);
     let cc = app.create_client("property:read");
     let foreign_access = app.access_token(&cc, None).await;
     let (user_access, user_refresh) = pair(&code_tokens(&app, &app_client, FULL, RITA).await);
@@ -1174,11 +1175,20 @@ async fn introspection_tells_a_client_only_about_tokens_it_may_see() {
         inactive,
         "another client's refresh token"
     );
-    assert_eq!(introspect(&app, &asker, &foreign_access).await["active"], true);
+    assert_eq!(
+        introspect(&app, &asker, &foreign_access).await["active"],
+        true
+    );
 
     // A public client proves nothing by naming itself: refused.
     let public = app.create_code_client(FULL, &[CB], true, RT);
-    let res = post_as(&app, "/introspect", Some(&public), &[("token", &foreign_access)]).await;
+    let res = post_as(
+        &app,
+        "/introspect",
+        Some(&public),
+        &[("token", &foreign_access)],
+    )
+    .await;
     let status = res.status().as_u16();
     let body: Value = res.json().await.unwrap_or(Value::Null);
     assert!(
@@ -1193,7 +1203,13 @@ async fn introspection_tells_a_client_only_about_tokens_it_may_see() {
         id: rs.id.clone(),
         secret: Some(format!("dbs_{}", random_b64url(32))),
     };
-    let res = post_as(&app, "/introspect", Some(&wrong), &[("token", &foreign_access)]).await;
+    let res = post_as(
+        &app,
+        "/introspect",
+        Some(&wrong),
+        &[("token", &foreign_access)],
+    )
+    .await;
     expect_error(res, 401, "invalid_client").await;
     // No token.
     let res = post_as(&app, "/introspect", Some(&rs), &[]).await;
@@ -1282,7 +1298,10 @@ async fn cli_revoke_user_cuts_off_that_users_tokens_only() {
     .await;
     // Asked by the client itself (a refresh token is introspectable only by its client).
     for dead in [&ra, &ra1, &rr1] {
-        assert_eq!(introspect(&app, &client, dead).await, json!({"active": false}));
+        assert_eq!(
+            introspect(&app, &client, dead).await,
+            json!({"active": false})
+        );
     }
     // Otto and the client-credentials client are unaffected.
     assert_eq!(introspect(&app, &client, &or).await["active"], true);
@@ -1317,9 +1336,7 @@ async fn deleting_a_client_revokes_its_users_and_its_own_tokens_on_a_running_ser
     );
     let keep = app.create_code_client(FULL, &[CB], false, RT);
     let (user_access, user_refresh) = pair(&code_tokens(&app, &gone, FULL, RITA).await);
-    let own = app
-        .access_token(&gone.creds(), Some("property:read"))
-        .await;
+    let own = app.access_token(&gone.creds(), Some("property:read")).await;
     let (keep_access, keep_refresh) = pair(&code_tokens(&app, &keep, FULL, OTTO).await);
     assert_eq!(userinfo(&app, &user_access).await.0, 200);
     expect_accepted(&app, "/api/properties", &own, "its own token").await;
@@ -1334,17 +1351,25 @@ async fn deleting_a_client_revokes_its_users_and_its_own_tokens_on_a_running_ser
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
-    eventually("the deleted client's tokens are refused as revoked", || async {
-        is_revoked_at(&app, "/userinfo", &user_access).await
-            && is_revoked_at(&app, "/api/properties", &own).await
-    })
+    eventually(
+        "the deleted client's tokens are refused as revoked",
+        || async {
+            is_revoked_at(&app, "/userinfo", &user_access).await
+                && is_revoked_at(&app, "/api/properties", &own).await
+        },
+    )
     .await;
     for dead in [&user_access, &own] {
         assert_eq!(introspect(&app, &rs, dead).await, json!({"active": false}));
     }
     // Its refresh token is dead too: the client cannot authenticate any more (RFC 6749
     // §5.2 invalid_client), and its families were revoked.
-    expect_error(refresh(&app, &gone, &user_refresh, None).await, 401, "invalid_client").await;
+    expect_error(
+        refresh(&app, &gone, &user_refresh, None).await,
+        401,
+        "invalid_client",
+    )
+    .await;
 
     // The other client and its user are unaffected.
     assert_eq!(userinfo(&app, &keep_access).await.0, 200);
@@ -1370,7 +1395,13 @@ async fn a_refresh_for_a_deleted_user_is_refused_and_their_tokens_die() {
     let (other_access, other_refresh) = pair(&code_tokens(&app, &client, FULL, OTTO).await);
 
     cli_ok(&app, &["user", "delete", "--email", RITA]);
-    expect_refresh_refused(&app, &client, &refresh_token, "a deleted user's refresh token").await;
+    expect_refresh_refused(
+        &app,
+        &client,
+        &refresh_token,
+        "a deleted user's refresh token",
+    )
+    .await;
     eventually("the deleted user's access token is revoked", || {
         is_revoked_at(&app, "/userinfo", &access)
     })
@@ -1397,7 +1428,10 @@ async fn a_refresh_after_a_demotion_carries_only_what_the_new_role_may_delegate(
     // A second sign-in for staff scopes only (nothing a tenant may delegate).
     let (_, staff_only) = pair(&code_tokens(&app, &client, "property:read", MIA).await);
 
-    cli_ok(&app, &["user", "set-role", "--email", MIA, "--role", "tenant"]);
+    cli_ok(
+        &app,
+        &["user", "set-role", "--email", MIA, "--role", "tenant"],
+    );
     // What the tenant role may delegate survives, in the response and in the token.
     let body = refresh_ok(&app, &client, &mixed, None).await;
     let narrowed = scopes("openid tenant:read");
@@ -1414,10 +1448,22 @@ async fn a_refresh_after_a_demotion_carries_only_what_the_new_role_may_delegate(
     )
     .await;
     // Nothing delegable left: refused, but the family is kept for a restored role.
-    expect_refresh_refused(&app, &client, &staff_only, "a demoted user's staff-only token").await;
-    cli_ok(&app, &["user", "set-role", "--email", MIA, "--role", "manager"]);
+    expect_refresh_refused(
+        &app,
+        &client,
+        &staff_only,
+        "a demoted user's staff-only token",
+    )
+    .await;
+    cli_ok(
+        &app,
+        &["user", "set-role", "--email", MIA, "--role", "manager"],
+    );
     let body = refresh_ok(&app, &client, &staff_only, None).await;
-    assert_eq!(scopes(body["scope"].as_str().unwrap()), scopes("property:read"));
+    assert_eq!(
+        scopes(body["scope"].as_str().unwrap()),
+        scopes("property:read")
+    );
 }
 
 #[tokio::test]
