@@ -1350,7 +1350,11 @@ async fn deleting_a_client_revokes_its_users_and_its_own_tokens_on_a_running_ser
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("revoked its access tokens and 1 refresh-token family"),
+        "{said}"
+    );
     eventually(
         "the deleted client's tokens are refused as revoked",
         || async {
