@@ -27,7 +27,7 @@ use deedbolt_core::redirect::RedirectUri;
 use deedbolt_core::refresh::{RefreshRecord, TokenState};
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::secret::SecretHash;
-use deedbolt_core::user::{Email, User};
+use deedbolt_core::user::{Email, Role, User};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -515,6 +515,26 @@ impl UserStore for SqliteStore {
         .map_err(backend)?;
         rows.iter().map(user_from_row).collect()
     }
+
+    async fn set_role(&self, id: &UserId, role: Role) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET role = ? WHERE id = ?")
+            .bind(role.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
+        // Sessions and consents go with the row (ON DELETE CASCADE).
+        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -741,6 +761,16 @@ impl FlowStore for SqliteStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+
+    async fn peek_code(&self, hash: &[u8; 32]) -> Result<Option<CodeGrant>, StoreError> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT grant_json FROM auth_codes WHERE code_hash = ?")
+                .bind(&hash[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        text.map(|t| from_json(&t, "code grant")).transpose()
     }
 
     async fn redeem_code(&self, hash: &[u8; 32], now: UnixTime) -> Result<Redemption, StoreError> {

@@ -407,7 +407,12 @@ async fn a_code_is_redeemed_once_and_only_with_its_verifier() {
         .await
         .expect_err("wrong verifier");
     assert_eq!(err.oauth_error(), Some("invalid_grant"));
-    // The failed attempt consumed the code (single use), so even the right verifier fails.
+    // The failed attempt changed nothing (RFC 9700 §4.5): the right verifier redeems it…
+    client
+        .exchange_code(response.code.expose(), CB, &pkce)
+        .await
+        .expect("the right verifier");
+    // …once (single use).
     let err = client
         .exchange_code(response.code.expose(), CB, &pkce)
         .await
