@@ -232,3 +232,37 @@ pub async fn users_list_oldest_first(store: &impl Backend) {
         .collect();
     assert_eq!(ids, [a, b, c]);
 }
+
+/// A user's role changes; deleting a user takes their sessions and consents, once.
+pub async fn a_users_role_changes_and_the_user_can_be_deleted_once(store: &impl Backend) {
+    let id = user(store, "role.change@example.com", Role::Manager).await;
+    assert!(store.set_role(&id, Role::Tenant).await.unwrap());
+    assert_eq!(
+        store.find_user(&id).await.unwrap().unwrap().role,
+        Role::Tenant
+    );
+
+    let session = deedbolt_core::ports::Session {
+        user_id: id.clone(),
+        auth_time: UnixTime(1),
+        csrf: "c".into(),
+        expires_at: UnixTime(100),
+    };
+    store.create_session(&[9; 32], &session).await.unwrap();
+    let client = ClientId::parse("dbc_spa").unwrap();
+    store
+        .save_consent(&id, &client, "tenant:read".parse().unwrap(), UnixTime(1))
+        .await
+        .unwrap();
+
+    assert!(store.delete_user(&id).await.unwrap());
+    assert!(store.find_user(&id).await.unwrap().is_none());
+    assert!(store
+        .find_session(&[9; 32], UnixTime(2))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.find_consent(&id, &client).await.unwrap().is_none());
+    assert!(!store.delete_user(&id).await.unwrap());
+    assert!(!store.set_role(&id, Role::Admin).await.unwrap());
+}

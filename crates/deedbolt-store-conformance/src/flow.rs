@@ -214,6 +214,24 @@ pub async fn a_code_with_an_empty_scope_redeems_as_stored(store: &impl Backend) 
     ));
 }
 
+/// Peeking at a code never spends it, before or after redemption.
+pub async fn peeking_at_a_code_does_not_spend_it(store: &impl Backend) {
+    let g = grant("tenant:read".parse().unwrap(), 600);
+    assert_eq!(store.peek_code(&[4; 32]).await.unwrap(), None);
+    store.insert_code(&[4; 32], &g).await.unwrap();
+    assert_eq!(store.peek_code(&[4; 32]).await.unwrap(), Some(g.clone()));
+    assert_eq!(store.peek_code(&[4; 32]).await.unwrap(), Some(g.clone()));
+    assert!(matches!(
+        store.redeem_code(&[4; 32], UnixTime(2)).await.unwrap(),
+        Redemption::Fresh(_)
+    ));
+    assert_eq!(
+        store.peek_code(&[4; 32]).await.unwrap(),
+        Some(g),
+        "redeemed or not"
+    );
+}
+
 /// Of many concurrent redemptions of one code exactly one is fresh; the rest are replays.
 pub async fn a_code_is_redeemed_once_under_concurrent_redemption(store: &impl Backend) {
     for round in 0..5u8 {
@@ -314,8 +332,9 @@ pub async fn the_revocation_list_is_read_by_cursor_without_gaps(store: &impl Bac
         tokio::task::yield_now().await;
     }
     let written = writers.await.unwrap();
-    let (rows, _) = store.revoked_since(cursor).await.unwrap();
+    let (rows, next) = store.revoked_since(cursor).await.unwrap();
     seen.extend(rows.into_iter().map(|(j, _)| j));
+    let cursor = next;
     let mut a: Vec<_> = seen.iter().map(|j| j.as_str().to_owned()).collect();
     let mut b: Vec<_> = written.iter().map(|j| j.as_str().to_owned()).collect();
     a.sort();

@@ -34,7 +34,7 @@ use deedbolt_core::redirect::RedirectUri;
 use deedbolt_core::refresh::{RefreshRecord, TokenState};
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::secret::SecretHash;
-use deedbolt_core::user::{Email, User};
+use deedbolt_core::user::{Email, Role, User};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 use zeroize::Zeroizing;
@@ -456,6 +456,26 @@ impl UserStore for PgStore {
         .map_err(backend)?;
         rows.iter().map(user_from_row).collect()
     }
+
+    async fn set_role(&self, id: &UserId, role: Role) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
+        // Sessions and consents go with the row (ON DELETE CASCADE).
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 /// Takes the lock under which rows are added to `revoked_tokens`, until the transaction
@@ -706,6 +726,16 @@ impl FlowStore for PgStore {
         .await
         .map_err(backend)?;
         Ok(())
+    }
+
+    async fn peek_code(&self, hash: &[u8; 32]) -> Result<Option<CodeGrant>, StoreError> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT grant_json FROM auth_codes WHERE code_hash = $1")
+                .bind(&hash[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        text.map(|t| from_json(&t, "code grant")).transpose()
     }
 
     async fn redeem_code(&self, hash: &[u8; 32], now: UnixTime) -> Result<Redemption, StoreError> {
