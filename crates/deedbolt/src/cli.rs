@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::storage::Store;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use deedbolt_core::audit::{AuditFilter, AuditKind, AuditRecord};
@@ -12,13 +13,12 @@ use deedbolt_core::ids::ClientId;
 use deedbolt_core::ids::UserId;
 use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::keyring::KeyVault;
-use deedbolt_core::ports::{ClientStore, CrmStore, FlowStore, KeyStore, StoreError, UserStore};
+use deedbolt_core::ports::StoreError;
 use deedbolt_core::redirect::RedirectUri;
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::seal::MasterKey;
 use deedbolt_core::secret::{ClientSecret, SecretHasher};
 use deedbolt_core::user::{Email, Password, PasswordHasher, Role, User};
-use deedbolt_store_sqlite::SqliteStore;
 use serde_json::json;
 
 use crate::config::{self, FileConfig, ServeOverrides, ServeSettings};
@@ -35,6 +35,16 @@ pub struct Cli {
     /// Data directory holding the embedded database [default: ./deedbolt-data].
     #[arg(long, env = "DEEDBOLT_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (`postgres://user:password@host:port/db`) for durable state shared
+    /// by several instances [default: the SQLite file in the data directory]. Its value
+    /// is never shown (it may hold a password).
+    #[arg(
+        long,
+        env = "DEEDBOLT_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<crate::storage::DatabaseUrl>,
     /// Log line format.
     #[arg(long, env = "DEEDBOLT_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
@@ -388,7 +398,7 @@ pub async fn run() -> anyhow::Result<()> {
     for var in config::unknown_env_vars() {
         tracing::warn!(variable = %var, "unknown DEEDBOLT_* environment variable ignored (typo?)");
     }
-    let common = config::resolve_common(cli.data_dir.clone(), &file);
+    let common = config::resolve_common(cli.data_dir.clone(), cli.database_url.clone(), &file);
 
     match cli.command {
         Command::Serve(args) => {
@@ -431,25 +441,25 @@ pub async fn run() -> anyhow::Result<()> {
             app.run_until(startup::shutdown_signal()).await
         }
         Command::Client(cmd) => {
-            let store = startup::open_store(&common.data_dir).await?;
+            let store = startup::open_store(&common).await?;
             let result = client_command(&store, cmd, &common.data_dir).await;
             store.close().await;
             result
         }
         Command::Token(TokenCommand::Revoke { client, user }) => {
-            let store = startup::open_store(&common.data_dir).await?;
+            let store = startup::open_store(&common).await?;
             let result = token_revoke(&store, client, user).await;
             store.close().await;
             result
         }
         Command::Audit(cmd) => {
-            let store = startup::open_store(&common.data_dir).await?;
+            let store = startup::open_store(&common).await?;
             let result = audit_command(&store, cmd).await;
             store.close().await;
             result
         }
         Command::User(cmd) => {
-            let store = startup::open_store(&common.data_dir).await?;
+            let store = startup::open_store(&common).await?;
             let result = user_command(&store, cmd).await;
             store.close().await;
             result
@@ -458,7 +468,7 @@ pub async fn run() -> anyhow::Result<()> {
             let issuer = issuer
                 .or_else(|| file.issuer.clone())
                 .unwrap_or_else(|| format!("http://{}", config::DEFAULT_LISTEN));
-            let store = startup::open_store(&common.data_dir).await?;
+            let store = startup::open_store(&common).await?;
             let result = crate::demo::seed(&store, &common.data_dir, &issuer, json).await;
             store.close().await;
             result
@@ -469,7 +479,7 @@ pub async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(cmd) => {
-            let store = startup::open_store(&common.data_dir).await?;
+            let store = startup::open_store(&common).await?;
             let result = keys_command(&store, cmd, &common.data_dir).await;
             store.close().await;
             result
@@ -477,12 +487,12 @@ pub async fn run() -> anyhow::Result<()> {
     }
 }
 
-fn vault(store: &SqliteStore, data_dir: &std::path::Path) -> anyhow::Result<KeyVault> {
+fn vault(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<KeyVault> {
     let master = config::master_key_from_env()?;
     if master.is_none() {
         startup::warn_development_mode(data_dir);
     }
-    Ok(KeyVault::new(Arc::new(store.clone()), master.map(Arc::new)))
+    Ok(KeyVault::new(store.clone(), master.map(Arc::new)))
 }
 
 fn client_json(c: &Client) -> serde_json::Value {
@@ -522,7 +532,7 @@ fn print_client(c: &Client) {
 /// Registers a client (generating its secret if it is confidential) and audits it. The
 /// secret is returned to be shown once; only its keyed hash is stored.
 pub(crate) async fn register_client(
-    store: &SqliteStore,
+    store: &Store,
     data_dir: &std::path::Path,
     new: NewClient,
     allow_introspection: bool,
@@ -563,7 +573,7 @@ pub(crate) async fn register_client(
 
 /// Creates a user with an argon2id password hash and audits it.
 pub(crate) async fn register_user(
-    store: &SqliteStore,
+    store: &Store,
     email: Email,
     role: Role,
     name: Option<String>,
@@ -597,7 +607,7 @@ pub(crate) async fn register_user(
 }
 
 async fn client_command(
-    store: &SqliteStore,
+    store: &Store,
     cmd: ClientCommand,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
@@ -770,7 +780,7 @@ async fn client_command(
 }
 
 async fn keys_command(
-    store: &SqliteStore,
+    store: &Store,
     cmd: KeysCommand,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
@@ -856,7 +866,7 @@ fn user_json(u: &User) -> serde_json::Value {
     })
 }
 
-async fn user_command(store: &SqliteStore, cmd: UserCommand) -> anyhow::Result<()> {
+async fn user_command(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
         UserCommand::Create {
             email,
@@ -918,7 +928,7 @@ async fn user_command(store: &SqliteStore, cmd: UserCommand) -> anyhow::Result<(
             Ok(())
         }
         UserCommand::Delete { email } => {
-            use deedbolt_core::ports::{CutoffKind, RefreshStore};
+            use deedbolt_core::ports::CutoffKind;
             let user = user_by_email(store, &email).await?;
             let now = SystemClock.now();
             // Revoke first, delete last (a failure leaves the user with tokens revoked).
@@ -961,11 +971,11 @@ async fn user_command(store: &SqliteStore, cmd: UserCommand) -> anyhow::Result<(
 /// *before* the client row is deleted, so a failure leaves the client in place with its
 /// tokens revoked (the safe side) and the deletion can simply be retried.
 async fn revoke_client_tokens(
-    store: &SqliteStore,
+    store: &Store,
     client_id: &ClientId,
     now: UnixTime,
 ) -> anyhow::Result<u64> {
-    use deedbolt_core::ports::{CutoffKind, RefreshStore};
+    use deedbolt_core::ports::CutoffKind;
     let cutoff = deedbolt_core::revocation::deleted_client_cutoff(now);
     store
         .set_cutoff(CutoffKind::Client, client_id.as_str(), cutoff)
@@ -976,7 +986,7 @@ async fn revoke_client_tokens(
 }
 
 /// The user with this email, or a clear error.
-async fn user_by_email(store: &SqliteStore, email: &str) -> anyhow::Result<User> {
+async fn user_by_email(store: &Store, email: &str) -> anyhow::Result<User> {
     let email = Email::parse(email)?;
     store
         .find_user_by_email(&email)
@@ -985,11 +995,11 @@ async fn user_by_email(store: &SqliteStore, email: &str) -> anyhow::Result<User>
 }
 
 async fn token_revoke(
-    store: &SqliteStore,
+    store: &Store,
     client: Option<ClientId>,
     user: Option<String>,
 ) -> anyhow::Result<()> {
-    use deedbolt_core::ports::{CutoffKind, RefreshStore};
+    use deedbolt_core::ports::CutoffKind;
     let now = SystemClock.now();
     let (kind, subject, label) = match (client, user) {
         (Some(c), _) => {
@@ -1073,8 +1083,7 @@ fn print_audit(r: &deedbolt_core::audit::AuditRecord, json: bool) {
     );
 }
 
-async fn audit_command(store: &SqliteStore, cmd: AuditCommand) -> anyhow::Result<()> {
-    use deedbolt_core::ports::AuditStore;
+async fn audit_command(store: &Store, cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
         AuditCommand::Search { limit, filter } => {
             let f = audit_filter(&filter, limit)?;
@@ -1145,8 +1154,7 @@ async fn audit_command(store: &SqliteStore, cmd: AuditCommand) -> anyhow::Result
 }
 
 /// CLI changes are audited directly (there is no running writer in this process).
-async fn audit_cli(store: &SqliteStore, record: AuditRecord) -> anyhow::Result<()> {
-    use deedbolt_core::ports::AuditStore;
+async fn audit_cli(store: &Store, record: AuditRecord) -> anyhow::Result<()> {
     store.insert_audit(&[record]).await?;
     Ok(())
 }

@@ -27,6 +27,7 @@ pub const WEBHOOK_SECRET_ENV: &str = "DEEDBOLT_ALERT_WEBHOOK_SECRET";
 pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_CONFIG",
     "DEEDBOLT_DATA_DIR",
+    "DEEDBOLT_DATABASE_URL",
     "DEEDBOLT_LOG",
     "DEEDBOLT_LOG_FORMAT",
     "DEEDBOLT_LISTEN",
@@ -192,17 +193,28 @@ pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
 pub struct CommonSettings {
     /// The data directory.
     pub data_dir: PathBuf,
+    /// Where durable state lives: the SQLite file in the data directory, or PostgreSQL.
+    pub database: crate::storage::Database,
 }
 
 /// The default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./deedbolt-data";
 
-/// Resolves the data directory: flag/env, then file, then the default.
-pub fn resolve_common(flag: Option<PathBuf>, file: &FileConfig) -> CommonSettings {
+/// Resolves the data directory (flag/env, then file, then the default) and the database
+/// (PostgreSQL if a URL is given by flag/env; the embedded SQLite file otherwise).
+pub fn resolve_common(
+    flag: Option<PathBuf>,
+    database_url: Option<crate::storage::DatabaseUrl>,
+    file: &FileConfig,
+) -> CommonSettings {
     CommonSettings {
         data_dir: flag
             .or_else(|| file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        database: database_url.map_or(
+            crate::storage::Database::Embedded,
+            crate::storage::Database::Postgres,
+        ),
     }
 }
 
@@ -732,6 +744,7 @@ mod tests {
     fn common() -> CommonSettings {
         CommonSettings {
             data_dir: PathBuf::from("/tmp/x"),
+            database: crate::storage::Database::Embedded,
         }
     }
 

@@ -5,6 +5,7 @@
 //!
 //! Passwords and secrets are generated and printed once; nothing is a fixed default.
 
+use crate::storage::Store;
 use anyhow::{bail, Context};
 use deedbolt_core::client::{ClientKind, ClientName, GrantType, NewClient};
 use deedbolt_core::clock::{Clock, SystemClock};
@@ -13,10 +14,9 @@ use deedbolt_core::crm::maintenance::{NewRequest, Priority, RequestUpdate, Statu
 use deedbolt_core::crm::property::{NewProperty, PropertyKind};
 use deedbolt_core::crm::tenant::NewTenant;
 use deedbolt_core::crm::Viewer;
-use deedbolt_core::ports::{CrmStore, UserStore, Write};
+use deedbolt_core::ports::Write;
 use deedbolt_core::redirect::RedirectUri;
 use deedbolt_core::user::{Email, Role, User};
-use deedbolt_store_sqlite::SqliteStore;
 use serde_json::json;
 
 use crate::cli::{register_client, register_user};
@@ -49,7 +49,7 @@ fn ok<T>(w: Write<T>) -> anyhow::Result<T> {
 /// Seeds the demo into `store`; `issuer` is the server's issuer (for the BFF's redirect
 /// URI). Refuses, changing nothing, if any demo user exists already.
 pub async fn seed(
-    store: &SqliteStore,
+    store: &Store,
     data_dir: &std::path::Path,
     issuer: &str,
     json: bool,

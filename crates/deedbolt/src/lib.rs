@@ -1,7 +1,8 @@
 //! # deedbolt
 //!
 //! The composition root of deedbolt: configuration ([`config`]), telemetry
-//! ([`telemetry`]), [`startup::Application`] which wires the SQLite store, the key ring
+//! ([`telemetry`]), [`startup::Application`] which wires the storage backend chosen once in [`storage`]
+//! (SQLite or PostgreSQL), the key ring
 //! and the axum router together, and the clap CLI ([`cli`]).
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
@@ -10,4 +11,5 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod startup;
+pub mod storage;
 pub mod telemetry;

@@ -22,35 +22,20 @@ use deedbolt_http::audit::AuditLog;
 use deedbolt_http::security::Security;
 use deedbolt_http::webhook::Webhook;
 use deedbolt_http::{AppState, KeyRing, Services};
-use deedbolt_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
-use crate::config::ServeSettings;
+use crate::config::{CommonSettings, ServeSettings};
+use crate::storage::Store;
 
 /// The most clients the token endpoint keeps in memory.
 const CLIENT_CACHE_CAPACITY: usize = 100_000;
 
-/// The database file inside the data directory.
-pub const DB_FILE: &str = "deedbolt.db";
+/// The database file inside the data directory (when no PostgreSQL URL is configured).
+pub const DB_FILE: &str = crate::storage::DB_FILE;
 
-/// Creates the data directory (owner-only on Unix: created 0700, never briefly wider, and
-/// an existing one restricted to 0700) and opens the database in it (0600, with its
-/// `-wal` and `-shm` files).
-pub async fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(data_dir)
-        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict permissions of {}", data_dir.display()))?;
-    }
-    Ok(SqliteStore::open(&data_dir.join(DB_FILE)).await?)
+/// Opens the configured storage backend (see [`crate::storage::open`]).
+pub async fn open_store(common: &CommonSettings) -> anyhow::Result<Store> {
+    crate::storage::open(&common.database, &common.data_dir).await
 }
 
 /// Says loudly that keys are not encrypted at rest.
@@ -71,7 +56,7 @@ pub struct Application {
     metrics_listener: Option<(TcpListener, SocketAddr)>,
     issuer: String,
     state: AppState,
-    store: SqliteStore,
+    store: Store,
     vault: Arc<KeyVault>,
     keys: Arc<KeyRing>,
     clients: Arc<CachedClients>,
@@ -105,9 +90,9 @@ impl Application {
         if master.is_none() {
             warn_development_mode(&data_dir);
         }
-        let store = open_store(&data_dir).await?;
+        let store = open_store(&settings.common).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let vault = Arc::new(KeyVault::new(Arc::new(store.clone()), master.map(Arc::new)));
+        let vault = Arc::new(KeyVault::new(store.clone(), master.map(Arc::new)));
         if let Some(kid) = vault
             .ensure_current(settings.signing_alg, clock.now())
             .await
@@ -154,7 +139,7 @@ impl Application {
             .audience
             .clone()
             .unwrap_or_else(|| format!("{issuer}/api"));
-        let store_arc = Arc::new(store.clone());
+        let store_arc = store.clone();
         let clients = Arc::new(
             CachedClients::new(store_arc.clone(), CLIENT_CACHE_CAPACITY)
                 .await
@@ -290,7 +275,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let writer = tokio::spawn(deedbolt_http::audit::run_writer(
             self.audit_rx,
-            Arc::new(self.store.clone()),
+            self.store.clone(),
             self.metrics.clone(),
         ));
         let refresher = tokio::spawn(sync_loop(Sync {
@@ -387,7 +372,7 @@ struct Sync {
     ring: Arc<KeyRing>,
     clients: Arc<CachedClients>,
     revocations: Arc<RevocationList>,
-    store: SqliteStore,
+    store: Store,
     clock: Arc<dyn Clock>,
     every: std::time::Duration,
 }
@@ -409,18 +394,18 @@ async fn sync_loop(s: Sync) {
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "cannot check for client changes"),
         }
-        if let Err(e) = s.revocations.sync(&s.store, now).await {
+        if let Err(e) = s.revocations.sync(s.store.as_ref(), now).await {
             tracing::error!(error = %e, "cannot sync the revocation list");
         }
-        if let Err(e) = s.revocations.sync_cutoffs(&s.store, now).await {
+        if let Err(e) = s.revocations.sync_cutoffs(s.store.as_ref(), now).await {
             tracing::error!(error = %e, "cannot sync revocation cutoffs");
         }
-        if let Err(e) = FlowStore::prune_expired(&s.store, now).await {
+        if let Err(e) = FlowStore::prune_expired(s.store.as_ref(), now).await {
             tracing::error!(error = %e, "cannot prune expired flow state");
         }
         s.security.persist_usage(now).await;
         if let Err(e) = deedbolt_core::ports::AuditStore::prune_audit(
-            &s.store,
+            s.store.as_ref(),
             now.minus_secs(s.audit_retention_secs),
         )
         .await

@@ -26,6 +26,8 @@ pub struct TestApp {
     pub base: String,
     /// The data directory (kept alive for the test's duration).
     pub data_dir: Arc<TempDir>,
+    /// The PostgreSQL database the server uses, if not the data directory's SQLite file.
+    pub database_url: Option<String>,
     /// An HTTP client.
     pub http: reqwest::Client,
     /// The master key given to the server and the CLI, if any.
@@ -43,6 +45,22 @@ pub struct Options {
     pub master_key: Option<String>,
     /// Flag-level overrides.
     pub overrides: ServeOverrides,
+    /// `DEEDBOLT_DATABASE_URL`: PostgreSQL instead of SQLite (see [`postgres_options`]).
+    pub database_url: Option<String>,
+}
+
+/// Options for a server on a fresh PostgreSQL database of the `DATABASE_URL` server;
+/// `None` (after a warning) when `DATABASE_URL` is unset, so the test is skipped, except
+/// under CI, where a missing `DATABASE_URL` fails the test.
+pub async fn postgres_options() -> Option<Options> {
+    let server = deedbolt_store_postgres::testing::database_url()?;
+    let url = deedbolt_store_postgres::testing::fresh_database(&server)
+        .await
+        .expect("create a test database");
+    Some(Options {
+        database_url: Some(url),
+        ..Options::default()
+    })
 }
 
 /// The metrics token test servers get unless a test sets its own
@@ -86,6 +104,10 @@ pub async fn try_spawn_app(opts: Options) -> anyhow::Result<TestApp> {
     let settings = ServeSettings::resolve(
         CommonSettings {
             data_dir: data_dir.path().to_path_buf(),
+            database: match &opts.database_url {
+                Some(url) => deedbolt::storage::Database::Postgres(url.parse()?),
+                None => deedbolt::storage::Database::Embedded,
+            },
         },
         overrides,
         &FileConfig::default(),
@@ -104,6 +126,7 @@ pub async fn try_spawn_app(opts: Options) -> anyhow::Result<TestApp> {
     Ok(TestApp {
         base,
         data_dir,
+        database_url: opts.database_url,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -121,14 +144,31 @@ pub fn bin() -> PathBuf {
 
 /// Runs the CLI on `data_dir`, with `master_key` as DEEDBOLT_MASTER_KEY if given.
 pub fn run_cli(data_dir: &Path, master_key: Option<&str>, args: &[&str]) -> Output {
+    cli_command(data_dir, master_key, None, args)
+        .output()
+        .expect("run deedbolt CLI")
+}
+
+/// The CLI on `data_dir` (and on PostgreSQL at `database_url`, passed in the environment
+/// as an operator would, never on the command line), with `master_key` if given.
+fn cli_command(
+    data_dir: &Path,
+    master_key: Option<&str>,
+    database_url: Option<&str>,
+    args: &[&str],
+) -> std::process::Command {
     let mut cmd = std::process::Command::new(bin());
     cmd.arg("--data-dir").arg(data_dir).args(args);
     cmd.env_remove("DEEDBOLT_MASTER_KEY");
+    cmd.env_remove("DEEDBOLT_DATABASE_URL");
     cmd.env("DEEDBOLT_LOG", "warn");
     if let Some(k) = master_key {
         cmd.env("DEEDBOLT_MASTER_KEY", k);
     }
-    cmd.output().expect("run deedbolt CLI")
+    if let Some(url) = database_url {
+        cmd.env("DEEDBOLT_DATABASE_URL", url);
+    }
+    cmd
 }
 
 /// A registered client's credentials.
@@ -139,9 +179,16 @@ pub struct Creds {
 }
 
 impl TestApp {
-    /// Runs the CLI against this server's data directory.
+    /// Runs the CLI against this server's data directory (and database).
     pub fn cli(&self, args: &[&str]) -> Output {
-        run_cli(self.data_dir.path(), self.master_key.as_deref(), args)
+        cli_command(
+            self.data_dir.path(),
+            self.master_key.as_deref(),
+            self.database_url.as_deref(),
+            args,
+        )
+        .output()
+        .expect("run deedbolt CLI")
     }
 
     /// Runs the CLI, asserts success, and parses its stdout as JSON.
@@ -531,27 +578,12 @@ pub fn www_authenticate(res: &reqwest::Response) -> String {
 // PKCE pairs. Added for browser.rs.
 // ---------------------------------------------------------------------------------------
 
-/// Runs the CLI on `data_dir` like [`run_cli`], with `stdin` written to its standard input
-/// (e.g. `user create --password-stdin`).
-pub fn run_cli_with_stdin(
-    data_dir: &Path,
-    master_key: Option<&str>,
-    args: &[&str],
-    stdin: &str,
-) -> Output {
+/// Runs `cmd` with `stdin` written to its standard input.
+fn cli_with_input(mut cmd: std::process::Command, stdin: &str) -> Output {
     use std::io::Write as _;
-    let mut cmd = std::process::Command::new(bin());
-    cmd.arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
+    cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    cmd.env_remove("DEEDBOLT_MASTER_KEY");
-    cmd.env("DEEDBOLT_LOG", "warn");
-    if let Some(k) = master_key {
-        cmd.env("DEEDBOLT_MASTER_KEY", k);
-    }
     let mut child = cmd.spawn().expect("spawn deedbolt CLI");
     let mut pipe = child.stdin.take().expect("stdin");
     // Written from a thread so a CLI that never reads stdin cannot deadlock us; a broken
@@ -568,10 +600,13 @@ pub fn run_cli_with_stdin(
 impl TestApp {
     /// Runs the CLI against this server's data directory with `stdin` as its input.
     pub fn cli_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        run_cli_with_stdin(
-            self.data_dir.path(),
-            self.master_key.as_deref(),
-            args,
+        cli_with_input(
+            cli_command(
+                self.data_dir.path(),
+                self.master_key.as_deref(),
+                self.database_url.as_deref(),
+                args,
+            ),
             stdin,
         )
     }

@@ -15,6 +15,7 @@ mod code_flow;
 mod crm;
 mod headers;
 mod openapi;
+mod postgres;
 mod refresh;
 mod token;
 
