@@ -177,6 +177,70 @@ impl Client {
     }
 }
 
+/// A client's list fields as the SQL backends store them: space-separated, since no grant
+/// type, redirect URI or property id contains a space. One encoding for every backend.
+pub mod stored {
+    use std::num::ParseIntError;
+    use std::str::FromStr;
+
+    use super::{GrantType, UnknownGrantType};
+    use crate::redirect::{RedirectUri, RedirectUriError};
+
+    fn words(s: &str) -> impl Iterator<Item = &str> {
+        s.split(' ').filter(|w| !w.is_empty())
+    }
+
+    /// Grant types, space-separated.
+    ///
+    /// ```
+    /// use deedbolt_core::client::{stored, GrantType};
+    /// let s = stored::grant_types(&[GrantType::ClientCredentials, GrantType::RefreshToken]);
+    /// assert_eq!(stored::parse_grant_types(&s).unwrap().len(), 2);
+    /// assert_eq!(stored::parse_grant_types("").unwrap(), []);
+    /// ```
+    pub fn grant_types(list: &[GrantType]) -> String {
+        list.iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Parses what [`grant_types`] stored.
+    pub fn parse_grant_types(s: &str) -> Result<Vec<GrantType>, UnknownGrantType> {
+        words(s).map(GrantType::from_str).collect()
+    }
+
+    /// Redirect URIs, exactly as registered, space-separated.
+    pub fn redirect_uris(list: &[RedirectUri]) -> String {
+        list.iter()
+            .map(RedirectUri::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Parses what [`redirect_uris`] stored.
+    pub fn parse_redirect_uris(s: &str) -> Result<Vec<RedirectUri>, RedirectUriError> {
+        words(s).map(RedirectUri::parse).collect()
+    }
+
+    /// The property ids a client is limited to, space-separated; `None` for all.
+    ///
+    /// ```
+    /// use deedbolt_core::client::stored;
+    /// assert_eq!(stored::properties(Some(&[3, 5])).as_deref(), Some("3 5"));
+    /// assert_eq!(stored::parse_properties("3 5").unwrap(), [3, 5]);
+    /// assert_eq!(stored::properties(None), None);
+    /// ```
+    pub fn properties(ids: Option<&[i64]>) -> Option<String> {
+        ids.map(|ids| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(" "))
+    }
+
+    /// Parses what [`properties`] stored (when it stored something).
+    pub fn parse_properties(s: &str) -> Result<Vec<i64>, ParseIntError> {
+        words(s).map(str::parse::<i64>).collect()
+    }
+}
+
 /// A live token as introspection sees it, for [`Client::may_introspect`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IntrospectedToken<'a> {

@@ -565,3 +565,34 @@ pub trait AlertStore: Send + Sync + 'static {
         to_hour: i64,
     ) -> Result<Vec<u64>, StoreError>;
 }
+
+/// A client's hourly call counts for hours in `[from_hour, to_hour)` from the stored
+/// `(hour, count)` rows, as [`AlertStore::usage_history`] returns them: starting at the
+/// first recorded hour (hours before it are not "zero calls" but "not a client yet", and
+/// padding them with zeros would make every new client look anomalous), missing hours 0,
+/// empty without rows. At most a year and a day of hours.
+///
+/// ```
+/// use deedbolt_core::ports::usage_series;
+/// assert_eq!(usage_series(&[(5, 1), (3, 7)], 0, 7), [7, 0, 1, 0]);
+/// assert_eq!(usage_series(&[], 0, 7), Vec::<u64>::new());
+/// ```
+pub fn usage_series(rows: &[(i64, u64)], from_hour: i64, to_hour: i64) -> Vec<u64> {
+    let Some(first) = rows.iter().map(|(h, _)| *h).min() else {
+        return Vec::new();
+    };
+    let start = first.max(from_hour);
+    let len = usize::try_from((to_hour - start).max(0))
+        .unwrap_or(0)
+        .min(24 * 366);
+    let mut out = vec![0u64; len];
+    for (hour, count) in rows {
+        if let Some(slot) = usize::try_from(hour - start)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+        {
+            *slot = *count;
+        }
+    }
+    out
+}

@@ -21,16 +21,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deedbolt_core::audit::{AuditFilter, AuditKind, AuditRecord};
-use deedbolt_core::client::{Client, ClientName, GrantType};
+use deedbolt_core::client::{stored, Client, ClientName};
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::flow::{AuthorizationRequest, CodeGrant};
 use deedbolt_core::ids::{ClientId, KeyId};
 use deedbolt_core::ids::{TokenId, UserId};
 use deedbolt_core::ports::{
-    AlertStore, AuditStore, ClientStore, CutoffKind, FlowStore, Health, KeyMaterial, KeyStore,
-    NewFamily, Redemption, RefreshStore, Session, StoreError, StoredAlert, StoredKey, UserStore,
+    usage_series, AlertStore, AuditStore, ClientStore, CutoffKind, FlowStore, Health, KeyMaterial,
+    KeyStore, NewFamily, Redemption, RefreshStore, Session, StoreError, StoredAlert, StoredKey,
+    UserStore,
 };
-use deedbolt_core::redirect::RedirectUri;
 use deedbolt_core::refresh::{RefreshRecord, TokenState};
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::secret::SecretHash;
@@ -134,36 +134,21 @@ fn client_from_row(row: &PgRow) -> Result<Client, StoreError> {
         Some(bytes) => Some(SecretHash::from_bytes(&bytes).ok_or_else(|| corrupt("secret_hash"))?),
         None => None,
     };
-    let grant_types = grants
-        .split(' ')
-        .filter(|g| !g.is_empty())
-        .map(GrantType::from_str)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| corrupt("grant_types"))?;
+    let grant_types = stored::parse_grant_types(&grants).map_err(|_| corrupt("grant_types"))?;
     Ok(Client {
         id: ClientId::parse(&id).map_err(|_| corrupt("client id"))?,
         name: ClientName::parse(&name).map_err(|_| corrupt("client name"))?,
         secret_hash,
         grant_types,
         scopes: ScopeSet::parse_stored(&scopes).map_err(|_| corrupt("scopes"))?,
-        redirect_uris: redirects
-            .split(' ')
-            .filter(|r| !r.is_empty())
-            .map(RedirectUri::parse)
-            .collect::<Result<Vec<_>, _>>()
+        redirect_uris: stored::parse_redirect_uris(&redirects)
             .map_err(|_| corrupt("redirect_uris"))?,
         public,
         allow_introspection: row.try_get("introspection").map_err(backend)?,
         properties: row
             .try_get::<Option<String>, _>("properties")
             .map_err(backend)?
-            .map(|p| {
-                p.split(' ')
-                    .filter(|x| !x.is_empty())
-                    .map(str::parse::<i64>)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|_| corrupt("client properties"))
-            })
+            .map(|p| stored::parse_properties(&p).map_err(|_| corrupt("client properties")))
             .transpose()?,
         created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
         updated_at: UnixTime(row.try_get("updated_at").map_err(backend)?),
@@ -176,7 +161,6 @@ const CLIENT_COLUMNS: &str =
 #[async_trait]
 impl ClientStore for PgStore {
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
-        let grants: Vec<&str> = client.grant_types.iter().map(|g| g.as_str()).collect();
         sqlx::query(
             "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -184,24 +168,12 @@ impl ClientStore for PgStore {
         .bind(client.id.as_str())
         .bind(client.name.as_str())
         .bind(client.secret_hash.as_ref().map(|h| h.as_bytes().to_vec()))
-        .bind(grants.join(" "))
+        .bind(stored::grant_types(&client.grant_types))
         .bind(client.scopes.to_string())
-        .bind(
-            client
-                .redirect_uris
-                .iter()
-                .map(RedirectUri::as_str)
-                .collect::<Vec<_>>()
-                .join(" "),
-        )
+        .bind(stored::redirect_uris(&client.redirect_uris))
         .bind(client.public)
         .bind(client.allow_introspection)
-        .bind(client.properties.as_ref().map(|ids| {
-            ids.iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        }))
+        .bind(stored::properties(client.properties.as_deref()))
         .bind(client.created_at.0)
         .bind(client.updated_at.0)
         .execute(&self.pool)
@@ -1424,25 +1396,6 @@ impl AlertStore for PgStore {
             let count: i64 = row.try_get("count").map_err(backend)?;
             counts.push((hour, count.max(0) as u64));
         }
-        // History starts at the client's first recorded hour: hours before it are not
-        // "zero calls", they are "not a client yet", and padding them with zeros would make
-        // every new client look anomalous.
-        let Some(first) = counts.iter().map(|(h, _)| *h).min() else {
-            return Ok(Vec::new());
-        };
-        let start = first.max(from_hour);
-        let len = usize::try_from((to_hour - start).max(0))
-            .unwrap_or(0)
-            .min(24 * 366);
-        let mut out = vec![0u64; len];
-        for (hour, count) in counts {
-            if let Some(slot) = usize::try_from(hour - start)
-                .ok()
-                .and_then(|i| out.get_mut(i))
-            {
-                *slot = count;
-            }
-        }
-        Ok(out)
+        Ok(usage_series(&counts, from_hour, to_hour))
     }
 }
