@@ -170,6 +170,26 @@ pub async fn rotation_keeps_exactly_one_current_key(store: &impl Backend) {
     assert_eq!(store.list_keys().await.unwrap().len(), 1);
 }
 
+/// Concurrent rotations all succeed and leave exactly one current key.
+pub async fn concurrent_rotations_leave_one_current_key(store: &impl Backend) {
+    store.rotate_in(&key(100), UnixTime(100)).await.unwrap();
+    crate::race(store, 4, |s| async move {
+        s.rotate_in(&key(200), UnixTime(200)).await.unwrap();
+    })
+    .await;
+    let keys = store.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 5);
+    assert_eq!(
+        keys.iter().filter(|k| k.retired_at.is_none()).count(),
+        1,
+        "{keys:?}"
+    );
+    assert!(
+        keys[0].retired_at.is_none(),
+        "the current key is listed first"
+    );
+}
+
 /// Concurrent first starts agree on one server secret.
 pub async fn the_first_secret_wins(store: &impl Backend) {
     let results = crate::race(store, 8, |s| async move {

@@ -67,17 +67,22 @@ impl<T> Backend for T where
 }
 
 /// Generates one `#[tokio::test]` per behaviour of this crate, each on a fresh store from
-/// `$fresh` (an async fn returning `Option<impl Backend>`; `None` skips the test).
+/// `$fresh` (an async fn returning `Option<impl Backend>`; `None` skips the test), handed
+/// to `$release` (an async fn taking the store) when the behaviour passed.
 #[macro_export]
 macro_rules! conformance_suite {
     ($fresh:path) => {
-        $crate::conformance_suite!(@tests $fresh;
+        $crate::conformance_suite!($fresh, $crate::keep);
+    };
+    ($fresh:path, $release:path) => {
+        $crate::conformance_suite!(@tests $fresh, $release;
             answers_a_ping,
             clients_round_trip_and_delete,
             the_clients_generation_moves_on_update_and_delete,
             a_duplicate_client_id_is_refused,
             sql_injection_in_ids_is_just_data,
             rotation_keeps_exactly_one_current_key,
+            concurrent_rotations_leave_one_current_key,
             the_first_secret_wins,
             a_duplicate_user_email_is_a_conflict,
             users_list_oldest_first,
@@ -111,16 +116,20 @@ macro_rules! conformance_suite {
             the_balance_sums_the_ledger,
         );
     };
-    (@tests $fresh:path; $($name:ident),* $(,)?) => {
+    (@tests $fresh:path, $release:path; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
                 let Some(store) = $fresh().await else { return };
                 $crate::$name(&store).await;
+                $release(store).await;
             }
         )*
     };
 }
+
+/// The release of stores that need none (they vanish with the process).
+pub async fn keep<S>(_store: S) {}
 
 /// `n` copies of `store` racing `op`; their results in completion order.
 async fn race<S, T, F, Fut>(store: &S, n: usize, op: F) -> Vec<T>

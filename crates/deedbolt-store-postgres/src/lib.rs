@@ -79,6 +79,9 @@ const MAX_CONNECTIONS: u32 = 16;
 /// Advisory-lock key under which rows are added to `revoked_tokens` (see the crate docs).
 const REVOCATION_LOCK: i64 = 0x6462_7276_6f6b_6531;
 
+/// Advisory-lock key of signing-key rotation.
+const KEY_ROTATION_LOCK: i64 = 0x6462_6b65_7972_6f74;
+
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db?…`)
     /// and migrates it.
@@ -256,7 +259,15 @@ fn material_from(bytes: Vec<u8>, sealed: bool) -> KeyMaterial {
 #[async_trait]
 impl KeyStore for PgStore {
     async fn rotate_in(&self, key: &StoredKey, now: UnixTime) -> Result<(), StoreError> {
+        // Concurrent rotations take turns, as SQLite's single writer makes them: each
+        // retires the key the one before it made current (without the lock the second
+        // would find no current key to retire and collide on `signing_keys_one_current`).
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(KEY_ROTATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         sqlx::query("UPDATE signing_keys SET is_current = NULL, retired_at = $1 WHERE is_current")
             .bind(now.0)
             .execute(&mut *tx)

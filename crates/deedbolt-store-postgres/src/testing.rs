@@ -5,6 +5,10 @@
 //! databases, e.g. `postgres://deedbolt@127.0.0.1:5432/postgres`). Without it they are
 //! skipped with a warning, except under CI (`CI` set), where a missing database is a
 //! failure: the suite must never pass silently without running them.
+//!
+//! Test databases are dropped when a test is done with them ([`release_store`],
+//! [`drop_database`]); those a failed test left behind are dropped by the next
+//! [`fresh_database`] once they are an hour old (their names carry their creation time).
 
 use std::str::FromStr;
 
@@ -44,22 +48,102 @@ pub enum TestDbError {
     Open(#[from] OpenError),
 }
 
-/// Creates an empty database `deedbolt_test_<random>` on the server of `server_url` and
-/// returns the URL of the new database (the same URL with its database replaced).
+/// The prefix of every test database's name.
+const PREFIX: &str = "deedbolt_test_";
+
+/// Test databases older than this are leftovers of failed tests.
+const STALE_AFTER_SECS: u64 = 3600;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Creates an empty database `deedbolt_test_<unix time>_<random>` on the server of
+/// `server_url` and returns the URL of the new database (the same URL with its database
+/// replaced). Drops the test databases of earlier runs that are over an hour old.
 pub async fn fresh_database(server_url: &str) -> Result<String, TestDbError> {
     let mut bytes = [0u8; 8];
     deedbolt_core::rand::fill(&mut bytes)?;
+    let now = unix_now();
     let name = format!(
-        "deedbolt_test_{}",
+        "{PREFIX}{now}_{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
     let mut conn = PgConnectOptions::from_str(server_url)?.connect().await?;
-    // The name is ours (hex digits), never input: safe to splice.
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await?;
+    let existing: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
+            .bind(PREFIX)
+            .fetch_all(&mut conn)
+            .await?;
+    for old in existing {
+        let created = old[PREFIX.len()..]
+            .split('_')
+            .next()
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
+        if now.saturating_sub(created) > STALE_AFTER_SECS {
+            // Best effort: another run may be dropping it at the same time.
+            let _ = drop_named(&mut conn, &old).await;
+        }
+    }
+    // The name is ours (digits, hex and `_`), never input: safe to splice. FILE_COPY
+    // copies the template's files instead of writing them all to the WAL.
+    sqlx::query(&format!(
+        "CREATE DATABASE {name} TEMPLATE template0 STRATEGY FILE_COPY"
+    ))
+    .execute(&mut conn)
+    .await?;
     conn.close().await?;
     Ok(with_database(server_url, &name))
+}
+
+async fn drop_named(conn: &mut sqlx::PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    // Quoted as an identifier; only ever a name read back from pg_database or our own.
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Drops the test database at `url` (made by [`fresh_database`]) from the server in
+/// `DATABASE_URL`. Anything but a test database is left alone.
+pub async fn drop_database(url: &str) -> Result<(), TestDbError> {
+    let name = PgConnectOptions::from_str(url)?
+        .get_database()
+        .unwrap_or_default()
+        .to_owned();
+    if !name.starts_with(PREFIX) {
+        return Ok(());
+    }
+    let Some(server) = std::env::var("DATABASE_URL").ok() else {
+        return Ok(());
+    };
+    let mut conn = PgConnectOptions::from_str(&server)?.connect().await?;
+    drop_named(&mut conn, &name).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// Closes a store made by [`fresh_store`] and drops its database.
+///
+/// # Panics
+/// When the database cannot be dropped.
+pub async fn release_store(store: PgStore) {
+    let name = store
+        .pool
+        .connect_options()
+        .get_database()
+        .unwrap_or_default()
+        .to_owned();
+    store.close().await;
+    if let Some(server) = std::env::var("DATABASE_URL").ok() {
+        drop_database(&with_database(&server, &name))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 /// A migrated store on a fresh database of the `DATABASE_URL` server; `None` when the

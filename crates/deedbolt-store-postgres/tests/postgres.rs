@@ -6,7 +6,7 @@ use deedbolt_core::crm::property::{NewProperty, PropertyKind};
 use deedbolt_core::crm::tenant::NewTenant;
 use deedbolt_core::crm::Viewer;
 use deedbolt_core::ports::{CrmStore, Write};
-use deedbolt_store_postgres::testing::{database_url, fresh_database};
+use deedbolt_store_postgres::testing::{database_url, drop_database, fresh_database};
 use deedbolt_store_postgres::PgStore;
 use sqlx::Connection;
 
@@ -73,6 +73,8 @@ async fn the_ledger_refuses_updates_deletes_and_truncation() {
         .await
         .unwrap();
     assert_eq!(n, 1);
+    conn.close().await.unwrap();
+    drop_database(&url).await.unwrap();
 }
 
 #[tokio::test]
@@ -93,6 +95,7 @@ async fn instances_starting_together_migrate_once() {
         PgStore::connect(&url)
     );
     for s in [a, b, c] {
-        s.unwrap();
+        s.unwrap().close().await;
     }
+    drop_database(&url).await.unwrap();
 }

@@ -1,6 +1,7 @@
 //! The real server on PostgreSQL (`DATABASE_URL`; a fresh database per test): skipped
 //! with a warning without it, failing under CI.
 
+use deedbolt_store_postgres::testing::drop_database;
 use serde_json::Value;
 
 use crate::helpers::{eventually, postgres_options, spawn_app_with};
@@ -54,7 +55,9 @@ async fn a_server_on_postgres_issues_tokens_and_serves_the_api() {
         !app.data_dir.path().join("deedbolt.db").exists(),
         "state lives in PostgreSQL, not the data directory"
     );
+    let url = app.database_url.clone().expect("on PostgreSQL");
     app.stop().await;
+    drop_database(&url).await.unwrap();
 }
 
 #[tokio::test]
@@ -94,6 +97,8 @@ async fn two_instances_on_one_database_share_clients_keys_and_revocations() {
         200,
         "only the revoked token"
     );
+    let url = a.database_url.clone().expect("on PostgreSQL");
     a.stop().await;
     b.stop().await;
+    drop_database(&url).await.unwrap();
 }
