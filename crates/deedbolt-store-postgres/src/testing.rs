@@ -118,7 +118,7 @@ pub async fn drop_database(url: &str) -> Result<(), TestDbError> {
     if !name.starts_with(PREFIX) {
         return Ok(());
     }
-    let Some(server) = std::env::var("DATABASE_URL").ok() else {
+    let Ok(server) = std::env::var("DATABASE_URL") else {
         return Ok(());
     };
     let mut conn = PgConnectOptions::from_str(&server)?.connect().await?;
@@ -139,7 +139,7 @@ pub async fn release_store(store: PgStore) {
         .unwrap_or_default()
         .to_owned();
     store.close().await;
-    if let Some(server) = std::env::var("DATABASE_URL").ok() {
+    if let Ok(server) = std::env::var("DATABASE_URL") {
         drop_database(&with_database(&server, &name))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
