@@ -106,6 +106,7 @@ macro_rules! conformance_suite {
             cutoffs_only_move_forward,
             audit_records_are_inserted_in_batches_and_searched,
             audit_records_are_pruned_and_counted_per_hour,
+            audit_records_are_tailed_by_id_without_gaps,
             alerts_are_an_outbox,
             usage_and_privileged_scopes_are_remembered,
             every_read_applies_the_viewer,

@@ -7,8 +7,9 @@
 //!   concurrent writer's row lock, so exactly one of N concurrent redemptions wins);
 //! - read-check-write operations that SQLite serialises with `BEGIN IMMEDIATE` take a
 //!   row lock (`FOR UPDATE`/`FOR SHARE`) or a transaction-level advisory lock instead;
-//! - the revocation list's `seq` cursor is written under an advisory lock, so rows commit
-//!   in `seq` order and an instance polling `revoked_since` never skips one;
+//! - the revocation list's `seq` and the audit log's `id` are written under advisory locks,
+//!   so rows commit in cursor order and a poller (`revoked_since`, `audit tail --follow`)
+//!   never skips one;
 //! - the ledger is append-only, enforced by a trigger.
 //!
 //! Migrations are embedded and run on connect (sqlx takes an advisory lock, so instances
@@ -78,6 +79,9 @@ const MAX_CONNECTIONS: u32 = 16;
 
 /// Advisory-lock key under which rows are added to `revoked_tokens` (see the crate docs).
 const REVOCATION_LOCK: i64 = 0x6462_7276_6f6b_6531;
+
+/// Advisory-lock key under which audit batches are inserted (see `insert_audit`).
+const AUDIT_LOCK: i64 = 0x6462_6175_6469_746c;
 
 /// Advisory-lock key of signing-key rotation.
 const KEY_ROTATION_LOCK: i64 = 0x6462_6b65_7972_6f74;
@@ -1163,6 +1167,14 @@ impl AuditStore for PgStore {
             }
         }
         let [client_id, user_id, ip, user_agent, scope, error, session, detail] = text;
+        // Under the audit lock, batches commit in id order: `audit tail --follow` reads by
+        // `after_id` and must not skip a batch of another instance that committed late.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         let done = sqlx::query(
             "INSERT INTO audit_log (at, kind, success, client_id, user_id, ip, user_agent, scope, error, session, detail) \
              SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BOOLEAN[], $4::TEXT[], $5::TEXT[], \
@@ -1179,9 +1191,10 @@ impl AuditStore for PgStore {
         .bind(error)
         .bind(session)
         .bind(detail)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         Ok(done.rows_affected())
     }
 
