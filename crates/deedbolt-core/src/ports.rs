@@ -566,6 +566,24 @@ pub trait AlertStore: Send + Sync + 'static {
     ) -> Result<Vec<u64>, StoreError>;
 }
 
+/// Every storage port of one backend: what the composition root chooses once at start-up
+/// and hands out as each port, and what the conformance suite checks every backend for.
+#[async_trait]
+pub trait Storage:
+    ClientStore
+    + KeyStore
+    + CrmStore
+    + Health
+    + UserStore
+    + FlowStore
+    + RefreshStore
+    + AuditStore
+    + AlertStore
+{
+    /// Closes the backend's connections, waiting for them to finish.
+    async fn close(&self);
+}
+
 /// A client's hourly call counts for hours in `[from_hour, to_hour)` from the stored
 /// `(hour, count)` rows, as [`AlertStore::usage_history`] returns them: starting at the
 /// first recorded hour (hours before it are not "zero calls" but "not a client yet", and

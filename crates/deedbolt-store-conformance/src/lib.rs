@@ -19,10 +19,7 @@
 // A test-support crate: a failed expectation is a test failure, so panicking is the point.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
-use deedbolt_core::ports::{
-    AlertStore, AuditStore, ClientStore, CrmStore, FlowStore, Health, KeyStore, RefreshStore,
-    UserStore,
-};
+use deedbolt_core::ports::Storage;
 
 mod audit;
 mod clients;
@@ -36,35 +33,11 @@ pub use crm::*;
 pub use flow::*;
 pub use refresh::*;
 
-/// Every port a complete storage backend implements; cloning shares the same database
-/// (as cloning a connection pool does), so concurrent tests can race clones.
-pub trait Backend:
-    ClientStore
-    + KeyStore
-    + CrmStore
-    + Health
-    + UserStore
-    + FlowStore
-    + RefreshStore
-    + AuditStore
-    + AlertStore
-    + Clone
-{
-}
+/// A complete storage backend ([`Storage`]: every port); cloning shares the same
+/// database (as cloning a connection pool does), so concurrent tests can race clones.
+pub trait Backend: Storage + Clone {}
 
-impl<T> Backend for T where
-    T: ClientStore
-        + KeyStore
-        + CrmStore
-        + Health
-        + UserStore
-        + FlowStore
-        + RefreshStore
-        + AuditStore
-        + AlertStore
-        + Clone
-{
-}
+impl<T: Storage + Clone> Backend for T {}
 
 /// Generates one `#[tokio::test]` per behaviour of this crate, each on a fresh store from
 /// `$fresh` (an async fn returning `Option<impl Backend>`; `None` skips the test), handed

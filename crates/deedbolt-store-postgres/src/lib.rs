@@ -29,8 +29,8 @@ use deedbolt_core::ids::{ClientId, KeyId};
 use deedbolt_core::ids::{TokenId, UserId};
 use deedbolt_core::ports::{
     usage_series, AlertStore, AuditStore, ClientStore, CutoffKind, FlowStore, Health, KeyMaterial,
-    KeyStore, NewFamily, Redemption, RefreshStore, Session, StoreError, StoredAlert, StoredKey,
-    UserStore,
+    KeyStore, NewFamily, Redemption, RefreshStore, Session, Storage, StoreError, StoredAlert,
+    StoredKey, UserStore,
 };
 use deedbolt_core::refresh::{RefreshRecord, TokenState};
 use deedbolt_core::scope::ScopeSet;
@@ -117,6 +117,13 @@ impl PgStore {
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Storage for PgStore {
+    async fn close(&self) {
         self.pool.close().await;
     }
 }

@@ -21,8 +21,8 @@ use deedbolt_core::ids::{ClientId, KeyId};
 use deedbolt_core::ids::{TokenId, UserId};
 use deedbolt_core::ports::{
     usage_series, AlertStore, AuditStore, ClientStore, CutoffKind, FlowStore, Health, KeyMaterial,
-    KeyStore, NewFamily, Redemption, RefreshStore, Session, StoreError, StoredAlert, StoredKey,
-    UserStore,
+    KeyStore, NewFamily, Redemption, RefreshStore, Session, Storage, StoreError, StoredAlert,
+    StoredKey, UserStore,
 };
 use deedbolt_core::refresh::{RefreshRecord, TokenState};
 use deedbolt_core::scope::ScopeSet;
@@ -165,6 +165,13 @@ impl SqliteStore {
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Storage for SqliteStore {
+    async fn close(&self) {
         self.pool.close().await;
     }
 }

@@ -1,8 +1,8 @@
 //! The storage backend, chosen once at start-up: PostgreSQL when a database URL is
 //! configured (`--database-url` / `DEEDBOLT_DATABASE_URL`), otherwise the embedded SQLite
 //! file in the data directory (the zero-configuration default). Everything after the
-//! choice (the server and every CLI command) sees only [`Storage`], the union of the
-//! core's storage ports, and never branches on the backend again.
+//! choice (the server and every CLI command) sees only [`Storage`] (in the core: the
+//! union of its storage ports), and never branches on the backend again.
 
 use std::fmt;
 use std::path::Path;
@@ -10,44 +10,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use async_trait::async_trait;
-use deedbolt_core::ports::{
-    AlertStore, AuditStore, ClientStore, CrmStore, FlowStore, Health, KeyStore, RefreshStore,
-    UserStore,
-};
+use deedbolt_core::ports::Storage;
 use deedbolt_store_postgres::PgStore;
 use deedbolt_store_sqlite::SqliteStore;
-
-/// Every storage port of one backend.
-#[async_trait]
-pub trait Storage:
-    ClientStore
-    + KeyStore
-    + CrmStore
-    + Health
-    + UserStore
-    + FlowStore
-    + RefreshStore
-    + AuditStore
-    + AlertStore
-{
-    /// Closes the backend's connections, waiting for them to finish.
-    async fn close(&self);
-}
-
-#[async_trait]
-impl Storage for SqliteStore {
-    async fn close(&self) {
-        SqliteStore::close(self).await;
-    }
-}
-
-#[async_trait]
-impl Storage for PgStore {
-    async fn close(&self) {
-        PgStore::close(self).await;
-    }
-}
 
 /// The chosen backend, shared by everything that stores.
 pub type Store = Arc<dyn Storage>;
