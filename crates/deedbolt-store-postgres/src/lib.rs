@@ -57,7 +57,7 @@ pub enum OpenError {
     #[error("the PostgreSQL URL is malformed: {0}")]
     Url(#[source] sqlx::Error),
     /// Connecting failed.
-    #[error("could not connect to PostgreSQL at {host}:{port}/{database}: {source}")]
+    #[error("could not connect to PostgreSQL at {host}:{port}/{database}")]
     Connect {
         /// The server's host.
         host: String,
