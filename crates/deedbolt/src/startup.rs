@@ -11,8 +11,8 @@ use deedbolt_core::cache::CachedClients;
 use deedbolt_core::clock::{Clock, SystemClock};
 use deedbolt_core::grant::TokenPolicy;
 use deedbolt_core::keyring::KeyVault;
-use deedbolt_core::ports::FlowStore;
-use deedbolt_core::ratelimit::MemoryRateLimits;
+use deedbolt_core::ports::{AllHealthy, FlowStore, Health};
+use deedbolt_core::ratelimit::{MemoryRateLimits, RateLimitStore};
 use deedbolt_core::revocation::RevocationList;
 use deedbolt_core::seal::MasterKey;
 use deedbolt_core::secret::SecretHasher;
@@ -194,6 +194,26 @@ impl Application {
             })
             .transpose()
             .context("cannot set up the backend-for-frontend")?;
+        // The shared fast state, chosen once: Redis when configured (several instances),
+        // otherwise in this process.
+        let shared = match &settings.redis {
+            Some(r) => {
+                let redis = deedbolt_store_redis::RedisStore::connect(r.url.expose(), &r.prefix)
+                    .await
+                    .with_context(|| format!("cannot use Redis at {}", r.url))?;
+                tracing::info!(url = %r.url, prefix = %r.prefix, "shared state on Redis");
+                Some(redis)
+            }
+            None => None,
+        };
+        let limiter: Arc<dyn RateLimitStore> = match &shared {
+            Some(redis) => Arc::new(redis.clone()),
+            None => Arc::new(MemoryRateLimits::new()),
+        };
+        let health: Arc<dyn Health> = match &shared {
+            Some(redis) => Arc::new(AllHealthy(vec![store_arc.clone(), Arc::new(redis.clone())])),
+            None => store_arc.clone(),
+        };
         let state = AppState::new(Services {
             bff,
             clients: clients.clone(),
@@ -209,7 +229,7 @@ impl Application {
                 None => LoginThrottle::unlimited(),
             }),
             limits: settings.limits,
-            limiter: Arc::new(MemoryRateLimits::new()),
+            limiter,
             trusted_proxies: settings.trusted_proxies.clone(),
             metrics: metrics.clone(),
             audit: audit.clone(),
@@ -218,7 +238,7 @@ impl Application {
             security: security.clone(),
             refresh: store_arc.clone(),
             refresh_policy: settings.refresh,
-            health: store_arc,
+            health,
             clock: clock.clone(),
             hasher: Arc::new(SecretHasher::new(&pepper)),
             keys: keys.clone(),

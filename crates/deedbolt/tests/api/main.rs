@@ -26,4 +26,5 @@ mod logs;
 mod master_key;
 mod rate_limits;
 mod restart;
+mod shared_state;
 mod webhook;

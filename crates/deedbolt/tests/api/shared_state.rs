@@ -1,0 +1,219 @@
+//! Shared fast state on Redis (issue 12): several instances share one quota, and a Redis
+//! outage fails closed (503 and a failing /readyz) and ends by itself.
+//!
+//! Tests that share the `REDIS_URL` server use their own random key prefix; the outage
+//! test starts (and stops) its own `redis-server` from PATH. Without either, the tests
+//! are skipped with a warning, except under CI, where they fail.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deedbolt::config::ServeOverrides;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{redis_url, skip_or_fail, spawn_app_with, Options, TestApp};
+
+/// A fresh key prefix, so tests sharing one Redis never see each other's keys.
+fn random_prefix() -> String {
+    format!("deedbolt-test-{}:", crate::helpers::random_b64url(9))
+}
+
+fn redis_overrides(url: &str, prefix: &str) -> ServeOverrides {
+    ServeOverrides {
+        redis_url: Some(url.to_owned()),
+        redis_prefix: Some(prefix.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// Whether something answers `PING` with `+PONG` on `127.0.0.1:port`.
+async fn pong(port: u16) -> bool {
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if s.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut buf)).await,
+        Ok(Ok(_)) if &buf == b"+PONG\r\n"
+    )
+}
+
+/// A `redis-server` child process of this test, on its own port and data dir.
+struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts one on a free port, or `None` (after a warning; a failure under CI) when
+    /// `redis-server` is not on PATH.
+    async fn start() -> Option<RedisServer> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            skip_or_fail("redis-server not on PATH");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut server = RedisServer {
+            port,
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        server.restart().await;
+        Some(server)
+    }
+
+    /// Starts the server (again) on the same port and waits until it answers.
+    async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !pong(self.port).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not answer within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the server (as a crash would) and waits until it is gone.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn a_redis_outage_answers_503_and_fails_readyz_then_recovers_by_itself() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let app = spawn_app_with(Options {
+        overrides: ServeOverrides {
+            rate_limit_token: Some("1000/1h".into()),
+            rate_limit_api: Some("1000/1h".into()),
+            ..redis_overrides(&redis.url(), &random_prefix())
+        },
+        ..Default::default()
+    })
+    .await;
+    let creds = app.create_client("property:read");
+    let token = app.access_token(&creds, None).await;
+    assert_eq!(app.get("/readyz", None).await.status(), 200);
+    assert_eq!(app.get("/api/properties", Some(&token)).await.status(), 200);
+
+    redis.stop();
+    // Fail closed: no token and no API answer without the shared limits, and not ready.
+    let res = app
+        .post_token(Some(&creds), "grant_type=client_credentials")
+        .await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(!body.to_string().contains("127.0.0.1"), "{body}");
+    assert_eq!(app.get("/api/properties", Some(&token)).await.status(), 503);
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status(), 503);
+
+    // Redis returns on the same port: the instance recovers without a restart.
+    redis.restart().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let token_ok = app
+            .post_token(Some(&creds), "grant_type=client_credentials")
+            .await
+            .status()
+            == 200;
+        let api_ok = app.get("/api/properties", Some(&token)).await.status() == 200;
+        let ready_ok = app.get("/readyz", None).await.status() == 200;
+        if token_ok && api_ok && ready_ok {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not recovered 10 s after Redis returned (token {token_ok}, api {api_ok}, readyz {ready_ok})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Two instances on one data directory and one Redis.
+async fn two_instances(overrides: ServeOverrides) -> Option<(TestApp, TestApp)> {
+    let url = redis_url()?;
+    let data_dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let prefix = random_prefix();
+    let mk = |o: ServeOverrides| Options {
+        data_dir: Some(data_dir.clone()),
+        overrides: ServeOverrides {
+            redis_url: Some(url.clone()),
+            redis_prefix: Some(prefix.clone()),
+            ..o
+        },
+        ..Default::default()
+    };
+    let a = spawn_app_with(mk(overrides.clone())).await;
+    let b = spawn_app_with(mk(overrides)).await;
+    Some((a, b))
+}
+
+#[tokio::test]
+async fn the_token_quota_is_the_same_with_one_or_two_instances() {
+    let Some((a, b)) = two_instances(ServeOverrides {
+        rate_limit_token: Some("6/1h".into()),
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let creds = a.create_client("property:read");
+    let mut granted = 0;
+    for i in 0..12 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let res = app
+            .post_token(Some(&creds), "grant_type=client_credentials")
+            .await;
+        match res.status().as_u16() {
+            200 => granted += 1,
+            429 => {}
+            other => panic!("request {i}: unexpected {other}"),
+        }
+    }
+    assert_eq!(granted, 6, "two instances must share one quota of 6");
+}
