@@ -41,6 +41,8 @@ pub enum AuditKind {
     ClientDeleted,
     /// A user registered.
     UserCreated,
+    /// A user changed (role) or deleted by an operator.
+    UserChanged,
     /// A request refused by a rate limit.
     RateLimited,
     /// A security alert raised.
@@ -52,7 +54,7 @@ pub enum AuditKind {
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [AuditKind; 16] = [
+    pub const ALL: [AuditKind; 17] = [
         AuditKind::AuthorizationRequest,
         AuditKind::Login,
         AuditKind::Consent,
@@ -69,6 +71,7 @@ impl AuditKind {
         AuditKind::RateLimited,
         AuditKind::Alert,
         AuditKind::RecordChanged,
+        AuditKind::UserChanged,
     ];
 
     /// The stored name.
@@ -87,6 +90,7 @@ impl AuditKind {
             AuditKind::ClientChanged => "client_changed",
             AuditKind::ClientDeleted => "client_deleted",
             AuditKind::UserCreated => "user_created",
+            AuditKind::UserChanged => "user_changed",
             AuditKind::RateLimited => "rate_limited",
             AuditKind::Alert => "alert",
             AuditKind::RecordChanged => "record_changed",

@@ -134,7 +134,8 @@ pub struct Client {
     pub redirect_uris: Vec<RedirectUri>,
     /// A public client (`token_endpoint_auth_method=none`): no secret, PKCE only.
     pub public: bool,
-    /// A resource server allowed to call the introspection endpoint (RFC 7662).
+    /// A resource server: introspection (RFC 7662) also tells it about other clients'
+    /// access tokens for the audience it serves (see [`Client::may_introspect`]).
     pub allow_introspection: bool,
     /// The properties its own (client-credentials) tokens reach in the PropTech API;
     /// `None` for the whole portfolio within its scopes. Tokens acting for a user are
@@ -151,6 +152,46 @@ impl Client {
     pub fn allows_grant(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
     }
+
+    /// Whether introspection may tell this (authenticated, confidential) client about
+    /// `token` (RFC 7662 §4: the answer must not leak tokens to parties they were not
+    /// meant for). `served_audience` is the audience this server issues access tokens
+    /// for (`--audience`), which every resource server registered with
+    /// `--allow-introspection` serves.
+    ///
+    /// - A token issued to the client itself: yes.
+    /// - An access token of another client: only to a resource server, and only when the
+    ///   token's audience is the one it serves.
+    /// - A refresh token of another client: never (only the client and this server ever
+    ///   hold a refresh token; a resource server has no business with it).
+    ///
+    /// Everything else is answered `{"active": false}`, like an unknown token.
+    pub fn may_introspect(&self, token: IntrospectedToken<'_>, served_audience: &str) -> bool {
+        match token {
+            IntrospectedToken::Access {
+                client_id,
+                audience,
+            } => client_id == &self.id || (self.allow_introspection && audience == served_audience),
+            IntrospectedToken::Refresh { client_id } => client_id == &self.id,
+        }
+    }
+}
+
+/// A live token as introspection sees it, for [`Client::may_introspect`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntrospectedToken<'a> {
+    /// An access token issued to `client_id` for `audience`.
+    Access {
+        /// The client it was issued to.
+        client_id: &'a ClientId,
+        /// Its `aud`.
+        audience: &'a str,
+    },
+    /// A refresh token issued to `client_id`.
+    Refresh {
+        /// The client it was issued to.
+        client_id: &'a ClientId,
+    },
 }
 
 /// A validated registration request.
@@ -314,6 +355,46 @@ mod tests {
                 .unwrap()
                 .public
         );
+    }
+
+    fn client(id: &str, resource_server: bool) -> Client {
+        Client {
+            id: ClientId::parse(id).unwrap(),
+            name: ClientName::parse(id).unwrap(),
+            secret_hash: None,
+            grant_types: vec![GrantType::ClientCredentials],
+            scopes: "property:read".parse().unwrap(),
+            redirect_uris: vec![],
+            public: false,
+            allow_introspection: resource_server,
+            properties: None,
+            created_at: UnixTime(0),
+            updated_at: UnixTime(0),
+        }
+    }
+
+    #[test]
+    fn introspection_shows_own_tokens_and_to_resource_servers_access_tokens_they_serve() {
+        const AUD: &str = "https://as.example.com/api";
+        let app = client("dbc_app", false);
+        let rs = client("dbc_rs", true);
+        let other = ClientId::parse("dbc_other").unwrap();
+        let access = |client_id, audience| IntrospectedToken::Access {
+            client_id,
+            audience,
+        };
+        let refresh = |client_id| IntrospectedToken::Refresh { client_id };
+        // Own tokens: both kinds, to anyone.
+        assert!(app.may_introspect(access(&app.id, AUD), AUD));
+        assert!(app.may_introspect(refresh(&app.id), AUD));
+        assert!(rs.may_introspect(refresh(&rs.id), AUD));
+        // Another client's access token: only a resource server, for its audience.
+        assert!(!app.may_introspect(access(&other, AUD), AUD));
+        assert!(rs.may_introspect(access(&other, AUD), AUD));
+        assert!(!rs.may_introspect(access(&other, "https://elsewhere/api"), AUD));
+        // Another client's refresh token: nobody.
+        assert!(!app.may_introspect(refresh(&other), AUD));
+        assert!(!rs.may_introspect(refresh(&other), AUD));
     }
 
     #[test]

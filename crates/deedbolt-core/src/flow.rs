@@ -340,20 +340,31 @@ fn invalid_grant(d: &'static str) -> OAuthError {
     OAuthError::InvalidGrant(Cow::Borrowed(d))
 }
 
-/// Checks a redeemed code against the token request (RFC 6749 §4.1.3, RFC 7636 §4.6).
+/// Checks a code against the token request *before* it is redeemed (RFC 6749 §4.1.3,
+/// RFC 7636 §4.6, RFC 9700 §4.5): it was issued to the authenticated client, the
+/// `redirect_uri` is the one it was delivered to, and the verifier matches its challenge.
+///
+/// The handler runs this on the stored grant ([`crate::ports::FlowStore::peek_code`])
+/// and only then spends the code, so a request that fails here changes nothing: another
+/// client (or anyone without the verifier) holding a stolen code can neither burn it nor
+/// trigger the replay revocation of the legitimate user's tokens. A wrong verifier is
+/// deliberately not counted towards anything: a verifier has at least 256 bits of entropy
+/// (43+ characters) and the code lives [`CODE_LIFETIME_SECS`], so guessing is infeasible,
+/// and a counter that burnt the code would hand the attacker the same denial of service
+/// this order prevents. Failures are audited (and rate-limited) like every token request.
+///
+/// Expiry is checked after redemption ([`check_unexpired`]), so that a replay of an
+/// expired code by its own client still counts as a replay.
+///
 /// Every failure is `invalid_grant` except a missing or malformed verifier
 /// (`invalid_request`).
 pub fn check_exchange(
     auth: &ClientAuthenticated,
     grant: &CodeGrant,
     exchange: &CodeExchange<'_>,
-    now: UnixTime,
 ) -> Result<PkceVerified, OAuthError> {
     if grant.client_id != auth.client().id {
         return Err(invalid_grant("the code was issued to another client"));
-    }
-    if now >= grant.expires_at {
-        return Err(invalid_grant("the code has expired"));
     }
     if exchange.redirect_uri != Some(grant.redirect_uri.as_str()) {
         return Err(invalid_grant(
@@ -369,6 +380,14 @@ pub fn check_exchange(
         .map_err(|_| invalid_grant("the code is corrupt"))?;
     pkce::verify(&verifier, &challenge)
         .map_err(|_| invalid_grant("code_verifier does not match the code_challenge"))
+}
+
+/// Refuses a code that has expired (`invalid_grant`).
+pub fn check_unexpired(grant: &CodeGrant, now: UnixTime) -> Result<(), OAuthError> {
+    if now >= grant.expires_at {
+        return Err(invalid_grant("the code has expired"));
+    }
+    Ok(())
 }
 
 /// The claims of an ID token (OIDC Core §2).

@@ -24,7 +24,7 @@ use crate::jose::SigningAlg;
 use crate::refresh::RefreshRecord;
 use crate::scope::ScopeSet;
 use crate::secret::SecretHash;
-use crate::user::{Email, User};
+use crate::user::{Email, Role, User};
 
 /// A storage failure. Never shown to clients: the HTTP layer answers 500 and logs it.
 #[derive(Debug, thiserror::Error)]
@@ -290,6 +290,11 @@ pub trait UserStore: Send + Sync + 'static {
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
     /// Every user, oldest first.
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    /// Changes a user's role; `false` if there is no such user. Takes effect on the
+    /// user's next request and next refresh (both look the role up).
+    async fn set_role(&self, id: &UserId, role: Role) -> Result<bool, StoreError>;
+    /// Deletes a user with their sessions and consents; `false` if there was no such user.
+    async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError>;
 }
 
 /// A browser session after login.
@@ -377,6 +382,10 @@ pub trait FlowStore: Send + Sync + 'static {
 
     /// Stores a new code under its hash.
     async fn insert_code(&self, hash: &[u8; 32], grant: &CodeGrant) -> Result<(), StoreError>;
+    /// The grant a code stands for, redeemed or not, *without* spending it: the token
+    /// endpoint checks the client, redirect URI and PKCE against it first, so a request
+    /// that fails those checks cannot burn the code ([`crate::flow::check_exchange`]).
+    async fn peek_code(&self, hash: &[u8; 32]) -> Result<Option<CodeGrant>, StoreError>;
     /// Atomically spends a code: the first caller gets [`Redemption::Fresh`], every later
     /// (or concurrent) caller [`Redemption::Replayed`], and the code is marked replayed.
     async fn redeem_code(&self, hash: &[u8; 32], now: UnixTime) -> Result<Redemption, StoreError>;

@@ -19,6 +19,7 @@ use crate::clock::UnixTime;
 use crate::ids::{ClientId, UserId};
 use crate::rand::{self, RandomError};
 use crate::scope::ScopeSet;
+use crate::user::Role;
 
 /// The prefix of refresh tokens (easy to grep for when leaked).
 pub const REFRESH_TOKEN_PREFIX: &str = "dbr_";
@@ -203,6 +204,51 @@ pub fn decide(
         Some(s) if !s.is_subset(&record.scope) => Decision::ScopeWidened,
         Some(s) => Decision::Rotate(s),
         None => Decision::Rotate(record.scope),
+    }
+}
+
+/// What the family's user, as they are *now*, allows a refresh to issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserBound {
+    /// Issue this scope: the rotation's scope within what the user's current role may
+    /// delegate.
+    Scope(ScopeSet),
+    /// The user no longer exists: refuse (`invalid_grant`) and revoke the family.
+    UserGone,
+    /// The user's current role may delegate none of the scope: refuse (`invalid_grant`).
+    /// The family stays, so a user whose role is restored keeps the app signed in.
+    NothingDelegable,
+}
+
+/// Bounds a rotation by the user behind the family (`role` is `None` when the user was
+/// deleted). A refresh is a new grant made without the user present, so it may carry no
+/// more than the user could grant today: a demoted user's app keeps only what the new
+/// role may delegate (RFC 6749 §6: the scope must not exceed what the resource owner
+/// granted; a role bounds what they can grant).
+///
+/// ```
+/// use deedbolt_core::refresh::{bound_by_user, UserBound};
+/// use deedbolt_core::scope::ScopeSet;
+/// use deedbolt_core::user::Role;
+/// let scope: ScopeSet = "openid property:read tenant:read".parse().unwrap();
+/// assert_eq!(bound_by_user(scope, Some(Role::Manager)), UserBound::Scope(scope));
+/// assert_eq!(
+///     bound_by_user(scope, Some(Role::Tenant)),
+///     UserBound::Scope("openid tenant:read".parse().unwrap())
+/// );
+/// let staff_only: ScopeSet = "property:write".parse().unwrap();
+/// assert_eq!(bound_by_user(staff_only, Some(Role::Tenant)), UserBound::NothingDelegable);
+/// assert_eq!(bound_by_user(scope, None), UserBound::UserGone);
+/// ```
+pub fn bound_by_user(scope: ScopeSet, role: Option<Role>) -> UserBound {
+    let Some(role) = role else {
+        return UserBound::UserGone;
+    };
+    let bounded = scope.intersection(&role.delegable());
+    if bounded.is_empty() {
+        UserBound::NothingDelegable
+    } else {
+        UserBound::Scope(bounded)
     }
 }
 

@@ -14,6 +14,25 @@ use crate::ids::TokenId;
 use crate::ports::{CutoffKind, FlowStore, RefreshStore, StoreError};
 use crate::token::{AccessTokenClaims, AccessTokenLifetime};
 
+/// The client cutoff that revokes every token of a deleted client.
+///
+/// Later than "now" on purpose: a running server notices the deletion only at its next
+/// client-cache sync, and until then it may still issue tokens to the client (client
+/// credentials, a code issued before the deletion). A cutoff one longest token lifetime
+/// (plus 5 minutes of skew) ahead covers every token issued in that window, and it stays
+/// in the list until all of them have expired.
+///
+/// ```
+/// use deedbolt_core::clock::UnixTime;
+/// use deedbolt_core::revocation::deleted_client_cutoff;
+/// use deedbolt_core::token::AccessTokenLifetime;
+/// let now = UnixTime(1_000_000);
+/// assert!(deleted_client_cutoff(now) >= now.plus_secs(AccessTokenLifetime::MAX_SECS));
+/// ```
+pub fn deleted_client_cutoff(now: UnixTime) -> UnixTime {
+    now.plus_secs(AccessTokenLifetime::MAX_SECS + 300)
+}
+
 /// Revoked token ids with their expiry, and per-client / per-subject cutoffs.
 #[derive(Debug, Default)]
 pub struct RevocationList {

@@ -1,16 +1,32 @@
 //! The tower layer: one [`Guard`] per resource server, one [`RequireScopes`] per route.
+//!
+//! Access tokens are accepted only in the `Authorization` header (RFC 6750 §2.1). A token
+//! in the URI query (§2.3: "SHOULD NOT be used", it leaks into logs, history and
+//! `Referer`) or in a form-encoded body (§2.2, optional for servers) is refused with 400
+//! `invalid_request` — also, and especially, next to a header, since §2 forbids more than
+//! one method in a request. To see a form body the guard reads it (at most
+//! [`MAX_FORM_BYTES`]) and hands the handler a body rebuilt from the same bytes.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::token::AccessTokenClaims;
-use futures_util::future::{Either, Ready};
+use futures_util::future::{BoxFuture, Either, Ready};
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
 use tower::{Layer, Service};
 
 use crate::verify::{parse_bearer, BearerError, Verifier};
+
+/// The largest form-encoded body the guard reads to look for an `access_token`
+/// parameter; a larger one is refused with 413.
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// The RFC 6750 §2.2/§2.3 parameter name.
+const ACCESS_TOKEN_PARAM: &str = "access_token";
 
 /// The verified claims of the request's access token, put into the request extensions
 /// by the guard. Handlers behind a [`RequireScopes`] layer can rely on it being there.
@@ -92,12 +108,57 @@ pub struct GuardService<S> {
 enum Denial {
     NoToken,
     BadRequest,
+    /// A token outside the `Authorization` header (query or form body): `invalid_request`.
+    TokenElsewhere(&'static str),
+    BodyTooLarge,
     InvalidToken(&'static str),
     InsufficientScope,
 }
 
+/// Whether a form-encoded (query or body) string has an `access_token` parameter.
+fn has_access_token_param(form: &[u8]) -> bool {
+    form_urlencoded::parse(form).any(|(k, _)| k == ACCESS_TOKEN_PARAM)
+}
+
+/// Whether the request's body is form-encoded (RFC 6750 §2.2's only body method).
+fn is_form<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .is_some_and(|m| m.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+}
+
+/// The refusal of a token found outside the header, saying whether a header came too.
+fn token_elsewhere<B>(req: &Request<B>, place: Place) -> Denial {
+    let with_header = req.headers().contains_key(AUTHORIZATION);
+    Denial::TokenElsewhere(match (place, with_header) {
+        (_, true) => "the access token must be sent in exactly one way, the Authorization header",
+        (Place::Query, false) => {
+            "access tokens are not accepted in the URL; use the Authorization header"
+        }
+        (Place::Body, false) => {
+            "access tokens are not accepted in the request body; use the Authorization header"
+        }
+    })
+}
+
+/// Where a token outside the header was found.
+#[derive(Clone, Copy)]
+enum Place {
+    Query,
+    Body,
+}
+
 impl RequireScopes {
     fn check<B>(&self, req: &Request<B>) -> Result<Arc<AccessTokenClaims>, Denial> {
+        if req
+            .uri()
+            .query()
+            .is_some_and(|q| has_access_token_param(q.as_bytes()))
+        {
+            return Err(token_elsewhere(req, Place::Query));
+        }
         let token =
             parse_bearer(req.headers().get_all(AUTHORIZATION).iter()).map_err(|e| match e {
                 BearerError::Missing => Denial::NoToken,
@@ -130,6 +191,16 @@ impl RequireScopes {
                 StatusCode::BAD_REQUEST,
                 format!("Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"malformed Authorization header\""),
                 r#"{"error":"invalid_request","error_description":"malformed Authorization header"}"#.to_owned(),
+            ),
+            Denial::TokenElsewhere(text) => (
+                StatusCode::BAD_REQUEST,
+                format!("Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{text}\""),
+                serde_json::json!({"error": "invalid_request", "error_description": text}).to_string(),
+            ),
+            Denial::BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"the request body is too large\""),
+                r#"{"error":"invalid_request","error_description":"the request body is too large"}"#.to_owned(),
             ),
             Denial::InvalidToken(text) => (
                 StatusCode::UNAUTHORIZED,
@@ -164,24 +235,62 @@ impl RequireScopes {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GuardService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    ResBody: From<String>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: http_body::Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ResBody: From<String> + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = Either<Ready<Result<Response<ResBody>, S::Error>>, S::Future>;
+    type Future = Either<
+        Ready<Result<Response<ResBody>, S::Error>>,
+        Either<S::Future, BoxFuture<'static, Result<Response<ResBody>, S::Error>>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        match self.policy.check(&req) {
-            Ok(claims) => {
-                req.extensions_mut().insert(Authorized { claims });
-                Either::Right(self.inner.call(req))
-            }
-            Err(denial) => Either::Left(futures_util::future::ready(Ok(self.policy.deny(denial)))),
+        let deny = |policy: &RequireScopes, denial| {
+            Either::Left(futures_util::future::ready(Ok(policy.deny(denial))))
+        };
+        if !is_form(&req) {
+            return match self.policy.check(&req) {
+                Ok(claims) => {
+                    req.extensions_mut().insert(Authorized { claims });
+                    Either::Right(Either::Left(self.inner.call(req)))
+                }
+                Err(denial) => deny(&self.policy, denial),
+            };
         }
+        // A form body may carry a token (RFC 6750 §2.2): read it, look, and rebuild it.
+        // The service that was polled ready goes into the future; a clone stays here.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let policy = self.policy.clone();
+        Either::Right(Either::Right(Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let bytes = match http_body_util::Limited::new(body, MAX_FORM_BYTES)
+                .collect()
+                .await
+            {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => return Ok(policy.deny(Denial::BodyTooLarge)),
+            };
+            let mut req = Request::from_parts(parts, ReqBody::from(bytes.clone()));
+            if has_access_token_param(&bytes) {
+                return Ok(policy.deny(token_elsewhere(&req, Place::Body)));
+            }
+            match policy.check(&req) {
+                Ok(claims) => {
+                    req.extensions_mut().insert(Authorized { claims });
+                    inner.call(req).await
+                }
+                Err(denial) => Ok(policy.deny(denial)),
+            }
+        })))
     }
 }

@@ -14,7 +14,8 @@
 //! ```
 //!
 //! What is checked, in order (see [`Verifier::verify`]): the `Authorization: Bearer`
-//! syntax (RFC 6750 §2.1); the JOSE header (`alg` on the allow-list ES256/RS256/EdDSA, `typ`
+//! syntax (RFC 6750 §2.1), and no token in the URI query or a form body (§2.2, §2.3:
+//! refused with `invalid_request`, alone or next to the header); the JOSE header (`alg` on the allow-list ES256/RS256/EdDSA, `typ`
 //! `at+jwt`, a `kid`, no `crit`; `jku`, `x5u` and embedded `jwk` are never followed); the
 //! key by `kid` with its algorithm pinned; the signature; `exp`, `nbf` and `iat` against
 //! an injected clock with a small leeway; `iss` and `aud`; the required claims; then the
@@ -33,5 +34,5 @@ mod layer;
 mod verify;
 
 pub use keys::{BadJwk, KeyResolver, StaticKeys, VerifyingKey};
-pub use layer::{Authorized, Guard, GuardService, RequireScopes};
+pub use layer::{Authorized, Guard, GuardService, RequireScopes, MAX_FORM_BYTES};
 pub use verify::{parse_bearer, BearerError, RevocationCheck, TokenRejection, Verifier};

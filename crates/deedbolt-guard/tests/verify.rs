@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use bytes::Bytes;
 use deedbolt_core::clock::{ManualClock, UnixTime};
 use deedbolt_core::ids::{ClientId, TokenId};
 use deedbolt_core::jose::{Jwk, JwkParams, JwkSet, SigningAlg, SigningKey};
@@ -20,6 +21,7 @@ use deedbolt_guard::{
 };
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
 use serde_json::{json, Value};
 use tower::{Layer, ServiceExt};
 
@@ -1000,32 +1002,48 @@ async fn call(
     scopes: ScopeSet,
     authorization: &[&str],
 ) -> (Response<String>, usize) {
+    let mut request = Request::builder().uri("/api/properties");
+    for value in authorization {
+        request = request.header(AUTHORIZATION, *value);
+    }
+    let (response, calls, _) =
+        call_with(guard, scopes, request.body(Full::default()).unwrap()).await;
+    (response, calls)
+}
+
+/// Runs `request` through `guard.require(scopes)` in front of a handler that counts its
+/// calls and answers 200 with the `client_id` of the `Authorized` extension; also returns
+/// the body the handler received.
+async fn call_with(
+    guard: &Guard,
+    scopes: ScopeSet,
+    request: Request<Full<Bytes>>,
+) -> (Response<String>, usize, Option<Bytes>) {
     let calls = Arc::new(AtomicUsize::new(0));
+    let seen_body = Arc::new(Mutex::new(None));
     let inner = {
         let calls = calls.clone();
-        tower::service_fn(move |req: Request<String>| {
+        let seen_body = seen_body.clone();
+        tower::service_fn(move |req: Request<Full<Bytes>>| {
             // Counted when the service is called, not when its future is polled, so a
             // guard that calls the handler and then drops its future is caught too.
             calls.fetch_add(1, Ordering::SeqCst);
+            let seen_body = seen_body.clone();
             async move {
                 let body = match req.extensions().get::<Authorized>() {
                     Some(auth) => auth.claims.client_id.as_str().to_owned(),
                     None => "no Authorized extension".to_owned(),
                 };
+                let received = req.into_body().collect().await.unwrap().to_bytes();
+                *seen_body.lock().unwrap() = Some(received);
                 Ok::<_, Infallible>(Response::new(body))
             }
         })
     };
     let service = guard.require(scopes).layer(inner);
-    let mut request = Request::builder().uri("/api/properties");
-    for value in authorization {
-        request = request.header(AUTHORIZATION, *value);
-    }
-    let response = service
-        .oneshot(request.body(String::new()).unwrap())
-        .await
-        .unwrap();
-    (response, calls.load(Ordering::SeqCst))
+    let response = service.oneshot(request).await.unwrap();
+    let seen = seen_body.lock().unwrap().clone();
+    (response, calls.load(Ordering::SeqCst), seen)
 }
 
 fn challenge(response: &Response<String>) -> &str {
@@ -1224,6 +1242,162 @@ async fn insufficient_scope_names_every_scope_the_route_requires() {
     assert_eq!(calls, 0);
 }
 
+/// A request to `uri` with a valid token for `write_scope()` in the header (if `header`)
+/// and `body` as a body of `content_type`.
+fn request_with(
+    lf: &LayerFixture,
+    uri: &str,
+    header: bool,
+    content_type: Option<&str>,
+    body: &str,
+) -> Request<Full<Bytes>> {
+    let mut c = claims();
+    c.scope = write_scope();
+    let mut request = Request::builder().method("POST").uri(uri);
+    if header {
+        request = request.header(AUTHORIZATION, format!("Bearer {}", issue(&lf.key, &c)));
+    }
+    if let Some(ct) = content_type {
+        request = request.header(CONTENT_TYPE, ct);
+    }
+    request
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap()
+}
+
+/// Asserts a 400 `invalid_request` with its challenge, and that the handler never ran.
+fn assert_token_elsewhere_refused(response: &Response<String>, calls: usize, what: &str) {
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{what}");
+    let challenge = challenge(response);
+    assert!(challenge.starts_with(BARE_CHALLENGE), "{what}: {challenge}");
+    assert!(
+        challenge.contains(r#"error="invalid_request""#),
+        "{what}: {challenge}"
+    );
+    assert_eq!(json_body(response)["error"], "invalid_request", "{what}");
+    assert_eq!(calls, 0, "{what}: the handler must not run");
+}
+
+// RFC 6750 §2: "Clients MUST NOT use more than one method to transmit the token in each
+// request"; §3.1: that is `invalid_request`.
+#[tokio::test]
+async fn a_token_in_the_header_and_in_the_query_or_form_body_is_an_invalid_request() {
+    let lf = layer_fixture();
+    let form = "application/x-www-form-urlencoded";
+    let cases = [
+        (
+            "/api/properties?access_token=abc",
+            None,
+            "",
+            "header and query",
+        ),
+        (
+            "/api/properties?limit=5&access%5Ftoken=abc",
+            None,
+            "",
+            "percent-encoded name",
+        ),
+        (
+            "/userinfo",
+            Some(form),
+            "access_token=abc",
+            "header and form body",
+        ),
+        (
+            "/userinfo",
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            "a=1&access_token=",
+            "form body, with charset",
+        ),
+    ];
+    for (uri, content_type, body, what) in cases {
+        let request = request_with(&lf, uri, true, content_type, body);
+        let (response, calls, _) = call_with(&lf.guard, write_scope(), request).await;
+        assert_token_elsewhere_refused(&response, calls, what);
+        assert!(
+            challenge(&response).contains("exactly one way"),
+            "{what}: {}",
+            challenge(&response)
+        );
+    }
+}
+
+// RFC 6750 §2.3: the URI method "SHOULD NOT be used" and a server MAY refuse it; a token in
+// a URL leaks into logs, history and Referer. The form-body method (§2.2) is not offered.
+#[tokio::test]
+async fn a_token_only_in_the_query_or_form_body_is_refused_not_ignored() {
+    let lf = layer_fixture();
+    let mut c = claims();
+    c.scope = write_scope();
+    let token = issue(&lf.key, &c);
+    let in_query = format!("/api/properties?access_token={token}");
+    let in_body = format!("access_token={token}");
+    let cases = [
+        (in_query.as_str(), None, "", "in the URL"),
+        (
+            "/userinfo",
+            Some("application/x-www-form-urlencoded"),
+            in_body.as_str(),
+            "in the request body",
+        ),
+    ];
+    for (uri, content_type, body, what) in cases {
+        let request = request_with(&lf, uri, false, content_type, body);
+        let (response, calls, _) = call_with(&lf.guard, write_scope(), request).await;
+        assert_token_elsewhere_refused(&response, calls, what);
+        assert!(
+            challenge(&response).contains(what),
+            "{}",
+            challenge(&response)
+        );
+    }
+}
+
+#[tokio::test]
+async fn other_parameters_and_non_form_bodies_pass_with_the_body_intact() {
+    let lf = layer_fixture();
+    let cases = [
+        ("/api/properties?limit=5&token_hint=x", None, ""),
+        (
+            "/userinfo",
+            Some("application/x-www-form-urlencoded"),
+            "claims=a&b=access_token",
+        ),
+        (
+            "/api/properties",
+            Some("application/json"),
+            r#"{"access_token":"not a parameter"}"#,
+        ),
+    ];
+    for (uri, content_type, body) in cases {
+        let request = request_with(&lf, uri, true, content_type, body);
+        let (response, calls, seen) = call_with(&lf.guard, write_scope(), request).await;
+        assert_eq!(response.status(), StatusCode::OK, "{uri} {body}");
+        assert_eq!(calls, 1);
+        assert_eq!(
+            seen.as_deref(),
+            Some(body.as_bytes()),
+            "the handler gets the same body"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_form_body_is_refused_before_the_handler() {
+    let lf = layer_fixture();
+    let body = format!("a={}", "x".repeat(deedbolt_guard::MAX_FORM_BYTES));
+    let request = request_with(
+        &lf,
+        "/userinfo",
+        true,
+        Some("application/x-www-form-urlencoded"),
+        &body,
+    );
+    let (response, calls, _) = call_with(&lf.guard, write_scope(), request).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(calls, 0);
+}
+
 #[tokio::test]
 async fn valid_token_with_the_scope_reaches_the_handler_with_its_claims() {
     let lf = layer_fixture();
@@ -1251,7 +1425,7 @@ async fn handler_sees_the_full_verified_claims() {
     let seen = Arc::new(Mutex::new(None));
     let inner = {
         let seen = seen.clone();
-        tower::service_fn(move |req: Request<()>| {
+        tower::service_fn(move |req: Request<Full<Bytes>>| {
             let seen = seen.clone();
             async move {
                 let auth = req.extensions().get::<Authorized>().cloned();
@@ -1262,7 +1436,7 @@ async fn handler_sees_the_full_verified_claims() {
     };
     let request = Request::builder()
         .header(AUTHORIZATION, format!("Bearer {}", issue(&lf.key, &c)))
-        .body(())
+        .body(Full::default())
         .unwrap();
     let response = lf
         .guard

@@ -471,7 +471,7 @@ pub async fn login_submit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let form = match crate::authorize::read_csrf_form(&headers, body, CSRF_COOKIE).await? {
+    let form = match crate::authorize::read_csrf_form(&state, &headers, body, CSRF_COOKIE).await? {
         Ok(form) => form,
         Err(page) => return Ok(page),
     };

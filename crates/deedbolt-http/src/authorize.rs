@@ -176,7 +176,7 @@ pub(crate) async fn current_session(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<Session>, ApiError> {
-    let Some(value) = cookie(headers, SESSION_COOKIE) else {
+    let Some(value) = request_cookie(state, headers, SESSION_COOKIE, "/") else {
         return Ok(None);
     };
     state
@@ -197,8 +197,34 @@ pub(crate) fn set_cookie(
     set_cookie_at(state, name, value, "/", Some(max_age), same_site)
 }
 
+/// The name cookie `name` with `path` has on the wire. On an https issuer it carries a
+/// prefix browsers enforce, so a sibling subdomain or a plain-http page cannot plant or
+/// overwrite it: `__Host-` for `Path=/` cookies (`Secure`, `Path=/`, no `Domain`: bound
+/// to this exact host), `__Secure-` for the others, since `__Host-` requires `Path=/`
+/// (still `Secure`-only, so no plain-http response can set it). Plain names on a
+/// plain-http issuer (loopback development), where browsers refuse prefixed cookies.
+pub(crate) fn cookie_name(state: &AppState, name: &str, path: &str) -> String {
+    match (state.secure_cookies, path) {
+        (false, _) => name.to_owned(),
+        (true, "/") => format!("__Host-{name}"),
+        (true, _) => format!("__Secure-{name}"),
+    }
+}
+
+/// The value of cookie `name` (set with `path`) in the request, under its wire name
+/// ([`cookie_name`]); an unprefixed copy on an https issuer is ignored.
+pub(crate) fn request_cookie<'a>(
+    state: &AppState,
+    headers: &'a HeaderMap,
+    name: &str,
+    path: &str,
+) -> Option<&'a str> {
+    cookie(headers, &cookie_name(state, name, path))
+}
+
 /// A `Set-Cookie` value: `HttpOnly`, the given `SameSite` and `Path`, `Max-Age` if given
-/// (none: a browser-session cookie), `Secure` when the issuer is https.
+/// (none: a browser-session cookie), `Secure` when the issuer is https, and the name
+/// prefixed there ([`cookie_name`]).
 pub(crate) fn set_cookie_at(
     state: &AppState,
     name: &str,
@@ -211,6 +237,7 @@ pub(crate) fn set_cookie_at(
     let age = max_age
         .map(|a| format!("; Max-Age={a}"))
         .unwrap_or_default();
+    let name = cookie_name(state, name, path);
     HeaderValue::from_str(&format!(
         "{name}={value}; HttpOnly; SameSite={same_site}; Path={path}{age}{secure}"
     ))
@@ -256,7 +283,7 @@ pub(crate) fn browser_record(
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
     );
-    if let Some(session) = cookie(headers, SESSION_COOKIE) {
+    if let Some(session) = request_cookie(state, headers, SESSION_COOKIE, "/") {
         // A short prefix of the session id's hash: correlates records, reveals nothing.
         let h = hash(session);
         r = r.session(
@@ -682,6 +709,7 @@ pub(crate) async fn check_password(
 /// Reads a form protected by a double-submit CSRF token (the `csrf` field must equal the
 /// `csrf_cookie` cookie): the form, or the page to answer with instead.
 pub(crate) async fn read_csrf_form(
+    state: &AppState,
     headers: &HeaderMap,
     body: Body,
     csrf_cookie: &str,
@@ -692,7 +720,10 @@ pub(crate) async fn read_csrf_form(
             "Unexpected form encoding.",
         )));
     };
-    let csrf_ok = match (cookie(headers, csrf_cookie), form.get("csrf")) {
+    let csrf_ok = match (
+        request_cookie(state, headers, csrf_cookie, "/"),
+        form.get("csrf"),
+    ) {
         (Some(c), Some(f)) => constant_time_eq(c, f),
         _ => false,
     };
@@ -709,7 +740,7 @@ pub async fn login_submit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let form = match read_csrf_form(&headers, body, CSRF_COOKIE).await? {
+    let form = match read_csrf_form(&state, &headers, body, CSRF_COOKIE).await? {
         Ok(form) => form,
         Err(page) => return Ok(page),
     };
@@ -967,7 +998,7 @@ pub async fn logout(
     body: Body,
 ) -> Result<Response, ApiError> {
     let form = read_form(&headers, body).await?;
-    let Some(value) = cookie(&headers, SESSION_COOKIE) else {
+    let Some(value) = request_cookie(&state, &headers, SESSION_COOKIE, "/") else {
         return Ok(pages::page(
             StatusCode::OK,
             "Signed out",

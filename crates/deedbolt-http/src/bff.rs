@@ -2,13 +2,16 @@
 //! tokens never reach JavaScript.
 //!
 //! - `GET /bff/login` starts authorization code + PKCE (S256) with a fresh single-use
-//!   `state` and `nonce` (10 minutes; [`deedbolt_client::PendingFlows`]); a flow cookie
-//!   binds the flow to the browser that started it.
-//! - `GET /bff/callback` checks `iss` (RFC 9207), the state against the flow cookie and the
-//!   pending flows, redeems the code, verifies the ID token (signature and nonce) and sets
-//!   the session cookie.
+//!   `state` and `nonce`. What the callback needs (state, nonce, PKCE verifier, the page
+//!   to return to, the expiry: 10 minutes) is kept in the browser that started the
+//!   sign-in, sealed in the flow cookie, not on the server: anonymous requests cannot
+//!   fill a server-side table, and any instance can finish a sign-in another began.
+//! - `GET /bff/callback` checks `iss` (RFC 9207), that the state is one of the flow
+//!   cookie's (login CSRF, RFC 6749 §10.12), and that it was not used before, redeems the
+//!   code, verifies the ID token (signature and nonce) and sets the session cookie.
 //! - `GET /bff/session` tells the app whether it is signed in and gives it the CSRF token
-//!   (never a token).
+//!   (never a token); a session whose tokens were revoked (logout, reuse detection, an
+//!   operator) is not signed in.
 //! - `/bff/api/*` forwards to `/api/*` with the access token, refreshing it shortly before
 //!   it expires; unsafe methods need the CSRF token in `X-CSRF-Token` (and a same-origin
 //!   `Origin`, when the browser sends one).
@@ -18,8 +21,27 @@
 //! The session is stateless: the tokens are sealed into the session cookie with
 //! AES-256-GCM ([`deedbolt_client::Sealer`]: a random 96-bit nonce per seal, keys from
 //! configuration, the first sealing and all opening, so keys rotate without signing anyone
-//! out). The cookie is `HttpOnly`, `SameSite=Strict`, `Path=/bff` and `Secure` when the
-//! issuer is https. The BFF is an ordinary confidential client of this server: it talks to
+//! out). The cookie is `HttpOnly`, `SameSite=Strict`, `Path=/bff` and, when the issuer is
+//! https, `Secure` and named `__Secure-deedbolt_bff`.
+//!
+//! # The flow cookie
+//!
+//! Sealed with the same keys under its own context (`deedbolt-bff-flow-v1`), so neither
+//! cookie opens as the other. It holds the browser's last [`MAX_PARALLEL_FLOWS`] pending
+//! sign-ins (several tabs may sign in at once; starting another drops the oldest), each
+//! with its expiry. It is `HttpOnly`, `Path=/bff` (`/bff/login` reads it to add a flow,
+//! `/bff/callback` to finish one) and `SameSite=Lax`, not `Strict`: the callback is a
+//! top-level redirect from the authorization server, and when the chain of redirects
+//! began on another site (a link to `/bff/login`, a user already signed in at the
+//! authorization server) browsers treat it as cross-site and would withhold a `Strict`
+//! cookie. `Lax` is still sent only on top-level GET navigations.
+//!
+//! A state is single use: the callback removes its flow from the cookie (answering with
+//! the rest), and remembers the state as spent until it would have expired, so a saved
+//! copy of the cookie cannot finish the sign-in twice on this instance. That memory
+//! never refuses a sign-in: full, it forgets the oldest states, and a replay it forgot
+//! (or one sent to another instance) reaches the token endpoint with a redeemed code,
+//! which is refused there (RFC 6749 §4.1.2). The BFF is an ordinary confidential client of this server: it talks to
 //! the token, revocation and API endpoints over the loopback listener with
 //! [`deedbolt_client::OAuthClient`].
 
@@ -38,15 +60,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use deedbolt_client::{
-    ClientConfig, ClientCredentials, ClientError, OAuthClient, PendingFlows, PkcePair, PlainHttp,
-    SealKey, Sealer, Secret, StateError, TokenSet, TokenTypeHint,
+    ClientConfig, ClientCredentials, ClientError, OAuthClient, PkcePair, PlainHttp, SealKey,
+    Sealer, Secret, TokenSet, TokenTypeHint,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::OnceCell;
 use url::Url;
 
-use crate::authorize::{constant_time_eq, cookie, set_cookie_at};
+use crate::authorize::{constant_time_eq, request_cookie, set_cookie_at};
 use crate::error::ApiError;
 use crate::pages;
 use crate::state::AppState;
@@ -54,8 +76,20 @@ use crate::token::{read_body, MAX_BODY_BYTES};
 
 /// The session cookie (sealed tokens).
 pub const SESSION_COOKIE: &str = "deedbolt_bff";
-/// The cookie binding a pending sign-in to the browser that started it.
+/// The cookie holding the browser's pending sign-ins (sealed).
 pub const FLOW_COOKIE: &str = "deedbolt_bff_flow";
+/// The path of both BFF cookies. Not `/`, so they are sent to the BFF only; hence their
+/// `__Secure-` prefix on https rather than `__Host-`, which requires `Path=/`.
+const COOKIE_PATH: &str = "/bff";
+/// How long a sign-in may take, from `/bff/login` to `/bff/callback`.
+pub const FLOW_TTL: Duration = Duration::from_secs(600);
+/// How many sign-ins one browser may have pending at once (tabs); a new one drops the
+/// oldest. Bounds the flow cookie's size (well under the 4096 bytes browsers keep).
+pub const MAX_PARALLEL_FLOWS: usize = 3;
+/// The longest `return_to` kept (longer ones fall back to `/app`).
+const MAX_RETURN_TO: usize = 256;
+/// How many spent states are remembered at most (then the oldest are forgotten).
+const SPENT_CAPACITY: usize = 10_000;
 /// The header carrying the CSRF token on unsafe `/bff/api` methods and logout.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// The default scope the BFF asks for: what the demo tenant app needs.
@@ -68,6 +102,8 @@ pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(60);
 const REFRESH_SHARE: Duration = Duration::from_secs(30);
 /// The sealing context of the session cookie (a sealed value cannot be moved elsewhere).
 const SESSION_CONTEXT: &[u8] = b"deedbolt-bff-session-v1";
+/// The sealing context of the flow cookie.
+const FLOW_CONTEXT: &[u8] = b"deedbolt-bff-flow-v1";
 
 /// How the BFF is configured.
 pub struct BffSettings {
@@ -109,10 +145,52 @@ pub enum BffError {
     Keys(#[from] deedbolt_client::SealKeyError),
 }
 
-/// What a pending sign-in remembers.
+/// What a pending sign-in remembers (sealed in the flow cookie).
+#[derive(Serialize, Deserialize)]
 struct Flow {
+    state: String,
+    nonce: String,
+    /// Serialized as the verifier only (see [`PkcePair`]).
     pkce: PkcePair,
     return_to: String,
+    /// Unix seconds after which the flow is refused.
+    exp: u64,
+}
+
+/// The seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// States already used at the callback, until they would have expired: single use
+/// without a server-side table of pending flows. Bounded, and never refusing: when full
+/// it forgets the oldest (see the module docs).
+#[derive(Default)]
+struct SpentStates(Mutex<HashMap<[u8; 32], u64>>);
+
+impl SpentStates {
+    /// Marks `state` (valid until `exp`) as spent; `false` if it already was.
+    fn spend(&self, state: &str, exp: u64, now: u64) -> bool {
+        let key = crate::authorize::hash(state);
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.contains_key(&key) {
+            return false;
+        }
+        if map.len() >= SPENT_CAPACITY {
+            map.retain(|_, until| *until > now);
+            while map.len() >= SPENT_CAPACITY {
+                let Some(oldest) = map.iter().min_by_key(|(_, until)| **until).map(|(k, _)| *k)
+                else {
+                    break;
+                };
+                map.remove(&oldest);
+            }
+        }
+        map.insert(key, exp);
+        true
+    }
 }
 
 /// The sealed content of the session cookie.
@@ -127,7 +205,7 @@ struct Session {
 
 type SharedRefresh = Arc<OnceCell<Result<TokenSet, String>>>;
 
-/// The BFF: its OAuth client, sealer and pending flows.
+/// The BFF: its OAuth client, sealer and the states spent at the callback.
 pub struct Bff {
     client: OAuthClient,
     sealer: Sealer,
@@ -139,7 +217,7 @@ pub struct Bff {
     /// The issuer's origin, which unsafe requests' `Origin` must equal.
     origin: String,
     http: reqwest::Client,
-    flows: PendingFlows<Flow>,
+    spent: SpentStates,
     /// Refreshes in flight or just done, by SHA-256 of the refresh token they spent:
     /// concurrent requests carrying the same session share one refresh instead of the
     /// second one presenting a rotated token (which the server treats as theft).
@@ -197,7 +275,7 @@ impl Bff {
             api_base,
             origin,
             http,
-            flows: PendingFlows::new(),
+            spent: SpentStates::default(),
             refreshes: Mutex::new(HashMap::new()),
         })
     }
@@ -224,9 +302,56 @@ impl Bff {
         Ok(info.get("name").and_then(|v| v.as_str()).map(str::to_owned))
     }
 
-    fn open_session(&self, headers: &HeaderMap) -> Option<Session> {
-        let sealed = cookie(headers, SESSION_COOKIE)?;
+    fn open_session(&self, state: &AppState, headers: &HeaderMap) -> Option<Session> {
+        let sealed = request_cookie(state, headers, SESSION_COOKIE, COOKIE_PATH)?;
         self.sealer.open_json(SESSION_CONTEXT, sealed).ok()
+    }
+
+    /// The browser's pending sign-ins that have not expired (none if the cookie is
+    /// missing, tampered with or sealed by a retired key).
+    fn open_flows(&self, state: &AppState, headers: &HeaderMap, now: u64) -> Vec<Flow> {
+        let Some(sealed) = request_cookie(state, headers, FLOW_COOKIE, COOKIE_PATH) else {
+            return Vec::new();
+        };
+        let mut flows: Vec<Flow> = self
+            .sealer
+            .open_json(FLOW_CONTEXT, sealed)
+            .unwrap_or_default();
+        flows.retain(|f| f.exp > now);
+        flows
+    }
+
+    /// The `Set-Cookie` that leaves the browser with `flows` pending (clears the cookie
+    /// when there are none).
+    fn flow_cookie(
+        &self,
+        state: &AppState,
+        flows: &[Flow],
+        now: u64,
+    ) -> Result<HeaderValue, ApiError> {
+        let Some(last) = flows.iter().map(|f| f.exp).max() else {
+            return Ok(set_cookie_at(
+                state,
+                FLOW_COOKIE,
+                "",
+                COOKIE_PATH,
+                Some(0),
+                "Lax",
+            ));
+        };
+        let sealed = self
+            .sealer
+            .seal_json(FLOW_CONTEXT, &flows)
+            .map_err(ApiError::internal)?;
+        let age = i64::try_from(last.saturating_sub(now)).unwrap_or(0);
+        Ok(set_cookie_at(
+            state,
+            FLOW_COOKIE,
+            &sealed,
+            COOKIE_PATH,
+            Some(age),
+            "Lax",
+        ))
     }
 
     fn seal_session(&self, session: &Session) -> Result<String, ApiError> {
@@ -275,7 +400,11 @@ impl Bff {
 }
 
 fn clear_session(state: &AppState) -> HeaderValue {
-    set_cookie_at(state, SESSION_COOKIE, "", "/bff", Some(0), "Strict")
+    set_cookie_at(state, SESSION_COOKIE, "", COOKIE_PATH, Some(0), "Strict")
+}
+
+fn session_cookie(state: &AppState, sealed: &str) -> HeaderValue {
+    set_cookie_at(state, SESSION_COOKIE, sealed, COOKIE_PATH, None, "Strict")
 }
 
 fn bff(state: &AppState) -> Result<&Bff, ApiError> {
@@ -348,10 +477,11 @@ fn return_to(raw: Option<&str>) -> String {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
     };
-    let path_ok = path == "/app"
-        || path
-            .strip_prefix("/app/")
-            .is_some_and(|rest| rest.is_empty() || rest.split('/').all(plain_segment));
+    let path_ok = target.len() <= MAX_RETURN_TO
+        && (path == "/app"
+            || path
+                .strip_prefix("/app/")
+                .is_some_and(|rest| rest.is_empty() || rest.split('/').all(plain_segment)));
     let query_ok = query.is_none_or(|q| {
         q.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.~=&".contains(&b))
@@ -366,50 +496,42 @@ fn return_to(raw: Option<&str>) -> String {
 /// `GET /bff/login`: starts a sign-in (`?return_to=/app/...` to come back elsewhere).
 pub async fn login(
     State(state): State<AppState>,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let bff = bff(&state)?;
+    let now = unix_now();
     let pkce = PkcePair::generate().map_err(ApiError::internal)?;
     let flow = Flow {
-        pkce: pkce.clone(),
+        state: deedbolt_core::rand::token::<32>().map_err(ApiError::internal)?,
+        nonce: deedbolt_core::rand::token::<32>().map_err(ApiError::internal)?,
+        pkce,
         return_to: return_to(raw.as_deref()),
-    };
-    let begun = match bff.flows.begin(flow) {
-        Ok(b) => b,
-        Err(StateError::Full) => {
-            return Ok(pages::error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Too many sign-ins are in progress. Try again in a few minutes.",
-            ))
-        }
-        Err(e) => return Err(ApiError::internal(e)),
+        exp: now + FLOW_TTL.as_secs(),
     };
     let url = bff.client.authorization_url(
         &bff.redirect_uri,
         &bff.scope,
-        &begun.state,
-        Some(&begun.nonce),
-        &pkce,
+        &flow.state,
+        Some(&flow.nonce),
+        &flow.pkce,
     );
+    // This browser's other sign-ins in progress (other tabs) stay; the oldest goes when
+    // there are too many.
+    let mut flows = bff.open_flows(&state, &headers, now);
+    flows.push(flow);
+    let excess = flows.len().saturating_sub(MAX_PARALLEL_FLOWS);
+    flows.drain(..excess);
     let location = HeaderValue::from_str(url.as_str()).map_err(ApiError::internal)?;
     let mut r = (StatusCode::FOUND, [(LOCATION, location)]).into_response();
-    // Lax, not Strict: the callback arrives as a top-level navigation from the
-    // authorization server, which need not be on this site. It only binds the flow.
-    r.headers_mut().append(
-        SET_COOKIE,
-        set_cookie_at(
-            &state,
-            FLOW_COOKIE,
-            &begun.state,
-            "/bff/callback",
-            Some(600),
-            "Lax",
-        ),
-    );
+    r.headers_mut()
+        .append(SET_COOKIE, bff.flow_cookie(&state, &flows, now)?);
     Ok(no_store(r))
 }
 
-fn callback_failed(state: &AppState, status: StatusCode, message: &str) -> Response {
+/// A failed sign-in's page; `flows` is the flow cookie to leave behind (the failed
+/// flow removed), if it changes.
+fn callback_failed(status: StatusCode, message: &str, flows: Option<HeaderValue>) -> Response {
     let mut r = pages::page(
         status,
         "Sign-in failed",
@@ -418,10 +540,9 @@ fn callback_failed(state: &AppState, status: StatusCode, message: &str) -> Respo
             pages::escape(message)
         ),
     );
-    r.headers_mut().append(
-        SET_COOKIE,
-        set_cookie_at(state, FLOW_COOKIE, "", "/bff/callback", Some(0), "Lax"),
-    );
+    if let Some(cookie) = flows {
+        r.headers_mut().append(SET_COOKIE, cookie);
+    }
     no_store(r)
 }
 
@@ -432,79 +553,80 @@ pub async fn callback(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let bff = bff(&state)?;
-    let response = match bff.client.parse_callback(raw.as_deref().unwrap_or("")) {
+    let now = unix_now();
+    let mut flows = bff.open_flows(&state, &headers, now);
+    let raw = raw.as_deref().unwrap_or("");
+    let response = match bff.client.parse_callback(raw) {
         Ok(r) => r,
         Err(ClientError::Authorization { error, .. }) => {
             // The user declined, or the server refused the request: spend the flow.
-            if let Some(s) = cookie(&headers, FLOW_COOKIE) {
-                let _ = bff.flows.take(s);
-            }
+            let returned = form_urlencoded::parse(raw.as_bytes())
+                .find(|(k, _)| k == "state")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            let before = flows.len();
+            flows.retain(|f| !constant_time_eq(&f.state, &returned));
+            let cookie = (flows.len() != before)
+                .then(|| bff.flow_cookie(&state, &flows, now))
+                .transpose()?;
             let message = if error == "access_denied" {
                 "You declined the sign-in.".to_owned()
             } else {
                 format!("The authorization server answered `{error}`.")
             };
-            return Ok(callback_failed(&state, StatusCode::BAD_REQUEST, &message));
+            return Ok(callback_failed(StatusCode::BAD_REQUEST, &message, cookie));
         }
         Err(e) => {
             tracing::info!(error = %e, "BFF callback refused");
             return Ok(callback_failed(
-                &state,
                 StatusCode::BAD_REQUEST,
                 "The sign-in response was malformed or came from the wrong server.",
+                None,
             ));
         }
     };
-    // The browser that comes back must be the one that started the flow (login CSRF).
-    let bound = cookie(&headers, FLOW_COOKIE).is_some_and(|c| constant_time_eq(c, &response.state));
-    if !bound {
+    // The browser that comes back must be the one that started the flow (login CSRF):
+    // the state must be one of its flow cookie's. The flow is spent whatever happens next.
+    let Some(at) = flows
+        .iter()
+        .position(|f| constant_time_eq(&f.state, &response.state))
+    else {
         return Ok(callback_failed(
-            &state,
             StatusCode::BAD_REQUEST,
-            "This sign-in was not started in this browser. Start again.",
+            "This sign-in was not started in this browser, or took longer than 10 minutes. \
+             Start again.",
+            None,
+        ));
+    };
+    let pending = flows.remove(at);
+    let rest = bff.flow_cookie(&state, &flows, now)?;
+    if !bff.spent.spend(&pending.state, pending.exp, now) {
+        return Ok(callback_failed(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link was already used. Start again.",
+            Some(rest),
         ));
     }
-    let pending = match bff.flows.take(&response.state) {
-        Ok(p) => p,
-        Err(StateError::Expired) => {
-            return Ok(callback_failed(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "This sign-in took longer than 10 minutes. Start again.",
-            ))
-        }
-        Err(_) => {
-            return Ok(callback_failed(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "This sign-in link was already used or is unknown. Start again.",
-            ))
-        }
-    };
     let mut tokens = match bff
         .client
-        .exchange_code(
-            response.code.expose(),
-            &bff.redirect_uri,
-            &pending.payload.pkce,
-        )
+        .exchange_code(response.code.expose(), &bff.redirect_uri, &pending.pkce)
         .await
     {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "BFF code exchange failed");
             return Ok(callback_failed(
-                &state,
                 StatusCode::BAD_GATEWAY,
                 "The sign-in could not be completed. Start again.",
+                Some(rest),
             ));
         }
     };
     let Some(id_token) = tokens.id_token.take() else {
         return Ok(callback_failed(
-            &state,
             StatusCode::BAD_GATEWAY,
             "The server sent no ID token; the BFF's scope must include openid.",
+            Some(rest),
         ));
     };
     let claims = match bff
@@ -519,9 +641,9 @@ pub async fn callback(
                 let _ = bff.client.revoke(r, TokenTypeHint::RefreshToken).await;
             }
             return Ok(callback_failed(
-                &state,
                 StatusCode::BAD_GATEWAY,
                 "The sign-in could not be verified. Start again.",
+                Some(rest),
             ));
         }
     };
@@ -541,38 +663,61 @@ pub async fn callback(
         csrf: deedbolt_core::rand::token::<32>().map_err(ApiError::internal)?,
     };
     let sealed = bff.seal_session(&session)?;
-    let location = HeaderValue::from_str(&pending.payload.return_to).map_err(ApiError::internal)?;
+    let location = HeaderValue::from_str(&pending.return_to).map_err(ApiError::internal)?;
     let mut r = (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response();
-    r.headers_mut().append(
-        SET_COOKIE,
-        set_cookie_at(&state, SESSION_COOKIE, &sealed, "/bff", None, "Strict"),
-    );
-    r.headers_mut().append(
-        SET_COOKIE,
-        set_cookie_at(&state, FLOW_COOKIE, "", "/bff/callback", Some(0), "Lax"),
-    );
+    r.headers_mut()
+        .append(SET_COOKIE, session_cookie(&state, &sealed));
+    r.headers_mut().append(SET_COOKIE, rest);
     tracing::info!(sub = %session.sub, "BFF session started");
     Ok(no_store(r))
 }
 
 /// `GET /bff/session`: whether the browser is signed in, who as, and the CSRF token for
 /// unsafe requests. Never a token.
+///
+/// A cookie that opens is not enough: its tokens are refreshed if they expire soon and
+/// the access token is checked like the API checks it (signature, expiry, revocation),
+/// so a copy of a cookie kept from before a logout, or a session revoked by reuse
+/// detection or an operator, is not signed in (and the cookie is cleared).
 pub async fn session(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let bff = bff(&state)?;
-    let body = match bff.open_session(&headers) {
-        Some(s) => json!({
-            "authenticated": true,
-            "sub": s.sub,
-            "name": s.name,
-            "scope": s.tokens.scope,
-            "csrf_token": s.csrf,
-        }),
-        None => json!({"authenticated": false, "login_url": "/bff/login"}),
+    let signed_out = || Json(json!({"authenticated": false, "login_url": "/bff/login"}));
+    let Some(session) = bff.open_session(&state, &headers) else {
+        return Ok(no_store(signed_out().into_response()));
     };
-    Ok(no_store(Json(body).into_response()))
+    let live = match bff.fresh_tokens(&session).await? {
+        Some(tokens) => state
+            .guard
+            .verifier()
+            .check(tokens.access_token.expose())
+            .is_ok()
+            .then_some(tokens),
+        None => None,
+    };
+    let Some(tokens) = live else {
+        let mut r = signed_out().into_response();
+        r.headers_mut().append(SET_COOKIE, clear_session(&state));
+        return Ok(no_store(r));
+    };
+    let refreshed = tokens.access_token != session.tokens.access_token;
+    let session = Session { tokens, ..session };
+    let renewed = refreshed.then(|| bff.seal_session(&session)).transpose()?;
+    let mut r = Json(json!({
+        "authenticated": true,
+        "sub": session.sub,
+        "name": session.name,
+        "scope": session.tokens.scope,
+        "csrf_token": session.csrf,
+    }))
+    .into_response();
+    if let Some(sealed) = renewed {
+        r.headers_mut()
+            .append(SET_COOKIE, session_cookie(&state, &sealed));
+    }
+    Ok(no_store(r))
 }
 
 /// `POST /bff/logout`: revokes the session's tokens and clears the cookie.
@@ -581,7 +726,7 @@ pub async fn logout(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let bff = bff(&state)?;
-    let Some(session) = bff.open_session(&headers) else {
+    let Some(session) = bff.open_session(&state, &headers) else {
         let mut r = StatusCode::NO_CONTENT.into_response();
         r.headers_mut().append(SET_COOKIE, clear_session(&state));
         return Ok(no_store(r));
@@ -635,7 +780,7 @@ pub async fn api(State(state): State<AppState>, request: Request) -> Result<Resp
     let Some(path) = api_path(parts.uri.path()) else {
         return Err(ApiError::NotFound("no such API path"));
     };
-    let Some(session) = bff.open_session(&parts.headers) else {
+    let Some(session) = bff.open_session(&state, &parts.headers) else {
         return Ok(session_over(&state));
     };
     let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
@@ -702,10 +847,8 @@ pub async fn api(State(state): State<AppState>, request: Request) -> Result<Resp
     if refreshed {
         let renewed = Session { tokens, ..session };
         let sealed = bff.seal_session(&renewed)?;
-        r.headers_mut().append(
-            SET_COOKIE,
-            set_cookie_at(&state, SESSION_COOKIE, &sealed, "/bff", None, "Strict"),
-        );
+        r.headers_mut()
+            .append(SET_COOKIE, session_cookie(&state, &sealed));
     }
     Ok(no_store(r))
 }

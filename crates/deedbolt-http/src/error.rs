@@ -43,6 +43,16 @@ pub enum ApiError {
     /// `invalid_token`, with this description.
     #[error("{0}")]
     InvalidSubject(&'static str),
+    /// A bearer credential that is not a token of this server (the metrics token) was
+    /// missing (`presented: false`: a bare challenge, RFC 6750 §3.1) or wrong
+    /// (`invalid_token`).
+    #[error("{description}")]
+    BearerRequired {
+        /// Whether a credential was sent at all.
+        presented: bool,
+        /// What is needed.
+        description: &'static str,
+    },
     /// Input that parsed but broke the rules.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
@@ -136,6 +146,21 @@ impl IntoResponse for ApiError {
                 if let Ok(v) = HeaderValue::from_str(&format!(
                     "Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"{text}\""
                 )) {
+                    r.headers_mut().insert(WWW_AUTHENTICATE, v);
+                }
+                r
+            }
+            ApiError::BearerRequired {
+                presented,
+                description,
+            } => {
+                let mut r = body(StatusCode::UNAUTHORIZED, "invalid_token", description);
+                let challenge = if *presented {
+                    format!("Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"{description}\"")
+                } else {
+                    "Bearer realm=\"deedbolt\"".to_owned()
+                };
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
                     r.headers_mut().insert(WWW_AUTHENTICATE, v);
                 }
                 r

@@ -1,13 +1,55 @@
 //! Counters in the Prometheus text format at `/metrics`.
+//!
+//! They tell an outsider how busy the server is and when alerts fire, so they are not
+//! public: on the public listener `/metrics` needs the metrics token
+//! (`Authorization: Bearer <DEEDBOLT_METRICS_TOKEN>`, compared in constant time) and is
+//! not served at all (404) when no token is configured. A separate listener
+//! (`--metrics-listen`, for a private network) serves `/metrics` and nothing else; it
+//! too asks for the token when one is configured.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::http::HeaderValue;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use deedbolt_guard::{parse_bearer, BearerError};
 
+use crate::error::ApiError;
 use crate::state::AppState;
+
+/// The shortest metrics token accepted.
+pub const MIN_TOKEN_CHARS: usize = 32;
+
+/// The bearer token that reads `/metrics` (redacted in `Debug`).
+#[derive(Clone)]
+pub struct MetricsToken(String);
+
+impl MetricsToken {
+    /// Wraps a token (validated by the configuration: at least [`MIN_TOKEN_CHARS`]).
+    pub fn new(token: String) -> Self {
+        MetricsToken(token)
+    }
+
+    /// Its length in characters.
+    pub fn chars(&self) -> usize {
+        self.0.chars().count()
+    }
+
+    /// Whether `presented` is this token, in time independent of where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        crate::authorize::constant_time_eq(presented, &self.0)
+    }
+}
+
+impl fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MetricsToken([redacted])")
+    }
+}
 
 /// Process-wide counters.
 #[derive(Debug, Default)]
@@ -84,8 +126,7 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`
-pub async fn metrics(State(state): State<AppState>) -> Response {
+fn render(state: &AppState) -> Response {
     (
         [(
             CONTENT_TYPE,
@@ -94,4 +135,51 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.services.metrics.render(),
     )
         .into_response()
+}
+
+/// Lets the request through when it carries `token` as its bearer token.
+fn check_token(token: &MetricsToken, headers: &HeaderMap) -> Result<(), ApiError> {
+    const NEEDED: &str = "the metrics token is required";
+    match parse_bearer(headers.get_all(AUTHORIZATION).iter()) {
+        Ok(presented) if token.matches(presented) => Ok(()),
+        Ok(_) | Err(BearerError::Malformed) => Err(ApiError::BearerRequired {
+            presented: true,
+            description: NEEDED,
+        }),
+        Err(BearerError::Missing) => Err(ApiError::BearerRequired {
+            presented: false,
+            description: NEEDED,
+        }),
+    }
+}
+
+/// `GET /metrics` on the public listener: only with the metrics token, and not there at
+/// all when none is configured.
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(token) = &state.services.metrics_token else {
+        return Err(ApiError::NotFound("no such path"));
+    };
+    check_token(token, &headers)?;
+    Ok(render(&state))
+}
+
+/// `GET /metrics` on the metrics listener: the token too, if one is configured.
+async fn private_metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &state.services.metrics_token {
+        check_token(token, &headers)?;
+    }
+    Ok(render(&state))
+}
+
+/// The metrics listener's whole application: `/metrics` and nothing else.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(private_metrics))
+        .with_state(state)
 }

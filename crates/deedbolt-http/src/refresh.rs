@@ -15,7 +15,7 @@ use deedbolt_core::grant::{AccessToken, TokenResponse};
 use deedbolt_core::ids::{ClientId, TokenId, UserId};
 use deedbolt_core::ports::NewFamily;
 use deedbolt_core::rand;
-use deedbolt_core::refresh::{decide, Decision, RefreshToken};
+use deedbolt_core::refresh::{bound_by_user, decide, Decision, RefreshToken, UserBound};
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::token::{AccessTokenClaims, ACCESS_TOKEN_TYP};
 
@@ -219,6 +219,26 @@ pub(crate) async fn refresh_token_grant(
     let decision = decide(&record, &client_id, requested, &s.refresh_policy, now);
     match decision {
         Decision::Rotate(scope) => {
+            // The user as they are now: deleted users get nothing (and their family is
+            // revoked), demoted users only what their current role may delegate.
+            let user = s
+                .users
+                .find_user(&record.user_id)
+                .await
+                .map_err(ApiError::internal)?;
+            let scope = match bound_by_user(scope, user.map(|u| u.role)) {
+                UserBound::Scope(scope) => scope,
+                UserBound::UserGone => {
+                    tracing::info!(family_id = %record.family_id, "refresh for a deleted user; family revoked");
+                    revoke_family(state, &record.family_id, now).await?;
+                    return Err(invalid_grant("the user no longer exists"));
+                }
+                UserBound::NothingDelegable => {
+                    return Err(invalid_grant(
+                        "the user's current role allows none of the granted scope",
+                    ))
+                }
+            };
             let new = RefreshToken::generate().map_err(ApiError::internal)?;
             let expires = now
                 .plus_secs(s.refresh_policy.idle_secs)

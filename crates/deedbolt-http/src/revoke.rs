@@ -10,6 +10,7 @@ use axum::http::header::{CACHE_CONTROL, PRAGMA};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use deedbolt_core::client::IntrospectedToken;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::refresh::{RefreshToken, TokenState, REFRESH_TOKEN_PREFIX};
 use serde_json::json;
@@ -139,8 +140,11 @@ async fn audit_revocation(state: &AppState, client: &deedbolt_core::ids::ClientI
         .await;
 }
 
-/// `POST /introspect` (RFC 7662): for clients registered with `--allow-introspection`.
-/// Expired, revoked, malformed and foreign tokens are all `{"active": false}`.
+/// `POST /introspect` (RFC 7662), for confidential clients. A client learns about its own
+/// tokens; a resource server (registered with `--allow-introspection`) also about access
+/// tokens for the audience it serves, never about other clients' refresh tokens (see
+/// [`deedbolt_core::client::Client::may_introspect`]). Expired, revoked, malformed and
+/// foreign tokens, and tokens the caller may not see, are all `{"active": false}`.
 pub async fn introspect_endpoint(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -149,12 +153,15 @@ pub async fn introspect_endpoint(
 ) -> Result<Response, ApiError> {
     let mut params = form(&headers, body).await?;
     let auth = authenticated(&state, peer, &headers, &mut params, "introspect").await?;
-    if auth.client().public || !auth.client().allow_introspection {
+    // A public client proves nothing by presenting its id (RFC 7662 §2.1: the endpoint
+    // requires authorization).
+    if auth.client().public {
         return Err(OAuthError::UnauthorizedClient(Cow::Borrowed(
-            "this client is not allowed to introspect tokens",
+            "a public client cannot introspect tokens",
         ))
         .into());
     }
+    let caller = auth.client();
     let token = params
         .take("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -175,7 +182,14 @@ pub async fn introspect_endpoint(
             && !r.family_revoked
             && now < r.expires_at
             && now < r.family_expires_at;
-        if !active {
+        if !active
+            || !caller.may_introspect(
+                IntrospectedToken::Refresh {
+                    client_id: &r.client_id,
+                },
+                &s.policy.audience,
+            )
+        {
             return inactive();
         }
         return Ok(no_store(
@@ -195,7 +209,15 @@ pub async fn introspect_endpoint(
     let Ok(claims) = state.guard.verifier().verify(&token) else {
         return inactive();
     };
-    if s.revocations.is_claims_revoked(&claims) {
+    if s.revocations.is_claims_revoked(&claims)
+        || !caller.may_introspect(
+            IntrospectedToken::Access {
+                client_id: &claims.client_id,
+                audience: &claims.aud,
+            },
+            &s.policy.audience,
+        )
+    {
         return inactive();
     }
     Ok(no_store(

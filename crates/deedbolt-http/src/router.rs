@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
+use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::handler::Handler;
 use axum::http::header::{
-    HeaderName, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    HeaderName, CACHE_CONTROL, CONTENT_TYPE, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderValue, StatusCode};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use deedbolt_core::scope::{Scope, ScopeSet};
@@ -24,6 +27,27 @@ use crate::{admin, api, authorize, discovery, pages, revoke, token};
 
 /// How long a request may take, including reading a slow client's body.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// HSTS on an https issuer: one year, subdomains included (RFC 6797; RFC 9700 §4.1.3
+/// relies on TLS for every request). Never sent on plain http, where browsers ignore it.
+const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// `Cache-Control: no-store` on every `/api` and `/admin` response, errors included:
+/// they carry personal and financial data (tenancies, ledgers) and the audit log, which
+/// no browser or shared cache should keep.
+async fn no_store_for_private_data(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let private = ["/api", "/admin"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    let mut response = next.run(request).await;
+    if private {
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
@@ -73,7 +97,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/api/alerts", get(admin::api_alerts))
         .route("/static/admin.css", get(admin::stylesheet));
 
-    Router::new()
+    let secure = state.secure_cookies;
+    let app = Router::new()
         .route(
             "/.well-known/oauth-authorization-server",
             get(discovery::metadata),
@@ -115,8 +140,22 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("content-security-policy"),
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::refuse_malformed_forwarded_for,
+        ))
+        // Outside the timeout, so a 408 on /api carries it too.
+        .layer(axum::middleware::from_fn(no_store_for_private_data))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    if secure {
+        app.layer(SetResponseHeaderLayer::overriding(
+            STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        ))
+    } else {
+        app
+    }
 }
 
 /// `GET /healthz`: the process is up.

@@ -66,6 +66,8 @@ pub struct Services {
     pub security: Arc<crate::security::Security>,
     /// The backend-for-frontend, if configured.
     pub bff: Option<Arc<crate::bff::Bff>>,
+    /// The token that reads `/metrics`, if configured.
+    pub metrics_token: Option<crate::metrics::MetricsToken>,
 }
 
 /// Handler state: the services plus what is derived from them once at start-up.

@@ -319,6 +319,46 @@ pub(crate) async fn revoke(
         .map_err(ApiError::internal)
 }
 
+/// A code redeemed a second time by its own client, with the right verifier (RFC 6749
+/// §4.1.2): revokes the access token issued from the first redemption and the refresh
+/// family started with it, and answers `invalid_grant`.
+async fn replayed(
+    state: &AppState,
+    auth: &ClientAuthenticated,
+    issued: Option<(deedbolt_core::ids::TokenId, deedbolt_core::clock::UnixTime)>,
+    now: deedbolt_core::clock::UnixTime,
+) -> Result<Response, ApiError> {
+    let services = &state.services;
+    if let Some((jti, exp)) = issued {
+        revoke(state, &jti, exp).await?;
+        if let Some(family) = services
+            .refresh
+            .family_of_access(&jti)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            let jtis = services
+                .refresh
+                .revoke_family(&family, now)
+                .await
+                .map_err(ApiError::internal)?;
+            for (j, e) in jtis {
+                services.revocations.revoke_local(j, e);
+            }
+        }
+    }
+    services
+        .audit
+        .record(
+            AuditRecord::new(AuditKind::ReuseDetected, false, now)
+                .client(&auth.client().id)
+                .detail("authorization code replayed"),
+        )
+        .await;
+    tracing::warn!(client_id = %auth.client().id, "authorization code replayed; tokens issued from it revoked");
+    Err(OAuthError::InvalidGrant(Cow::Borrowed("the code was already used")).into())
+}
+
 async fn authorization_code(
     state: &AppState,
     headers: &HeaderMap,
@@ -354,6 +394,46 @@ async fn authorization_code(
         .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let code_hash = flow::code_hash(code);
     let now = services.clock.now();
+    // Check the client binding, redirect URI and PKCE against the stored grant *before*
+    // spending the code (RFC 9700 §4.5, RFC 7636 §4.6): a request that fails here changes
+    // nothing, so a stolen code presented by another client, or without the verifier,
+    // neither burns it nor revokes the user's tokens as a "replay".
+    let Some(stored) = services
+        .flow
+        .peek_code(&code_hash)
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Err(OAuthError::InvalidGrant(Cow::Borrowed("unknown or expired code")).into());
+    };
+    let exchange = CodeExchange {
+        redirect_uri: params.get("redirect_uri"),
+        code_verifier: params.get("code_verifier"),
+    };
+    let _pkce = flow::check_exchange(&auth, &stored, &exchange)?;
+    if stored.scope.is_empty() {
+        // No code is issued for nothing (the consent refuses it), but one stored by an
+        // older version must not turn into a token that grants nothing.
+        return Err(OAuthError::InvalidGrant(Cow::Borrowed("the code grants no scope")).into());
+    }
+    // A confidential client: per client *and user*, since each code stands for one
+    // user's fresh login and a client serving many users (a backend-for-frontend) must not
+    // share one quota among them. Checked before redemption, so a code refused for the
+    // limit is not spent.
+    let allowance = match public_allowance {
+        Some(a) => a,
+        None => {
+            crate::limits::check(
+                state,
+                "token",
+                services.limits.token,
+                &audit.user_limit_key(&auth, stored.user_id.as_str()),
+            )
+            .await?
+        }
+    };
+    // Redemption itself stays one conditional update: of concurrent requests that all
+    // passed the checks, exactly one gets the code; the others are genuine replays.
     let grant = match services
         .flow
         .redeem_code(&code_hash, now)
@@ -365,66 +445,12 @@ async fn authorization_code(
             return Err(OAuthError::InvalidGrant(Cow::Borrowed("unknown or expired code")).into())
         }
         Redemption::Replayed(issued) => {
-            // RFC 6749 §4.1.2: a code used twice revokes what was issued from it.
-            if let Some((jti, exp)) = issued {
-                revoke(state, &jti, exp).await?;
-                // …and the refresh-token family started with it (RFC 6749 §4.1.2).
-                if let Some(family) = services
-                    .refresh
-                    .family_of_access(&jti)
-                    .await
-                    .map_err(ApiError::internal)?
-                {
-                    let jtis = services
-                        .refresh
-                        .revoke_family(&family, now)
-                        .await
-                        .map_err(ApiError::internal)?;
-                    for (j, e) in jtis {
-                        services.revocations.revoke_local(j, e);
-                    }
-                }
-            }
-            services
-                .audit
-                .record(
-                    AuditRecord::new(AuditKind::ReuseDetected, false, now)
-                        .client(&auth.client().id)
-                        .detail("authorization code replayed"),
-                )
-                .await;
-            tracing::warn!(client_id = %auth.client().id, "authorization code replayed; tokens issued from it revoked");
-            return Err(
-                OAuthError::InvalidGrant(Cow::Borrowed("the code was already used")).into(),
-            );
+            // RFC 6749 §4.1.2: a code used twice revokes what was issued from it. Only a
+            // replay by the code's own client with the right verifier gets here.
+            return replayed(state, &auth, issued, now).await;
         }
     };
-    let exchange = CodeExchange {
-        redirect_uri: params.get("redirect_uri"),
-        code_verifier: params.get("code_verifier"),
-    };
-    let _pkce = flow::check_exchange(&auth, &grant, &exchange, now)?;
-    if grant.scope.is_empty() {
-        // No code is issued for nothing (the consent refuses it), but one stored by an
-        // older version must not turn into a token that grants nothing.
-        return Err(OAuthError::InvalidGrant(Cow::Borrowed("the code grants no scope")).into());
-    }
-    // A confidential client: per client *and user*, since each code stands for one
-    // user's fresh login and a client serving many users (a backend-for-frontend) must not
-    // share one quota among them. Checked after redemption, when the user is known; a code
-    // redeemed over the limit is spent (the user signs in again later).
-    let allowance = match public_allowance {
-        Some(a) => a,
-        None => {
-            crate::limits::check(
-                state,
-                "token",
-                services.limits.token,
-                &audit.user_limit_key(&auth, grant.user_id.as_str()),
-            )
-            .await?
-        }
-    };
+    flow::check_unexpired(&grant, now)?;
     if services
         .users
         .find_user(&grant.user_id)

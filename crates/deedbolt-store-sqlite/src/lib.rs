@@ -27,7 +27,7 @@ use deedbolt_core::redirect::RedirectUri;
 use deedbolt_core::refresh::{RefreshRecord, TokenState};
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::secret::SecretHash;
-use deedbolt_core::user::{Email, User};
+use deedbolt_core::user::{Email, Role, User};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -58,11 +58,63 @@ pub enum OpenError {
     /// Migrations failed.
     #[error("could not migrate SQLite database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database file could not be created owner-only, or its permissions (or its
+    /// `-wal` and `-shm` files') could not be restricted.
+    #[error("could not restrict the permissions of {path} to 0600: {source}")]
+    Permissions {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The files SQLite keeps next to a database in WAL mode.
+const COMPANION_SUFFIXES: [&str; 2] = ["-wal", "-shm"];
+
+/// Makes the database file at `path` owner-only (0600) before SQLite opens it: creates it
+/// so if missing (SQLite would use 0644 under the usual umask), and tightens an existing
+/// one and its `-wal`/`-shm` files. SQLite creates those with the database file's mode,
+/// so they are 0600 too. The file holds client-secret hashes, refresh-token hashes, users'
+/// password hashes, tenants' records and (without a master key) private signing keys.
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) -> Result<(), OpenError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let failed = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| OpenError::Permissions { path, source }
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(failed(path))?;
+    let mut files = vec![path.to_path_buf()];
+    for suffix in COMPANION_SUFFIXES {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    for file in files.iter().filter(|f| f.exists()) {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+            .map_err(failed(file))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &Path) -> Result<(), OpenError> {
+    Ok(())
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) and migrates the database file at `path`.
+    /// Opens (creating if missing) and migrates the database file at `path`. On Unix the
+    /// file and its `-wal`/`-shm` files are owner-only (0600).
     pub async fn open(path: &Path) -> Result<Self, OpenError> {
+        restrict_permissions(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -463,6 +515,26 @@ impl UserStore for SqliteStore {
         .map_err(backend)?;
         rows.iter().map(user_from_row).collect()
     }
+
+    async fn set_role(&self, id: &UserId, role: Role) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET role = ? WHERE id = ?")
+            .bind(role.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
+        // Sessions and consents go with the row (ON DELETE CASCADE).
+        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -689,6 +761,16 @@ impl FlowStore for SqliteStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+
+    async fn peek_code(&self, hash: &[u8; 32]) -> Result<Option<CodeGrant>, StoreError> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT grant_json FROM auth_codes WHERE code_hash = ?")
+                .bind(&hash[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        text.map(|t| from_json(&t, "code grant")).transpose()
     }
 
     async fn redeem_code(&self, hash: &[u8; 32], now: UnixTime) -> Result<Redemption, StoreError> {

@@ -134,3 +134,28 @@ async fn file_database_survives_reopen() {
     let store = SqliteStore::open(&path).await.unwrap();
     assert!(store.find_client(&c.id).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_users_role_changes_and_the_user_can_be_deleted_once() {
+    use deedbolt_core::ids::UserId;
+    use deedbolt_core::ports::UserStore;
+    use deedbolt_core::user::{Email, Role, User};
+    let store = SqliteStore::in_memory().await.unwrap();
+    let user = User {
+        id: UserId::generate().unwrap(),
+        email: Email::parse("role.change@example.com").unwrap(),
+        name: None,
+        role: Role::Manager,
+        password_hash: "$argon2id$not-a-real-hash".into(),
+        created_at: UnixTime(10),
+    };
+    store.insert_user(&user).await.unwrap();
+    assert!(store.set_role(&user.id, Role::Tenant).await.unwrap());
+    let found = store.find_user(&user.id).await.unwrap().unwrap();
+    assert_eq!(found.role, Role::Tenant);
+
+    assert!(store.delete_user(&user.id).await.unwrap());
+    assert!(store.find_user(&user.id).await.unwrap().is_none());
+    assert!(!store.delete_user(&user.id).await.unwrap());
+    assert!(!store.set_role(&user.id, Role::Admin).await.unwrap());
+}

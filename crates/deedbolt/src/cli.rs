@@ -171,6 +171,23 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a user's role. Takes effect at once: API calls and refreshes look the role
+    /// up, so a demoted user's apps keep only what the new role may delegate.
+    SetRole {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// tenant, manager or admin.
+        #[arg(long)]
+        role: Role,
+    },
+    /// Delete a user: revokes every token issued for them, then removes the user with
+    /// their sessions and consents.
+    Delete {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+    },
     /// Forget a user's remembered consents (to one client, or all).
     RevokeConsent {
         /// The user's email.
@@ -267,6 +284,11 @@ pub struct ServeArgs {
     /// up to 1h [default: 60s].
     #[arg(long, env = "DEEDBOLT_BFF_REFRESH_BEFORE")]
     pub bff_refresh_before: Option<String>,
+    /// A separate listener serving only /metrics, e.g. on a private network. On the main
+    /// listener /metrics needs DEEDBOLT_METRICS_TOKEN (environment only, at least 32
+    /// characters) as a bearer token, and is not served without one [default: none].
+    #[arg(long, env = "DEEDBOLT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 /// `client` subcommands.
@@ -289,7 +311,8 @@ pub enum ClientCommand {
         /// A public client (single-page or native app): no secret, PKCE only.
         #[arg(long)]
         public: bool,
-        /// A resource server allowed to introspect tokens (RFC 7662).
+        /// A resource server: may introspect every access token for this server's
+        /// audience (RFC 7662); other clients learn only about their own tokens.
         #[arg(long)]
         allow_introspection: bool,
         /// Limit the client's own (client-credentials) tokens to this property and its
@@ -407,6 +430,8 @@ pub async fn run() -> anyhow::Result<()> {
                     bff_refresh_before: args.bff_refresh_before,
                     bff_client_secret: config::secret_env(config::BFF_SECRET_ENV)?,
                     bff_cookie_keys: config::secret_env(config::BFF_COOKIE_KEYS_ENV)?,
+                    metrics_listen: args.metrics_listen,
+                    metrics_token: config::secret_env(config::METRICS_TOKEN_ENV)?,
                 },
                 &file,
             )?;
@@ -725,6 +750,10 @@ async fn client_command(
             Ok(())
         }
         ClientCommand::Delete { client_id } => {
+            if store.find_client(&client_id).await?.is_none() {
+                bail!("no client with id {client_id}");
+            }
+            let families = revoke_client_tokens(store, &client_id, now).await?;
             if !store.delete_client(&client_id).await? {
                 bail!("no client with id {client_id}");
             }
@@ -732,12 +761,16 @@ async fn client_command(
                 store,
                 AuditRecord::new(AuditKind::ClientDeleted, true, now)
                     .client(&client_id)
-                    .detail("via CLI"),
+                    .detail(format!(
+                        "via CLI; its tokens and {families} refresh-token families revoked"
+                    )),
             )
             .await?;
-            println!("deleted {client_id}");
+            println!(
+                "deleted {client_id}; revoked its access tokens and {families} refresh-token family(ies)"
+            );
             eprintln!(
-                "Running servers stop accepting it within their sync interval \
+                "Running servers stop accepting it and its tokens within their sync interval \
                  (--key-refresh-interval, 1s by default)."
             );
             Ok(())
@@ -878,17 +911,86 @@ async fn user_command(store: &SqliteStore, cmd: UserCommand) -> anyhow::Result<(
             }
             Ok(())
         }
+        UserCommand::SetRole { email, role } => {
+            let user = user_by_email(store, &email).await?;
+            if !store.set_role(&user.id, role).await? {
+                bail!("no user with email {}", user.email.as_str());
+            }
+            audit_cli(
+                store,
+                AuditRecord::new(AuditKind::UserChanged, true, SystemClock.now())
+                    .user(&user.id)
+                    .detail(format!("role {} -> {role} via CLI", user.role)),
+            )
+            .await?;
+            println!("{} is now {role}", user.email.as_str());
+            Ok(())
+        }
+        UserCommand::Delete { email } => {
+            use deedbolt_core::ports::{CutoffKind, RefreshStore};
+            let user = user_by_email(store, &email).await?;
+            let now = SystemClock.now();
+            // Revoke first, delete last (a failure leaves the user with tokens revoked).
+            store
+                .set_cutoff(CutoffKind::Subject, user.id.as_str(), now)
+                .await?;
+            let families = store
+                .revoke_families_of(CutoffKind::Subject, user.id.as_str(), now)
+                .await?;
+            if !store.delete_user(&user.id).await? {
+                bail!("no user with email {}", user.email.as_str());
+            }
+            audit_cli(
+                store,
+                AuditRecord::new(AuditKind::UserChanged, true, now)
+                    .user(&user.id)
+                    .detail(format!(
+                        "deleted via CLI; its tokens and {families} refresh-token families revoked"
+                    )),
+            )
+            .await?;
+            println!(
+                "deleted {}; revoked its access tokens and {families} refresh-token family(ies)",
+                user.email.as_str()
+            );
+            Ok(())
+        }
         UserCommand::RevokeConsent { email, client } => {
-            let email = Email::parse(&email)?;
-            let user = store
-                .find_user_by_email(&email)
-                .await?
-                .with_context(|| format!("no user with email {}", email.as_str()))?;
+            let user = user_by_email(store, &email).await?;
             let n = store.revoke_consents(&user.id, client.as_ref()).await?;
-            println!("revoked {n} consent(s) of {}", email.as_str());
+            println!("revoked {n} consent(s) of {}", user.email.as_str());
             Ok(())
         }
     }
+}
+
+/// Revokes everything issued to a client that is being deleted: a client cutoff ahead of
+/// now ([`deedbolt_core::revocation::deleted_client_cutoff`]) kills its access tokens on
+/// every server at its next sync, and its refresh-token families are revoked. Runs
+/// *before* the client row is deleted, so a failure leaves the client in place with its
+/// tokens revoked (the safe side) and the deletion can simply be retried.
+async fn revoke_client_tokens(
+    store: &SqliteStore,
+    client_id: &ClientId,
+    now: UnixTime,
+) -> anyhow::Result<u64> {
+    use deedbolt_core::ports::{CutoffKind, RefreshStore};
+    let cutoff = deedbolt_core::revocation::deleted_client_cutoff(now);
+    store
+        .set_cutoff(CutoffKind::Client, client_id.as_str(), cutoff)
+        .await?;
+    Ok(store
+        .revoke_families_of(CutoffKind::Client, client_id.as_str(), now)
+        .await?)
+}
+
+/// The user with this email, or a clear error.
+async fn user_by_email(store: &SqliteStore, email: &str) -> anyhow::Result<User> {
+    let email = Email::parse(email)?;
+    store
+        .find_user_by_email(&email)
+        .await?
+        .with_context(|| format!("no user with email {}", email.as_str()))
 }
 
 async fn token_revoke(
@@ -906,15 +1008,11 @@ async fn token_revoke(
             (CutoffKind::Client, c.to_string(), format!("client {c}"))
         }
         (None, Some(email)) => {
-            let email = Email::parse(&email)?;
-            let u = store
-                .find_user_by_email(&email)
-                .await?
-                .with_context(|| format!("no user with email {}", email.as_str()))?;
+            let u = user_by_email(store, &email).await?;
             (
                 CutoffKind::Subject,
                 u.id.to_string(),
-                format!("user {}", email.as_str()),
+                format!("user {}", u.email.as_str()),
             )
         }
         (None, None) => bail!("give --client or --user"),

@@ -52,6 +52,8 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_BFF_CLIENT_ID",
     "DEEDBOLT_BFF_SCOPE",
     "DEEDBOLT_BFF_REFRESH_BEFORE",
+    "DEEDBOLT_METRICS_LISTEN",
+    METRICS_TOKEN_ENV,
     "DEEDBOLT_REDIS_URL",
     "DEEDBOLT_REDIS_PREFIX",
     BFF_SECRET_ENV,
@@ -67,6 +69,9 @@ pub const BFF_SECRET_ENV: &str = "DEEDBOLT_BFF_CLIENT_SECRET";
 /// commas, the first sealing (rotation: prepend a new key, drop the old one once its
 /// cookies have expired); environment only.
 pub const BFF_COOKIE_KEYS_ENV: &str = "DEEDBOLT_BFF_COOKIE_KEYS";
+
+/// The bearer token that reads `/metrics` (at least 32 characters); environment only.
+pub const METRICS_TOKEN_ENV: &str = "DEEDBOLT_METRICS_TOKEN";
 
 /// The `DEEDBOLT_*` variables set in the environment that deedbolt does not know.
 pub fn unknown_env_vars() -> Vec<String> {
@@ -130,6 +135,8 @@ pub struct FileConfig {
     pub bff_scope: Option<String>,
     /// How long before its expiry the backend-for-frontend refreshes an access token.
     pub bff_refresh_before: Option<DurationValue>,
+    /// A separate listener serving only `/metrics` (e.g. on a private network).
+    pub metrics_listen: Option<String>,
     /// `text` or `json`.
     pub log_format: Option<String>,
     /// A tracing filter, e.g. `info,deedbolt=debug`.
@@ -232,6 +239,10 @@ pub struct ServeSettings {
     pub alert_webhook: Option<deedbolt_http::webhook::WebhookSettings>,
     /// The backend-for-frontend, if configured.
     pub bff: Option<BffConfig>,
+    /// The listener serving only `/metrics`, if configured.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The token that reads `/metrics`, if configured.
+    pub metrics_token: Option<deedbolt_http::metrics::MetricsToken>,
     /// Shared fast state on Redis; `None`: in-process (one instance).
     pub redis: Option<RedisSettings>,
 }
@@ -373,10 +384,38 @@ pub struct ServeOverrides {
     pub bff_client_secret: Option<String>,
     /// `DEEDBOLT_BFF_COOKIE_KEYS` (never a flag).
     pub bff_cookie_keys: Option<String>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<String>,
+    /// `DEEDBOLT_METRICS_TOKEN` (never a flag).
+    pub metrics_token: Option<String>,
     /// `--redis-url`.
     pub redis_url: Option<String>,
     /// `--redis-prefix`.
     pub redis_prefix: Option<String>,
+}
+
+/// The metrics listener and token: an address to bind, and a token of at least
+/// [`MIN_TOKEN_CHARS`](deedbolt_http::metrics::MIN_TOKEN_CHARS) characters.
+fn metrics_settings(
+    listen: Option<String>,
+    token: Option<String>,
+) -> anyhow::Result<(
+    Option<SocketAddr>,
+    Option<deedbolt_http::metrics::MetricsToken>,
+)> {
+    use deedbolt_http::metrics::{MetricsToken, MIN_TOKEN_CHARS};
+    let listen = listen
+        .map(|text| {
+            text.parse::<SocketAddr>().with_context(|| {
+                format!("invalid metrics listen address `{text}` (expected IP:PORT)")
+            })
+        })
+        .transpose()?;
+    let token = token.map(MetricsToken::new);
+    if token.as_ref().is_some_and(|t| t.chars() < MIN_TOKEN_CHARS) {
+        bail!("{METRICS_TOKEN_ENV} must be at least {MIN_TOKEN_CHARS} characters long");
+    }
+    Ok((listen, token))
 }
 
 /// The backend-for-frontend from its three settings: all or none.
@@ -639,7 +678,17 @@ impl ServeSettings {
             None => None,
         };
 
+        let (metrics_listen, metrics_token) = metrics_settings(
+            o.metrics_listen.or_else(|| file.metrics_listen.clone()),
+            o.metrics_token,
+        )?;
+        if metrics_listen.is_some_and(|m| m == listen && listen.port() != 0) {
+            bail!("the metrics listener must not use the main listen address {listen}");
+        }
+
         Ok(ServeSettings {
+            metrics_listen,
+            metrics_token,
             common,
             listen,
             issuer,
@@ -878,6 +927,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(!format!("{err:#}").contains("SECRET-TOKEN"));
+    }
+
+    #[test]
+    fn metrics_rules() {
+        assert!(metrics_settings(None, None).unwrap().0.is_none());
+        let (listen, token) =
+            metrics_settings(Some("127.0.0.1:9102".into()), Some("m".repeat(32))).unwrap();
+        assert_eq!(listen.unwrap().port(), 9102);
+        assert!(token.unwrap().matches(&"m".repeat(32)));
+        let short = metrics_settings(None, Some("m".repeat(31))).unwrap_err();
+        assert!(format!("{short:#}").contains("at least 32"), "{short:#}");
+        assert!(
+            !format!("{short:#}").contains(&"m".repeat(31)),
+            "never echoed"
+        );
+        assert!(metrics_settings(Some("localhost".into()), None).is_err());
+        let same = ServeOverrides {
+            listen: Some("127.0.0.1:9100".into()),
+            metrics_listen: Some("127.0.0.1:9100".into()),
+            ..Default::default()
+        };
+        assert!(ServeSettings::resolve(common(), same, &FileConfig::default()).is_err());
     }
 
     #[test]

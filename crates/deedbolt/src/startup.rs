@@ -1,7 +1,7 @@
 //! The composition root: opens storage, loads keys, picks the backends once, binds the
 //! listener and runs the server until a shutdown signal.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,9 +33,16 @@ const CLIENT_CACHE_CAPACITY: usize = 100_000;
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "deedbolt.db";
 
-/// Creates the data directory (owner-only on Unix) and opens the database in it.
+/// Creates the data directory (owner-only on Unix: created 0700, never briefly wider, and
+/// an existing one restricted to 0700) and opens the database in it (0600, with its
+/// `-wal` and `-shm` files).
 pub async fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
-    std::fs::create_dir_all(data_dir)
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     #[cfg(unix)]
     {
@@ -60,6 +67,8 @@ pub fn warn_development_mode(data_dir: &Path) {
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    /// The listener serving only `/metrics`, if configured.
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
     issuer: String,
     state: AppState,
     store: SqliteStore,
@@ -127,6 +136,16 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
+        let metrics_listener = match settings.metrics_listen {
+            Some(at) => {
+                let l = TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {at}"))?;
+                let bound = l.local_addr()?;
+                Some((l, bound))
+            }
+            None => None,
+        };
         let issuer = settings
             .issuer
             .clone()
@@ -216,6 +235,7 @@ impl Application {
         };
         let state = AppState::new(Services {
             bff,
+            metrics_token: settings.metrics_token.clone(),
             clients: clients.clone(),
             crm: store_arc.clone(),
             users: store_arc.clone(),
@@ -251,6 +271,7 @@ impl Application {
         Ok(Application {
             listener,
             addr,
+            metrics_listener,
             issuer,
             state,
             store,
@@ -270,6 +291,11 @@ impl Application {
     /// The bound address (useful with port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The metrics listener's bound address, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, a)| *a)
     }
 
     /// The issuer identifier in force.
@@ -303,19 +329,54 @@ impl Application {
         let webhook = self
             .webhook
             .map(|w| tokio::spawn(w.run(self.security.alert_stored.clone())));
+        // One shutdown signal for both listeners.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let metrics_addr = self.metrics_listener.as_ref().map(|(_, a)| *a);
+        let metrics_server = self.metrics_listener.map(|(listener, _)| {
+            let app = deedbolt_http::metrics::router(self.state.clone());
+            tokio::spawn(
+                axum::serve(listener, app.into_make_service())
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            )
+        });
+        if metrics_addr.is_none() && self.settings.metrics_token.is_none() {
+            tracing::info!(
+                "/metrics is not served: set --metrics-listen or DEEDBOLT_METRICS_TOKEN"
+            );
+        }
         tracing::info!(
             addr = %self.addr,
+            metrics_addr = metrics_addr.map(|a| a.to_string()),
             issuer = %self.issuer,
             data_dir = %self.settings.common.data_dir.display(),
             "deedbolt is ready"
         );
+        let stop_on_signal = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_on_signal.send(true);
+        });
         let app = deedbolt_http::router(self.state);
         let served = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stopped(stop_rx))
         .await;
+        // Also when the main listener failed: the metrics listener stops with it.
+        let _ = stop_tx.send(true);
+        if let Some(m) = metrics_server {
+            match m.await {
+                Ok(Err(e)) => tracing::error!(error = %e, "metrics listener failed"),
+                Err(e) => tracing::error!(error = %e, "metrics listener task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
         refresher.abort();
         let _ = refresher.await;
         // A delivery cut short is not marked delivered: it is sent again after a restart.

@@ -231,3 +231,88 @@ async fn list_paginates_with_a_cursor() {
         422
     );
 }
+
+/// Asserts RFC 6750 §3.1 `invalid_request`: 400, the error in the challenge and the body.
+async fn expect_invalid_request(res: reqwest::Response, what: &str) {
+    assert_eq!(res.status(), 400, "{what}");
+    let www = challenge(&res);
+    assert!(www.starts_with("Bearer"), "{what}: {www}");
+    assert!(www.contains(r#"error="invalid_request""#), "{what}: {www}");
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    assert_eq!(body["error"], "invalid_request", "{what}: {body}");
+}
+
+// RFC 6750 §2: a token sent in more than one way is `invalid_request` (§3.1), at every
+// guarded route alike; and §2.3: a token in the URL is refused (it would leak into logs,
+// history and Referer), never ignored or answered as a 422 of the API's query validation.
+#[tokio::test]
+async fn a_bearer_token_outside_the_authorization_header_is_an_invalid_request_everywhere() {
+    const CB: &str = "https://app.example.com/cb";
+    const EMAIL: &str = "bea.bearer@example.com";
+    const PASSWORD: &str = "walnut-Meadow-Kettle-19-gently";
+    let app = spawn_app().await;
+    let reader = app.create_client("property:read");
+    let api_token = app.access_token(&reader, None).await;
+    app.create_user(EMAIL, "tenant", PASSWORD);
+    let code_client = app.create_code_client("openid", &[CB], false, &[]);
+    let user_token = app
+        .user_access_token(&code_client, CB, "openid", EMAIL, PASSWORD)
+        .await;
+    let url = |path: &str| format!("{}{path}", app.base);
+
+    for (path, token) in [("/api/properties", &api_token), ("/userinfo", &user_token)] {
+        // Control: the header alone works.
+        assert_eq!(app.get(path, Some(token)).await.status(), 200, "{path}");
+        // Header and query.
+        let res = app
+            .http
+            .get(url(path))
+            .query(&[("access_token", token.as_str())])
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        expect_invalid_request(res, &format!("{path}: header and query")).await;
+        // The query alone.
+        let res = app
+            .http
+            .get(url(path))
+            .query(&[("access_token", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        expect_invalid_request(res, &format!("{path}: query only")).await;
+        // Header and form body.
+        let res = app
+            .http
+            .post(url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("access_token={token}"))
+            .send()
+            .await
+            .unwrap();
+        expect_invalid_request(res, &format!("{path}: header and form body")).await;
+    }
+    // The form body alone, at /userinfo (OIDC Core §5.3.1 allows POST there).
+    let res = app
+        .http
+        .post(url("/userinfo"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("access_token={user_token}"))
+        .send()
+        .await
+        .unwrap();
+    expect_invalid_request(res, "/userinfo: form body only").await;
+    // A form POST with the header and other parameters still reaches /userinfo.
+    let res = app
+        .http
+        .post(url("/userinfo"))
+        .bearer_auth(&user_token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("claims=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}

@@ -911,12 +911,7 @@ async fn no_secret_reaches_the_audit_log_or_the_database_files() {
 
 /// The value of a counter in the Prometheus text at GET /metrics.
 async fn metric(app: &TestApp, name: &str) -> u64 {
-    let text = app
-        .get("/metrics", None)
-        .await
-        .text()
-        .await
-        .expect("metrics");
+    let text = app.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))

@@ -20,12 +20,7 @@ const SCOPE: &str = "openid tenant:read";
 
 /// `deedbolt_tokens_issued_total` from `/metrics`.
 async fn tokens_issued(app: &TestApp) -> u64 {
-    let text = app
-        .get("/metrics", None)
-        .await
-        .text()
-        .await
-        .expect("metrics text");
+    let text = app.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix("deedbolt_tokens_issued_total "))
         .unwrap_or_else(|| panic!("no tokens counter in /metrics:\n{text}"))
@@ -412,7 +407,12 @@ async fn a_code_is_redeemed_once_and_only_with_its_verifier() {
         .await
         .expect_err("wrong verifier");
     assert_eq!(err.oauth_error(), Some("invalid_grant"));
-    // The failed attempt consumed the code (single use), so even the right verifier fails.
+    // The failed attempt changed nothing (RFC 9700 §4.5): the right verifier redeems it…
+    client
+        .exchange_code(response.code.expose(), CB, &pkce)
+        .await
+        .expect("the right verifier");
+    // …once (single use).
     let err = client
         .exchange_code(response.code.expose(), CB, &pkce)
         .await

@@ -823,11 +823,12 @@ async fn pkce_is_required_and_s256_only() {
 }
 
 #[tokio::test]
-async fn the_code_verifier_must_match_and_is_required() {
+async fn a_wrong_code_verifier_is_refused_and_does_not_spend_the_code() {
     let env = setup("openid tenant:read", true).await;
     let app = &env.app;
 
-    // A wrong verifier: invalid_grant, and the code is spent (no second guess).
+    // A wrong verifier: invalid_grant, and nothing changes (RFC 7636 §4.6, RFC 9700 §4.5):
+    // whoever intercepted the code cannot burn it, so the app's redemption still works.
     let req = AuthRequest::new(&env.client.id, CB, "openid");
     let (jar, code) = get_code(app, &req, TENANT, PASSWORD).await;
     let (other_verifier, _) = pkce_pair();
@@ -841,7 +842,21 @@ async fn the_code_verifier_must_match_and_is_required() {
         "{body}"
     );
     let res = redeem_for(app, &env.client, &code, &req).await;
+    assert_eq!(
+        res.status(),
+        200,
+        "the right verifier still redeems the code"
+    );
+    let access = json(res).await["access_token"].as_str().unwrap().to_owned();
+
+    // A wrong verifier after the redemption is no replay: the user's token keeps working.
+    let res = redeem(app, &env.client, &code, Some(CB), Some(&other_verifier)).await;
     expect_token_error(res, 400, "invalid_grant").await;
+    assert_eq!(
+        app.get("/userinfo", Some(&access)).await.status(),
+        200,
+        "a failed check must not revoke the user's token"
+    );
 
     // No verifier at all: invalid_request.
     let req = AuthRequest::new(&env.client.id, CB, "openid");
@@ -974,13 +989,14 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn a_code_is_bound_to_its_client() {
+async fn a_code_presented_by_another_client_is_refused_and_neither_burns_it_nor_revokes() {
     let env = setup("openid tenant:read", true).await;
     let app = &env.app;
     let other = app.create_code_client("openid tenant:read", &[CB], true, &[]);
     let req = AuthRequest::new(&env.client.id, CB, "openid");
-    let (_, code) = get_code(app, &req, TENANT, PASSWORD).await;
+    let (jar, code) = get_code(app, &req, TENANT, PASSWORD).await;
 
+    // Another client (with the right verifier, even): invalid_grant (RFC 6749 §4.1.3)…
     let res = redeem_for(app, &other, &code, &req).await;
     let body = expect_token_error(res, 400, "invalid_grant").await;
     assert!(
@@ -990,9 +1006,33 @@ async fn a_code_is_bound_to_its_client() {
             .contains("another client"),
         "{body}"
     );
-    // The failed attempt spent the code (RFC 6749 §4.1.2: use at most once).
+    // …and the code is not spent: the client it was issued to still redeems it.
+    let res = redeem_for(app, &env.client, &code, &req).await;
+    assert_eq!(res.status(), 200, "the victim's redemption still works");
+    let access = json(res).await["access_token"].as_str().unwrap().to_owned();
+
+    // The other client presenting the spent code is no replay by its owner: the user's
+    // token is not revoked.
+    let res = redeem_for(app, &other, &code, &req).await;
+    expect_token_error(res, 400, "invalid_grant").await;
+    assert_eq!(
+        app.get("/userinfo", Some(&access)).await.status(),
+        200,
+        "another client's attempt must not revoke the user's token"
+    );
+
+    // A confidential client is bound the same way.
+    let confidential = app.create_code_client("openid tenant:read", &[CB], false, &[]);
+    let req = AuthRequest::new(&confidential.id, CB, "openid");
+    let consent = expect_consent_redirect(&authorize(app, &req, &jar).await);
+    let form = open_consent(app, &jar, &consent).await;
+    let code = expect_code(app, &decide(app, &jar, &form, "approve").await, &req);
     let res = redeem_for(app, &env.client, &code, &req).await;
     expect_token_error(res, 400, "invalid_grant").await;
+    assert_eq!(
+        redeem_for(app, &confidential, &code, &req).await.status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -1006,8 +1046,9 @@ async fn a_code_is_bound_to_its_redirect_uri() {
     let (jar, code) = get_code(&app, &req, TENANT, PASSWORD).await;
     let res = redeem(&app, &client, &code, Some(cb2), Some(&req.verifier)).await;
     expect_token_error(res, 400, "invalid_grant").await;
+    // A mismatch changes nothing: the right redirect URI still redeems the code.
     let res = redeem_for(&app, &client, &code, &req).await;
-    expect_token_error(res, 400, "invalid_grant").await;
+    assert_eq!(res.status(), 200, "the code was not spent by the mismatch");
 
     // Leaving redirect_uri out of the token request is no match either.
     let req = AuthRequest::new(&client.id, CB, "openid");

@@ -45,6 +45,10 @@ pub struct Options {
     pub overrides: ServeOverrides,
 }
 
+/// The metrics token test servers get unless a test sets its own
+/// (`DEEDBOLT_METRICS_TOKEN`): read `/metrics` with [`TestApp::metrics_text`].
+pub const TEST_METRICS_TOKEN: &str = "test-metrics-token-0123456789abcdef";
+
 /// A server with a fresh data directory and default settings.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
@@ -76,6 +80,9 @@ pub async fn try_spawn_app(opts: Options) -> anyhow::Result<TestApp> {
     ] {
         limit.get_or_insert_with(|| "1000000/1h".into());
     }
+    overrides
+        .metrics_token
+        .get_or_insert_with(|| TEST_METRICS_TOKEN.into());
     let settings = ServeSettings::resolve(
         CommonSettings {
             data_dir: data_dir.path().to_path_buf(),
@@ -205,6 +212,13 @@ impl TestApp {
             req = req.bearer_auth(t);
         }
         req.send().await.expect("GET")
+    }
+
+    /// The Prometheus text at `/metrics` (with [`TEST_METRICS_TOKEN`]).
+    pub async fn metrics_text(&self) -> String {
+        let res = self.get("/metrics", Some(TEST_METRICS_TOKEN)).await;
+        assert_eq!(res.status(), 200, "GET /metrics");
+        res.text().await.expect("metrics text")
     }
 
     /// The JWKS document.

@@ -137,10 +137,9 @@ async fn malformed_limits_are_refused_at_start() {
     assert!(format!("{err:#}").contains("refresh rate limit"), "{err:#}");
 }
 
-#[tokio::test]
-async fn a_public_clients_quota_is_kept_per_ip() {
-    // A public client proves nothing by presenting its id, so its token limit is keyed by
-    // client and IP: a stranger cannot spend the app's quota for everyone.
+/// A server behind a trusted proxy (127.0.0.1) with a token limit of one per hour, and a
+/// public client registered there.
+async fn behind_a_proxy_with_a_public_client() -> (TestApp, String) {
     let app = app_with(ServeOverrides {
         rate_limit_token: Some("1/1h".into()),
         trusted_proxies: Some("127.0.0.1".into()),
@@ -148,23 +147,40 @@ async fn a_public_clients_quota_is_kept_per_ip() {
     })
     .await;
     let client = app.create_code_client("openid", &["http://127.0.0.1/cb"], true, &[]);
+    (app, client.id)
+}
+
+/// A public client's (bogus) code exchange through the proxy, which says the browser is
+/// at `forwarded_for`: the status and the `error` code.
+async fn exchange_via_proxy(app: &TestApp, client_id: &str, forwarded_for: &str) -> (u16, String) {
+    let res = app
+        .http
+        .post(format!("{}/token", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", forwarded_for)
+        .body(format!(
+            "grant_type=authorization_code&client_id={client_id}&code=bogus&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb&code_verifier={}",
+            "v".repeat(43)
+        ))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_public_clients_quota_is_kept_per_ip() {
+    // A public client proves nothing by presenting its id, so its token limit is keyed by
+    // client and IP: a stranger cannot spend the app's quota for everyone.
+    let (app, id) = behind_a_proxy_with_a_public_client().await;
     let exchange = |ip: &'static str| {
-        let app = &app;
-        let id = client.id.clone();
-        async move {
-            app.http
-                .post(format!("{}/token", app.base))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("x-forwarded-for", ip)
-                .body(format!(
-                    "grant_type=authorization_code&client_id={id}&code=bogus&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb&code_verifier={}",
-                    "v".repeat(43)
-                ))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
+        let (app, id) = (&app, id.clone());
+        async move { exchange_via_proxy(app, &id, ip).await.0 }
     };
     assert_eq!(
         exchange("203.0.113.1").await,
@@ -180,6 +196,59 @@ async fn a_public_clients_quota_is_kept_per_ip() {
         exchange("203.0.113.2").await,
         400,
         "another IP has its own quota"
+    );
+}
+
+#[tokio::test]
+async fn forwarded_addresses_with_ports_or_brackets_are_keyed_by_their_ip() {
+    // Some proxies write `ip:port`, `[v6]` or `[v6]:port`: the limit is keyed by the
+    // address in it, not by the proxy's (which would put every client in one bucket).
+    let (app, id) = behind_a_proxy_with_a_public_client().await;
+    let invalid_grant = (400, "invalid_grant".to_owned());
+    let limited = (429, "rate_limit_exceeded".to_owned());
+    for (forwarded, expected, what) in [
+        ("203.0.113.1:5000", &invalid_grant, "first from 203.0.113.1"),
+        (
+            "203.0.113.1:6000",
+            &limited,
+            "the same IP from another port",
+        ),
+        ("203.0.113.1", &limited, "the same IP without a port"),
+        (
+            "[2001:db8::1]:443",
+            &invalid_grant,
+            "first from 2001:db8::1",
+        ),
+        (
+            "[2001:db8::1]",
+            &limited,
+            "the same IPv6 address in brackets",
+        ),
+        ("2001:db8::1", &limited, "the same IPv6 address bare"),
+        (
+            "203.0.113.2:5000",
+            &invalid_grant,
+            "another client has its own quota",
+        ),
+    ] {
+        assert_eq!(
+            &exchange_via_proxy(&app, &id, forwarded).await,
+            expected,
+            "{what} ({forwarded})"
+        );
+    }
+    // An entry that is no address is refused, not counted against the proxy.
+    for junk in ["junk", "203.0.113.3:port", "[203.0.113.3]"] {
+        assert_eq!(
+            exchange_via_proxy(&app, &id, junk).await,
+            (400, "invalid_request".to_owned()),
+            "{junk}"
+        );
+    }
+    assert_eq!(
+        exchange_via_proxy(&app, &id, "203.0.113.4").await,
+        invalid_grant,
+        "the proxy's bucket was not spent by the refused requests"
     );
 }
 

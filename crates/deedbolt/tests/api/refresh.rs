@@ -995,7 +995,7 @@ async fn revoke_requires_client_authentication_and_a_token() {
 async fn introspection_describes_live_tokens() {
     let (app, rita, _) = app_with_users(Options::default()).await;
     let rs = create_introspector(&app);
-    let client = app.create_code_client(FULL, &[CB], true, RT);
+    let client = app.create_code_client(FULL, &[CB], false, RT);
     let (a0, r0) = pair(&code_tokens(&app, &client, FULL, RITA).await);
 
     // A live access token: what a resource server needs, equal to the token's claims.
@@ -1019,8 +1019,8 @@ async fn introspection_describes_live_tokens() {
     );
     assert!(v["exp"].as_i64().unwrap() > unix_now());
 
-    // A live refresh token.
-    let v = introspect(&app, &rs, &r0).await;
+    // A live refresh token, to the client it was issued to.
+    let v = introspect(&app, &client, &r0).await;
     assert_eq!(v["active"], true, "{v}");
     assert_eq!(v["client_id"], client.id.as_str());
     assert_eq!(v["sub"], rita.as_str());
@@ -1044,18 +1044,18 @@ async fn introspection_describes_live_tokens() {
 async fn introspection_says_only_inactive_for_dead_foreign_and_malformed_tokens() {
     let (app, _, _) = app_with_users(Options::default()).await;
     let rs = create_introspector(&app);
-    let client = app.create_code_client(FULL, &[CB], true, RT);
+    let client = app.create_code_client(FULL, &[CB], false, RT);
     let inactive = json!({"active": false});
 
-    // Rotated refresh token.
+    // Rotated refresh token (asked by its own client).
     let (a0, r0) = pair(&code_tokens(&app, &client, FULL, RITA).await);
     let (a1, r1) = pair(&refresh_ok(&app, &client, &r0, None).await);
     assert_eq!(
-        introspect(&app, &rs, &r0).await,
+        introspect(&app, &client, &r0).await,
         inactive,
         "a rotated refresh token"
     );
-    assert_eq!(introspect(&app, &rs, &r1).await["active"], true);
+    assert_eq!(introspect(&app, &client, &r1).await["active"], true);
 
     // Revoked access token.
     revoke_ok(&app, &client, &a1, None).await;
@@ -1073,7 +1073,7 @@ async fn introspection_says_only_inactive_for_dead_foreign_and_malformed_tokens(
     // Revoked family: its refresh token and its access tokens.
     revoke_ok(&app, &client, &r1, None).await;
     assert_eq!(
-        introspect(&app, &rs, &r1).await,
+        introspect(&app, &client, &r1).await,
         inactive,
         "a revoked refresh token"
     );
@@ -1130,24 +1130,65 @@ async fn introspection_says_only_inactive_for_dead_foreign_and_malformed_tokens(
 }
 
 #[tokio::test]
-async fn only_clients_allowed_to_introspect_may() {
+async fn introspection_tells_a_client_only_about_tokens_it_may_see() {
     let (app, _, _) = app_with_users(Options::default()).await;
     let rs = create_introspector(&app);
+    let app_client =
+        app.create_code_client(FULL, &[CB], false, &["refresh_token", "client_credentials"]);
     let cc = app.create_client("property:read");
-    let token = app.access_token(&cc, None).await;
+    let foreign_access = app.access_token(&cc, None).await;
+    let (user_access, user_refresh) = pair(&code_tokens(&app, &app_client, FULL, RITA).await);
+    let own_access = app.access_token(&app_client.creds(), None).await;
+    let inactive = json!({"active": false});
 
-    // A confidential client without --allow-introspection.
+    // A resource server: every access token for the audience it serves…
+    for token in [&user_access, &own_access, &foreign_access] {
+        assert_eq!(introspect(&app, &rs, token).await["active"], true);
+    }
+    // …but never another client's refresh token (only the client and the server hold it).
+    assert_eq!(
+        introspect(&app, &rs, &user_refresh).await,
+        inactive,
+        "a refresh token of another client, even for a resource server"
+    );
+
+    // A client that is not a resource server: its own tokens, nothing else (RFC 7662 §4).
+    for (token, what) in [
+        (&user_access, "an access token issued to it for a user"),
+        (&own_access, "its own client-credentials token"),
+        (&user_refresh, "its own refresh token"),
+    ] {
+        assert_eq!(
+            introspect(&app, &app_client, token).await["active"],
+            true,
+            "{what}"
+        );
+    }
+    let asker = confidential(&cc);
+    assert_eq!(
+        introspect(&app, &asker, &user_access).await,
+        inactive,
+        "another client's access token"
+    );
+    assert_eq!(
+        introspect(&app, &asker, &user_refresh).await,
+        inactive,
+        "another client's refresh token"
+    );
+    assert_eq!(
+        introspect(&app, &asker, &foreign_access).await["active"],
+        true
+    );
+
+    // A public client proves nothing by naming itself: refused.
+    let public = app.create_code_client(FULL, &[CB], true, RT);
     let res = post_as(
         &app,
         "/introspect",
-        Some(&confidential(&cc)),
-        &[("token", &token)],
+        Some(&public),
+        &[("token", &foreign_access)],
     )
     .await;
-    expect_error(res, 400, "unauthorized_client").await;
-    // A public client (the metadata offers no "none" auth for introspection).
-    let public = app.create_code_client(FULL, &[CB], true, RT);
-    let res = post_as(&app, "/introspect", Some(&public), &[("token", &token)]).await;
     let status = res.status().as_u16();
     let body: Value = res.json().await.unwrap_or(Value::Null);
     assert!(
@@ -1156,19 +1197,23 @@ async fn only_clients_allowed_to_introspect_may() {
         "a public client may not introspect: {status} {body}"
     );
     // No authentication, or a wrong secret.
-    let res = post_as(&app, "/introspect", None, &[("token", &token)]).await;
+    let res = post_as(&app, "/introspect", None, &[("token", &foreign_access)]).await;
     expect_error(res, 401, "invalid_client").await;
     let wrong = CodeClient {
         id: rs.id.clone(),
         secret: Some(format!("dbs_{}", random_b64url(32))),
     };
-    let res = post_as(&app, "/introspect", Some(&wrong), &[("token", &token)]).await;
+    let res = post_as(
+        &app,
+        "/introspect",
+        Some(&wrong),
+        &[("token", &foreign_access)],
+    )
+    .await;
     expect_error(res, 401, "invalid_client").await;
     // No token.
     let res = post_as(&app, "/introspect", Some(&rs), &[]).await;
     expect_error(res, 400, "invalid_request").await;
-    // The allowed one.
-    assert_eq!(introspect(&app, &rs, &token).await["active"], true);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1251,12 +1296,15 @@ async fn cli_revoke_user_cuts_off_that_users_tokens_only() {
         is_revoked_at(&app, "/userinfo", &ra).await && is_revoked_at(&app, "/userinfo", &ra1).await
     })
     .await;
-    let rs = create_introspector(&app);
+    // Asked by the client itself (a refresh token is introspectable only by its client).
     for dead in [&ra, &ra1, &rr1] {
-        assert_eq!(introspect(&app, &rs, dead).await, json!({"active": false}));
+        assert_eq!(
+            introspect(&app, &client, dead).await,
+            json!({"active": false})
+        );
     }
     // Otto and the client-credentials client are unaffected.
-    assert_eq!(introspect(&app, &rs, &or).await["active"], true);
+    assert_eq!(introspect(&app, &client, &or).await["active"], true);
     assert_eq!(
         userinfo(&app, &oa).await.0,
         200,
@@ -1272,6 +1320,154 @@ async fn cli_revoke_user_cuts_off_that_users_tokens_only() {
     assert_eq!(userinfo(&app, &na).await.0, 200);
     let (na1, _) = pair(&refresh_ok(&app, &client, &nr, None).await);
     assert_eq!(userinfo(&app, &na1).await.0, 200);
+}
+
+#[tokio::test]
+async fn deleting_a_client_revokes_its_users_and_its_own_tokens_on_a_running_server() {
+    let (app, _, _) = app_with_users(Options::default()).await;
+    let rs = create_introspector(&app);
+    // A confidential client using codes, refresh tokens and client credentials, and one
+    // that stays.
+    let gone = app.create_code_client(
+        &format!("{FULL} property:read"),
+        &[CB],
+        false,
+        &["refresh_token", "client_credentials"],
+    );
+    let keep = app.create_code_client(FULL, &[CB], false, RT);
+    let (user_access, user_refresh) = pair(&code_tokens(&app, &gone, FULL, RITA).await);
+    let own = app.access_token(&gone.creds(), Some("property:read")).await;
+    let (keep_access, keep_refresh) = pair(&code_tokens(&app, &keep, FULL, OTTO).await);
+    assert_eq!(userinfo(&app, &user_access).await.0, 200);
+    expect_accepted(&app, "/api/properties", &own, "its own token").await;
+    assert_eq!(introspect(&app, &rs, &user_access).await["active"], true);
+
+    // Deleted by the CLI, another process: the running server rejects every token of the
+    // client from its next sync, at the guard (/api, /userinfo) and in introspection.
+    let out = app.cli(&["client", "delete", &gone.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("revoked its access tokens and 1 refresh-token family"),
+        "{said}"
+    );
+    eventually(
+        "the deleted client's tokens are refused as revoked",
+        || async {
+            is_revoked_at(&app, "/userinfo", &user_access).await
+                && is_revoked_at(&app, "/api/properties", &own).await
+        },
+    )
+    .await;
+    for dead in [&user_access, &own] {
+        assert_eq!(introspect(&app, &rs, dead).await, json!({"active": false}));
+    }
+    // Its refresh token is dead too: the client cannot authenticate any more (RFC 6749
+    // §5.2 invalid_client), and its families were revoked.
+    expect_error(
+        refresh(&app, &gone, &user_refresh, None).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+
+    // The other client and its user are unaffected.
+    assert_eq!(userinfo(&app, &keep_access).await.0, 200);
+    assert_eq!(introspect(&app, &rs, &keep_access).await["active"], true);
+    refresh_ok(&app, &keep, &keep_refresh, None).await;
+}
+
+/// Runs `deedbolt ARGS` and asserts success.
+fn cli_ok(app: &TestApp, args: &[&str]) {
+    let out = app.cli(args);
+    assert!(
+        out.status.success(),
+        "deedbolt {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_for_a_deleted_user_is_refused_and_their_tokens_die() {
+    let (app, _, _) = app_with_users(Options::default()).await;
+    let client = app.create_code_client(FULL, &[CB], false, RT);
+    let (access, refresh_token) = pair(&code_tokens(&app, &client, FULL, RITA).await);
+    let (other_access, other_refresh) = pair(&code_tokens(&app, &client, FULL, OTTO).await);
+
+    cli_ok(&app, &["user", "delete", "--email", RITA]);
+    expect_refresh_refused(
+        &app,
+        &client,
+        &refresh_token,
+        "a deleted user's refresh token",
+    )
+    .await;
+    eventually("the deleted user's access token is revoked", || {
+        is_revoked_at(&app, "/userinfo", &access)
+    })
+    .await;
+    // She cannot sign in again; another user of the same client is unaffected.
+    assert!(!app
+        .cli(&["user", "delete", "--email", RITA])
+        .status
+        .success());
+    assert_eq!(userinfo(&app, &other_access).await.0, 200);
+    refresh_ok(&app, &client, &other_refresh, None).await;
+}
+
+#[tokio::test]
+async fn a_refresh_after_a_demotion_carries_only_what_the_new_role_may_delegate() {
+    const MIA: &str = "mia.manager@example.com";
+    let app = spawn_app().await;
+    app.create_user(MIA, "manager", PASSWORD);
+    let staff = "openid property:read tenant:read";
+    let client = app.create_code_client(staff, &[CB], false, RT);
+    let body = code_tokens(&app, &client, staff, MIA).await;
+    assert_eq!(scopes(body["scope"].as_str().unwrap()), scopes(staff));
+    let (_, mixed) = pair(&body);
+    // A second sign-in for staff scopes only (nothing a tenant may delegate).
+    let (_, staff_only) = pair(&code_tokens(&app, &client, "property:read", MIA).await);
+
+    cli_ok(
+        &app,
+        &["user", "set-role", "--email", MIA, "--role", "tenant"],
+    );
+    // What the tenant role may delegate survives, in the response and in the token.
+    let body = refresh_ok(&app, &client, &mixed, None).await;
+    let narrowed = scopes("openid tenant:read");
+    assert_eq!(scopes(body["scope"].as_str().unwrap()), narrowed, "{body}");
+    let (access, _) = pair(&body);
+    assert_eq!(
+        scopes(jwt_part(&access, 1)["scope"].as_str().unwrap()),
+        narrowed
+    );
+    expect_error(
+        refresh(&app, &client, &pair(&body).1, Some("property:read")).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    // Nothing delegable left: refused, but the family is kept for a restored role.
+    expect_refresh_refused(
+        &app,
+        &client,
+        &staff_only,
+        "a demoted user's staff-only token",
+    )
+    .await;
+    cli_ok(
+        &app,
+        &["user", "set-role", "--email", MIA, "--role", "manager"],
+    );
+    let body = refresh_ok(&app, &client, &staff_only, None).await;
+    assert_eq!(
+        scopes(body["scope"].as_str().unwrap()),
+        scopes("property:read")
+    );
 }
 
 #[tokio::test]
