@@ -191,7 +191,12 @@ impl FromRequestParts<AppState> for AdminToken {
             })?;
         let claims = state.guard.verifier().check(token).map_err(|rejection| {
             tracing::debug!(reason = %rejection, "admin API token rejected");
-            AdminRejection::InvalidToken(rejection.description())
+            match rejection {
+                deedbolt_guard::TokenRejection::Unavailable => {
+                    AdminRejection::Internal(ApiError::Unavailable(Box::new(rejection)))
+                }
+                other => AdminRejection::InvalidToken(other.description()),
+            }
         })?;
         // A client-credentials token names the client as its subject: never a user.
         if claims.is_client_token() {

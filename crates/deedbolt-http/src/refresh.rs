@@ -136,10 +136,7 @@ async fn revoke_family(state: &AppState, family_id: &str, now: UnixTime) -> Resu
         .revoke_family(family_id, now)
         .await
         .map_err(ApiError::internal)?;
-    for (jti, exp) in jtis {
-        state.services.revocations.revoke_local(jti, exp);
-    }
-    Ok(())
+    crate::token::announce(state, jtis).await
 }
 
 fn respond(pair: CachedPair) -> Response {

@@ -42,6 +42,8 @@ pub struct Services {
     pub passwords: Arc<PasswordHasher>,
     /// Revoked access tokens.
     pub revocations: Arc<RevocationList>,
+    /// Tells the other instances of revocations made here.
+    pub revocation_feed: Arc<dyn deedbolt_core::revocation::RevocationFeed>,
     /// Failed-login limits.
     pub login_throttle: Arc<LoginThrottle>,
     /// Refresh-token families and operator cutoffs.

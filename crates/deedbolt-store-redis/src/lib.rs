@@ -7,6 +7,8 @@
 //!   (or test runs) can share one Redis.
 //! - Rate limits ([`deedbolt_core::ratelimit::RateLimitStore`]): GCRA in one Lua script, one
 //!   round trip, atomic (Redis runs a script without interleaving other commands).
+//! - The revocation feed ([`deedbolt_core::revocation::RevocationFeed`], module
+//!   `revocation`): publish on revoke, every instance subscribed, reload on resubscribe.
 //! - Liveness ([`deedbolt_core::ports::Health`]): `PING`, for `/readyz`.
 //!
 //! # Failure
@@ -22,6 +24,8 @@ use async_trait::async_trait;
 use deedbolt_core::ports::{Health, StoreError};
 use deedbolt_core::ratelimit::{gcra, Outcome, RateLimit, RateLimitStore};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+mod revocation;
 
 /// How long one command may take before the instance treats Redis as unavailable. Redis
 /// answers in well under a millisecond on a healthy network; a second means it is gone.
@@ -60,6 +64,7 @@ pub fn store_error(e: redis::RedisError) -> StoreError {
 /// The shared state on one Redis, under one key prefix.
 #[derive(Clone)]
 pub struct RedisStore {
+    client: redis::Client,
     conn: ConnectionManager,
     prefix: String,
     gcra: redis::Script,
@@ -111,10 +116,11 @@ impl RedisStore {
             // that an outage ends for the instance as soon as Redis answers again.
             .set_number_of_retries(1)
             .set_max_delay(200);
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(RedisStoreError::Connect)?;
         Ok(RedisStore {
+            client,
             conn,
             prefix: prefix.into(),
             gcra: redis::Script::new(GCRA_SCRIPT),

@@ -6,8 +6,11 @@
 
 use std::sync::Arc;
 
+use deedbolt_core::clock::UnixTime;
+use deedbolt_core::ids::TokenId;
 use deedbolt_core::ports::Health;
 use deedbolt_core::ratelimit::{MemoryRateLimits, Outcome, RateLimit, RateLimitStore};
+use deedbolt_core::revocation::{RevocationFeed, RevocationList, Revoked, StoreSyncOnly};
 use deedbolt_store_redis::RedisStore;
 
 /// The Redis URL for tests, or `None` (after a warning) when it is not set outside CI.
@@ -176,4 +179,59 @@ async fn two_connections_share_one_quota_and_prefixes_do_not() {
 async fn redis_answers_the_health_check() {
     let Some(r) = redis_store().await else { return };
     r.ping().await.unwrap();
+}
+
+/// Polls `cond` every 10 ms until it holds, failing after `within`.
+async fn within(what: &str, within: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+fn revoked_now() -> Revoked {
+    Revoked {
+        jti: TokenId::generate().unwrap(),
+        expires_at: UnixTime(2_000_000_000),
+    }
+}
+
+#[tokio::test]
+async fn the_store_sync_only_feed_accepts_every_announcement() {
+    StoreSyncOnly.publish(&revoked_now()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_published_by_one_instance_reaches_another_within_a_second() {
+    let Some(a) = redis_store().await else { return };
+    let b = RedisStore::connect(&redis_url().unwrap(), a.prefix().to_owned())
+        .await
+        .unwrap();
+    // Announced before B subscribes: B loads it when it subscribes.
+    let early = revoked_now();
+    a.publish(&early).await.unwrap();
+    let list = Arc::new(RevocationList::new());
+    let task = tokio::spawn(b.revocation_feed(list.clone()).await.unwrap());
+    assert!(list.is_current());
+    assert!(list.is_revoked(&early.jti));
+    // Announced after: pushed to B.
+    let late = revoked_now();
+    a.publish(&late).await.unwrap();
+    within(
+        "the announcement arrives",
+        std::time::Duration::from_secs(1),
+        || list.is_revoked(&late.jti),
+    )
+    .await;
+    // Another deployment (prefix) hears nothing of it.
+    let other = redis_store().await.unwrap();
+    let other_list = Arc::new(RevocationList::new());
+    let other_task = tokio::spawn(other.revocation_feed(other_list.clone()).await.unwrap());
+    assert!(!other_list.is_revoked(&late.jti));
+    task.abort();
+    other_task.abort();
 }

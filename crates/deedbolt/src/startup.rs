@@ -13,7 +13,7 @@ use deedbolt_core::grant::TokenPolicy;
 use deedbolt_core::keyring::KeyVault;
 use deedbolt_core::ports::{AllHealthy, FlowStore, Health};
 use deedbolt_core::ratelimit::{MemoryRateLimits, RateLimitStore};
-use deedbolt_core::revocation::RevocationList;
+use deedbolt_core::revocation::{RevocationFeed, RevocationList, StoreSyncOnly};
 use deedbolt_core::seal::MasterKey;
 use deedbolt_core::secret::SecretHasher;
 use deedbolt_core::throttle::LoginThrottle;
@@ -63,6 +63,9 @@ pub fn warn_development_mode(data_dir: &Path) {
     );
 }
 
+/// The task that keeps this instance subscribed to revocations announced by the others.
+type FeedTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// A built, bound, not yet running server.
 pub struct Application {
     listener: TcpListener,
@@ -76,6 +79,7 @@ pub struct Application {
     keys: Arc<KeyRing>,
     clients: Arc<CachedClients>,
     revocations: Arc<RevocationList>,
+    feed_task: Option<FeedTask>,
     security: Arc<Security>,
     audit_rx: tokio::sync::mpsc::Receiver<deedbolt_core::audit::AuditRecord>,
     webhook: Option<Webhook>,
@@ -174,6 +178,41 @@ impl Application {
                 .await
                 .context("cannot start the password hasher")??,
         );
+        // The shared fast state, chosen once: Redis when configured (several instances),
+        // otherwise in this process.
+        let shared = match &settings.redis {
+            Some(r) => {
+                let redis = deedbolt_store_redis::RedisStore::connect(r.url.expose(), &r.prefix)
+                    .await
+                    .with_context(|| format!("cannot use Redis at {}", r.url))?;
+                tracing::info!(url = %r.url, prefix = %r.prefix, "shared state on Redis");
+                Some(redis)
+            }
+            None => None,
+        };
+        let limiter: Arc<dyn RateLimitStore> = match &shared {
+            Some(redis) => Arc::new(redis.clone()),
+            None => Arc::new(MemoryRateLimits::new()),
+        };
+        // Revocations reach every instance at once through Redis; without it, through the
+        // store sync only.
+        let (revocation_feed, feed_task): (Arc<dyn RevocationFeed>, Option<FeedTask>) =
+            match &shared {
+                Some(redis) => (
+                    Arc::new(redis.clone()),
+                    Some(Box::pin(
+                        redis
+                            .revocation_feed(revocations.clone())
+                            .await
+                            .context("cannot subscribe to revocations on Redis")?,
+                    )),
+                ),
+                None => (Arc::new(StoreSyncOnly), None),
+            };
+        let health: Arc<dyn Health> = match &shared {
+            Some(redis) => Arc::new(AllHealthy(vec![store_arc.clone(), Arc::new(redis.clone())])),
+            None => store_arc.clone(),
+        };
         let metrics = Arc::new(deedbolt_http::metrics::Metrics::default());
         let (audit, audit_rx) = AuditLog::new(metrics.clone());
         let security = Arc::new(Security::new(
@@ -181,6 +220,7 @@ impl Application {
             store_arc.clone(),
             store_arc.clone(),
             revocations.clone(),
+            revocation_feed.clone(),
             audit.clone(),
             metrics.clone(),
         ));
@@ -213,26 +253,6 @@ impl Application {
             })
             .transpose()
             .context("cannot set up the backend-for-frontend")?;
-        // The shared fast state, chosen once: Redis when configured (several instances),
-        // otherwise in this process.
-        let shared = match &settings.redis {
-            Some(r) => {
-                let redis = deedbolt_store_redis::RedisStore::connect(r.url.expose(), &r.prefix)
-                    .await
-                    .with_context(|| format!("cannot use Redis at {}", r.url))?;
-                tracing::info!(url = %r.url, prefix = %r.prefix, "shared state on Redis");
-                Some(redis)
-            }
-            None => None,
-        };
-        let limiter: Arc<dyn RateLimitStore> = match &shared {
-            Some(redis) => Arc::new(redis.clone()),
-            None => Arc::new(MemoryRateLimits::new()),
-        };
-        let health: Arc<dyn Health> = match &shared {
-            Some(redis) => Arc::new(AllHealthy(vec![store_arc.clone(), Arc::new(redis.clone())])),
-            None => store_arc.clone(),
-        };
         let state = AppState::new(Services {
             bff,
             metrics_token: settings.metrics_token.clone(),
@@ -242,6 +262,7 @@ impl Application {
             flow: store_arc.clone(),
             passwords,
             revocations: revocations.clone(),
+            revocation_feed,
             // Per account and IP: the login limit; per IP: four times it (a shared NAT has
             // many users); per account over all IPs: ten times it.
             login_throttle: Arc::new(match settings.limits.login {
@@ -279,6 +300,7 @@ impl Application {
             keys,
             clients,
             revocations,
+            feed_task,
             security,
             audit_rx,
             webhook,
@@ -313,6 +335,7 @@ impl Application {
             Arc::new(self.store.clone()),
             self.metrics.clone(),
         ));
+        let feed = self.feed_task.map(tokio::spawn);
         let refresher = tokio::spawn(sync_loop(Sync {
             security: self.security.clone(),
             audit_retention_secs: self.settings.audit_retention_secs,
@@ -379,6 +402,10 @@ impl Application {
         }
         refresher.abort();
         let _ = refresher.await;
+        if let Some(f) = feed {
+            f.abort();
+            let _ = f.await;
+        }
         // A delivery cut short is not marked delivered: it is sent again after a restart.
         if let Some(w) = webhook {
             w.abort();

@@ -125,7 +125,8 @@ async fn a_redis_outage_answers_503_and_fails_readyz_then_recovers_by_itself() {
     let app = spawn_app_with(Options {
         overrides: ServeOverrides {
             rate_limit_token: Some("1000/1h".into()),
-            rate_limit_api: Some("1000/1h".into()),
+            // No API limit: the API's 503 must come from the revocation check itself.
+            rate_limit_api: Some("off".into()),
             ..redis_overrides(&redis.url(), &random_prefix())
         },
         ..Default::default()
@@ -147,7 +148,24 @@ async fn a_redis_outage_answers_503_and_fails_readyz_then_recovers_by_itself() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");
     assert!(!body.to_string().contains("127.0.0.1"), "{body}");
-    assert_eq!(app.get("/api/properties", Some(&token)).await.status(), 503);
+    // The API learns of the outage when its revocation feed drops or misses a ping
+    // (within about a second); until Redis is back it cannot know what was revoked.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let res = app.get("/api/properties", Some(&token)).await;
+        if res.status() == 503 {
+            assert_eq!(res.headers()["retry-after"], "1");
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["error"], "temporarily_unavailable");
+            break;
+        }
+        assert_eq!(res.status(), 200);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the API still answers 200 5 s into a Redis outage"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status(), 503);
 
@@ -173,7 +191,8 @@ async fn a_redis_outage_answers_503_and_fails_readyz_then_recovers_by_itself() {
     }
 }
 
-/// Two instances on one data directory and one Redis.
+/// Two instances on one data directory and one Redis, behind one issuer name (as behind a
+/// load balancer).
 async fn two_instances(overrides: ServeOverrides) -> Option<(TestApp, TestApp)> {
     let url = redis_url()?;
     let data_dir = Arc::new(tempfile::tempdir().expect("tempdir"));
@@ -183,6 +202,7 @@ async fn two_instances(overrides: ServeOverrides) -> Option<(TestApp, TestApp)> 
         overrides: ServeOverrides {
             redis_url: Some(url.clone()),
             redis_prefix: Some(prefix.clone()),
+            issuer: Some("https://deedbolt.test".into()),
             ..o
         },
         ..Default::default()
@@ -216,4 +236,46 @@ async fn the_token_quota_is_the_same_with_one_or_two_instances() {
         }
     }
     assert_eq!(granted, 6, "two instances must share one quota of 6");
+}
+
+#[tokio::test]
+async fn a_token_revoked_at_one_instance_is_refused_by_the_other_within_a_second() {
+    let Some((a, b)) = two_instances(ServeOverrides {
+        // The store sync is slowed to an hour: only the Redis feed can tell B in time.
+        key_refresh_interval: Some("1h".into()),
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let creds = a.create_client("property:read");
+    let token = a.access_token(&creds, None).await;
+    // Issued at A, accepted at B (and remembered in B's verified-token cache).
+    assert_eq!(b.get("/api/properties", Some(&token)).await.status(), 200);
+
+    let res = a
+        .http
+        .post(format!("{}/revoke", a.base))
+        .basic_auth(&creds.id, Some(&creds.secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let revoked_at = tokio::time::Instant::now();
+    loop {
+        let status = b.get("/api/properties", Some(&token)).await.status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "B still accepts the token 1 s after A revoked it"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A, of course, refuses it at once.
+    assert_eq!(a.get("/api/properties", Some(&token)).await.status(), 401);
 }
