@@ -185,7 +185,7 @@ class Deedbolt:
              "--listen", f"127.0.0.1:{self.port}", "--signing-alg", self.alg,
              # Limits raised (not off), so the limiter's cost is part of every figure.
              "--rate-limit-token", "1000000000/1h", "--rate-limit-refresh", "1000000000/1h",
-             "--rate-limit-api", "1000000000/1h"],
+             "--rate-limit-api", "1000000000/1h", "--rate-limit-authorize", "1000000000/1h"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_ready(self.base + "/readyz")
