@@ -484,7 +484,13 @@ pub async fn login_submit(
     let password = Password::presented(form.get("password").unwrap_or("").to_owned());
     let now = state.services.clock.now();
     let ip = crate::limits::client_ip(peer, &headers, &state.services.trusted_proxies).to_string();
-    if let Err(wait) = state.services.login_throttle.attempt(&typed, &ip, now) {
+    if let Err(wait) = state
+        .services
+        .login_throttle
+        .attempt(&typed, &ip, now)
+        .await
+        .map_err(ApiError::internal)?
+    {
         let minutes = (wait + 59) / 60;
         tracing::warn!(ip = %ip, "admin login throttled");
         return login_form(
@@ -519,7 +525,12 @@ pub async fn login_submit(
             return login_form(&state, &typed, Some(INCORRECT), StatusCode::UNAUTHORIZED);
         }
     };
-    state.services.login_throttle.succeeded(&typed, &ip, now);
+    state
+        .services
+        .login_throttle
+        .succeeded(&typed, &ip, now)
+        .await
+        .map_err(ApiError::internal)?;
     tracing::info!(user_id = %user.id, "admin login succeeded");
     let mut record = record.user(&user.id);
     record.success = true;

@@ -10,7 +10,7 @@ use deedbolt_core::ports::{ClientStore, CrmStore, FlowStore, Health, RefreshStor
 use deedbolt_core::refresh::RefreshPolicy;
 use deedbolt_core::revocation::RevocationList;
 use deedbolt_core::secret::SecretHasher;
-use deedbolt_core::throttle::LoginThrottle;
+use deedbolt_core::throttle::LoginThrottleStore;
 use deedbolt_core::user::PasswordHasher;
 use deedbolt_guard::{Guard, Verifier};
 
@@ -45,7 +45,7 @@ pub struct Services {
     /// Tells the other instances of revocations made here.
     pub revocation_feed: Arc<dyn deedbolt_core::revocation::RevocationFeed>,
     /// Failed-login limits.
-    pub login_throttle: Arc<LoginThrottle>,
+    pub login_throttle: Arc<dyn LoginThrottleStore>,
     /// Refresh-token families and operator cutoffs.
     pub refresh: Arc<dyn RefreshStore>,
     /// Refresh-token lifetimes and grace period.

@@ -9,6 +9,8 @@
 //!   round trip, atomic (Redis runs a script without interleaving other commands).
 //! - The revocation feed ([`deedbolt_core::revocation::RevocationFeed`], module
 //!   `revocation`): publish on revoke, every instance subscribed, reload on resubscribe.
+//! - Login throttling ([`deedbolt_core::throttle::LoginThrottleStore`], [`RedisLoginThrottle`]):
+//!   the three sliding-window counters in one Lua script.
 //! - Liveness ([`deedbolt_core::ports::Health`]): `PING`, for `/readyz`.
 //!
 //! # Failure
@@ -26,6 +28,9 @@ use deedbolt_core::ratelimit::{gcra, Outcome, RateLimit, RateLimitStore};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 mod revocation;
+mod throttle;
+
+pub use throttle::RedisLoginThrottle;
 
 /// How long one command may take before the instance treats Redis as unavailable. Redis
 /// answers in well under a millisecond on a healthy network; a second means it is gone.

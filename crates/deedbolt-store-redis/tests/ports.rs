@@ -11,6 +11,7 @@ use deedbolt_core::ids::TokenId;
 use deedbolt_core::ports::Health;
 use deedbolt_core::ratelimit::{MemoryRateLimits, Outcome, RateLimit, RateLimitStore};
 use deedbolt_core::revocation::{RevocationFeed, RevocationList, Revoked, StoreSyncOnly};
+use deedbolt_core::throttle::{LoginThrottle, LoginThrottleStore};
 use deedbolt_store_redis::RedisStore;
 
 /// The Redis URL for tests, or `None` (after a warning) when it is not set outside CI.
@@ -234,4 +235,150 @@ async fn a_revocation_published_by_one_instance_reaches_another_within_a_second(
     assert!(!other_list.is_revoked(&late.jti));
     task.abort();
     other_task.abort();
+}
+
+/// Every backend of the login throttle with these limits.
+async fn throttle_backends(
+    window_secs: i64,
+    per_account_ip: usize,
+    per_ip: usize,
+    per_account: usize,
+) -> Vec<(&'static str, Arc<dyn LoginThrottleStore>)> {
+    let memory = LoginThrottle::new(window_secs, per_account_ip, per_ip, per_account);
+    let limits = memory.limits();
+    let mut out: Vec<(&'static str, Arc<dyn LoginThrottleStore>)> =
+        vec![("memory", Arc::new(memory))];
+    if let Some(r) = redis_store().await {
+        out.push(("redis", Arc::new(r.login_throttle(limits))));
+    }
+    out
+}
+
+const S0: i64 = 1_800_000_000;
+
+#[tokio::test]
+async fn the_fifth_failure_locks_the_account_from_that_ip_until_the_window_slides() {
+    for (name, t) in throttle_backends(900, 5, 20, 50).await {
+        for i in 0..5 {
+            assert_eq!(
+                t.attempt("a@x.io", "1.1.1.1", UnixTime(S0 + i))
+                    .await
+                    .unwrap(),
+                Ok(()),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            t.attempt("a@x.io", "1.1.1.1", UnixTime(S0 + 10))
+                .await
+                .unwrap(),
+            Err(890),
+            "{name}"
+        );
+        // Not from another IP, and not another account from the same IP.
+        assert_eq!(
+            t.attempt("a@x.io", "2.2.2.2", UnixTime(S0 + 10))
+                .await
+                .unwrap(),
+            Ok(()),
+            "{name}"
+        );
+        assert_eq!(
+            t.attempt("b@x.io", "1.1.1.1", UnixTime(S0 + 10))
+                .await
+                .unwrap(),
+            Ok(()),
+            "{name}"
+        );
+        // The first failure slid out of the window.
+        assert_eq!(
+            t.attempt("a@x.io", "1.1.1.1", UnixTime(S0 + 900))
+                .await
+                .unwrap(),
+            Ok(()),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_success_is_uncounted_but_a_victims_success_keeps_the_attackers_counts() {
+    for (name, t) in throttle_backends(900, 2, 20, 20).await {
+        let at = UnixTime(S0);
+        assert_eq!(t.attempt("a", "1.1.1.1", at).await.unwrap(), Ok(()));
+        assert_eq!(t.attempt("a", "1.1.1.1", at).await.unwrap(), Ok(()));
+        // Two attempts in flight: a third is refused before any password is checked.
+        assert!(
+            t.attempt("a", "1.1.1.1", at).await.unwrap().is_err(),
+            "{name}"
+        );
+        t.succeeded("a", "1.1.1.1", at).await.unwrap();
+        assert_eq!(
+            t.attempt("a", "1.1.1.1", UnixTime(S0 + 1)).await.unwrap(),
+            Ok(()),
+            "{name}"
+        );
+        // The attacker at 6.6.6.6 stays locked after the victim signs in elsewhere.
+        for _ in 0..2 {
+            assert_eq!(t.attempt("v", "6.6.6.6", at).await.unwrap(), Ok(()));
+        }
+        assert_eq!(t.attempt("v", "1.2.3.4", at).await.unwrap(), Ok(()));
+        t.succeeded("v", "1.2.3.4", at).await.unwrap();
+        assert!(
+            t.attempt("v", "6.6.6.6", UnixTime(S0 + 3))
+                .await
+                .unwrap()
+                .is_err(),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_global_account_ceiling_stops_guesses_spread_over_many_ips() {
+    for (name, t) in throttle_backends(900, 2, 8, 20).await {
+        for i in 0..10 {
+            let ip = format!("10.0.0.{i}");
+            for _ in 0..2 {
+                assert_eq!(
+                    t.attempt("victim", &ip, UnixTime(S0 + i)).await.unwrap(),
+                    Ok(()),
+                    "{name}"
+                );
+            }
+        }
+        assert_eq!(
+            t.attempt("victim", "192.0.2.1", UnixTime(S0 + 10))
+                .await
+                .unwrap(),
+            Err(890),
+            "{name}"
+        );
+        assert_eq!(
+            t.attempt("someone-else", "192.0.2.1", UnixTime(S0 + 10))
+                .await
+                .unwrap(),
+            Ok(()),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn n_concurrent_login_attempts_against_a_limit_of_k_pass_exactly_k() {
+    for (name, t) in throttle_backends(900, 5, 1000, 1000).await {
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let t = t.clone();
+                tokio::spawn(async move { t.attempt("a", "9.9.9.9", UnixTime(S0)).await })
+            })
+            .collect();
+        let mut passed = 0;
+        for task in tasks {
+            if task.await.unwrap().unwrap().is_ok() {
+                passed += 1;
+            }
+        }
+        assert_eq!(passed, 5, "{name}");
+    }
 }

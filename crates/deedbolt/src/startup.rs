@@ -16,7 +16,7 @@ use deedbolt_core::ratelimit::{MemoryRateLimits, RateLimitStore};
 use deedbolt_core::revocation::{RevocationFeed, RevocationList, StoreSyncOnly};
 use deedbolt_core::seal::MasterKey;
 use deedbolt_core::secret::SecretHasher;
-use deedbolt_core::throttle::LoginThrottle;
+use deedbolt_core::throttle::{LoginThrottle, LoginThrottleStore};
 use deedbolt_core::user::PasswordHasher;
 use deedbolt_http::audit::AuditLog;
 use deedbolt_http::security::Security;
@@ -209,6 +209,16 @@ impl Application {
                 ),
                 None => (Arc::new(StoreSyncOnly), None),
             };
+        // Per account and IP: the login limit; per IP: four times it (a shared NAT has
+        // many users); per account over all IPs: ten times it.
+        let local_throttle = match settings.limits.login {
+            Some(l) => LoginThrottle::from_limit(i64::from(l.window_secs), l.count as usize),
+            None => LoginThrottle::unlimited(),
+        };
+        let login_throttle: Arc<dyn LoginThrottleStore> = match &shared {
+            Some(redis) => Arc::new(redis.login_throttle(local_throttle.limits())),
+            None => Arc::new(local_throttle),
+        };
         let health: Arc<dyn Health> = match &shared {
             Some(redis) => Arc::new(AllHealthy(vec![store_arc.clone(), Arc::new(redis.clone())])),
             None => store_arc.clone(),
@@ -263,12 +273,7 @@ impl Application {
             passwords,
             revocations: revocations.clone(),
             revocation_feed,
-            // Per account and IP: the login limit; per IP: four times it (a shared NAT has
-            // many users); per account over all IPs: ten times it.
-            login_throttle: Arc::new(match settings.limits.login {
-                Some(l) => LoginThrottle::from_limit(i64::from(l.window_secs), l.count as usize),
-                None => LoginThrottle::unlimited(),
-            }),
+            login_throttle,
             limits: settings.limits,
             limiter,
             trusted_proxies: settings.trusted_proxies.clone(),
