@@ -50,6 +50,8 @@ pub struct Services {
     pub refresh: Arc<dyn RefreshStore>,
     /// Refresh-token lifetimes and grace period.
     pub refresh_policy: RefreshPolicy,
+    /// Answers to recent rotations, for retries within the grace period.
+    pub grace: Arc<dyn deedbolt_core::refresh::GraceStore>,
     /// Rate limits.
     pub limits: crate::limits::RateLimits,
     /// Where limiter state lives.
@@ -118,7 +120,7 @@ impl AppState {
             metadata: discovery::metadata_document(issuer),
             openid_configuration: discovery::openid_configuration(issuer),
             secure_cookies: issuer.starts_with("https://"),
-            grace: crate::refresh::GraceCache::default(),
+            grace: crate::refresh::GraceCache::new(services.grace.clone()),
             bff: services.bff.clone(),
             services,
         }))

@@ -11,6 +11,8 @@
 //!   `revocation`): publish on revoke, every instance subscribed, reload on resubscribe.
 //! - Login throttling ([`deedbolt_core::throttle::LoginThrottleStore`], [`RedisLoginThrottle`]):
 //!   the three sliding-window counters in one Lua script.
+//! - The refresh grace cache ([`deedbolt_core::refresh::GraceStore`]): `SET … PX`, sealed
+//!   values (the HTTP layer seals them under a key derived from the rotated token).
 //! - Liveness ([`deedbolt_core::ports::Health`]): `PING`, for `/readyz`.
 //!
 //! # Failure
@@ -23,8 +25,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use deedbolt_core::clock::UnixTime;
 use deedbolt_core::ports::{Health, StoreError};
 use deedbolt_core::ratelimit::{gcra, Outcome, RateLimit, RateLimitStore};
+use deedbolt_core::refresh::GraceStore;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 mod revocation;
@@ -180,4 +184,44 @@ impl Health for RedisStore {
             .map_err(store_error)?;
         Ok(())
     }
+}
+
+#[async_trait]
+impl GraceStore for RedisStore {
+    /// `SET … PX`: Redis drops the entry when the grace period ends.
+    async fn put(
+        &self,
+        key: &[u8; 32],
+        value: Vec<u8>,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<(), StoreError> {
+        let ttl_ms = (until.0 - now.0).max(0) * 1000;
+        if ttl_ms == 0 {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.key("grace", &hex(key)))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Expiry is Redis's own (`now` is not needed).
+    async fn get(&self, key: &[u8; 32], _now: UnixTime) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(self.key("grace", &hex(key)))
+            .query_async(&mut conn)
+            .await
+            .map_err(store_error)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

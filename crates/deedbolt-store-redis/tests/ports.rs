@@ -10,6 +10,7 @@ use deedbolt_core::clock::UnixTime;
 use deedbolt_core::ids::TokenId;
 use deedbolt_core::ports::Health;
 use deedbolt_core::ratelimit::{MemoryRateLimits, Outcome, RateLimit, RateLimitStore};
+use deedbolt_core::refresh::{GraceStore, MemoryGrace};
 use deedbolt_core::revocation::{RevocationFeed, RevocationList, Revoked, StoreSyncOnly};
 use deedbolt_core::throttle::{LoginThrottle, LoginThrottleStore};
 use deedbolt_store_redis::RedisStore;
@@ -380,5 +381,47 @@ async fn n_concurrent_login_attempts_against_a_limit_of_k_pass_exactly_k() {
             }
         }
         assert_eq!(passed, 5, "{name}");
+    }
+}
+
+/// Every backend of the grace store.
+async fn grace_backends() -> Vec<(&'static str, Arc<dyn GraceStore>)> {
+    let mut out: Vec<(&'static str, Arc<dyn GraceStore>)> =
+        vec![("memory", Arc::new(MemoryGrace::default()))];
+    if let Some(r) = redis_store().await {
+        out.push(("redis", Arc::new(r)));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_grace_entry_is_found_until_it_expires_and_keys_are_independent() {
+    for (name, g) in grace_backends().await {
+        // Real time: Redis expires entries by its own clock.
+        let now = UnixTime(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+        );
+        let key = [7u8; 32];
+        g.put(&key, b"sealed pair".to_vec(), now, now.plus_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            g.get(&key, now).await.unwrap().as_deref(),
+            Some(&b"sealed pair"[..]),
+            "{name}"
+        );
+        assert_eq!(g.get(&[8u8; 32], now).await.unwrap(), None, "{name}");
+        // Gone once the grace period is over (polled: Redis expires by its own clock).
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        while g.get(&key, now.plus_secs(2)).await.unwrap().is_some() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: still there 3 s after a 1 s grace period"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }

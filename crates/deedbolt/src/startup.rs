@@ -13,6 +13,7 @@ use deedbolt_core::grant::TokenPolicy;
 use deedbolt_core::keyring::KeyVault;
 use deedbolt_core::ports::{AllHealthy, FlowStore, Health};
 use deedbolt_core::ratelimit::{MemoryRateLimits, RateLimitStore};
+use deedbolt_core::refresh::{GraceStore, MemoryGrace};
 use deedbolt_core::revocation::{RevocationFeed, RevocationList, StoreSyncOnly};
 use deedbolt_core::seal::MasterKey;
 use deedbolt_core::secret::SecretHasher;
@@ -219,6 +220,10 @@ impl Application {
             Some(redis) => Arc::new(redis.login_throttle(local_throttle.limits())),
             None => Arc::new(local_throttle),
         };
+        let grace: Arc<dyn GraceStore> = match &shared {
+            Some(redis) => Arc::new(redis.clone()),
+            None => Arc::new(MemoryGrace::default()),
+        };
         let health: Arc<dyn Health> = match &shared {
             Some(redis) => Arc::new(AllHealthy(vec![store_arc.clone(), Arc::new(redis.clone())])),
             None => store_arc.clone(),
@@ -274,6 +279,7 @@ impl Application {
             revocations: revocations.clone(),
             revocation_feed,
             login_throttle,
+            grace,
             limits: settings.limits,
             limiter,
             trusted_proxies: settings.trusted_proxies.clone(),

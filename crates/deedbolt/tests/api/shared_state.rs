@@ -202,7 +202,7 @@ async fn two_instances(overrides: ServeOverrides) -> Option<(TestApp, TestApp)> 
         overrides: ServeOverrides {
             redis_url: Some(url.clone()),
             redis_prefix: Some(prefix.clone()),
-            issuer: Some("https://deedbolt.test".into()),
+            issuer: Some("http://127.0.0.1".into()),
             ..o
         },
         ..Default::default()
@@ -278,4 +278,28 @@ async fn a_token_revoked_at_one_instance_is_refused_by_the_other_within_a_second
     }
     // A, of course, refuses it at once.
     assert_eq!(a.get("/api/properties", Some(&token)).await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_refresh_retried_at_the_other_instance_within_the_grace_period_gets_the_same_pair() {
+    use crate::refresh::{code_tokens, pair, refresh_ok, FULL, PASSWORD, RITA, RT};
+    let Some((a, b)) = two_instances(ServeOverrides {
+        refresh_grace: Some("5s".into()),
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
+    a.create_user(RITA, "tenant", PASSWORD);
+    let client = a.create_code_client(FULL, &[crate::refresh::CB], true, RT);
+    let (_, r0) = pair(&code_tokens(&a, &client, FULL, RITA).await);
+    let (a1, r1) = pair(&refresh_ok(&a, &client, &r0, None).await);
+    // A's answer was lost; the retry lands on B: the very same pair, not reuse.
+    let again = refresh_ok(&b, &client, &r0, None).await;
+    assert_eq!(pair(&again), (a1.clone(), r1.clone()));
+    // Nothing was revoked: the new pair works at both instances.
+    assert_eq!(b.get("/userinfo", Some(&a1)).await.status(), 200);
+    let (a2, _) = pair(&refresh_ok(&b, &client, &r1, None).await);
+    assert_eq!(a.get("/userinfo", Some(&a2)).await.status(), 200);
 }
