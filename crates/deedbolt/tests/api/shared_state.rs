@@ -191,30 +191,34 @@ async fn a_redis_outage_answers_503_and_fails_readyz_then_recovers_by_itself() {
     }
 }
 
-/// Two instances on one data directory and one Redis, behind one issuer name (as behind a
-/// load balancer).
-async fn two_instances(overrides: ServeOverrides) -> Option<(TestApp, TestApp)> {
+/// Instance A on a fresh data directory and the shared Redis, behind one issuer name (as
+/// behind a load balancer), and the options that start instance B beside it.
+///
+/// Do every CLI call (users, clients) before starting B: both instances run in this one
+/// process, and B's start-up opens the database file through a second descriptor (to
+/// restrict its permissions), which drops the POSIX locks SQLite holds on it here; a CLI
+/// process would then think itself the last user of the database and remove the WAL under
+/// A and B. Real instances are separate processes and keep their own locks.
+async fn instance_a(overrides: ServeOverrides) -> Option<(TestApp, Options)> {
     let url = redis_url()?;
     let data_dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-    let prefix = random_prefix();
-    let mk = |o: ServeOverrides| Options {
-        data_dir: Some(data_dir.clone()),
+    let opts = Options {
+        data_dir: Some(data_dir),
         overrides: ServeOverrides {
-            redis_url: Some(url.clone()),
-            redis_prefix: Some(prefix.clone()),
             issuer: Some("http://127.0.0.1".into()),
-            ..o
+            redis_url: Some(url),
+            redis_prefix: Some(random_prefix()),
+            ..overrides
         },
         ..Default::default()
     };
-    let a = spawn_app_with(mk(overrides.clone())).await;
-    let b = spawn_app_with(mk(overrides)).await;
-    Some((a, b))
+    let a = spawn_app_with(opts.clone()).await;
+    Some((a, opts))
 }
 
 #[tokio::test]
 async fn the_token_quota_is_the_same_with_one_or_two_instances() {
-    let Some((a, b)) = two_instances(ServeOverrides {
+    let Some((a, b_opts)) = instance_a(ServeOverrides {
         rate_limit_token: Some("6/1h".into()),
         ..Default::default()
     })
@@ -223,6 +227,7 @@ async fn the_token_quota_is_the_same_with_one_or_two_instances() {
         return;
     };
     let creds = a.create_client("property:read");
+    let b = spawn_app_with(b_opts).await;
     let mut granted = 0;
     for i in 0..12 {
         let app = if i % 2 == 0 { &a } else { &b };
@@ -240,7 +245,7 @@ async fn the_token_quota_is_the_same_with_one_or_two_instances() {
 
 #[tokio::test]
 async fn a_token_revoked_at_one_instance_is_refused_by_the_other_within_a_second() {
-    let Some((a, b)) = two_instances(ServeOverrides {
+    let Some((a, b_opts)) = instance_a(ServeOverrides {
         // The store sync is slowed to an hour: only the Redis feed can tell B in time.
         key_refresh_interval: Some("1h".into()),
         ..Default::default()
@@ -250,6 +255,7 @@ async fn a_token_revoked_at_one_instance_is_refused_by_the_other_within_a_second
         return;
     };
     let creds = a.create_client("property:read");
+    let b = spawn_app_with(b_opts).await;
     let token = a.access_token(&creds, None).await;
     // Issued at A, accepted at B (and remembered in B's verified-token cache).
     assert_eq!(b.get("/api/properties", Some(&token)).await.status(), 200);
@@ -283,7 +289,7 @@ async fn a_token_revoked_at_one_instance_is_refused_by_the_other_within_a_second
 #[tokio::test]
 async fn a_refresh_retried_at_the_other_instance_within_the_grace_period_gets_the_same_pair() {
     use crate::refresh::{code_tokens, pair, refresh_ok, FULL, PASSWORD, RITA, RT};
-    let Some((a, b)) = two_instances(ServeOverrides {
+    let Some((a, b_opts)) = instance_a(ServeOverrides {
         refresh_grace: Some("5s".into()),
         ..Default::default()
     })
@@ -293,6 +299,7 @@ async fn a_refresh_retried_at_the_other_instance_within_the_grace_period_gets_th
     };
     a.create_user(RITA, "tenant", PASSWORD);
     let client = a.create_code_client(FULL, &[crate::refresh::CB], true, RT);
+    let b = spawn_app_with(b_opts).await;
     let (_, r0) = pair(&code_tokens(&a, &client, FULL, RITA).await);
     let (a1, r1) = pair(&refresh_ok(&a, &client, &r0, None).await);
     // A's answer was lost; the retry lands on B: the very same pair, not reuse.
@@ -302,4 +309,29 @@ async fn a_refresh_retried_at_the_other_instance_within_the_grace_period_gets_th
     assert_eq!(b.get("/userinfo", Some(&a1)).await.status(), 200);
     let (a2, _) = pair(&refresh_ok(&b, &client, &r1, None).await);
     assert_eq!(a.get("/userinfo", Some(&a2)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_server_whose_redis_does_not_answer_refuses_to_start_without_showing_the_password() {
+    // A free port with nothing listening on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let err = crate::helpers::try_spawn_app(Options {
+        overrides: redis_overrides(
+            &format!("redis://:hunter2-secret@127.0.0.1:{port}"),
+            &random_prefix(),
+        ),
+        ..Default::default()
+    })
+    .await
+    .err()
+    .expect("no server without its Redis");
+    let chain = format!("{err:#}");
+    assert!(
+        chain.contains("cannot use Redis at redis://***@127.0.0.1:"),
+        "{chain}"
+    );
+    assert!(!chain.contains("hunter2"), "{chain}");
 }
