@@ -216,9 +216,20 @@ async fn instance_a(overrides: ServeOverrides) -> Option<(TestApp, Options)> {
     Some((a, opts))
 }
 
+/// Instances A and B sharing Redis and the database, with a client-credentials client
+/// registered (before B starts, see [`instance_a`]).
+async fn two_instances_with_client(
+    overrides: ServeOverrides,
+) -> Option<(TestApp, TestApp, crate::helpers::Creds)> {
+    let (a, b_opts) = instance_a(overrides).await?;
+    let creds = a.create_client("property:read");
+    let b = spawn_app_with(b_opts).await;
+    Some((a, b, creds))
+}
+
 #[tokio::test]
 async fn the_token_quota_is_the_same_with_one_or_two_instances() {
-    let Some((a, b_opts)) = instance_a(ServeOverrides {
+    let Some((a, b, creds)) = two_instances_with_client(ServeOverrides {
         rate_limit_token: Some("6/1h".into()),
         ..Default::default()
     })
@@ -226,8 +237,6 @@ async fn the_token_quota_is_the_same_with_one_or_two_instances() {
     else {
         return;
     };
-    let creds = a.create_client("property:read");
-    let b = spawn_app_with(b_opts).await;
     let mut granted = 0;
     for i in 0..12 {
         let app = if i % 2 == 0 { &a } else { &b };
@@ -245,7 +254,7 @@ async fn the_token_quota_is_the_same_with_one_or_two_instances() {
 
 #[tokio::test]
 async fn a_token_revoked_at_one_instance_is_refused_by_the_other_within_a_second() {
-    let Some((a, b_opts)) = instance_a(ServeOverrides {
+    let Some((a, b, creds)) = two_instances_with_client(ServeOverrides {
         // The store sync is slowed to an hour: only the Redis feed can tell B in time.
         key_refresh_interval: Some("1h".into()),
         ..Default::default()
@@ -254,8 +263,6 @@ async fn a_token_revoked_at_one_instance_is_refused_by_the_other_within_a_second
     else {
         return;
     };
-    let creds = a.create_client("property:read");
-    let b = spawn_app_with(b_opts).await;
     let token = a.access_token(&creds, None).await;
     // Issued at A, accepted at B (and remembered in B's verified-token cache).
     assert_eq!(b.get("/api/properties", Some(&token)).await.status(), 200);
