@@ -342,3 +342,32 @@ async fn a_server_whose_redis_does_not_answer_refuses_to_start_without_showing_t
     );
     assert!(!chain.contains("hunter2"), "{chain}");
 }
+
+#[tokio::test]
+async fn failed_logins_count_once_across_two_instances() {
+    use crate::authorize_abuse::{open_login, submit_login, CB, PASSWORD, TENANT, WRONG};
+    const IP: &str = "203.0.113.9";
+    // The default login limit: 5 failures per account and IP in 15 minutes.
+    let Some((a, b_opts)) = instance_a(ServeOverrides::default()).await else {
+        return;
+    };
+    a.create_user(TENANT, "tenant", PASSWORD);
+    let client = a.create_code_client("openid tenant:read", &[CB], true, &[]);
+    let b = spawn_app_with(b_opts).await;
+    let at_a = open_login(&a, &client.id, "openid", IP).await;
+    let at_b = open_login(&b, &client.id, "openid", IP).await;
+    for i in 0..5 {
+        let res = if i % 2 == 0 {
+            submit_login(&a, &at_a, TENANT, WRONG, IP).await
+        } else {
+            submit_login(&b, &at_b, TENANT, WRONG, IP).await
+        };
+        assert_eq!(res.status(), 401, "failure {}", i + 1);
+    }
+    // Five failures in all, three at A and two at B: both instances now refuse, even the
+    // right password.
+    for (name, app, form) in [("A", &a, &at_a), ("B", &b, &at_b)] {
+        let res = submit_login(app, form, TENANT, PASSWORD, IP).await;
+        assert_eq!(res.status(), 429, "{name}");
+    }
+}
