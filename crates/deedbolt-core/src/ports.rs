@@ -38,6 +38,11 @@ pub enum StoreError {
     /// A uniqueness rule was broken (e.g. an email registered twice).
     #[error("already exists: {0}")]
     Conflict(&'static str),
+    /// The backend cannot be reached right now (connection refused, dropped or timed out).
+    /// Callers fail closed: the HTTP layer answers 503, and the request may be retried once
+    /// the backend is back.
+    #[error("storage backend unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl StoreError {
@@ -259,6 +264,19 @@ pub trait CrmStore: Send + Sync + 'static {
 pub trait Health: Send + Sync + 'static {
     /// Succeeds when the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Several backends (the database and the shared cache): healthy when every one answers.
+pub struct AllHealthy(pub Vec<std::sync::Arc<dyn Health>>);
+
+#[async_trait]
+impl Health for AllHealthy {
+    async fn ping(&self) -> Result<(), StoreError> {
+        for h in &self.0 {
+            h.ping().await?;
+        }
+        Ok(())
+    }
 }
 
 /// Users (resource owners).

@@ -6,7 +6,7 @@
 //! locked out forever, or a bursty one double its quota across a window boundary.
 //!
 //! The state per key is one number, the theoretical arrival time (TAT), so a shared store
-//! (Redis, later) can hold it with one atomic compare-and-set. The decision itself is the
+//! (Redis, in `deedbolt-store-redis`) can hold it and decide in one atomic script. The decision itself is the
 //! pure function [`gcra`]; [`MemoryRateLimits`] is the embedded default store.
 
 use std::collections::HashMap;
@@ -74,12 +74,21 @@ impl RateLimit {
         Ok(Some(RateLimit { count, window_secs }))
     }
 
-    fn window_ms(&self) -> i64 {
+    /// The window in milliseconds.
+    pub fn window_ms(&self) -> i64 {
         i64::from(self.window_secs) * 1000
     }
 
-    fn interval_ms(&self) -> i64 {
+    /// The emission interval T: one request is earned back every T milliseconds.
+    pub fn interval_ms(&self) -> i64 {
         (self.window_ms() / i64::from(self.count)).max(1)
+    }
+
+    /// How far (ms) the TAT may run ahead of now and still allow a request: (count - 1)
+    /// intervals, not window - interval: with integer division the latter would let
+    /// rounding slack add up to an extra request in a burst.
+    pub fn tolerance_ms(&self) -> i64 {
+        self.interval_ms() * (i64::from(self.count) - 1)
     }
 }
 
@@ -132,9 +141,7 @@ pub enum Outcome {
 /// ```
 pub fn gcra(tat: Option<i64>, now_ms: i64, limit: RateLimit) -> (Outcome, i64) {
     let interval = limit.interval_ms();
-    // (count - 1) intervals, not window - interval: with integer division the latter
-    // would let rounding slack add up to an extra request in a burst.
-    let tolerance = interval * (i64::from(limit.count) - 1);
+    let tolerance = limit.tolerance_ms();
     let tat = tat.unwrap_or(now_ms).max(now_ms);
     if tat - now_ms > tolerance {
         let wait_ms = tat - now_ms - tolerance;

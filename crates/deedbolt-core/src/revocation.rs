@@ -4,10 +4,17 @@
 //! revocations made elsewhere (the CLI, another instance) are pulled from the
 //! [`FlowStore`] on every sync. Entries are dropped when the token would have expired
 //! anyway, so the list stays as small as the set of live revoked tokens.
+//!
+//! Scaled out, a [`RevocationFeed`] also tells every instance of a revocation at once
+//! (Redis pub/sub): each instance applies it to its own list within milliseconds instead of
+//! at its next store sync. While the feed is down the list may miss revocations, so it
+//! reports itself not current ([`RevocationList::is_current`]) and token checks fail closed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::RwLock;
+
+use async_trait::async_trait;
 
 use crate::clock::UnixTime;
 use crate::ids::TokenId;
@@ -44,6 +51,36 @@ pub struct RevocationList {
     client_cutoffs: RwLock<HashMap<String, UnixTime>>,
     /// Tokens whose `sub` is this, issued at or before the cutoff, are revoked.
     subject_cutoffs: RwLock<HashMap<String, UnixTime>>,
+    /// The revocation feed is disconnected: revocations made elsewhere may be missing.
+    feed_down: AtomicBool,
+}
+
+/// A revocation every instance must learn about at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// The revoked access token's id.
+    pub jti: TokenId,
+    /// When the token expires (after that the entry no longer matters).
+    pub expires_at: UnixTime,
+}
+
+/// Tells the other instances of revocations made here, once the store has recorded them.
+#[async_trait]
+pub trait RevocationFeed: Send + Sync + 'static {
+    /// Announces a revocation; [`StoreError::Unavailable`] when the feed cannot be reached.
+    async fn publish(&self, revoked: &Revoked) -> Result<(), StoreError>;
+}
+
+/// No feed: one instance, or instances that learn of each other's revocations only through
+/// the store sync (every `--key-refresh-interval`).
+#[derive(Debug, Default)]
+pub struct StoreSyncOnly;
+
+#[async_trait]
+impl RevocationFeed for StoreSyncOnly {
+    async fn publish(&self, _revoked: &Revoked) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl RevocationList {
@@ -155,6 +192,19 @@ impl RevocationList {
                 .retain(|_, exp| *exp > now);
         }
         Ok(count)
+    }
+
+    /// Records that the revocation feed is down (`true`) or connected and caught up again
+    /// (`false`).
+    pub fn set_feed_down(&self, down: bool) {
+        self.feed_down.store(down, Ordering::SeqCst);
+    }
+
+    /// Whether the list can be trusted to hold every revocation: false while the revocation
+    /// feed is down. Callers fail closed (503) rather than accept a token that may have
+    /// been revoked on another instance.
+    pub fn is_current(&self) -> bool {
+        !self.feed_down.load(Ordering::SeqCst)
     }
 
     /// How many revoked tokens are live.

@@ -74,6 +74,17 @@ impl MasterKey {
         Ok(Zeroizing::new(STANDARD.encode(bytes.as_ref())))
     }
 
+    /// A key of the same kind derived from a high-entropy secret (a 256-bit refresh token),
+    /// for sealing what only the holder of that secret may read back: SHA-256 over a
+    /// domain label and the secret. Never use it with a low-entropy secret (a password).
+    pub fn derive_from_secret(domain: &[u8], secret: &[u8]) -> Result<Self, SealError> {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        ctx.update(domain);
+        ctx.update(&[0]);
+        ctx.update(secret);
+        Self::from_bytes(ctx.finish().as_ref()).ok_or(SealError::Seal)
+    }
+
     fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let unbound = UnboundKey::new(&AES_256_GCM, bytes).ok()?;
         Some(MasterKey {

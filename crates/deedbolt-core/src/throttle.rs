@@ -16,7 +16,58 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+use async_trait::async_trait;
+
 use crate::clock::UnixTime;
+use crate::ports::StoreError;
+
+/// Where failed-login counts live: in this process ([`LoginThrottle`], the default) or
+/// shared by every instance (Redis), so that N instances do not allow N times the guesses.
+#[async_trait]
+pub trait LoginThrottleStore: Send + Sync + 'static {
+    /// Starts a login attempt, atomically over the three counters (see
+    /// [`LoginThrottle::attempt`]): `Ok(Ok(()))` if it may proceed (and it is counted),
+    /// `Ok(Err(secs))` if throttled for `secs` more seconds.
+    async fn attempt(
+        &self,
+        account: &str,
+        ip: &str,
+        now: UnixTime,
+    ) -> Result<Result<(), i64>, StoreError>;
+
+    /// Un-counts a successful attempt made at `at` (see [`LoginThrottle::succeeded`]).
+    async fn succeeded(&self, account: &str, ip: &str, at: UnixTime) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+impl LoginThrottleStore for LoginThrottle {
+    async fn attempt(
+        &self,
+        account: &str,
+        ip: &str,
+        now: UnixTime,
+    ) -> Result<Result<(), i64>, StoreError> {
+        Ok(LoginThrottle::attempt(self, account, ip, now))
+    }
+
+    async fn succeeded(&self, account: &str, ip: &str, at: UnixTime) -> Result<(), StoreError> {
+        LoginThrottle::succeeded(self, account, ip, at);
+        Ok(())
+    }
+}
+
+/// The limits of a [`LoginThrottle`], for shared implementations of the same rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// The sliding window, in seconds.
+    pub window_secs: i64,
+    /// Failures allowed per (account, IP) in the window.
+    pub per_account_ip: usize,
+    /// Failures allowed per IP over all accounts.
+    pub per_ip: usize,
+    /// Failures allowed per account over all IPs.
+    pub per_account: usize,
+}
 
 /// Limits on failed logins (attempts in flight count as failures until they succeed).
 #[derive(Debug)]
@@ -31,8 +82,9 @@ pub struct LoginThrottle {
 /// The most keys remembered; past this, the oldest windows are dropped wholesale.
 const MAX_KEYS: usize = 100_000;
 
-/// The three counters one attempt touches.
-fn keys(account: &str, ip: &str) -> [String; 3] {
+/// The three counters one attempt touches, in the order of the limits: (account, IP), IP,
+/// account.
+pub fn keys(account: &str, ip: &str) -> [String; 3] {
     [
         format!("ai:{ip} {account}"),
         format!("i:{ip}"),
@@ -75,6 +127,16 @@ impl LoginThrottle {
             count.saturating_mul(4),
             count.saturating_mul(10),
         )
+    }
+
+    /// The limits this throttle enforces.
+    pub fn limits(&self) -> LoginLimits {
+        LoginLimits {
+            window_secs: self.window_secs,
+            per_account_ip: self.per_account_ip,
+            per_ip: self.per_ip,
+            per_account: self.per_account,
+        }
     }
 
     /// A throttle that never refuses (the login limit is off).

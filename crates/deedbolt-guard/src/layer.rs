@@ -14,12 +14,12 @@ use bytes::Bytes;
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::token::AccessTokenClaims;
 use futures_util::future::{BoxFuture, Either, Ready};
-use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use tower::{Layer, Service};
 
-use crate::verify::{parse_bearer, BearerError, Verifier};
+use crate::verify::{parse_bearer, BearerError, TokenRejection, Verifier};
 
 /// The largest form-encoded body the guard reads to look for an `access_token`
 /// parameter; a larger one is refused with 413.
@@ -113,6 +113,8 @@ enum Denial {
     BodyTooLarge,
     InvalidToken(&'static str),
     InsufficientScope,
+    /// The revocation list cannot be checked right now: 503, fail closed.
+    Unavailable,
 }
 
 /// Whether a form-encoded (query or body) string has an `access_token` parameter.
@@ -166,7 +168,10 @@ impl RequireScopes {
             })?;
         let claims = self.guard.verifier.check(token).map_err(|rejection| {
             tracing::debug!(reason = %rejection, "access token rejected");
-            Denial::InvalidToken(rejection.description())
+            match rejection {
+                TokenRejection::Unavailable => Denial::Unavailable,
+                other => Denial::InvalidToken(other.description()),
+            }
         })?;
         let allowed = if self.any {
             !self.scopes.intersection(&claims.scope).is_empty()
@@ -207,6 +212,21 @@ impl RequireScopes {
                 format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{text}\""),
                 serde_json::json!({"error": "invalid_token", "error_description": text}).to_string(),
             ),
+            Denial::Unavailable => {
+                let mut response = Response::new(B::from(
+                    serde_json::json!({
+                        "error": "temporarily_unavailable",
+                        "error_description": TokenRejection::Unavailable.description(),
+                    })
+                    .to_string(),
+                ));
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                let headers = response.headers_mut();
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
+            }
             Denial::InsufficientScope => (
                 StatusCode::FORBIDDEN,
                 format!(

@@ -104,6 +104,9 @@ pub enum TokenRejection {
     Audience,
     /// The token was revoked.
     Revoked,
+    /// Whether the token was revoked cannot be told right now (the shared revocation feed
+    /// is down): refused, fail closed, with 503 rather than 401 so clients retry.
+    Unavailable,
 }
 
 impl TokenRejection {
@@ -125,6 +128,9 @@ impl TokenRejection {
             TokenRejection::Issuer => "the token was issued by another issuer",
             TokenRejection::Audience => "the token is meant for another audience",
             TokenRejection::Revoked => "the token has been revoked",
+            TokenRejection::Unavailable => {
+                "the revocation list cannot be checked right now; retry shortly"
+            }
         }
     }
 }
@@ -152,11 +158,21 @@ struct RawHeader {
 pub trait RevocationCheck: Send + Sync + 'static {
     /// Whether the token with these (verified) claims is revoked.
     fn is_revoked(&self, claims: &AccessTokenClaims) -> bool;
+
+    /// Whether the answers of [`RevocationCheck::is_revoked`] can be trusted right now;
+    /// when not, every token is refused with [`TokenRejection::Unavailable`].
+    fn is_current(&self) -> bool {
+        true
+    }
 }
 
 impl RevocationCheck for deedbolt_core::revocation::RevocationList {
     fn is_revoked(&self, claims: &AccessTokenClaims) -> bool {
         self.is_claims_revoked(claims)
+    }
+
+    fn is_current(&self) -> bool {
+        deedbolt_core::revocation::RevocationList::is_current(self)
     }
 }
 
@@ -220,6 +236,7 @@ impl Verifier {
 
     fn check_revoked(&self, claims: &AccessTokenClaims) -> Result<(), TokenRejection> {
         match &self.revocations {
+            Some(r) if !r.is_current() => Err(TokenRejection::Unavailable),
             Some(r) if r.is_revoked(claims) => Err(TokenRejection::Revoked),
             _ => Ok(()),
         }

@@ -191,7 +191,12 @@ impl FromRequestParts<AppState> for AdminToken {
             })?;
         let claims = state.guard.verifier().check(token).map_err(|rejection| {
             tracing::debug!(reason = %rejection, "admin API token rejected");
-            AdminRejection::InvalidToken(rejection.description())
+            match rejection {
+                deedbolt_guard::TokenRejection::Unavailable => {
+                    AdminRejection::Internal(ApiError::Unavailable(Box::new(rejection)))
+                }
+                other => AdminRejection::InvalidToken(other.description()),
+            }
         })?;
         // A client-credentials token names the client as its subject: never a user.
         if claims.is_client_token() {
@@ -479,7 +484,7 @@ pub async fn login_submit(
     let password = Password::presented(form.get("password").unwrap_or("").to_owned());
     let now = state.services.clock.now();
     let ip = crate::limits::client_ip(peer, &headers, &state.services.trusted_proxies).to_string();
-    if let Err(wait) = state.services.login_throttle.attempt(&typed, &ip, now) {
+    if let Err(wait) = crate::authorize::login_attempt(&state, &typed, &ip, now).await? {
         let minutes = (wait + 59) / 60;
         tracing::warn!(ip = %ip, "admin login throttled");
         return login_form(
@@ -514,7 +519,7 @@ pub async fn login_submit(
             return login_form(&state, &typed, Some(INCORRECT), StatusCode::UNAUTHORIZED);
         }
     };
-    state.services.login_throttle.succeeded(&typed, &ip, now);
+    crate::authorize::login_succeeded(&state, &typed, &ip, now).await?;
     tracing::info!(user_id = %user.id, "admin login succeeded");
     let mut record = record.user(&user.id);
     record.success = true;

@@ -733,6 +733,38 @@ pub(crate) async fn read_csrf_form(
     Ok(Ok(form))
 }
 
+/// Starts a login attempt through the login throttle (shared by every instance when
+/// scaled out): `Ok(Err(secs))` when throttled for `secs` more seconds; an unreachable
+/// throttle store is a 503.
+pub(crate) async fn login_attempt(
+    state: &AppState,
+    account: &str,
+    ip: &str,
+    now: UnixTime,
+) -> Result<Result<(), i64>, ApiError> {
+    state
+        .services
+        .login_throttle
+        .attempt(account, ip, now)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Un-counts a successful login attempt made at `at`.
+pub(crate) async fn login_succeeded(
+    state: &AppState,
+    account: &str,
+    ip: &str,
+    at: UnixTime,
+) -> Result<(), ApiError> {
+    state
+        .services
+        .login_throttle
+        .succeeded(account, ip, at)
+        .await
+        .map_err(ApiError::internal)
+}
+
 /// `POST /login`
 pub async fn login_submit(
     State(state): State<AppState>,
@@ -752,7 +784,7 @@ pub async fn login_submit(
     let password = Password::presented(form.get("password").unwrap_or("").to_owned());
     let now = state.services.clock.now();
     let ip = crate::limits::client_ip(peer, &headers, &state.services.trusted_proxies).to_string();
-    if let Err(wait) = state.services.login_throttle.attempt(&typed, &ip, now) {
+    if let Err(wait) = login_attempt(&state, &typed, &ip, now).await? {
         let minutes = (wait + 59) / 60;
         tracing::warn!(ip = %ip, "login throttled");
         return login_form(
@@ -789,7 +821,7 @@ pub async fn login_submit(
             StatusCode::UNAUTHORIZED,
         );
     };
-    state.services.login_throttle.succeeded(&typed, &ip, now);
+    login_succeeded(&state, &typed, &ip, now).await?;
     tracing::info!(user_id = %user.id, "login succeeded");
     state
         .services

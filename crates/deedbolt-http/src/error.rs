@@ -2,15 +2,17 @@
 //!
 //! OAuth errors become RFC 6749 §5.2 JSON with the right status (401 plus a `Basic`
 //! challenge for `invalid_client`); API validation errors become 422, listing at most
-//! [`MAX_FIELD_ERRORS`] fields; anything internal becomes a bare 500 `server_error` whose
-//! details go to the log only.
+//! [`MAX_FIELD_ERRORS`] fields; an unreachable backend becomes 503
+//! `temporarily_unavailable` (RFC 6749 §4.1.2.1's code) with `Retry-After`; anything
+//! internal becomes a bare 500 `server_error`. Details of both go to the log only.
 
-use axum::http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
+use axum::http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use deedbolt_core::crm::{FieldError, MAX_FIELD_ERRORS};
 use deedbolt_core::error::OAuthError;
+use deedbolt_core::ports::StoreError;
 use serde_json::json;
 
 /// Everything a handler can fail with.
@@ -64,15 +66,29 @@ pub enum ApiError {
         /// Seconds until a request is allowed.
         retry_after: u32,
     },
+    /// A backend the answer depends on (the shared cache holding rate limits and
+    /// revocations, or the database) cannot be reached: fail closed with 503, the cause
+    /// logged, never shown. Clients may retry; the instance recovers by itself.
+    #[error("service unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A failure that is ours, not the client's. Logged, never shown.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
-    /// Wraps an internal failure.
+    /// Wraps an internal failure; a [`StoreError::Unavailable`] becomes
+    /// [`ApiError::Unavailable`] (503) instead of a 500.
     pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
-        ApiError::Internal(Box::new(e))
+        let e: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+        if matches!(
+            e.downcast_ref::<StoreError>(),
+            Some(StoreError::Unavailable(_))
+        ) {
+            ApiError::Unavailable(e)
+        } else {
+            ApiError::Internal(e)
+        }
     }
 }
 
@@ -176,6 +192,17 @@ impl IntoResponse for ApiError {
                     &format!("too many {policy} requests; retry after {retry_after} seconds"),
                 );
                 crate::limits::limited_headers(policy, *limit, *retry_after, r.headers_mut());
+                r
+            }
+            ApiError::Unavailable(e) => {
+                tracing::error!(error.cause_chain = %error_chain(e.as_ref()), "backend unavailable");
+                let mut r = body(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the service is temporarily unavailable; retry shortly",
+                );
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 r
             }
             ApiError::Internal(e) => {

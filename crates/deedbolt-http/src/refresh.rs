@@ -2,8 +2,7 @@
 //! issuance of a family's first token with an authorization code.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -15,9 +14,13 @@ use deedbolt_core::grant::{AccessToken, TokenResponse};
 use deedbolt_core::ids::{ClientId, TokenId, UserId};
 use deedbolt_core::ports::NewFamily;
 use deedbolt_core::rand;
-use deedbolt_core::refresh::{bound_by_user, decide, Decision, RefreshToken, UserBound};
+use deedbolt_core::refresh::{
+    bound_by_user, decide, Decision, GraceStore, RefreshToken, UserBound,
+};
 use deedbolt_core::scope::ScopeSet;
+use deedbolt_core::seal::MasterKey;
 use deedbolt_core::token::{AccessTokenClaims, ACCESS_TOKEN_TYP};
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::form::FormParams;
@@ -25,15 +28,16 @@ use crate::state::AppState;
 use crate::token::{authenticate, token_response};
 
 /// The responses to recent rotations, by the hash of the rotated token, kept for the
-/// grace period so that a client's retry gets the same pair. In memory: across instances
-/// a retry within the grace period is treated as reuse, the safe side.
-#[derive(Default)]
+/// grace period so that a client's retry gets the same pair. The store is the
+/// [`GraceStore`] port (in process, or shared by every instance); what it holds is sealed
+/// (AES-256-GCM) under a key derived from the rotated token itself, so the store never
+/// holds a usable token: only the client presenting the old token again can open it.
 pub struct GraceCache {
-    entries: Mutex<HashMap<[u8; 32], (CachedPair, UnixTime)>>,
+    store: Arc<dyn GraceStore>,
 }
 
 /// A pair issued at a rotation.
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 struct CachedPair {
     access: String,
     refresh: String,
@@ -41,16 +45,55 @@ struct CachedPair {
     expires_in: i64,
 }
 
+/// The domain label of the key a cached pair is sealed under.
+const GRACE_KEY_DOMAIN: &[u8] = b"deedbolt refresh grace v1";
+
 impl GraceCache {
-    fn get(&self, key: &[u8; 32], now: UnixTime) -> Option<CachedPair> {
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, (_, until)| *until >= now);
-        map.get(key).map(|(pair, _)| pair.clone())
+    /// A cache on `store`.
+    pub fn new(store: Arc<dyn GraceStore>) -> Self {
+        GraceCache { store }
     }
 
-    fn put(&self, key: [u8; 32], pair: CachedPair, until: UnixTime) {
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(key, (pair, until));
+    async fn get(
+        &self,
+        presented: &RefreshToken,
+        now: UnixTime,
+    ) -> Result<Option<CachedPair>, ApiError> {
+        let Some(sealed) = self
+            .store
+            .get(&presented.hash(), now)
+            .await
+            .map_err(ApiError::internal)?
+        else {
+            return Ok(None);
+        };
+        let key = MasterKey::derive_from_secret(GRACE_KEY_DOMAIN, presented.expose().as_bytes())
+            .map_err(ApiError::internal)?;
+        let plain = key
+            .open(&presented.hash(), &sealed)
+            .map_err(ApiError::internal)?;
+        serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(ApiError::internal)
+    }
+
+    async fn put(
+        &self,
+        presented: &RefreshToken,
+        pair: &CachedPair,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<(), ApiError> {
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(pair).map_err(ApiError::internal)?);
+        let key = MasterKey::derive_from_secret(GRACE_KEY_DOMAIN, presented.expose().as_bytes())
+            .map_err(ApiError::internal)?;
+        let sealed = key
+            .seal(&presented.hash(), &plain)
+            .map_err(ApiError::internal)?;
+        self.store
+            .put(&presented.hash(), sealed, now, until)
+            .await
+            .map_err(ApiError::internal)
     }
 }
 
@@ -136,10 +179,7 @@ async fn revoke_family(state: &AppState, family_id: &str, now: UnixTime) -> Resu
         .revoke_family(family_id, now)
         .await
         .map_err(ApiError::internal)?;
-    for (jti, exp) in jtis {
-        state.services.revocations.revoke_local(jti, exp);
-    }
-    Ok(())
+    crate::token::announce(state, jtis).await
 }
 
 fn respond(pair: CachedPair) -> Response {
@@ -250,7 +290,7 @@ pub(crate) async fn refresh_token_grant(
                 .map_err(ApiError::internal)?
             {
                 // Another request rotated it between our read and our update.
-                return concurrent_use(state, &old_hash, &record.family_id, now).await;
+                return concurrent_use(state, &presented, &record.family_id, now).await;
             }
             let access = family_access_token(
                 state,
@@ -268,11 +308,15 @@ pub(crate) async fn refresh_token_grant(
                 expires_in: s.policy.lifetime.as_secs(),
             };
             if s.refresh_policy.grace_secs > 0 {
-                state.grace.put(
-                    old_hash,
-                    pair.clone(),
-                    now.plus_secs(s.refresh_policy.grace_secs),
-                );
+                state
+                    .grace
+                    .put(
+                        &presented,
+                        &pair,
+                        now,
+                        now.plus_secs(s.refresh_policy.grace_secs),
+                    )
+                    .await?;
             }
             tracing::info!(client_id = %client_id, user_id = %record.user_id, "refresh token rotated");
             s.metrics.token_issued();
@@ -284,7 +328,7 @@ pub(crate) async fn refresh_token_grant(
         }
         // The winner may still be signing its answer: wait for it as after a lost race.
         Decision::ReplayWithinGrace => {
-            concurrent_use(state, &old_hash, &record.family_id, now).await
+            concurrent_use(state, &presented, &record.family_id, now).await
         }
         Decision::Reuse => reuse(state, &record.family_id, &client_id, now).await,
         Decision::WrongClient => {
@@ -311,7 +355,7 @@ pub(crate) async fn refresh_token_grant(
 /// otherwise this is reuse.
 async fn concurrent_use(
     state: &AppState,
-    old_hash: &[u8; 32],
+    presented: &RefreshToken,
     family_id: &str,
     now: UnixTime,
 ) -> Result<Response, ApiError> {
@@ -320,7 +364,7 @@ async fn concurrent_use(
         // The winner is signing its answer right now; it lands in the cache within
         // milliseconds. Bounded: at most ~1 s.
         for _ in 0..100 {
-            if let Some(pair) = state.grace.get(old_hash, now) {
+            if let Some(pair) = state.grace.get(presented, now).await? {
                 return Ok(respond(pair));
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -101,9 +101,7 @@ pub async fn revoke_endpoint(
                         .revoke_family(&record.family_id, now)
                         .await
                         .map_err(ApiError::internal)?;
-                    for (jti, exp) in jtis {
-                        s.revocations.revoke_local(jti, exp);
-                    }
+                    crate::token::announce(&state, jtis).await?;
                     tracing::info!(client_id = %me, "refresh token family revoked by its client");
                     audit_revocation(&state, me, "refresh token family").await;
                 } else {
@@ -209,6 +207,12 @@ pub async fn introspect_endpoint(
     let Ok(claims) = state.guard.verifier().verify(&token) else {
         return inactive();
     };
+    // Fail closed: "active" cannot be told while revocations made elsewhere may be missing.
+    if !s.revocations.is_current() {
+        return Err(ApiError::Unavailable(Box::new(
+            deedbolt_guard::TokenRejection::Unavailable,
+        )));
+    }
     if s.revocations.is_claims_revoked(&claims)
         || !caller.may_introspect(
             IntrospectedToken::Access {

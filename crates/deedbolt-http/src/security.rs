@@ -12,7 +12,7 @@ use deedbolt_core::detect::{
     Alert, AlertKind, AuthFailureDetector, ScopeRequestDetector, UsageMonitor, ACTION_REVOKE_TOKEN,
 };
 use deedbolt_core::ports::{AlertStore, FlowStore};
-use deedbolt_core::revocation::RevocationList;
+use deedbolt_core::revocation::{RevocationFeed, RevocationList, Revoked};
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::token::AccessTokenClaims;
 use tokio::sync::Notify;
@@ -58,6 +58,7 @@ pub struct Security {
     alerts: Arc<dyn AlertStore>,
     flow: Arc<dyn FlowStore>,
     revocations: Arc<RevocationList>,
+    feed: Arc<dyn RevocationFeed>,
     audit: AuditLog,
     metrics: Arc<Metrics>,
     /// Woken when an alert is stored, so the webhook worker delivers without delay.
@@ -79,6 +80,7 @@ impl Security {
         alerts: Arc<dyn AlertStore>,
         flow: Arc<dyn FlowStore>,
         revocations: Arc<RevocationList>,
+        feed: Arc<dyn RevocationFeed>,
         audit: AuditLog,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -95,6 +97,7 @@ impl Security {
             alerts,
             flow,
             revocations,
+            feed,
             audit,
             metrics,
             alert_stored: Arc::new(Notify::new()),
@@ -201,6 +204,13 @@ impl Security {
                     .revoke_local(claims.jti.clone(), claims.exp);
                 if let Err(e) = self.flow.revoke_token(&claims.jti, claims.exp, now).await {
                     tracing::error!(error = %e, "cannot store an automatic revocation");
+                }
+                let revoked = Revoked {
+                    jti: claims.jti.clone(),
+                    expires_at: claims.exp,
+                };
+                if let Err(e) = self.feed.publish(&revoked).await {
+                    tracing::error!(error = %e, "cannot announce an automatic revocation");
                 }
                 tracing::warn!(jti = %claims.jti, client_id = client, "token revoked automatically for anomalous usage");
                 self.audit

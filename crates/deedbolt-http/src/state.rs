@@ -10,7 +10,7 @@ use deedbolt_core::ports::{ClientStore, CrmStore, FlowStore, Health, RefreshStor
 use deedbolt_core::refresh::RefreshPolicy;
 use deedbolt_core::revocation::RevocationList;
 use deedbolt_core::secret::SecretHasher;
-use deedbolt_core::throttle::LoginThrottle;
+use deedbolt_core::throttle::LoginThrottleStore;
 use deedbolt_core::user::PasswordHasher;
 use deedbolt_guard::{Guard, Verifier};
 
@@ -42,12 +42,16 @@ pub struct Services {
     pub passwords: Arc<PasswordHasher>,
     /// Revoked access tokens.
     pub revocations: Arc<RevocationList>,
+    /// Tells the other instances of revocations made here.
+    pub revocation_feed: Arc<dyn deedbolt_core::revocation::RevocationFeed>,
     /// Failed-login limits.
-    pub login_throttle: Arc<LoginThrottle>,
+    pub login_throttle: Arc<dyn LoginThrottleStore>,
     /// Refresh-token families and operator cutoffs.
     pub refresh: Arc<dyn RefreshStore>,
     /// Refresh-token lifetimes and grace period.
     pub refresh_policy: RefreshPolicy,
+    /// Answers to recent rotations, for retries within the grace period.
+    pub grace: Arc<dyn deedbolt_core::refresh::GraceStore>,
     /// Rate limits.
     pub limits: crate::limits::RateLimits,
     /// Where limiter state lives.
@@ -116,7 +120,7 @@ impl AppState {
             metadata: discovery::metadata_document(issuer),
             openid_configuration: discovery::openid_configuration(issuer),
             secure_cookies: issuer.starts_with("https://"),
-            grace: crate::refresh::GraceCache::default(),
+            grace: crate::refresh::GraceCache::new(services.grace.clone()),
             bff: services.bff.clone(),
             services,
         }))

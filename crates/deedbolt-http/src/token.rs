@@ -304,7 +304,8 @@ pub(crate) async fn authenticate(
     }
 }
 
-/// Revokes an access token here (at once) and in the store (for other instances).
+/// Revokes an access token here (at once) and in the store (for other instances), then
+/// announces it.
 pub(crate) async fn revoke(
     state: &AppState,
     jti: &deedbolt_core::ids::TokenId,
@@ -316,7 +317,36 @@ pub(crate) async fn revoke(
         .flow
         .revoke_token(jti, exp, services.clock.now())
         .await
-        .map_err(ApiError::internal)
+        .map_err(ApiError::internal)?;
+    announce(state, [(jti.clone(), exp)]).await
+}
+
+/// Applies revocations the store has already recorded to this instance's list and tells
+/// the other instances through the revocation feed, so their guards refuse the tokens
+/// within a second instead of at their next store sync. A feed that cannot be reached is
+/// a 503 (the revocation itself is durable; every instance also picks it up from the
+/// store).
+pub(crate) async fn announce(
+    state: &AppState,
+    revoked: impl IntoIterator<Item = (deedbolt_core::ids::TokenId, deedbolt_core::clock::UnixTime)>,
+) -> Result<(), ApiError> {
+    let services = &state.services;
+    let mut failed = None;
+    for (jti, expires_at) in revoked {
+        services.revocations.revoke_local(jti.clone(), expires_at);
+        // Every entry is applied locally even if the feed fails for one.
+        if let Err(e) = services
+            .revocation_feed
+            .publish(&deedbolt_core::revocation::Revoked { jti, expires_at })
+            .await
+        {
+            failed = Some(e);
+        }
+    }
+    match failed {
+        Some(e) => Err(ApiError::internal(e)),
+        None => Ok(()),
+    }
 }
 
 /// A code redeemed a second time by its own client, with the right verifier (RFC 6749
@@ -342,9 +372,7 @@ async fn replayed(
                 .revoke_family(&family, now)
                 .await
                 .map_err(ApiError::internal)?;
-            for (j, e) in jtis {
-                services.revocations.revoke_local(j, e);
-            }
+            announce(state, jtis).await?;
         }
     }
     services

@@ -85,13 +85,21 @@ fn restrict_permissions(path: &Path) -> Result<(), OpenError> {
         let path = p.display().to_string();
         move |source| OpenError::Permissions { path, source }
     };
-    std::fs::OpenOptions::new()
+    // Create the file owner-only before SQLite does, but never open an existing one: on
+    // Unix, closing *any* descriptor of a file drops every POSIX lock this process holds
+    // on it, so opening and closing a database another store in this process already has
+    // open would silently release SQLite's locks (and let another process delete the WAL).
+    // `set_permissions` below works by path and opens nothing.
+    match std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(false)
+        .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(failed(path))?;
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(failed(path)(e)),
+    }
     let mut files = vec![path.to_path_buf()];
     for suffix in COMPANION_SUFFIXES {
         let mut name = path.as_os_str().to_owned();

@@ -255,6 +255,13 @@ pub struct ServeArgs {
     /// Authorization requests (/authorize) per client IP, COUNT/WINDOW or `off` [default: 60/1m].
     #[arg(long, env = "DEEDBOLT_RATE_LIMIT_AUTHORIZE")]
     pub rate_limit_authorize: Option<String>,
+    /// Shared fast state (rate limits, revocation propagation) on Redis, `redis://host:port`,
+    /// for running several instances [default: in-process, one instance].
+    #[arg(long, env = "DEEDBOLT_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// The prefix of every Redis key [default: deedbolt:].
+    #[arg(long, env = "DEEDBOLT_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
     /// Comma-separated IPs of reverse proxies whose X-Forwarded-For is believed [default: none].
     #[arg(long, env = "DEEDBOLT_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
@@ -420,6 +427,8 @@ pub async fn run() -> anyhow::Result<()> {
                     rate_limit_login: args.rate_limit_login,
                     rate_limit_authorize: args.rate_limit_authorize,
                     trusted_proxies: args.trusted_proxies,
+                    redis_url: args.redis_url,
+                    redis_prefix: args.redis_prefix,
                     audit_retention: args.audit_retention,
                     auto_revoke: args.auto_revoke,
                     anomaly_threshold: args.anomaly_threshold,

@@ -55,6 +55,8 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_BFF_REFRESH_BEFORE",
     "DEEDBOLT_METRICS_LISTEN",
     METRICS_TOKEN_ENV,
+    "DEEDBOLT_REDIS_URL",
+    "DEEDBOLT_REDIS_PREFIX",
     BFF_SECRET_ENV,
     BFF_COOKIE_KEYS_ENV,
     WEBHOOK_SECRET_ENV,
@@ -253,6 +255,66 @@ pub struct ServeSettings {
     pub metrics_listen: Option<SocketAddr>,
     /// The token that reads `/metrics`, if configured.
     pub metrics_token: Option<deedbolt_http::metrics::MetricsToken>,
+    /// Shared fast state on Redis; `None`: in-process (one instance).
+    pub redis: Option<RedisSettings>,
+}
+
+/// Where the shared fast state (rate limits, revocation propagation) lives when scaled out.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: RedisUrl,
+    /// Every key is put under this prefix (several deployments can share one Redis).
+    pub prefix: String,
+}
+
+/// The default [`RedisSettings::prefix`].
+pub const DEFAULT_REDIS_PREFIX: &str = "deedbolt:";
+
+/// A Redis URL. It may carry a password, so `Debug` and `Display` show it with the
+/// user information replaced by `***`; [`RedisUrl::expose`] gives the real text.
+#[derive(Clone)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// Parses `redis://…`; the error never repeats the text.
+    ///
+    /// ```
+    /// use deedbolt::config::RedisUrl;
+    /// let url = RedisUrl::parse("redis://:hunter2@10.0.0.5:6379/0").unwrap();
+    /// assert_eq!(url.to_string(), "redis://***@10.0.0.5:6379/0");
+    /// assert!(!format!("{url:?}").contains("hunter2"));
+    /// assert!(RedisUrl::parse("http://10.0.0.5").is_err());
+    /// ```
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let text = text.trim();
+        if !text.starts_with("redis://") || text.len() <= "redis://".len() {
+            bail!("the Redis URL must look like redis://host:port (not repeated: it may hold a password)");
+        }
+        Ok(RedisUrl(text.to_owned()))
+    }
+
+    /// The URL as given, password included: for the client only, never for a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rest = &self.0["redis://".len()..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@') {
+            Some(at) => write!(f, "redis://***{}", &rest[at..]),
+            None => f.write_str(&self.0),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
 }
 
 /// The backend-for-frontend's settings.
@@ -338,6 +400,10 @@ pub struct ServeOverrides {
     pub metrics_listen: Option<String>,
     /// `DEEDBOLT_METRICS_TOKEN` (never a flag).
     pub metrics_token: Option<String>,
+    /// `--redis-url`.
+    pub redis_url: Option<String>,
+    /// `--redis-prefix`.
+    pub redis_prefix: Option<String>,
 }
 
 /// The metrics listener and token: an address to bind, and a token of at least
@@ -614,6 +680,15 @@ impl ServeSettings {
                 "bff_refresh_before",
             )?,
         )?;
+        let redis = match o.redis_url.filter(|u| !u.trim().is_empty()) {
+            Some(url) => Some(RedisSettings {
+                url: RedisUrl::parse(&url)?,
+                prefix: o
+                    .redis_prefix
+                    .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned()),
+            }),
+            None => None,
+        };
 
         let (metrics_listen, metrics_token) = metrics_settings(
             o.metrics_listen.or_else(|| file.metrics_listen.clone()),
@@ -640,6 +715,7 @@ impl ServeSettings {
             detection,
             alert_webhook,
             bff,
+            redis,
         })
     }
 }

@@ -11,12 +11,13 @@ use deedbolt_core::cache::CachedClients;
 use deedbolt_core::clock::{Clock, SystemClock};
 use deedbolt_core::grant::TokenPolicy;
 use deedbolt_core::keyring::KeyVault;
-use deedbolt_core::ports::FlowStore;
-use deedbolt_core::ratelimit::MemoryRateLimits;
-use deedbolt_core::revocation::RevocationList;
+use deedbolt_core::ports::{AllHealthy, FlowStore, Health};
+use deedbolt_core::ratelimit::{MemoryRateLimits, RateLimitStore};
+use deedbolt_core::refresh::{GraceStore, MemoryGrace};
+use deedbolt_core::revocation::{RevocationFeed, RevocationList, StoreSyncOnly};
 use deedbolt_core::seal::MasterKey;
 use deedbolt_core::secret::SecretHasher;
-use deedbolt_core::throttle::LoginThrottle;
+use deedbolt_core::throttle::{LoginThrottle, LoginThrottleStore};
 use deedbolt_core::user::PasswordHasher;
 use deedbolt_http::audit::AuditLog;
 use deedbolt_http::security::Security;
@@ -48,6 +49,9 @@ pub fn warn_development_mode(data_dir: &Path) {
     );
 }
 
+/// The task that keeps this instance subscribed to revocations announced by the others.
+type FeedTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// A built, bound, not yet running server.
 pub struct Application {
     listener: TcpListener,
@@ -61,6 +65,7 @@ pub struct Application {
     keys: Arc<KeyRing>,
     clients: Arc<CachedClients>,
     revocations: Arc<RevocationList>,
+    feed_task: Option<FeedTask>,
     security: Arc<Security>,
     audit_rx: tokio::sync::mpsc::Receiver<deedbolt_core::audit::AuditRecord>,
     webhook: Option<Webhook>,
@@ -159,6 +164,55 @@ impl Application {
                 .await
                 .context("cannot start the password hasher")??,
         );
+        // The shared fast state, chosen once: Redis when configured (several instances),
+        // otherwise in this process.
+        let shared = match &settings.redis {
+            Some(r) => {
+                let redis = deedbolt_store_redis::RedisStore::connect(r.url.expose(), &r.prefix)
+                    .await
+                    .with_context(|| format!("cannot use Redis at {}", r.url))?;
+                tracing::info!(url = %r.url, prefix = %r.prefix, "shared state on Redis");
+                Some(redis)
+            }
+            None => None,
+        };
+        let limiter: Arc<dyn RateLimitStore> = match &shared {
+            Some(redis) => Arc::new(redis.clone()),
+            None => Arc::new(MemoryRateLimits::new()),
+        };
+        // Revocations reach every instance at once through Redis; without it, through the
+        // store sync only.
+        let (revocation_feed, feed_task): (Arc<dyn RevocationFeed>, Option<FeedTask>) =
+            match &shared {
+                Some(redis) => (
+                    Arc::new(redis.clone()),
+                    Some(Box::pin(
+                        redis
+                            .revocation_feed(revocations.clone())
+                            .await
+                            .context("cannot subscribe to revocations on Redis")?,
+                    )),
+                ),
+                None => (Arc::new(StoreSyncOnly), None),
+            };
+        // Per account and IP: the login limit; per IP: four times it (a shared NAT has
+        // many users); per account over all IPs: ten times it.
+        let local_throttle = match settings.limits.login {
+            Some(l) => LoginThrottle::from_limit(i64::from(l.window_secs), l.count as usize),
+            None => LoginThrottle::unlimited(),
+        };
+        let login_throttle: Arc<dyn LoginThrottleStore> = match &shared {
+            Some(redis) => Arc::new(redis.login_throttle(local_throttle.limits())),
+            None => Arc::new(local_throttle),
+        };
+        let grace: Arc<dyn GraceStore> = match &shared {
+            Some(redis) => Arc::new(redis.clone()),
+            None => Arc::new(MemoryGrace::default()),
+        };
+        let health: Arc<dyn Health> = match &shared {
+            Some(redis) => Arc::new(AllHealthy(vec![store_arc.clone(), Arc::new(redis.clone())])),
+            None => store_arc.clone(),
+        };
         let metrics = Arc::new(deedbolt_http::metrics::Metrics::default());
         let (audit, audit_rx) = AuditLog::new(metrics.clone());
         let security = Arc::new(Security::new(
@@ -166,6 +220,7 @@ impl Application {
             store_arc.clone(),
             store_arc.clone(),
             revocations.clone(),
+            revocation_feed.clone(),
             audit.clone(),
             metrics.clone(),
         ));
@@ -207,14 +262,11 @@ impl Application {
             flow: store_arc.clone(),
             passwords,
             revocations: revocations.clone(),
-            // Per account and IP: the login limit; per IP: four times it (a shared NAT has
-            // many users); per account over all IPs: ten times it.
-            login_throttle: Arc::new(match settings.limits.login {
-                Some(l) => LoginThrottle::from_limit(i64::from(l.window_secs), l.count as usize),
-                None => LoginThrottle::unlimited(),
-            }),
+            revocation_feed,
+            login_throttle,
+            grace,
             limits: settings.limits,
-            limiter: Arc::new(MemoryRateLimits::new()),
+            limiter,
             trusted_proxies: settings.trusted_proxies.clone(),
             metrics: metrics.clone(),
             audit: audit.clone(),
@@ -223,7 +275,7 @@ impl Application {
             security: security.clone(),
             refresh: store_arc.clone(),
             refresh_policy: settings.refresh,
-            health: store_arc,
+            health,
             clock: clock.clone(),
             hasher: Arc::new(SecretHasher::new(&pepper)),
             keys: keys.clone(),
@@ -244,6 +296,7 @@ impl Application {
             keys,
             clients,
             revocations,
+            feed_task,
             security,
             audit_rx,
             webhook,
@@ -278,6 +331,7 @@ impl Application {
             self.store.clone(),
             self.metrics.clone(),
         ));
+        let feed = self.feed_task.map(tokio::spawn);
         let refresher = tokio::spawn(sync_loop(Sync {
             security: self.security.clone(),
             audit_retention_secs: self.settings.audit_retention_secs,
@@ -344,6 +398,10 @@ impl Application {
         }
         refresher.abort();
         let _ = refresher.await;
+        if let Some(f) = feed {
+            f.abort();
+            let _ = f.await;
+        }
         // A delivery cut short is not marked delivered: it is sent again after a restart.
         if let Some(w) = webhook {
             w.abort();

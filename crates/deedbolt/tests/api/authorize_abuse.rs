@@ -23,11 +23,11 @@ use crate::helpers::{
     CodeClient, Jar, Options, TestApp,
 };
 
-const CB: &str = "https://app.example.com/cb";
-const TENANT: &str = "tia.tenant@example.com";
+pub(crate) const CB: &str = "https://app.example.com/cb";
+pub(crate) const TENANT: &str = "tia.tenant@example.com";
 const ADMIN: &str = "ada.admin@example.com";
-const PASSWORD: &str = "juniper-Harbour-Lantern-58-slowly";
-const WRONG: &str = "definitely-Not-the-password-17";
+pub(crate) const PASSWORD: &str = "juniper-Harbour-Lantern-58-slowly";
+pub(crate) const WRONG: &str = "definitely-Not-the-password-17";
 const ATTACKER_IP: &str = "203.0.113.66";
 const VICTIM_IP: &str = "198.51.100.7";
 
@@ -95,13 +95,13 @@ async fn authorize_from(app: &TestApp, query: &[(String, String)], ip: &str) -> 
 }
 
 /// The login form of a fresh authorization request, opened from `ip`.
-struct LoginForm {
+pub(crate) struct LoginForm {
     req: String,
     csrf: String,
     jar: Jar,
 }
 
-async fn open_login(app: &TestApp, client_id: &str, scope: &str, ip: &str) -> LoginForm {
+pub(crate) async fn open_login(app: &TestApp, client_id: &str, scope: &str, ip: &str) -> LoginForm {
     let res = authorize_from(app, &authorize_query(client_id, scope, true), ip).await;
     let login = location(&res).expect("authorize redirects to the login page");
     assert!(login.starts_with("/login?req="), "{login}");
@@ -117,7 +117,7 @@ async fn open_login(app: &TestApp, client_id: &str, scope: &str, ip: &str) -> Lo
     }
 }
 
-async fn submit_login(
+pub(crate) async fn submit_login(
     app: &TestApp,
     form: &LoginForm,
     email: &str,

@@ -1129,3 +1129,24 @@ pub fn crm_error_fields(body: &Value) -> Vec<String> {
         .map(|f| f["field"].as_str().expect("field name").to_owned())
         .collect()
 }
+
+/// A test that needs an external service which is missing: a warning and a skip locally,
+/// a failure under CI (`CI` set), where every service must be there.
+pub fn skip_or_fail(what: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what}, and CI is set: this test must run under CI");
+    }
+    eprintln!("SKIPPED: {what}");
+}
+
+/// The shared Redis for tests (`REDIS_URL`, see scripts/ci-services), or `None` after
+/// [`skip_or_fail`].
+pub fn redis_url() -> Option<String> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            skip_or_fail("REDIS_URL not set");
+            None
+        }
+    }
+}

@@ -30,4 +30,5 @@ mod master_key;
 mod metrics;
 mod rate_limits;
 mod restart;
+mod shared_state;
 mod webhook;

@@ -13,13 +13,13 @@ use crate::helpers::{
     random_b64url, spawn_app, spawn_app_with, unix_now, CodeClient, Creds, Jar, Options, TestApp,
 };
 
-const CB: &str = "https://app.example.com/cb";
-const RITA: &str = "rita.refresh@example.com";
+pub(crate) const CB: &str = "https://app.example.com/cb";
+pub(crate) const RITA: &str = "rita.refresh@example.com";
 const OTTO: &str = "otto.other@example.com";
-const PASSWORD: &str = "cedar-Harbour-Violin-42-softly";
+pub(crate) const PASSWORD: &str = "cedar-Harbour-Violin-42-softly";
 /// What the tenant users log in for (all of it delegable by the tenant role).
-const FULL: &str = "openid tenant:read financial:read";
-const RT: &[&str] = &["refresh_token"];
+pub(crate) const FULL: &str = "openid tenant:read financial:read";
+pub(crate) const RT: &[&str] = &["refresh_token"];
 
 // ---------------------------------------------------------------------------------------
 // Steps
@@ -162,7 +162,12 @@ async fn authorize_code(
 
 /// Logs `email` in, approves, and redeems the code for `client`; returns the token
 /// response (asserted 200).
-async fn code_tokens(app: &TestApp, client: &CodeClient, scope: &str, email: &str) -> Value {
+pub(crate) async fn code_tokens(
+    app: &TestApp,
+    client: &CodeClient,
+    scope: &str,
+    email: &str,
+) -> Value {
     let (code, verifier) = authorize_code(app, &client.id, scope, email, PASSWORD).await;
     let res = post_as(
         app,
@@ -181,7 +186,7 @@ async fn code_tokens(app: &TestApp, client: &CodeClient, scope: &str, email: &st
 }
 
 /// The access and refresh tokens of a token response (the refresh token must be there).
-fn pair(body: &Value) -> (String, String) {
+pub(crate) fn pair(body: &Value) -> (String, String) {
     let access = body["access_token"].as_str().expect("access_token");
     let refresh = body["refresh_token"]
         .as_str()
@@ -190,7 +195,7 @@ fn pair(body: &Value) -> (String, String) {
 }
 
 /// `grant_type=refresh_token` as `client`, optionally with `scope`.
-async fn refresh(
+pub(crate) async fn refresh(
     app: &TestApp,
     client: &CodeClient,
     token: &str,
@@ -204,7 +209,12 @@ async fn refresh(
 }
 
 /// A successful refresh: 200, no-store, a Bearer token and a new refresh token.
-async fn refresh_ok(app: &TestApp, client: &CodeClient, token: &str, scope: Option<&str>) -> Value {
+pub(crate) async fn refresh_ok(
+    app: &TestApp,
+    client: &CodeClient,
+    token: &str,
+    scope: Option<&str>,
+) -> Value {
     let res = refresh(app, client, token, scope).await;
     let status = res.status();
     let headers = res.headers().clone();

@@ -1,0 +1,189 @@
+//! The revocation feed on Redis: every instance learns of a revocation at once.
+//!
+//! A revocation is first recorded durably in the database (the source of truth every
+//! instance also syncs from), then published here in one atomic `MULTI`: added to the
+//! sorted set `PREFIX revoked` (member the `jti`, score its expiry) and announced on the
+//! channel `PREFIX revocations` as `EXPIRY JTI`. Each instance subscribes; on every
+//! (re)subscription it first subscribes, then loads the whole set, so that nothing
+//! published while it was away, or between the two steps, is missed.
+//!
+//! While the subscription is down (Redis gone, or a `PING` on it unanswered for a second)
+//! the instance's list is marked not current, and token checks fail closed with 503 until
+//! it is back and reloaded.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deedbolt_core::clock::UnixTime;
+use deedbolt_core::ids::TokenId;
+use deedbolt_core::ports::StoreError;
+use deedbolt_core::revocation::{RevocationFeed, RevocationList, Revoked};
+use deedbolt_core::token::AccessTokenLifetime;
+use futures_util::StreamExt as _;
+
+use crate::{store_error, RedisStore};
+
+/// How often the subscription is pinged; a ping unanswered within this is a disconnect.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// Pause between attempts to subscribe again while Redis is away.
+const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(100);
+
+impl RedisStore {
+    fn revoked_key(&self) -> String {
+        format!("{}revoked", self.prefix)
+    }
+
+    fn revocation_channel(&self) -> String {
+        format!("{}revocations", self.prefix)
+    }
+
+    /// Subscribes to the revocation channel, then loads every announced revocation into
+    /// `list`; the stream of later announcements, with its sink for pings.
+    async fn subscribe_and_load(
+        &self,
+        list: &RevocationList,
+    ) -> Result<(redis::aio::PubSubSink, redis::aio::PubSubStream), StoreError> {
+        let pubsub = tokio::time::timeout(crate::CONNECT_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| StoreError::Unavailable("Redis subscription timed out".into()))?
+            .map_err(store_error)?;
+        let (mut sink, stream) = pubsub.split();
+        sink.subscribe(self.revocation_channel())
+            .await
+            .map_err(store_error)?;
+        let mut conn = self.conn.clone();
+        let all: Vec<(String, i64)> = redis::cmd("ZRANGE")
+            .arg(self.revoked_key())
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(store_error)?;
+        for (jti, expires_at) in all {
+            if let Ok(jti) = TokenId::parse(&jti) {
+                list.revoke_local(jti, UnixTime(expires_at));
+            }
+        }
+        Ok((sink, stream))
+    }
+
+    /// Subscribes `list` to the revocations every instance announces (loading those already
+    /// announced), and returns the task that keeps it subscribed: run it for the server's
+    /// lifetime. Fails if Redis cannot be reached now (at start-up: refuse to start).
+    pub async fn revocation_feed(
+        &self,
+        list: Arc<RevocationList>,
+    ) -> Result<impl Future<Output = ()> + Send + 'static, StoreError> {
+        let first = self.subscribe_and_load(&list).await?;
+        list.set_feed_down(false);
+        let store = self.clone();
+        Ok(async move {
+            let (mut sink, mut stream) = first;
+            loop {
+                follow(&list, &mut sink, &mut stream).await;
+                list.set_feed_down(true);
+                tracing::error!(
+                    "revocation feed lost: token checks answer 503 until Redis is back"
+                );
+                loop {
+                    tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
+                    match store.subscribe_and_load(&list).await {
+                        Ok((new_sink, new_stream)) => {
+                            sink = new_sink;
+                            stream = new_stream;
+                            list.set_feed_down(false);
+                            tracing::info!("revocation feed restored");
+                            break;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "revocation feed still down"),
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Applies announcements until the subscription ends or stops answering pings.
+async fn follow(
+    list: &RevocationList,
+    sink: &mut redis::aio::PubSubSink,
+    stream: &mut redis::aio::PubSubStream,
+) {
+    let mut tick = tokio::time::interval(PING_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(msg) = msg else { return };
+                match msg.get_payload::<String>().ok().as_deref().and_then(parse) {
+                    Some(r) => list.revoke_local(r.jti, r.expires_at),
+                    None => tracing::warn!("ignoring a malformed revocation announcement"),
+                }
+            }
+            _ = tick.tick() => {
+                let pong = tokio::time::timeout(PING_EVERY, sink.ping::<redis::Value>()).await;
+                if !matches!(pong, Ok(Ok(_))) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// `EXPIRY JTI`.
+fn parse(payload: &str) -> Option<Revoked> {
+    let (exp, jti) = payload.split_once(' ')?;
+    Some(Revoked {
+        jti: TokenId::parse(jti).ok()?,
+        expires_at: UnixTime(exp.parse().ok()?),
+    })
+}
+
+#[async_trait]
+impl RevocationFeed for RedisStore {
+    async fn publish(&self, revoked: &Revoked) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        // Entries that expired before any live token was issued are dropped on the way: a
+        // token expiring `MAX_SECS` before this one cannot be live (clock-free pruning).
+        let stale = revoked.expires_at.0 - AccessTokenLifetime::MAX_SECS;
+        redis::pipe()
+            .atomic()
+            .cmd("ZADD")
+            .arg(self.revoked_key())
+            .arg(revoked.expires_at.0)
+            .arg(revoked.jti.as_str())
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(self.revoked_key())
+            .arg("-inf")
+            .arg(format!("({stale}"))
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(self.revocation_channel())
+            .arg(format!("{} {}", revoked.expires_at.0, revoked.jti.as_str()))
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(store_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_parse_and_junk_does_not() {
+        let jti = TokenId::generate().unwrap();
+        let r = parse(&format!("1800000000 {}", jti.as_str())).unwrap();
+        assert_eq!(r.jti, jti);
+        assert_eq!(r.expires_at, UnixTime(1_800_000_000));
+        for junk in ["", "1800000000", "x abc", "1 a b", "1 \u{0}"] {
+            assert!(parse(junk).is_none(), "{junk:?}");
+        }
+    }
+}
