@@ -113,6 +113,27 @@ async fn race_at_both(
     out
 }
 
+/// Asserts that every answer of a race is 200 or `invalid_grant` and at most one is 200;
+/// returns the (access, refresh) pair of the 200, if any.
+fn at_most_one_pair(round: usize, results: &[(u16, Value)]) -> Vec<(String, String)> {
+    for (status, body) in results {
+        assert!(
+            *status == 200 || (*status == 400 && body["error"] == "invalid_grant"),
+            "round {round}: 200 or invalid_grant, got {status} {body}"
+        );
+    }
+    let issued: Vec<(String, String)> = results
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, body)| pair(body))
+        .collect();
+    assert!(
+        issued.len() <= 1,
+        "round {round}: at most one token response: {results:?}"
+    );
+    issued
+}
+
 #[tokio::test]
 async fn a_token_issued_by_one_instance_is_introspected_and_accepted_by_the_other() {
     let Some(opts) = shared_options().await else {
@@ -160,18 +181,13 @@ async fn a_token_revoked_at_one_instance_is_refused_by_the_other_within_a_second
         )
         .await;
         assert_eq!(res.status(), 200, "revocation at A");
-        let revoked_at = Instant::now();
+        // Polled from the revocation's answer: the deadline is the bound being tested.
         eventually_within(
             &format!("round {round}: B refuses the token revoked at A"),
             Duration::from_millis(1250),
             || async { b.get("/api/properties", Some(&token)).await.status() == 401 },
         )
         .await;
-        let took = revoked_at.elapsed();
-        assert!(
-            took <= Duration::from_millis(1250),
-            "round {round}: {took:?}"
-        );
     }
     a.stop().await;
     b.stop().await;
@@ -199,21 +215,7 @@ async fn one_refresh_token_raced_at_two_instances_gives_at_most_one_pair_and_rev
             &[("grant_type", "refresh_token"), ("refresh_token", &r0)],
         )
         .await;
-        for (status, body) in &results {
-            assert!(
-                *status == 200 || (*status == 400 && body["error"] == "invalid_grant"),
-                "round {round}: 200 or invalid_grant, got {status} {body}"
-            );
-        }
-        let issued: Vec<(String, String)> = results
-            .iter()
-            .filter(|(s, _)| *s == 200)
-            .map(|(_, body)| pair(body))
-            .collect();
-        assert!(
-            issued.len() <= 1,
-            "round {round}: at most one new pair: {results:?}"
-        );
+        let issued = at_most_one_pair(round, &results);
         // The whole family is revoked, wherever it is presented.
         for app in [&a, &b] {
             expect_refresh_refused(app, &spa, &r0, "the raced refresh token").await;
@@ -253,21 +255,7 @@ async fn one_code_redeemed_at_two_instances_at_once_leaves_at_most_one_live_toke
             ],
         )
         .await;
-        for (status, body) in &results {
-            assert!(
-                *status == 200 || (*status == 400 && body["error"] == "invalid_grant"),
-                "round {round}: 200 or invalid_grant, got {status} {body}"
-            );
-        }
-        let issued: Vec<(String, String)> = results
-            .iter()
-            .filter(|(s, _)| *s == 200)
-            .map(|(_, body)| pair(body))
-            .collect();
-        assert!(
-            issued.len() <= 1,
-            "round {round}: one code, at most one token response: {results:?}"
-        );
+        let issued = at_most_one_pair(round, &results);
         // Whatever was issued, the replay at the other instance revokes it everywhere.
         for (access, refresh) in &issued {
             refused_everywhere(&a.http, &[&a.base, &b.base], "/userinfo", access).await;
@@ -441,12 +429,7 @@ async fn killing_one_instance_under_load_leaves_the_other_serving_and_every_fami
         || async { ok_a.load(Ordering::Relaxed) >= 20 && ok_b.load(Ordering::Relaxed) >= 20 },
     )
     .await;
-    let status = std::process::Command::new("kill")
-        .arg("-KILL")
-        .arg(a.pid().to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -KILL");
+    a.kill_hard();
     assert!(
         a.wait_exit(Duration::from_secs(5)).is_some(),
         "A is gone after SIGKILL"
