@@ -6,6 +6,8 @@ Usage:
     python3 bench/load.py --smoke         # 2-second run at c = 32 on the debug build, no peer (what CI runs)
     python3 bench/load.py --no-peer --alg EdDSA --concurrency 32 --duration 5
     python3 bench/load.py --no-peer --populate 1000000   # growth: 10^6 registered clients
+    DATABASE_URL=postgres://USER@HOST:PORT/postgres python3 bench/load.py --backend postgres --duration 5
+                                          # PostgreSQL: 1 and 2 instances on a fresh database
 
 For each scenario and concurrency it prints requests/s, p50/p99 latency, server CPU per
 request (user + system time of the server process, from /proc) and peak RSS, and writes
@@ -13,7 +15,15 @@ everything as JSON (default bench/results/latest.json). The peer is panva's oidc
 (npm), configured for client credentials with ES256 JWT access tokens, started and stopped
 by pid in the same run; ratios deedbolt/peer are reported.
 
-Requires wrk (Debian package `wrk`) and, for the peer, Node.js and npm.
+With `--backend postgres` the server runs on a fresh database (created with `psql` on the
+server of DATABASE_URL, dropped afterwards): the token endpoint, introspection and the
+guarded API with one instance, then the same with two instances on that database, the
+load split evenly between them (two wrk processes at once, c/2 connections each; the
+figures are the sum of requests/s, the slower of the two latencies, and the CPU of both
+servers per request). No code flows and no peer on this backend.
+
+Requires wrk (Debian package `wrk`) and, for the peer, Node.js and npm; `psql` (Debian
+package `postgresql-client`) for `--backend postgres`.
 """
 
 import argparse
@@ -87,7 +97,8 @@ wrk.body = {body}
 """
 
 
-def run_wrk(url, pid, concurrency, duration, method="GET", body=None, headers=None):
+def wrk_script(method="GET", body=None, headers=None):
+    """A wrk Lua script sending one fixed request; returns its path (the caller removes it)."""
     headers = headers or {}
     script = LUA.format(
         method=method,
@@ -96,29 +107,78 @@ def run_wrk(url, pid, concurrency, duration, method="GET", body=None, headers=No
     )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
-        lua = f.name
+        return f.name
+
+
+def wrk_command(url, lua, concurrency, duration):
     threads = min(2, concurrency)
-    cpu0 = cpu_seconds(pid)
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", lua, url],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    cpu1 = cpu_seconds(pid)
-    os.unlink(lua)
-    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", lua, url]
+
+
+def parse_wrk(out):
+    """The figures of one wrk report."""
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {
-        "concurrency": concurrency,
-        "duration_s": duration,
-        "requests": total,
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
         "p99_ms": to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
-        "cpu_us_per_request": round((cpu1 - cpu0) * 1e6 / max(total, 1), 1),
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
         "socket_errors": errors.group(1) if errors else None,
+    }
+
+
+def run_wrk(url, pid, concurrency, duration, method="GET", body=None, headers=None):
+    lua = wrk_script(method, body, headers)
+    cpu0 = cpu_seconds(pid)
+    out = subprocess.run(wrk_command(url, lua, concurrency, duration), capture_output=True, text=True,
+                         check=True).stdout
+    cpu1 = cpu_seconds(pid)
+    os.unlink(lua)
+    w = parse_wrk(out)
+    return {
+        "concurrency": concurrency,
+        "duration_s": duration,
+        "requests": w["requests"],
+        "rps": w["rps"],
+        "p50_ms": w["p50_ms"],
+        "p99_ms": w["p99_ms"],
+        "cpu_us_per_request": round((cpu1 - cpu0) * 1e6 / max(w["requests"], 1), 1),
+        "non_2xx": w["non_2xx"],
+        "socket_errors": w["socket_errors"],
         "server_peak_rss_kib": rss_kib(pid),
+    }
+
+
+def run_wrk_split(targets, concurrency, duration, method="GET", body=None, headers=None):
+    """One wrk per (url, pid) target, all at once, `concurrency` connections split evenly.
+    Requests/s add up; latencies are the slowest target's; CPU is all servers' together."""
+    lua = wrk_script(method, body, headers)
+    each = max(1, concurrency // len(targets))
+    cpu0 = sum(cpu_seconds(pid) for _, pid in targets)
+    procs = [subprocess.Popen(wrk_command(url, lua, each, duration), stdout=subprocess.PIPE, text=True)
+             for url, _ in targets]
+    outs = [p.communicate()[0] for p in procs]
+    cpu1 = sum(cpu_seconds(pid) for _, pid in targets)
+    os.unlink(lua)
+    for p in procs:
+        if p.returncode != 0:
+            raise RuntimeError(f"wrk failed with exit status {p.returncode}")
+    ws = [parse_wrk(o) for o in outs]
+    total = sum(w["requests"] for w in ws)
+    return {
+        "concurrency": each * len(targets),
+        "instances": len(targets),
+        "duration_s": duration,
+        "requests": total,
+        "rps": round(sum(w["rps"] for w in ws), 2),
+        "p50_ms": max(w["p50_ms"] for w in ws),
+        "p99_ms": max(w["p99_ms"] for w in ws),
+        "cpu_us_per_request": round((cpu1 - cpu0) * 1e6 / max(total, 1), 1),
+        "non_2xx": sum(w["non_2xx"] for w in ws),
+        "socket_errors": [w["socket_errors"] for w in ws if w["socket_errors"]] or None,
+        "server_peak_rss_kib": max(rss_kib(pid) for _, pid in targets),
     }
 
 
@@ -164,17 +224,22 @@ def post_form(url, form, basic):
 
 
 class Deedbolt:
-    def __init__(self, data_dir, alg):
+    """One server. `env` adds DEEDBOLT_* variables (the database URL and the master key on
+    PostgreSQL); `issuer` is shared by instances on one database."""
+
+    def __init__(self, data_dir, alg, env=None, issuer=None):
         self.data_dir = data_dir
         self.alg = alg
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, **(env or {}))
+        self.issuer = issuer
         self.proc = None
 
     def cli(self, *args):
         out = subprocess.run(
             [str(BIN), "--data-dir", self.data_dir, "--log", "error", *args],
-            capture_output=True, text=True, check=True,
+            capture_output=True, text=True, check=True, env=self.env,
         )
         return json.loads(out.stdout) if out.stdout.strip().startswith(("{", "[")) else out.stdout
 
@@ -185,8 +250,9 @@ class Deedbolt:
              "--listen", f"127.0.0.1:{self.port}", "--signing-alg", self.alg,
              # Limits raised (not off), so the limiter's cost is part of every figure.
              "--rate-limit-token", "1000000000/1h", "--rate-limit-refresh", "1000000000/1h",
-             "--rate-limit-api", "1000000000/1h", "--rate-limit-authorize", "1000000000/1h"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             "--rate-limit-api", "1000000000/1h", "--rate-limit-authorize", "1000000000/1h",
+             *(["--issuer", self.issuer] if self.issuer else [])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env,
         )
         wait_ready(self.base + "/readyz")
         return time.monotonic() - t0
@@ -347,8 +413,87 @@ def scenarios_for(server_base, basic, token, introspect_path=None, api=True):
     return out
 
 
+def psql(server_url, sql):
+    """Runs one SQL statement on the PostgreSQL server of `server_url` (its own database)."""
+    subprocess.run(["psql", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-qAt", "-d", server_url, "-c", sql],
+                   check=True, capture_output=True, text=True)
+
+
+def with_database(server_url, name):
+    """`server_url` naming database `name` instead (the path of the URL)."""
+    u = urllib.parse.urlsplit(server_url)
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
+
+
+def print_row(label, name, row):
+    print(f"{label:<8} {name:<26} c={row['concurrency']:<3} {row['rps']:>9.0f} req/s  p50 {row['p50_ms']:.2f} ms  "
+          f"p99 {row['p99_ms']:.2f} ms  {row['cpu_us_per_request']:>6.1f} µs CPU/req  "
+          f"rss {row['server_peak_rss_kib'] // 1024} MiB  non-2xx {row['non_2xx']}", flush=True)
+
+
+def run_postgres(args, concurrency, results):
+    """Token endpoint, introspection and the guarded API on a fresh PostgreSQL database of
+    the DATABASE_URL server: one instance, then two instances on that database with the
+    load split between them. The database is dropped afterwards."""
+    server_url = os.environ.get("DATABASE_URL")
+    if not server_url:
+        sys.exit("--backend postgres needs DATABASE_URL (a server where this role may CREATE DATABASE)")
+    if shutil.which("psql") is None:
+        sys.exit("psql is required for --backend postgres: apt-get install postgresql-client")
+    name = "deedbolt_bench_" + os.urandom(6).hex()
+    psql(server_url, f'CREATE DATABASE "{name}"')
+    instances = []
+    try:
+        master_key = subprocess.run([str(BIN), "keys", "generate-master-key"], capture_output=True, text=True,
+                                    check=True).stdout.strip()
+        env = {"DEEDBOLT_DATABASE_URL": with_database(server_url, name), "DEEDBOLT_MASTER_KEY": master_key}
+        with tempfile.TemporaryDirectory() as dir1, tempfile.TemporaryDirectory() as dir2:
+            first = Deedbolt(dir1, args.alg, env)
+            first.issuer = first.base  # both instances: one issuer, as behind a load balancer
+            second = Deedbolt(dir2, args.alg, env, issuer=first.base)
+            instances = [first, second]
+            writer = first.cli("client", "create", "--name", "bench", "--grant", "client_credentials",
+                               "--scope", "property:read property:write", "--json")
+            basic = base64.b64encode(f"{writer['client_id']}:{writer['client_secret']}".encode()).decode()
+            rs = first.cli("client", "create", "--name", "bench-rs", "--grant", "client_credentials", "--scope",
+                           "property:read", "--allow-introspection", "--json")
+            rs_basic = base64.b64encode(f"{rs['client_id']}:{rs['client_secret']}".encode()).decode()
+            results["deedbolt_postgres"] = {"startup_to_ready_s": round(first.start(), 4)}
+            token = post_form(first.base + "/token", "grant_type=client_credentials", basic)["access_token"]
+
+            def scenarios(base):
+                out = scenarios_for(base, basic, token)
+                out["introspection"] = dict(url=base + "/introspect", method="POST", body="token=" + token,
+                                            headers={"Authorization": "Basic " + rs_basic,
+                                                     "Content-Type": "application/x-www-form-urlencoded"})
+                return out
+
+            one = results["deedbolt_postgres"].setdefault("1_instance", {})
+            for sc_name, sc in scenarios(first.base).items():
+                for c in concurrency:
+                    row = run_wrk(sc["url"], first.proc.pid, c, args.duration, sc["method"], sc.get("body"),
+                                  sc["headers"])
+                    one.setdefault(sc_name, []).append(row)
+                    print_row("pg x1", sc_name, row)
+            second.start()
+            two = results["deedbolt_postgres"].setdefault("2_instances", {})
+            both = [scenarios(first.base), scenarios(second.base)]
+            for sc_name, sc in both[0].items():
+                for c in concurrency:
+                    targets = [(both[0][sc_name]["url"], first.proc.pid), (both[1][sc_name]["url"], second.proc.pid)]
+                    row = run_wrk_split(targets, c, args.duration, sc["method"], sc.get("body"), sc["headers"])
+                    two.setdefault(sc_name, []).append(row)
+                    print_row("pg x2", sc_name, row)
+    finally:
+        for inst in instances:
+            inst.stop()
+        psql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", default="sqlite", choices=["sqlite", "postgres"],
+                    help="postgres: 1 and 2 instances on a fresh database of the DATABASE_URL server")
     ap.add_argument("--smoke", action="store_true",
                     help="2-second run at c=32 on the debug build, no peer: checks the script, measures nothing")
     ap.add_argument("--no-peer", action="store_true")
@@ -358,10 +503,15 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--populate", type=int, default=0, metavar="N",
                     help="add N clients, N audit records and N/10 revoked tokens before the runs (growth)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    ap.add_argument("--out", help="where the JSON goes [default: bench/results/latest.json, "
+                                  "bench/results/postgres.json with --backend postgres]")
     args = ap.parse_args()
+    if args.out is None:
+        args.out = str(ROOT / "bench" / "results" / ("postgres.json" if args.backend == "postgres" else "latest.json"))
     global BIN
     profile = ["--release"]
+    if args.smoke and args.backend != "sqlite":
+        sys.exit("--smoke is the CI run on SQLite; run --backend postgres with a short --duration instead")
     if args.smoke:
         args.concurrency, args.duration, args.no_peer = [32], 2, True
         BIN, profile = TARGET_DIR / "debug" / "deedbolt", []
@@ -373,6 +523,17 @@ def main():
 
     results = {"alg": args.alg, "concurrency": concurrency, "duration_s": args.duration,
                "machine": {"cpus": os.cpu_count()}, "deedbolt": {}, "peer": {}}
+    if args.backend == "postgres":
+        run_postgres(args, concurrency, results)
+        bad = [(n, r) for label in ("1_instance", "2_instances")
+               for n, rows in results["deedbolt_postgres"].get(label, {}).items() for r in rows if r["non_2xx"]]
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2))
+        print(f"startup to ready: {results['deedbolt_postgres']['startup_to_ready_s'] * 1000:.0f} ms; "
+              f"results in {args.out}")
+        if bad:
+            sys.exit(f"non-2xx responses in: {sorted({n for n, _ in bad})}")
+        return
     with tempfile.TemporaryDirectory() as data_dir:
         db = Deedbolt(data_dir, args.alg)
         writer = db.cli("client", "create", "--name", "bench", "--grant", "client_credentials",

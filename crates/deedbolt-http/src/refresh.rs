@@ -140,13 +140,13 @@ async fn family_access_token(
 }
 
 /// Starts a family for a code redemption, recording the access token issued with it;
-/// returns the first refresh token.
+/// returns the family's id and its first refresh token.
 pub(crate) async fn start_family(
     state: &AppState,
     grant: &CodeGrant,
     access: &AccessTokenClaims,
     now: UnixTime,
-) -> Result<RefreshToken, ApiError> {
+) -> Result<(String, RefreshToken), ApiError> {
     let s = &state.services;
     let token = RefreshToken::generate().map_err(ApiError::internal)?;
     let family = NewFamily {
@@ -169,10 +169,16 @@ pub(crate) async fn start_family(
         .record_family_access(&family.family_id, &access.jti, access.exp)
         .await
         .map_err(ApiError::internal)?;
-    Ok(token)
+    Ok((family.family_id, token))
 }
 
-async fn revoke_family(state: &AppState, family_id: &str, now: UnixTime) -> Result<(), ApiError> {
+/// Revokes a family in the store and puts its live access tokens on this instance's
+/// revocation list at once (the other instances pick them up at their next sync).
+pub(crate) async fn revoke_family(
+    state: &AppState,
+    family_id: &str,
+    now: UnixTime,
+) -> Result<(), ApiError> {
     let jtis = state
         .services
         .refresh

@@ -501,14 +501,25 @@ async fn authorization_code(
     let access = key
         .sign_jwt(ACCESS_TOKEN_TYP, &claims)
         .map_err(ApiError::internal)?;
+    // The family exists, with this access token in it, before the token is recorded on the
+    // code: a replay that finds the token recorded then finds the family too and revokes it
+    // (another instance's replay may land at any point in between).
+    let family = if auth.client().allows_grant(GrantType::RefreshToken) {
+        Some(crate::refresh::start_family(state, &grant, &claims, now).await?)
+    } else {
+        None
+    };
     if services
         .flow
         .record_code_token(&code_hash, &claims.jti, claims.exp)
         .await
         .map_err(ApiError::internal)?
     {
-        // A replay arrived between redemption and now: this token must not live.
+        // A replay arrived between redemption and now: nothing issued here may live.
         revoke(state, &claims.jti, claims.exp).await?;
+        if let Some((family_id, _)) = &family {
+            crate::refresh::revoke_family(state, family_id, now).await?;
+        }
         return Err(OAuthError::InvalidGrant(Cow::Borrowed("the code was already used")).into());
     }
     let id_token = if flow::wants_id_token(&grant) {
@@ -529,12 +540,7 @@ async fn authorization_code(
     } else {
         None
     };
-    let refresh_token = if auth.client().allows_grant(GrantType::RefreshToken) {
-        let token = crate::refresh::start_family(state, &grant, &claims, now).await?;
-        Some(AccessToken(token.expose().to_owned()))
-    } else {
-        None
-    };
+    let refresh_token = family.map(|(_, token)| AccessToken(token.expose().to_owned()));
     tracing::info!(jti = %claims.jti, user_id = %grant.user_id, scope = %grant.scope, "access token issued for a code");
     services.metrics.token_issued();
     audit.user_id = Some(grant.user_id.to_string());

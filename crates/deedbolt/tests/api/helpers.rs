@@ -484,12 +484,22 @@ impl ServeProcess {
 
     /// Sends SIGTERM with the `kill` command.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGKILL with the `kill` command: a crash, no shutdown code runs.
+    pub fn kill_hard(&self) {
+        self.signal("KILL");
+    }
+
+    /// Sends the signal `name` (`TERM`, `KILL`) with the `kill` command.
+    fn signal(&self, name: &str) {
         let status = std::process::Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.pid().to_string())
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// Waits up to `timeout` for the process to exit.

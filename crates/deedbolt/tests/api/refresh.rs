@@ -26,7 +26,7 @@ pub(crate) const RT: &[&str] = &["refresh_token"];
 // ---------------------------------------------------------------------------------------
 
 /// A form body.
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
@@ -42,7 +42,7 @@ fn scopes(s: &str) -> BTreeSet<String> {
 
 /// A form POST to `path` as `client`: a public client names itself with `client_id` in the
 /// body, a confidential one uses HTTP Basic; `None` sends no client authentication.
-async fn post_as(
+pub(crate) async fn post_as(
     app: &TestApp,
     path: &str,
     client: Option<&CodeClient>,
@@ -52,7 +52,7 @@ async fn post_as(
 }
 
 /// [`post_as`] without a `TestApp`, for requests sent from spawned tasks.
-async fn post_as_raw(
+pub(crate) async fn post_as_raw(
     http: &reqwest::Client,
     base: &str,
     path: &str,
@@ -90,7 +90,7 @@ async fn expect_error(res: reqwest::Response, status: u16, error: &str) -> Value
 
 /// A client-credentials client as a [`CodeClient`] (confidential), so that [`post_as`]
 /// can authenticate it.
-fn confidential(c: &Creds) -> CodeClient {
+pub(crate) fn confidential(c: &Creds) -> CodeClient {
     CodeClient {
         id: c.id.clone(),
         secret: Some(c.secret.clone()),
@@ -100,7 +100,7 @@ fn confidential(c: &Creds) -> CodeClient {
 /// Drives the browser side over HTTP with a fresh cookie jar — `/authorize`, the login
 /// form, the consent form (if consent is not remembered) — and returns the code and the
 /// PKCE verifier.
-async fn authorize_code(
+pub(crate) async fn authorize_code(
     app: &TestApp,
     client_id: &str,
     scope: &str,
@@ -230,7 +230,12 @@ pub(crate) async fn refresh_ok(
 }
 
 /// Asserts that refreshing with `token` now fails with `invalid_grant`.
-async fn expect_refresh_refused(app: &TestApp, client: &CodeClient, token: &str, what: &str) {
+pub(crate) async fn expect_refresh_refused(
+    app: &TestApp,
+    client: &CodeClient,
+    token: &str,
+    what: &str,
+) {
     let res = refresh(app, client, token, None).await;
     let status = res.status().as_u16();
     let body: Value = res.json().await.unwrap_or(Value::Null);
@@ -257,7 +262,7 @@ async fn expect_accepted(app: &TestApp, path: &str, access: &str, what: &str) {
 }
 
 /// Whether `access` is refused at `path` as revoked (401 invalid_token, "revoked").
-async fn is_revoked_at(app: &TestApp, path: &str, access: &str) -> bool {
+pub(crate) async fn is_revoked_at(app: &TestApp, path: &str, access: &str) -> bool {
     let res = app.get(path, Some(access)).await;
     if res.status() != 401 {
         return false;
@@ -309,7 +314,7 @@ async fn revoke_ok(app: &TestApp, client: &CodeClient, token: &str, hint: Option
 }
 
 /// `POST /introspect` as `client`: asserts 200 and no-store, returns the body.
-async fn introspect(app: &TestApp, client: &CodeClient, token: &str) -> Value {
+pub(crate) async fn introspect(app: &TestApp, client: &CodeClient, token: &str) -> Value {
     let res = post_as(app, "/introspect", Some(client), &[("token", token)]).await;
     let status = res.status();
     let headers = res.headers().clone();
@@ -320,7 +325,7 @@ async fn introspect(app: &TestApp, client: &CodeClient, token: &str) -> Value {
 }
 
 /// A confidential client-credentials client allowed to introspect.
-fn create_introspector(app: &TestApp) -> CodeClient {
+pub(crate) fn create_introspector(app: &TestApp) -> CodeClient {
     let v = app.cli_json(&[
         "client",
         "create",
