@@ -8,6 +8,8 @@ Usage:
     python3 bench/load.py --no-peer --populate 1000000   # growth: 10^6 registered clients
     DATABASE_URL=postgres://USER@HOST:PORT/postgres python3 bench/load.py --backend postgres --duration 5
                                           # PostgreSQL: 1 and 2 instances on a fresh database
+    DATABASE_URL=… REDIS_URL=redis://HOST:PORT python3 bench/load.py --backend postgres --redis --duration 5
+                                          # the same with the shared state on Redis (the scale-out setup)
 
 For each scenario and concurrency it prints requests/s, p50/p99 latency, server CPU per
 request (user + system time of the server process, from /proc) and peak RSS, and writes
@@ -447,6 +449,13 @@ def run_postgres(args, concurrency, results):
         master_key = subprocess.run([str(BIN), "keys", "generate-master-key"], capture_output=True, text=True,
                                     check=True).stdout.strip()
         env = {"DEEDBOLT_DATABASE_URL": with_database(server_url, name), "DEEDBOLT_MASTER_KEY": master_key}
+        if args.redis:
+            if not os.environ.get("REDIS_URL"):
+                sys.exit("--redis needs REDIS_URL")
+            env["DEEDBOLT_REDIS_URL"] = os.environ["REDIS_URL"]
+            env["DEEDBOLT_REDIS_PREFIX"] = name + ":"
+        label = "pg+rd" if args.redis else "pg"
+        results["redis"] = bool(args.redis)
         with tempfile.TemporaryDirectory() as dir1, tempfile.TemporaryDirectory() as dir2:
             first = Deedbolt(dir1, args.alg, env)
             first.issuer = first.base  # both instances: one issuer, as behind a load balancer
@@ -474,7 +483,7 @@ def run_postgres(args, concurrency, results):
                     row = run_wrk(sc["url"], first.proc.pid, c, args.duration, sc["method"], sc.get("body"),
                                   sc["headers"])
                     one.setdefault(sc_name, []).append(row)
-                    print_row("pg x1", sc_name, row)
+                    print_row(label + " x1", sc_name, row)
             second.start()
             two = results["deedbolt_postgres"].setdefault("2_instances", {})
             both = [scenarios(first.base), scenarios(second.base)]
@@ -483,7 +492,7 @@ def run_postgres(args, concurrency, results):
                     targets = [(both[0][sc_name]["url"], first.proc.pid), (both[1][sc_name]["url"], second.proc.pid)]
                     row = run_wrk_split(targets, c, args.duration, sc["method"], sc.get("body"), sc["headers"])
                     two.setdefault(sc_name, []).append(row)
-                    print_row("pg x2", sc_name, row)
+                    print_row(label + " x2", sc_name, row)
     finally:
         for inst in instances:
             inst.stop()
@@ -494,6 +503,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", default="sqlite", choices=["sqlite", "postgres"],
                     help="postgres: 1 and 2 instances on a fresh database of the DATABASE_URL server")
+    ap.add_argument("--redis", action="store_true",
+                    help="with --backend postgres: shared state on the Redis of REDIS_URL (own key prefix)")
     ap.add_argument("--smoke", action="store_true",
                     help="2-second run at c=32 on the debug build, no peer: checks the script, measures nothing")
     ap.add_argument("--no-peer", action="store_true")
@@ -507,7 +518,10 @@ def main():
                                   "bench/results/postgres.json with --backend postgres]")
     args = ap.parse_args()
     if args.out is None:
-        args.out = str(ROOT / "bench" / "results" / ("postgres.json" if args.backend == "postgres" else "latest.json"))
+        args.out = str(ROOT / "bench" / "results" / (
+            ("postgres-redis.json" if args.redis else "postgres.json") if args.backend == "postgres" else "latest.json"))
+    if args.redis and args.backend != "postgres":
+        sys.exit("--redis goes with --backend postgres")
     global BIN
     profile = ["--release"]
     if args.smoke and args.backend != "sqlite":
