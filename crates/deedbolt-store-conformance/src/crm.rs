@@ -15,11 +15,8 @@ use deedbolt_core::user::Role;
 use crate::clients::user;
 use crate::Backend;
 
-pub(crate) async fn property(
-    store: &impl Backend,
-    name: &str,
-    manager: Option<&UserId>,
-) -> Property {
+/// A four-unit residential property named `name`, managed by `manager`: a fixture.
+pub async fn property(store: &impl Backend, name: &str, manager: Option<&UserId>) -> Property {
     let p = NewProperty {
         name: name.into(),
         address: "1 Quay St".into(),
@@ -33,7 +30,8 @@ pub(crate) async fn property(
         .unwrap()
 }
 
-pub(crate) async fn tenant(
+/// A tenant of `property` (unit 1A, 1000.00 GBP), linked to `user`: a fixture.
+pub async fn tenant(
     store: &impl Backend,
     name: &str,
     property: i64,

@@ -3,48 +3,10 @@
 
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::crm::ledger::{EntryKind, NewEntry};
-use deedbolt_core::crm::property::{NewProperty, Property, PropertyKind};
-use deedbolt_core::crm::tenant::{NewTenant, Tenant};
 use deedbolt_core::crm::Viewer;
-use deedbolt_core::ids::UserId;
-use deedbolt_core::ports::{CrmStore, Write};
+use deedbolt_core::ports::CrmStore;
+use deedbolt_store_conformance::{property, tenant};
 use deedbolt_store_sqlite::SqliteStore;
-
-async fn property(store: &SqliteStore, name: &str, manager: Option<&UserId>) -> Property {
-    let p = NewProperty {
-        name: name.into(),
-        address: "1 Quay St".into(),
-        kind: PropertyKind::Residential,
-        units: 4,
-        manager_id: manager.cloned(),
-    };
-    store
-        .create_property(&p, "test", UnixTime(1))
-        .await
-        .unwrap()
-}
-
-async fn tenant(store: &SqliteStore, name: &str, property: i64, user: Option<&UserId>) -> Tenant {
-    let t = NewTenant {
-        name: name.into(),
-        email: None,
-        phone: None,
-        user_id: user.cloned(),
-        property_id: property,
-        unit: "1A".into(),
-        rent: "1000.00".parse().unwrap(),
-        currency: "GBP".parse().unwrap(),
-        lease_start: "2026-01-01".parse().unwrap(),
-    };
-    match store
-        .create_tenant(&Viewer::Portfolio, &t, UnixTime(1))
-        .await
-        .unwrap()
-    {
-        Write::Done(t) => t,
-        other => panic!("{other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn the_ledger_refuses_updates_and_deletes() {
