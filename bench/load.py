@@ -52,6 +52,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_DIR = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 BIN = TARGET_DIR / "release" / "deedbolt"
+# Set by --server-logs: the folder the servers' warnings and errors are written to.
+SERVER_LOGS = None
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -254,10 +256,18 @@ class Deedbolt:
              "--rate-limit-token", "1000000000/1h", "--rate-limit-refresh", "1000000000/1h",
              "--rate-limit-api", "1000000000/1h", "--rate-limit-authorize", "1000000000/1h",
              *(["--issuer", self.issuer] if self.issuer else [])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env,
+            stdout=subprocess.DEVNULL, stderr=self._log_file(), env=self.env,
         )
         wait_ready(self.base + "/readyz")
         return time.monotonic() - t0
+
+    def _log_file(self):
+        """Where the server's warnings and errors go: a file under `--server-logs`, so a
+        non-2xx count in a row can be explained afterwards; nowhere otherwise."""
+        if not SERVER_LOGS:
+            return subprocess.DEVNULL
+        SERVER_LOGS.mkdir(parents=True, exist_ok=True)
+        return open(SERVER_LOGS / f"deedbolt-{self.port}.log", "a")
 
     def stop(self):
         if self.proc:
@@ -516,7 +526,12 @@ def main():
                     help="add N clients, N audit records and N/10 revoked tokens before the runs (growth)")
     ap.add_argument("--out", help="where the JSON goes [default: bench/results/latest.json, "
                                   "bench/results/postgres.json with --backend postgres]")
+    ap.add_argument("--server-logs", metavar="DIR",
+                    help="write each server's warnings and errors to DIR/deedbolt-PORT.log "
+                         "(to explain a row's non-2xx count)")
     args = ap.parse_args()
+    global SERVER_LOGS
+    SERVER_LOGS = Path(args.server_logs) if args.server_logs else None
     if args.out is None:
         args.out = str(ROOT / "bench" / "results" / (
             ("postgres-redis.json" if args.redis else "postgres.json") if args.backend == "postgres" else "latest.json"))

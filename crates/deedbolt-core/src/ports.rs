@@ -431,6 +431,15 @@ impl CutoffKind {
             CutoffKind::Subject => "subject",
         }
     }
+
+    /// The kind with this stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "client" => Some(CutoffKind::Client),
+            "subject" => Some(CutoffKind::Subject),
+            _ => None,
+        }
+    }
 }
 
 /// A new refresh-token family with its first token.

@@ -64,11 +64,26 @@ pub struct Revoked {
     pub expires_at: UnixTime,
 }
 
+/// A cutoff every instance must learn about at once: the tokens of `subject` (a client or a
+/// `sub`) issued at or before `at` are revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cutoff {
+    /// Whose tokens.
+    pub kind: CutoffKind,
+    /// The client id or subject.
+    pub subject: String,
+    /// Tokens issued at or before this are revoked.
+    pub at: UnixTime,
+}
+
 /// Tells the other instances of revocations made here, once the store has recorded them.
 #[async_trait]
 pub trait RevocationFeed: Send + Sync + 'static {
     /// Announces a revocation; [`StoreError::Unavailable`] when the feed cannot be reached.
     async fn publish(&self, revoked: &Revoked) -> Result<(), StoreError>;
+    /// Announces a cutoff (a client deleted, every token of a user or client revoked);
+    /// [`StoreError::Unavailable`] when the feed cannot be reached.
+    async fn publish_cutoff(&self, cutoff: &Cutoff) -> Result<(), StoreError>;
 }
 
 /// No feed: one instance, or instances that learn of each other's revocations only through
@@ -79,6 +94,10 @@ pub struct StoreSyncOnly;
 #[async_trait]
 impl RevocationFeed for StoreSyncOnly {
     async fn publish(&self, _revoked: &Revoked) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn publish_cutoff(&self, _cutoff: &Cutoff) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -122,6 +141,18 @@ impl RevocationList {
         let mut map = map.write().unwrap_or_else(|e| e.into_inner());
         let entry = map.entry(subject.to_owned()).or_insert(cutoff);
         *entry = (*entry).max(cutoff);
+    }
+
+    /// The cutoff in force for this client or subject, if any.
+    pub fn cutoff(&self, kind: CutoffKind, subject: &str) -> Option<UnixTime> {
+        let map = match kind {
+            CutoffKind::Client => &self.client_cutoffs,
+            CutoffKind::Subject => &self.subject_cutoffs,
+        };
+        map.read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(subject)
+            .copied()
     }
 
     /// Pulls the cutoffs that can still matter (those within the longest token lifetime).

@@ -163,11 +163,24 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the store answers and a signing key is loaded.
+/// How long `/readyz` waits for the backends: a load balancer's probe gets its answer well
+/// within its own timeout, even while a database is unreachable (a pool would otherwise
+/// keep retrying its connection for seconds).
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `GET /readyz`: the store (and Redis, when configured) answers within [`READY_TIMEOUT`].
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.services.health.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Err(e) => {
+    let answer = tokio::time::timeout(READY_TIMEOUT, state.services.health.ping()).await;
+    match answer {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Err(_) => {
+            tracing::warn!("readiness check failed: the backends did not answer within 1 s");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable"})),
+            )
+        }
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,

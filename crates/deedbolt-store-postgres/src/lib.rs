@@ -74,8 +74,13 @@ pub enum OpenError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// How many connections each instance keeps at most.
-const MAX_CONNECTIONS: u32 = 16;
+/// How many connections each instance keeps at most, unless configured.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+/// How long a query waits for a connection from the pool before the store answers
+/// [`StoreError::Unavailable`]: long enough to ride out a burst, short enough that a
+/// request fails over (503, retry) well before a load balancer gives up on it.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Advisory-lock key under which rows are added to `revoked_tokens` (see the crate docs).
 const REVOCATION_LOCK: i64 = 0x6462_7276_6f6b_6531;
@@ -88,21 +93,34 @@ const KEY_ROTATION_LOCK: i64 = 0x6462_6b65_7972_6f74;
 
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db?…`)
-    /// and migrates it.
+    /// with a pool of [`DEFAULT_MAX_CONNECTIONS`], and migrates it.
     pub async fn connect(url: &str) -> Result<Self, OpenError> {
+        Self::connect_pooled(url, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// Connects to the database at `url` with a pool of at most `max_connections`
+    /// (at least 1), and migrates it.
+    pub async fn connect_pooled(url: &str, max_connections: u32) -> Result<Self, OpenError> {
         let options = PgConnectOptions::from_str(url).map_err(OpenError::Url)?;
-        Self::connect_with(options).await
+        Self::connect_with_pool(options, max_connections).await
     }
 
     /// Connects with parsed options and migrates.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, OpenError> {
+        Self::connect_with_pool(options, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    async fn connect_with_pool(
+        options: PgConnectOptions,
+        max_connections: u32,
+    ) -> Result<Self, OpenError> {
         let host = options.get_host().to_owned();
         let port = options.get_port();
         let database = options.get_database().unwrap_or("").to_owned();
         let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(max_connections.max(1))
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(|source| OpenError::Connect {
@@ -128,8 +146,17 @@ impl Storage for PgStore {
     }
 }
 
+/// A sqlx error as a store error: the server out of reach (no connection to be had from
+/// the pool in time, a connection refused or dropped) is [`StoreError::Unavailable`], which
+/// callers answer with 503 and a retry; anything else is a backend failure.
 fn backend(e: sqlx::Error) -> StoreError {
-    StoreError::backend(e)
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Io(_) => StoreError::Unavailable(Box::new(e)),
+        e => StoreError::backend(e),
+    }
 }
 
 fn corrupt(what: &str) -> StoreError {

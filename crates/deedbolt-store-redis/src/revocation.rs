@@ -3,13 +3,19 @@
 //! A revocation is first recorded durably in the database (the source of truth every
 //! instance also syncs from), then published here in one atomic `MULTI`: added to the
 //! sorted set `PREFIX revoked` (member the `jti`, score its expiry) and announced on the
-//! channel `PREFIX revocations` as `EXPIRY JTI`. Each instance subscribes; on every
+//! channel `PREFIX revocations` as `EXPIRY JTI`. A cutoff (every token of a client or a
+//! user issued up to a time) goes the same way: into the sorted set `PREFIX cutoffs`
+//! (member `KIND SUBJECT`, score the cutoff, only ever raised) and onto the channel as
+//! `cutoff KIND AT SUBJECT`. Each instance subscribes; on every
 //! (re)subscription it first subscribes, then loads the whole set, so that nothing
 //! published while it was away, or between the two steps, is missed.
 //!
-//! While the subscription is down (Redis gone, or a `PING` on it unanswered for a second)
-//! the instance's list is marked not current, and token checks fail closed with 503 until
-//! it is back and reloaded.
+//! While the subscription is down (its connection closed, or a `PING` on it unanswered for
+//! three seconds) the instance's list is marked not current, and token checks fail
+//! closed with 503 until it is back and reloaded. A closed connection (Redis stopped or
+//! restarted) is noticed at once; the ping only catches a connection that went silent, and
+//! its timeout is generous so that a saturated machine, whose tasks all run late, is not
+//! mistaken for a dead Redis.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,15 +24,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::ids::TokenId;
-use deedbolt_core::ports::StoreError;
-use deedbolt_core::revocation::{RevocationFeed, RevocationList, Revoked};
+use deedbolt_core::ports::{CutoffKind, StoreError};
+use deedbolt_core::revocation::{Cutoff, RevocationFeed, RevocationList, Revoked};
 use deedbolt_core::token::AccessTokenLifetime;
 use futures_util::StreamExt as _;
 
 use crate::{store_error, RedisStore};
 
-/// How often the subscription is pinged; a ping unanswered within this is a disconnect.
+/// How often the subscription is pinged.
 const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// A ping unanswered for this long means the subscription is dead. Three times the ping
+/// interval: a pong that is merely late on a loaded machine must not fail every token check.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Pause between attempts to subscribe again while Redis is away.
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(100);
@@ -34,6 +44,10 @@ const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(100);
 impl RedisStore {
     fn revoked_key(&self) -> String {
         format!("{}revoked", self.prefix)
+    }
+
+    fn cutoffs_key(&self) -> String {
+        format!("{}cutoffs", self.prefix)
     }
 
     fn revocation_channel(&self) -> String {
@@ -68,6 +82,22 @@ impl RedisStore {
                 list.revoke_local(jti, UnixTime(expires_at));
             }
         }
+        let cutoffs: Vec<(String, i64)> = redis::cmd("ZRANGE")
+            .arg(self.cutoffs_key())
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(store_error)?;
+        for (member, at) in cutoffs {
+            let parsed = member
+                .split_once(' ')
+                .and_then(|(kind, subject)| Some((CutoffKind::parse(kind)?, subject)));
+            if let Some((kind, subject)) = parsed {
+                list.cut_off_local(kind, subject, UnixTime(at));
+            }
+        }
         Ok((sink, stream))
     }
 
@@ -84,9 +114,10 @@ impl RedisStore {
         Ok(async move {
             let (mut sink, mut stream) = first;
             loop {
-                follow(&list, &mut sink, &mut stream).await;
+                let why = follow(&list, &mut sink, &mut stream).await;
                 list.set_feed_down(true);
                 tracing::error!(
+                    reason = why,
                     "revocation feed lost: token checks answer 503 until Redis is back"
                 );
                 loop {
@@ -107,40 +138,61 @@ impl RedisStore {
     }
 }
 
-/// Applies announcements until the subscription ends or stops answering pings.
+/// Applies announcements until the subscription ends or stops answering pings; says which.
 async fn follow(
     list: &RevocationList,
     sink: &mut redis::aio::PubSubSink,
     stream: &mut redis::aio::PubSubStream,
-) {
+) -> &'static str {
     let mut tick = tokio::time::interval(PING_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             msg = stream.next() => {
-                let Some(msg) = msg else { return };
+                let Some(msg) = msg else { return "the subscription's connection closed" };
                 match msg.get_payload::<String>().ok().as_deref().and_then(parse) {
-                    Some(r) => list.revoke_local(r.jti, r.expires_at),
+                    Some(Announcement::Token(r)) => list.revoke_local(r.jti, r.expires_at),
+                    Some(Announcement::Cutoff(c)) => list.cut_off_local(c.kind, &c.subject, c.at),
                     None => tracing::warn!("ignoring a malformed revocation announcement"),
                 }
             }
             _ = tick.tick() => {
-                let pong = tokio::time::timeout(PING_EVERY, sink.ping::<redis::Value>()).await;
-                if !matches!(pong, Ok(Ok(_))) {
-                    return;
+                match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => return "a ping on the subscription failed",
+                    Err(_) => return "a ping on the subscription went unanswered",
                 }
             }
         }
     }
 }
 
-/// `EXPIRY JTI`.
-fn parse(payload: &str) -> Option<Revoked> {
+/// What one message on the channel announces.
+#[derive(Debug, PartialEq, Eq)]
+enum Announcement {
+    /// `EXPIRY JTI`.
+    Token(Revoked),
+    /// `cutoff KIND AT SUBJECT`.
+    Cutoff(Cutoff),
+}
+
+fn parse(payload: &str) -> Option<Announcement> {
+    if let Some(rest) = payload.strip_prefix("cutoff ") {
+        let mut parts = rest.splitn(3, ' ');
+        let kind = CutoffKind::parse(parts.next()?)?;
+        let at = UnixTime(parts.next()?.parse().ok()?);
+        let subject = parts.next().filter(|s| !s.is_empty())?;
+        return Some(Announcement::Cutoff(Cutoff {
+            kind,
+            subject: subject.to_owned(),
+            at,
+        }));
+    }
     let (exp, jti) = payload.split_once(' ')?;
-    Some(Revoked {
+    Some(Announcement::Token(Revoked {
         jti: TokenId::parse(jti).ok()?,
         expires_at: UnixTime(exp.parse().ok()?),
-    })
+    }))
 }
 
 #[async_trait]
@@ -170,6 +222,39 @@ impl RevocationFeed for RedisStore {
             .await
             .map_err(store_error)
     }
+
+    async fn publish_cutoff(&self, cutoff: &Cutoff) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        // A cutoff only matters for tokens issued up to it, which expire at most `MAX_SECS`
+        // later; a deleted client's cutoff is at most `MAX_SECS` ahead of now. So cutoffs
+        // more than two lifetimes below this one can be dropped on the way (clock-free).
+        let stale = cutoff.at.0 - 2 * AccessTokenLifetime::MAX_SECS;
+        redis::pipe()
+            .atomic()
+            .cmd("ZADD")
+            .arg(self.cutoffs_key())
+            .arg("GT")
+            .arg(cutoff.at.0)
+            .arg(format!("{} {}", cutoff.kind.as_str(), cutoff.subject))
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(self.cutoffs_key())
+            .arg("-inf")
+            .arg(format!("({stale}"))
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(self.revocation_channel())
+            .arg(format!(
+                "cutoff {} {} {}",
+                cutoff.kind.as_str(),
+                cutoff.at.0,
+                cutoff.subject
+            ))
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(store_error)
+    }
 }
 
 #[cfg(test)]
@@ -179,10 +264,31 @@ mod tests {
     #[test]
     fn announcements_parse_and_junk_does_not() {
         let jti = TokenId::generate().unwrap();
-        let r = parse(&format!("1800000000 {}", jti.as_str())).unwrap();
+        let Some(Announcement::Token(r)) = parse(&format!("1800000000 {}", jti.as_str())) else {
+            panic!("a token announcement")
+        };
         assert_eq!(r.jti, jti);
         assert_eq!(r.expires_at, UnixTime(1_800_000_000));
-        for junk in ["", "1800000000", "x abc", "1 a b", "1 \u{0}"] {
+        assert_eq!(
+            parse("cutoff client 1800000000 svc-42"),
+            Some(Announcement::Cutoff(Cutoff {
+                kind: CutoffKind::Client,
+                subject: "svc-42".into(),
+                at: UnixTime(1_800_000_000),
+            }))
+        );
+        for junk in [
+            "",
+            "1800000000",
+            "x abc",
+            "1 a b",
+            "1 \u{0}",
+            "cutoff",
+            "cutoff client 1800000000",
+            "cutoff client 1800000000 ",
+            "cutoff nobody 1800000000 x",
+            "cutoff subject soon x",
+        ] {
             assert!(parse(junk).is_none(), "{junk:?}");
         }
     }

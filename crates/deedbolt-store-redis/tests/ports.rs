@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::ids::TokenId;
-use deedbolt_core::ports::Health;
+use deedbolt_core::ports::{CutoffKind, Health};
 use deedbolt_core::ratelimit::{MemoryRateLimits, Outcome, RateLimit, RateLimitStore};
 use deedbolt_core::refresh::{GraceStore, MemoryGrace};
-use deedbolt_core::revocation::{RevocationFeed, RevocationList, Revoked, StoreSyncOnly};
+use deedbolt_core::revocation::{Cutoff, RevocationFeed, RevocationList, Revoked, StoreSyncOnly};
 use deedbolt_core::throttle::{LoginThrottle, LoginThrottleStore};
 use deedbolt_store_redis::RedisStore;
 
@@ -424,4 +424,54 @@ async fn a_grace_entry_is_found_until_it_expires_and_keys_are_independent() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cutoff_published_by_the_cli_reaches_every_instance_and_is_only_ever_raised() {
+    let Some(cli) = redis_store().await else { return };
+    let server = RedisStore::connect(&redis_url().unwrap(), cli.prefix().to_owned())
+        .await
+        .unwrap();
+    let cutoff = |kind, subject: &str, at| Cutoff {
+        kind,
+        subject: subject.to_owned(),
+        at: UnixTime(at),
+    };
+    // Announced before the server subscribes: loaded when it subscribes.
+    cli.publish_cutoff(&cutoff(CutoffKind::Client, "svc-early", 1_800_000_000))
+        .await
+        .unwrap();
+    let list = Arc::new(RevocationList::new());
+    let task = tokio::spawn(server.revocation_feed(list.clone()).await.unwrap());
+    assert_eq!(
+        list.cutoff(CutoffKind::Client, "svc-early"),
+        Some(UnixTime(1_800_000_000))
+    );
+    // Announced after: pushed, for users too.
+    cli.publish_cutoff(&cutoff(CutoffKind::Subject, "usr-1", 1_800_000_100))
+        .await
+        .unwrap();
+    within(
+        "the cutoff arrives",
+        std::time::Duration::from_secs(1),
+        || list.cutoff(CutoffKind::Subject, "usr-1") == Some(UnixTime(1_800_000_100)),
+    )
+    .await;
+    assert_eq!(list.cutoff(CutoffKind::Client, "usr-1"), None, "kinds apart");
+    // An older cutoff announced late lowers nothing, here or for a later subscriber.
+    cli.publish_cutoff(&cutoff(CutoffKind::Subject, "usr-1", 1_700_000_000))
+        .await
+        .unwrap();
+    let later = Arc::new(RevocationList::new());
+    let later_task = tokio::spawn(server.revocation_feed(later.clone()).await.unwrap());
+    assert_eq!(
+        later.cutoff(CutoffKind::Subject, "usr-1"),
+        Some(UnixTime(1_800_000_100))
+    );
+    assert_eq!(
+        list.cutoff(CutoffKind::Subject, "usr-1"),
+        Some(UnixTime(1_800_000_100))
+    );
+    task.abort();
+    later_task.abort();
 }

@@ -45,6 +45,23 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub database_url: Option<crate::storage::DatabaseUrl>,
+    /// The most PostgreSQL connections this process keeps open [default: 16].
+    #[arg(long, env = "DEEDBOLT_DATABASE_MAX_CONNECTIONS", global = true)]
+    pub database_max_connections: Option<u32>,
+    /// Shared fast state (rate limits, revocation propagation) on Redis, `redis://host:port`,
+    /// for running several instances [default: in-process, one instance]. The CLI uses it
+    /// to announce revocations to running servers at once. Never shown (it may hold a
+    /// password).
+    #[arg(
+        long,
+        env = "DEEDBOLT_REDIS_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
+    /// The prefix of every Redis key [default: deedbolt:].
+    #[arg(long, env = "DEEDBOLT_REDIS_PREFIX", global = true)]
+    pub redis_prefix: Option<String>,
     /// Log line format.
     #[arg(long, env = "DEEDBOLT_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
@@ -255,13 +272,6 @@ pub struct ServeArgs {
     /// Authorization requests (/authorize) per client IP, COUNT/WINDOW or `off` [default: 60/1m].
     #[arg(long, env = "DEEDBOLT_RATE_LIMIT_AUTHORIZE")]
     pub rate_limit_authorize: Option<String>,
-    /// Shared fast state (rate limits, revocation propagation) on Redis, `redis://host:port`,
-    /// for running several instances [default: in-process, one instance].
-    #[arg(long, env = "DEEDBOLT_REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
-    /// The prefix of every Redis key [default: deedbolt:].
-    #[arg(long, env = "DEEDBOLT_REDIS_PREFIX")]
-    pub redis_prefix: Option<String>,
     /// Comma-separated IPs of reverse proxies whose X-Forwarded-For is believed [default: none].
     #[arg(long, env = "DEEDBOLT_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
@@ -405,7 +415,12 @@ pub async fn run() -> anyhow::Result<()> {
     for var in config::unknown_env_vars() {
         tracing::warn!(variable = %var, "unknown DEEDBOLT_* environment variable ignored (typo?)");
     }
-    let common = config::resolve_common(cli.data_dir.clone(), cli.database_url.clone(), &file);
+    let common = config::resolve_common(
+        cli.data_dir.clone(),
+        cli.database_url.clone(),
+        cli.database_max_connections,
+        &file,
+    )?;
 
     match cli.command {
         Command::Serve(args) => {
@@ -427,8 +442,8 @@ pub async fn run() -> anyhow::Result<()> {
                     rate_limit_login: args.rate_limit_login,
                     rate_limit_authorize: args.rate_limit_authorize,
                     trusted_proxies: args.trusted_proxies,
-                    redis_url: args.redis_url,
-                    redis_prefix: args.redis_prefix,
+                    redis_url: cli.redis_url,
+                    redis_prefix: cli.redis_prefix,
                     audit_retention: args.audit_retention,
                     auto_revoke: args.auto_revoke,
                     anomaly_threshold: args.anomaly_threshold,
@@ -451,13 +466,15 @@ pub async fn run() -> anyhow::Result<()> {
         }
         Command::Client(cmd) => {
             let store = startup::open_store(&common).await?;
-            let result = client_command(&store, cmd, &common.data_dir).await;
+            let feed = Announcer::new(config::resolve_redis(cli.redis_url, cli.redis_prefix, &file)?);
+            let result = client_command(&store, &feed, cmd, &common.data_dir).await;
             store.close().await;
             result
         }
         Command::Token(TokenCommand::Revoke { client, user }) => {
             let store = startup::open_store(&common).await?;
-            let result = token_revoke(&store, client, user).await;
+            let feed = Announcer::new(config::resolve_redis(cli.redis_url, cli.redis_prefix, &file)?);
+            let result = token_revoke(&store, &feed, client, user).await;
             store.close().await;
             result
         }
@@ -469,7 +486,8 @@ pub async fn run() -> anyhow::Result<()> {
         }
         Command::User(cmd) => {
             let store = startup::open_store(&common).await?;
-            let result = user_command(&store, cmd).await;
+            let feed = Announcer::new(config::resolve_redis(cli.redis_url, cli.redis_prefix, &file)?);
+            let result = user_command(&store, &feed, cmd).await;
             store.close().await;
             result
         }
@@ -617,6 +635,7 @@ pub(crate) async fn register_user(
 
 async fn client_command(
     store: &Store,
+    feed: &Announcer,
     cmd: ClientCommand,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
@@ -763,7 +782,7 @@ async fn client_command(
             if store.find_client(&client_id).await?.is_none() {
                 bail!("no client with id {client_id}");
             }
-            let families = revoke_client_tokens(store, &client_id, now).await?;
+            let families = revoke_client_tokens(store, feed, &client_id, now).await?;
             if !store.delete_client(&client_id).await? {
                 bail!("no client with id {client_id}");
             }
@@ -779,10 +798,7 @@ async fn client_command(
             println!(
                 "deleted {client_id}; revoked its access tokens and {families} refresh-token family(ies)"
             );
-            eprintln!(
-                "Running servers stop accepting it and its tokens within their sync interval \
-                 (--key-refresh-interval, 1s by default)."
-            );
+            feed.explain("it and its tokens");
             Ok(())
         }
     }
@@ -875,7 +891,7 @@ fn user_json(u: &User) -> serde_json::Value {
     })
 }
 
-async fn user_command(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
+async fn user_command(store: &Store, feed: &Announcer, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
         UserCommand::Create {
             email,
@@ -941,9 +957,7 @@ async fn user_command(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
             let user = user_by_email(store, &email).await?;
             let now = SystemClock.now();
             // Revoke first, delete last (a failure leaves the user with tokens revoked).
-            store
-                .set_cutoff(CutoffKind::Subject, user.id.as_str(), now)
-                .await?;
+            cut_off(store, feed, CutoffKind::Subject, user.id.as_str(), now).await?;
             let families = store
                 .revoke_families_of(CutoffKind::Subject, user.id.as_str(), now)
                 .await?;
@@ -963,6 +977,7 @@ async fn user_command(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
                 "deleted {}; revoked its access tokens and {families} refresh-token family(ies)",
                 user.email.as_str()
             );
+            feed.explain("their tokens");
             Ok(())
         }
         UserCommand::RevokeConsent { email, client } => {
@@ -981,14 +996,13 @@ async fn user_command(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
 /// tokens revoked (the safe side) and the deletion can simply be retried.
 async fn revoke_client_tokens(
     store: &Store,
+    feed: &Announcer,
     client_id: &ClientId,
     now: UnixTime,
 ) -> anyhow::Result<u64> {
     use deedbolt_core::ports::CutoffKind;
     let cutoff = deedbolt_core::revocation::deleted_client_cutoff(now);
-    store
-        .set_cutoff(CutoffKind::Client, client_id.as_str(), cutoff)
-        .await?;
+    cut_off(store, feed, CutoffKind::Client, client_id.as_str(), cutoff).await?;
     Ok(store
         .revoke_families_of(CutoffKind::Client, client_id.as_str(), now)
         .await?)
@@ -1003,8 +1017,76 @@ async fn user_by_email(store: &Store, email: &str) -> anyhow::Result<User> {
         .with_context(|| format!("no user with email {}", email.as_str()))
 }
 
+/// Records a cutoff in the store (the source of truth every server syncs from), then
+/// announces it on the revocation feed so that running servers apply it at once.
+async fn cut_off(
+    store: &Store,
+    feed: &Announcer,
+    kind: deedbolt_core::ports::CutoffKind,
+    subject: &str,
+    at: UnixTime,
+) -> anyhow::Result<()> {
+    store.set_cutoff(kind, subject, at).await?;
+    feed.announce(deedbolt_core::revocation::Cutoff {
+        kind,
+        subject: subject.to_owned(),
+        at,
+    })
+    .await;
+    Ok(())
+}
+
+/// Announces the CLI's revocations to running servers over Redis, when Redis is
+/// configured. An announcement that fails is not an error (the store has the revocation,
+/// and every server picks it up at its next sync); the operator is told so.
+struct Announcer {
+    redis: Option<config::RedisSettings>,
+    /// Whether every announcement so far reached Redis.
+    delivered: std::sync::atomic::AtomicBool,
+}
+
+impl Announcer {
+    fn new(redis: Option<config::RedisSettings>) -> Self {
+        Announcer {
+            redis,
+            delivered: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    async fn announce(&self, cutoff: deedbolt_core::revocation::Cutoff) {
+        use deedbolt_core::revocation::RevocationFeed as _;
+        let Some(redis) = &self.redis else { return };
+        let sent = match deedbolt_store_redis::RedisStore::connect(redis.url.expose(), &redis.prefix).await {
+            Ok(feed) => feed.publish_cutoff(&cutoff).await.map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::Error::from(e)),
+        };
+        if let Err(e) = sent {
+            self.delivered
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            eprintln!(
+                "warning: could not announce the revocation on Redis {} ({e:#}); it is stored, \
+                 and running servers apply it at their next sync",
+                redis.url
+            );
+        }
+    }
+
+    /// Tells the operator when running servers stop accepting `what`.
+    fn explain(&self, what: &str) {
+        if self.redis.is_some() && self.delivered.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("Running servers sharing this Redis stop accepting {what} at once.");
+        } else {
+            eprintln!(
+                "Running servers stop accepting {what} at their next sync \
+                 (--key-refresh-interval, 1s by default)."
+            );
+        }
+    }
+}
+
 async fn token_revoke(
     store: &Store,
+    feed: &Announcer,
     client: Option<ClientId>,
     user: Option<String>,
 ) -> anyhow::Result<()> {
@@ -1027,7 +1109,7 @@ async fn token_revoke(
         }
         (None, None) => bail!("give --client or --user"),
     };
-    store.set_cutoff(kind, &subject, now).await?;
+    cut_off(store, feed, kind, &subject, now).await?;
     let families = store.revoke_families_of(kind, &subject, now).await?;
     let mut record = AuditRecord::new(AuditKind::TokenRevoked, true, now).detail(format!(
         "all tokens of {label} via CLI ({families} families)"
@@ -1038,7 +1120,7 @@ async fn token_revoke(
     };
     audit_cli(store, record).await?;
     println!("revoked every access token issued to {label} so far and {families} refresh-token family(ies)");
-    eprintln!("Running servers reject those access tokens from their next sync (1s by default).");
+    feed.explain("those access tokens");
     Ok(())
 }
 

@@ -55,6 +55,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_BFF_REFRESH_BEFORE",
     "DEEDBOLT_METRICS_LISTEN",
     METRICS_TOKEN_ENV,
+    "DEEDBOLT_DATABASE_MAX_CONNECTIONS",
     "DEEDBOLT_REDIS_URL",
     "DEEDBOLT_REDIS_PREFIX",
     BFF_SECRET_ENV,
@@ -86,8 +87,17 @@ pub fn unknown_env_vars() -> Vec<String> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// Where the database lives.
+    /// Where the embedded database lives.
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of the embedded database, `postgres://user:password@host/db`
+    /// (prefer `DEEDBOLT_DATABASE_URL` for a URL with a password: files get copied).
+    pub database_url: Option<String>,
+    /// The most PostgreSQL connections one instance keeps open (default 16).
+    pub database_max_connections: Option<u32>,
+    /// Shared fast state on Redis, `redis://host:port` (several instances).
+    pub redis_url: Option<String>,
+    /// The prefix of every Redis key (default `deedbolt:`).
+    pub redis_prefix: Option<String>,
     /// The address to listen on.
     pub listen: Option<String>,
     /// The issuer URL.
@@ -203,21 +213,64 @@ pub struct CommonSettings {
 pub const DEFAULT_DATA_DIR: &str = "./deedbolt-data";
 
 /// Resolves the data directory (flag/env, then file, then the default) and the database
-/// (PostgreSQL if a URL is given by flag/env; the embedded SQLite file otherwise).
+/// (PostgreSQL if a URL is given by flag/env or the file; the embedded SQLite file
+/// otherwise), with its pool size (flag/env, then file, then 16).
 pub fn resolve_common(
     flag: Option<PathBuf>,
     database_url: Option<crate::storage::DatabaseUrl>,
+    max_connections: Option<u32>,
     file: &FileConfig,
-) -> CommonSettings {
-    CommonSettings {
+) -> anyhow::Result<CommonSettings> {
+    let database_url = match database_url {
+        Some(url) => Some(url),
+        None => file
+            .database_url
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .context("invalid database_url in the config file")?,
+    };
+    let max_connections = max_connections
+        .or(file.database_max_connections)
+        .unwrap_or(deedbolt_store_postgres::DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        bail!("the database pool needs at least 1 connection (database_max_connections)");
+    }
+    Ok(CommonSettings {
         data_dir: flag
             .or_else(|| file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-        database: database_url.map_or(
-            crate::storage::Database::Embedded,
-            crate::storage::Database::Postgres,
-        ),
+        database: match database_url {
+            Some(url) => crate::storage::Database::Postgres {
+                url,
+                max_connections,
+            },
+            None => crate::storage::Database::Embedded,
+        },
+    })
+}
+
+/// Resolves the Redis settings from the flags/environment, then the file; `None`: no
+/// Redis (in-process shared state, one instance).
+pub fn resolve_redis(
+    url: Option<String>,
+    prefix: Option<String>,
+    file: &FileConfig,
+) -> anyhow::Result<Option<RedisSettings>> {
+    let url = url
+        .or_else(|| file.redis_url.clone())
+        .filter(|u| !u.trim().is_empty());
+    let Some(url) = url else { return Ok(None) };
+    let prefix = prefix
+        .or_else(|| file.redis_prefix.clone())
+        .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned());
+    if prefix.is_empty() || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("the Redis key prefix must be non-empty, without spaces or control characters");
     }
+    Ok(Some(RedisSettings {
+        url: RedisUrl::parse(&url)?,
+        prefix,
+    }))
 }
 
 /// Validated settings of `deedbolt serve`.
@@ -680,15 +733,7 @@ impl ServeSettings {
                 "bff_refresh_before",
             )?,
         )?;
-        let redis = match o.redis_url.filter(|u| !u.trim().is_empty()) {
-            Some(url) => Some(RedisSettings {
-                url: RedisUrl::parse(&url)?,
-                prefix: o
-                    .redis_prefix
-                    .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned()),
-            }),
-            None => None,
-        };
+        let redis = resolve_redis(o.redis_url, o.redis_prefix, file)?;
 
         let (metrics_listen, metrics_token) = metrics_settings(
             o.metrics_listen.or_else(|| file.metrics_listen.clone()),
@@ -872,6 +917,57 @@ mod tests {
             ..Default::default()
         };
         assert!(ServeSettings::resolve(common(), bad_alg, &FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn the_file_can_name_the_database_and_redis_and_flags_win() {
+        use crate::storage::Database;
+        let file: FileConfig = toml::from_str(
+            "database_url = \"postgres://app:filesecret@db.internal/deedbolt\"\n\
+             database_max_connections = 40\n\
+             redis_url = \"redis://cache.internal:6379\"\n\
+             redis_prefix = \"tenant-a:\"",
+        )
+        .unwrap();
+        let c = resolve_common(None, None, None, &file).unwrap();
+        let Database::Postgres {
+            url,
+            max_connections,
+        } = &c.database
+        else {
+            panic!("PostgreSQL from the file: {c:?}");
+        };
+        assert!(url.to_string().contains("db.internal"));
+        assert!(!format!("{c:?}").contains("filesecret"));
+        assert_eq!(*max_connections, 40);
+        // Flags and environment win over the file.
+        let flag: crate::storage::DatabaseUrl = "postgres://other@db2.internal/x".parse().unwrap();
+        let c = resolve_common(None, Some(flag), Some(8), &file).unwrap();
+        assert!(
+            matches!(&c.database, Database::Postgres { url, max_connections: 8 } if url.to_string().contains("db2.internal"))
+        );
+        let redis = resolve_redis(None, None, &file).unwrap().unwrap();
+        assert_eq!(redis.prefix, "tenant-a:");
+        assert_eq!(redis.url.to_string(), "redis://cache.internal:6379");
+        let redis = resolve_redis(Some("redis://r2:1".into()), Some("b:".into()), &file)
+            .unwrap()
+            .unwrap();
+        assert_eq!((redis.url.to_string().as_str(), redis.prefix.as_str()), ("redis://r2:1", "b:"));
+        // Bad values are refused, never echoed.
+        let bad: FileConfig = toml::from_str("database_url = \"mysql://u:pw@h/db\"").unwrap();
+        let err = resolve_common(None, None, None, &bad).unwrap_err();
+        assert!(format!("{err:#}").contains("database_url"), "{err:#}");
+        assert!(!format!("{err:#}").contains("pw@"), "{err:#}");
+        let zero: FileConfig = toml::from_str("database_max_connections = 0").unwrap();
+        assert!(resolve_common(None, None, None, &zero).is_err());
+        assert!(resolve_redis(Some("redis://h:1".into()), Some("a b".into()), &file).is_err());
+        // Without a URL anywhere: the embedded database and no Redis.
+        let none = FileConfig::default();
+        assert!(matches!(
+            resolve_common(None, None, None, &none).unwrap().database,
+            Database::Embedded
+        ));
+        assert!(resolve_redis(None, None, &none).unwrap().is_none());
     }
 
     #[test]

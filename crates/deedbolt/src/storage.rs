@@ -95,7 +95,22 @@ pub enum Database {
     /// The embedded SQLite file in the data directory.
     Embedded,
     /// A PostgreSQL server, shared by every instance.
-    Postgres(DatabaseUrl),
+    Postgres {
+        /// Where it is.
+        url: DatabaseUrl,
+        /// The most connections this process keeps open to it.
+        max_connections: u32,
+    },
+}
+
+impl Database {
+    /// PostgreSQL at `url` with the default pool size.
+    pub fn postgres(url: DatabaseUrl) -> Self {
+        Database::Postgres {
+            url,
+            max_connections: deedbolt_store_postgres::DEFAULT_MAX_CONNECTIONS,
+        }
+    }
 }
 
 /// The database file inside the data directory.
@@ -107,8 +122,11 @@ pub const DB_FILE: &str = "deedbolt.db";
 /// `-shm` files).
 pub async fn open(database: &Database, data_dir: &Path) -> anyhow::Result<Store> {
     match database {
-        Database::Postgres(url) => {
-            let store = PgStore::connect(url.expose())
+        Database::Postgres {
+            url,
+            max_connections,
+        } => {
+            let store = PgStore::connect_pooled(url.expose(), *max_connections)
                 .await
                 .with_context(|| format!("cannot open the PostgreSQL database {url}"))?;
             Ok(Arc::new(store))

@@ -105,7 +105,7 @@ pub async fn try_spawn_app(opts: Options) -> anyhow::Result<TestApp> {
         CommonSettings {
             data_dir: data_dir.path().to_path_buf(),
             database: match &opts.database_url {
-                Some(url) => deedbolt::storage::Database::Postgres(url.parse()?),
+                Some(url) => deedbolt::storage::Database::postgres(url.parse()?),
                 None => deedbolt::storage::Database::Embedded,
             },
         },

@@ -371,3 +371,80 @@ async fn failed_logins_count_once_across_two_instances() {
         assert_eq!(res.status(), 429, "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_revocation_made_with_the_cli_reaches_a_running_server_at_once_through_redis() {
+    let Some((app, opts)) = instance_a(ServeOverrides {
+        // The store sync is slowed to an hour: only the Redis feed can tell the server.
+        key_refresh_interval: Some("1h".into()),
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let creds = app.create_client("property:read");
+    let token = app.access_token(&creds, None).await;
+    assert_eq!(app.get("/api/properties", Some(&token)).await.status(), 200);
+
+    let url = opts.overrides.redis_url.clone().expect("on Redis");
+    let prefix = opts.overrides.redis_prefix.clone().expect("a prefix");
+    let out = app.cli(&[
+        "--redis-url",
+        &url,
+        "--redis-prefix",
+        &prefix,
+        "token",
+        "revoke",
+        "--client",
+        &creds.id,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("at once"), "{said}");
+    let revoked_at = tokio::time::Instant::now();
+    loop {
+        let status = app.get("/api/properties", Some(&token)).await.status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "the server still accepts the token 1 s after the CLI revoked it"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A new token is unaffected (the cutoff is in the past for it)... once a second has
+    // passed: a token issued in the cutoff's own second is revoked too (iat <= cutoff).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fresh = app.access_token(&creds, None).await;
+    assert_eq!(app.get("/api/properties", Some(&fresh)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_cli_says_so_when_it_cannot_announce_a_revocation_and_still_stores_it() {
+    let app = spawn_app_with(Options::default()).await;
+    let creds = app.create_client("property:read");
+    let token = app.access_token(&creds, None).await;
+    assert_eq!(app.get("/api/properties", Some(&token)).await.status(), 200);
+    // Nothing listens on this port: the announcement fails, the revocation stands.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("redis://127.0.0.1:{port}");
+    let out = app.cli(&["--redis-url", &dead, "token", "revoke", "--client", &creds.id]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("could not announce") && said.contains("next sync"),
+        "{said}"
+    );
+    // The server (syncing every 100 ms in tests) picks the stored revocation up.
+    crate::helpers::eventually("the stored revocation is applied", || async {
+        app.get("/api/properties", Some(&token)).await.status() == 401
+    })
+    .await;
+}
