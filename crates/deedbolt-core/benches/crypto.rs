@@ -25,6 +25,7 @@ fn fixture() -> (Client, ClientSecret, SecretHasher, TokenPolicy) {
         public: false,
         allow_introspection: false,
         properties: None,
+        id_token_alg: deedbolt_core::jose::SigningAlg::RS256,
         created_at: UnixTime(0),
         updated_at: UnixTime(0),
     };

@@ -523,6 +523,10 @@ async fn authorization_code(
         return Err(OAuthError::InvalidGrant(Cow::Borrowed("the code was already used")).into());
     }
     let id_token = if flow::wants_id_token(&grant) {
+        // Signed with the algorithm the client registered (OpenID Connect Core §3.1.3.7:
+        // RS256 unless it asked otherwise), which need not be the access tokens' one; the
+        // at_hash follows the ID token's algorithm (§3.1.3.6).
+        let id_key = services.keys.signer(auth.client().id_token_alg);
         let id = IdTokenClaims {
             iss: policy.issuer.clone(),
             sub: grant.user_id.as_str().to_owned(),
@@ -531,11 +535,11 @@ async fn authorization_code(
             iat: now,
             auth_time: grant.auth_time,
             nonce: grant.nonce.clone(),
-            at_hash: flow::at_hash(&access, key.alg()),
+            at_hash: flow::at_hash(&access, id_key.alg()),
             azp: grant.client_id.as_str().to_owned(),
         };
         Some(AccessToken(
-            key.sign_jwt("JWT", &id).map_err(ApiError::internal)?,
+            id_key.sign_jwt("JWT", &id).map_err(ApiError::internal)?,
         ))
     } else {
         None

@@ -20,6 +20,7 @@ fn client(name: &str) -> Client {
         public: false,
         allow_introspection: false,
         properties: None,
+        id_token_alg: deedbolt_core::jose::SigningAlg::RS256,
         created_at: UnixTime(10),
         updated_at: UnixTime(10),
     }

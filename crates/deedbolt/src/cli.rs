@@ -7,7 +7,9 @@ use crate::storage::Store;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use deedbolt_core::audit::{AuditFilter, AuditKind, AuditRecord};
-use deedbolt_core::client::{Client, ClientKind, ClientName, GrantType, NewClient};
+use deedbolt_core::client::{
+    Client, ClientKind, ClientName, GrantType, NewClient, DEFAULT_ID_TOKEN_ALG,
+};
 use deedbolt_core::clock::{Clock, SystemClock, UnixTime};
 use deedbolt_core::ids::ClientId;
 use deedbolt_core::ids::UserId;
@@ -340,6 +342,10 @@ pub enum ClientCommand {
         /// portfolio within its scopes].
         #[arg(long = "property")]
         properties: Vec<i64>,
+        /// The algorithm of the client's ID tokens (its `id_token_signed_response_alg`):
+        /// ES256, RS256 or EdDSA [default: RS256, as OpenID Connect defines it].
+        #[arg(long)]
+        id_token_alg: Option<SigningAlg>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -377,9 +383,10 @@ pub enum ClientCommand {
 /// `keys` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Make a new current signing key. Old keys keep verifying until their tokens expire.
+    /// Make new current signing keys (one per algorithm: access tokens use --signing-alg's,
+    /// ID tokens each client's). Old keys keep verifying until their tokens expire.
     Rotate {
-        /// Algorithm of the new key [default: that of the current key].
+        /// Rotate only the key of this algorithm [default: every algorithm's].
         #[arg(long)]
         alg: Option<SigningAlg>,
         /// Print JSON.
@@ -532,6 +539,7 @@ fn client_json(c: &Client) -> serde_json::Value {
         "token_endpoint_auth_method": if c.public { "none" } else { "client_secret_basic" },
         "allow_introspection": c.allow_introspection,
         "properties": c.properties,
+        "id_token_signed_response_alg": c.id_token_alg,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
     })
@@ -548,6 +556,9 @@ fn print_client(c: &Client) {
     }
     if c.public {
         println!("public:      yes (no secret; PKCE only)");
+    }
+    if c.allows_grant(GrantType::AuthorizationCode) {
+        println!("id_token_alg: {}", c.id_token_alg);
     }
     if let Some(ids) = &c.properties {
         let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
@@ -583,6 +594,7 @@ pub(crate) async fn register_client(
         public: new.public,
         allow_introspection,
         properties,
+        id_token_alg: new.id_token_alg,
         created_at: now,
         updated_at: now,
     };
@@ -649,6 +661,7 @@ async fn client_command(
             public,
             allow_introspection,
             properties,
+            id_token_alg,
             json,
         } => {
             let redirect_uris = redirect_uris
@@ -671,7 +684,8 @@ async fn client_command(
                 scope,
                 redirect_uris,
                 kind,
-            )?;
+            )?
+            .with_id_token_alg(id_token_alg.unwrap_or(DEFAULT_ID_TOKEN_ALG));
             let properties = if properties.is_empty() {
                 None
             } else {
@@ -812,20 +826,26 @@ async fn keys_command(
     let now = SystemClock.now();
     match cmd {
         KeysCommand::Rotate { alg, json } => {
-            let stored = store.list_keys().await?;
-            let alg = alg
-                .or_else(|| {
-                    stored
-                        .iter()
-                        .find(|k| k.retired_at.is_none())
-                        .map(|k| k.alg)
-                })
-                .unwrap_or(SigningAlg::ES256);
-            let kid = vault(store, data_dir)?.rotate(alg, now).await?;
+            let vault = vault(store, data_dir)?;
+            let algs = match alg {
+                Some(alg) => vec![alg],
+                None => SigningAlg::ALL.to_vec(),
+            };
+            let mut made = Vec::with_capacity(algs.len());
+            for alg in algs {
+                made.push(json!({"kid": vault.rotate(alg, now).await?, "alg": alg}));
+            }
             if json {
-                println!("{}", json!({"kid": kid, "alg": alg}));
+                println!("{}", serde_json::Value::Array(made));
             } else {
-                println!("new current key {kid} ({alg}); running servers pick it up at their next key refresh");
+                for key in &made {
+                    println!(
+                        "new current {} key {}",
+                        key["alg"].as_str().unwrap_or(""),
+                        key["kid"].as_str().unwrap_or("")
+                    );
+                }
+                println!("running servers pick the new keys up at their next key refresh");
             }
             Ok(())
         }

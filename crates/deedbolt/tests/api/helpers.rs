@@ -548,7 +548,8 @@ pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The current signing key of the data directory, loaded the way the server loads it.
+/// The current access-token signing key (ES256, the default `--signing-alg`) of the data
+/// directory, loaded the way the server loads it.
 pub async fn current_signing_key(
     data_dir: &Path,
     master_key: Option<&str>,
@@ -564,7 +565,10 @@ pub async fn current_signing_key(
         .await
         .expect("load keys");
     store.close().await;
-    loaded.current
+    loaded
+        .signers
+        .get(deedbolt_core::jose::SigningAlg::ES256)
+        .clone()
 }
 
 /// The current Unix time in seconds.
