@@ -14,6 +14,7 @@ mod client_lib;
 mod code_flow;
 mod crm;
 mod headers;
+mod id_tokens;
 mod instances;
 mod openapi;
 mod postgres;
