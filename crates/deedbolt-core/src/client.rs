@@ -444,6 +444,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn id_tokens_default_to_rs256_unless_the_client_asks_otherwise() {
+        let name = ClientName::parse("rp").unwrap();
+        let scopes: ScopeSet = "openid".parse().unwrap();
+        let cb = RedirectUri::parse("https://rp.example.com/cb").unwrap();
+        let new = NewClient::new(
+            name,
+            vec![GrantType::AuthorizationCode],
+            scopes,
+            vec![cb],
+            ClientKind::Confidential,
+        )
+        .unwrap();
+        assert_eq!(new.id_token_alg, SigningAlg::RS256);
+        assert_eq!(
+            new.with_id_token_alg(SigningAlg::EdDSA).id_token_alg,
+            SigningAlg::EdDSA
+        );
+    }
+
     fn client(id: &str, resource_server: bool) -> Client {
         Client {
             id: ClientId::parse(id).unwrap(),
@@ -455,6 +475,7 @@ mod tests {
             public: false,
             allow_introspection: resource_server,
             properties: None,
+            id_token_alg: DEFAULT_ID_TOKEN_ALG,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         }

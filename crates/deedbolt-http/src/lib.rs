@@ -17,6 +17,7 @@ pub mod audit;
 pub mod authorize;
 pub mod bff;
 pub mod client_auth;
+pub mod cors;
 pub mod crm;
 pub mod discovery;
 pub mod error;

@@ -69,10 +69,31 @@ pub fn router(state: AppState) -> Router {
         }),
     );
     let openid = guard.require(ScopeSet::empty().with(Scope::Openid));
-    let userinfo = Router::new().route(
-        "/userinfo",
-        get(api::userinfo.layer(openid.clone())).post(api::userinfo.layer(openid)),
-    );
+    // What a browser app calls itself, with CORS for the configured origins (see
+    // crate::cors); nothing else gets CORS headers.
+    let mut metadata = Router::new()
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration_handler),
+        )
+        .route("/jwks.json", get(discovery::jwks));
+    if let Some(cors) = state.services.cors.metadata_layer() {
+        metadata = metadata.layer(cors);
+    }
+    let mut endpoints = Router::new()
+        .route("/token", post(token::token))
+        .route("/revoke", post(revoke::revoke_endpoint))
+        .route(
+            "/userinfo",
+            get(api::userinfo.layer(openid.clone())).post(api::userinfo.layer(openid)),
+        );
+    if let Some(cors) = state.services.cors.endpoint_layer() {
+        endpoints = endpoints.layer(cors);
+    }
     let browser = Router::new()
         .route(
             "/authorize",
@@ -99,23 +120,13 @@ pub fn router(state: AppState) -> Router {
 
     let secure = state.secure_cookies;
     let app = Router::new()
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(discovery::metadata),
-        )
-        .route(
-            "/.well-known/openid-configuration",
-            get(discovery::openid_configuration_handler),
-        )
-        .route("/jwks.json", get(discovery::jwks))
-        .route("/token", post(token::token))
-        .route("/revoke", post(revoke::revoke_endpoint))
+        .merge(metadata)
+        .merge(endpoints)
         .route("/introspect", post(revoke::introspect_endpoint))
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::metrics))
         .route("/readyz", get(readyz))
         .merge(api)
-        .merge(userinfo)
         .merge(browser)
         .merge(admin)
         .merge(crate::bff::routes())

@@ -277,6 +277,11 @@ pub struct ServeArgs {
     /// Comma-separated IPs of reverse proxies whose X-Forwarded-For is believed [default: none].
     #[arg(long, env = "DEEDBOLT_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
+    /// Comma-separated origins of browser apps (e.g. https://app.example.com) that may
+    /// call discovery, the JWKS, /token, /revoke and /userinfo cross-origin; `*` opens
+    /// discovery and the JWKS only [default: none, no CORS headers].
+    #[arg(long, env = "DEEDBOLT_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
     /// How long audit records are kept [default: 90d].
     #[arg(long, env = "DEEDBOLT_AUDIT_RETENTION")]
     pub audit_retention: Option<String>,
@@ -449,6 +454,7 @@ pub async fn run() -> anyhow::Result<()> {
                     rate_limit_login: args.rate_limit_login,
                     rate_limit_authorize: args.rate_limit_authorize,
                     trusted_proxies: args.trusted_proxies,
+                    cors_origins: args.cors_origins,
                     redis_url: cli.redis_url,
                     redis_prefix: cli.redis_prefix,
                     audit_retention: args.audit_retention,

@@ -45,6 +45,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_RATE_LIMIT_LOGIN",
     "DEEDBOLT_RATE_LIMIT_AUTHORIZE",
     "DEEDBOLT_TRUSTED_PROXIES",
+    "DEEDBOLT_CORS_ORIGINS",
     "DEEDBOLT_AUDIT_RETENTION",
     "DEEDBOLT_AUTO_REVOKE",
     "DEEDBOLT_ANOMALY_THRESHOLD",
@@ -128,6 +129,9 @@ pub struct FileConfig {
     pub rate_limit_authorize: Option<String>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Option<Vec<String>>,
+    /// Origins of browser apps that may call discovery, the JWKS, `/token`, `/revoke` and
+    /// `/userinfo`; `"*"` opens discovery and the JWKS only.
+    pub cors_origins: Option<Vec<String>>,
     /// How long audit records are kept, e.g. `"90d"`.
     pub audit_retention: Option<DurationValue>,
     /// Revoke tokens whose usage is anomalous.
@@ -296,6 +300,8 @@ pub struct ServeSettings {
     pub limits: deedbolt_http::RateLimits,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Origins allowed to call the CORS-enabled endpoints (none by default).
+    pub cors: deedbolt_http::cors::CorsOrigins,
     /// How long audit records are kept, in seconds.
     pub audit_retention_secs: i64,
     /// Detection settings.
@@ -427,6 +433,8 @@ pub struct ServeOverrides {
     pub rate_limit_authorize: Option<String>,
     /// `--trusted-proxies` (comma-separated IPs).
     pub trusted_proxies: Option<String>,
+    /// `--cors-origins` (comma-separated origins, or `*`).
+    pub cors_origins: Option<String>,
     /// `--audit-retention`.
     pub audit_retention: Option<String>,
     /// `--auto-revoke`.
@@ -687,6 +695,13 @@ impl ServeSettings {
                     .with_context(|| format!("invalid trusted proxy `{p}` (an IP address)"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let cors = match (&o.cors_origins, &file.cors_origins) {
+            (Some(list), _) => deedbolt_http::cors::CorsOrigins::parse(list.split(',')),
+            (None, Some(list)) => {
+                deedbolt_http::cors::CorsOrigins::parse(list.iter().map(String::as_str))
+            }
+            (None, None) => Ok(deedbolt_http::cors::CorsOrigins::none()),
+        }?;
 
         let retention = pick(
             o.audit_retention,
@@ -756,6 +771,7 @@ impl ServeSettings {
             refresh,
             limits,
             trusted_proxies,
+            cors,
             audit_retention_secs: i64::try_from(retention.as_secs()).unwrap_or(i64::MAX),
             detection,
             alert_webhook,
@@ -902,6 +918,36 @@ mod tests {
         assert_eq!(s.listen.port(), 9100);
         assert_eq!(s.access_token_lifetime.as_secs(), 1800);
         assert_eq!(s.signing_alg, SigningAlg::EdDSA);
+    }
+
+    #[test]
+    fn cors_origins_come_from_the_file_or_the_flag_and_bad_ones_are_refused() {
+        let none = ServeSettings::resolve(common(), ServeOverrides::default(), &FileConfig::default())
+            .unwrap();
+        assert_eq!(none.cors, deedbolt_http::cors::CorsOrigins::none());
+        let file: FileConfig =
+            toml::from_str("cors_origins = [\"https://spa.example.com\", \"*\"]").unwrap();
+        let s = ServeSettings::resolve(common(), ServeOverrides::default(), &file).unwrap();
+        assert_eq!(s.cors.origins(), ["https://spa.example.com"]);
+        assert!(s.cors.any_for_metadata());
+        let flag = ServeOverrides {
+            cors_origins: Some("https://a.example.com, http://localhost:5173".into()),
+            ..Default::default()
+        };
+        let s = ServeSettings::resolve(common(), flag, &file).unwrap();
+        assert_eq!(
+            s.cors.origins(),
+            ["https://a.example.com", "http://localhost:5173"]
+        );
+        assert!(!s.cors.any_for_metadata(), "the flag replaces the file's list");
+        for bad in ["https://a.example.com/app", "http://a.example.com", "null"] {
+            let o = ServeOverrides {
+                cors_origins: Some(bad.into()),
+                ..Default::default()
+            };
+            let err = ServeSettings::resolve(common(), o, &FileConfig::default()).unwrap_err();
+            assert!(format!("{err:#}").contains(bad), "{err:#}");
+        }
     }
 
     #[test]

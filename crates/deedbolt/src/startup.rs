@@ -258,6 +258,7 @@ impl Application {
         let state = AppState::new(Services {
             bff,
             metrics_token: settings.metrics_token.clone(),
+            cors: settings.cors.clone(),
             clients: clients.clone(),
             crm: store_arc.clone(),
             users: store_arc.clone(),

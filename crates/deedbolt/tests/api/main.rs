@@ -12,6 +12,7 @@ mod bff_browser;
 mod browser;
 mod client_lib;
 mod code_flow;
+mod cors;
 mod crm;
 mod headers;
 mod id_tokens;
