@@ -28,6 +28,7 @@ pub mod metrics;
 mod openapi;
 pub mod pages;
 pub mod refresh;
+pub mod request_metrics;
 pub mod revoke;
 pub mod router;
 pub mod security;

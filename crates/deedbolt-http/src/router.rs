@@ -158,6 +158,11 @@ pub fn router(state: AppState) -> Router {
         // Outside the timeout, so a 408 on /api carries it too.
         .layer(axum::middleware::from_fn(no_store_for_private_data))
         .layer(TraceLayer::new_for_http())
+        // Outermost: the latency includes every layer, and a 408 is counted as one.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::request_metrics::track,
+        ))
         .with_state(state);
     if secure {
         app.layer(SetResponseHeaderLayer::overriding(

@@ -226,7 +226,7 @@ async fn client_credentials(
         .sign_jwt(ACCESS_TOKEN_TYP, &claims)
         .map_err(ApiError::internal)?;
     tracing::debug!(jti = %claims.jti, scope = %scope, "access token issued");
-    services.metrics.token_issued();
+    services.metrics.token_issued(GrantType::ClientCredentials);
     audit.scope = Some(scope.to_string());
     audit.jti = Some(claims.jti.to_string());
     // First use of a privileged scope: judged on what was issued, never on requests.
@@ -546,7 +546,7 @@ async fn authorization_code(
     };
     let refresh_token = family.map(|(_, token)| AccessToken(token.expose().to_owned()));
     tracing::info!(jti = %claims.jti, user_id = %grant.user_id, scope = %grant.scope, "access token issued for a code");
-    services.metrics.token_issued();
+    services.metrics.token_issued(GrantType::AuthorizationCode);
     audit.user_id = Some(grant.user_id.to_string());
     audit.scope = Some(grant.scope.to_string());
     audit.jti = Some(claims.jti.to_string());

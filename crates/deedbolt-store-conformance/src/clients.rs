@@ -166,7 +166,10 @@ pub async fn rotation_keeps_exactly_one_current_key(store: &impl Backend) {
     assert_eq!(keys.len(), 3);
     assert_eq!(keys[0].kid, second.kid);
     assert_eq!(keys[0].retired_at, None);
-    assert_eq!(keys[1].kid, ed.kid, "the other algorithm's key stays current");
+    assert_eq!(
+        keys[1].kid, ed.kid,
+        "the other algorithm's key stays current"
+    );
     assert_eq!(keys[1].retired_at, None);
     assert_eq!(keys[2].kid, first.kid);
     assert_eq!(keys[2].retired_at, Some(UnixTime(200)));

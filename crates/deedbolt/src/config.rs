@@ -922,8 +922,9 @@ mod tests {
 
     #[test]
     fn cors_origins_come_from_the_file_or_the_flag_and_bad_ones_are_refused() {
-        let none = ServeSettings::resolve(common(), ServeOverrides::default(), &FileConfig::default())
-            .unwrap();
+        let none =
+            ServeSettings::resolve(common(), ServeOverrides::default(), &FileConfig::default())
+                .unwrap();
         assert_eq!(none.cors, deedbolt_http::cors::CorsOrigins::none());
         let file: FileConfig =
             toml::from_str("cors_origins = [\"https://spa.example.com\", \"*\"]").unwrap();
@@ -939,7 +940,10 @@ mod tests {
             s.cors.origins(),
             ["https://a.example.com", "http://localhost:5173"]
         );
-        assert!(!s.cors.any_for_metadata(), "the flag replaces the file's list");
+        assert!(
+            !s.cors.any_for_metadata(),
+            "the flag replaces the file's list"
+        );
         for bad in ["https://a.example.com/app", "http://a.example.com", "null"] {
             let o = ServeOverrides {
                 cors_origins: Some(bad.into()),
@@ -998,7 +1002,10 @@ mod tests {
         let redis = resolve_redis(Some("redis://r2:1".into()), Some("b:".into()), &file)
             .unwrap()
             .unwrap();
-        assert_eq!((redis.url.to_string().as_str(), redis.prefix.as_str()), ("redis://r2:1", "b:"));
+        assert_eq!(
+            (redis.url.to_string().as_str(), redis.prefix.as_str()),
+            ("redis://r2:1", "b:")
+        );
         // Bad values are refused, never echoed.
         let bad: FileConfig = toml::from_str("database_url = \"mysql://u:pw@h/db\"").unwrap();
         let err = resolve_common(None, None, None, &bad).unwrap_err();

@@ -383,8 +383,11 @@ async fn verify_jwt(app: &TestApp, token: &str, audience: &str) -> Value {
             Algorithm::ES256,
         ),
         Some("RS256") => (
-            DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap())
-                .expect("RSA key"),
+            DecodingKey::from_rsa_components(
+                jwk["n"].as_str().unwrap(),
+                jwk["e"].as_str().unwrap(),
+            )
+            .expect("RSA key"),
             Algorithm::RS256,
         ),
         other => panic!("unexpected alg {other:?}"),

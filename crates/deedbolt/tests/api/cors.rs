@@ -199,10 +199,7 @@ async fn a_star_opens_discovery_and_jwks_only() {
         let res = preflight(&app, path, EVIL, "GET", "").await;
         assert_eq!(allowed_origin(&res).as_deref(), Some("*"), "{path}");
     }
-    for path in ["/token", "/revoke", "/userinfo"]
-        .into_iter()
-        .chain(NEVER)
-    {
+    for path in ["/token", "/revoke", "/userinfo"].into_iter().chain(NEVER) {
         let res = preflight(&app, path, EVIL, "POST", "content-type").await;
         no_cors(&res, &format!("preflight {path}"));
     }

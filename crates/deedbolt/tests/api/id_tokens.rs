@@ -9,9 +9,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use serde_json::Value;
 
-use crate::helpers::{
-    jwt_part, pkce_pair, query_params, random_b64url, spawn_app, Jar, TestApp,
-};
+use crate::helpers::{jwt_part, pkce_pair, query_params, random_b64url, spawn_app, Jar, TestApp};
 
 const EMAIL: &str = "ida.tenant@example.com";
 const PASSWORD: &str = "plum-Orchard-Lantern-77-quietly";
@@ -39,7 +37,10 @@ fn code_client(app: &TestApp, id_token_alg: Option<&str>) -> (String, String, Va
     let v = app.cli_json(&args);
     (
         v["client_id"].as_str().expect("client_id").to_owned(),
-        v["client_secret"].as_str().expect("client_secret").to_owned(),
+        v["client_secret"]
+            .as_str()
+            .expect("client_secret")
+            .to_owned(),
         v,
     )
 }

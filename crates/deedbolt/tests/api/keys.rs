@@ -124,10 +124,16 @@ async fn rotation_while_running_publishes_the_new_key_and_keeps_old_tokens_valid
     let listed = keys_list(&app);
     assert_eq!(listed.len(), 6, "{listed:?}");
     let current: Vec<&Value> = listed.iter().filter(|k| k["status"] == "current").collect();
-    assert_eq!(current.len(), 3, "one current key per algorithm: {listed:?}");
+    assert_eq!(
+        current.len(),
+        3,
+        "one current key per algorithm: {listed:?}"
+    );
     for (alg, kid) in &rotated {
         assert!(
-            current.iter().any(|k| k["kid"] == kid.as_str() && k["alg"] == alg.as_str()),
+            current
+                .iter()
+                .any(|k| k["kid"] == kid.as_str() && k["alg"] == alg.as_str()),
             "{alg} {kid} is current: {listed:?}"
         );
     }
@@ -300,10 +306,13 @@ async fn rotating_one_algorithm_retires_only_its_key() {
     let rotated = rotate(&app, &["--alg", "ES256"]);
     let es_kid = rotated[0].1.clone();
     let (app_ref, creds_ref, kid_ref) = (&app, &creds, &es_kid);
-    eventually("access tokens signed with the new ES256 key", || async move {
-        let t = app_ref.access_token(creds_ref, None).await;
-        jwt_part(&t, 0)["kid"] == kid_ref.as_str()
-    })
+    eventually(
+        "access tokens signed with the new ES256 key",
+        || async move {
+            let t = app_ref.access_token(creds_ref, None).await;
+            jwt_part(&t, 0)["kid"] == kid_ref.as_str()
+        },
+    )
     .await;
     kids.push(es_kid.clone());
     let token = app.access_token(&creds, None).await;
