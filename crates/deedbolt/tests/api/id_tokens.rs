@@ -147,6 +147,8 @@ async fn rs256_and_es256_clients_each_get_a_verifiable_id_token_of_their_alg() {
         let mut pinned = jsonwebtoken::Validation::new(other.parse().unwrap());
         pinned.set_audience(&[client_id]);
         assert!(jsonwebtoken::decode::<Value>(id_token, &key, &pinned).is_err());
+        // Its key is in the JWKS the API trusts, but an ID token is not an access token.
+        assert_eq!(app.get("/userinfo", Some(id_token)).await.status(), 401);
     }
 
     // Discovery advertises exactly the algorithms the JWKS has a current key for.
