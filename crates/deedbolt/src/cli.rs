@@ -576,7 +576,10 @@ fn print_client(c: &Client) {
         println!("public:      yes (no secret; PKCE only)");
     }
     if c.allows_grant(GrantType::AuthorizationCode) {
-        println!("id_token_alg: {}", c.id_token_alg);
+        println!(
+            "id_tokens:   {} (id_token_signed_response_alg)",
+            c.id_token_alg
+        );
     }
     if let Some(ids) = &c.properties {
         let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
