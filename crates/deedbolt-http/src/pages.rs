@@ -158,13 +158,15 @@ pub fn consent(
     let items: String = scope
         .iter()
         .map(|s| {
-            let (open, close) = if s.is_admin() {
-                ("<li class=\"admin-scope\"><strong>", "</strong>")
+            // The identifier stays in the markup (for developers and tests), not in view.
+            let (class, open, close) = if s.is_admin() {
+                (" class=\"admin-scope\"", "<strong>", "</strong>")
             } else {
-                ("<li>", "")
+                ("", "", "")
             };
             format!(
-                "{open}{}{close}</li>",
+                "<li{class} data-scope=\"{}\">{open}{}{close}</li>",
+                s.as_str(),
                 escape(s.description())
             )
         })
