@@ -14,17 +14,17 @@ use crate::storage::Store;
 use anyhow::{bail, Context};
 use deedbolt_core::audit::{AuditKind, AuditRecord};
 use deedbolt_core::client::{Client, ClientKind, ClientName, GrantType, NewClient};
-use deedbolt_core::ids::ClientId;
-use deedbolt_core::keyring::KeyVault;
-use deedbolt_core::secret::{ClientSecret, SecretHasher};
 use deedbolt_core::clock::{Clock, SystemClock};
 use deedbolt_core::crm::ledger::{EntryKind, NewEntry};
 use deedbolt_core::crm::maintenance::{NewRequest, Priority, RequestUpdate, Status};
 use deedbolt_core::crm::property::{NewProperty, PropertyKind};
 use deedbolt_core::crm::tenant::NewTenant;
 use deedbolt_core::crm::Viewer;
+use deedbolt_core::ids::ClientId;
+use deedbolt_core::keyring::KeyVault;
 use deedbolt_core::ports::Write;
 use deedbolt_core::redirect::RedirectUri;
+use deedbolt_core::secret::{ClientSecret, SecretHasher};
 use deedbolt_core::user::{Email, Role, User};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -302,8 +302,14 @@ pub async fn seed(store: &Store, hasher: &SecretHasher) -> anyhow::Result<Seeded
         ClientKind::Confidential,
     )?;
     let machine_secret = ClientSecret::generate()?;
-    let machine = insert_client(store, hasher, machine, ClientId::generate()?, &machine_secret)
-        .await?;
+    let machine = insert_client(
+        store,
+        hasher,
+        machine,
+        ClientId::generate()?,
+        &machine_secret,
+    )
+    .await?;
     Ok(Seeded {
         users,
         properties: properties.iter().map(|p| p.id).collect(),
@@ -340,7 +346,7 @@ async fn insert_client(
     store
         .insert_audit(&[AuditRecord::new(AuditKind::ClientCreated, true, now)
             .client(&client.id)
-            .scope(client.scopes.clone())
+            .scope(client.scopes)
             .detail("demo")])
         .await?;
     Ok(client)

@@ -20,7 +20,12 @@ use crate::helpers::*;
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Polls the text of the element matching `css` until `ok` holds, for up to [`WAIT`].
-pub(crate) async fn wait_text(browser: &Browser, css: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+pub(crate) async fn wait_text(
+    browser: &Browser,
+    css: &str,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
         let el = browser.wait_for(css).await;

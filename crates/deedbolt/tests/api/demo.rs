@@ -145,7 +145,11 @@ async fn seed_demo_fills_a_portfolio_that_its_users_and_clients_can_use() {
     assert_eq!(balance["balance"], "1250.00");
     assert_eq!(balance["currency"], "GBP");
     let requests = bff_json(&app, "/bff/api/maintenance", &jar).await;
-    assert_eq!(items(&requests).len(), 2, "Tom's two requests, not the others'");
+    assert_eq!(
+        items(&requests).len(),
+        2,
+        "Tom's two requests, not the others'"
+    );
 
     // A second run refuses and changes nothing.
     let again = seed(dir.path());
@@ -272,7 +276,14 @@ async fn serve_demo_on_a_fresh_data_dir_seeds_prints_passwords_once_and_reuses_i
     // One address for both runs: the same issuer, so a session of the first run is one
     // the second accepts.
     let listen = format!("127.0.0.1:{}", free_port());
-    let args = ["--data-dir", &data_dir, "serve", "--demo", "--listen", &listen];
+    let args = [
+        "--data-dir",
+        &data_dir,
+        "serve",
+        "--demo",
+        "--listen",
+        &listen,
+    ];
     let envs = [("DEEDBOLT_MASTER_KEY", key.as_str())];
 
     let (p, base) = start(&args, &envs);
