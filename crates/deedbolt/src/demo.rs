@@ -389,7 +389,7 @@ pub async fn bff_settings(
         let redirect = RedirectUri::parse(&format!("{issuer}/bff/callback"))
             .context("the demo app's redirect URI")?;
         let new = NewClient::new(
-            ClientName::parse("Demo tenant and manager app")?,
+            ClientName::parse("Property portal (demo)")?,
             vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             stored.scope.parse()?,
             vec![redirect],

@@ -77,7 +77,7 @@ function renderRequests(items) {
     li.append(title, " ", status, " — " + r.priority + " priority");
     const tenant = tenantsById.get(r.tenant_id);
     if (staff && tenant) {
-      li.append(" — " + tenant.name + ", " + tenant.property + " " + tenant.unit);
+      li.append(" — for " + tenant.name + " (" + tenant.property + ", unit " + tenant.unit + ")");
     }
     list.append(li);
   }

@@ -259,12 +259,30 @@ fn start(args: &[&str], envs: &[(&str, &str)]) -> (ServeProcess, String) {
     (p, base)
 }
 
-fn stop(mut p: ServeProcess) {
+/// Stops the server; returns everything it printed on stdout.
+fn stop(mut p: ServeProcess) -> Vec<String> {
     p.terminate();
     assert!(
         p.wait_exit(Duration::from_secs(15)).is_some(),
         "the server stops on SIGTERM"
     );
+    p.stdout_lines()
+}
+
+/// Waits (up to 10 s) for a stdout line containing `needle`; returns stdout so far.
+fn wait_stdout(p: &ServeProcess, needle: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = p.stdout_lines();
+        if out.iter().any(|l| l.contains(needle)) {
+            return out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no stdout line with {needle:?}: {out:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[tokio::test]
@@ -287,13 +305,10 @@ async fn serve_demo_on_a_fresh_data_dir_seeds_prints_passwords_once_and_reuses_i
     let envs = [("DEEDBOLT_MASTER_KEY", key.as_str())];
 
     let (p, base) = start(&args, &envs);
-    let out = p.stdout_lines();
+    // The last line printed says where the app is.
+    let out = wait_stdout(&p, &format!("{base}/app"));
     let pw = printed_passwords(&out);
     assert_eq!(pw.len(), 5, "five users with passwords printed: {out:#?}");
-    assert!(
-        out.iter().any(|l| l.contains(&format!("{base}/app"))),
-        "says where the app is: {out:#?}"
-    );
     let app = TestApp::external(base.clone(), dir.clone(), Some(key.clone()));
     let landing = app.get("/", None).await;
     assert_eq!(landing.status(), 200);
@@ -319,18 +334,17 @@ async fn serve_demo_on_a_fresh_data_dir_seeds_prints_passwords_once_and_reuses_i
     // Again: no second seeding, no password printed, the same users and the same demo
     // app client; a session sealed by the first run still opens (same cookie key).
     let (p, base) = start(&args, &envs);
-    let out = p.stdout_lines();
-    assert!(
-        printed_passwords(&out).is_empty() && !out.iter().any(|l| l.contains("Users")),
-        "passwords are printed only once: {out:#?}"
-    );
     let app = TestApp::external(base, dir.clone(), Some(key.clone()));
     let session = bff_session(&app, &jar).await;
     assert_eq!(session["authenticated"], true, "{session}");
     let jar = bff_sign_in(&app, MAYA, &pw[MAYA]).await;
     let properties = items(&bff_json(&app, "/bff/api/properties", &jar).await);
     assert_eq!(properties.len(), 2);
-    stop(p);
+    let out = stop(p);
+    assert!(
+        printed_passwords(&out).is_empty() && !out.iter().any(|l| l.contains("Users")),
+        "passwords are printed only once: {out:#?}"
+    );
     let clients = run_cli(dir.path(), Some(&key), &["client", "list", "--json"]);
     let clients: Value = serde_json::from_slice(&clients.stdout).unwrap();
     assert_eq!(clients.as_array().unwrap().len(), 2, "{clients}");
@@ -620,6 +634,12 @@ async fn demo_pages_look_right_in_a_browser_and_the_admin_fits_a_phone() {
         wait_displayed(&browser, "#tenant-view").await;
         let hidden = js(&browser, "return document.getElementById('staff-view').hidden").await;
         assert_eq!(hidden, true, "a tenant gets no portfolio");
+        let shown = js(
+            &browser,
+            "return getComputedStyle(document.getElementById('tenant-choice')).display",
+        )
+        .await;
+        assert_eq!(shown, "none", "a tenant is not asked which tenant a request is for");
         wait_text(&browser, "#tenant-name", "Tom Tenant", |t| t == "Tom Tenant").await;
         assert!(!browser.text().await.contains("BFF"));
         assert_no_horizontal_overflow(&browser, "app as tenant").await;
@@ -655,6 +675,29 @@ async fn demo_pages_look_right_in_a_browser_and_the_admin_fits_a_phone() {
         assert!(options.contains("Sam Sharma — Harbour View, unit 2A"), "{options}");
         assert_no_horizontal_overflow(&browser, "app as manager").await;
         screenshot(&browser, "app-manager").await;
+        // Without a tenant the form does not send; with one, the request is Sam's.
+        browser.type_into("#new-title", "Gate sticks").await;
+        browser
+            .type_into("#new-description", "The side gate sticks.")
+            .await;
+        js(
+            &browser,
+            "document.getElementById('new-tenant').required = false; return true",
+        )
+        .await;
+        browser.click("#submit-request").await;
+        wait_displayed(&browser, "#form-error").await;
+        js(
+            &browser,
+            "const s = document.getElementById('new-tenant');              s.value = Array.from(s.options).find(o => o.textContent.startsWith('Sam')).value;              return s.value",
+        )
+        .await;
+        browser.click("#submit-request").await;
+        wait_text(&browser, "#status", "Request sent.", |t| t == "Request sent.").await;
+        wait_text(&browser, "#requests", "the new request, Sam's", |t| {
+            t.contains("Gate sticks") && t.contains("for Sam Sharma (Harbour View, unit 2A)")
+        })
+        .await;
 
         // The admin console on a phone: 390 px wide, no sideways scrolling.
         browser

@@ -438,6 +438,7 @@ pub struct ServeProcess {
     child: std::process::Child,
     lines: Arc<std::sync::Mutex<Vec<String>>>,
     stdout: Arc<std::sync::Mutex<Vec<String>>>,
+    stdout_reader: Option<std::thread::JoinHandle<()>>,
     rx: std::sync::mpsc::Receiver<String>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -462,7 +463,7 @@ impl ServeProcess {
         let out = child.stdout.take().expect("stdout");
         let stdout = Arc::new(std::sync::Mutex::new(Vec::new()));
         let out_sink = stdout.clone();
-        std::thread::spawn(move || {
+        let stdout_reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
                 out_sink.lock().unwrap().push(line);
@@ -483,6 +484,7 @@ impl ServeProcess {
             child,
             lines,
             stdout,
+            stdout_reader: Some(stdout_reader),
             rx,
             reader: Some(reader),
         }
@@ -544,11 +546,14 @@ impl ServeProcess {
             if let Some(r) = self.reader.take() {
                 let _ = r.join();
             }
+            if let Some(r) = self.stdout_reader.take() {
+                let _ = r.join();
+            }
         }
         status
     }
 
-    /// Every stdout line so far.
+    /// Every stdout line so far (all of them once the process has exited).
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout.lock().unwrap().clone()
     }
