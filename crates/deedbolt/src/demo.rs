@@ -527,3 +527,39 @@ pub async fn seed_demo_command(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_command_names_the_data_dir_and_listens_where_a_loopback_issuer_says() {
+        let dir = std::path::Path::new("/srv/demo data");
+        assert_eq!(
+            serve_command(dir, "http://127.0.0.1:8080").unwrap(),
+            "deedbolt --data-dir '/srv/demo data' serve --demo --issuer http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            serve_command(std::path::Path::new("/srv/d"), "http://127.0.0.1:9000").unwrap(),
+            "deedbolt --data-dir /srv/d serve --demo --listen 127.0.0.1:9000 \
+             --issuer http://127.0.0.1:9000"
+        );
+        assert_eq!(
+            serve_command(std::path::Path::new("/srv/d"), "http://[::1]:9000").unwrap(),
+            "deedbolt --data-dir /srv/d serve --demo --listen '[::1]:9000' \
+             --issuer 'http://[::1]:9000'"
+        );
+        // Behind a proxy the listen address is the operator's to choose.
+        assert_eq!(
+            serve_command(std::path::Path::new("/srv/d"), "https://demo.example.com").unwrap(),
+            "deedbolt --data-dir /srv/d serve --demo --issuer https://demo.example.com"
+        );
+    }
+
+    #[test]
+    fn shell_quote_quotes_only_what_needs_it() {
+        assert_eq!(shell_quote("/a/b-c_d.e"), "/a/b-c_d.e");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
