@@ -371,6 +371,34 @@ async fn serve_demo_on_a_fresh_data_dir_seeds_prints_passwords_once_and_reuses_i
 }
 
 #[tokio::test]
+async fn serve_demo_runs_on_postgresql_with_its_settings_stored_there() {
+    let Some(mut opts) = postgres_options().await else {
+        return;
+    };
+    opts.master_key = Some(
+        MasterKey::generate_encoded()
+            .expect("master key")
+            .as_str()
+            .to_owned(),
+    );
+    let first = spawn_app_with(opts.clone()).await;
+    let demo = first.cli_json(&["seed-demo", "--json"]);
+    let pw = passwords(&demo);
+    first.stop().await;
+
+    opts.demo = true;
+    // A fresh data directory: the settings come from the database, like everything else.
+    opts.data_dir = None;
+    let app = spawn_app_with(opts).await;
+    let jar = bff_sign_in(&app, MAYA, &pw[MAYA]).await;
+    let properties = items(&bff_json(&app, "/bff/api/properties", &jar).await);
+    assert_eq!(properties.len(), 2);
+    let clients = app.cli_json(&["client", "list", "--json"]);
+    assert_eq!(clients.as_array().unwrap().len(), 2, "{clients}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn seed_demo_prints_a_serve_command_that_runs_the_demo() {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let port = free_port();
