@@ -625,7 +625,7 @@ pub async fn callback(
     let Some(id_token) = tokens.id_token.take() else {
         return Ok(callback_failed(
             StatusCode::BAD_GATEWAY,
-            "The server sent no ID token; the BFF's scope must include openid.",
+            "The sign-in server sent no ID token (the app must request the openid scope).",
             Some(rest),
         ));
     };
