@@ -120,6 +120,7 @@ pub fn router(state: AppState) -> Router {
 
     let secure = state.secure_cookies;
     let app = Router::new()
+        .route("/", get(crate::landing::landing))
         .merge(metadata)
         .merge(endpoints)
         .route("/introspect", post(revoke::introspect_endpoint))
