@@ -21,63 +21,49 @@ use deedbolt_core::secret::{ClientSecret, SecretHasher};
 use deedbolt_core::user::{Email, Password, PasswordHasher, Role, User};
 use serde_json::json;
 
-use crate::config::{self, FileConfig, ServeOverrides, ServeSettings};
+use crate::config::{self, DataDirSource, FileConfig, GlobalOverrides, ServeOverrides, ServeSettings};
 use crate::startup::{self, Application};
-use crate::telemetry::{self, LogFormat};
+use crate::telemetry;
 
 /// deedbolt: a security-first OAuth 2.0 authorization server for PropTech APIs.
+///
+/// Settings come from defaults, then a TOML file (--config), then DEEDBOLT_* variables,
+/// then flags.
 #[derive(Debug, Parser)]
-#[command(name = "deedbolt", version, about, propagate_version = true)]
+#[command(
+    name = "deedbolt",
+    version,
+    about,
+    propagate_version = true,
+    after_help = MASTER_KEY_HELP
+)]
 pub struct Cli {
     /// TOML configuration file; flags and DEEDBOLT_* variables override it.
     #[arg(long, env = "DEEDBOLT_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    /// Data directory holding the embedded database [default: ./deedbolt-data].
-    #[arg(long, env = "DEEDBOLT_DATA_DIR", global = true)]
-    pub data_dir: Option<PathBuf>,
-    /// PostgreSQL URL (`postgres://user:password@host:port/db`) for durable state shared
-    /// by several instances [default: the SQLite file in the data directory]. Its value
-    /// is never shown (it may hold a password).
-    #[arg(
-        long,
-        env = "DEEDBOLT_DATABASE_URL",
-        global = true,
-        hide_env_values = true
-    )]
-    pub database_url: Option<crate::storage::DatabaseUrl>,
-    /// The most PostgreSQL connections this process keeps open [default: 16].
-    #[arg(long, env = "DEEDBOLT_DATABASE_MAX_CONNECTIONS", global = true)]
-    pub database_max_connections: Option<u32>,
-    /// Shared fast state (rate limits, revocation propagation) on Redis, `redis://host:port`,
-    /// for running several instances [default: in-process, one instance]. The CLI uses it
-    /// to announce revocations to running servers at once. Never shown (it may hold a
-    /// password).
-    #[arg(
-        long,
-        env = "DEEDBOLT_REDIS_URL",
-        global = true,
-        hide_env_values = true
-    )]
-    pub redis_url: Option<String>,
-    /// The prefix of every Redis key [default: deedbolt:].
-    #[arg(long, env = "DEEDBOLT_REDIS_PREFIX", global = true)]
-    pub redis_prefix: Option<String>,
-    /// Log line format.
-    #[arg(long, env = "DEEDBOLT_LOG_FORMAT", value_enum, global = true)]
-    pub log_format: Option<LogFormat>,
-    /// Log filter, e.g. `info` or `info,deedbolt_http=debug`.
-    #[arg(long, env = "DEEDBOLT_LOG", global = true)]
-    pub log: Option<String>,
+    /// The settings every command shares.
+    #[command(flatten)]
+    pub global: GlobalOverrides,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// What `--help` says about the secrets that are never flags.
+const MASTER_KEY_HELP: &str = "\
+Secrets are read from the environment only, never from flags or the config file:
+  DEEDBOLT_MASTER_KEY   seals signing keys and the secret pepper at rest; without it
+                        deedbolt runs in development mode (keys in plain files). Make one
+                        with `deedbolt keys generate-master-key`, and give every command
+                        (serve and the CLI) the same one.
+  DEEDBOLT_BFF_CLIENT_SECRET, DEEDBOLT_BFF_COOKIE_KEYS, DEEDBOLT_METRICS_TOKEN,
+  DEEDBOLT_ALERT_WEBHOOK_SECRET: see `deedbolt serve --help`.";
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the authorization server and the PropTech API.
-    Serve(Box<ServeArgs>),
+    Serve(Box<ServeOverrides>),
     /// Register and manage OAuth clients.
     #[command(subcommand)]
     Client(ClientCommand),
@@ -226,91 +212,6 @@ pub enum UserCommand {
     },
 }
 
-/// Flags of `serve`.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "DEEDBOLT_LISTEN")]
-    pub listen: Option<String>,
-    /// Issuer URL [default: http://<listen address>]; must be https except on loopback.
-    #[arg(long, env = "DEEDBOLT_ISSUER")]
-    pub issuer: Option<String>,
-    /// Audience (`aud`) of access tokens [default: <issuer>/api].
-    #[arg(long, env = "DEEDBOLT_AUDIENCE")]
-    pub audience: Option<String>,
-    /// Access-token lifetime, 5m to 60m [default: 15m].
-    #[arg(long, env = "DEEDBOLT_ACCESS_TOKEN_TTL")]
-    pub access_token_ttl: Option<String>,
-    /// Signing algorithm for new keys: ES256, RS256 or EdDSA [default: ES256].
-    #[arg(long, env = "DEEDBOLT_SIGNING_ALG")]
-    pub signing_alg: Option<String>,
-    /// How often to pick up keys and clients changed by the CLI or other instances [default: 1s].
-    #[arg(long, env = "DEEDBOLT_KEY_REFRESH_INTERVAL")]
-    pub key_refresh_interval: Option<String>,
-    /// Lifetime of one refresh token, 1d to 8w [default: 14d].
-    #[arg(long, env = "DEEDBOLT_REFRESH_TOKEN_TTL")]
-    pub refresh_token_ttl: Option<String>,
-    /// Absolute lifetime of a refresh-token family [default: 90d].
-    #[arg(long, env = "DEEDBOLT_REFRESH_FAMILY_TTL")]
-    pub refresh_family_ttl: Option<String>,
-    /// Grace period in which a repeated refresh gets the same new pair, 0s to 60s [default: 0s].
-    #[arg(long, env = "DEEDBOLT_REFRESH_GRACE")]
-    pub refresh_grace: Option<String>,
-    /// Token requests per client, COUNT/WINDOW or `off` [default: 10/1h].
-    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_TOKEN")]
-    pub rate_limit_token: Option<String>,
-    /// Refresh requests per client [default: 5/5m].
-    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_REFRESH")]
-    pub rate_limit_refresh: Option<String>,
-    /// API calls per client [default: 1000/1h].
-    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_API")]
-    pub rate_limit_api: Option<String>,
-    /// Failed logins per account and client IP; four times as many per IP, ten times as
-    /// many per account over all IPs [default: 5/15m].
-    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_LOGIN")]
-    pub rate_limit_login: Option<String>,
-    /// Authorization requests (/authorize) per client IP, COUNT/WINDOW or `off` [default: 60/1m].
-    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_AUTHORIZE")]
-    pub rate_limit_authorize: Option<String>,
-    /// Comma-separated IPs of reverse proxies whose X-Forwarded-For is believed [default: none].
-    #[arg(long, env = "DEEDBOLT_TRUSTED_PROXIES")]
-    pub trusted_proxies: Option<String>,
-    /// How long audit records are kept [default: 90d].
-    #[arg(long, env = "DEEDBOLT_AUDIT_RETENTION")]
-    pub audit_retention: Option<String>,
-    /// Revoke a token automatically when its usage is anomalous [default: false].
-    #[arg(long, env = "DEEDBOLT_AUTO_REVOKE")]
-    pub auto_revoke: Option<bool>,
-    /// Usage anomaly score that raises token_usage_anomaly [default: 5].
-    #[arg(long, env = "DEEDBOLT_ANOMALY_THRESHOLD")]
-    pub anomaly_threshold: Option<f64>,
-    /// Failed authentications per IP that raise multiple_auth_failures [default: 5/5m].
-    #[arg(long, env = "DEEDBOLT_ALERT_AUTH_FAILURES")]
-    pub alert_auth_failures: Option<String>,
-    /// URL to POST alerts to, signed with HMAC-SHA256 under DEEDBOLT_ALERT_WEBHOOK_SECRET
-    /// (environment only, at least 32 characters); https, or http on loopback [default: none].
-    #[arg(long, env = "DEEDBOLT_ALERT_WEBHOOK")]
-    pub alert_webhook: Option<String>,
-    /// The backend-for-frontend's client id; enables `/bff` and the demo app at `/app`.
-    /// Its secret and cookie keys come from DEEDBOLT_BFF_CLIENT_SECRET and
-    /// DEEDBOLT_BFF_COOKIE_KEYS (environment only) [default: none].
-    #[arg(long, env = "DEEDBOLT_BFF_CLIENT_ID")]
-    pub bff_client_id: Option<String>,
-    /// The scope the backend-for-frontend requests [default: openid profile email
-    /// tenant:read financial:read maintenance:request].
-    #[arg(long, env = "DEEDBOLT_BFF_SCOPE")]
-    pub bff_scope: Option<String>,
-    /// How long before an access token expires the backend-for-frontend refreshes it,
-    /// up to 1h [default: 60s].
-    #[arg(long, env = "DEEDBOLT_BFF_REFRESH_BEFORE")]
-    pub bff_refresh_before: Option<String>,
-    /// A separate listener serving only /metrics, e.g. on a private network. On the main
-    /// listener /metrics needs DEEDBOLT_METRICS_TOKEN (environment only, at least 32
-    /// characters) as a bearer token, and is not served without one [default: none].
-    #[arg(long, env = "DEEDBOLT_METRICS_LISTEN")]
-    pub metrics_listen: Option<String>,
-}
-
 /// `client` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -403,97 +304,24 @@ pub async fn run() -> anyhow::Result<()> {
         Some(path) => config::load_file(path)?,
         None => FileConfig::default(),
     };
-    let log_format = match cli.log_format {
-        Some(f) => f,
-        None => match file.log_format.as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => bail!("invalid log_format `{other}` in config (text or json)"),
-        },
-    };
-    telemetry::init(log_format, cli.log.as_deref().or(file.log.as_deref()))?;
+    let global = cli.global.over(file.global.clone());
+    telemetry::init(global.log_format.unwrap_or_default(), global.log.as_deref())?;
     for var in config::unknown_env_vars() {
         tracing::warn!(variable = %var, "unknown DEEDBOLT_* environment variable ignored (typo?)");
     }
-    let common = config::resolve_common(
-        cli.data_dir.clone(),
-        cli.database_url.clone(),
-        cli.database_max_connections,
-        &file,
-    )?;
+    let common = config::resolve_common(&global)?;
 
     match cli.command {
         Command::Serve(args) => {
-            let settings = ServeSettings::resolve(
-                common,
-                ServeOverrides {
-                    listen: args.listen,
-                    issuer: args.issuer,
-                    audience: args.audience,
-                    access_token_ttl: args.access_token_ttl,
-                    signing_alg: args.signing_alg,
-                    key_refresh_interval: args.key_refresh_interval,
-                    refresh_token_ttl: args.refresh_token_ttl,
-                    refresh_family_ttl: args.refresh_family_ttl,
-                    refresh_grace: args.refresh_grace,
-                    rate_limit_token: args.rate_limit_token,
-                    rate_limit_refresh: args.rate_limit_refresh,
-                    rate_limit_api: args.rate_limit_api,
-                    rate_limit_login: args.rate_limit_login,
-                    rate_limit_authorize: args.rate_limit_authorize,
-                    trusted_proxies: args.trusted_proxies,
-                    redis_url: cli.redis_url,
-                    redis_prefix: cli.redis_prefix,
-                    audit_retention: args.audit_retention,
-                    auto_revoke: args.auto_revoke,
-                    anomaly_threshold: args.anomaly_threshold,
-                    alert_auth_failures: args.alert_auth_failures,
-                    alert_webhook: args.alert_webhook,
-                    alert_webhook_secret: config::webhook_secret_from_env()?,
-                    bff_client_id: args.bff_client_id,
-                    bff_scope: args.bff_scope,
-                    bff_refresh_before: args.bff_refresh_before,
-                    bff_client_secret: config::secret_env(config::BFF_SECRET_ENV)?,
-                    bff_cookie_keys: config::secret_env(config::BFF_COOKIE_KEYS_ENV)?,
-                    metrics_listen: args.metrics_listen,
-                    metrics_token: config::secret_env(config::METRICS_TOKEN_ENV)?,
-                },
-                &file,
-            )?;
+            let overrides = args.over(ServeOverrides::secrets_from_env()?);
+            let settings = ServeSettings::resolve(common, overrides, &file)?;
             let master = config::master_key_from_env()?;
             let app = Application::build(settings, master).await?;
             app.run_until(startup::shutdown_signal()).await
         }
-        Command::Client(cmd) => {
-            let store = startup::open_store(&common).await?;
-            let feed = Announcer::new(config::resolve_redis(cli.redis_url, cli.redis_prefix, &file)?);
-            let result = client_command(&store, &feed, cmd, &common.data_dir).await;
-            store.close().await;
-            result
-        }
-        Command::Token(TokenCommand::Revoke { client, user }) => {
-            let store = startup::open_store(&common).await?;
-            let feed = Announcer::new(config::resolve_redis(cli.redis_url, cli.redis_prefix, &file)?);
-            let result = token_revoke(&store, &feed, client, user).await;
-            store.close().await;
-            result
-        }
-        Command::Audit(cmd) => {
-            let store = startup::open_store(&common).await?;
-            let result = audit_command(&store, cmd).await;
-            store.close().await;
-            result
-        }
-        Command::User(cmd) => {
-            let store = startup::open_store(&common).await?;
-            let feed = Announcer::new(config::resolve_redis(cli.redis_url, cli.redis_prefix, &file)?);
-            let result = user_command(&store, &feed, cmd).await;
-            store.close().await;
-            result
-        }
         Command::SeedDemo { issuer, json } => {
             let issuer = issuer
-                .or_else(|| file.issuer.clone())
+                .or_else(|| file.serve.issuer.clone())
                 .unwrap_or_else(|| format!("http://{}", config::DEFAULT_LISTEN));
             let store = startup::open_store(&common).await?;
             let result = crate::demo::seed(&store, &common.data_dir, &issuer, json).await;
@@ -505,13 +333,53 @@ pub async fn run() -> anyhow::Result<()> {
             println!("{}", key.as_str());
             Ok(())
         }
-        Command::Keys(cmd) => {
+        command => {
+            refuse_implicit_data_dir(&common)?;
             let store = startup::open_store(&common).await?;
-            let result = keys_command(&store, cmd, &common.data_dir).await;
+            let feed = Announcer::new(common.redis.clone());
+            let result = match command {
+                Command::Client(cmd) => client_command(&store, &feed, cmd, &common.data_dir).await,
+                Command::Token(TokenCommand::Revoke { client, user }) => {
+                    token_revoke(&store, &feed, client, user).await
+                }
+                Command::Audit(cmd) => audit_command(&store, cmd).await,
+                Command::User(cmd) => user_command(&store, &feed, cmd).await,
+                Command::Keys(cmd) => keys_command(&store, cmd, &common.data_dir).await,
+                Command::Serve(_) | Command::SeedDemo { .. } => {
+                    unreachable!("handled above")
+                }
+            };
             store.close().await;
             result
         }
     }
+}
+
+/// A management command run where no data directory was named, and none exists at the
+/// default path, would create an empty `./deedbolt-data` and act on it: almost always a
+/// command run in the wrong directory (the server uses another one). It is refused, with
+/// what to do; an existing default directory is used, and said so.
+fn refuse_implicit_data_dir(common: &config::CommonSettings) -> anyhow::Result<()> {
+    if common.data_dir_source == DataDirSource::Given
+        || !matches!(common.database, crate::storage::Database::Embedded)
+    {
+        return Ok(());
+    }
+    let shown = std::path::absolute(&common.data_dir).unwrap_or_else(|_| common.data_dir.clone());
+    if !common.data_dir.exists() {
+        bail!(
+            "no data directory at {} (the default, relative to the working directory), and \
+             none was named: give the one the server uses with --data-dir DIR, \
+             DEEDBOLT_DATA_DIR=DIR or data_dir in a --config file (`deedbolt serve` and \
+             `deedbolt seed-demo` create the default one)",
+            shown.display()
+        );
+    }
+    eprintln!(
+        "using the data directory {} (the default; choose one with --data-dir or DEEDBOLT_DATA_DIR)",
+        shown.display()
+    );
+    Ok(())
 }
 
 fn vault(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<KeyVault> {

@@ -1809,7 +1809,7 @@ async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
     );
 
     let app = app_with(ServeOverrides {
-        trusted_proxies: Some("127.0.0.1".into()),
+        trusted_proxies: Some(vec!["127.0.0.1".into()]),
         ..Default::default()
     })
     .await;
