@@ -21,7 +21,9 @@ use deedbolt_core::secret::{ClientSecret, SecretHasher};
 use deedbolt_core::user::{Email, Password, PasswordHasher, Role, User};
 use serde_json::json;
 
-use crate::config::{self, DataDirSource, FileConfig, GlobalOverrides, ServeOverrides, ServeSettings};
+use crate::config::{
+    self, DataDirSource, FileConfig, GlobalOverrides, ServeOverrides, ServeSettings,
+};
 use crate::startup::{self, Application};
 use crate::telemetry;
 
@@ -92,20 +94,39 @@ pub enum Command {
     },
 }
 
+/// A parser for an enum given by name that lists the valid names in its error (and in
+/// `--help`), then parses with the type's own `FromStr`.
+fn one_of<T>(
+    names: impl IntoIterator<Item = &'static str>,
+) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
+}
+
+/// The role names, for [`one_of`].
+const ROLES: [&str; 3] = ["tenant", "manager", "admin"];
+
 /// Filters shared by `audit tail` and `audit search`.
 #[derive(Debug, Args, Default)]
 pub struct AuditFilterArgs {
     /// Only this client.
     #[arg(long)]
     pub client: Option<String>,
-    /// Only this user id.
-    #[arg(long)]
+    /// Only this user (by email, like every `--user`).
+    #[arg(long, conflicts_with = "user_id")]
     pub user: Option<String>,
+    /// Only this user id (e.g. of a deleted user, whose email no longer resolves).
+    #[arg(long)]
+    pub user_id: Option<String>,
     /// Only this IP.
     #[arg(long)]
     pub ip: Option<String>,
-    /// Only this record type (e.g. token_issued, login, client_auth_failed, alert).
-    #[arg(long = "type")]
+    /// Only this record type.
+    #[arg(long = "type", value_parser = one_of::<AuditKind>(AuditKind::ALL.map(AuditKind::as_str)))]
     pub kind: Option<deedbolt_core::audit::AuditKind>,
     /// Only records this recent (e.g. 1h, 7d).
     #[arg(long)]
@@ -165,8 +186,8 @@ pub enum UserCommand {
         /// Login email.
         #[arg(long)]
         email: String,
-        /// tenant, manager or admin: bounds what the user can delegate to clients.
-        #[arg(long)]
+        /// Bounds what the user can delegate to clients.
+        #[arg(long, value_parser = one_of::<Role>(ROLES))]
         role: Role,
         /// Display name (the `name` claim).
         #[arg(long)]
@@ -187,24 +208,24 @@ pub enum UserCommand {
     /// Change a user's role. Takes effect at once: API calls and refreshes look the role
     /// up, so a demoted user's apps keep only what the new role may delegate.
     SetRole {
-        /// The user's email.
-        #[arg(long)]
+        /// The user's email (`--user` works too, as in every other command).
+        #[arg(long, visible_alias = "user")]
         email: String,
-        /// tenant, manager or admin.
-        #[arg(long)]
+        /// The new role.
+        #[arg(long, value_parser = one_of::<Role>(ROLES))]
         role: Role,
     },
     /// Delete a user: revokes every token issued for them, then removes the user with
     /// their sessions and consents.
     Delete {
-        /// The user's email.
-        #[arg(long)]
+        /// The user's email (`--user` works too, as in every other command).
+        #[arg(long, visible_alias = "user")]
         email: String,
     },
     /// Forget a user's remembered consents (to one client, or all).
     RevokeConsent {
-        /// The user's email.
-        #[arg(long)]
+        /// The user's email (`--user` works too, as in every other command).
+        #[arg(long, visible_alias = "user")]
         email: String,
         /// Only this client.
         #[arg(long)]
@@ -220,8 +241,8 @@ pub enum ClientCommand {
         /// Display name.
         #[arg(long)]
         name: String,
-        /// Grant type (repeatable): client_credentials, authorization_code.
-        #[arg(long = "grant", required = true)]
+        /// Grant type (repeatable).
+        #[arg(long = "grant", required = true, value_parser = one_of::<GrantType>(GrantType::ALL.map(GrantType::as_str)))]
         grants: Vec<GrantType>,
         /// Space-separated scopes the client may get, e.g. "property:read financial:read".
         #[arg(long)]
@@ -281,7 +302,7 @@ pub enum KeysCommand {
     /// Make a new current signing key. Old keys keep verifying until their tokens expire.
     Rotate {
         /// Algorithm of the new key [default: that of the current key].
-        #[arg(long)]
+        #[arg(long, value_parser = one_of::<SigningAlg>(SigningAlg::ALL.map(SigningAlg::as_str)))]
         alg: Option<SigningAlg>,
         /// Print JSON.
         #[arg(long)]
@@ -421,7 +442,7 @@ fn print_client(c: &Client) {
         let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
         println!("properties:  {}", ids.join(" "));
     }
-    println!("created_at:  {}", c.created_at.0);
+    println!("created_at:  {}", utc(c.created_at));
 }
 
 /// Registers a client (generating its secret if it is confidential) and audits it. The
@@ -583,17 +604,24 @@ async fn client_command(
                 let all: Vec<_> = clients.iter().map(client_json).collect();
                 println!("{}", serde_json::Value::Array(all));
             } else {
-                println!("{:<28} {:<24} {:<20} SCOPE", "CLIENT_ID", "NAME", "GRANTS");
-                for c in &clients {
-                    let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
-                    println!(
-                        "{:<28} {:<24} {:<20} {}",
-                        c.id,
-                        c.name.as_str(),
-                        grants.join(","),
-                        c.scopes
-                    );
-                }
+                let rows: Vec<[String; 6]> = clients
+                    .iter()
+                    .map(|c| {
+                        let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+                        [
+                            c.id.to_string(),
+                            c.name.as_str().to_owned(),
+                            if c.public { "public" } else { "confidential" }.to_owned(),
+                            grants.join(","),
+                            utc(c.created_at),
+                            c.scopes.to_string(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    ["CLIENT_ID", "NAME", "TYPE", "GRANTS", "CREATED", "SCOPE"],
+                    &rows,
+                );
             }
             Ok(())
         }
@@ -699,36 +727,96 @@ async fn keys_command(
         }
         KeysCommand::List { json } => {
             let keys = store.list_keys().await?;
-            let rows: Vec<_> = keys
-                .iter()
-                .map(|k| {
-                    json!({
-                        "kid": k.kid,
-                        "alg": k.alg,
-                        "status": if k.retired_at.is_none() { "current" } else { "retired" },
-                        "created_at": k.created_at,
-                        "retired_at": k.retired_at.map(|UnixTime(t)| t),
-                        "sealed": matches!(k.material, deedbolt_core::ports::KeyMaterial::Sealed(_)),
-                    })
-                })
-                .collect();
             if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        json!({
+                            "kid": k.kid,
+                            "alg": k.alg,
+                            "status": if k.retired_at.is_none() { "current" } else { "retired" },
+                            "created_at": k.created_at,
+                            "retired_at": k.retired_at.map(|UnixTime(t)| t),
+                            "sealed": matches!(k.material, deedbolt_core::ports::KeyMaterial::Sealed(_)),
+                        })
+                    })
+                    .collect();
                 println!("{}", serde_json::Value::Array(rows));
             } else {
-                println!("{:<45} {:<6} {:<8} SEALED", "KID", "ALG", "STATUS");
-                for r in rows {
-                    println!(
-                        "{:<45} {:<6} {:<8} {}",
-                        r["kid"].as_str().unwrap_or(""),
-                        r["alg"].as_str().unwrap_or(""),
-                        r["status"].as_str().unwrap_or(""),
-                        r["sealed"]
-                    );
-                }
+                let rows: Vec<[String; 6]> = keys
+                    .iter()
+                    .map(|k| {
+                        [
+                            k.kid.to_string(),
+                            k.alg.to_string(),
+                            if k.retired_at.is_none() {
+                                "current"
+                            } else {
+                                "retired"
+                            }
+                            .to_owned(),
+                            utc(k.created_at),
+                            k.retired_at.map_or_else(|| "-".to_owned(), utc),
+                            if matches!(k.material, deedbolt_core::ports::KeyMaterial::Sealed(_)) {
+                                "yes"
+                            } else {
+                                "no (development mode)"
+                            }
+                            .to_owned(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    ["KID", "ALG", "STATUS", "CREATED", "RETIRED", "SEALED"],
+                    &rows,
+                );
             }
             Ok(())
         }
         KeysCommand::GenerateMasterKey => unreachable!("handled without opening storage"),
+    }
+}
+
+/// A time as people read it: `2026-12-06 01:45:10 UTC`.
+fn utc(at: UnixTime) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(at.0) {
+        Ok(t) => format!(
+            "{}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => at.0.to_string(),
+    }
+}
+
+/// Prints `rows` under `headers`, each column as wide as its widest cell (the last one
+/// unpadded).
+fn print_table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) {
+    let mut widths = headers.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                out.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers);
+    for row in rows {
+        line(row.each_ref().map(String::as_str));
     }
 }
 
@@ -798,10 +886,19 @@ async fn user_command(store: &Store, feed: &Announcer, cmd: UserCommand) -> anyh
                     serde_json::Value::Array(users.iter().map(user_json).collect())
                 );
             } else {
-                println!("{:<28} {:<32} ROLE", "USER_ID", "EMAIL");
-                for u in &users {
-                    println!("{:<28} {:<32} {}", u.id, u.email.as_str(), u.role);
-                }
+                let rows: Vec<[String; 5]> = users
+                    .iter()
+                    .map(|u| {
+                        [
+                            u.email.as_str().to_owned(),
+                            u.role.to_string(),
+                            u.name.clone().unwrap_or_else(|| "-".into()),
+                            utc(u.created_at),
+                            u.id.to_string(),
+                        ]
+                    })
+                    .collect();
+                print_table(["EMAIL", "ROLE", "NAME", "CREATED", "USER_ID"], &rows);
             }
             Ok(())
         }
@@ -924,8 +1021,16 @@ impl Announcer {
     async fn announce(&self, cutoff: deedbolt_core::revocation::Cutoff) {
         use deedbolt_core::revocation::RevocationFeed as _;
         let Some(redis) = &self.redis else { return };
-        let sent = match deedbolt_store_redis::RedisStore::connect(redis.url.expose(), &redis.prefix).await {
-            Ok(feed) => feed.publish_cutoff(&cutoff).await.map_err(anyhow::Error::from),
+        let sent = match deedbolt_store_redis::RedisStore::connect(
+            redis.url.expose(),
+            &redis.prefix,
+        )
+        .await
+        {
+            Ok(feed) => feed
+                .publish_cutoff(&cutoff)
+                .await
+                .map_err(anyhow::Error::from),
             Err(e) => Err(anyhow::Error::from(e)),
         };
         if let Err(e) = sent {
@@ -945,7 +1050,7 @@ impl Announcer {
             eprintln!("Running servers sharing this Redis stop accepting {what} at once.");
         } else {
             eprintln!(
-                "Running servers stop accepting {what} at their next sync \
+                "Running servers stop accepting {what} within their sync interval \
                  (--key-refresh-interval, 1s by default)."
             );
         }
@@ -992,7 +1097,8 @@ async fn token_revoke(
     Ok(())
 }
 
-fn audit_filter(
+async fn audit_filter(
+    store: &Store,
     args: &AuditFilterArgs,
     limit: u32,
 ) -> anyhow::Result<deedbolt_core::audit::AuditFilter> {
@@ -1007,9 +1113,19 @@ fn audit_filter(
         }
         None => None,
     };
+    let user_id = match (&args.user, &args.user_id) {
+        (Some(email), _) => Some(
+            user_by_email(store, email)
+                .await
+                .context("--user takes an email (--user-id takes an id, e.g. of a deleted user)")?
+                .id
+                .to_string(),
+        ),
+        (None, id) => id.clone(),
+    };
     Ok(deedbolt_core::audit::AuditFilter {
         client_id: args.client.clone(),
-        user_id: args.user.clone(),
+        user_id,
         ip: args.ip.clone(),
         kind: args.kind,
         since,
@@ -1019,18 +1135,18 @@ fn audit_filter(
     })
 }
 
-fn print_audit(r: &deedbolt_core::audit::AuditRecord, json: bool) {
-    if json {
-        println!("{}", serde_json::to_string(r).unwrap_or_default());
-        return;
-    }
+/// The columns of an audit record in a table.
+const AUDIT_HEADERS: [&str; 9] = [
+    "ID", "TIME", "TYPE", "RESULT", "CLIENT", "USER_ID", "IP", "ERROR", "DETAIL",
+];
+
+fn audit_row(r: &AuditRecord) -> [String; 9] {
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    println!(
-        "{:>8} {:>10} {:<22} {:<4} {:<28} {:<28} {:<15} {:<24} {}",
-        r.id,
-        r.at.0,
-        r.kind.as_str(),
-        if r.success { "ok" } else { "FAIL" },
+    [
+        r.id.to_string(),
+        utc(r.at),
+        r.kind.as_str().to_owned(),
+        if r.success { "ok" } else { "FAIL" }.to_owned(),
         dash(&r.client_id),
         dash(&r.user_id),
         dash(&r.ip),
@@ -1038,16 +1154,35 @@ fn print_audit(r: &deedbolt_core::audit::AuditRecord, json: bool) {
         r.detail
             .clone()
             .or_else(|| r.scope.clone())
-            .unwrap_or_default()
+            .unwrap_or_default(),
+    ]
+}
+
+/// One record as a JSON line, or as a line of fixed-width columns (for `tail`, which
+/// prints records as they come and cannot size its columns ahead).
+fn print_audit(r: &AuditRecord, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(r).unwrap_or_default());
+        return;
+    }
+    let [id, at, kind, result, client, user, ip, error, detail] = audit_row(r);
+    println!(
+        "{id:>8}  {at:<23}  {kind:<22}  {result:<4}  {client:<28}  {user:<28}  {ip:<15}  {error:<24}  {detail}"
     );
 }
 
 async fn audit_command(store: &Store, cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
         AuditCommand::Search { limit, filter } => {
-            let f = audit_filter(&filter, limit)?;
-            for r in store.search_audit(&f).await? {
-                print_audit(&r, filter.json);
+            let f = audit_filter(store, &filter, limit).await?;
+            let records = store.search_audit(&f).await?;
+            if filter.json {
+                for r in &records {
+                    print_audit(r, true);
+                }
+            } else {
+                let rows: Vec<_> = records.iter().map(audit_row).collect();
+                print_table(AUDIT_HEADERS, &rows);
             }
             Ok(())
         }
@@ -1056,7 +1191,7 @@ async fn audit_command(store: &Store, cmd: AuditCommand) -> anyhow::Result<()> {
             follow,
             filter,
         } => {
-            let mut f = audit_filter(&filter, lines)?;
+            let mut f = audit_filter(store, &filter, lines).await?;
             let mut recent = if lines == 0 {
                 Vec::new()
             } else {

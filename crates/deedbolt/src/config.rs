@@ -302,8 +302,14 @@ impl TryFrom<FileLayer> for FileConfig {
     fn try_from(layer: FileLayer) -> Result<Self, String> {
         if let Some(key) = layer.unknown.keys().next() {
             let env = format!("DEEDBOLT_{}", key.to_ascii_uppercase());
-            if [MASTER_KEY_ENV, WEBHOOK_SECRET_ENV, BFF_SECRET_ENV, BFF_COOKIE_KEYS_ENV, METRICS_TOKEN_ENV]
-                .contains(&env.as_str())
+            if [
+                MASTER_KEY_ENV,
+                WEBHOOK_SECRET_ENV,
+                BFF_SECRET_ENV,
+                BFF_COOKIE_KEYS_ENV,
+                METRICS_TOKEN_ENV,
+            ]
+            .contains(&env.as_str())
             {
                 return Err(format!(
                     "`{key}` is a secret: it is read from the environment only ({env})"
@@ -386,13 +392,20 @@ pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
 /// line may hold a password (`database_url`, `redis_url`).
 pub fn parse_file(text: &str) -> anyhow::Result<FileConfig> {
     toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .and_then(|span| text.get(..span.start))
-            .map(|before| before.matches('\n').count() + 1);
-        match line {
-            Some(line) => anyhow::anyhow!("line {line}: {}", e.message()),
-            None => anyhow::anyhow!("{}", e.message()),
+        let Some(start) = e.span().map(|span| span.start) else {
+            return anyhow::anyhow!("{}", e.message());
+        };
+        let before = text.get(..start).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        // The key of that line, if it has a plain one (a key is no secret, its value may be).
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let key = text[line_start..]
+            .split_once('=')
+            .map(|(k, _)| k.trim())
+            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        match key {
+            Some(key) => anyhow::anyhow!("line {line}, `{key}`: {}", e.message()),
+            None => anyhow::anyhow!("line {line}: {}", e.message()),
         }
     })
 }
@@ -1039,7 +1052,10 @@ mod tests {
             matches!(&c.database, Database::Postgres { url, max_connections: 8 } if url.to_string().contains("db2.internal"))
         );
         let redis = c.redis.unwrap();
-        assert_eq!((redis.url.to_string().as_str(), redis.prefix.as_str()), ("redis://r2:1", "b:"));
+        assert_eq!(
+            (redis.url.to_string().as_str(), redis.prefix.as_str()),
+            ("redis://r2:1", "b:")
+        );
         assert_eq!(c.data_dir_source, DataDirSource::Given);
         // Bad values are refused, never echoed.
         let err = parse_file("database_url = \"mysql://u:pw@h/db\"").unwrap_err();
@@ -1074,7 +1090,10 @@ mod tests {
              log = \"debug\"",
         )
         .unwrap();
-        assert_eq!(file.global.log_format, Some(crate::telemetry::LogFormat::Json));
+        assert_eq!(
+            file.global.log_format,
+            Some(crate::telemetry::LogFormat::Json)
+        );
         assert_eq!(file.global.log.as_deref(), Some("debug"));
         let s = ServeSettings::resolve(common(), ServeOverrides::default(), &file).unwrap();
         assert_eq!(s.listen.port(), 9000);
@@ -1091,17 +1110,32 @@ mod tests {
             ..Default::default()
         };
         let s = ServeSettings::resolve(common(), flags, &file).unwrap();
-        assert_eq!(s.trusted_proxies, vec!["10.0.0.9".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(
+            s.trusted_proxies,
+            vec!["10.0.0.9".parse::<std::net::IpAddr>().unwrap()]
+        );
         assert!(!s.detection.auto_revoke);
         assert_eq!(s.listen.port(), 9000, "unset flags leave the file's value");
         // A bad value in the file is checked like a flag.
         let err = parse_file("log_format = \"xml\"").unwrap_err();
-        assert!(err.to_string().contains("json"), "valid values listed: {err}");
+        assert!(
+            err.to_string().contains("`log_format`"),
+            "the key is named: {err}"
+        );
+        assert!(
+            err.to_string().contains("json"),
+            "valid values listed: {err}"
+        );
     }
 
     #[test]
     fn secrets_are_not_file_keys() {
-        for key in ["bff_client_secret", "metrics_token", "master_key", "alert_webhook_secret"] {
+        for key in [
+            "bff_client_secret",
+            "metrics_token",
+            "master_key",
+            "alert_webhook_secret",
+        ] {
             let err = parse_file(&format!("{key} = \"x\"")).unwrap_err();
             assert!(err.to_string().contains("environment only"), "{key}: {err}");
         }
@@ -1113,7 +1147,7 @@ mod tests {
         assert!(err.to_string().contains("`listn`"), "{err}");
         // The line is named, never quoted (it may hold a password).
         let err = parse_file("\nredis_url = \"redis://:hunter2@h:1\" x").unwrap_err();
-        assert!(err.to_string().starts_with("line 2:"), "{err}");
+        assert!(err.to_string().starts_with("line 2"), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
