@@ -361,18 +361,15 @@ pub fn run_bin_with_timeout(
         let _ = stderr.read_to_end(&mut buf);
         buf
     });
-    let status = match wait_child(&mut child, timeout) {
-        Some(status) => status,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = err_thread.join().unwrap_or_default();
-            panic!(
-                "deedbolt {args:?} was still running after {timeout:?} (it should have refused \
-                 to start); stderr:\n{}",
-                String::from_utf8_lossy(&err)
-            );
-        }
+    let Some(status) = wait_child(&mut child, timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let err = err_thread.join().unwrap_or_default();
+        panic!(
+            "deedbolt {args:?} was still running after {timeout:?} (it should have refused \
+             to start); stderr:\n{}",
+            String::from_utf8_lossy(&err)
+        );
     };
     Output {
         status,
