@@ -65,6 +65,7 @@ Secrets are read from the environment only, never from flags or the config file:
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the authorization server and the PropTech API.
+    #[command(after_help = MASTER_KEY_HELP)]
     Serve(Box<ServeOverrides>),
     /// Register and manage OAuth clients.
     #[command(subcommand)]

@@ -1,8 +1,13 @@
 //! Configuration: defaults, then a TOML file (`--config`), then `DEEDBOLT_*` environment
 //! variables, then command-line flags; validated once at start, failing closed.
 //!
-//! Flags and environment variables are the same clap arguments (`#[arg(long, env)]`), so
-//! a flag always wins over its variable, and both win over the file.
+//! Each setting is declared once, in a *layer* struct whose fields are all `Option`s:
+//! [`GlobalOverrides`] (what every command shares) and [`ServeOverrides`] (`serve`). The
+//! same struct is the clap arguments (`#[arg(long, env)]`: a flag wins over its variable)
+//! and the TOML file's keys ([`FileConfig`] holds one of each), and layers merge setting by
+//! setting with `over` (flags/env over the file); [`resolve_common`] and
+//! [`ServeSettings::resolve`] then apply the defaults and validate. Secrets are fields that
+//! are neither flags nor file keys: they come from the environment only.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -471,6 +471,7 @@ fn invalid_enum_values_list_the_valid_ones_and_help_names_the_master_key() {
     assert!(help.contains("generate-master-key"), "{help}");
     let serve_help = stdout(&cli_in(cwd.path(), &["serve", "--help"]));
     assert!(serve_help.contains("--rate-limit-token"), "{serve_help}");
+    assert!(serve_help.contains("DEEDBOLT_MASTER_KEY"), "{serve_help}");
 }
 
 #[tokio::test]
