@@ -1253,3 +1253,79 @@ async fn audit_cli(store: &Store, record: AuditRecord) -> anyhow::Result<()> {
     store.insert_audit(&[record]).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// Every `DEEDBOLT_*` variable of every command's arguments.
+    fn arg_envs(cmd: &clap::Command, into: &mut std::collections::BTreeSet<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                into.insert(env.to_string_lossy().into_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            arg_envs(sub, into);
+        }
+    }
+
+    #[test]
+    fn the_known_variables_are_exactly_the_arguments_and_the_secrets() {
+        Cli::command().debug_assert();
+        let mut envs = std::collections::BTreeSet::new();
+        arg_envs(&Cli::command(), &mut envs);
+        let secrets = [
+            config::MASTER_KEY_ENV,
+            config::WEBHOOK_SECRET_ENV,
+            config::BFF_SECRET_ENV,
+            config::BFF_COOKIE_KEYS_ENV,
+            config::METRICS_TOKEN_ENV,
+        ];
+        let known: std::collections::BTreeSet<String> = config::KNOWN_ENV
+            .iter()
+            .filter(|v| !secrets.contains(v))
+            .map(|v| (*v).to_owned())
+            .collect();
+        assert_eq!(
+            envs, known,
+            "KNOWN_ENV (unknown-variable warnings) drifted from the flags"
+        );
+    }
+
+    #[test]
+    fn flags_and_file_keys_are_one_layer() {
+        // A serve flag parsed by clap lands in the same struct the file fills, and wins.
+        let cli = Cli::try_parse_from([
+            "deedbolt",
+            "--data-dir",
+            "/srv/d",
+            "serve",
+            "--listen",
+            "127.0.0.1:9100",
+            "--trusted-proxies",
+            "10.0.0.1,10.0.0.2",
+            "--access-token-ttl",
+            "20m",
+        ])
+        .unwrap();
+        let Command::Serve(flags) = cli.command else {
+            panic!("serve");
+        };
+        let file =
+            config::parse_file("listen = \"127.0.0.1:9000\"\nissuer = \"http://127.0.0.1:9100\"")
+                .unwrap();
+        let merged = flags.over(file.serve);
+        assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:9100"));
+        assert_eq!(merged.issuer.as_deref(), Some("http://127.0.0.1:9100"));
+        assert_eq!(
+            merged.trusted_proxies,
+            Some(vec!["10.0.0.1".to_owned(), "10.0.0.2".to_owned()])
+        );
+        assert_eq!(
+            cli.global.data_dir.as_deref(),
+            Some(std::path::Path::new("/srv/d"))
+        );
+    }
+}
