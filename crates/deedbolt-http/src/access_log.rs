@@ -4,8 +4,8 @@
 //! The route is the *matched route template* (`/api/properties/{id}`), never the request
 //! URI: query strings carry authorization codes, `state` and PKCE values on `/authorize`
 //! and the redirect back, and a log is the last place they should end up. A request no
-//! route matched is logged with the route `-`, for the same reason (its path is whatever
-//! the client sent).
+//! route matched is logged with the route `unmatched`, for the same reason (its path is
+//! whatever the client sent).
 //!
 //! A tower [`Layer`] applied with `Router::layer`, so axum has already put the
 //! [`MatchedPath`] into the request when it runs. The lines go to the target
@@ -26,7 +26,7 @@ use tracing::Instrument as _;
 pub const TARGET: &str = "deedbolt::access";
 
 /// The route logged for a request that matched no route.
-const UNMATCHED: &str = "-";
+const UNMATCHED: &str = "unmatched";
 
 /// Wraps every route: see the [module documentation](self).
 #[derive(Clone, Copy, Debug, Default)]
@@ -137,7 +137,7 @@ mod tests {
         let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
         assert!(text.contains("route=/api/properties/{id}"), "{text}");
         assert!(text.contains("status=200"), "{text}");
-        assert!(text.contains("route=- status=404"), "{text}");
+        assert!(text.contains("route=unmatched status=404"), "{text}");
         assert!(text.contains("latency_ms="), "{text}");
         for secret in ["SECRETCODE", "S1", "X2", "/api/properties/42", "nowhere"] {
             assert!(!text.contains(secret), "{secret} logged: {text}");

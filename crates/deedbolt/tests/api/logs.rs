@@ -264,7 +264,7 @@ async fn every_request_gets_an_access_log_line_without_its_query_string() {
     );
     assert_eq!(line("/authorize")["status"], authorize_status);
     // An unmatched path is not echoed either (it is whatever the client sent).
-    assert_eq!(line("-")["status"], 404);
+    assert_eq!(line("unmatched")["status"], 404);
     assert_eq!(access.len(), 3, "one line per request: {access:#?}");
     let all = logs.join("\n");
     for s in secrets
