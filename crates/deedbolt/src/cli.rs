@@ -380,14 +380,20 @@ pub async fn run() -> anyhow::Result<()> {
 /// A management command run where no data directory was named, and none exists at the
 /// default path, would create an empty `./deedbolt-data` and act on it: almost always a
 /// command run in the wrong directory (the server uses another one). It is refused, with
-/// what to do; an existing default directory is used, and said so.
+/// what to do; an existing default directory is used, and said so, and a named one that
+/// does not exist yet is created, and said so.
 fn refuse_implicit_data_dir(common: &config::CommonSettings) -> anyhow::Result<()> {
-    if common.data_dir_source == DataDirSource::Given
-        || !matches!(common.database, crate::storage::Database::Embedded)
-    {
+    if !matches!(common.database, crate::storage::Database::Embedded) {
         return Ok(());
     }
     let shown = std::path::absolute(&common.data_dir).unwrap_or_else(|_| common.data_dir.clone());
+    if common.data_dir_source == DataDirSource::Given {
+        if !common.data_dir.exists() {
+            // Named, so created; but a mistyped name would silently start afresh.
+            eprintln!("creating a new, empty data directory {}", shown.display());
+        }
+        return Ok(());
+    }
     if !common.data_dir.exists() {
         bail!(
             "no data directory at {} (the default, relative to the working directory), and \

@@ -416,6 +416,11 @@ fn a_management_command_never_creates_an_implicit_data_dir() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(named.exists());
+    assert!(
+        stderr(&out).contains("creating a new, empty data directory"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
