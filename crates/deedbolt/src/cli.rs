@@ -66,7 +66,7 @@ Secrets are read from the environment only, never from flags or the config file:
 pub enum Command {
     /// Run the authorization server and the PropTech API.
     #[command(after_help = MASTER_KEY_HELP)]
-    Serve(Box<ServeOverrides>),
+    Serve(Box<ServeArgs>),
     /// Register and manage OAuth clients.
     #[command(subcommand)]
     Client(ClientCommand),
@@ -234,6 +234,20 @@ pub enum UserCommand {
     },
 }
 
+/// `serve`: its settings, and whether to run the demo (an action, not a setting).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The settings (flags, `DEEDBOLT_*` variables; the file's keys of the same names).
+    #[command(flatten)]
+    pub settings: ServeOverrides,
+    /// Run the demo: on first start seed the demo portfolio, users and clients (passwords
+    /// are printed once) and store the demo app's settings in the data directory (sealed
+    /// under DEEDBOLT_MASTER_KEY when set); every start runs the demo app at /app with
+    /// them. Explicit DEEDBOLT_BFF_* settings take precedence.
+    #[arg(long)]
+    pub demo: bool,
+}
+
 /// `client` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -335,10 +349,24 @@ pub async fn run() -> anyhow::Result<()> {
 
     match cli.command {
         Command::Serve(args) => {
-            let overrides = args.over(ServeOverrides::secrets_from_env()?);
+            let overrides = args.settings.over(ServeOverrides::secrets_from_env()?);
             let settings = ServeSettings::resolve(common, overrides, &file)?;
             let master = config::master_key_from_env()?;
-            let app = Application::build(settings, master).await?;
+            let demo = if args.demo {
+                startup::Demo::On
+            } else {
+                startup::Demo::Off
+            };
+            let mut app = Application::build_with(settings, master, demo).await?;
+            if let Some(seeded) = app.take_demo_seeded() {
+                crate::demo::print_users(&seeded);
+                println!();
+                println!(
+                    "Open {}/app and sign in as tom.tenant@example.com (a tenant) or \
+                     maya.manager@example.com (a manager).",
+                    app.issuer()
+                );
+            }
             app.run_until(startup::shutdown_signal()).await
         }
         Command::SeedDemo { issuer, json } => {
@@ -346,7 +374,13 @@ pub async fn run() -> anyhow::Result<()> {
                 .or_else(|| file.serve.issuer.clone())
                 .unwrap_or_else(|| format!("http://{}", config::DEFAULT_LISTEN));
             let store = startup::open_store(&common).await?;
-            let result = crate::demo::seed(&store, &common.data_dir, &issuer, json).await;
+            let result = match vault(&store, &common.data_dir) {
+                Ok(vault) => {
+                    crate::demo::seed_demo_command(&store, &vault, &common.data_dir, &issuer, json)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
             store.close().await;
             result
         }
@@ -410,7 +444,7 @@ fn refuse_implicit_data_dir(common: &config::CommonSettings) -> anyhow::Result<(
     Ok(())
 }
 
-fn vault(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<KeyVault> {
+pub(crate) fn vault(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<KeyVault> {
     let master = config::master_key_from_env()?;
     if master.is_none() {
         startup::warn_development_mode(data_dir);
@@ -1057,7 +1091,7 @@ impl Announcer {
             eprintln!("Running servers sharing this Redis stop accepting {what} at once.");
         } else {
             eprintln!(
-                "Running servers stop accepting {what} within their sync interval \
+                "Running servers stop accepting {what} at their next sync \
                  (--key-refresh-interval, 1s by default)."
             );
         }
@@ -1322,7 +1356,7 @@ mod tests {
         let file =
             config::parse_file("listen = \"127.0.0.1:9000\"\nissuer = \"http://127.0.0.1:9100\"")
                 .unwrap();
-        let merged = flags.over(file.serve);
+        let merged = flags.settings.over(file.serve);
         assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:9100"));
         assert_eq!(merged.issuer.as_deref(), Some("http://127.0.0.1:9100"));
         assert_eq!(
