@@ -11,6 +11,7 @@
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod admin;
 pub mod api;
 pub mod audit;

@@ -19,7 +19,6 @@ use deedbolt_core::scope::{Scope, ScopeSet};
 use serde_json::json;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
 use crate::token::MAX_BODY_BYTES;
@@ -158,7 +157,7 @@ pub fn router(state: AppState) -> Router {
         ))
         // Outside the timeout, so a 408 on /api carries it too.
         .layer(axum::middleware::from_fn(no_store_for_private_data))
-        .layer(TraceLayer::new_for_http())
+        .layer(crate::access_log::AccessLogLayer)
         // Outermost: the latency includes every layer, and a 408 is counted as one.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -13,7 +13,7 @@ const EVIL: &str = "https://evil.example.net";
 async fn with_origins(origins: &str) -> TestApp {
     spawn_app_with(Options {
         overrides: ServeOverrides {
-            cors_origins: Some(origins.into()),
+            cors_origins: Some(origins.split(',').map(str::to_owned).collect()),
             ..Default::default()
         },
         ..Default::default()
@@ -215,7 +215,7 @@ async fn origins_that_are_not_origins_or_insecure_are_refused_at_start() {
     ] {
         let err = try_spawn_app(Options {
             overrides: ServeOverrides {
-                cors_origins: Some(bad.into()),
+                cors_origins: Some(vec![bad.into()]),
                 ..Default::default()
             },
             ..Default::default()

@@ -97,6 +97,7 @@ fn with_issuer(data_dir: Option<std::sync::Arc<tempfile::TempDir>>, key: Option<
         data_dir,
         master_key: key.map(str::to_owned),
         database_url: None,
+        global: Default::default(),
         overrides: ServeOverrides {
             issuer: Some(ISSUER.into()),
             ..Default::default()
@@ -339,6 +340,7 @@ async fn a_failed_start_with_the_wrong_master_key_leaves_the_data_directory_unch
         data_dir: Some(dir.clone()),
         master_key: Some(other_key.clone()),
         database_url: None,
+        global: Default::default(),
         overrides: ServeOverrides {
             issuer: Some(ISSUER.into()),
             signing_alg: Some("EdDSA".into()),
@@ -381,6 +383,7 @@ async fn a_failed_start_without_the_master_key_leaves_the_data_directory_unchang
         data_dir: Some(dir.clone()),
         master_key: None,
         database_url: None,
+        global: Default::default(),
         overrides: ServeOverrides {
             issuer: Some(ISSUER.into()),
             signing_alg: Some("EdDSA".into()),
