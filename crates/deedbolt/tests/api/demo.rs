@@ -370,7 +370,10 @@ async fn serve_demo_on_a_fresh_data_dir_seeds_prints_passwords_once_and_reuses_i
     );
 }
 
-#[tokio::test]
+// Multi-threaded: the CLI runs as a blocking child process while this server (on
+// the test's runtime) may hold PostgreSQL's audit lock mid-transaction; on one thread
+// the two would wait for each other forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_demo_runs_on_postgresql_with_its_settings_stored_there() {
     let Some(mut opts) = postgres_options().await else {
         return;

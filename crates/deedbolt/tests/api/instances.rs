@@ -134,7 +134,10 @@ fn at_most_one_pair(round: usize, results: &[(u16, Value)]) -> Vec<(String, Stri
     issued
 }
 
-#[tokio::test]
+// Multi-threaded: the CLI runs as a blocking child process while this server (on
+// the test's runtime) may hold PostgreSQL's audit lock mid-transaction; on one thread
+// the two would wait for each other forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_issued_by_one_instance_is_introspected_and_accepted_by_the_other() {
     let Some(opts) = shared_options().await else {
         return;
@@ -162,7 +165,10 @@ async fn a_token_issued_by_one_instance_is_introspected_and_accepted_by_the_othe
 /// The other instance learns of a revocation from the database on its next sync (every
 /// `--key-refresh-interval`, default 1 s). Measured from the revocation's answer, with an
 /// allowance of 250 ms for the sync's queries and the polling requests on a shared machine.
-#[tokio::test]
+// Multi-threaded: the CLI runs as a blocking child process while this server (on
+// the test's runtime) may hold PostgreSQL's audit lock mid-transaction; on one thread
+// the two would wait for each other forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_at_one_instance_is_refused_by_the_other_within_a_second() {
     let Some(mut opts) = shared_options().await else {
         return;

@@ -10,7 +10,10 @@ use crate::helpers::{eventually, postgres_options, spawn_app_with};
 
 const CB: &str = "https://app.example.com/cb";
 
-#[tokio::test]
+// Multi-threaded: the CLI runs as a blocking child process while this server (on
+// the test's runtime) may hold PostgreSQL's audit lock mid-transaction; on one thread
+// the two would wait for each other forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_on_postgres_issues_tokens_and_serves_the_api() {
     let Some(opts) = postgres_options().await else {
         return;
@@ -62,7 +65,10 @@ async fn a_server_on_postgres_issues_tokens_and_serves_the_api() {
     drop_database(&url).await.unwrap();
 }
 
-#[tokio::test]
+// Multi-threaded: the CLI runs as a blocking child process while this server (on
+// the test's runtime) may hold PostgreSQL's audit lock mid-transaction; on one thread
+// the two would wait for each other forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_database_share_clients_keys_and_revocations() {
     let Some(mut opts) = postgres_options().await else {
         return;
