@@ -2,15 +2,15 @@
 //! directions, status transitions are checked against the stored status.
 
 use deedbolt_core::clock::UnixTime;
-use deedbolt_core::crm::ledger::{EntryFilter, EntryKind, NewEntry};
-use deedbolt_core::crm::list::{ListParams, ListSpec, Page};
-use deedbolt_core::crm::maintenance::{NewRequest, Priority, RequestFilter, RequestUpdate, Status};
-use deedbolt_core::crm::property::{NewProperty, Property, PropertyFilter, PropertyKind};
-use deedbolt_core::crm::tenant::{NewTenant, Tenant, TenantChanges, TenantFilter};
-use deedbolt_core::crm::Viewer;
 use deedbolt_core::ids::UserId;
-use deedbolt_core::ports::Write;
 use deedbolt_core::user::Role;
+use deedbolt_proptech::ledger::{EntryFilter, EntryKind, NewEntry};
+use deedbolt_proptech::list::{ListParams, ListSpec, Page};
+use deedbolt_proptech::maintenance::{NewRequest, Priority, RequestFilter, RequestUpdate, Status};
+use deedbolt_proptech::property::{NewProperty, Property, PropertyFilter, PropertyKind};
+use deedbolt_proptech::store::Write;
+use deedbolt_proptech::tenant::{NewTenant, Tenant, TenantChanges, TenantFilter};
+use deedbolt_proptech::Viewer;
 
 use crate::clients::user;
 use crate::Backend;
@@ -104,7 +104,7 @@ pub async fn every_read_applies_the_viewer(store: &impl Backend) {
         async move {
             s.list_properties(
                 &v,
-                &params(&deedbolt_core::crm::property::LIST, &[]),
+                &params(&deedbolt_proptech::property::LIST, &[]),
                 &PropertyFilter::default(),
             )
             .await
@@ -131,7 +131,7 @@ pub async fn every_read_applies_the_viewer(store: &impl Backend) {
         assert!(s.find_tenant(viewer, own.id).await.unwrap().is_some());
         assert!(s.find_tenant(viewer, other.id).await.unwrap().is_none());
         assert!(s.balance(viewer, other.id).await.unwrap().is_none());
-        let lp = params(&deedbolt_core::crm::ledger::LIST, &[]);
+        let lp = params(&deedbolt_proptech::ledger::LIST, &[]);
         assert!(s
             .list_entries(viewer, other.id, &lp, &EntryFilter::default())
             .await
@@ -140,7 +140,7 @@ pub async fn every_read_applies_the_viewer(store: &impl Backend) {
         let tenants = s
             .list_tenants(
                 viewer,
-                &params(&deedbolt_core::crm::tenant::LIST, &[]),
+                &params(&deedbolt_proptech::tenant::LIST, &[]),
                 &TenantFilter::default(),
             )
             .await
@@ -155,7 +155,7 @@ pub async fn every_read_applies_the_viewer(store: &impl Backend) {
 pub async fn writes_outside_the_viewer_change_nothing(store: &impl Backend) {
     let w = world(store).await;
     let s = w.store;
-    let changes = deedbolt_core::crm::property::PropertyChanges {
+    let changes = deedbolt_proptech::property::PropertyChanges {
         name: Some("Mine now".into()),
         ..Default::default()
     };
@@ -225,7 +225,7 @@ pub async fn writes_outside_the_viewer_change_nothing(store: &impl Backend) {
     let all = s
         .list_requests(
             &Viewer::Portfolio,
-            &params(&deedbolt_core::crm::maintenance::LIST, &[]),
+            &params(&deedbolt_proptech::maintenance::LIST, &[]),
             &RequestFilter::default(),
         )
         .await
@@ -238,7 +238,7 @@ pub async fn keyset_pages_are_complete_in_both_directions_with_ties(store: &impl
     for name in ["b", "a", "b", "c", "a", "b", "c"] {
         property(store, name, None).await;
     }
-    let spec = &deedbolt_core::crm::property::LIST;
+    let spec = &deedbolt_proptech::property::LIST;
     for sort in ["id", "name", "-name", "-id", "created_at"] {
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
@@ -434,7 +434,7 @@ pub async fn the_balance_sums_the_ledger(store: &impl Backend) {
         .list_entries(
             &Viewer::Portfolio,
             t.id,
-            &params(&deedbolt_core::crm::ledger::LIST, &[]),
+            &params(&deedbolt_proptech::ledger::LIST, &[]),
             &feb,
         )
         .await

@@ -4,21 +4,22 @@
 //! [`push_tenant_scope`], [`push_request_scope`]): every read and every write composes
 //! its WHERE clause with the viewer's predicate, so a row outside the viewer's reach is
 //! never read, changed or counted. Column names in dynamic SQL come only from the fixed
-//! lists in `deedbolt_core::crm` (sort fields), never from a request.
+//! lists in `deedbolt_proptech` (sort fields), never from a request.
 
 use async_trait::async_trait;
 use deedbolt_core::clock::UnixTime;
-use deedbolt_core::crm::ledger::{Balance, EntryFilter, LedgerEntry, NewEntry};
-use deedbolt_core::crm::list::{ListParams, SortValue};
-use deedbolt_core::crm::maintenance::{
+use deedbolt_core::ids::UserId;
+use deedbolt_core::ports::StoreError;
+use deedbolt_proptech::ledger::{Balance, EntryFilter, LedgerEntry, NewEntry};
+use deedbolt_proptech::list::{ListParams, SortValue};
+use deedbolt_proptech::maintenance::{
     MaintenanceRequest, NewRequest, Priority, RequestFilter, RequestUpdate,
 };
-use deedbolt_core::crm::money::Amount;
-use deedbolt_core::crm::property::{NewProperty, Property, PropertyChanges, PropertyFilter};
-use deedbolt_core::crm::tenant::{NewTenant, Tenant, TenantChanges, TenantFilter};
-use deedbolt_core::crm::{FieldError, Viewer};
-use deedbolt_core::ids::UserId;
-use deedbolt_core::ports::{CrmStore, StoreError, Write};
+use deedbolt_proptech::money::Amount;
+use deedbolt_proptech::property::{NewProperty, Property, PropertyChanges, PropertyFilter};
+use deedbolt_proptech::store::{CrmStore, Write};
+use deedbolt_proptech::tenant::{NewTenant, Tenant, TenantChanges, TenantFilter};
+use deedbolt_proptech::{FieldError, Viewer};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 

@@ -952,7 +952,10 @@ mod tests {
         let redis = resolve_redis(Some("redis://r2:1".into()), Some("b:".into()), &file)
             .unwrap()
             .unwrap();
-        assert_eq!((redis.url.to_string().as_str(), redis.prefix.as_str()), ("redis://r2:1", "b:"));
+        assert_eq!(
+            (redis.url.to_string().as_str(), redis.prefix.as_str()),
+            ("redis://r2:1", "b:")
+        );
         // Bad values are refused, never echoed.
         let bad: FileConfig = toml::from_str("database_url = \"mysql://u:pw@h/db\"").unwrap();
         let err = resolve_common(None, None, None, &bad).unwrap_err();
