@@ -151,6 +151,60 @@ pub async fn every_read_applies_the_viewer(store: &impl Backend) {
     assert!(s.find_property(&w.t1, w.p2.id).await.unwrap().is_none());
 }
 
+/// A viewer for a list of properties (a client registered for some properties) sees those
+/// properties and their tenants and ledgers; for an empty list, nothing at all.
+pub async fn a_property_list_viewer_sees_only_its_properties(store: &impl Backend) {
+    let w = world(store).await;
+    let s = w.store;
+    let one = Viewer::Properties {
+        ids: vec![w.a.property_id],
+    };
+    let none = Viewer::Properties { ids: vec![] };
+    let names = |v: Viewer| async move {
+        s.list_properties(
+            &v,
+            &params(&deedbolt_proptech::property::LIST, &[]),
+            &PropertyFilter::default(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+    };
+    let tenants = |v: Viewer| async move {
+        s.list_tenants(
+            &v,
+            &params(&deedbolt_proptech::tenant::LIST, &[]),
+            &TenantFilter::default(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(names(one.clone()).await, ["One"]);
+    assert_eq!(tenants(one.clone()).await, [w.a.id]);
+    assert!(s.find_tenant(&one, w.b.id).await.unwrap().is_none());
+    assert!(s.balance(&one, w.a.id).await.unwrap().is_some());
+    assert!(s.find_property(&one, w.p2.id).await.unwrap().is_none());
+
+    assert!(names(none.clone()).await.is_empty());
+    assert!(tenants(none.clone()).await.is_empty());
+    assert!(s.find_tenant(&none, w.a.id).await.unwrap().is_none());
+    assert!(s.balance(&none, w.a.id).await.unwrap().is_none());
+    let requests = s
+        .list_requests(
+            &none,
+            &params(&deedbolt_proptech::maintenance::LIST, &[]),
+            &RequestFilter::default(),
+        )
+        .await
+        .unwrap();
+    assert!(requests.is_empty());
+}
+
 /// Writes to records outside the viewer change nothing.
 pub async fn writes_outside_the_viewer_change_nothing(store: &impl Backend) {
     let w = world(store).await;

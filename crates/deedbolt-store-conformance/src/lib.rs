@@ -85,6 +85,7 @@ macro_rules! conformance_suite {
             alerts_are_an_outbox,
             usage_and_privileged_scopes_are_remembered,
             every_read_applies_the_viewer,
+            a_property_list_viewer_sees_only_its_properties,
             writes_outside_the_viewer_change_nothing,
             keyset_pages_are_complete_in_both_directions_with_ties,
             a_transition_is_checked_against_the_stored_status,

@@ -7,26 +7,17 @@ use deedbolt_core::scope::ScopeSet;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use crate::{backend, corrupt, PgStore};
+use deedbolt_store_sql::rows;
+
+use crate::{backend, corrupt, Cols, PgStore};
 
 fn alert_from_row(row: &PgRow) -> Result<StoredAlert, StoreError> {
-    let text: String = row.try_get("alert").map_err(backend)?;
-    Ok(StoredAlert {
-        id: row.try_get("id").map_err(backend)?,
-        alert: serde_json::from_str(&text).map_err(|_| corrupt("alert"))?,
-        delivered_at: row
-            .try_get::<Option<i64>, _>("delivered_at")
-            .map_err(backend)?
-            .map(UnixTime),
-        attempts: row
-            .try_get::<i64, _>("attempts")
-            .map_err(backend)?
-            .clamp(0, i64::from(u32::MAX)) as u32,
-    })
+    rows::alert(&Cols(row))
 }
 
 #[async_trait]
 impl AlertStore for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn insert_alert(
         &self,
         alert: &serde_json::Value,
@@ -46,6 +37,7 @@ impl AlertStore for PgStore {
             .ok_or_else(|| corrupt("no row returned"))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn list_alerts(
         &self,
         before_id: Option<i64>,
@@ -62,6 +54,7 @@ impl AlertStore for PgStore {
         rows.iter().map(alert_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn due_alerts(&self, now: UnixTime, limit: u32) -> Result<Vec<StoredAlert>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, alert::text AS alert, delivered_at, attempts FROM alerts \
@@ -75,6 +68,7 @@ impl AlertStore for PgStore {
         rows.iter().map(alert_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn mark_alert_delivered(&self, id: i64, at: UnixTime) -> Result<(), StoreError> {
         sqlx::query("UPDATE alerts SET delivered_at = $1, attempts = attempts + 1 WHERE id = $2")
             .bind(at.0)
@@ -85,6 +79,7 @@ impl AlertStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn mark_alert_failed(&self, id: i64, next: UnixTime) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE alerts SET attempts = attempts + 1, next_attempt_at = $1 WHERE id = $2",
@@ -97,6 +92,7 @@ impl AlertStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn save_privileged_seen(
         &self,
         client_id: &str,
@@ -114,6 +110,7 @@ impl AlertStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn privileged_seen(&self) -> Result<Vec<(String, ScopeSet)>, StoreError> {
         let rows = sqlx::query("SELECT client_id, scopes FROM privileged_scopes_seen")
             .fetch_all(&self.pool)
@@ -130,6 +127,7 @@ impl AlertStore for PgStore {
             .collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn add_usage(&self, client_id: &str, hour: i64, count: u64) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO usage_hourly (client_id, hour, count) VALUES ($1, $2, $3) \
@@ -144,6 +142,7 @@ impl AlertStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn usage_history(
         &self,
         client_id: &str,

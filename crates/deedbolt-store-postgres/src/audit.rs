@@ -1,36 +1,23 @@
 //! The append-only audit log ([`AuditStore`]) on PostgreSQL.
 
 use async_trait::async_trait;
-use deedbolt_core::audit::{AuditFilter, AuditKind, AuditRecord};
+use deedbolt_core::audit::{AuditFilter, AuditRecord};
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::ports::{AuditStore, StoreError};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use crate::{backend, corrupt, PgStore, AUDIT_LOCK};
+use deedbolt_store_sql::rows;
+
+use crate::{backend, Cols, PgStore, AUDIT_LOCK};
 
 fn audit_from_row(row: &PgRow) -> Result<AuditRecord, StoreError> {
-    let kind: String = row.try_get("kind").map_err(backend)?;
-    Ok(AuditRecord {
-        id: row.try_get("id").map_err(backend)?,
-        at: UnixTime(row.try_get("at").map_err(backend)?),
-        kind: kind
-            .parse::<AuditKind>()
-            .map_err(|_| corrupt("audit kind"))?,
-        success: row.try_get("success").map_err(backend)?,
-        client_id: row.try_get("client_id").map_err(backend)?,
-        user_id: row.try_get("user_id").map_err(backend)?,
-        ip: row.try_get("ip").map_err(backend)?,
-        user_agent: row.try_get("user_agent").map_err(backend)?,
-        scope: row.try_get("scope").map_err(backend)?,
-        error: row.try_get("error").map_err(backend)?,
-        session: row.try_get("session").map_err(backend)?,
-        detail: row.try_get("detail").map_err(backend)?,
-    })
+    rows::audit(&Cols(row))
 }
 
 #[async_trait]
 impl AuditStore for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn insert_audit(&self, records: &[AuditRecord]) -> Result<u64, StoreError> {
         if records.is_empty() {
             return Ok(0);
@@ -90,6 +77,7 @@ impl AuditStore for PgStore {
         Ok(done.rows_affected())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn search_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let mut qb = QueryBuilder::<Postgres>::new(
             "SELECT id, at, kind, success, client_id, user_id, ip, user_agent, scope, error, session, detail \
@@ -122,6 +110,7 @@ impl AuditStore for PgStore {
         rows.iter().map(audit_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn prune_audit(&self, before: UnixTime) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM audit_log WHERE at < $1")
             .bind(before.0)
@@ -131,6 +120,7 @@ impl AuditStore for PgStore {
         Ok(done.rows_affected())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn hourly_audit_counts(
         &self,
         since: UnixTime,

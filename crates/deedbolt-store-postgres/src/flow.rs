@@ -13,6 +13,7 @@ use crate::{backend, corrupt, from_json, lock_revocations, to_json, PgStore};
 
 #[async_trait]
 impl FlowStore for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn put_pending(
         &self,
         id: &str,
@@ -53,6 +54,7 @@ impl FlowStore for PgStore {
         tx.commit().await.map_err(backend)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn get_pending(
         &self,
         id: &str,
@@ -75,6 +77,7 @@ impl FlowStore for PgStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn delete_pending(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM pending_authorizations WHERE id = $1")
             .bind(id)
@@ -84,6 +87,7 @@ impl FlowStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn create_session(
         &self,
         id_hash: &[u8; 32],
@@ -103,6 +107,7 @@ impl FlowStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn find_session(
         &self,
         id_hash: &[u8; 32],
@@ -128,6 +133,7 @@ impl FlowStore for PgStore {
         .transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn delete_session(&self, id_hash: &[u8; 32]) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(&id_hash[..])
@@ -137,6 +143,7 @@ impl FlowStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn find_consent(
         &self,
         user: &UserId,
@@ -159,6 +166,7 @@ impl FlowStore for PgStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn save_consent(
         &self,
         user: &UserId,
@@ -212,6 +220,7 @@ impl FlowStore for PgStore {
         tx.commit().await.map_err(backend)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn revoke_consents(
         &self,
         user: &UserId,
@@ -229,6 +238,7 @@ impl FlowStore for PgStore {
         Ok(done.rows_affected())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn insert_code(&self, hash: &[u8; 32], grant: &CodeGrant) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO auth_codes (code_hash, grant_json, expires_at) VALUES ($1, $2, $3)",
@@ -242,6 +252,7 @@ impl FlowStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn peek_code(&self, hash: &[u8; 32]) -> Result<Option<CodeGrant>, StoreError> {
         let text: Option<String> =
             sqlx::query_scalar("SELECT grant_json FROM auth_codes WHERE code_hash = $1")
@@ -252,6 +263,7 @@ impl FlowStore for PgStore {
         text.map(|t| from_json(&t, "code grant")).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn redeem_code(&self, hash: &[u8; 32], now: UnixTime) -> Result<Redemption, StoreError> {
         // One conditional update: of any number of concurrent redemptions, exactly one
         // finds `redeemed_at IS NULL`.
@@ -294,6 +306,7 @@ impl FlowStore for PgStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn record_code_token(
         &self,
         hash: &[u8; 32],
@@ -312,6 +325,7 @@ impl FlowStore for PgStore {
         Ok(replayed == Some(true))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn revoke_token(
         &self,
         jti: &TokenId,
@@ -332,6 +346,7 @@ impl FlowStore for PgStore {
         tx.commit().await.map_err(backend)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn revoked_since(
         &self,
         cursor: i64,
@@ -356,6 +371,7 @@ impl FlowStore for PgStore {
         Ok((out, next))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn prune_expired(&self, now: UnixTime) -> Result<(), StoreError> {
         for sql in [
             "DELETE FROM pending_authorizations WHERE expires_at <= $1",

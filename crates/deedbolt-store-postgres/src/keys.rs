@@ -26,6 +26,7 @@ fn material_from(bytes: Vec<u8>, sealed: bool) -> KeyMaterial {
 
 #[async_trait]
 impl KeyStore for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn rotate_in(&self, key: &StoredKey, now: UnixTime) -> Result<(), StoreError> {
         // Concurrent rotations take turns, as SQLite's single writer makes them: each
         // retires the key the one before it made current (without the lock the second
@@ -57,6 +58,7 @@ impl KeyStore for PgStore {
         tx.commit().await.map_err(backend)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(
             "SELECT kid, alg, private_key, sealed, created_at, retired_at FROM signing_keys \
@@ -86,6 +88,7 @@ impl KeyStore for PgStore {
             .collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn prune_keys(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
         let done =
             sqlx::query("DELETE FROM signing_keys WHERE is_current IS NULL AND retired_at < $1")
@@ -96,6 +99,7 @@ impl KeyStore for PgStore {
         Ok(done.rows_affected())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn secret_or_insert(
         &self,
         name: &str,

@@ -13,6 +13,7 @@ use crate::{backend, corrupt, lock_revocations, PgStore};
 
 #[async_trait]
 impl RefreshStore for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn create_family(
         &self,
         family: &NewFamily,
@@ -48,6 +49,7 @@ impl RefreshStore for PgStore {
         tx.commit().await.map_err(backend)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn find_refresh(
         &self,
         token_hash: &[u8; 32],
@@ -87,6 +89,7 @@ impl RefreshStore for PgStore {
         }))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn rotate_refresh(
         &self,
         old_hash: &[u8; 32],
@@ -125,6 +128,7 @@ impl RefreshStore for PgStore {
         Ok(true)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn record_family_access(
         &self,
         family_id: &str,
@@ -154,6 +158,7 @@ impl RefreshStore for PgStore {
         Ok(matches!(revoked, Some(Some(_))))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn revoke_family(
         &self,
         family_id: &str,
@@ -202,6 +207,7 @@ impl RefreshStore for PgStore {
         Ok(out)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn family_of_access(&self, jti: &TokenId) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar("SELECT family_id FROM family_access_tokens WHERE jti = $1")
             .bind(jti.as_str())
@@ -210,6 +216,7 @@ impl RefreshStore for PgStore {
             .map_err(backend)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn revoke_families_of(
         &self,
         kind: CutoffKind,
@@ -233,6 +240,7 @@ impl RefreshStore for PgStore {
         Ok(ids.len() as u64)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn set_cutoff(
         &self,
         kind: CutoffKind,
@@ -252,6 +260,7 @@ impl RefreshStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn cutoffs_since(
         &self,
         since: UnixTime,

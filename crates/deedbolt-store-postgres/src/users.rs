@@ -1,30 +1,18 @@
 //! Users ([`UserStore`]) on PostgreSQL.
 
 use async_trait::async_trait;
-use deedbolt_core::clock::UnixTime;
 use deedbolt_core::ids::UserId;
 use deedbolt_core::ports::{StoreError, UserStore};
 use deedbolt_core::user::{Email, Role, User};
 use sqlx::postgres::PgRow;
-use sqlx::Row;
 
-use crate::{backend, corrupt, PgStore};
+use deedbolt_store_sql::rows::{self, USER_COLUMNS};
+
+use crate::{backend, Cols, PgStore};
 
 fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
-    let id: String = row.try_get("id").map_err(backend)?;
-    let email: String = row.try_get("email").map_err(backend)?;
-    let role: String = row.try_get("role").map_err(backend)?;
-    Ok(User {
-        id: UserId::parse(&id).map_err(|_| corrupt("user id"))?,
-        email: Email::parse(&email).map_err(|_| corrupt("email"))?,
-        name: row.try_get("name").map_err(backend)?,
-        role: role.parse().map_err(|_| corrupt("role"))?,
-        password_hash: row.try_get("password_hash").map_err(backend)?,
-        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
-    })
+    rows::user(&Cols(row))
 }
-
-const USER_COLUMNS: &str = "id, email, name, role, password_hash, created_at";
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
@@ -32,6 +20,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 #[async_trait]
 impl UserStore for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO users (id, email, name, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -54,6 +43,7 @@ impl UserStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn find_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
             .bind(id.as_str())
@@ -63,6 +53,7 @@ impl UserStore for PgStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE email = $1"
@@ -74,6 +65,7 @@ impl UserStore for PgStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, seq"
@@ -84,6 +76,7 @@ impl UserStore for PgStore {
         rows.iter().map(user_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn set_role(&self, id: &UserId, role: Role) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
             .bind(role.as_str())
@@ -94,6 +87,7 @@ impl UserStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
         // Sessions and consents go with the row (ON DELETE CASCADE).
         let done = sqlx::query("DELETE FROM users WHERE id = $1")

@@ -1,55 +1,25 @@
 //! Registered clients ([`ClientStore`]) on SQLite.
 
 use async_trait::async_trait;
-use deedbolt_core::client::{stored, Client, ClientName};
+use deedbolt_core::client::{stored, Client};
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::ids::ClientId;
 use deedbolt_core::ports::{ClientStore, StoreError};
-use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::secret::SecretHash;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use crate::{backend, corrupt, SqliteStore};
+use deedbolt_store_sql::rows::{self, CLIENT_COLUMNS};
+
+use crate::{backend, Cols, SqliteStore};
 
 fn client_from_row(row: &SqliteRow) -> Result<Client, StoreError> {
-    let id: String = row.try_get("id").map_err(backend)?;
-    let name: String = row.try_get("name").map_err(backend)?;
-    let hash: Option<Vec<u8>> = row.try_get("secret_hash").map_err(backend)?;
-    let grants: String = row.try_get("grant_types").map_err(backend)?;
-    let scopes: String = row.try_get("scopes").map_err(backend)?;
-    let redirects: String = row.try_get("redirect_uris").map_err(backend)?;
-    let public: i64 = row.try_get("public").map_err(backend)?;
-    let secret_hash = match hash {
-        Some(bytes) => Some(SecretHash::from_bytes(&bytes).ok_or_else(|| corrupt("secret_hash"))?),
-        None => None,
-    };
-    let grant_types = stored::parse_grant_types(&grants).map_err(|_| corrupt("grant_types"))?;
-    Ok(Client {
-        id: ClientId::parse(&id).map_err(|_| corrupt("client id"))?,
-        name: ClientName::parse(&name).map_err(|_| corrupt("client name"))?,
-        secret_hash,
-        grant_types,
-        scopes: ScopeSet::parse_stored(&scopes).map_err(|_| corrupt("scopes"))?,
-        redirect_uris: stored::parse_redirect_uris(&redirects)
-            .map_err(|_| corrupt("redirect_uris"))?,
-        public: public == 1,
-        allow_introspection: row.try_get::<i64, _>("introspection").map_err(backend)? == 1,
-        properties: row
-            .try_get::<Option<String>, _>("properties")
-            .map_err(backend)?
-            .map(|p| stored::parse_properties(&p).map_err(|_| corrupt("client properties")))
-            .transpose()?,
-        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
-        updated_at: UnixTime(row.try_get("updated_at").map_err(backend)?),
-    })
+    rows::client(&Cols(row))
 }
-
-const CLIENT_COLUMNS: &str =
-    "id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, created_at, updated_at";
 
 #[async_trait]
 impl ClientStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, created_at, updated_at) \
@@ -72,6 +42,7 @@ impl ClientStore for SqliteStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn find_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?"
@@ -83,6 +54,7 @@ impl ClientStore for SqliteStore {
         row.as_ref().map(client_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, rowid"
@@ -93,6 +65,7 @@ impl ClientStore for SqliteStore {
         rows.iter().map(client_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn replace_secret(
         &self,
         id: &ClientId,
@@ -109,6 +82,7 @@ impl ClientStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM clients WHERE id = ?")
             .bind(id.as_str())
@@ -118,6 +92,7 @@ impl ClientStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn clients_generation(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT value FROM change_counters WHERE name = 'clients'")
             .fetch_one(&self.pool)

@@ -13,6 +13,7 @@ use crate::{backend, corrupt, from_json, to_json, SqliteStore};
 
 #[async_trait]
 impl FlowStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn put_pending(
         &self,
         id: &str,
@@ -53,6 +54,7 @@ impl FlowStore for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn get_pending(
         &self,
         id: &str,
@@ -75,6 +77,7 @@ impl FlowStore for SqliteStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn delete_pending(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM pending_authorizations WHERE id = ?")
             .bind(id)
@@ -84,6 +87,7 @@ impl FlowStore for SqliteStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn create_session(
         &self,
         id_hash: &[u8; 32],
@@ -103,6 +107,7 @@ impl FlowStore for SqliteStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn find_session(
         &self,
         id_hash: &[u8; 32],
@@ -128,6 +133,7 @@ impl FlowStore for SqliteStore {
         .transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn delete_session(&self, id_hash: &[u8; 32]) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
             .bind(&id_hash[..])
@@ -137,6 +143,7 @@ impl FlowStore for SqliteStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn find_consent(
         &self,
         user: &UserId,
@@ -159,6 +166,7 @@ impl FlowStore for SqliteStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn save_consent(
         &self,
         user: &UserId,
@@ -201,6 +209,7 @@ impl FlowStore for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn revoke_consents(
         &self,
         user: &UserId,
@@ -218,6 +227,7 @@ impl FlowStore for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn insert_code(&self, hash: &[u8; 32], grant: &CodeGrant) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO auth_codes (code_hash, grant_json, expires_at) VALUES (?, ?, ?)")
             .bind(&hash[..])
@@ -229,6 +239,7 @@ impl FlowStore for SqliteStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn peek_code(&self, hash: &[u8; 32]) -> Result<Option<CodeGrant>, StoreError> {
         let text: Option<String> =
             sqlx::query_scalar("SELECT grant_json FROM auth_codes WHERE code_hash = ?")
@@ -239,6 +250,7 @@ impl FlowStore for SqliteStore {
         text.map(|t| from_json(&t, "code grant")).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn redeem_code(&self, hash: &[u8; 32], now: UnixTime) -> Result<Redemption, StoreError> {
         // One conditional update: of any number of concurrent redemptions, exactly one
         // finds `redeemed_at IS NULL`.
@@ -281,6 +293,7 @@ impl FlowStore for SqliteStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn record_code_token(
         &self,
         hash: &[u8; 32],
@@ -299,6 +312,7 @@ impl FlowStore for SqliteStore {
         Ok(replayed == Some(1))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn revoke_token(
         &self,
         jti: &TokenId,
@@ -317,6 +331,7 @@ impl FlowStore for SqliteStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn revoked_since(
         &self,
         cursor: i64,
@@ -341,6 +356,7 @@ impl FlowStore for SqliteStore {
         Ok((out, next))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn prune_expired(&self, now: UnixTime) -> Result<(), StoreError> {
         for sql in [
             "DELETE FROM pending_authorizations WHERE expires_at <= ?",

@@ -26,6 +26,7 @@ fn material_from(bytes: Vec<u8>, sealed: i64) -> KeyMaterial {
 
 #[async_trait]
 impl KeyStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn rotate_in(&self, key: &StoredKey, now: UnixTime) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
@@ -51,6 +52,7 @@ impl KeyStore for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(
             "SELECT kid, alg, private_key, sealed, created_at, retired_at FROM signing_keys \
@@ -80,6 +82,7 @@ impl KeyStore for SqliteStore {
             .collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn prune_keys(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
         let done =
             sqlx::query("DELETE FROM signing_keys WHERE is_current IS NULL AND retired_at < ?")
@@ -90,6 +93,7 @@ impl KeyStore for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn secret_or_insert(
         &self,
         name: &str,

@@ -13,6 +13,7 @@ use crate::{backend, corrupt, SqliteStore};
 
 #[async_trait]
 impl RefreshStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn create_family(
         &self,
         family: &NewFamily,
@@ -48,6 +49,7 @@ impl RefreshStore for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn find_refresh(
         &self,
         token_hash: &[u8; 32],
@@ -87,6 +89,7 @@ impl RefreshStore for SqliteStore {
         }))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn rotate_refresh(
         &self,
         old_hash: &[u8; 32],
@@ -125,6 +128,7 @@ impl RefreshStore for SqliteStore {
         Ok(true)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn record_family_access(
         &self,
         family_id: &str,
@@ -151,6 +155,7 @@ impl RefreshStore for SqliteStore {
         Ok(matches!(revoked, Some(Some(_))))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn revoke_family(
         &self,
         family_id: &str,
@@ -196,6 +201,7 @@ impl RefreshStore for SqliteStore {
         Ok(out)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn family_of_access(&self, jti: &TokenId) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar("SELECT family_id FROM family_access_tokens WHERE jti = ?")
             .bind(jti.as_str())
@@ -204,6 +210,7 @@ impl RefreshStore for SqliteStore {
             .map_err(backend)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn revoke_families_of(
         &self,
         kind: CutoffKind,
@@ -227,6 +234,7 @@ impl RefreshStore for SqliteStore {
         Ok(ids.len() as u64)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn set_cutoff(
         &self,
         kind: CutoffKind,
@@ -246,6 +254,7 @@ impl RefreshStore for SqliteStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn cutoffs_since(
         &self,
         since: UnixTime,
