@@ -22,6 +22,7 @@ pub mod discovery;
 pub mod error;
 pub mod form;
 pub mod keys;
+pub mod landing;
 pub mod limits;
 pub mod metrics;
 mod openapi;

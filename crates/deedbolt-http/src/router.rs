@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
 
     let secure = state.secure_cookies;
     let app = Router::new()
+        .route("/", get(crate::landing::landing))
         .route(
             "/.well-known/oauth-authorization-server",
             get(discovery::metadata),
