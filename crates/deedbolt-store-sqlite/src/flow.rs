@@ -1,4 +1,5 @@
-//! The authorization-code flow: pending requests, sessions, consents, codes and the revocation list ([`FlowStore`]) on SQLite.
+//! The authorization-code flow ([`FlowStore`]) on SQLite: pending requests, sessions,
+//! consents, codes and the revocation list.
 
 use async_trait::async_trait;
 use deedbolt_core::clock::UnixTime;
