@@ -11,12 +11,14 @@
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod authorize;
 pub mod bff;
 pub mod client_auth;
+pub mod cors;
 pub mod crm;
 pub mod discovery;
 pub mod error;
@@ -28,6 +30,7 @@ pub mod metrics;
 mod openapi;
 pub mod pages;
 pub mod refresh;
+pub mod request_metrics;
 pub mod revoke;
 pub mod router;
 pub mod security;

@@ -110,7 +110,7 @@ pub async fn check(
             reset_secs,
         })),
         Outcome::Limited { retry_after_secs } => {
-            state.services.metrics.rate_limited();
+            state.services.metrics.rate_limited(policy);
             tracing::info!(policy, key, retry_after_secs, "rate limited");
             // The token endpoint audits its own refusals (with more context).
             if policy == "api" {

@@ -19,7 +19,6 @@ use deedbolt_core::scope::{Scope, ScopeSet};
 use serde_json::json;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
 use crate::token::MAX_BODY_BYTES;
@@ -69,10 +68,31 @@ pub fn router(state: AppState) -> Router {
         }),
     );
     let openid = guard.require(ScopeSet::empty().with(Scope::Openid));
-    let userinfo = Router::new().route(
-        "/userinfo",
-        get(api::userinfo.layer(openid.clone())).post(api::userinfo.layer(openid)),
-    );
+    // What a browser app calls itself, with CORS for the configured origins (see
+    // crate::cors); nothing else gets CORS headers.
+    let mut metadata = Router::new()
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration_handler),
+        )
+        .route("/jwks.json", get(discovery::jwks));
+    if let Some(cors) = state.services.cors.metadata_layer() {
+        metadata = metadata.layer(cors);
+    }
+    let mut endpoints = Router::new()
+        .route("/token", post(token::token))
+        .route("/revoke", post(revoke::revoke_endpoint))
+        .route(
+            "/userinfo",
+            get(api::userinfo.layer(openid.clone())).post(api::userinfo.layer(openid)),
+        );
+    if let Some(cors) = state.services.cors.endpoint_layer() {
+        endpoints = endpoints.layer(cors);
+    }
     let browser = Router::new()
         .route(
             "/authorize",
@@ -100,23 +120,13 @@ pub fn router(state: AppState) -> Router {
     let secure = state.secure_cookies;
     let app = Router::new()
         .route("/", get(crate::landing::landing))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(discovery::metadata),
-        )
-        .route(
-            "/.well-known/openid-configuration",
-            get(discovery::openid_configuration_handler),
-        )
-        .route("/jwks.json", get(discovery::jwks))
-        .route("/token", post(token::token))
-        .route("/revoke", post(revoke::revoke_endpoint))
+        .merge(metadata)
+        .merge(endpoints)
         .route("/introspect", post(revoke::introspect_endpoint))
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::metrics))
         .route("/readyz", get(readyz))
         .merge(api)
-        .merge(userinfo)
         .merge(browser)
         .merge(admin)
         .merge(crate::bff::routes())
@@ -147,7 +157,12 @@ pub fn router(state: AppState) -> Router {
         ))
         // Outside the timeout, so a 408 on /api carries it too.
         .layer(axum::middleware::from_fn(no_store_for_private_data))
-        .layer(TraceLayer::new_for_http())
+        .layer(crate::access_log::AccessLogLayer)
+        // Outermost: the latency includes every layer, and a 408 is counted as one.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::request_metrics::track,
+        ))
         .with_state(state);
     if secure {
         app.layer(SetResponseHeaderLayer::overriding(

@@ -226,7 +226,7 @@ async fn client_credentials(
         .sign_jwt(ACCESS_TOKEN_TYP, &claims)
         .map_err(ApiError::internal)?;
     tracing::debug!(jti = %claims.jti, scope = %scope, "access token issued");
-    services.metrics.token_issued();
+    services.metrics.token_issued(GrantType::ClientCredentials);
     audit.scope = Some(scope.to_string());
     audit.jti = Some(claims.jti.to_string());
     // First use of a privileged scope: judged on what was issued, never on requests.
@@ -523,6 +523,10 @@ async fn authorization_code(
         return Err(OAuthError::InvalidGrant(Cow::Borrowed("the code was already used")).into());
     }
     let id_token = if flow::wants_id_token(&grant) {
+        // Signed with the algorithm the client registered (OpenID Connect Core §3.1.3.7:
+        // RS256 unless it asked otherwise), which need not be the access tokens' one; the
+        // at_hash follows the ID token's algorithm (§3.1.3.6).
+        let id_key = services.keys.signer(auth.client().id_token_alg);
         let id = IdTokenClaims {
             iss: policy.issuer.clone(),
             sub: grant.user_id.as_str().to_owned(),
@@ -531,18 +535,18 @@ async fn authorization_code(
             iat: now,
             auth_time: grant.auth_time,
             nonce: grant.nonce.clone(),
-            at_hash: flow::at_hash(&access, key.alg()),
+            at_hash: flow::at_hash(&access, id_key.alg()),
             azp: grant.client_id.as_str().to_owned(),
         };
         Some(AccessToken(
-            key.sign_jwt("JWT", &id).map_err(ApiError::internal)?,
+            id_key.sign_jwt("JWT", &id).map_err(ApiError::internal)?,
         ))
     } else {
         None
     };
     let refresh_token = family.map(|(_, token)| AccessToken(token.expose().to_owned()));
     tracing::info!(jti = %claims.jti, user_id = %grant.user_id, scope = %grant.scope, "access token issued for a code");
-    services.metrics.token_issued();
+    services.metrics.token_issued(GrantType::AuthorizationCode);
     audit.user_id = Some(grant.user_id.to_string());
     audit.scope = Some(grant.scope.to_string());
     audit.jti = Some(claims.jti.to_string());

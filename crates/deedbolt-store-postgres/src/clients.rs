@@ -22,8 +22,8 @@ impl ClientStore for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, id_token_alg, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(client.id.as_str())
         .bind(client.name.as_str())
@@ -34,6 +34,7 @@ impl ClientStore for PgStore {
         .bind(client.public)
         .bind(client.allow_introspection)
         .bind(stored::properties(client.properties.as_deref()))
+        .bind(client.id_token_alg.as_str())
         .bind(client.created_at.0)
         .bind(client.updated_at.0)
         .execute(&self.pool)

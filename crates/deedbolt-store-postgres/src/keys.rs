@@ -29,16 +29,19 @@ impl KeyStore for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn rotate_in(&self, key: &StoredKey, now: UnixTime) -> Result<(), StoreError> {
         // Concurrent rotations take turns, as SQLite's single writer makes them: each
-        // retires the key the one before it made current (without the lock the second
-        // would find no current key to retire and collide on `signing_keys_one_current`).
+        // retires the key the one before it made current (without the lock the second would
+        // find no current key to retire and collide on `signing_keys_one_current_per_alg`).
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(KEY_ROTATION_LOCK)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        sqlx::query("UPDATE signing_keys SET is_current = NULL, retired_at = $1 WHERE is_current")
-            .bind(now.0)
+        sqlx::query(
+            "UPDATE signing_keys SET is_current = NULL, retired_at = $1 WHERE is_current AND alg = $2",
+        )
+        .bind(now.0)
+        .bind(key.alg.as_str())
             .execute(&mut *tx)
             .await
             .map_err(backend)?;

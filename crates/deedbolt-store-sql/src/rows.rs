@@ -15,7 +15,7 @@ use crate::{corrupt, Columns};
 
 /// The columns [`client`] reads, in table order.
 pub const CLIENT_COLUMNS: &str = "id, name, secret_hash, grant_types, scopes, redirect_uris, \
-     public, introspection, properties, created_at, updated_at";
+     public, introspection, properties, id_token_alg, created_at, updated_at";
 
 /// The columns [`user`] reads, in table order.
 pub const USER_COLUMNS: &str = "id, email, name, role, password_hash, created_at";
@@ -47,6 +47,10 @@ pub fn client(row: &impl Columns) -> Result<Client, StoreError> {
             .get::<Option<String>>("properties")?
             .map(|p| stored::parse_properties(&p).map_err(|_| corrupt("client properties")))
             .transpose()?,
+        id_token_alg: row
+            .get::<String>("id_token_alg")?
+            .parse()
+            .map_err(|_| corrupt("client id_token_alg"))?,
         created_at: UnixTime(row.get("created_at")?),
         updated_at: UnixTime(row.get("updated_at")?),
     })

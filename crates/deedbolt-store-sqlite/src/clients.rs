@@ -22,8 +22,8 @@ impl ClientStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, id_token_alg, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(client.id.as_str())
         .bind(client.name.as_str())
@@ -34,6 +34,7 @@ impl ClientStore for SqliteStore {
         .bind(i64::from(client.public))
         .bind(i64::from(client.allow_introspection))
         .bind(stored::properties(client.properties.as_deref()))
+        .bind(client.id_token_alg.as_str())
         .bind(client.created_at.0)
         .bind(client.updated_at.0)
         .execute(&self.pool)

@@ -30,9 +30,10 @@ impl KeyStore for SqliteStore {
     async fn rotate_in(&self, key: &StoredKey, now: UnixTime) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
-            "UPDATE signing_keys SET is_current = NULL, retired_at = ? WHERE is_current = 1",
+            "UPDATE signing_keys SET is_current = NULL, retired_at = ? WHERE is_current = 1 AND alg = ?",
         )
         .bind(now.0)
+        .bind(key.alg.as_str())
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
