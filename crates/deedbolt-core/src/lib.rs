@@ -25,11 +25,13 @@
 //! - [`refresh`]: refresh-token rotation and reuse detection as a state machine.
 //! - [`detect`]: suspicious-activity rules and token-usage anomaly scoring.
 //! - [`token`]: access-token claim sets and lifetimes.
-//! - [`crm`]: the PropTech resources (properties, tenants, ledger, maintenance), exact
-//!   money, list parameters and the [`crm::Viewer`] that binds a token to its records.
 //! - [`error`]: the RFC 6749 §5.2 error codes.
 //! - [`text`]: bounded echoes of client input in error messages.
 //! - [`ports`]: the storage traits that backends implement, plus [`clock`] and [`rand`].
+//!
+//! The PropTech resources (properties, tenants, ledger, maintenance) and their storage
+//! port live in the `deedbolt-proptech` crate, so this crate (and the guard and client
+//! built on it) carries only the authorization server's concerns.
 //!
 //! Security checks leave evidence: issuing a token needs a [`grant::ClientAuthenticated`]
 //! value, which only [`grant::authenticate_client`] can make.
@@ -40,7 +42,6 @@ pub mod audit;
 pub mod cache;
 pub mod client;
 pub mod clock;
-pub mod crm;
 pub mod detect;
 pub mod error;
 pub mod flow;

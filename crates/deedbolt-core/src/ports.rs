@@ -1,5 +1,6 @@
-//! The storage ports: the traits that every backend (SQLite, later PostgreSQL and Redis)
-//! implements and the HTTP layer uses as trait objects.
+//! The storage ports of the authorization server: the traits that every backend (SQLite,
+//! PostgreSQL, and Redis for the shared ephemeral state) implements and the HTTP layer uses
+//! as trait objects. The PropTech port lives in `deedbolt_proptech::store`.
 //!
 //! Each operation that must be atomic says so in its name and doc, and backends implement
 //! it as one statement or one transaction.
@@ -12,12 +13,6 @@ use zeroize::Zeroizing;
 use crate::audit::{AuditFilter, AuditRecord};
 use crate::client::Client;
 use crate::clock::UnixTime;
-use crate::crm::ledger::{Balance, EntryFilter, LedgerEntry, NewEntry};
-use crate::crm::list::ListParams;
-use crate::crm::maintenance::{MaintenanceRequest, NewRequest, RequestFilter, RequestUpdate};
-use crate::crm::property::{NewProperty, Property, PropertyChanges, PropertyFilter};
-use crate::crm::tenant::{NewTenant, Tenant, TenantChanges, TenantFilter};
-use crate::crm::{FieldError, Viewer};
 use crate::flow::{AuthorizationRequest, CodeGrant};
 use crate::ids::{ClientId, KeyId, TokenId, UserId};
 use crate::jose::SigningAlg;
@@ -125,140 +120,6 @@ pub trait KeyStore: Send + Sync + 'static {
         name: &str,
         value: &KeyMaterial,
     ) -> Result<KeyMaterial, StoreError>;
-}
-
-/// The outcome of a write to a CRM record.
-#[derive(Debug)]
-pub enum Write<T> {
-    /// Done; the record as it now is.
-    Done(T),
-    /// The record does not exist *or the viewer may not see it* (indistinguishable).
-    NotFound,
-    /// The write breaks a rule that depends on stored state (a property the viewer cannot
-    /// see, a status transition that is not allowed, a user linked twice).
-    Invalid(FieldError),
-}
-
-/// The PropTech resources. Every operation takes the [`Viewer`] and applies it in the
-/// query itself, so a record outside the viewer's reach is never read, changed or
-/// counted: to the caller it does not exist. List operations return up to
-/// `params.limit + 1` rows in the order of `params.sort`, after `params.after`.
-#[async_trait]
-pub trait CrmStore: Send + Sync + 'static {
-    /// Creates a property.
-    async fn create_property(
-        &self,
-        new: &NewProperty,
-        created_by: &str,
-        at: UnixTime,
-    ) -> Result<Property, StoreError>;
-    /// The property with this id, if the viewer can see it.
-    async fn find_property(&self, viewer: &Viewer, id: i64)
-        -> Result<Option<Property>, StoreError>;
-    /// The properties the viewer can see.
-    async fn list_properties(
-        &self,
-        viewer: &Viewer,
-        params: &ListParams,
-        filter: &PropertyFilter,
-    ) -> Result<Vec<Property>, StoreError>;
-    /// Changes a property the viewer can see.
-    async fn update_property(
-        &self,
-        viewer: &Viewer,
-        id: i64,
-        changes: &PropertyChanges,
-    ) -> Result<Write<Property>, StoreError>;
-
-    /// Creates a tenant in a property the viewer can see (else `Invalid` on `property_id`).
-    async fn create_tenant(
-        &self,
-        viewer: &Viewer,
-        new: &NewTenant,
-        at: UnixTime,
-    ) -> Result<Write<Tenant>, StoreError>;
-    /// The tenant with this id, if the viewer can see it.
-    async fn find_tenant(&self, viewer: &Viewer, id: i64) -> Result<Option<Tenant>, StoreError>;
-    /// The tenant record linked to this user, if any (and visible).
-    async fn find_tenant_of_user(
-        &self,
-        viewer: &Viewer,
-        user: &UserId,
-    ) -> Result<Option<Tenant>, StoreError>;
-    /// The tenants the viewer can see.
-    async fn list_tenants(
-        &self,
-        viewer: &Viewer,
-        params: &ListParams,
-        filter: &TenantFilter,
-    ) -> Result<Vec<Tenant>, StoreError>;
-    /// Changes a tenant the viewer can see (a new property must be visible too).
-    async fn update_tenant(
-        &self,
-        viewer: &Viewer,
-        id: i64,
-        changes: &TenantChanges,
-    ) -> Result<Write<Tenant>, StoreError>;
-
-    /// Appends a ledger entry for a tenant the viewer can see.
-    async fn add_entry(
-        &self,
-        viewer: &Viewer,
-        tenant_id: i64,
-        new: &NewEntry,
-        created_by: &str,
-        at: UnixTime,
-    ) -> Result<Write<LedgerEntry>, StoreError>;
-    /// A visible tenant's entries; `None` if the tenant is not visible.
-    async fn list_entries(
-        &self,
-        viewer: &Viewer,
-        tenant_id: i64,
-        params: &ListParams,
-        filter: &EntryFilter,
-    ) -> Result<Option<Vec<LedgerEntry>>, StoreError>;
-    /// One entry of a visible tenant's ledger.
-    async fn find_entry(
-        &self,
-        viewer: &Viewer,
-        tenant_id: i64,
-        entry_id: i64,
-    ) -> Result<Option<LedgerEntry>, StoreError>;
-    /// A visible tenant's balance; `None` if the tenant is not visible.
-    async fn balance(&self, viewer: &Viewer, tenant_id: i64)
-        -> Result<Option<Balance>, StoreError>;
-
-    /// Opens a maintenance request for a tenant the viewer can see.
-    async fn open_request(
-        &self,
-        viewer: &Viewer,
-        tenant_id: i64,
-        new: &NewRequest,
-        created_by: &str,
-        at: UnixTime,
-    ) -> Result<Write<MaintenanceRequest>, StoreError>;
-    /// The request with this id, if the viewer can see it.
-    async fn find_request(
-        &self,
-        viewer: &Viewer,
-        id: i64,
-    ) -> Result<Option<MaintenanceRequest>, StoreError>;
-    /// The requests the viewer can see.
-    async fn list_requests(
-        &self,
-        viewer: &Viewer,
-        params: &ListParams,
-        filter: &RequestFilter,
-    ) -> Result<Vec<MaintenanceRequest>, StoreError>;
-    /// Atomically checks the status transition against the stored status and applies the
-    /// update to a request the viewer can see.
-    async fn update_request(
-        &self,
-        viewer: &Viewer,
-        id: i64,
-        update: &RequestUpdate,
-        at: UnixTime,
-    ) -> Result<Write<MaintenanceRequest>, StoreError>;
 }
 
 /// A cheap liveness check of the backend, for `/readyz`.
@@ -595,19 +456,13 @@ pub trait AlertStore: Send + Sync + 'static {
     ) -> Result<Vec<u64>, StoreError>;
 }
 
-/// Every storage port of one backend: what the composition root chooses once at start-up
-/// and hands out as each port, and what the conformance suite checks every backend for.
+/// Every authorization-server storage port of one backend: what the composition root
+/// chooses once at start-up and hands out as each port, and what the conformance suite
+/// checks every backend for. The PropTech port (`deedbolt_proptech::store::CrmStore`) is
+/// not part of it: the backends implement it beside these.
 #[async_trait]
 pub trait Storage:
-    ClientStore
-    + KeyStore
-    + CrmStore
-    + Health
-    + UserStore
-    + FlowStore
-    + RefreshStore
-    + AuditStore
-    + AlertStore
+    ClientStore + KeyStore + Health + UserStore + FlowStore + RefreshStore + AuditStore + AlertStore
 {
     /// Closes the backend's connections, waiting for them to finish.
     async fn close(&self);

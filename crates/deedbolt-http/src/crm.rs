@@ -13,24 +13,24 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use deedbolt_core::crm::ledger::{self, Balance, EntryDraft, EntryFilter, LedgerEntry, NewEntry};
-use deedbolt_core::crm::list::{ListParams, ListSpec, Page};
-use deedbolt_core::crm::maintenance::{
-    self, MaintenanceRequest, NewRequest, RequestDraft, RequestFilter, RequestUpdate,
-    RequestUpdateDraft,
-};
-use deedbolt_core::crm::property::{
-    self, NewProperty, Property, PropertyChanges, PropertyDraft, PropertyFilter,
-};
-use deedbolt_core::crm::tenant::{
-    self, NewTenant, Tenant, TenantChanges, TenantDraft, TenantFilter,
-};
-use deedbolt_core::crm::{FieldError, Viewer};
 use deedbolt_core::ids::UserId;
-use deedbolt_core::ports::Write;
 use deedbolt_core::scope::Scope;
 use deedbolt_core::user::Role;
 use deedbolt_guard::Authorized;
+use deedbolt_proptech::ledger::{self, Balance, EntryDraft, EntryFilter, LedgerEntry, NewEntry};
+use deedbolt_proptech::list::{ListParams, ListSpec, Page};
+use deedbolt_proptech::maintenance::{
+    self, MaintenanceRequest, NewRequest, RequestDraft, RequestFilter, RequestUpdate,
+    RequestUpdateDraft,
+};
+use deedbolt_proptech::property::{
+    self, NewProperty, Property, PropertyChanges, PropertyDraft, PropertyFilter,
+};
+use deedbolt_proptech::store::Write;
+use deedbolt_proptech::tenant::{
+    self, NewTenant, Tenant, TenantChanges, TenantDraft, TenantFilter,
+};
+use deedbolt_proptech::{FieldError, Viewer};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 

@@ -10,9 +10,9 @@ use axum::http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use deedbolt_core::crm::{FieldError, MAX_FIELD_ERRORS};
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::ports::StoreError;
+use deedbolt_proptech::{FieldError, MAX_FIELD_ERRORS};
 use serde_json::json;
 
 /// Everything a handler can fail with.

@@ -9,8 +9,8 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{on, MethodFilter};
 use axum::Router;
-use deedbolt_core::crm::list::{ListSpec, MAX_LIMIT};
 use deedbolt_core::scope::{Scope, ScopeSet};
+use deedbolt_proptech::list::{ListSpec, MAX_LIMIT};
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
@@ -218,7 +218,7 @@ fn document(ops: &[Op], issuer: &str) -> Value {
         json!({"type": "object", "required": ["error"],
                "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}}}),
     );
-    let field_error = g.subschema_for::<deedbolt_core::crm::FieldError>();
+    let field_error = g.subschema_for::<deedbolt_proptech::FieldError>();
     for (k, v) in g.take_definitions(true) {
         schemas.insert(k, v);
     }
@@ -228,7 +228,7 @@ fn document(ops: &[Op], issuer: &str) -> Value {
                "properties": {"error": {"const": "validation_failed"},
                               "error_description": {"type": "string"},
                               "fields": {"type": "array", "items": field_error,
-                                         "maxItems": deedbolt_core::crm::MAX_FIELD_ERRORS},
+                                         "maxItems": deedbolt_proptech::MAX_FIELD_ERRORS},
                               "truncated": {"const": true,
                                             "description": "present when more fields failed than `fields` lists"},
                               "fields_omitted": {"type": "integer", "minimum": 1,

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use deedbolt_core::clock::Clock;
 use deedbolt_core::grant::TokenPolicy;
-use deedbolt_core::ports::{ClientStore, CrmStore, FlowStore, Health, RefreshStore, UserStore};
+use deedbolt_core::ports::{ClientStore, FlowStore, Health, RefreshStore, UserStore};
 use deedbolt_core::refresh::RefreshPolicy;
 use deedbolt_core::revocation::RevocationList;
 use deedbolt_core::secret::SecretHasher;
 use deedbolt_core::throttle::LoginThrottleStore;
 use deedbolt_core::user::PasswordHasher;
 use deedbolt_guard::{Guard, Verifier};
+use deedbolt_proptech::store::CrmStore;
 
 use crate::discovery;
 use crate::keys::KeyRing;

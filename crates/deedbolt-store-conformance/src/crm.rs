@@ -2,15 +2,15 @@
 //! directions, status transitions are checked against the stored status.
 
 use deedbolt_core::clock::UnixTime;
-use deedbolt_core::crm::ledger::{EntryFilter, EntryKind, NewEntry};
-use deedbolt_core::crm::list::{ListParams, ListSpec, Page};
-use deedbolt_core::crm::maintenance::{NewRequest, Priority, RequestFilter, RequestUpdate, Status};
-use deedbolt_core::crm::property::{NewProperty, Property, PropertyFilter, PropertyKind};
-use deedbolt_core::crm::tenant::{NewTenant, Tenant, TenantChanges, TenantFilter};
-use deedbolt_core::crm::Viewer;
 use deedbolt_core::ids::UserId;
-use deedbolt_core::ports::Write;
 use deedbolt_core::user::Role;
+use deedbolt_proptech::ledger::{EntryFilter, EntryKind, NewEntry};
+use deedbolt_proptech::list::{ListParams, ListSpec, Page};
+use deedbolt_proptech::maintenance::{NewRequest, Priority, RequestFilter, RequestUpdate, Status};
+use deedbolt_proptech::property::{NewProperty, Property, PropertyFilter, PropertyKind};
+use deedbolt_proptech::store::Write;
+use deedbolt_proptech::tenant::{NewTenant, Tenant, TenantChanges, TenantFilter};
+use deedbolt_proptech::Viewer;
 
 use crate::clients::user;
 use crate::Backend;
@@ -104,7 +104,7 @@ pub async fn every_read_applies_the_viewer(store: &impl Backend) {
         async move {
             s.list_properties(
                 &v,
-                &params(&deedbolt_core::crm::property::LIST, &[]),
+                &params(&deedbolt_proptech::property::LIST, &[]),
                 &PropertyFilter::default(),
             )
             .await
@@ -131,7 +131,7 @@ pub async fn every_read_applies_the_viewer(store: &impl Backend) {
         assert!(s.find_tenant(viewer, own.id).await.unwrap().is_some());
         assert!(s.find_tenant(viewer, other.id).await.unwrap().is_none());
         assert!(s.balance(viewer, other.id).await.unwrap().is_none());
-        let lp = params(&deedbolt_core::crm::ledger::LIST, &[]);
+        let lp = params(&deedbolt_proptech::ledger::LIST, &[]);
         assert!(s
             .list_entries(viewer, other.id, &lp, &EntryFilter::default())
             .await
@@ -140,7 +140,7 @@ pub async fn every_read_applies_the_viewer(store: &impl Backend) {
         let tenants = s
             .list_tenants(
                 viewer,
-                &params(&deedbolt_core::crm::tenant::LIST, &[]),
+                &params(&deedbolt_proptech::tenant::LIST, &[]),
                 &TenantFilter::default(),
             )
             .await
@@ -151,11 +151,65 @@ pub async fn every_read_applies_the_viewer(store: &impl Backend) {
     assert!(s.find_property(&w.t1, w.p2.id).await.unwrap().is_none());
 }
 
+/// A viewer for a list of properties (a client registered for some properties) sees those
+/// properties and their tenants and ledgers; for an empty list, nothing at all.
+pub async fn a_property_list_viewer_sees_only_its_properties(store: &impl Backend) {
+    let w = world(store).await;
+    let s = w.store;
+    let one = Viewer::Properties {
+        ids: vec![w.a.property_id],
+    };
+    let none = Viewer::Properties { ids: vec![] };
+    let names = |v: Viewer| async move {
+        s.list_properties(
+            &v,
+            &params(&deedbolt_proptech::property::LIST, &[]),
+            &PropertyFilter::default(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+    };
+    let tenants = |v: Viewer| async move {
+        s.list_tenants(
+            &v,
+            &params(&deedbolt_proptech::tenant::LIST, &[]),
+            &TenantFilter::default(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(names(one.clone()).await, ["One"]);
+    assert_eq!(tenants(one.clone()).await, [w.a.id]);
+    assert!(s.find_tenant(&one, w.b.id).await.unwrap().is_none());
+    assert!(s.balance(&one, w.a.id).await.unwrap().is_some());
+    assert!(s.find_property(&one, w.p2.id).await.unwrap().is_none());
+
+    assert!(names(none.clone()).await.is_empty());
+    assert!(tenants(none.clone()).await.is_empty());
+    assert!(s.find_tenant(&none, w.a.id).await.unwrap().is_none());
+    assert!(s.balance(&none, w.a.id).await.unwrap().is_none());
+    let requests = s
+        .list_requests(
+            &none,
+            &params(&deedbolt_proptech::maintenance::LIST, &[]),
+            &RequestFilter::default(),
+        )
+        .await
+        .unwrap();
+    assert!(requests.is_empty());
+}
+
 /// Writes to records outside the viewer change nothing.
 pub async fn writes_outside_the_viewer_change_nothing(store: &impl Backend) {
     let w = world(store).await;
     let s = w.store;
-    let changes = deedbolt_core::crm::property::PropertyChanges {
+    let changes = deedbolt_proptech::property::PropertyChanges {
         name: Some("Mine now".into()),
         ..Default::default()
     };
@@ -225,7 +279,7 @@ pub async fn writes_outside_the_viewer_change_nothing(store: &impl Backend) {
     let all = s
         .list_requests(
             &Viewer::Portfolio,
-            &params(&deedbolt_core::crm::maintenance::LIST, &[]),
+            &params(&deedbolt_proptech::maintenance::LIST, &[]),
             &RequestFilter::default(),
         )
         .await
@@ -238,7 +292,7 @@ pub async fn keyset_pages_are_complete_in_both_directions_with_ties(store: &impl
     for name in ["b", "a", "b", "c", "a", "b", "c"] {
         property(store, name, None).await;
     }
-    let spec = &deedbolt_core::crm::property::LIST;
+    let spec = &deedbolt_proptech::property::LIST;
     for sort in ["id", "name", "-name", "-id", "created_at"] {
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
@@ -434,7 +488,7 @@ pub async fn the_balance_sums_the_ledger(store: &impl Backend) {
         .list_entries(
             &Viewer::Portfolio,
             t.id,
-            &params(&deedbolt_core::crm::ledger::LIST, &[]),
+            &params(&deedbolt_proptech::ledger::LIST, &[]),
             &feb,
         )
         .await

@@ -1,5 +1,5 @@
 //! The port conformance suite: one set of behaviours, written once against the storage
-//! ports of `deedbolt_core::ports`, that every backend must show (SQLite, PostgreSQL, and
+//! ports of `deedbolt_core::ports` and `deedbolt_proptech::store`, that every backend must show (SQLite, PostgreSQL, and
 //! whatever comes next).
 //!
 //! Each behaviour is a public async function taking any [`Backend`]. A backend's test
@@ -20,6 +20,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use deedbolt_core::ports::Storage;
+use deedbolt_proptech::store::CrmStore;
 
 mod audit;
 mod clients;
@@ -33,11 +34,12 @@ pub use crm::*;
 pub use flow::*;
 pub use refresh::*;
 
-/// A complete storage backend ([`Storage`]: every port); cloning shares the same
-/// database (as cloning a connection pool does), so concurrent tests can race clones.
-pub trait Backend: Storage + Clone {}
+/// A complete storage backend (core's [`Storage`] ports and the PropTech [`CrmStore`]);
+/// cloning shares the same database (as cloning a connection pool does), so concurrent
+/// tests can race clones.
+pub trait Backend: Storage + CrmStore + Clone {}
 
-impl<T: Storage + Clone> Backend for T {}
+impl<T: Storage + CrmStore + Clone> Backend for T {}
 
 /// Generates one `#[tokio::test]` per behaviour of this crate, each on a fresh store from
 /// `$fresh` (an async fn returning `Option<impl Backend>`; `None` skips the test), handed
@@ -83,6 +85,7 @@ macro_rules! conformance_suite {
             alerts_are_an_outbox,
             usage_and_privileged_scopes_are_remembered,
             every_read_applies_the_viewer,
+            a_property_list_viewer_sees_only_its_properties,
             writes_outside_the_viewer_change_nothing,
             keyset_pages_are_complete_in_both_directions_with_ties,
             a_transition_is_checked_against_the_stored_status,

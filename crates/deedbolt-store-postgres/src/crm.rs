@@ -1,207 +1,52 @@
 //! [`CrmStore`] on PostgreSQL (mirrors the SQLite store's `crm` module).
 //!
 //! Visibility is applied in one place per table ([`push_property_scope`],
-//! [`push_tenant_scope`], [`push_request_scope`]): every read and every write composes
-//! its WHERE clause with the viewer's predicate, so a row outside the viewer's reach is
+//! [`push_tenant_scope`], [`push_request_scope`]; written once for both SQL stores in
+//! `deedbolt_store_sql::crm`, as are the row mappings and keyset paging): every read and
+//! every write composes its WHERE clause with the viewer's predicate, so a row outside the viewer's reach is
 //! never read, changed or counted. Column names in dynamic SQL come only from the fixed
-//! lists in `deedbolt_core::crm` (sort fields), never from a request.
+//! lists in `deedbolt_proptech` (sort fields), never from a request.
 
 use async_trait::async_trait;
 use deedbolt_core::clock::UnixTime;
-use deedbolt_core::crm::ledger::{Balance, EntryFilter, LedgerEntry, NewEntry};
-use deedbolt_core::crm::list::{ListParams, SortValue};
-use deedbolt_core::crm::maintenance::{
+use deedbolt_core::ids::UserId;
+use deedbolt_core::ports::StoreError;
+use deedbolt_proptech::ledger::{Balance, EntryFilter, LedgerEntry, NewEntry};
+use deedbolt_proptech::list::ListParams;
+use deedbolt_proptech::maintenance::{
     MaintenanceRequest, NewRequest, Priority, RequestFilter, RequestUpdate,
 };
-use deedbolt_core::crm::money::Amount;
-use deedbolt_core::crm::property::{NewProperty, Property, PropertyChanges, PropertyFilter};
-use deedbolt_core::crm::tenant::{NewTenant, Tenant, TenantChanges, TenantFilter};
-use deedbolt_core::crm::{FieldError, Viewer};
-use deedbolt_core::ids::UserId;
-use deedbolt_core::ports::{CrmStore, StoreError, Write};
+use deedbolt_proptech::money::Amount;
+use deedbolt_proptech::property::{NewProperty, Property, PropertyChanges, PropertyFilter};
+use deedbolt_proptech::store::{CrmStore, Write};
+use deedbolt_proptech::tenant::{NewTenant, Tenant, TenantChanges, TenantFilter};
+use deedbolt_proptech::{FieldError, Viewer};
+use deedbolt_store_sql::crm::{
+    self as sql, push_entry_filter, push_page, push_property_filter, push_property_scope,
+    push_request_filter, push_request_scope, push_tenant_filter, push_tenant_scope, ENTRY_COLS,
+};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
-use crate::{backend, corrupt, PgStore};
+use crate::{backend, corrupt, Cols, PgStore};
 
 /// Advisory-lock key of CRM read-check-write transactions (see [`PgStore::immediate`]).
 const CRM_WRITE_LOCK: i64 = 0x6462_6372_6d77_7269;
 
-const ENTRY_COLS: &str = "e.id, e.tenant_id, e.kind, e.amount_minor, t.currency, e.description, \
-     e.effective_on, e.created_at, e.created_by";
-
-/// ` AND <column> IN (ids…)` (` AND FALSE` for no ids).
-fn push_in(qb: &mut QueryBuilder<'_, Postgres>, column: &str, ids: &[i64]) {
-    if ids.is_empty() {
-        qb.push(" AND FALSE");
-        return;
-    }
-    qb.push(format!(" AND {column} IN ("));
-    let mut list = qb.separated(", ");
-    for id in ids {
-        list.push_bind(*id);
-    }
-    list.push_unseparated(")");
-}
-
-/// ` AND <the viewer may see property p>`.
-fn push_property_scope(qb: &mut QueryBuilder<'_, Postgres>, viewer: &Viewer) {
-    match viewer {
-        Viewer::Portfolio => {}
-        Viewer::Properties { ids } => push_in(qb, "p.id", ids),
-        Viewer::Manager { user } => {
-            qb.push(" AND p.manager_id = ")
-                .push_bind(user.as_str().to_owned());
-        }
-        Viewer::Tenant { user } => {
-            qb.push(" AND p.id IN (SELECT property_id FROM tenants WHERE user_id = ")
-                .push_bind(user.as_str().to_owned())
-                .push(")");
-        }
-    }
-}
-
-/// ` AND <the viewer may see tenant t>` (and with it the tenant's ledger).
-fn push_tenant_scope(qb: &mut QueryBuilder<'_, Postgres>, viewer: &Viewer) {
-    match viewer {
-        Viewer::Portfolio => {}
-        Viewer::Properties { ids } => push_in(qb, "t.property_id", ids),
-        Viewer::Manager { user } => {
-            qb.push(" AND t.property_id IN (SELECT id FROM properties WHERE manager_id = ")
-                .push_bind(user.as_str().to_owned())
-                .push(")");
-        }
-        Viewer::Tenant { user } => {
-            qb.push(" AND t.user_id = ")
-                .push_bind(user.as_str().to_owned());
-        }
-    }
-}
-
-/// ` AND <the viewer may see maintenance request m>`: a manager sees the requests of the
-/// properties they manage, a tenant their own.
-fn push_request_scope(qb: &mut QueryBuilder<'_, Postgres>, viewer: &Viewer) {
-    match viewer {
-        Viewer::Portfolio => {}
-        Viewer::Properties { ids } => push_in(qb, "m.property_id", ids),
-        Viewer::Manager { user } => {
-            qb.push(" AND m.property_id IN (SELECT id FROM properties WHERE manager_id = ")
-                .push_bind(user.as_str().to_owned())
-                .push(")");
-        }
-        Viewer::Tenant { user } => {
-            qb.push(" AND m.tenant_id IN (SELECT id FROM tenants WHERE user_id = ")
-                .push_bind(user.as_str().to_owned())
-                .push(")");
-        }
-    }
-}
-
-/// ` AND (keyset after the cursor) ORDER BY ... LIMIT limit + 1`.
-fn push_page(qb: &mut QueryBuilder<'_, Postgres>, alias: &str, params: &ListParams) {
-    let col = format!("{alias}.{}", params.sort.field);
-    let (op, dir) = if params.sort.descending {
-        ("<", "DESC")
-    } else {
-        (">", "ASC")
-    };
-    if let Some((value, id)) = &params.after {
-        qb.push(format!(" AND ({col} {op} "));
-        push_value(qb, value);
-        qb.push(format!(" OR ({col} = "));
-        push_value(qb, value);
-        qb.push(format!(" AND {alias}.id {op} "))
-            .push_bind(*id)
-            .push("))");
-    }
-    qb.push(format!(" ORDER BY {col} {dir}, {alias}.id {dir} LIMIT "))
-        .push_bind(i64::from(params.limit) + 1);
-}
-
-fn push_value(qb: &mut QueryBuilder<'_, Postgres>, value: &SortValue) {
-    match value {
-        SortValue::Int(n) => qb.push_bind(*n),
-        SortValue::Text(s) => qb.push_bind(s.clone()),
-    };
-}
-
-fn opt_user(row: &PgRow, col: &str) -> Result<Option<UserId>, StoreError> {
-    let v: Option<String> = row.try_get(col).map_err(backend)?;
-    v.map(|s| UserId::parse(&s).map_err(|_| corrupt("user id")))
-        .transpose()
-}
-
 fn property_from_row(row: &PgRow) -> Result<Property, StoreError> {
-    let kind: String = row.try_get("kind").map_err(backend)?;
-    let units: i64 = row.try_get("units").map_err(backend)?;
-    Ok(Property {
-        id: row.try_get("id").map_err(backend)?,
-        name: row.try_get("name").map_err(backend)?,
-        address: row.try_get("address").map_err(backend)?,
-        kind: kind.parse().map_err(|()| corrupt("property kind"))?,
-        units: u32::try_from(units).map_err(|_| corrupt("units"))?,
-        manager_id: opt_user(row, "manager_id")?,
-        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
-        created_by: row.try_get("created_by").map_err(backend)?,
-    })
+    sql::property(&Cols(row))
 }
 
 fn tenant_from_row(row: &PgRow) -> Result<Tenant, StoreError> {
-    let currency: String = row.try_get("currency").map_err(backend)?;
-    let lease_start: String = row.try_get("lease_start").map_err(backend)?;
-    Ok(Tenant {
-        id: row.try_get("id").map_err(backend)?,
-        name: row.try_get("name").map_err(backend)?,
-        email: row.try_get("email").map_err(backend)?,
-        phone: row.try_get("phone").map_err(backend)?,
-        user_id: opt_user(row, "user_id")?,
-        property_id: row.try_get("property_id").map_err(backend)?,
-        unit: row.try_get("unit").map_err(backend)?,
-        rent: Amount(row.try_get("rent_minor").map_err(backend)?),
-        currency: currency.parse().map_err(|()| corrupt("currency"))?,
-        lease_start: lease_start.parse().map_err(|()| corrupt("lease start"))?,
-        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
-    })
+    sql::tenant(&Cols(row))
 }
 
 fn entry_from_row(row: &PgRow) -> Result<LedgerEntry, StoreError> {
-    let kind: String = row.try_get("kind").map_err(backend)?;
-    let currency: String = row.try_get("currency").map_err(backend)?;
-    let effective_on: String = row.try_get("effective_on").map_err(backend)?;
-    let amount: i64 = row.try_get("amount_minor").map_err(backend)?;
-    Ok(LedgerEntry {
-        id: row.try_get("id").map_err(backend)?,
-        tenant_id: row.try_get("tenant_id").map_err(backend)?,
-        kind: kind.parse().map_err(|()| corrupt("entry kind"))?,
-        amount: Amount(amount),
-        amount_minor: amount,
-        currency: currency.parse().map_err(|()| corrupt("currency"))?,
-        description: row.try_get("description").map_err(backend)?,
-        effective_on: effective_on
-            .parse()
-            .map_err(|()| corrupt("effective date"))?,
-        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
-        created_by: row.try_get("created_by").map_err(backend)?,
-    })
+    sql::entry(&Cols(row))
 }
 
 fn request_from_row(row: &PgRow) -> Result<MaintenanceRequest, StoreError> {
-    let priority: i64 = row.try_get("priority").map_err(backend)?;
-    let status: String = row.try_get("status").map_err(backend)?;
-    Ok(MaintenanceRequest {
-        id: row.try_get("id").map_err(backend)?,
-        tenant_id: row.try_get("tenant_id").map_err(backend)?,
-        property_id: row.try_get("property_id").map_err(backend)?,
-        unit: row.try_get("unit").map_err(backend)?,
-        title: row.try_get("title").map_err(backend)?,
-        description: row.try_get("description").map_err(backend)?,
-        priority: Priority::from_rank(priority).ok_or_else(|| corrupt("priority"))?,
-        status: status.parse().map_err(|()| corrupt("status"))?,
-        assignee: row.try_get("assignee").map_err(backend)?,
-        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
-        updated_at: UnixTime(row.try_get("updated_at").map_err(backend)?),
-        created_by: row.try_get("created_by").map_err(backend)?,
-    })
+    sql::request(&Cols(row))
 }
 
 /// One CRM table: how to select it, how the viewer narrows it, how a row maps back.
@@ -337,6 +182,7 @@ impl PgStore {
 
 #[async_trait]
 impl CrmStore for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn create_property(
         &self,
         new: &NewProperty,
@@ -364,6 +210,7 @@ impl CrmStore for PgStore {
         property_from_row(&row)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn find_property(
         &self,
         viewer: &Viewer,
@@ -374,6 +221,7 @@ impl CrmStore for PgStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn list_properties(
         &self,
         viewer: &Viewer,
@@ -381,16 +229,11 @@ impl CrmStore for PgStore {
         filter: &PropertyFilter,
     ) -> Result<Vec<Property>, StoreError> {
         let mut qb = PROPERTIES.query(viewer);
-        if let Some(kind) = filter.kind {
-            qb.push(" AND p.kind = ").push_bind(kind.as_str());
-        }
-        if let Some(m) = &filter.manager_id {
-            qb.push(" AND p.manager_id = ")
-                .push_bind(m.as_str().to_owned());
-        }
+        push_property_filter(&mut qb, filter);
         PROPERTIES.page(&self.pool, qb, params).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn update_property(
         &self,
         viewer: &Viewer,
@@ -418,6 +261,7 @@ impl CrmStore for PgStore {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn create_tenant(
         &self,
         viewer: &Viewer,
@@ -465,12 +309,14 @@ impl CrmStore for PgStore {
         Ok(Write::Done(tenant))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn find_tenant(&self, viewer: &Viewer, id: i64) -> Result<Option<Tenant>, StoreError> {
         TENANTS
             .visible(&mut *self.acquire().await?, viewer, id)
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn find_tenant_of_user(
         &self,
         viewer: &Viewer,
@@ -487,6 +333,7 @@ impl CrmStore for PgStore {
         row.as_ref().map(tenant_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn list_tenants(
         &self,
         viewer: &Viewer,
@@ -494,12 +341,11 @@ impl CrmStore for PgStore {
         filter: &TenantFilter,
     ) -> Result<Vec<Tenant>, StoreError> {
         let mut qb = TENANTS.query(viewer);
-        if let Some(p) = filter.property_id {
-            qb.push(" AND t.property_id = ").push_bind(p);
-        }
+        push_tenant_filter(&mut qb, filter);
         TENANTS.page(&self.pool, qb, params).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn update_tenant(
         &self,
         viewer: &Viewer,
@@ -547,6 +393,7 @@ impl CrmStore for PgStore {
         Ok(Write::Done(tenant))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn add_entry(
         &self,
         viewer: &Viewer,
@@ -588,6 +435,7 @@ impl CrmStore for PgStore {
         Ok(Write::Done(entry))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn list_entries(
         &self,
         viewer: &Viewer,
@@ -608,17 +456,7 @@ impl CrmStore for PgStore {
              WHERE e.tenant_id = "
         ));
         qb.push_bind(tenant_id);
-        if let Some(kind) = filter.kind {
-            qb.push(" AND e.kind = ").push_bind(kind.as_str());
-        }
-        if let Some(from) = &filter.from {
-            qb.push(" AND e.effective_on >= ")
-                .push_bind(from.as_str().to_owned());
-        }
-        if let Some(to) = &filter.to {
-            qb.push(" AND e.effective_on <= ")
-                .push_bind(to.as_str().to_owned());
-        }
+        push_entry_filter(&mut qb, filter);
         push_page(&mut qb, "e", params);
         let rows = qb.build().fetch_all(&mut *conn).await.map_err(backend)?;
         rows.iter()
@@ -627,6 +465,7 @@ impl CrmStore for PgStore {
             .map(Some)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn find_entry(
         &self,
         viewer: &Viewer,
@@ -649,6 +488,7 @@ impl CrmStore for PgStore {
         row.as_ref().map(entry_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn balance(
         &self,
         viewer: &Viewer,
@@ -680,6 +520,7 @@ impl CrmStore for PgStore {
         )))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn open_request(
         &self,
         viewer: &Viewer,
@@ -723,6 +564,7 @@ impl CrmStore for PgStore {
         Ok(Write::Done(request))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn find_request(
         &self,
         viewer: &Viewer,
@@ -733,6 +575,7 @@ impl CrmStore for PgStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn list_requests(
         &self,
         viewer: &Viewer,
@@ -740,21 +583,11 @@ impl CrmStore for PgStore {
         filter: &RequestFilter,
     ) -> Result<Vec<MaintenanceRequest>, StoreError> {
         let mut qb = REQUESTS.query(viewer);
-        if let Some(s) = filter.status {
-            qb.push(" AND m.status = ").push_bind(s.as_str());
-        }
-        if let Some(p) = filter.priority {
-            qb.push(" AND m.priority = ").push_bind(p.rank());
-        }
-        if let Some(p) = filter.property_id {
-            qb.push(" AND m.property_id = ").push_bind(p);
-        }
-        if let Some(t) = filter.tenant_id {
-            qb.push(" AND m.tenant_id = ").push_bind(t);
-        }
+        push_request_filter(&mut qb, filter);
         REQUESTS.page(&self.pool, qb, params).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn update_request(
         &self,
         viewer: &Viewer,

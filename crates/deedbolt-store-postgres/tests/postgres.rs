@@ -1,11 +1,11 @@
 //! What only PostgreSQL itself can show: the schema's own guarantees, under direct SQL.
 
 use deedbolt_core::clock::UnixTime;
-use deedbolt_core::crm::ledger::{EntryKind, NewEntry};
-use deedbolt_core::crm::property::{NewProperty, PropertyKind};
-use deedbolt_core::crm::tenant::NewTenant;
-use deedbolt_core::crm::Viewer;
-use deedbolt_core::ports::{CrmStore, Write};
+use deedbolt_proptech::ledger::{EntryKind, NewEntry};
+use deedbolt_proptech::property::{NewProperty, PropertyKind};
+use deedbolt_proptech::store::{CrmStore, Write};
+use deedbolt_proptech::tenant::NewTenant;
+use deedbolt_proptech::Viewer;
 use deedbolt_store_postgres::testing::{database_url, drop_database, fresh_database};
 use deedbolt_store_postgres::PgStore;
 use sqlx::Connection;

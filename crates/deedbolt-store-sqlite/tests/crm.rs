@@ -2,9 +2,9 @@
 //! behaviours are in the conformance suite, tests/conformance.rs.)
 
 use deedbolt_core::clock::UnixTime;
-use deedbolt_core::crm::ledger::{EntryKind, NewEntry};
-use deedbolt_core::crm::Viewer;
-use deedbolt_core::ports::CrmStore;
+use deedbolt_proptech::ledger::{EntryKind, NewEntry};
+use deedbolt_proptech::store::CrmStore;
+use deedbolt_proptech::Viewer;
 use deedbolt_store_conformance::{property, tenant};
 use deedbolt_store_sqlite::SqliteStore;
 

@@ -627,7 +627,7 @@ async fn client_command(
                 }
                 for id in &properties {
                     if store
-                        .find_property(&deedbolt_core::crm::Viewer::Portfolio, *id)
+                        .find_property(&deedbolt_proptech::Viewer::Portfolio, *id)
                         .await?
                         .is_none()
                     {

@@ -1,8 +1,9 @@
 //! The storage backend, chosen once at start-up: PostgreSQL when a database URL is
 //! configured (`--database-url` / `DEEDBOLT_DATABASE_URL`), otherwise the embedded SQLite
 //! file in the data directory (the zero-configuration default). Everything after the
-//! choice (the server and every CLI command) sees only [`Storage`] (in the core: the
-//! union of its storage ports), and never branches on the backend again.
+//! choice (the server and every CLI command) sees only [`Backend`] (core's [`Storage`],
+//! the union of the authorization-server ports, plus the PropTech [`CrmStore`]), hands it
+//! out as each port by trait upcasting, and never branches on the backend again.
 
 use std::fmt;
 use std::path::Path;
@@ -11,11 +12,18 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use deedbolt_core::ports::Storage;
+use deedbolt_proptech::store::CrmStore;
 use deedbolt_store_postgres::PgStore;
 use deedbolt_store_sqlite::SqliteStore;
 
+/// Every storage port one backend implements: core's [`Storage`] and the PropTech
+/// [`CrmStore`]. Implemented for every type that has both.
+pub trait Backend: Storage + CrmStore {}
+
+impl<T: Storage + CrmStore> Backend for T {}
+
 /// The chosen backend, shared by everything that stores.
-pub type Store = Arc<dyn Storage>;
+pub type Store = Arc<dyn Backend>;
 
 /// A PostgreSQL connection URL (`postgres://user:password@host:port/database?…`). It may
 /// hold a password, so its `Debug` and `Display` never show one.

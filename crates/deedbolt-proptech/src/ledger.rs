@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::list::{ListSpec, Listed, SortValue};
 use super::money::{Amount, Currency};
 use super::{Date, FieldError, Problems};
-use crate::clock::UnixTime;
+use deedbolt_core::clock::UnixTime;
 
 /// The kind of a ledger entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

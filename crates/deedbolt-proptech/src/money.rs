@@ -25,7 +25,7 @@ impl Amount {
 
 impl fmt::Display for Amount {
     /// ```
-    /// use deedbolt_core::crm::money::Amount;
+    /// use deedbolt_proptech::money::Amount;
     /// assert_eq!(Amount(125000).to_string(), "1250.00");
     /// assert_eq!(Amount(-5).to_string(), "-0.05");
     /// assert_eq!(Amount(0).to_string(), "0.00");
@@ -78,7 +78,7 @@ impl FromStr for Amount {
     /// Parses a positive amount.
     ///
     /// ```
-    /// use deedbolt_core::crm::money::{Amount, AmountError};
+    /// use deedbolt_proptech::money::{Amount, AmountError};
     /// assert_eq!("1250.00".parse::<Amount>(), Ok(Amount(125000)));
     /// assert_eq!("7.5".parse::<Amount>(), Ok(Amount(750)));
     /// assert_eq!("12".parse::<Amount>(), Ok(Amount(1200)));
@@ -136,7 +136,7 @@ impl FromStr for Currency {
     type Err = ();
 
     /// ```
-    /// use deedbolt_core::crm::money::Currency;
+    /// use deedbolt_proptech::money::Currency;
     /// assert_eq!("GBP".parse::<Currency>().unwrap().as_str(), "GBP");
     /// assert!("gbp".parse::<Currency>().is_err());
     /// assert!("EURO".parse::<Currency>().is_err());

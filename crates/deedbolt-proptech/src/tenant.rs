@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use super::list::{ListSpec, Listed, SortValue};
 use super::money::{Amount, Currency};
 use super::{Date, FieldError, Problems};
-use crate::clock::UnixTime;
-use crate::ids::UserId;
-use crate::user::Email;
+use deedbolt_core::clock::UnixTime;
+use deedbolt_core::ids::UserId;
+use deedbolt_core::user::Email;
 
 /// A stored tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::list::{Listed, SortValue};
 use super::{FieldError, Problems};
-use crate::clock::UnixTime;
-use crate::ids::UserId;
+use deedbolt_core::clock::UnixTime;
+use deedbolt_core::ids::UserId;
 
 /// What kind of property it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

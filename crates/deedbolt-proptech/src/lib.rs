@@ -1,23 +1,41 @@
+//! # deedbolt-proptech
+//!
 //! The PropTech resource model (the "CRM"): properties, tenants, the financial ledger and
 //! maintenance requests, with the rules that validate them, exact money, list parameters
-//! (cursor, filter, sort) and [`Viewer`], the one description of what a token may see.
+//! (cursor, filter, sort) and [`Viewer`], the one description of what a token may see;
+//! and [`store::CrmStore`], the storage port for them.
 //!
-//! Everything here is pure: the store ports take a [`Viewer`] and apply it in their
-//! queries, so an object the caller may not see is indistinguishable from one that does
-//! not exist (404, never 403 — ids cannot be probed).
+//! Everything here but the port is pure: the store takes a [`Viewer`] and applies it in
+//! its queries, so an object the caller may not see is indistinguishable from one that
+//! does not exist (404, never 403 — ids cannot be probed).
+//!
+//! This crate sits beside `deedbolt-core`, not inside it: the authorization server, the
+//! resource-server guard and the client library know nothing of properties or tenants.
+//! It uses core's typed ids, clock and [`deedbolt_core::ports::StoreError`]; the storage
+//! backends implement [`store::CrmStore`] next to core's ports, and the composition root
+//! hands the same backend out as each.
+//!
+//! # Layout
+//! - [`property`], [`tenant`], [`ledger`], [`maintenance`]: the resources and their drafts.
+//! - [`money`]: exact amounts and currencies.
+//! - [`list`]: keyset paging, sorting and filtering parameters.
+//! - [`store`]: the [`store::CrmStore`] port and the [`store::Write`] outcome.
+#![forbid(unsafe_code, unused_must_use)]
+#![warn(missing_docs)]
 
 pub mod ledger;
 pub mod list;
 pub mod maintenance;
 pub mod money;
 pub mod property;
+pub mod store;
 pub mod tenant;
 
 use std::fmt;
 
 use serde::Serialize;
 
-use crate::ids::UserId;
+use deedbolt_core::ids::UserId;
 
 /// The most field errors one 422 response lists; the response says when there were more.
 /// A request full of bad fields gets a short answer, not one as large as (or larger than)
@@ -43,7 +61,7 @@ impl FieldError {
     /// [`MAX_FIELD_MESSAGE`] bytes, since either may echo client input.
     ///
     /// ```
-    /// use deedbolt_core::crm::FieldError;
+    /// use deedbolt_proptech::FieldError;
     /// let e = FieldError::new("x".repeat(10_000), format!("bad `{}`", "y".repeat(10_000)));
     /// assert!(e.field.len() <= 64 + '…'.len_utf8());
     /// assert!(e.message.len() <= 200 + '…'.len_utf8());
@@ -51,8 +69,8 @@ impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         let (field, message) = (field.into(), message.into());
         FieldError {
-            field: crate::text::truncated(&field, MAX_FIELD_NAME),
-            message: crate::text::truncated(&message, MAX_FIELD_MESSAGE),
+            field: deedbolt_core::text::truncated(&field, MAX_FIELD_NAME),
+            message: deedbolt_core::text::truncated(&message, MAX_FIELD_MESSAGE),
         }
     }
 }
@@ -234,7 +252,7 @@ impl std::str::FromStr for Date {
     type Err = ();
 
     /// ```
-    /// use deedbolt_core::crm::Date;
+    /// use deedbolt_proptech::Date;
     /// assert!("2024-02-29".parse::<Date>().is_ok());
     /// assert!("2023-02-29".parse::<Date>().is_err());
     /// assert!("2024-13-01".parse::<Date>().is_err());

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::list::{ListSpec, Listed, SortValue};
 use super::{FieldError, Problems};
-use crate::clock::UnixTime;
+use deedbolt_core::clock::UnixTime;
 
 /// How urgent a request is.
 #[derive(
@@ -100,7 +100,7 @@ impl Status {
     /// The statuses a request in this status may move to.
     ///
     /// ```
-    /// use deedbolt_core::crm::maintenance::Status;
+    /// use deedbolt_proptech::maintenance::Status;
     /// assert!(Status::Open.may_become(Status::InProgress));
     /// assert!(Status::Resolved.may_become(Status::InProgress)); // reopened
     /// assert!(!Status::Closed.may_become(Status::Open));

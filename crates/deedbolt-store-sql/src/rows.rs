@@ -1,0 +1,104 @@
+//! Stored rows of the authorization-server tables back into domain values. Each function
+//! reads the columns its table's `*_COLUMNS` list selects (the same names on both
+//! backends).
+
+use deedbolt_core::audit::{AuditKind, AuditRecord};
+use deedbolt_core::client::{stored, Client, ClientName};
+use deedbolt_core::clock::UnixTime;
+use deedbolt_core::ids::{ClientId, UserId};
+use deedbolt_core::ports::{StoreError, StoredAlert};
+use deedbolt_core::scope::ScopeSet;
+use deedbolt_core::secret::SecretHash;
+use deedbolt_core::user::{Email, User};
+
+use crate::{corrupt, Columns};
+
+/// The columns [`client`] reads, in table order.
+pub const CLIENT_COLUMNS: &str = "id, name, secret_hash, grant_types, scopes, redirect_uris, \
+     public, introspection, properties, id_token_alg, created_at, updated_at";
+
+/// The columns [`user`] reads, in table order.
+pub const USER_COLUMNS: &str = "id, email, name, role, password_hash, created_at";
+
+/// A `clients` row.
+pub fn client(row: &impl Columns) -> Result<Client, StoreError> {
+    let id: String = row.get("id")?;
+    let name: String = row.get("name")?;
+    let hash: Option<Vec<u8>> = row.get("secret_hash")?;
+    let grants: String = row.get("grant_types")?;
+    let scopes: String = row.get("scopes")?;
+    let redirects: String = row.get("redirect_uris")?;
+    let secret_hash = match hash {
+        Some(bytes) => Some(SecretHash::from_bytes(&bytes).ok_or_else(|| corrupt("secret_hash"))?),
+        None => None,
+    };
+    let grant_types = stored::parse_grant_types(&grants).map_err(|_| corrupt("grant_types"))?;
+    Ok(Client {
+        id: ClientId::parse(&id).map_err(|_| corrupt("client id"))?,
+        name: ClientName::parse(&name).map_err(|_| corrupt("client name"))?,
+        secret_hash,
+        grant_types,
+        scopes: ScopeSet::parse_stored(&scopes).map_err(|_| corrupt("scopes"))?,
+        redirect_uris: stored::parse_redirect_uris(&redirects)
+            .map_err(|_| corrupt("redirect_uris"))?,
+        public: row.get("public")?,
+        allow_introspection: row.get("introspection")?,
+        properties: row
+            .get::<Option<String>>("properties")?
+            .map(|p| stored::parse_properties(&p).map_err(|_| corrupt("client properties")))
+            .transpose()?,
+        id_token_alg: row
+            .get::<String>("id_token_alg")?
+            .parse()
+            .map_err(|_| corrupt("client id_token_alg"))?,
+        created_at: UnixTime(row.get("created_at")?),
+        updated_at: UnixTime(row.get("updated_at")?),
+    })
+}
+
+/// A `users` row.
+pub fn user(row: &impl Columns) -> Result<User, StoreError> {
+    let id: String = row.get("id")?;
+    let email: String = row.get("email")?;
+    let role: String = row.get("role")?;
+    Ok(User {
+        id: UserId::parse(&id).map_err(|_| corrupt("user id"))?,
+        email: Email::parse(&email).map_err(|_| corrupt("email"))?,
+        name: row.get("name")?,
+        role: role.parse().map_err(|_| corrupt("role"))?,
+        password_hash: row.get("password_hash")?,
+        created_at: UnixTime(row.get("created_at")?),
+    })
+}
+
+/// An `audit_log` row.
+pub fn audit(row: &impl Columns) -> Result<AuditRecord, StoreError> {
+    let kind: String = row.get("kind")?;
+    Ok(AuditRecord {
+        id: row.get("id")?,
+        at: UnixTime(row.get("at")?),
+        kind: kind
+            .parse::<AuditKind>()
+            .map_err(|_| corrupt("audit kind"))?,
+        success: row.get("success")?,
+        client_id: row.get("client_id")?,
+        user_id: row.get("user_id")?,
+        ip: row.get("ip")?,
+        user_agent: row.get("user_agent")?,
+        scope: row.get("scope")?,
+        error: row.get("error")?,
+        session: row.get("session")?,
+        detail: row.get("detail")?,
+    })
+}
+
+/// An `alerts` row.
+pub fn alert(row: &impl Columns) -> Result<StoredAlert, StoreError> {
+    let text: String = row.get("alert")?;
+    Ok(StoredAlert {
+        id: row.get("id")?,
+        alert: serde_json::from_str(&text).map_err(|_| corrupt("alert"))?,
+        delivered_at: row.get::<Option<i64>>("delivered_at")?.map(UnixTime),
+        attempts: row.get::<i64>("attempts")?.clamp(0, i64::from(u32::MAX)) as u32,
+    })
+}
