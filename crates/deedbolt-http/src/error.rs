@@ -191,7 +191,12 @@ impl IntoResponse for ApiError {
                     "rate_limit_exceeded",
                     &format!("too many {policy} requests; retry after {retry_after} seconds"),
                 );
-                crate::limits::limited_headers(policy, *limit, *retry_after, r.headers_mut());
+                crate::web::rate_limit::limited_headers(
+                    policy,
+                    *limit,
+                    *retry_after,
+                    r.headers_mut(),
+                );
                 r
             }
             ApiError::Unavailable(e) => {

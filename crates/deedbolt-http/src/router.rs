@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
-use axum::extract::{DefaultBodyLimit, State};
 use axum::handler::Handler;
 use axum::http::header::{
     HeaderName, CACHE_CONTROL, CONTENT_TYPE, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY,
@@ -11,19 +11,22 @@ use axum::http::header::{
 };
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use deedbolt_core::scope::{Scope, ScopeSet};
 
-use serde_json::json;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::api::userinfo;
+use crate::oauth::{authorize, consent, introspection, login, metadata, revocation, token};
 use crate::state::AppState;
-use crate::token::MAX_BODY_BYTES;
-use crate::{admin, api, authorize, discovery, pages, revoke, token};
+use crate::web::cookies::CookiePolicy;
+use crate::web::form::MAX_BODY_BYTES;
+use crate::web::pages;
+use crate::{admin, ops};
 
 /// How long a request may take, including reading a slow client's body.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,7 +57,7 @@ pub fn router(state: AppState) -> Router {
     let guard = state.guard.clone();
     // The PropTech API: each operation behind its guard and the per-client API limit,
     // mounted and documented from one table.
-    let (api, openapi) = crate::crm::routes(state.clone());
+    let (api, openapi) = crate::api::crm::routes(state.clone());
     let openapi = bytes::Bytes::from(openapi.to_string());
     let api = api.route(
         "/api/openapi.json",
@@ -71,22 +74,19 @@ pub fn router(state: AppState) -> Router {
     let openid = guard.require(ScopeSet::empty().with(Scope::Openid));
     let userinfo = Router::new().route(
         "/userinfo",
-        get(api::userinfo.layer(openid.clone())).post(api::userinfo.layer(openid)),
+        get(userinfo::userinfo.layer(openid.clone())).post(userinfo::userinfo.layer(openid)),
     );
     let browser = Router::new()
         .route(
             "/authorize",
             get(authorize::authorize).post(authorize::authorize_post),
         )
-        .route(
-            "/login",
-            get(authorize::login_page).post(authorize::login_submit),
-        )
+        .route("/login", get(login::login_page).post(login::login_submit))
         .route(
             "/consent",
-            get(authorize::consent_page).post(authorize::consent_submit),
+            get(consent::consent_page).post(consent::consent_submit),
         )
-        .route("/logout", post(authorize::logout))
+        .route("/logout", post(login::logout))
         .route("/static/deedbolt.css", get(pages::stylesheet));
     // The admin console: its API checks the administrator's token itself (the guard's
     // scopes cannot express "a user whose role is admin"); the pages use the session.
@@ -97,23 +97,15 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/api/alerts", get(admin::api_alerts))
         .route("/static/admin.css", get(admin::stylesheet));
 
-    let secure = state.secure_cookies;
+    let cookies = state.cookies;
     let app = Router::new()
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(discovery::metadata),
-        )
-        .route(
-            "/.well-known/openid-configuration",
-            get(discovery::openid_configuration_handler),
-        )
-        .route("/jwks.json", get(discovery::jwks))
+        .merge(metadata::routes(&state.services.policy.issuer))
         .route("/token", post(token::token))
-        .route("/revoke", post(revoke::revoke_endpoint))
-        .route("/introspect", post(revoke::introspect_endpoint))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(crate::metrics::metrics))
-        .route("/readyz", get(readyz))
+        .route("/revoke", post(revocation::revoke_endpoint))
+        .route("/introspect", post(introspection::introspect_endpoint))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .route("/readyz", get(ops::readyz))
         .merge(api)
         .merge(userinfo)
         .merge(browser)
@@ -148,44 +140,12 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(no_store_for_private_data))
         .layer(TraceLayer::new_for_http())
         .with_state(state);
-    if secure {
+    if cookies == CookiePolicy::Secure {
         app.layer(SetResponseHeaderLayer::overriding(
             STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static(HSTS),
         ))
     } else {
         app
-    }
-}
-
-/// `GET /healthz`: the process is up.
-async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
-}
-
-/// How long `/readyz` waits for the backends: a load balancer's probe gets its answer well
-/// within its own timeout, even while a database is unreachable (a pool would otherwise
-/// keep retrying its connection for seconds).
-const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// `GET /readyz`: the store (and Redis, when configured) answers within [`READY_TIMEOUT`].
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let answer = tokio::time::timeout(READY_TIMEOUT, state.services.health.ping()).await;
-    match answer {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Err(_) => {
-            tracing::warn!("readiness check failed: the backends did not answer within 1 s");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable"})),
-            )
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable"})),
-            )
-        }
     }
 }

@@ -428,7 +428,9 @@ async fn a_grace_entry_is_found_until_it_expires_and_keys_are_independent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cutoff_published_by_the_cli_reaches_every_instance_and_is_only_ever_raised() {
-    let Some(cli) = redis_store().await else { return };
+    let Some(cli) = redis_store().await else {
+        return;
+    };
     let server = RedisStore::connect(&redis_url().unwrap(), cli.prefix().to_owned())
         .await
         .unwrap();
@@ -457,7 +459,11 @@ async fn a_cutoff_published_by_the_cli_reaches_every_instance_and_is_only_ever_r
         || list.cutoff(CutoffKind::Subject, "usr-1") == Some(UnixTime(1_800_000_100)),
     )
     .await;
-    assert_eq!(list.cutoff(CutoffKind::Client, "usr-1"), None, "kinds apart");
+    assert_eq!(
+        list.cutoff(CutoffKind::Client, "usr-1"),
+        None,
+        "kinds apart"
+    );
     // An older cutoff announced late lowers nothing, here or for a later subscriber.
     cli.publish_cutoff(&cutoff(CutoffKind::Subject, "usr-1", 1_700_000_000))
         .await

@@ -466,14 +466,22 @@ pub async fn run() -> anyhow::Result<()> {
         }
         Command::Client(cmd) => {
             let store = startup::open_store(&common).await?;
-            let feed = Announcer::new(config::resolve_redis(cli.redis_url, cli.redis_prefix, &file)?);
+            let feed = Announcer::new(config::resolve_redis(
+                cli.redis_url,
+                cli.redis_prefix,
+                &file,
+            )?);
             let result = client_command(&store, &feed, cmd, &common.data_dir).await;
             store.close().await;
             result
         }
         Command::Token(TokenCommand::Revoke { client, user }) => {
             let store = startup::open_store(&common).await?;
-            let feed = Announcer::new(config::resolve_redis(cli.redis_url, cli.redis_prefix, &file)?);
+            let feed = Announcer::new(config::resolve_redis(
+                cli.redis_url,
+                cli.redis_prefix,
+                &file,
+            )?);
             let result = token_revoke(&store, &feed, client, user).await;
             store.close().await;
             result
@@ -486,7 +494,11 @@ pub async fn run() -> anyhow::Result<()> {
         }
         Command::User(cmd) => {
             let store = startup::open_store(&common).await?;
-            let feed = Announcer::new(config::resolve_redis(cli.redis_url, cli.redis_prefix, &file)?);
+            let feed = Announcer::new(config::resolve_redis(
+                cli.redis_url,
+                cli.redis_prefix,
+                &file,
+            )?);
             let result = user_command(&store, &feed, cmd).await;
             store.close().await;
             result
@@ -1056,8 +1068,16 @@ impl Announcer {
     async fn announce(&self, cutoff: deedbolt_core::revocation::Cutoff) {
         use deedbolt_core::revocation::RevocationFeed as _;
         let Some(redis) = &self.redis else { return };
-        let sent = match deedbolt_store_redis::RedisStore::connect(redis.url.expose(), &redis.prefix).await {
-            Ok(feed) => feed.publish_cutoff(&cutoff).await.map_err(anyhow::Error::from),
+        let sent = match deedbolt_store_redis::RedisStore::connect(
+            redis.url.expose(),
+            &redis.prefix,
+        )
+        .await
+        {
+            Ok(feed) => feed
+                .publish_cutoff(&cutoff)
+                .await
+                .map_err(anyhow::Error::from),
             Err(e) => Err(anyhow::Error::from(e)),
         };
         if let Err(e) = sent {

@@ -299,9 +299,9 @@ pub struct ServeSettings {
     /// How long audit records are kept, in seconds.
     pub audit_retention_secs: i64,
     /// Detection settings.
-    pub detection: deedbolt_http::security::DetectionSettings,
+    pub detection: deedbolt_http::runtime::security::DetectionSettings,
     /// The alert webhook, if one is configured.
-    pub alert_webhook: Option<deedbolt_http::webhook::WebhookSettings>,
+    pub alert_webhook: Option<deedbolt_http::runtime::webhook::WebhookSettings>,
     /// The backend-for-frontend, if configured.
     pub bff: Option<BffConfig>,
     /// The listener serving only `/metrics`, if configured.
@@ -438,7 +438,7 @@ pub struct ServeOverrides {
     /// `--alert-webhook`.
     pub alert_webhook: Option<String>,
     /// `DEEDBOLT_ALERT_WEBHOOK_SECRET` (see [`webhook_secret_from_env`]; never a flag).
-    pub alert_webhook_secret: Option<deedbolt_http::webhook::WebhookSecret>,
+    pub alert_webhook_secret: Option<deedbolt_http::runtime::webhook::WebhookSecret>,
     /// `--bff-client-id`.
     pub bff_client_id: Option<String>,
     /// `--bff-scope`.
@@ -711,7 +711,7 @@ impl ServeSettings {
         let failures = deedbolt_core::ratelimit::RateLimit::parse(&failures)
             .context("invalid alert_auth_failures (COUNT/WINDOW)")?
             .context("alert_auth_failures cannot be off")?;
-        let detection = deedbolt_http::security::DetectionSettings {
+        let detection = deedbolt_http::runtime::security::DetectionSettings {
             auth_failure_threshold: failures.count as usize,
             auth_failure_window_secs: i64::from(failures.window_secs),
             anomaly_threshold: threshold,
@@ -770,9 +770,9 @@ impl ServeSettings {
 /// than sending unsigned alerts, which a receiver could not tell from forged ones.
 pub fn webhook_settings(
     url: Option<String>,
-    secret: Option<deedbolt_http::webhook::WebhookSecret>,
-) -> anyhow::Result<Option<deedbolt_http::webhook::WebhookSettings>> {
-    use deedbolt_http::webhook::MIN_SECRET_CHARS;
+    secret: Option<deedbolt_http::runtime::webhook::WebhookSecret>,
+) -> anyhow::Result<Option<deedbolt_http::runtime::webhook::WebhookSettings>> {
+    use deedbolt_http::runtime::webhook::MIN_SECRET_CHARS;
     let Some(text) = url else {
         if secret.is_some() {
             tracing::warn!(
@@ -806,7 +806,7 @@ pub fn webhook_settings(
     if secret.chars() < MIN_SECRET_CHARS {
         bail!("{WEBHOOK_SECRET_ENV} must be at least {MIN_SECRET_CHARS} characters long");
     }
-    Ok(Some(deedbolt_http::webhook::WebhookSettings {
+    Ok(Some(deedbolt_http::runtime::webhook::WebhookSettings {
         url,
         secret,
     }))
@@ -845,8 +845,9 @@ fn is_loopback_host(url: &url::Url) -> bool {
 }
 
 /// Reads `DEEDBOLT_ALERT_WEBHOOK_SECRET`; set but empty is an error.
-pub fn webhook_secret_from_env() -> anyhow::Result<Option<deedbolt_http::webhook::WebhookSecret>> {
-    Ok(secret_env(WEBHOOK_SECRET_ENV)?.map(deedbolt_http::webhook::WebhookSecret::new))
+pub fn webhook_secret_from_env(
+) -> anyhow::Result<Option<deedbolt_http::runtime::webhook::WebhookSecret>> {
+    Ok(secret_env(WEBHOOK_SECRET_ENV)?.map(deedbolt_http::runtime::webhook::WebhookSecret::new))
 }
 
 /// Reads `DEEDBOLT_MASTER_KEY`. Absent means development mode; present but malformed or a
@@ -952,7 +953,10 @@ mod tests {
         let redis = resolve_redis(Some("redis://r2:1".into()), Some("b:".into()), &file)
             .unwrap()
             .unwrap();
-        assert_eq!((redis.url.to_string().as_str(), redis.prefix.as_str()), ("redis://r2:1", "b:"));
+        assert_eq!(
+            (redis.url.to_string().as_str(), redis.prefix.as_str()),
+            ("redis://r2:1", "b:")
+        );
         // Bad values are refused, never echoed.
         let bad: FileConfig = toml::from_str("database_url = \"mysql://u:pw@h/db\"").unwrap();
         let err = resolve_common(None, None, None, &bad).unwrap_err();
@@ -998,7 +1002,7 @@ mod tests {
 
     #[test]
     fn webhook_rules() {
-        use deedbolt_http::webhook::WebhookSecret;
+        use deedbolt_http::runtime::webhook::WebhookSecret;
         let key = || Some(WebhookSecret::new("k".repeat(32)));
         let ok = |u: &str| webhook_settings(Some(u.into()), key());
         assert!(webhook_settings(None, None).unwrap().is_none());
@@ -1032,7 +1036,9 @@ mod tests {
     fn webhook_errors_never_echo_the_url() {
         let err = webhook_settings(
             Some("http://hooks.example.com/T/SECRET-TOKEN".into()),
-            Some(deedbolt_http::webhook::WebhookSecret::new("k".repeat(32))),
+            Some(deedbolt_http::runtime::webhook::WebhookSecret::new(
+                "k".repeat(32),
+            )),
         )
         .unwrap_err();
         assert!(!format!("{err:#}").contains("SECRET-TOKEN"));

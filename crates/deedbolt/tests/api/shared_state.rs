@@ -435,7 +435,14 @@ async fn the_cli_says_so_when_it_cannot_announce_a_revocation_and_still_stores_i
         .unwrap()
         .port();
     let dead = format!("redis://127.0.0.1:{port}");
-    let out = app.cli(&["--redis-url", &dead, "token", "revoke", "--client", &creds.id]);
+    let out = app.cli(&[
+        "--redis-url",
+        &dead,
+        "token",
+        "revoke",
+        "--client",
+        &creds.id,
+    ]);
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(

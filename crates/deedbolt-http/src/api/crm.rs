@@ -34,10 +34,10 @@ use deedbolt_guard::Authorized;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::api::openapi::{schema, Api, Need, Op};
 use crate::error::ApiError;
-use crate::openapi::{schema, Api, Need, Op};
 use crate::state::AppState;
-use crate::token::{has_content_type, read_body};
+use crate::web::form::{has_content_type, read_body};
 
 /// Who is calling, as the CRM sees it: the token's subject and the records it may reach.
 #[derive(Clone, Debug)]

@@ -41,12 +41,15 @@ use deedbolt_core::user::{Password, Role, User};
 use deedbolt_guard::{parse_bearer, BearerError};
 use serde_json::{json, Value};
 
-use crate::authorize::{
-    browser_record, current_session, see_other, set_cookie, Pairs, PENDING_SECS,
-};
 use crate::error::ApiError;
-use crate::pages::{self, escape};
+use crate::oauth::authorize::PENDING_SECS;
+use crate::oauth::login::{check_password, login_attempt, login_succeeded, read_csrf_form};
+use crate::oauth::session::{browser_record, current_session, start_session};
 use crate::state::AppState;
+use crate::web::client_ip::client_ip;
+use crate::web::cookies::SameSite;
+use crate::web::form::Pairs;
+use crate::web::pages::{self, escape, see_other};
 
 /// The default page size of the admin API.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -443,7 +446,9 @@ fn login_form(
     );
     response.headers_mut().append(
         SET_COOKIE,
-        set_cookie(state, CSRF_COOKIE, &csrf, PENDING_SECS, "Strict"),
+        state
+            .cookies
+            .set_root(CSRF_COOKIE, &csrf, PENDING_SECS, SameSite::Strict),
     );
     Ok(response)
 }
@@ -476,15 +481,15 @@ pub async fn login_submit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let form = match crate::authorize::read_csrf_form(&state, &headers, body, CSRF_COOKIE).await? {
+    let form = match read_csrf_form(&state, &headers, body, CSRF_COOKIE).await? {
         Ok(form) => form,
         Err(page) => return Ok(page),
     };
     let typed = form.get("email").unwrap_or("").trim().to_lowercase();
     let password = Password::presented(form.get("password").unwrap_or("").to_owned());
     let now = state.services.clock.now();
-    let ip = crate::limits::client_ip(peer, &headers, &state.services.trusted_proxies).to_string();
-    if let Err(wait) = crate::authorize::login_attempt(&state, &typed, &ip, now).await? {
+    let ip = client_ip(peer, &headers, &state.services.trusted_proxies).to_string();
+    if let Err(wait) = login_attempt(&state, &typed, &ip, now).await? {
         let minutes = (wait + 59) / 60;
         tracing::warn!(ip = %ip, "admin login throttled");
         return login_form(
@@ -496,7 +501,7 @@ pub async fn login_submit(
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
-    let (user, password_ok) = crate::authorize::check_password(&state, &typed, password).await?;
+    let (user, password_ok) = check_password(&state, &typed, password).await?;
     let record = browser_record(AuditKind::Login, false, &state, &headers)
         .ip(&ip)
         .detail("via=admin");
@@ -519,7 +524,7 @@ pub async fn login_submit(
             return login_form(&state, &typed, Some(INCORRECT), StatusCode::UNAUTHORIZED);
         }
     };
-    crate::authorize::login_succeeded(&state, &typed, &ip, now).await?;
+    login_succeeded(&state, &typed, &ip, now).await?;
     tracing::info!(user_id = %user.id, "admin login succeeded");
     let mut record = record.user(&user.id);
     record.success = true;
@@ -527,7 +532,7 @@ pub async fn login_submit(
     // Post/redirect/get: a reload of the dashboard does not resubmit the password.
     let mut response = see_other("/admin");
     // The same session as /login: one sign-in for both.
-    crate::authorize::start_session(&state, &user, now, CSRF_COOKIE, &mut response).await?;
+    start_session(&state, &user, now, CSRF_COOKIE, &mut response).await?;
     Ok(response)
 }
 

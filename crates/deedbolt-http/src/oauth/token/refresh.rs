@@ -2,7 +2,6 @@
 //! issuance of a family's first token with an authorization code.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -14,88 +13,17 @@ use deedbolt_core::grant::{AccessToken, TokenResponse};
 use deedbolt_core::ids::{ClientId, TokenId, UserId};
 use deedbolt_core::ports::NewFamily;
 use deedbolt_core::rand;
-use deedbolt_core::refresh::{
-    bound_by_user, decide, Decision, GraceStore, RefreshToken, UserBound,
-};
+use deedbolt_core::refresh::{bound_by_user, decide, Decision, RefreshToken, UserBound};
 use deedbolt_core::scope::ScopeSet;
-use deedbolt_core::seal::MasterKey;
 use deedbolt_core::token::{AccessTokenClaims, ACCESS_TOKEN_TYP};
-use serde::{Deserialize, Serialize};
 
+use super::grace::CachedPair;
+use super::{token_response, TokenAudit};
 use crate::error::ApiError;
-use crate::form::FormParams;
+use crate::oauth::client_auth::authenticate;
+use crate::oauth::revocation::{announce, revoke};
 use crate::state::AppState;
-use crate::token::{authenticate, token_response};
-
-/// The responses to recent rotations, by the hash of the rotated token, kept for the
-/// grace period so that a client's retry gets the same pair. The store is the
-/// [`GraceStore`] port (in process, or shared by every instance); what it holds is sealed
-/// (AES-256-GCM) under a key derived from the rotated token itself, so the store never
-/// holds a usable token: only the client presenting the old token again can open it.
-pub struct GraceCache {
-    store: Arc<dyn GraceStore>,
-}
-
-/// A pair issued at a rotation.
-#[derive(Clone, Serialize, Deserialize)]
-struct CachedPair {
-    access: String,
-    refresh: String,
-    scope: ScopeSet,
-    expires_in: i64,
-}
-
-/// The domain label of the key a cached pair is sealed under.
-const GRACE_KEY_DOMAIN: &[u8] = b"deedbolt refresh grace v1";
-
-impl GraceCache {
-    /// A cache on `store`.
-    pub fn new(store: Arc<dyn GraceStore>) -> Self {
-        GraceCache { store }
-    }
-
-    async fn get(
-        &self,
-        presented: &RefreshToken,
-        now: UnixTime,
-    ) -> Result<Option<CachedPair>, ApiError> {
-        let Some(sealed) = self
-            .store
-            .get(&presented.hash(), now)
-            .await
-            .map_err(ApiError::internal)?
-        else {
-            return Ok(None);
-        };
-        let key = MasterKey::derive_from_secret(GRACE_KEY_DOMAIN, presented.expose().as_bytes())
-            .map_err(ApiError::internal)?;
-        let plain = key
-            .open(&presented.hash(), &sealed)
-            .map_err(ApiError::internal)?;
-        serde_json::from_slice(&plain)
-            .map(Some)
-            .map_err(ApiError::internal)
-    }
-
-    async fn put(
-        &self,
-        presented: &RefreshToken,
-        pair: &CachedPair,
-        now: UnixTime,
-        until: UnixTime,
-    ) -> Result<(), ApiError> {
-        let plain = zeroize::Zeroizing::new(serde_json::to_vec(pair).map_err(ApiError::internal)?);
-        let key = MasterKey::derive_from_secret(GRACE_KEY_DOMAIN, presented.expose().as_bytes())
-            .map_err(ApiError::internal)?;
-        let sealed = key
-            .seal(&presented.hash(), &plain)
-            .map_err(ApiError::internal)?;
-        self.store
-            .put(&presented.hash(), sealed, now, until)
-            .await
-            .map_err(ApiError::internal)
-    }
-}
+use crate::web::form::FormParams;
 
 fn invalid_grant(d: &'static str) -> ApiError {
     OAuthError::InvalidGrant(Cow::Borrowed(d)).into()
@@ -133,7 +61,7 @@ async fn family_access_token(
         .map_err(ApiError::internal)?
     {
         // The family was revoked while this token was being made (a concurrent reuse).
-        crate::token::revoke(state, &claims.jti, claims.exp).await?;
+        revoke(state, &claims.jti, claims.exp).await?;
         return Err(invalid_grant("the refresh token was already used"));
     }
     Ok(jwt)
@@ -185,7 +113,7 @@ pub(crate) async fn revoke_family(
         .revoke_family(family_id, now)
         .await
         .map_err(ApiError::internal)?;
-    crate::token::announce(state, jtis).await
+    announce(state, jtis).await
 }
 
 fn respond(pair: CachedPair) -> Response {
@@ -204,7 +132,7 @@ pub(crate) async fn refresh_token_grant(
     state: &AppState,
     headers: &HeaderMap,
     params: &mut FormParams,
-    audit: &mut crate::token::TokenAudit,
+    audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
     let s = &state.services;
     let auth = authenticate(state, headers, params).await?;

@@ -1,0 +1,73 @@
+//! Rate limits as configured, and their IETF `RateLimit-Policy` / `RateLimit` headers
+//! (draft-ietf-httpapi-ratelimit-headers) on answers and on a 429.
+
+use axum::http::header::HeaderName;
+use axum::http::{HeaderMap, HeaderValue};
+use deedbolt_core::ratelimit::RateLimit;
+
+/// The configured limits; `None` is off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Token requests per client (client credentials and code exchange).
+    pub token: Option<RateLimit>,
+    /// Refresh requests per client.
+    pub refresh: Option<RateLimit>,
+    /// API calls per client.
+    pub api: Option<RateLimit>,
+    /// Failed logins per account and IP (four times as many per IP, ten times as many per
+    /// account over all IPs).
+    pub login: Option<RateLimit>,
+    /// Authorization requests per client IP.
+    pub authorize: Option<RateLimit>,
+}
+
+/// A limit that let a request through, for the response headers.
+#[derive(Clone, Copy, Debug)]
+pub struct Allowance {
+    pub(crate) policy: &'static str,
+    pub(crate) limit: RateLimit,
+    pub(crate) remaining: u32,
+    pub(crate) reset_secs: u32,
+}
+
+fn policy_header(policy: &str, limit: RateLimit) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "\"{policy}\";q={};w={}",
+        limit.count, limit.window_secs
+    ))
+    .ok()
+}
+
+impl Allowance {
+    /// Adds `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        if let Some(v) = policy_header(self.policy, self.limit) {
+            headers.insert(HeaderName::from_static("ratelimit-policy"), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "\"{}\";r={};t={}",
+            self.policy, self.remaining, self.reset_secs
+        )) {
+            headers.insert(HeaderName::from_static("ratelimit"), v);
+        }
+    }
+}
+
+/// The headers of a 429.
+pub fn limited_headers(
+    policy: &'static str,
+    limit: RateLimit,
+    retry_after: u32,
+    headers: &mut HeaderMap,
+) {
+    if let Some(v) = policy_header(policy, limit) {
+        headers.insert(HeaderName::from_static("ratelimit-policy"), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{policy}\";r=0;t={retry_after}")) {
+        headers.insert(HeaderName::from_static("ratelimit"), v);
+    }
+    headers.insert(
+        axum::http::header::RETRY_AFTER,
+        HeaderValue::from(retry_after),
+    );
+}
