@@ -18,6 +18,8 @@
 //! - [`cache`]: a read-through client cache kept fresh by a change counter.
 //! - [`grant`]: client authentication (with proof values) and the client-credentials grant.
 //! - [`flow`]: the authorization-code flow: request validation, codes, ID tokens.
+//! - [`issue`]: token issuance: every access-token and ID-token claim set, built in one
+//!   place from the proofs the grant checks leave.
 //! - [`pkce`]: PKCE (S256 only) with a proof value.
 //! - [`redirect`]: redirect URIs, registered and compared exactly.
 //! - [`user`]: users, roles and argon2id passwords.
@@ -31,8 +33,10 @@
 //! - [`text`]: bounded echoes of client input in error messages.
 //! - [`ports`]: the storage traits that backends implement, plus [`clock`] and [`rand`].
 //!
-//! Security checks leave evidence: issuing a token needs a [`grant::ClientAuthenticated`]
-//! value, which only [`grant::authenticate_client`] can make.
+//! Security checks leave evidence: issuing a client-credentials token needs a
+//! [`grant::ClientAuthenticated`] value, which only [`grant::authenticate_client`] can make
+//! (a public client gets a [`grant::PublicClient`] instead); issuing for a code needs the
+//! [`pkce::PkceVerified`] proof that only a successful PKCE check makes ([`issue`]).
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
@@ -46,6 +50,7 @@ pub mod error;
 pub mod flow;
 pub mod grant;
 pub mod ids;
+pub mod issue;
 pub mod jose;
 pub mod keyring;
 pub mod pkce;

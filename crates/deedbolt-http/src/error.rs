@@ -76,6 +76,15 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// A store failure: [`StoreError::Unavailable`] (the backend cannot be reached) is a 503
+/// with `Retry-After`; anything else is a generic 500. The cause chain goes to the log
+/// only. Handlers use `?` on store calls.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
 impl ApiError {
     /// Wraps an internal failure; a [`StoreError::Unavailable`] becomes
     /// [`ApiError::Unavailable`] (503) instead of a 500.

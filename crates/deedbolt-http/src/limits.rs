@@ -32,8 +32,7 @@ pub async fn check(
         .services
         .limiter
         .acquire(&format!("{policy}:{key}"), limit, now)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     match outcome {
         Outcome::Allowed {
             remaining,

@@ -78,8 +78,7 @@ async fn admin_user(state: &AppState, id: &UserId) -> Result<Option<User>, ApiEr
         .services
         .users
         .find_user(id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .filter(|u| u.role == Role::Admin))
 }
 
@@ -121,6 +120,13 @@ pub enum AdminRejection {
     InsufficientScope(Scope),
     /// The user store failed.
     Internal(ApiError),
+}
+
+/// A failure behind the check (the user store) answers as [`ApiError`] does.
+impl From<ApiError> for AdminRejection {
+    fn from(e: ApiError) -> Self {
+        AdminRejection::Internal(e)
+    }
 }
 
 impl IntoResponse for AdminRejection {
@@ -212,10 +218,7 @@ impl FromRequestParts<AppState> for AdminToken {
         let Ok(id) = UserId::parse(&claims.sub) else {
             return Err(AdminRejection::NotAdmin);
         };
-        match admin_user(state, &id)
-            .await
-            .map_err(AdminRejection::Internal)?
-        {
+        match admin_user(state, &id).await? {
             Some(user) => Ok(AdminToken(user)),
             None => {
                 tracing::info!(sub = %claims.sub, client_id = %claims.client_id, "admin API refused a non-admin token");
@@ -347,12 +350,7 @@ pub async fn api_audit(
         after_id: None,
         limit: limit + 1,
     };
-    let items = state
-        .services
-        .audit_store
-        .search_audit(&filter)
-        .await
-        .map_err(ApiError::internal)?;
+    let items = state.services.audit_store.search_audit(&filter).await?;
     Ok(page_response(items, limit, |r: &AuditRecord| r.id))
 }
 
@@ -365,12 +363,7 @@ pub async fn api_alerts(
 ) -> Result<Response, ApiError> {
     let params = query(raw.as_deref(), &["limit", "cursor"])?;
     let (limit, cursor) = page_of(&params)?;
-    let items = state
-        .services
-        .alerts
-        .list_alerts(cursor, limit + 1)
-        .await
-        .map_err(ApiError::internal)?;
+    let items = state.services.alerts.list_alerts(cursor, limit + 1).await?;
     Ok(page_response(items, limit, |a: &StoredAlert| a.id))
 }
 
@@ -550,8 +543,7 @@ async fn render_dashboard(
         .services
         .alerts
         .list_alerts(None, DASHBOARD_ROWS)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let records = state
         .services
         .audit_store
@@ -559,15 +551,13 @@ async fn render_dashboard(
             limit: DASHBOARD_ROWS,
             ..AuditFilter::default()
         })
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let first_hour = hour_of(now) - (CHART_HOURS - 1) * 3600;
     let counts = state
         .services
         .audit_store
         .hourly_audit_counts(UnixTime(first_hour))
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let buckets = hourly_buckets(&counts, now);
     let body = format!(
         "<header><h1>deedbolt administration</h1>\

@@ -102,8 +102,7 @@ impl FromRequestParts<AppState> for Caller {
                 .services
                 .clients
                 .find_client(&client_id)
-                .await
-                .map_err(ApiError::internal)?
+                .await?
                 .ok_or(ApiError::InvalidSubject(GONE))?;
             let viewer = match &client.properties {
                 None => Viewer::Portfolio,
@@ -121,8 +120,7 @@ impl FromRequestParts<AppState> for Caller {
             .services
             .users
             .find_user(&user_id)
-            .await
-            .map_err(ApiError::internal)?
+            .await?
             .ok_or(ApiError::InvalidSubject(GONE))?;
         let viewer = match user.role {
             Role::Admin => Viewer::Portfolio,
@@ -273,9 +271,7 @@ fn found<T>(
     r: Result<Option<T>, deedbolt_core::ports::StoreError>,
     what: &'static str,
 ) -> Result<Json<T>, ApiError> {
-    r.map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or(ApiError::NotFound(what))
+    r?.map(Json).ok_or(ApiError::NotFound(what))
 }
 
 fn written<T>(w: Write<T>, what: &'static str) -> Result<T, ApiError> {
@@ -295,12 +291,7 @@ const NO_ENTRY: &str = "no such ledger entry";
 
 /// Checks that `manager` is a user with role manager.
 async fn check_manager(state: &AppState, manager: &UserId) -> Result<(), ApiError> {
-    let user = state
-        .services
-        .users
-        .find_user(manager)
-        .await
-        .map_err(ApiError::internal)?;
+    let user = state.services.users.find_user(manager).await?;
     match user {
         Some(u) if u.role == Role::Manager => Ok(()),
         _ => Err(ApiError::Validation(vec![FieldError::new(
@@ -323,8 +314,7 @@ async fn list_properties(
         .services
         .crm
         .list_properties(&caller.viewer, &params, &filter)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     Ok(Json(Page::from_rows(rows, &params)))
 }
 
@@ -373,8 +363,7 @@ async fn create_property(
         .services
         .crm
         .create_property(&new, &caller.sub, state.services.clock.now())
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     caller
         .audit(&state, format!("property {} created", p.id))
         .await;
@@ -403,8 +392,7 @@ async fn update_property(
         .services
         .crm
         .update_property(&caller.viewer, id, &changes)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let p = written(w, NO_PROPERTY)?;
     caller.audit(&state, format!("property {id} changed")).await;
     Ok(Json(p))
@@ -423,8 +411,7 @@ async fn list_tenants(
         .services
         .crm
         .list_tenants(&caller.viewer, &params, &filter)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     Ok(Json(Page::from_rows(rows, &params)))
 }
 
@@ -451,8 +438,7 @@ async fn create_tenant(
         .services
         .crm
         .create_tenant(&caller.viewer, &new, state.services.clock.now())
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let t = written(w, NO_TENANT)?;
     caller
         .audit(&state, format!("tenant {} created", t.id))
@@ -473,8 +459,7 @@ async fn update_tenant(
         .services
         .crm
         .update_tenant(&caller.viewer, id, &changes)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let t = written(w, NO_TENANT)?;
     caller.audit(&state, format!("tenant {id} changed")).await;
     Ok(Json(t))
@@ -495,8 +480,7 @@ async fn list_entries(
         .services
         .crm
         .list_entries(&caller.viewer, id, &params, &filter)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or(ApiError::NotFound(NO_TENANT))?;
     Ok(Json(Page::from_rows(rows, &params)))
 }
@@ -520,8 +504,7 @@ async fn add_entry(
             &caller.sub,
             state.services.clock.now(),
         )
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let e = written(w, NO_TENANT)?;
     caller
         .audit(
@@ -578,8 +561,7 @@ async fn list_requests(
         .services
         .crm
         .list_requests(&caller.viewer, &params, &filter)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     Ok(Json(Page::from_rows(rows, &params)))
 }
 
@@ -607,8 +589,7 @@ async fn open_request(
             .services
             .crm
             .find_tenant_of_user(&caller.viewer, user)
-            .await
-            .map_err(ApiError::internal)?
+            .await?
             .map(|t| t.id)
             .ok_or_else(|| {
                 ApiError::Validation(vec![FieldError::new(
@@ -633,8 +614,7 @@ async fn open_request(
             &caller.sub,
             state.services.clock.now(),
         )
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let r = written(w, NO_REQUEST)?;
     caller
         .audit(
@@ -658,8 +638,7 @@ async fn update_request(
         .services
         .crm
         .update_request(&caller.viewer, id, &update, state.services.clock.now())
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let r = written(w, NO_REQUEST)?;
     caller
         .audit(

@@ -20,13 +20,7 @@ pub async fn userinfo(
     let Ok(user_id) = deedbolt_core::ids::UserId::parse(&auth.claims.sub) else {
         return Err(ApiError::InvalidSubject(NOT_A_USER));
     };
-    let Some(user) = state
-        .services
-        .users
-        .find_user(&user_id)
-        .await
-        .map_err(ApiError::internal)?
-    else {
+    let Some(user) = state.services.users.find_user(&user_id).await? else {
         return Err(ApiError::InvalidSubject(NOT_A_USER));
     };
     let mut body = serde_json::json!({ "sub": user.id });

@@ -278,8 +278,7 @@ async fn authorize_inner(
             ip,
             MAX_PENDING_PER_IP,
         )
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     match session {
         // `prompt=login` asks for the password again even with a session.
         Some(session) if request.prompt != Prompt::Login => {
@@ -357,8 +356,7 @@ pub(crate) async fn consent_remembered(
         .services
         .flow
         .find_consent(&user.id, &request.client_id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .is_some_and(|s| granted.is_subset(&s)))
 }
 
@@ -399,12 +397,7 @@ pub(crate) async fn issue_code(
         auth_time,
         expires_at: now.plus_secs(flow::CODE_LIFETIME_SECS),
     };
-    state
-        .services
-        .flow
-        .insert_code(&code_hash, &grant)
-        .await
-        .map_err(ApiError::internal)?;
+    state.services.flow.insert_code(&code_hash, &grant).await?;
     delete_pending(state, req_id).await?;
     tracing::info!(client_id = %grant.client_id, user_id = %grant.user_id, scope = %grant.scope, "authorization code issued");
     let issuer = state.services.policy.issuer.as_str();
@@ -427,8 +420,7 @@ pub(crate) async fn pending(
         .services
         .flow
         .get_pending(id, state.services.clock.now())
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .map(|r| (id.to_owned(), r)))
 }
 
@@ -444,8 +436,7 @@ pub(crate) async fn client_name(state: &AppState, id: &ClientId) -> Result<Strin
         .services
         .clients
         .find_client(id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .map(|c| c.name.as_str().to_owned())
         .unwrap_or_else(|| id.to_string()))
 }

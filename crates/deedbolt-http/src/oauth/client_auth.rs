@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use deedbolt_core::audit::{AuditKind, AuditRecord};
 use deedbolt_core::error::OAuthError;
-use deedbolt_core::grant::{self, ClientAuthenticated};
+use deedbolt_core::grant::{self, TokenClient};
 use deedbolt_core::ids::ClientId;
 use deedbolt_core::secret::ClientSecret;
 
@@ -164,35 +164,25 @@ pub(crate) async fn audit_client_auth_failure(
         .await;
 }
 
-/// Authenticates a confidential client by secret, or identifies a public one by id.
+/// Authenticates a confidential client by secret, or identifies a public one by id: only
+/// the former carries the [`deedbolt_core::grant::ClientAuthenticated`] proof.
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     params: &mut FormParams,
-) -> Result<ClientAuthenticated, ApiError> {
+) -> Result<TokenClient, ApiError> {
     let services = &state.services;
     match extract_any(headers, params)? {
         Presented::Secret(presented) => {
             tracing::Span::current().record("client_id", presented.client_id.as_str());
-            let found = services
-                .clients
-                .find_client(&presented.client_id)
-                .await
-                .map_err(ApiError::internal)?;
-            Ok(grant::authenticate_client(
-                found,
-                &presented.secret,
-                &services.hasher,
-            )?)
+            let found = services.clients.find_client(&presented.client_id).await?;
+            let auth = grant::authenticate_client(found, &presented.secret, &services.hasher)?;
+            Ok(TokenClient::Confidential(auth))
         }
         Presented::PublicId(id) => {
             tracing::Span::current().record("client_id", id.as_str());
-            let found = services
-                .clients
-                .find_client(&id)
-                .await
-                .map_err(ApiError::internal)?;
-            Ok(grant::identify_public_client(found)?)
+            let found = services.clients.find_client(&id).await?;
+            Ok(TokenClient::Public(grant::identify_public_client(found)?))
         }
     }
 }
@@ -205,7 +195,7 @@ pub(crate) async fn authenticated(
     headers: &HeaderMap,
     params: &mut FormParams,
     endpoint: &str,
-) -> Result<deedbolt_core::grant::ClientAuthenticated, ApiError> {
+) -> Result<TokenClient, ApiError> {
     match authenticate(state, headers, params).await {
         Err(e @ ApiError::OAuth(OAuthError::InvalidClient(_))) => {
             audit_client_auth_failure(state, peer, headers, endpoint).await;

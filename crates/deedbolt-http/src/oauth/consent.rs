@@ -134,8 +134,7 @@ pub async fn consent_submit(
                     granted,
                     state.services.clock.now(),
                 )
-                .await
-                .map_err(ApiError::internal)?;
+                .await?;
             tracing::info!(user_id = %user.id, client_id = %request.client_id, scope = %granted, "consent granted");
             state
                 .services

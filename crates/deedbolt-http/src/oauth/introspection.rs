@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use deedbolt_core::client::IntrospectedToken;
 use deedbolt_core::error::OAuthError;
+use deedbolt_core::grant::TokenClient;
 use deedbolt_core::refresh::{RefreshToken, TokenState, REFRESH_TOKEN_PREFIX};
 use serde_json::json;
 
@@ -33,12 +34,12 @@ pub async fn introspect_endpoint(
     let auth = authenticated(&state, peer, &headers, &mut params, "introspect").await?;
     // A public client proves nothing by presenting its id (RFC 7662 §2.1: the endpoint
     // requires authorization).
-    if auth.client().public {
+    let TokenClient::Confidential(auth) = auth else {
         return Err(OAuthError::UnauthorizedClient(Cow::Borrowed(
             "a public client cannot introspect tokens",
         ))
         .into());
-    }
+    };
     let caller = auth.client();
     let token = params
         .take("token")
@@ -48,12 +49,7 @@ pub async fn introspect_endpoint(
     let inactive = || Ok(no_store_json(StatusCode::OK, json!({"active": false})));
     if token.starts_with(REFRESH_TOKEN_PREFIX) {
         let hash = RefreshToken::presented(&token).hash();
-        let Some(r) = s
-            .refresh
-            .find_refresh(&hash)
-            .await
-            .map_err(ApiError::internal)?
-        else {
+        let Some(r) = s.refresh.find_refresh(&hash).await? else {
             return inactive();
         };
         let active = r.state == TokenState::Active

@@ -70,12 +70,7 @@ pub(crate) async fn check_password(
     password: Password,
 ) -> Result<(Option<User>, bool), ApiError> {
     let user = match Email::parse(typed) {
-        Ok(email) => state
-            .services
-            .users
-            .find_user_by_email(&email)
-            .await
-            .map_err(ApiError::internal)?,
+        Ok(email) => state.services.users.find_user_by_email(&email).await?,
         Err(_) => None,
     };
     let hasher = state.services.passwords.clone();
@@ -245,12 +240,7 @@ pub async fn logout(
             return Ok(csrf_failed());
         }
     }
-    state
-        .services
-        .flow
-        .delete_session(&session_hash)
-        .await
-        .map_err(ApiError::internal)?;
+    state.services.flow.delete_session(&session_hash).await?;
     let mut response = pages::page(StatusCode::OK, "Signed out", "<h1>You are signed out</h1>");
     response.headers_mut().append(
         SET_COOKIE,

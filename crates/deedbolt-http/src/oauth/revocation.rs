@@ -46,19 +46,10 @@ pub async fn revoke_endpoint(
         }
         if try_refresh {
             let hash = RefreshToken::presented(&token).hash();
-            if let Some(record) = s
-                .refresh
-                .find_refresh(&hash)
-                .await
-                .map_err(ApiError::internal)?
-            {
+            if let Some(record) = s.refresh.find_refresh(&hash).await? {
                 done = true;
                 if &record.client_id == me {
-                    let jtis = s
-                        .refresh
-                        .revoke_family(&record.family_id, now)
-                        .await
-                        .map_err(ApiError::internal)?;
+                    let jtis = s.refresh.revoke_family(&record.family_id, now).await?;
                     crate::oauth::revocation::announce(&state, jtis).await?;
                     tracing::info!(client_id = %me, "refresh token family revoked by its client");
                     audit_revocation(&state, me, "refresh token family").await;
@@ -108,8 +99,7 @@ pub(crate) async fn revoke(
     services
         .flow
         .revoke_token(jti, exp, services.clock.now())
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     announce(state, [(jti.clone(), exp)]).await
 }
 

@@ -80,8 +80,7 @@ pub(crate) async fn start_session(
         .services
         .flow
         .create_session(&hash(&session_value), &session)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     // SameSite=Lax, not Strict: the session must be sent when the client app sends the
     // user back to /authorize by a cross-site top-level navigation; with Strict the
     // browser would withhold it and every authorization would ask for the password again.

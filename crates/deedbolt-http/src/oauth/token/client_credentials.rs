@@ -2,7 +2,10 @@
 
 use axum::http::HeaderMap;
 use axum::response::Response;
-use deedbolt_core::grant::{self, AccessToken, TokenResponse};
+use std::borrow::Cow;
+
+use deedbolt_core::error::OAuthError;
+use deedbolt_core::grant::{self, AccessToken, TokenClient, TokenResponse};
 use deedbolt_core::token::ACCESS_TOKEN_TYP;
 
 use super::{token_response, TokenAudit};
@@ -47,6 +50,14 @@ pub(super) async fn client_credentials(
         &audit.limit_key(&auth),
     )
     .await?;
+    // Only a confidential client holds the proof this grant needs (a public client cannot
+    // be registered for it: the same answer as for any client without the grant).
+    let TokenClient::Confidential(auth) = auth else {
+        return Err(OAuthError::UnauthorizedClient(Cow::Borrowed(
+            "this client is not registered for the client_credentials grant",
+        ))
+        .into());
+    };
     let scope = grant::client_credentials_scope(&auth, params.get("scope"))?;
     let claims = services
         .policy

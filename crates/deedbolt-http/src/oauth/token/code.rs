@@ -5,10 +5,11 @@ use std::borrow::Cow;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use deedbolt_core::audit::{AuditKind, AuditRecord};
+use deedbolt_core::client::ClientKind;
 use deedbolt_core::client::GrantType;
 use deedbolt_core::error::OAuthError;
-use deedbolt_core::flow::{self, CodeExchange, IdTokenClaims};
-use deedbolt_core::grant::{AccessToken, ClientAuthenticated, TokenResponse};
+use deedbolt_core::flow::{self, CodeExchange};
+use deedbolt_core::grant::{AccessToken, TokenClient, TokenResponse};
 use deedbolt_core::ports::Redemption;
 use deedbolt_core::token::ACCESS_TOKEN_TYP;
 
@@ -24,24 +25,15 @@ use crate::web::form::FormParams;
 /// family started with it, and answers `invalid_grant`.
 async fn replayed(
     state: &AppState,
-    auth: &ClientAuthenticated,
+    auth: &TokenClient,
     issued: Option<(deedbolt_core::ids::TokenId, deedbolt_core::clock::UnixTime)>,
     now: deedbolt_core::clock::UnixTime,
 ) -> Result<Response, ApiError> {
     let services = &state.services;
     if let Some((jti, exp)) = issued {
         revoke(state, &jti, exp).await?;
-        if let Some(family) = services
-            .refresh
-            .family_of_access(&jti)
-            .await
-            .map_err(ApiError::internal)?
-        {
-            let jtis = services
-                .refresh
-                .revoke_family(&family, now)
-                .await
-                .map_err(ApiError::internal)?;
+        if let Some(family) = services.refresh.family_of_access(&jti).await? {
+            let jtis = services.refresh.revoke_family(&family, now).await?;
             announce(state, jtis).await?;
         }
     }
@@ -68,7 +60,7 @@ pub(super) async fn authorization_code(
     audit.client_id = Some(auth.client().id.to_string());
     // A public client proves nothing by presenting its id: it is limited per client and IP
     // before any work. A confidential client is limited per client and user, below.
-    let public_allowance = if auth.client().public {
+    let public_allowance = if auth.kind() == ClientKind::Public {
         Some(
             crate::limits::check(
                 state,
@@ -96,19 +88,14 @@ pub(super) async fn authorization_code(
     // spending the code (RFC 9700 §4.5, RFC 7636 §4.6): a request that fails here changes
     // nothing, so a stolen code presented by another client, or without the verifier,
     // neither burns it nor revokes the user's tokens as a "replay".
-    let Some(stored) = services
-        .flow
-        .peek_code(&code_hash)
-        .await
-        .map_err(ApiError::internal)?
-    else {
+    let Some(stored) = services.flow.peek_code(&code_hash).await? else {
         return Err(OAuthError::InvalidGrant(Cow::Borrowed("unknown or expired code")).into());
     };
     let exchange = CodeExchange {
         redirect_uri: params.get("redirect_uri"),
         code_verifier: params.get("code_verifier"),
     };
-    let _pkce = flow::check_exchange(&auth, &stored, &exchange)?;
+    let pkce = flow::check_exchange(&auth, &stored, &exchange)?;
     if stored.scope.is_empty() {
         // No code is issued for nothing (the consent refuses it), but one stored by an
         // older version must not turn into a token that grants nothing.
@@ -132,12 +119,7 @@ pub(super) async fn authorization_code(
     };
     // Redemption itself stays one conditional update: of concurrent requests that all
     // passed the checks, exactly one gets the code; the others are genuine replays.
-    let grant = match services
-        .flow
-        .redeem_code(&code_hash, now)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    let grant = match services.flow.redeem_code(&code_hash, now).await? {
         Redemption::Fresh(grant) => grant,
         Redemption::Unknown => {
             return Err(OAuthError::InvalidGrant(Cow::Borrowed("unknown or expired code")).into())
@@ -149,24 +131,13 @@ pub(super) async fn authorization_code(
         }
     };
     flow::check_unexpired(&grant, now)?;
-    if services
-        .users
-        .find_user(&grant.user_id)
-        .await
-        .map_err(ApiError::internal)?
-        .is_none()
-    {
+    if services.users.find_user(&grant.user_id).await?.is_none() {
         return Err(OAuthError::InvalidGrant(Cow::Borrowed("the user no longer exists")).into());
     }
     let policy = &services.policy;
-    let claims = flow::user_access_claims(
-        &policy.issuer,
-        &policy.audience,
-        policy.lifetime.as_secs(),
-        &grant,
-        now,
-    )
-    .map_err(ApiError::internal)?;
+    let claims = policy
+        .code_claims(&auth, &grant, pkce, now)
+        .map_err(ApiError::internal)?;
     let key = services.keys.current();
     let access = key
         .sign_jwt(ACCESS_TOKEN_TYP, &claims)
@@ -182,8 +153,7 @@ pub(super) async fn authorization_code(
     if services
         .flow
         .record_code_token(&code_hash, &claims.jti, claims.exp)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
     {
         // A replay arrived between redemption and now: nothing issued here may live.
         revoke(state, &claims.jti, claims.exp).await?;
@@ -193,17 +163,7 @@ pub(super) async fn authorization_code(
         return Err(OAuthError::InvalidGrant(Cow::Borrowed("the code was already used")).into());
     }
     let id_token = if flow::wants_id_token(&grant) {
-        let id = IdTokenClaims {
-            iss: policy.issuer.clone(),
-            sub: grant.user_id.as_str().to_owned(),
-            aud: grant.client_id.as_str().to_owned(),
-            exp: now.plus_secs(policy.lifetime.as_secs()),
-            iat: now,
-            auth_time: grant.auth_time,
-            nonce: grant.nonce.clone(),
-            at_hash: flow::at_hash(&access, key.alg()),
-            azp: grant.client_id.as_str().to_owned(),
-        };
+        let id = policy.id_token_claims(&grant, &access, key.alg(), now);
         Some(AccessToken(
             key.sign_jwt("JWT", &id).map_err(ApiError::internal)?,
         ))

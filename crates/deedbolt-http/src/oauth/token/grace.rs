@@ -42,12 +42,7 @@ impl GraceCache {
         presented: &RefreshToken,
         now: UnixTime,
     ) -> Result<Option<CachedPair>, ApiError> {
-        let Some(sealed) = self
-            .store
-            .get(&presented.hash(), now)
-            .await
-            .map_err(ApiError::internal)?
-        else {
+        let Some(sealed) = self.store.get(&presented.hash(), now).await? else {
             return Ok(None);
         };
         let key = MasterKey::derive_from_secret(GRACE_KEY_DOMAIN, presented.expose().as_bytes())

@@ -16,9 +16,10 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use deedbolt_core::audit::{AuditKind, AuditRecord};
+use deedbolt_core::client::ClientKind;
 use deedbolt_core::client::GrantType;
 use deedbolt_core::error::OAuthError;
-use deedbolt_core::grant::{ClientAuthenticated, TokenResponse};
+use deedbolt_core::grant::{TokenClient, TokenResponse};
 
 use crate::error::ApiError;
 use crate::oauth::client_auth;
@@ -43,9 +44,9 @@ pub(crate) struct TokenAudit {
 impl TokenAudit {
     /// The rate-limit key of an authenticated client. A public client proves nothing by
     /// presenting its id, so anyone could spend its quota: its limit is also keyed by IP.
-    pub(crate) fn limit_key(&self, auth: &ClientAuthenticated) -> String {
+    pub(crate) fn limit_key(&self, auth: &TokenClient) -> String {
         let client = auth.client();
-        if client.public {
+        if auth.kind() == ClientKind::Public {
             format!("{}@{}", client.id, self.ip)
         } else {
             client.id.to_string()
@@ -54,7 +55,7 @@ impl TokenAudit {
 
     /// The rate-limit key of a confidential client's grant made for one user
     /// (authorization code, refresh token): per client and user.
-    pub(crate) fn user_limit_key(&self, auth: &ClientAuthenticated, user: &str) -> String {
+    pub(crate) fn user_limit_key(&self, auth: &TokenClient, user: &str) -> String {
         format!("{}/{user}", auth.client().id)
     }
 }

@@ -5,15 +5,17 @@ use std::borrow::Cow;
 
 use axum::http::HeaderMap;
 use axum::response::Response;
-use deedbolt_core::client::GrantType;
+use deedbolt_core::client::{ClientKind, GrantType};
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::flow::CodeGrant;
-use deedbolt_core::grant::{AccessToken, TokenResponse};
-use deedbolt_core::ids::{ClientId, TokenId, UserId};
+use deedbolt_core::grant::{AccessToken, TokenClient, TokenResponse};
+use deedbolt_core::ids::ClientId;
 use deedbolt_core::ports::NewFamily;
 use deedbolt_core::rand;
-use deedbolt_core::refresh::{bound_by_user, decide, Decision, RefreshToken, UserBound};
+use deedbolt_core::refresh::{
+    bound_by_user, decide, Decision, RefreshRecord, RefreshToken, UserBound,
+};
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::token::{AccessTokenClaims, ACCESS_TOKEN_TYP};
 
@@ -32,24 +34,17 @@ fn invalid_grant(d: &'static str) -> ApiError {
 /// Signs an access token for a user of a family and records it in the family.
 async fn family_access_token(
     state: &AppState,
-    family_id: &str,
-    client_id: &ClientId,
-    user_id: &UserId,
+    client: &TokenClient,
+    record: &RefreshRecord,
     scope: ScopeSet,
     now: UnixTime,
 ) -> Result<String, ApiError> {
     let s = &state.services;
-    let claims = AccessTokenClaims {
-        iss: s.policy.issuer.clone(),
-        sub: user_id.as_str().to_owned(),
-        aud: s.policy.audience.clone(),
-        exp: now.plus_secs(s.policy.lifetime.as_secs()),
-        iat: now,
-        nbf: None,
-        jti: TokenId::generate().map_err(ApiError::internal)?,
-        client_id: client_id.clone(),
-        scope,
-    };
+    let family_id = record.family_id.as_str();
+    let claims = s
+        .policy
+        .refresh_claims(client, record, scope, now)
+        .map_err(ApiError::internal)?;
     let jwt = s
         .keys
         .current()
@@ -57,8 +52,7 @@ async fn family_access_token(
         .map_err(ApiError::internal)?;
     if s.refresh
         .record_family_access(family_id, &claims.jti, claims.exp)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
     {
         // The family was revoked while this token was being made (a concurrent reuse).
         revoke(state, &claims.jti, claims.exp).await?;
@@ -90,13 +84,11 @@ pub(crate) async fn start_family(
         .min(family.expires_at);
     s.refresh
         .create_family(&family, &token.hash(), now, expires)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     // A family this new cannot have been revoked yet; the flag matters for rotations.
     s.refresh
         .record_family_access(&family.family_id, &access.jti, access.exp)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     Ok((family.family_id, token))
 }
 
@@ -107,12 +99,7 @@ pub(crate) async fn revoke_family(
     family_id: &str,
     now: UnixTime,
 ) -> Result<(), ApiError> {
-    let jtis = state
-        .services
-        .refresh
-        .revoke_family(family_id, now)
-        .await
-        .map_err(ApiError::internal)?;
+    let jtis = state.services.refresh.revoke_family(family_id, now).await?;
     announce(state, jtis).await
 }
 
@@ -144,7 +131,7 @@ pub(crate) async fn refresh_token_grant(
         .into());
     }
     // A public client is limited per client and IP before any work (see the code grant).
-    let public_allowance = if auth.client().public {
+    let public_allowance = if auth.kind() == ClientKind::Public {
         Some(
             crate::limits::check(state, "refresh", s.limits.refresh, &audit.limit_key(&auth))
                 .await?,
@@ -165,12 +152,7 @@ pub(crate) async fn refresh_token_grant(
     };
     let old_hash = presented.hash();
     let now = s.clock.now();
-    let Some(record) = s
-        .refresh
-        .find_refresh(&old_hash)
-        .await
-        .map_err(ApiError::internal)?
-    else {
+    let Some(record) = s.refresh.find_refresh(&old_hash).await? else {
         return Err(invalid_grant("unknown refresh token"));
     };
     let client_id = auth.client().id.clone();
@@ -195,11 +177,7 @@ pub(crate) async fn refresh_token_grant(
         Decision::Rotate(scope) => {
             // The user as they are now: deleted users get nothing (and their family is
             // revoked), demoted users only what their current role may delegate.
-            let user = s
-                .users
-                .find_user(&record.user_id)
-                .await
-                .map_err(ApiError::internal)?;
+            let user = s.users.find_user(&record.user_id).await?;
             let scope = match bound_by_user(scope, user.map(|u| u.role)) {
                 UserBound::Scope(scope) => scope,
                 UserBound::UserGone => {
@@ -220,21 +198,12 @@ pub(crate) async fn refresh_token_grant(
             if !s
                 .refresh
                 .rotate_refresh(&old_hash, &new.hash(), now, expires)
-                .await
-                .map_err(ApiError::internal)?
+                .await?
             {
                 // Another request rotated it between our read and our update.
                 return concurrent_use(state, &presented, &record.family_id, now).await;
             }
-            let access = family_access_token(
-                state,
-                &record.family_id,
-                &client_id,
-                &record.user_id,
-                scope,
-                now,
-            )
-            .await?;
+            let access = family_access_token(state, &auth, &record, scope, now).await?;
             let pair = CachedPair {
                 access,
                 refresh: new.expose().to_owned(),
