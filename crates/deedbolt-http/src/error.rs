@@ -15,6 +15,8 @@ use deedbolt_core::error::OAuthError;
 use deedbolt_core::ports::StoreError;
 use serde_json::json;
 
+use crate::web::challenge::{BearerErrorCode, Challenge};
+
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -59,8 +61,8 @@ pub enum ApiError {
     /// Over a rate limit.
     #[error("rate limited")]
     RateLimited {
-        /// The limit's name (`token`, `refresh`, `api`).
-        policy: &'static str,
+        /// The limit.
+        policy: crate::web::rate_limit::Policy,
         /// The limit.
         limit: deedbolt_core::ratelimit::RateLimit,
         /// Seconds until a request is allowed.
@@ -152,11 +154,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(what) => body(StatusCode::FORBIDDEN, "forbidden", what),
             ApiError::InvalidSubject(text) => {
                 let mut r = body(StatusCode::UNAUTHORIZED, "invalid_token", text);
-                if let Ok(v) = HeaderValue::from_str(&format!(
-                    "Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"{text}\""
-                )) {
-                    r.headers_mut().insert(WWW_AUTHENTICATE, v);
-                }
+                Challenge::error(BearerErrorCode::InvalidToken, text).apply(r.headers_mut());
                 r
             }
             ApiError::BearerRequired {
@@ -165,13 +163,11 @@ impl IntoResponse for ApiError {
             } => {
                 let mut r = body(StatusCode::UNAUTHORIZED, "invalid_token", description);
                 let challenge = if *presented {
-                    format!("Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"{description}\"")
+                    Challenge::error(BearerErrorCode::InvalidToken, description)
                 } else {
-                    "Bearer realm=\"deedbolt\"".to_owned()
+                    Challenge::bare()
                 };
-                if let Ok(v) = HeaderValue::from_str(&challenge) {
-                    r.headers_mut().insert(WWW_AUTHENTICATE, v);
-                }
+                challenge.apply(r.headers_mut());
                 r
             }
             ApiError::BadRequest(msg) => body(StatusCode::BAD_REQUEST, "invalid_request", msg),
@@ -201,7 +197,7 @@ impl IntoResponse for ApiError {
                     &format!("too many {policy} requests; retry after {retry_after} seconds"),
                 );
                 crate::web::rate_limit::limited_headers(
-                    policy,
+                    *policy,
                     *limit,
                     *retry_after,
                     r.headers_mut(),

@@ -17,12 +17,12 @@ use deedbolt_guard::Authorized;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::web::client_ip::forwarded_client_ip;
-use crate::web::rate_limit::Allowance;
+use crate::web::rate_limit::{Allowance, Policy};
 
 /// Counts one request under `policy` for `key`; `Ok(None)` when the limit is off.
 pub async fn check(
     state: &AppState,
-    policy: &'static str,
+    policy: Policy,
     limit: Option<RateLimit>,
     key: &str,
 ) -> Result<Option<Allowance>, ApiError> {
@@ -45,9 +45,9 @@ pub async fn check(
         })),
         Outcome::Limited { retry_after_secs } => {
             state.services.metrics.rate_limited();
-            tracing::info!(policy, key, retry_after_secs, "rate limited");
+            tracing::info!(policy = policy.as_str(), key, retry_after_secs, "rate limited");
             // The token endpoint audits its own refusals (with more context).
-            if policy == "api" {
+            if policy == Policy::Api {
                 state
                     .services
                     .audit
@@ -110,7 +110,7 @@ pub async fn api_limit(State(state): State<AppState>, request: Request, next: Ne
     } else {
         format!("{}/{}", claims.client_id, claims.sub)
     };
-    match check(&state, "api", state.services.limits.api, &key).await {
+    match check(&state, Policy::Api, state.services.limits.api, &key).await {
         Ok(allowance) => {
             state
                 .services

@@ -22,6 +22,7 @@ use crate::metrics::MetricsToken;
 use crate::state::AppState;
 
 /// `GET /healthz`: the process is up.
+#[tracing::instrument(skip_all)]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
@@ -32,6 +33,7 @@ pub async fn healthz() -> impl IntoResponse {
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `GET /readyz`: the store (and Redis, when configured) answers within [`READY_TIMEOUT`].
+#[tracing::instrument(skip_all)]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let answer = tokio::time::timeout(READY_TIMEOUT, state.services.health.ping()).await;
     match answer {
@@ -82,6 +84,7 @@ fn check_token(token: &MetricsToken, headers: &HeaderMap) -> Result<(), ApiError
 
 /// `GET /metrics` on the public listener: only with the metrics token, and not there at
 /// all when none is configured.
+#[tracing::instrument(skip_all)]
 pub async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -94,6 +97,7 @@ pub async fn metrics(
 }
 
 /// `GET /metrics` on the metrics listener: the token too, if one is configured.
+#[tracing::instrument(skip_all)]
 async fn private_metrics(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, State};
 use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, SET_COOKIE, WWW_AUTHENTICATE,
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, SET_COOKIE,
 };
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -46,6 +46,7 @@ use crate::oauth::authorize::PENDING_SECS;
 use crate::oauth::login::{check_password, login_attempt, login_succeeded, read_csrf_form};
 use crate::oauth::session::{browser_record, current_session, start_session};
 use crate::state::AppState;
+use crate::web::challenge::{BearerErrorCode, Challenge};
 use crate::web::client_ip::client_ip;
 use crate::web::cookies::SameSite;
 use crate::web::form::Pairs;
@@ -65,6 +66,8 @@ const CHART_HOURS: i64 = 24;
 /// The same answer for a wrong password, an unknown email and a non-admin account, so the
 /// form reveals neither who exists nor who is an administrator.
 const INCORRECT: &str = "The email or password is incorrect.";
+/// The description of a refusal without a token (which alone gets the bare challenge).
+const NO_TOKEN: &str = "a bearer access token is required";
 /// The description of a refusal for a missing scope: the guard's words.
 const MISSING_SCOPE: &str = "the token lacks a required scope";
 
@@ -131,56 +134,48 @@ impl From<ApiError> for AdminRejection {
 
 impl IntoResponse for AdminRejection {
     fn into_response(self) -> Response {
-        const REALM: &str = "Bearer realm=\"deedbolt\"";
-        // The status, the challenge, the error and its description, and the scope that
-        // was missing (named in the body too, as the guard does).
-        let (status, challenge, error, description, missing) = match self {
+        use BearerErrorCode::{InsufficientScope, InvalidRequest, InvalidToken};
+        // The status, the error and its description, and the scope that was missing
+        // (named in the body and the challenge, as the guard does).
+        let (status, code, description, missing) = match self {
             AdminRejection::Internal(e) => return e.into_response(),
-            AdminRejection::NoToken => (
-                StatusCode::UNAUTHORIZED,
-                REALM.to_owned(),
-                "invalid_token",
-                "a bearer access token is required",
-                None,
-            ),
+            AdminRejection::NoToken => (StatusCode::UNAUTHORIZED, InvalidToken, NO_TOKEN, None),
             AdminRejection::Malformed => (
                 StatusCode::BAD_REQUEST,
-                format!("{REALM}, error=\"invalid_request\", error_description=\"malformed Authorization header\""),
-                "invalid_request",
+                InvalidRequest,
                 "malformed Authorization header",
                 None,
             ),
-            AdminRejection::InvalidToken(text) => (
-                StatusCode::UNAUTHORIZED,
-                format!("{REALM}, error=\"invalid_token\", error_description=\"{text}\""),
-                "invalid_token",
-                text,
-                None,
-            ),
+            AdminRejection::InvalidToken(text) => {
+                (StatusCode::UNAUTHORIZED, InvalidToken, text, None)
+            }
             AdminRejection::NotAdmin => (
                 StatusCode::FORBIDDEN,
-                format!("{REALM}, error=\"insufficient_scope\", error_description=\"an administrator is required\""),
-                "insufficient_scope",
+                InsufficientScope,
                 "an administrator is required",
                 None,
             ),
             AdminRejection::InsufficientScope(scope) => (
                 StatusCode::FORBIDDEN,
-                format!("{REALM}, error=\"insufficient_scope\", error_description=\"{MISSING_SCOPE}\", scope=\"{scope}\""),
-                "insufficient_scope",
+                InsufficientScope,
                 MISSING_SCOPE,
                 Some(scope),
             ),
         };
-        let mut body = json!({"error": error, "error_description": description});
+        // No token at all: the bare challenge (RFC 6750 §3.1); any other refusal names
+        // its error.
+        let challenge = match missing {
+            _ if description == NO_TOKEN => Challenge::bare(),
+            Some(scope) => Challenge::error(code, description).with_scope(scope.as_str()),
+            None => Challenge::error(code, description),
+        };
+        let mut body = json!({"error": code.as_str(), "error_description": description});
         if let Some(scope) = missing {
             body["scope"] = json!(scope.as_str());
         }
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&challenge) {
-            headers.insert(WWW_AUTHENTICATE, v);
-        }
+        challenge.apply(headers);
         no_store(headers);
         response
     }
@@ -313,6 +308,7 @@ fn bounded_filter(params: &Pairs, name: &str, max: usize) -> Result<Option<Strin
 
 /// `GET /admin/api/audit?limit=&cursor=&client=&user=&ip=&type=&since=`: audit records,
 /// newest first. `since` is in Unix seconds; `type` is a record type such as `login`.
+#[tracing::instrument(skip_all)]
 pub async fn api_audit(
     State(state): State<AppState>,
     AdminToken(_admin): AdminToken,
@@ -356,6 +352,7 @@ pub async fn api_audit(
 
 /// `GET /admin/api/alerts?limit=&cursor=`: stored alerts with their delivery state,
 /// newest first.
+#[tracing::instrument(skip_all)]
 pub async fn api_alerts(
     State(state): State<AppState>,
     AdminToken(_admin): AdminToken,
@@ -384,6 +381,7 @@ const STYLE: &str = "body:has(main.admin){max-width:72rem}\
 .admin .issued::before{background:#2f6fba}.admin .failed::before{background:#c0392b}";
 
 /// `GET /static/admin.css`
+#[tracing::instrument(skip_all)]
 pub async fn stylesheet() -> Response {
     (
         [
@@ -447,6 +445,7 @@ fn login_form(
 }
 
 /// `GET /admin`: the dashboard for an administrator's session, the login form otherwise.
+#[tracing::instrument(skip_all)]
 pub async fn dashboard(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -468,6 +467,7 @@ pub async fn dashboard(
 /// `POST /admin/login`: like `POST /login` (CSRF, throttle, argon2id off the async
 /// workers, audit), but only an administrator gets a session; anyone else gets the same
 /// "incorrect" answer as a wrong password.
+#[tracing::instrument(skip_all)]
 pub async fn login_submit(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

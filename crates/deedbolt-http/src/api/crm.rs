@@ -53,9 +53,6 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Refuses tenants: only staff (managers, administrators, machine clients) change
-    /// records. Tenants cannot hold the write scopes anyway (their role cannot delegate
-    /// them); this is the second lock.
     /// Records a change in the audit log: who (client, user) and what (ids and kinds only).
     async fn audit(&self, state: &AppState, what: String) {
         let mut record = deedbolt_core::audit::AuditRecord::new(
@@ -71,6 +68,9 @@ impl Caller {
         state.services.audit.record(record).await;
     }
 
+    /// Refuses tenants: only staff (managers, administrators, machine clients) change
+    /// records. Tenants cannot hold the write scopes anyway (their role cannot delegate
+    /// them); this is the second lock.
     fn require_staff(&self) -> Result<(), ApiError> {
         if self.viewer.is_staff() {
             Ok(())
@@ -303,6 +303,7 @@ async fn check_manager(state: &AppState, manager: &UserId) -> Result<(), ApiErro
 
 // ----- properties ------------------------------------------------------------------------
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn list_properties(
     State(state): State<AppState>,
     caller: Caller,
@@ -318,6 +319,7 @@ async fn list_properties(
     Ok(Json(Page::from_rows(rows, &params)))
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn get_property(
     State(state): State<AppState>,
     caller: Caller,
@@ -330,6 +332,7 @@ async fn get_property(
     )
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn create_property(
     State(state): State<AppState>,
     caller: Caller,
@@ -370,6 +373,7 @@ async fn create_property(
     created(format!("/api/properties/{}", p.id), &p)
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn update_property(
     State(state): State<AppState>,
     caller: Caller,
@@ -400,6 +404,7 @@ async fn update_property(
 
 // ----- tenants ---------------------------------------------------------------------------
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn list_tenants(
     State(state): State<AppState>,
     caller: Caller,
@@ -415,6 +420,7 @@ async fn list_tenants(
     Ok(Json(Page::from_rows(rows, &params)))
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn get_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -427,6 +433,7 @@ async fn get_tenant(
     )
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -446,6 +453,7 @@ async fn create_tenant(
     created(format!("/api/tenants/{}", t.id), &t)
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn update_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -467,6 +475,7 @@ async fn update_tenant(
 
 // ----- ledger ----------------------------------------------------------------------------
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn list_entries(
     State(state): State<AppState>,
     caller: Caller,
@@ -485,6 +494,7 @@ async fn list_entries(
     Ok(Json(Page::from_rows(rows, &params)))
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn add_entry(
     State(state): State<AppState>,
     caller: Caller,
@@ -519,6 +529,7 @@ async fn add_entry(
     created(format!("/api/tenants/{id}/ledger/{}", e.id), &e)
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn get_entry(
     State(state): State<AppState>,
     caller: Caller,
@@ -536,6 +547,7 @@ async fn get_entry(
     )
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn get_balance(
     State(state): State<AppState>,
     caller: Caller,
@@ -550,6 +562,7 @@ async fn get_balance(
 
 // ----- maintenance -----------------------------------------------------------------------
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn list_requests(
     State(state): State<AppState>,
     caller: Caller,
@@ -565,6 +578,7 @@ async fn list_requests(
     Ok(Json(Page::from_rows(rows, &params)))
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn get_request(
     State(state): State<AppState>,
     caller: Caller,
@@ -577,6 +591,7 @@ async fn get_request(
     )
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn open_request(
     State(state): State<AppState>,
     caller: Caller,
@@ -625,6 +640,7 @@ async fn open_request(
     created(format!("/api/maintenance/{}", r.id), &r)
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn update_request(
     State(state): State<AppState>,
     caller: Caller,

@@ -12,6 +12,7 @@ use crate::state::AppState;
 
 /// `GET /userinfo` (OIDC Core §5.3), behind the guard with scope `openid`: claims about the
 /// token's user, by the scopes the token carries.
+#[tracing::instrument(skip_all, fields(client_id = %auth.claims.client_id))]
 pub async fn userinfo(
     State(state): State<AppState>,
     Extension(auth): Extension<Authorized>,

@@ -174,6 +174,7 @@ fn return_to(raw: Option<&str>) -> String {
 }
 
 /// `GET /bff/login`: starts a sign-in (`?return_to=/app/...` to come back elsewhere).
+#[tracing::instrument(skip_all)]
 pub async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -227,6 +228,7 @@ fn callback_failed(status: StatusCode, message: &str, flows: Option<HeaderValue>
 }
 
 /// `GET /bff/callback`: finishes a sign-in.
+#[tracing::instrument(skip_all)]
 pub async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -359,6 +361,7 @@ pub async fn callback(
 /// the access token is checked like the API checks it (signature, expiry, revocation),
 /// so a copy of a cookie kept from before a logout, or a session revoked by reuse
 /// detection or an operator, is not signed in (and the cookie is cleared).
+#[tracing::instrument(skip_all)]
 pub async fn session(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -401,6 +404,7 @@ pub async fn session(
 }
 
 /// `POST /bff/logout`: revokes the session's tokens and clears the cookie.
+#[tracing::instrument(skip_all)]
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -454,6 +458,7 @@ fn api_path(uri_path: &str) -> Option<&str> {
 }
 
 /// `/bff/api/*`: the same request to `/api/*` with the session's access token.
+#[tracing::instrument(skip_all)]
 pub async fn api(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let bff = bff(&state)?;
     let (parts, body) = request.into_parts();
@@ -551,6 +556,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// `GET /app`: the demo tenant app (it uses only the BFF).
+#[tracing::instrument(skip_all)]
 pub async fn app_page() -> Response {
     asset(
         "text/html; charset=utf-8",
@@ -559,6 +565,7 @@ pub async fn app_page() -> Response {
 }
 
 /// `GET /app/app.js`.
+#[tracing::instrument(skip_all)]
 pub async fn app_script() -> Response {
     asset(
         "text/javascript; charset=utf-8",
@@ -567,6 +574,7 @@ pub async fn app_script() -> Response {
 }
 
 /// `GET /app/app.css`.
+#[tracing::instrument(skip_all)]
 pub async fn app_style() -> Response {
     asset(
         "text/css; charset=utf-8",

@@ -32,6 +32,7 @@ use deedbolt_core::user::User;
 use crate::error::ApiError;
 use crate::oauth::session::{browser_record, current_session};
 use crate::state::AppState;
+use crate::web::rate_limit::Policy;
 use crate::web::client_ip::client_ip;
 use crate::web::form::{read_form, Pairs};
 use crate::web::pages::{self, see_other};
@@ -88,6 +89,7 @@ async fn find_client(state: &AppState, id: Option<&str>) -> Result<Option<Client
 }
 
 /// `GET /authorize`
+#[tracing::instrument(skip_all, fields(client_id))]
 pub async fn authorize(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -99,6 +101,7 @@ pub async fn authorize(
 }
 
 /// `POST /authorize`: the same request as a form (OIDC Core §3.1.2.1 requires both).
+#[tracing::instrument(skip_all, fields(client_id))]
 pub async fn authorize_post(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -125,7 +128,7 @@ async fn authorize_with(
     // First, before any lookup or write: a flood from one IP costs one counter.
     let allowance = match crate::limits::check(
         state,
-        "authorize",
+        Policy::Authorize,
         state.services.limits.authorize,
         &ip_key,
     )
@@ -151,6 +154,7 @@ async fn authorize_with(
     let session = current_session(state, headers).await?;
     let mut record = browser_record(AuditKind::AuthorizationRequest, true, state, headers).ip(ip);
     if let Some(c) = params.get("client_id") {
+        tracing::Span::current().record("client_id", c);
         record = record.client(c);
     }
     if let Some(sc) = params.get("scope") {
@@ -409,6 +413,8 @@ pub(crate) async fn issue_code(
     Ok(see_other(&with_params(&request.redirect_uri, &params)))
 }
 
+/// The pending authorization request `req_id` (the `req` of the login and consent forms),
+/// if it exists and has not expired. Its client id goes on the handler's span.
 pub(crate) async fn pending(
     state: &AppState,
     req_id: Option<&str>,
@@ -416,12 +422,15 @@ pub(crate) async fn pending(
     let Some(id) = req_id.filter(|r| r.len() <= 64) else {
         return Ok(None);
     };
-    Ok(state
+    let found = state
         .services
         .flow
         .get_pending(id, state.services.clock.now())
-        .await?
-        .map(|r| (id.to_owned(), r)))
+        .await?;
+    if let Some(r) = &found {
+        tracing::Span::current().record("client_id", r.client_id.as_str());
+    }
+    Ok(found.map(|r| (id.to_owned(), r)))
 }
 
 pub(crate) fn expired_page() -> Response {

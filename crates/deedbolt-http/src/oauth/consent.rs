@@ -26,6 +26,7 @@ use crate::web::form::{read_form, Pairs};
 use crate::web::pages::{self, see_other};
 
 /// `GET /consent?req=…`
+#[tracing::instrument(skip_all, fields(client_id))]
 pub async fn consent_page(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -74,6 +75,7 @@ fn consent_record(
 }
 
 /// `POST /consent`: approve or deny.
+#[tracing::instrument(skip_all, fields(client_id))]
 pub async fn consent_submit(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

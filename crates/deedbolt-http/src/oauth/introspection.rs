@@ -24,6 +24,7 @@ use crate::web::no_store::no_store_json;
 /// tokens for the audience it serves, never about other clients' refresh tokens (see
 /// [`deedbolt_core::client::Client::may_introspect`]). Expired, revoked, malformed and
 /// foreign tokens, and tokens the caller may not see, are all `{"active": false}`.
+#[tracing::instrument(skip_all, fields(client_id))]
 pub async fn introspect_endpoint(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -47,6 +47,7 @@ fn login_form(
 }
 
 /// `GET /login?req=…`
+#[tracing::instrument(skip_all, fields(client_id))]
 pub async fn login_page(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -144,6 +145,7 @@ pub(crate) async fn login_succeeded(
 }
 
 /// `POST /login`
+#[tracing::instrument(skip_all, fields(client_id))]
 pub async fn login_submit(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -217,6 +219,7 @@ pub async fn login_submit(
 }
 
 /// `POST /logout`: ends the session (CSRF-checked).
+#[tracing::instrument(skip_all)]
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,

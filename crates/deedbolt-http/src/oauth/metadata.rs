@@ -97,6 +97,7 @@ pub fn routes(issuer: &str) -> Router<AppState> {
 
 /// `GET /jwks.json`: public keys only, one `kid` each. A short cache lifetime lets
 /// resource servers see a rotated-in key quickly.
+#[tracing::instrument(skip_all)]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     json_response(state.services.keys.jwks_json(), "public, max-age=60")
 }

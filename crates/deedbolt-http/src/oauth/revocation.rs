@@ -22,6 +22,7 @@ use crate::web::no_store::no_store_json;
 /// family; an access token goes on the revocation list until it expires. Unknown tokens,
 /// and tokens of other clients, get the same 200 and nothing happens (§2.2: the answer
 /// must not tell a client anything about tokens that are not its own).
+#[tracing::instrument(skip_all, fields(client_id))]
 pub async fn revoke_endpoint(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -29,6 +29,7 @@ h1{font-size:1.4rem}label{display:block;margin:.8rem 0 .2rem}input{width:100%;pa
 button{margin:1rem .5rem 0 0;padding:.5rem 1.2rem}.error{color:#a00}ul{padding-left:1.2rem}";
 
 /// The stylesheet, served from `/static/deedbolt.css` so the CSP needs no inline styles.
+#[tracing::instrument(skip_all)]
 pub async fn stylesheet() -> Response {
     (
         [

@@ -21,16 +21,48 @@ pub struct RateLimits {
     pub authorize: Option<RateLimit>,
 }
 
+/// The name of a limit, as it appears in the `RateLimit` headers, the 429's description
+/// and the logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// Token requests (client credentials and code exchange).
+    Token,
+    /// Refresh requests.
+    Refresh,
+    /// API calls.
+    Api,
+    /// Authorization requests per client IP.
+    Authorize,
+}
+
+impl Policy {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Token => "token",
+            Policy::Refresh => "refresh",
+            Policy::Api => "api",
+            Policy::Authorize => "authorize",
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A limit that let a request through, for the response headers.
 #[derive(Clone, Copy, Debug)]
 pub struct Allowance {
-    pub(crate) policy: &'static str,
+    pub(crate) policy: Policy,
     pub(crate) limit: RateLimit,
     pub(crate) remaining: u32,
     pub(crate) reset_secs: u32,
 }
 
-fn policy_header(policy: &str, limit: RateLimit) -> Option<HeaderValue> {
+fn policy_header(policy: Policy, limit: RateLimit) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!(
         "\"{policy}\";q={};w={}",
         limit.count, limit.window_secs
@@ -55,7 +87,7 @@ impl Allowance {
 
 /// The headers of a 429.
 pub fn limited_headers(
-    policy: &'static str,
+    policy: Policy,
     limit: RateLimit,
     retry_after: u32,
     headers: &mut HeaderMap,

@@ -12,6 +12,7 @@ use super::{token_response, TokenAudit};
 use crate::error::ApiError;
 use crate::oauth::client_auth::authenticate;
 use crate::state::AppState;
+use crate::web::rate_limit::Policy;
 use crate::web::form::FormParams;
 
 pub(super) async fn client_credentials(
@@ -45,7 +46,7 @@ pub(super) async fn client_credentials(
     }
     let allowance = crate::limits::check(
         state,
-        "token",
+        Policy::Token,
         services.limits.token,
         &audit.limit_key(&auth),
     )

@@ -18,6 +18,7 @@ use crate::error::ApiError;
 use crate::oauth::client_auth::authenticate;
 use crate::oauth::revocation::{announce, revoke};
 use crate::state::AppState;
+use crate::web::rate_limit::Policy;
 use crate::web::form::FormParams;
 
 /// A code redeemed a second time by its own client, with the right verifier (RFC 6749
@@ -64,7 +65,7 @@ pub(super) async fn authorization_code(
         Some(
             crate::limits::check(
                 state,
-                "token",
+                Policy::Token,
                 services.limits.token,
                 &audit.limit_key(&auth),
             )
@@ -110,7 +111,7 @@ pub(super) async fn authorization_code(
         None => {
             crate::limits::check(
                 state,
-                "token",
+                Policy::Token,
                 services.limits.token,
                 &audit.user_limit_key(&auth, stored.user_id.as_str()),
             )

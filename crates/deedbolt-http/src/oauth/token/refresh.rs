@@ -25,6 +25,7 @@ use crate::error::ApiError;
 use crate::oauth::client_auth::authenticate;
 use crate::oauth::revocation::{announce, revoke};
 use crate::state::AppState;
+use crate::web::rate_limit::Policy;
 use crate::web::form::FormParams;
 
 fn invalid_grant(d: &'static str) -> ApiError {
@@ -133,7 +134,7 @@ pub(crate) async fn refresh_token_grant(
     // A public client is limited per client and IP before any work (see the code grant).
     let public_allowance = if auth.kind() == ClientKind::Public {
         Some(
-            crate::limits::check(state, "refresh", s.limits.refresh, &audit.limit_key(&auth))
+            crate::limits::check(state, Policy::Refresh, s.limits.refresh, &audit.limit_key(&auth))
                 .await?,
         )
     } else {
@@ -165,7 +166,7 @@ pub(crate) async fn refresh_token_grant(
         None => {
             crate::limits::check(
                 state,
-                "refresh",
+                Policy::Refresh,
                 s.limits.refresh,
                 &audit.user_limit_key(&auth, record.user_id.as_str()),
             )
