@@ -25,6 +25,7 @@
 //! - [`user`]: users, roles and argon2id passwords.
 //! - [`revocation`]: the in-process list of revoked access tokens.
 //! - [`refresh`]: refresh-token rotation and reuse detection as a state machine.
+//! - [`grace`]: the port keeping recent rotations' answers for the grace period.
 //! - [`detect`]: suspicious-activity rules and token-usage anomaly scoring.
 //! - [`token`]: access-token claim sets and lifetimes.
 //! - [`crm`]: the PropTech resources (properties, tenants, ledger, maintenance), exact
@@ -48,6 +49,7 @@ pub mod crm;
 pub mod detect;
 pub mod error;
 pub mod flow;
+pub mod grace;
 pub mod grant;
 pub mod ids;
 pub mod issue;

@@ -6,7 +6,7 @@
 //! `temporarily_unavailable` (RFC 6749 §4.1.2.1's code) with `Retry-After`; anything
 //! internal becomes a bare 500 `server_error`. Details of both go to the log only.
 
-use axum::http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,6 +16,7 @@ use deedbolt_core::ports::StoreError;
 use serde_json::json;
 
 use crate::web::challenge::{BearerErrorCode, Challenge};
+use crate::web::no_store::no_store;
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -225,8 +226,7 @@ impl IntoResponse for ApiError {
             }
         };
         let headers = response.headers_mut();
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+        no_store(headers);
         response
     }
 }

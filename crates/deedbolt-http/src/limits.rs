@@ -45,7 +45,12 @@ pub async fn check(
         })),
         Outcome::Limited { retry_after_secs } => {
             state.services.metrics.rate_limited();
-            tracing::info!(policy = policy.as_str(), key, retry_after_secs, "rate limited");
+            tracing::info!(
+                policy = policy.as_str(),
+                key,
+                retry_after_secs,
+                "rate limited"
+            );
             // The token endpoint audits its own refusals (with more context).
             if policy == Policy::Api {
                 state

@@ -3,15 +3,12 @@
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::header::{
-    HeaderName, CACHE_CONTROL, CONTENT_TYPE, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY,
-    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    HeaderName, CONTENT_TYPE, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
-use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use deedbolt_core::scope::{Scope, ScopeSet};
@@ -25,6 +22,7 @@ use crate::oauth::{authorize, consent, introspection, login, metadata, revocatio
 use crate::state::AppState;
 use crate::web::cookies::CookiePolicy;
 use crate::web::form::MAX_BODY_BYTES;
+use crate::web::no_store::no_store_for_private_data;
 use crate::web::pages;
 use crate::{admin, ops};
 
@@ -34,23 +32,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// HSTS on an https issuer: one year, subdomains included (RFC 6797; RFC 9700 §4.1.3
 /// relies on TLS for every request). Never sent on plain http, where browsers ignore it.
 const HSTS: &str = "max-age=31536000; includeSubDomains";
-
-/// `Cache-Control: no-store` on every `/api` and `/admin` response, errors included:
-/// they carry personal and financial data (tenancies, ledgers) and the audit log, which
-/// no browser or shared cache should keep.
-async fn no_store_for_private_data(request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let private = ["/api", "/admin"]
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
-    let mut response = next.run(request).await;
-    if private {
-        response
-            .headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    response
-}
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {

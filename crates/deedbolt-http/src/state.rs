@@ -58,7 +58,7 @@ pub struct Services {
     /// Refresh-token lifetimes and grace period.
     pub refresh_policy: RefreshPolicy,
     /// Answers to recent rotations, for retries within the grace period.
-    pub grace: Arc<dyn deedbolt_core::refresh::GraceStore>,
+    pub grace: Arc<dyn deedbolt_core::grace::GraceStore>,
     /// Rate limits.
     pub limits: RateLimits,
     /// Where limiter state lives.

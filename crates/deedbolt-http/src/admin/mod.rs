@@ -23,9 +23,7 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, State};
-use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, SET_COOKIE,
-};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -50,6 +48,7 @@ use crate::web::challenge::{BearerErrorCode, Challenge};
 use crate::web::client_ip::client_ip;
 use crate::web::cookies::SameSite;
 use crate::web::form::Pairs;
+use crate::web::no_store::no_store;
 use crate::web::pages::{self, escape, see_other};
 
 /// The default page size of the admin API.
@@ -221,11 +220,6 @@ impl FromRequestParts<AppState> for AdminToken {
             }
         }
     }
-}
-
-fn no_store(headers: &mut HeaderMap) {
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,14 +1,15 @@
 //! OpenID Connect `/userinfo`, behind `deedbolt-guard` (the PropTech API is in
-//! [`crate::crm`]).
+//! [`crate::api::crm`]).
 
 use axum::extract::State;
-use axum::http::HeaderValue;
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Extension;
 use deedbolt_guard::Authorized;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::web::no_store::no_store_json;
 
 /// `GET /userinfo` (OIDC Core §5.3), behind the guard with scope `openid`: claims about the
 /// token's user, by the scopes the token carries.
@@ -35,14 +36,7 @@ pub async fn userinfo(
             body["name"] = serde_json::json!(name);
         }
     }
-    Ok((
-        [(
-            axum::http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        )],
-        Json(body),
-    )
-        .into_response())
+    Ok(no_store_json(StatusCode::OK, body))
 }
 
 /// A valid token whose subject is not a user (a client-credentials token, or a deleted

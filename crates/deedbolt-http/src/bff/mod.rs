@@ -94,8 +94,7 @@ fn bff(state: &AppState) -> Result<&Bff, ApiError> {
 }
 
 fn no_store(mut r: Response) -> Response {
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    crate::web::no_store::no_store(r.headers_mut());
     r
 }
 

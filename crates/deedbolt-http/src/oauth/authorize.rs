@@ -32,11 +32,11 @@ use deedbolt_core::user::User;
 use crate::error::ApiError;
 use crate::oauth::session::{browser_record, current_session};
 use crate::state::AppState;
-use crate::web::rate_limit::Policy;
 use crate::web::client_ip::client_ip;
 use crate::web::form::{read_form, Pairs};
 use crate::web::pages::{self, see_other};
 use crate::web::rate_limit::limited_headers;
+use crate::web::rate_limit::Policy;
 
 /// How long a pending authorization request waits for the user.
 pub(crate) const PENDING_SECS: i64 = 600;

@@ -12,8 +12,8 @@ use super::{token_response, TokenAudit};
 use crate::error::ApiError;
 use crate::oauth::client_auth::authenticate;
 use crate::state::AppState;
-use crate::web::rate_limit::Policy;
 use crate::web::form::FormParams;
+use crate::web::rate_limit::Policy;
 
 pub(super) async fn client_credentials(
     state: &AppState,

@@ -18,8 +18,8 @@ use crate::error::ApiError;
 use crate::oauth::client_auth::authenticate;
 use crate::oauth::revocation::{announce, revoke};
 use crate::state::AppState;
-use crate::web::rate_limit::Policy;
 use crate::web::form::FormParams;
+use crate::web::rate_limit::Policy;
 
 /// A code redeemed a second time by its own client, with the right verifier (RFC 6749
 /// §4.1.2): revokes the access token issued from the first redemption and the refresh

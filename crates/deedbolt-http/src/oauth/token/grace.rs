@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use deedbolt_core::clock::UnixTime;
-use deedbolt_core::refresh::{GraceStore, RefreshToken};
+use deedbolt_core::grace::GraceStore;
+use deedbolt_core::refresh::RefreshToken;
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::seal::MasterKey;
 use serde::{Deserialize, Serialize};

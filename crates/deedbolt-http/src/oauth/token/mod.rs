@@ -11,10 +11,9 @@ use axum::body::Body;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::{CACHE_CONTROL, PRAGMA, USER_AGENT};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::http::header::USER_AGENT;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use deedbolt_core::audit::{AuditKind, AuditRecord};
 use deedbolt_core::client::ClientKind;
 use deedbolt_core::client::GrantType;
@@ -26,6 +25,7 @@ use crate::oauth::client_auth;
 use crate::state::AppState;
 use crate::web::client_ip::client_ip;
 use crate::web::form::{has_content_type, read_body, FormParams};
+use crate::web::no_store::no_store_json;
 
 /// What the token endpoint learned about a request, for its audit record.
 #[derive(Debug, Default)]
@@ -157,12 +157,5 @@ async fn token_inner(
 
 /// A 200 token response with the caching headers RFC 6749 §5.1 requires.
 pub(crate) fn token_response(body: TokenResponse) -> Response {
-    (
-        [
-            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (PRAGMA, HeaderValue::from_static("no-cache")),
-        ],
-        Json(body),
-    )
-        .into_response()
+    no_store_json(StatusCode::OK, body)
 }

@@ -25,8 +25,8 @@ use crate::error::ApiError;
 use crate::oauth::client_auth::authenticate;
 use crate::oauth::revocation::{announce, revoke};
 use crate::state::AppState;
-use crate::web::rate_limit::Policy;
 use crate::web::form::FormParams;
+use crate::web::rate_limit::Policy;
 
 fn invalid_grant(d: &'static str) -> ApiError {
     OAuthError::InvalidGrant(Cow::Borrowed(d)).into()
@@ -134,8 +134,13 @@ pub(crate) async fn refresh_token_grant(
     // A public client is limited per client and IP before any work (see the code grant).
     let public_allowance = if auth.kind() == ClientKind::Public {
         Some(
-            crate::limits::check(state, Policy::Refresh, s.limits.refresh, &audit.limit_key(&auth))
-                .await?,
+            crate::limits::check(
+                state,
+                Policy::Refresh,
+                s.limits.refresh,
+                &audit.limit_key(&auth),
+            )
+            .await?,
         )
     } else {
         None
