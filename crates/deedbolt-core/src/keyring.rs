@@ -210,6 +210,21 @@ impl KeyVault {
         })
     }
 
+    /// A named server secret, stored sealed under the master key like the signing keys:
+    /// `fresh` is stored under `name` unless a value is stored already, and the stored
+    /// value is returned opened, so concurrent first starts agree on one value (the
+    /// loser's `fresh` is dropped). `name` must not be the pepper's.
+    pub async fn named_secret(
+        &self,
+        name: &'static str,
+        fresh: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyringError> {
+        debug_assert_ne!(name, PEPPER_NAME);
+        let candidate = self.seal(name.as_bytes(), fresh)?;
+        let stored = self.store.secret_or_insert(name, &candidate).await?;
+        self.open(name, name.as_bytes(), &stored)
+    }
+
     /// The client-secret pepper, created on first use and the same ever after.
     pub async fn pepper(&self) -> Result<Pepper, KeyringError> {
         let fresh = Pepper::generate().map_err(|e| KeyringError::Seal(SealError::from(e)))?;

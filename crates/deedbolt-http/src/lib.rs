@@ -17,7 +17,7 @@
 //! - [`api`]: the PropTech resource API behind `deedbolt-guard`, its OpenAPI document, and
 //!   OpenID Connect `/userinfo`.
 //! - [`bff`]: the backend-for-frontend. [`admin`]: the admin console. [`ops`]: health,
-//!   readiness and metrics endpoints.
+//!   readiness and metrics endpoints. [`landing`]: the page at `/`.
 //! - [`limits`]: rate-limit checks that need the state (handlers call them).
 //! - [`state`]: the shared state of every handler; it imports no handler module.
 //! - [`runtime`]: what runs beside the handlers: the audit writer, the detectors, the
@@ -35,6 +35,7 @@ pub mod api;
 pub mod bff;
 pub mod error;
 pub mod keys;
+pub mod landing;
 pub mod limits;
 pub mod metrics;
 pub mod oauth;

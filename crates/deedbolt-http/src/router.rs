@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
 
     let cookies = state.cookies;
     let app = Router::new()
+        .route("/", get(crate::landing::landing))
         .merge(metadata::routes(&state.services.policy.issuer))
         .route("/token", post(token::token))
         .route("/revoke", post(revocation::revoke_endpoint))

@@ -309,6 +309,12 @@ pub struct ServeArgs {
     /// characters) as a bearer token, and is not served without one [default: none].
     #[arg(long, env = "DEEDBOLT_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Run the demo: on first start seed the demo portfolio, users and clients (passwords
+    /// are printed once) and store the demo app's settings in the data directory (sealed
+    /// under DEEDBOLT_MASTER_KEY when set); every start runs the demo app at /app with
+    /// them. Explicit DEEDBOLT_BFF_* settings take precedence.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 /// `client` subcommands.
@@ -461,7 +467,21 @@ pub async fn run() -> anyhow::Result<()> {
                 &file,
             )?;
             let master = config::master_key_from_env()?;
-            let app = Application::build(settings, master).await?;
+            let demo = if args.demo {
+                startup::Demo::On
+            } else {
+                startup::Demo::Off
+            };
+            let mut app = Application::build_with(settings, master, demo).await?;
+            if let Some(seeded) = app.take_demo_seeded() {
+                crate::demo::print_users(&seeded);
+                println!();
+                println!(
+                    "Open {}/app and sign in as tom.tenant@example.com (a tenant) or \
+                     maya.manager@example.com (a manager).",
+                    app.issuer()
+                );
+            }
             app.run_until(startup::shutdown_signal()).await
         }
         Command::Client(cmd) => {
@@ -508,7 +528,13 @@ pub async fn run() -> anyhow::Result<()> {
                 .or_else(|| file.issuer.clone())
                 .unwrap_or_else(|| format!("http://{}", config::DEFAULT_LISTEN));
             let store = startup::open_store(&common).await?;
-            let result = crate::demo::seed(&store, &common.data_dir, &issuer, json).await;
+            let result = match vault(&store, &common.data_dir) {
+                Ok(vault) => {
+                    crate::demo::seed_demo_command(&store, &vault, &common.data_dir, &issuer, json)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
             store.close().await;
             result
         }
@@ -526,7 +552,7 @@ pub async fn run() -> anyhow::Result<()> {
     }
 }
 
-fn vault(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<KeyVault> {
+pub(crate) fn vault(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<KeyVault> {
     let master = config::master_key_from_env()?;
     if master.is_none() {
         startup::warn_development_mode(data_dir);

@@ -525,7 +525,7 @@ fn bff_config(
             .collect();
             bail!(
                 "the backend-for-frontend needs all of its settings; missing: {} \
-                 (`deedbolt seed-demo` prints a working set)",
+                 (or run the demo with `deedbolt serve --demo`, which stores its own)",
                 missing.join(", ")
             )
         }

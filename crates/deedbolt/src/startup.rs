@@ -49,6 +49,16 @@ pub fn warn_development_mode(data_dir: &Path) {
     );
 }
 
+/// Whether `serve` runs the demo (`--demo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demo {
+    /// A plain server.
+    Off,
+    /// Seed the demo on first start and run the demo app with the settings stored in the
+    /// data directory (see [`crate::demo::bff_settings`]).
+    On,
+}
+
 /// The task that keeps this instance subscribed to revocations announced by the others.
 type FeedTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -72,11 +82,24 @@ pub struct Application {
     metrics: Arc<deedbolt_http::metrics::Metrics>,
     settings: ServeSettings,
     clock: Arc<dyn Clock>,
+    /// What `--demo` seeded on this start, until the CLI has shown it.
+    demo_seeded: Option<crate::demo::Seeded>,
 }
 
 impl Application {
     /// Opens storage, ensures a signing key, binds the listener.
     pub async fn build(settings: ServeSettings, master: Option<MasterKey>) -> anyhow::Result<Self> {
+        Self::build_with(settings, master, Demo::Off).await
+    }
+
+    /// Like [`Application::build`]; with [`Demo::On`] also seeds the demo (on a data
+    /// directory without it) and runs the demo app with its stored settings, unless the
+    /// backend-for-frontend is configured explicitly.
+    pub async fn build_with(
+        settings: ServeSettings,
+        master: Option<MasterKey>,
+        demo: Demo,
+    ) -> anyhow::Result<Self> {
         let data_dir: PathBuf = settings.common.data_dir.clone();
         for (name, limit) in [
             ("token", settings.limits.token),
@@ -234,9 +257,39 @@ impl Application {
             .load_history()
             .await
             .context("cannot load the scope history")?;
-        let bff = settings
-            .bff
-            .clone()
+        let hasher = Arc::new(SecretHasher::new(&pepper));
+        let mut demo_seeded = None;
+        let bff_config = match (settings.bff.clone(), demo) {
+            (Some(explicit), Demo::On) => {
+                tracing::info!(
+                    "--demo: the demo app runs with the explicitly configured DEEDBOLT_BFF_* \
+                     settings, not the stored ones"
+                );
+                Some(explicit)
+            }
+            (Some(explicit), Demo::Off) => Some(explicit),
+            (None, Demo::On) => {
+                if !crate::demo::is_seeded(&store).await? {
+                    demo_seeded = Some(crate::demo::seed(&store, &hasher).await?);
+                    tracing::info!("demo portfolio, users and clients seeded");
+                }
+                Some(
+                    crate::demo::bff_settings(
+                        &store,
+                        &vault,
+                        &hasher,
+                        &issuer,
+                        deedbolt_http::bff::DEFAULT_REFRESH_BEFORE,
+                    )
+                    .await?,
+                )
+            }
+            (None, Demo::Off) => None,
+        };
+        if let Some(b) = &bff_config {
+            crate::bff_check::validate(&store, &hasher, b, &issuer).await?;
+        }
+        let bff = bff_config
             .map(|b| {
                 deedbolt_http::bff::Bff::new(
                     deedbolt_http::bff::BffSettings {
@@ -277,7 +330,7 @@ impl Application {
             refresh_policy: settings.refresh,
             health,
             clock: clock.clone(),
-            hasher: Arc::new(SecretHasher::new(&pepper)),
+            hasher,
             keys: keys.clone(),
             policy: TokenPolicy {
                 issuer: issuer.clone(),
@@ -303,7 +356,13 @@ impl Application {
             metrics,
             settings,
             clock,
+            demo_seeded,
         })
+    }
+
+    /// What `--demo` seeded on this start (the users' one-time passwords), once.
+    pub fn take_demo_seeded(&mut self) -> Option<crate::demo::Seeded> {
+        self.demo_seeded.take()
     }
 
     /// The bound address (useful with port 0).

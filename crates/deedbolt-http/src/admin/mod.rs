@@ -362,17 +362,49 @@ pub async fn api_alerts(
 // The dashboard: login
 // ---------------------------------------------------------------------------------------
 
-/// The admin stylesheet: wider pages and tables, served like the main one so the CSP
-/// needs no inline styles.
-const STYLE: &str = "body:has(main.admin){max-width:72rem}\
+/// The admin stylesheet: a wider page and tables, served like the main one so the CSP
+/// needs no inline styles. On a narrow screen (a phone, 390 px) each table row becomes a
+/// card of "label value" lines (the labels come from this stylesheet, by column), so the
+/// page never scrolls sideways and every value stays readable.
+const STYLE: &str = "main:has(> .admin){max-width:72rem}\
 .admin header{display:flex;justify-content:space-between;align-items:baseline;gap:1rem;flex-wrap:wrap}\
+.admin header h1{margin:0}.admin header form{display:flex;align-items:center;gap:.75rem;flex-wrap:wrap}\
+.admin header button{min-width:0;padding:.4rem 1rem}\
 .admin table{border-collapse:collapse;width:100%;font-size:.85rem;margin-bottom:2rem}\
 .admin th,.admin td{border-bottom:1px solid #d8dde3;padding:.3rem .4rem;text-align:left;vertical-align:top}\
+.admin th{background:#f4f6fa}\
 .admin td.time{white-space:nowrap}.admin td.wrap{overflow-wrap:anywhere}\
 .admin td.num{text-align:right}.admin .fail{color:#a00}.admin .muted{color:#667}\
-.admin svg{width:100%;height:auto}.admin .legend span{margin-right:1.5rem}\
+.admin svg{width:100%;height:auto}.admin .legend span{margin-right:1.5rem;display:inline-block}\
 .admin .issued::before,.admin .failed::before{content:\"\";display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem}\
-.admin .issued::before{background:#2f6fba}.admin .failed::before{background:#c0392b}";
+.admin .issued::before{background:#2f6fba}.admin .failed::before{background:#c0392b}\
+@media (max-width:40rem){\
+.admin table,.admin tbody,.admin tr,.admin td{display:block;width:100%}\
+.admin thead{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%)}\
+.admin tr{border:1px solid #d8dde3;border-radius:8px;padding:.4rem .6rem;margin-bottom:.75rem}\
+.admin td,.admin td.num{border:0;padding:.15rem 0;text-align:left;white-space:normal;overflow-wrap:anywhere;\
+display:grid;grid-template-columns:7.5rem 1fr;gap:.5rem}\
+.admin td::before{font-weight:600;color:#5b6475}\
+.admin td[colspan]{display:block}.admin td[colspan]::before{content:none}\
+.admin #audit td:nth-child(1)::before{content:\"#\"}\
+.admin #audit td:nth-child(2)::before{content:\"time (UTC)\"}\
+.admin #audit td:nth-child(3)::before{content:\"type\"}\
+.admin #audit td:nth-child(4)::before{content:\"outcome\"}\
+.admin #audit td:nth-child(5)::before{content:\"client\"}\
+.admin #audit td:nth-child(6)::before{content:\"user\"}\
+.admin #audit td:nth-child(7)::before{content:\"IP\"}\
+.admin #audit td:nth-child(8)::before{content:\"scope\"}\
+.admin #audit td:nth-child(9)::before{content:\"error\"}\
+.admin #audit td:nth-child(10)::before{content:\"detail\"}\
+.admin #alerts td:nth-child(1)::before{content:\"#\"}\
+.admin #alerts td:nth-child(2)::before{content:\"time (UTC)\"}\
+.admin #alerts td:nth-child(3)::before{content:\"kind\"}\
+.admin #alerts td:nth-child(4)::before{content:\"subject\"}\
+.admin #alerts td:nth-child(5)::before{content:\"detail\"}\
+.admin #alerts td:nth-child(6)::before{content:\"score\"}\
+.admin #alerts td:nth-child(7)::before{content:\"recommended action\"}\
+.admin #alerts td:nth-child(8)::before{content:\"delivered\"}\
+}";
 
 /// `GET /static/admin.css`
 #[tracing::instrument(skip_all)]
@@ -395,7 +427,7 @@ fn admin_page(status: StatusCode, title: &str, body: &str) -> Response {
         status,
         title,
         &format!(
-            "<link rel=\"stylesheet\" href=\"/static/admin.css\"><main class=\"admin\">{body}</main>"
+            "<link rel=\"stylesheet\" href=\"/static/admin.css\"><div class=\"admin\">{body}</div>"
         ),
     )
 }
@@ -424,7 +456,7 @@ fn login_form(
              <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{email}\">\
              <label for=\"password\">Password</label>\
              <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-             <button type=\"submit\" id=\"login\">Sign in</button></form>",
+             <div class=\"actions\"><button type=\"submit\" id=\"login\" class=\"primary\">Sign in</button></div></form>",
             csrf = escape(&csrf),
             email = escape(email),
         ),
@@ -558,7 +590,7 @@ async fn render_dashboard(
          <form method=\"post\" action=\"/logout\">\
          <span class=\"muted\">Signed in as {email}</span> \
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <button type=\"submit\" id=\"logout\">Sign out</button></form></header>\
+         <button type=\"submit\" id=\"logout\" class=\"secondary\">Sign out</button></form></header>\
          <h2>Tokens and failures per hour</h2>\
          <p class=\"legend\"><span class=\"issued\">tokens issued or refreshed</span>\
          <span class=\"failed\">failed client authentications, logins and token requests</span>\

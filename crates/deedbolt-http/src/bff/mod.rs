@@ -306,7 +306,7 @@ pub async fn callback(
     let Some(id_token) = tokens.id_token.take() else {
         return Ok(callback_failed(
             StatusCode::BAD_GATEWAY,
-            "The server sent no ID token; the BFF's scope must include openid.",
+            "The sign-in server sent no ID token (the app must request the openid scope).",
             Some(rest),
         ));
     };
@@ -554,9 +554,22 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// `GET /app`: the demo tenant app (it uses only the BFF).
+/// `GET /app`: the demo app (it uses only the BFF); without a BFF configured, a page
+/// saying so and how to turn it on.
 #[tracing::instrument(skip_all)]
-pub async fn app_page() -> Response {
+pub async fn app_page(State(state): State<AppState>) -> Response {
+    if state.bff.is_none() {
+        return pages::page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Demo app not enabled",
+            "<h1>The demo app is not enabled on this server</h1>\
+             <p>It needs its sign-in settings, which this server was started without.</p>\
+             <p class=\"muted\">Operators: run <code>deedbolt serve --demo</code> to seed a demo \
+             portfolio and enable the app, or configure an existing client with \
+             <code>--bff-client-id</code>, <code>DEEDBOLT_BFF_CLIENT_SECRET</code> and \
+             <code>DEEDBOLT_BFF_COOKIE_KEYS</code>.</p><p><a href=\"/\">Home</a></p>",
+        );
+    }
     asset(
         "text/html; charset=utf-8",
         include_str!("../../assets/app/index.html"),

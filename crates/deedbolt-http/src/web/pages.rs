@@ -24,9 +24,33 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;color:#1d2733}\
-h1{font-size:1.4rem}label{display:block;margin:.8rem 0 .2rem}input{width:100%;padding:.5rem;box-sizing:border-box}\
-button{margin:1rem .5rem 0 0;padding:.5rem 1.2rem}.error{color:#a00}ul{padding-left:1.2rem}";
+/// The pages' stylesheet: one column that fits a phone, a primary button for the action
+/// the page is for (Sign in, Allow) and a quieter secondary one for the way out (Deny).
+const STYLE: &str = "\
+*,*::before,*::after{box-sizing:border-box}\
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;line-height:1.5;color:#1d2733;\
+background:#f4f6fa;margin:0;padding:2.5rem 1rem}\
+main{max-width:30rem;margin:0 auto;background:#fff;border:1px solid #dde3ec;border-radius:10px;\
+padding:1.5rem 1.5rem 1.75rem;box-shadow:0 1px 3px rgba(16,24,40,.06)}\
+main.wide{max-width:46rem}\
+h1{font-size:1.35rem;line-height:1.3;margin:0 0 1rem}h2{font-size:1.05rem;margin:1.5rem 0 .5rem}\
+label{display:block;margin:.9rem 0 .25rem;font-weight:600;font-size:.95rem}\
+input{width:100%;padding:.6rem .7rem;font:inherit;border:1px solid #b8c2d0;border-radius:6px}\
+input:focus{outline:2px solid #1f5eff;outline-offset:1px;border-color:#1f5eff}\
+.actions{display:flex;flex-wrap:wrap;gap:.75rem;margin-top:1.5rem}\
+button,.button{font:inherit;font-weight:600;padding:.6rem 1.4rem;border-radius:6px;cursor:pointer;\
+text-decoration:none;display:inline-block;text-align:center;min-width:7rem}\
+.primary{background:#1f5eff;color:#fff;border:1px solid #1f5eff}\
+.primary:hover{background:#1748c7;border-color:#1748c7}\
+.secondary{background:#fff;color:#1d2733;border:1px solid #b8c2d0}\
+.secondary:hover{background:#eef1f6}\
+button:focus-visible,.button:focus-visible{outline:3px solid #99b4ff;outline-offset:2px}\
+.error{color:#a11b1b;background:#fdf0f0;border:1px solid #f3c7c7;border-radius:6px;padding:.6rem .8rem}\
+.muted{color:#5b6475;font-size:.9rem}\
+ul{padding-left:1.2rem}li{margin:.35rem 0}\
+ul.links{list-style:none;padding:0}ul.links li{margin:.6rem 0}\
+a{color:#1748c7}code{font-size:.9em;background:#eef1f6;padding:.05rem .3rem;border-radius:4px}\
+@media (max-width:30rem){body{padding:1rem .5rem}main{padding:1.1rem}.actions button{flex:1}}";
 
 /// The stylesheet, served from `/static/deedbolt.css` so the CSP needs no inline styles.
 #[tracing::instrument(skip_all)]
@@ -51,7 +75,7 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>{} · deedbolt</title><link rel=\"stylesheet\" href=\"/static/deedbolt.css\"></head>\
-         <body>{body}</body></html>",
+         <body><main>{body}</main></body></html>",
         escape(title)
     );
     (
@@ -113,7 +137,7 @@ pub fn login(
              <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{email}\">\
              <label for=\"password\">Password</label>\
              <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-             <button type=\"submit\" id=\"login\">Sign in</button></form>",
+             <div class=\"actions\"><button type=\"submit\" id=\"login\" class=\"primary\">Sign in</button></div></form>",
             client = escape(client_name),
             csrf = escape(csrf),
             req = escape(req),
@@ -122,7 +146,7 @@ pub fn login(
     )
 }
 
-/// The consent page: the scopes in plain words, approve or deny. Administration scopes
+/// The consent page: the scopes in plain words (not their identifiers), approve or deny. Administration scopes
 /// are flagged in bold and announced by a warning above the list, since they open the
 /// security audit log and the alerts of the whole server.
 pub fn consent(
@@ -135,15 +159,16 @@ pub fn consent(
     let items: String = scope
         .iter()
         .map(|s| {
-            let (open, close) = if s.is_admin() {
-                ("<li class=\"admin-scope\"><strong>", "</strong>")
+            // The identifier stays in the markup (for developers and tests), not in view.
+            let (class, open, close) = if s.is_admin() {
+                (" class=\"admin-scope\"", "<strong>", "</strong>")
             } else {
-                ("<li>", "")
+                ("", "", "")
             };
             format!(
-                "{open}{}{close} <small>({})</small></li>",
-                escape(s.description()),
-                s.as_str()
+                "<li{class} data-scope=\"{}\">{open}{}{close}</li>",
+                s.as_str(),
+                escape(s.description())
             )
         })
         .collect();
@@ -166,8 +191,10 @@ pub fn consent(
              <form method=\"post\" action=\"/consent\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <input type=\"hidden\" name=\"req\" value=\"{req}\">\
-             <button type=\"submit\" name=\"decision\" value=\"approve\" id=\"approve\">Allow</button>\
-             <button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\">Deny</button></form>",
+             <div class=\"actions\">\
+             <button type=\"submit\" name=\"decision\" value=\"approve\" id=\"approve\" class=\"primary\">Allow</button>\
+             <button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\" class=\"secondary\">Deny</button>\
+             </div></form>",
             client = escape(client_name),
             email = escape(user_email),
             csrf = escape(csrf),

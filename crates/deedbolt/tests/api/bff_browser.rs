@@ -20,7 +20,12 @@ use crate::helpers::*;
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Polls the text of the element matching `css` until `ok` holds, for up to [`WAIT`].
-async fn wait_text(browser: &Browser, css: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+pub(crate) async fn wait_text(
+    browser: &Browser,
+    css: &str,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
         let el = browser.wait_for(css).await;
@@ -40,7 +45,7 @@ async fn wait_text(browser: &Browser, css: &str, what: &str, ok: impl Fn(&str) -
 }
 
 /// Polls until the element matching `css` is displayed, for up to [`WAIT`].
-async fn wait_displayed(browser: &Browser, css: &str) {
+pub(crate) async fn wait_displayed(browser: &Browser, css: &str) {
     let deadline = Instant::now() + WAIT;
     loop {
         let el = browser.wait_for(css).await;
@@ -60,12 +65,12 @@ async fn wait_displayed(browser: &Browser, css: &str) {
 }
 
 /// The WebDriver client behind `browser` (for cookies and scripts).
-async fn client(browser: &Browser) -> Client {
+pub(crate) async fn client(browser: &Browser) -> Client {
     browser.wait_for("html").await.client()
 }
 
 /// Runs `script` in the page (a returned promise is awaited).
-async fn js(browser: &Browser, script: &str) -> Value {
+pub(crate) async fn js(browser: &Browser, script: &str) -> Value {
     let c = client(browser).await;
     browser
         .step(&format!("run `{script}`"), c.execute(script, vec![]))

@@ -263,7 +263,7 @@ async fn rotate_secret_and_delete_say_when_running_servers_notice() {
     let out = app.cli(&["client", "delete", &deleted.id]);
     assert!(out.status.success());
     assert!(
-        stderr(&out).contains("within their sync interval"),
+        stderr(&out).contains("at their next sync"),
         "{}",
         stderr(&out)
     );

@@ -415,8 +415,8 @@ async fn public_client_gets_user_tokens_scoped_by_the_users_role() {
     assert!(form.html.contains(TENANT), "shows who is signed in");
     assert!(form.html.contains("code-client"), "names the client");
     assert!(form.html.contains("See tenant records"));
-    assert!(form.html.contains("(tenant:read)"));
-    assert!(form.html.contains("(openid)"));
+    assert!(form.html.contains("data-scope=\"tenant:read\""));
+    assert!(form.html.contains("data-scope=\"openid\""));
     assert!(
         !form.html.contains("property:write") && !form.html.contains("Create and change"),
         "the consent page must not offer a scope the role cannot grant"
@@ -598,7 +598,7 @@ async fn only_an_administrator_can_delegate_admin_read_and_the_consent_page_flag
     let (html, body) = consent_and_redeem(&env, ADMIN, "openid admin:read").await;
     assert!(
         html.contains("read the security audit log and alerts of the whole server")
-            && html.contains("(admin:read)"),
+            && html.contains("data-scope=\"admin:read\""),
         "{html}"
     );
     assert!(
@@ -613,7 +613,7 @@ async fn only_an_administrator_can_delegate_admin_read_and_the_consent_page_flag
     // it, the token is issued without it, and the admin API refuses the token.
     for email in [TENANT, MANAGER] {
         let (html, body) = consent_and_redeem(&env, email, "openid admin:read").await;
-        assert!(html.contains("(openid)"), "{email}: {html}");
+        assert!(html.contains("data-scope=\"openid\""), "{email}: {html}");
         assert!(
             !html.contains("admin:read")
                 && !html.contains("audit log")

@@ -47,6 +47,8 @@ pub struct Options {
     pub overrides: ServeOverrides,
     /// `DEEDBOLT_DATABASE_URL`: PostgreSQL instead of SQLite (see [`postgres_options`]).
     pub database_url: Option<String>,
+    /// `serve --demo`.
+    pub demo: bool,
 }
 
 /// Options for a server on a fresh PostgreSQL database of the `DATABASE_URL` server;
@@ -117,7 +119,12 @@ pub async fn try_spawn_app(opts: Options) -> anyhow::Result<TestApp> {
         .as_deref()
         .map(MasterKey::parse)
         .transpose()?;
-    let app = Application::build(settings, master).await?;
+    let demo = if opts.demo {
+        deedbolt::startup::Demo::On
+    } else {
+        deedbolt::startup::Demo::Off
+    };
+    let app = Application::build_with(settings, master, demo).await?;
     let base = format!("http://{}", app.addr());
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until(async move {
@@ -277,6 +284,23 @@ impl TestApp {
             .expect("JWKS JSON")
     }
 
+    /// A handle on a server running as a subprocess (see [`ServeProcess`]) at `base`, to
+    /// use the request helpers on it; [`TestApp::stop`] does not stop it.
+    pub fn external(base: String, data_dir: Arc<TempDir>, master_key: Option<String>) -> TestApp {
+        TestApp {
+            base,
+            data_dir,
+            database_url: None,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            master_key,
+            shutdown: None,
+            handle: None,
+        }
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -413,6 +437,8 @@ pub fn wait_child(
 pub struct ServeProcess {
     child: std::process::Child,
     lines: Arc<std::sync::Mutex<Vec<String>>>,
+    stdout: Arc<std::sync::Mutex<Vec<String>>>,
+    stdout_reader: Option<std::thread::JoinHandle<()>>,
     rx: std::sync::mpsc::Receiver<String>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -427,13 +453,22 @@ impl ServeProcess {
             .arg("json")
             .args(args)
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         clear_deedbolt_env(&mut cmd);
         for (k, v) in envs {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn deedbolt serve");
+        let out = child.stdout.take().expect("stdout");
+        let stdout = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out_sink = stdout.clone();
+        let stdout_reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                out_sink.lock().unwrap().push(line);
+            }
+        });
         let stderr = child.stderr.take().expect("stderr");
         let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -448,6 +483,8 @@ impl ServeProcess {
         ServeProcess {
             child,
             lines,
+            stdout,
+            stdout_reader: Some(stdout_reader),
             rx,
             reader: Some(reader),
         }
@@ -509,8 +546,16 @@ impl ServeProcess {
             if let Some(r) = self.reader.take() {
                 let _ = r.join();
             }
+            if let Some(r) = self.stdout_reader.take() {
+                let _ = r.join();
+            }
         }
         status
+    }
+
+    /// Every stdout line so far (all of them once the process has exited).
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
     }
 
     /// Every stderr line so far (all of them once the process has exited).

@@ -73,6 +73,7 @@ fn with_issuer(data_dir: Option<std::sync::Arc<tempfile::TempDir>>, key: Option<
             issuer: Some(ISSUER.into()),
             ..Default::default()
         },
+        ..Default::default()
     }
 }
 
@@ -313,6 +314,7 @@ async fn a_failed_start_with_the_wrong_master_key_leaves_the_data_directory_unch
             signing_alg: Some("EdDSA".into()),
             ..Default::default()
         },
+        ..Default::default()
     })
     .await;
     assert!(res.is_err(), "started with the wrong master key");
@@ -354,6 +356,7 @@ async fn a_failed_start_without_the_master_key_leaves_the_data_directory_unchang
             signing_alg: Some("EdDSA".into()),
             ..Default::default()
         },
+        ..Default::default()
     })
     .await;
     let err = res.err().expect("started without the master key");
