@@ -1,5 +1,6 @@
-//! The authorization endpoint and the browser side of the code flow: `/authorize`, the
-//! login form, the consent page, logout (RFC 6749 §4.1, RFC 7636, RFC 9207, OIDC Core §3.1).
+//! The authorization endpoint, `/authorize` (RFC 6749 §4.1, RFC 7636, RFC 9207, OIDC Core
+//! §3.1): validating the request, and answering it with a code or an error once the user
+//! has signed in ([`crate::oauth::login`]) and consented ([`crate::oauth::consent`]).
 //!
 //! A validated request is stored server-side under a random id (`req`) for ten minutes
 //! while the user logs in and consents; the forms carry only that id and a CSRF token.

@@ -1,4 +1,7 @@
-//! The token endpoint, `POST /token` (RFC 6749 §3.2, §4.4, §5).
+//! The token endpoint, `POST /token` (RFC 6749 §3.2, §5): reads the form, dispatches on
+//! `grant_type` to one file per grant (`code`, `client_credentials`, [`refresh`]) and
+//! audits every request. What a token contains is decided in `deedbolt_core::issue`, from
+//! the proofs the grant's checks leave.
 
 mod client_credentials;
 mod code;
