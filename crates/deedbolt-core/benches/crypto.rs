@@ -25,6 +25,7 @@ fn fixture() -> (Client, ClientSecret, SecretHasher, TokenPolicy) {
         public: false,
         allow_introspection: false,
         properties: None,
+        id_token_alg: deedbolt_core::jose::SigningAlg::RS256,
         created_at: UnixTime(0),
         updated_at: UnixTime(0),
     };
@@ -100,5 +101,11 @@ fn pkce_and_password(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, signing, client_auth, pkce_and_password);
-criterion_main!(benches);
+// `criterion_group!` generates an undocumented `pub fn`.
+#[allow(missing_docs)]
+mod group {
+    use super::*;
+    criterion_group!(benches, signing, client_auth, pkce_and_password);
+}
+
+criterion_main!(group::benches);

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
 use crate::ids::ClientId;
+use crate::jose::SigningAlg;
 use crate::redirect::RedirectUri;
 use crate::scope::{Scope, ScopeSet};
 use crate::secret::SecretHash;
@@ -141,6 +142,10 @@ pub struct Client {
     /// `None` for the whole portfolio within its scopes. Tokens acting for a user are
     /// bound by the user instead.
     pub properties: Option<Vec<i64>>,
+    /// The algorithm its ID tokens are signed with: its registered
+    /// `id_token_signed_response_alg` (OpenID Connect Dynamic Client Registration §2),
+    /// [`DEFAULT_ID_TOKEN_ALG`] unless it asked for another.
+    pub id_token_alg: SigningAlg,
     /// When it was registered.
     pub created_at: UnixTime,
     /// When it last changed (e.g. secret rotation).
@@ -268,6 +273,11 @@ pub enum IntrospectedToken<'a> {
     },
 }
 
+/// The `id_token_signed_response_alg` of a client that registered none: RS256, as OpenID
+/// Connect Dynamic Client Registration §2 defines it (and as relying-party libraries such
+/// as openid-client assume).
+pub const DEFAULT_ID_TOKEN_ALG: SigningAlg = SigningAlg::RS256;
+
 /// A validated registration request.
 #[derive(Clone, Debug)]
 pub struct NewClient {
@@ -281,6 +291,9 @@ pub struct NewClient {
     pub redirect_uris: Vec<RedirectUri>,
     /// Public client (no secret).
     pub public: bool,
+    /// The algorithm its ID tokens are signed with ([`DEFAULT_ID_TOKEN_ALG`] unless set
+    /// with [`NewClient::with_id_token_alg`]).
+    pub id_token_alg: SigningAlg,
 }
 
 /// Whether a client is public or confidential (RFC 6749 §2.1).
@@ -338,7 +351,17 @@ impl NewClient {
             scopes,
             redirect_uris,
             public,
+            id_token_alg: DEFAULT_ID_TOKEN_ALG,
         })
+    }
+
+    /// The same registration with ID tokens signed with `alg`. Every supported algorithm
+    /// is allowed: the server keeps a current key of each.
+    pub fn with_id_token_alg(self, alg: SigningAlg) -> Self {
+        NewClient {
+            id_token_alg: alg,
+            ..self
+        }
     }
 }
 
@@ -431,6 +454,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn id_tokens_default_to_rs256_unless_the_client_asks_otherwise() {
+        let name = ClientName::parse("rp").unwrap();
+        let scopes: ScopeSet = "openid".parse().unwrap();
+        let cb = RedirectUri::parse("https://rp.example.com/cb").unwrap();
+        let new = NewClient::new(
+            name,
+            vec![GrantType::AuthorizationCode],
+            scopes,
+            vec![cb],
+            ClientKind::Confidential,
+        )
+        .unwrap();
+        assert_eq!(new.id_token_alg, SigningAlg::RS256);
+        assert_eq!(
+            new.with_id_token_alg(SigningAlg::EdDSA).id_token_alg,
+            SigningAlg::EdDSA
+        );
+    }
+
     fn client(id: &str, resource_server: bool) -> Client {
         Client {
             id: ClientId::parse(id).unwrap(),
@@ -442,6 +485,7 @@ mod tests {
             public: false,
             allow_introspection: resource_server,
             properties: None,
+            id_token_alg: DEFAULT_ID_TOKEN_ALG,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         }

@@ -457,6 +457,7 @@ mod tests {
             public: true,
             allow_introspection: false,
             properties: None,
+            id_token_alg: crate::jose::SigningAlg::RS256,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         }

@@ -142,6 +142,7 @@ mod tests {
             scopes: "property:read".parse().unwrap(),
             redirect_uris: vec![],
             public,
+            id_token_alg: crate::client::DEFAULT_ID_TOKEN_ALG,
             allow_introspection: false,
             properties: None,
             created_at: UnixTime(0),

@@ -1,9 +1,13 @@
 //! The signing-key lifecycle: generate, seal, rotate, publish, retire, prune.
 //!
-//! Exactly one key signs at a time. `rotate` makes a new current key; the previous key is
-//! retired but stays published in the JWKS (so resource servers keep verifying the tokens
-//! it signed) until every token it could have signed has expired: the longest allowed
-//! access-token lifetime plus a margin for clock skew. After that it is pruned.
+//! There is one current key per algorithm ([`SigningAlg::ALL`]): access tokens are signed
+//! with the key of the configured algorithm (`--signing-alg`), ID tokens with the key of
+//! the algorithm each client registered (`id_token_signed_response_alg`, RS256 unless the
+//! client asked otherwise, as OpenID Connect Core §2 defaults it). `rotate` makes a new
+//! current key of one algorithm; the previous key of that algorithm is retired but stays
+//! published in the JWKS (so resource servers and clients keep verifying the tokens it
+//! signed) until every token it could have signed has expired: the longest allowed token
+//! lifetime plus a margin for clock skew. After that it is pruned.
 //!
 //! Private keys are sealed with the master key when one is configured. Without one the
 //! server runs in development mode and keys are stored in plain form; a sealed key can
@@ -44,9 +48,10 @@ pub enum KeyringError {
     /// Sealed data exists but no master key is configured.
     #[error("{0} is sealed under a master key, but DEEDBOLT_MASTER_KEY is not set")]
     MasterKeyMissing(&'static str),
-    /// No current signing key (only before first start).
-    #[error("no current signing key")]
-    NoCurrentKey,
+    /// No current signing key of an algorithm (only before the first start of a server
+    /// of this version: start-up makes the missing ones).
+    #[error("no current {0} signing key")]
+    NoCurrentKey(SigningAlg),
     /// Stored secret has the wrong size.
     #[error("stored {0} is corrupt")]
     Corrupt(&'static str),
@@ -61,12 +66,38 @@ impl From<SealError> for KeyringError {
     }
 }
 
-/// The keys in force: the one that signs and the set that verifies.
+/// The current signing key of every algorithm: complete by construction, so signing with
+/// any supported algorithm cannot find its key missing.
+#[derive(Clone, Debug)]
+pub struct Signers {
+    es256: Arc<SigningKey>,
+    rs256: Arc<SigningKey>,
+    eddsa: Arc<SigningKey>,
+}
+
+impl Signers {
+    /// The current key of `alg`.
+    pub fn get(&self, alg: SigningAlg) -> &Arc<SigningKey> {
+        match alg {
+            SigningAlg::ES256 => &self.es256,
+            SigningAlg::RS256 => &self.rs256,
+            SigningAlg::EdDSA => &self.eddsa,
+        }
+    }
+
+    /// Every current key, in the order of [`SigningAlg::ALL`].
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<SigningKey>> {
+        SigningAlg::ALL.into_iter().map(|alg| self.get(alg))
+    }
+}
+
+/// The keys in force: the ones that sign and the set that verifies.
 #[derive(Debug)]
 pub struct LoadedKeys {
-    /// The current signing key.
-    pub current: Arc<SigningKey>,
-    /// Public keys of the current key and of retired keys still within their grace period.
+    /// The current signing key of each algorithm.
+    pub signers: Signers,
+    /// Public keys of the current keys and of retired keys still within their grace
+    /// period.
     pub jwks: JwkSet,
     /// How many of the loaded keys are stored unsealed (development mode or data created
     /// before a master key was set).
@@ -133,7 +164,8 @@ impl KeyVault {
         Ok(keys)
     }
 
-    /// Makes a new current key of `alg`, retiring the previous one; returns its id.
+    /// Makes a new current key of `alg`, retiring the previous key of `alg` (keys of the
+    /// other algorithms stay current); returns its id.
     ///
     /// Refused, with nothing changed, unless every stored key can be opened with this
     /// vault's master key (or lack of one).
@@ -159,27 +191,29 @@ impl KeyVault {
         Ok(stored.kid)
     }
 
-    /// Ensures there is a current key of `alg`, rotating to a new one when there is none
-    /// or when the configured algorithm changed. Returns the new key's id if it made one.
-    /// Like [`KeyVault::rotate`], refused with nothing changed if a stored key cannot be
-    /// opened.
+    /// Ensures there is a current key of every algorithm, making the missing ones (all
+    /// three on a fresh data directory; RS256 and EdDSA on one written by a release that
+    /// kept a single key). Returns the keys it made. Like [`KeyVault::rotate`], refused
+    /// with nothing changed if a stored key cannot be opened.
     pub async fn ensure_current(
         &self,
-        alg: SigningAlg,
         now: UnixTime,
-    ) -> Result<Option<KeyId>, KeyringError> {
+    ) -> Result<Vec<(SigningAlg, KeyId)>, KeyringError> {
         let keys = self.check_access().await?;
-        match keys.iter().find(|k| k.retired_at.is_none()) {
-            Some(current) if current.alg == alg => Ok(None),
-            _ => Ok(Some(self.rotate_unchecked(alg, now).await?)),
+        let mut made = Vec::new();
+        for alg in SigningAlg::ALL {
+            if !keys.iter().any(|k| k.alg == alg && k.retired_at.is_none()) {
+                made.push((alg, self.rotate_unchecked(alg, now).await?));
+            }
         }
+        Ok(made)
     }
 
     /// Loads the keys in force at `now`, pruning keys past their grace period.
     pub async fn load(&self, now: UnixTime) -> Result<LoadedKeys, KeyringError> {
         let cutoff = now.minus_secs(RETIRED_KEY_GRACE_SECS);
         self.store.prune_keys(cutoff).await?;
-        let mut current = None;
+        let (mut es256, mut rs256, mut eddsa) = (None, None, None);
         let mut jwks = JwkSet::default();
         let mut unsealed = 0;
         for stored in self.store.list_keys().await? {
@@ -200,11 +234,23 @@ impl KeyVault {
             }
             jwks.keys.push(key.public_jwk().clone());
             if stored.retired_at.is_none() {
-                current = Some(Arc::new(key));
+                let slot = match stored.alg {
+                    SigningAlg::ES256 => &mut es256,
+                    SigningAlg::RS256 => &mut rs256,
+                    SigningAlg::EdDSA => &mut eddsa,
+                };
+                // Listed newest first: should a store ever hold two current keys of one
+                // algorithm, the newest signs.
+                slot.get_or_insert_with(|| Arc::new(key));
             }
         }
+        let missing = |alg| KeyringError::NoCurrentKey(alg);
         Ok(LoadedKeys {
-            current: current.ok_or(KeyringError::NoCurrentKey)?,
+            signers: Signers {
+                es256: es256.ok_or_else(|| missing(SigningAlg::ES256))?,
+                rs256: rs256.ok_or_else(|| missing(SigningAlg::RS256))?,
+                eddsa: eddsa.ok_or_else(|| missing(SigningAlg::EdDSA))?,
+            },
             jwks,
             unsealed,
         })

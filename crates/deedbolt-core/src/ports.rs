@@ -103,14 +103,16 @@ pub struct StoredKey {
     pub material: KeyMaterial,
     /// When it was made.
     pub created_at: UnixTime,
-    /// When it stopped signing; `None` for the current key.
+    /// When it stopped signing; `None` for the current key of its algorithm.
     pub retired_at: Option<UnixTime>,
 }
 
 /// Signing keys and other server secrets.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
-    /// Atomically makes `key` the current signing key and retires the previous one at `now`.
+    /// Atomically makes `key` the current signing key of its algorithm and retires the
+    /// previous current key of that algorithm at `now` (keys of other algorithms stay
+    /// current).
     async fn rotate_in(&self, key: &StoredKey, now: UnixTime) -> Result<(), StoreError>;
     /// Every stored key, newest first.
     async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError>;

@@ -96,5 +96,11 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+// `criterion_group!` generates an undocumented `pub fn`.
+#[allow(missing_docs)]
+mod group {
+    use super::*;
+    criterion_group!(benches, bench);
+}
+
+criterion_main!(group::benches);

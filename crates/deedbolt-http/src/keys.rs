@@ -1,20 +1,23 @@
-//! The in-process key ring: the current signing key, the verification keys and the
-//! published JWKS, swapped atomically when keys are rotated or reloaded.
+//! The in-process key ring: the current signing key of each algorithm, the verification
+//! keys and the published JWKS, swapped atomically when keys are rotated or reloaded.
 //!
 //! Readers (every token request and every guarded API call) never lock: they load an
 //! `Arc` from an [`ArcSwap`]. Parsed keys stay in memory, so signing costs one signature.
+//! Access tokens are signed with the key of the configured algorithm (`--signing-alg`),
+//! ID tokens with the key of the algorithm the client registered.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use deedbolt_core::jose::SigningKey;
-use deedbolt_core::keyring::LoadedKeys;
+use deedbolt_core::jose::{SigningAlg, SigningKey};
+use deedbolt_core::keyring::{LoadedKeys, Signers};
 use deedbolt_guard::{BadJwk, StaticKeys};
 
 /// The keys in force in this process.
 pub struct KeyRing {
-    current: ArcSwap<SigningKey>,
+    access_alg: SigningAlg,
+    signers: ArcSwap<Signers>,
     verifying: Arc<StaticKeys>,
     jwks: ArcSwap<Bytes>,
 }
@@ -22,7 +25,8 @@ pub struct KeyRing {
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyRing")
-            .field("current", &self.current.load().kid())
+            .field("access_alg", &self.access_alg)
+            .field("current", &self.current().kid())
             .finish_non_exhaustive()
     }
 }
@@ -33,10 +37,11 @@ fn jwks_bytes(loaded: &LoadedKeys) -> Bytes {
 }
 
 impl KeyRing {
-    /// A ring holding `loaded`.
-    pub fn new(loaded: &LoadedKeys) -> Result<Self, BadJwk> {
+    /// A ring holding `loaded`, signing access tokens with its `access_alg` key.
+    pub fn new(loaded: &LoadedKeys, access_alg: SigningAlg) -> Result<Self, BadJwk> {
         Ok(KeyRing {
-            current: ArcSwap::new(loaded.current.clone()),
+            access_alg,
+            signers: ArcSwap::from_pointee(loaded.signers.clone()),
             verifying: Arc::new(StaticKeys::from_jwks(&loaded.jwks)?),
             jwks: ArcSwap::from_pointee(jwks_bytes(loaded)),
         })
@@ -46,13 +51,23 @@ impl KeyRing {
     pub fn install(&self, loaded: &LoadedKeys) -> Result<(), BadJwk> {
         self.verifying.replace(&loaded.jwks)?;
         self.jwks.store(Arc::new(jwks_bytes(loaded)));
-        self.current.store(loaded.current.clone());
+        self.signers.store(Arc::new(loaded.signers.clone()));
         Ok(())
     }
 
-    /// The key that signs new tokens.
+    /// The key that signs new access tokens.
     pub fn current(&self) -> Arc<SigningKey> {
-        self.current.load_full()
+        self.signer(self.access_alg)
+    }
+
+    /// The current key of `alg` (ID tokens use the client's registered algorithm).
+    pub fn signer(&self, alg: SigningAlg) -> Arc<SigningKey> {
+        Arc::clone(self.signers.load().get(alg))
+    }
+
+    /// The algorithm access tokens are signed with.
+    pub fn access_alg(&self) -> SigningAlg {
+        self.access_alg
     }
 
     /// The verification keys, for the guard.

@@ -30,9 +30,11 @@
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod admin;
 pub mod api;
 pub mod bff;
+pub mod cors;
 pub mod error;
 pub mod keys;
 pub mod landing;
@@ -40,6 +42,7 @@ pub mod limits;
 pub mod metrics;
 pub mod oauth;
 pub mod ops;
+pub mod request_metrics;
 pub mod router;
 pub mod runtime;
 pub mod state;

@@ -44,7 +44,7 @@ pub async fn check(
             reset_secs,
         })),
         Outcome::Limited { retry_after_secs } => {
-            state.services.metrics.rate_limited();
+            state.services.metrics.rate_limited(policy.as_str());
             tracing::info!(
                 policy = policy.as_str(),
                 key,

@@ -15,7 +15,6 @@ use deedbolt_core::scope::{Scope, ScopeSet};
 
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::api::userinfo;
 use crate::oauth::{authorize, consent, introspection, login, metadata, revocation, token};
@@ -53,10 +52,22 @@ pub fn router(state: AppState) -> Router {
         }),
     );
     let openid = guard.require(ScopeSet::empty().with(Scope::Openid));
-    let userinfo = Router::new().route(
-        "/userinfo",
-        get(userinfo::userinfo.layer(openid.clone())).post(userinfo::userinfo.layer(openid)),
-    );
+    // What a browser app calls itself, with CORS for the configured origins (see
+    // crate::cors); nothing else gets CORS headers.
+    let mut metadata = metadata::routes(&state.services.policy.issuer);
+    if let Some(cors) = state.services.cors.metadata_layer() {
+        metadata = metadata.layer(cors);
+    }
+    let mut endpoints = Router::new()
+        .route("/token", post(token::token))
+        .route("/revoke", post(revocation::revoke_endpoint))
+        .route(
+            "/userinfo",
+            get(userinfo::userinfo.layer(openid.clone())).post(userinfo::userinfo.layer(openid)),
+        );
+    if let Some(cors) = state.services.cors.endpoint_layer() {
+        endpoints = endpoints.layer(cors);
+    }
     let browser = Router::new()
         .route(
             "/authorize",
@@ -81,15 +92,13 @@ pub fn router(state: AppState) -> Router {
     let cookies = state.cookies;
     let app = Router::new()
         .route("/", get(crate::landing::landing))
-        .merge(metadata::routes(&state.services.policy.issuer))
-        .route("/token", post(token::token))
-        .route("/revoke", post(revocation::revoke_endpoint))
+        .merge(metadata)
+        .merge(endpoints)
         .route("/introspect", post(introspection::introspect_endpoint))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/readyz", get(ops::readyz))
         .merge(api)
-        .merge(userinfo)
         .merge(browser)
         .merge(admin)
         .merge(crate::bff::routes())
@@ -120,7 +129,12 @@ pub fn router(state: AppState) -> Router {
         ))
         // Outside the timeout, so a 408 on /api carries it too.
         .layer(axum::middleware::from_fn(no_store_for_private_data))
-        .layer(TraceLayer::new_for_http())
+        .layer(crate::access_log::AccessLogLayer)
+        // Outermost: the latency includes every layer, and a 408 is counted as one.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::ops::track_requests,
+        ))
         .with_state(state);
     if cookies == CookiePolicy::Secure {
         app.layer(SetResponseHeaderLayer::overriding(

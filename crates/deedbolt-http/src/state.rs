@@ -79,6 +79,9 @@ pub struct Services {
     pub bff: Option<Arc<Bff>>,
     /// The token that reads `/metrics`, if configured.
     pub metrics_token: Option<MetricsToken>,
+    /// The origins whose browser apps may call discovery, the JWKS, `/token`, `/revoke`
+    /// and `/userinfo` (none by default).
+    pub cors: crate::cors::CorsOrigins,
 }
 
 /// Handler state: the services plus what is derived from them once at start-up.

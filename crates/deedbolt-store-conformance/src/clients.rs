@@ -26,16 +26,21 @@ fn client(name: &str) -> Client {
         public: false,
         allow_introspection: true,
         properties: Some(vec![3, 5]),
+        id_token_alg: SigningAlg::EdDSA,
         created_at: UnixTime(10),
         updated_at: UnixTime(10),
     }
 }
 
 fn key(now: i64) -> StoredKey {
-    let (k, der) = SigningKey::generate(SigningAlg::ES256).unwrap();
+    key_of(SigningAlg::ES256, now)
+}
+
+fn key_of(alg: SigningAlg, now: i64) -> StoredKey {
+    let (k, der) = SigningKey::generate(alg).unwrap();
     StoredKey {
         kid: k.kid().clone(),
-        alg: SigningAlg::ES256,
+        alg,
         material: KeyMaterial::Plain(Zeroizing::new(der.to_vec())),
         created_at: UnixTime(now),
         retired_at: None,
@@ -74,6 +79,7 @@ pub async fn clients_round_trip_and_delete(store: &impl Backend) {
     assert_eq!(found.public, c.public);
     assert_eq!(found.allow_introspection, c.allow_introspection);
     assert_eq!(found.properties, c.properties);
+    assert_eq!(found.id_token_alg, SigningAlg::EdDSA);
     assert_eq!(found.created_at, c.created_at);
 
     let public = Client {
@@ -81,6 +87,7 @@ pub async fn clients_round_trip_and_delete(store: &impl Backend) {
         public: true,
         allow_introspection: false,
         properties: None,
+        id_token_alg: SigningAlg::RS256,
         created_at: UnixTime(11),
         ..client("spa")
     };
@@ -93,6 +100,7 @@ pub async fn clients_round_trip_and_delete(store: &impl Backend) {
     );
     let found = store.find_client(&public.id).await.unwrap().unwrap();
     assert!(found.public && found.secret_hash.is_none() && found.properties.is_none());
+    assert_eq!(found.id_token_alg, SigningAlg::RS256);
 
     let other =
         SecretHasher::new(&Pepper::generate().unwrap()).hash(&ClientSecret::generate().unwrap());
@@ -145,18 +153,26 @@ pub async fn sql_injection_in_ids_is_just_data(store: &impl Backend) {
     assert_eq!(store.list_clients().await.unwrap().len(), 1);
 }
 
-/// Rotation leaves one current key (listed first); pruning removes retired keys only.
+/// Rotation leaves one current key per algorithm (current keys listed first) and retires
+/// only the key of the rotated algorithm; pruning removes retired keys only.
 pub async fn rotation_keeps_exactly_one_current_key(store: &impl Backend) {
+    let ed = key_of(SigningAlg::EdDSA, 50);
+    store.rotate_in(&ed, UnixTime(50)).await.unwrap();
     let first = key(100);
     store.rotate_in(&first, UnixTime(100)).await.unwrap();
     let second = key(200);
     store.rotate_in(&second, UnixTime(200)).await.unwrap();
     let keys = store.list_keys().await.unwrap();
-    assert_eq!(keys.len(), 2);
+    assert_eq!(keys.len(), 3);
     assert_eq!(keys[0].kid, second.kid);
     assert_eq!(keys[0].retired_at, None);
-    assert_eq!(keys[1].kid, first.kid);
-    assert_eq!(keys[1].retired_at, Some(UnixTime(200)));
+    assert_eq!(
+        keys[1].kid, ed.kid,
+        "the other algorithm's key stays current"
+    );
+    assert_eq!(keys[1].retired_at, None);
+    assert_eq!(keys[2].kid, first.kid);
+    assert_eq!(keys[2].retired_at, Some(UnixTime(200)));
     match &keys[0].material {
         KeyMaterial::Plain(bytes) => match &second.material {
             KeyMaterial::Plain(expected) => assert_eq!(bytes.as_slice(), expected.as_slice()),
@@ -167,10 +183,10 @@ pub async fn rotation_keeps_exactly_one_current_key(store: &impl Backend) {
     // Retired before the cutoff: pruned. The current key never is.
     assert_eq!(store.prune_keys(UnixTime(201)).await.unwrap(), 1);
     assert_eq!(store.prune_keys(UnixTime(i64::MAX)).await.unwrap(), 0);
-    assert_eq!(store.list_keys().await.unwrap().len(), 1);
+    assert_eq!(store.list_keys().await.unwrap().len(), 2);
 }
 
-/// Concurrent rotations all succeed and leave exactly one current key.
+/// Concurrent rotations all succeed and leave exactly one current key per algorithm.
 pub async fn concurrent_rotations_leave_one_current_key(store: &impl Backend) {
     store.rotate_in(&key(100), UnixTime(100)).await.unwrap();
     crate::race(store, 4, |s| async move {

@@ -191,20 +191,25 @@ fn client_from_row(row: &PgRow) -> Result<Client, StoreError> {
             .map_err(backend)?
             .map(|p| stored::parse_properties(&p).map_err(|_| corrupt("client properties")))
             .transpose()?,
+        id_token_alg: row
+            .try_get::<String, _>("id_token_alg")
+            .map_err(backend)?
+            .parse()
+            .map_err(|_| corrupt("client id_token_alg"))?,
         created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
         updated_at: UnixTime(row.try_get("updated_at").map_err(backend)?),
     })
 }
 
 const CLIENT_COLUMNS: &str =
-    "id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, created_at, updated_at";
+    "id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, id_token_alg, created_at, updated_at";
 
 #[async_trait]
 impl ClientStore for PgStore {
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, id_token_alg, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(client.id.as_str())
         .bind(client.name.as_str())
@@ -215,6 +220,7 @@ impl ClientStore for PgStore {
         .bind(client.public)
         .bind(client.allow_introspection)
         .bind(stored::properties(client.properties.as_deref()))
+        .bind(client.id_token_alg.as_str())
         .bind(client.created_at.0)
         .bind(client.updated_at.0)
         .execute(&self.pool)
@@ -299,15 +305,18 @@ impl KeyStore for PgStore {
     async fn rotate_in(&self, key: &StoredKey, now: UnixTime) -> Result<(), StoreError> {
         // Concurrent rotations take turns, as SQLite's single writer makes them: each
         // retires the key the one before it made current (without the lock the second
-        // would find no current key to retire and collide on `signing_keys_one_current`).
+        // would find no current key to retire and collide on `signing_keys_one_current_per_alg`).
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(KEY_ROTATION_LOCK)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        sqlx::query("UPDATE signing_keys SET is_current = NULL, retired_at = $1 WHERE is_current")
-            .bind(now.0)
+        sqlx::query(
+            "UPDATE signing_keys SET is_current = NULL, retired_at = $1 WHERE is_current AND alg = $2",
+        )
+        .bind(now.0)
+        .bind(key.alg.as_str())
             .execute(&mut *tx)
             .await
             .map_err(backend)?;

@@ -225,20 +225,25 @@ fn client_from_row(row: &SqliteRow) -> Result<Client, StoreError> {
             .map_err(backend)?
             .map(|p| stored::parse_properties(&p).map_err(|_| corrupt("client properties")))
             .transpose()?,
+        id_token_alg: row
+            .try_get::<String, _>("id_token_alg")
+            .map_err(backend)?
+            .parse()
+            .map_err(|_| corrupt("client id_token_alg"))?,
         created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
         updated_at: UnixTime(row.try_get("updated_at").map_err(backend)?),
     })
 }
 
 const CLIENT_COLUMNS: &str =
-    "id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, created_at, updated_at";
+    "id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, id_token_alg, created_at, updated_at";
 
 #[async_trait]
 impl ClientStore for SqliteStore {
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, id_token_alg, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(client.id.as_str())
         .bind(client.name.as_str())
@@ -249,6 +254,7 @@ impl ClientStore for SqliteStore {
         .bind(i64::from(client.public))
         .bind(i64::from(client.allow_introspection))
         .bind(stored::properties(client.properties.as_deref()))
+        .bind(client.id_token_alg.as_str())
         .bind(client.created_at.0)
         .bind(client.updated_at.0)
         .execute(&self.pool)
@@ -332,9 +338,10 @@ impl KeyStore for SqliteStore {
     async fn rotate_in(&self, key: &StoredKey, now: UnixTime) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
-            "UPDATE signing_keys SET is_current = NULL, retired_at = ? WHERE is_current = 1",
+            "UPDATE signing_keys SET is_current = NULL, retired_at = ? WHERE is_current = 1 AND alg = ?",
         )
         .bind(now.0)
+        .bind(key.alg.as_str())
         .execute(&mut *tx)
         .await
         .map_err(backend)?;

@@ -8,7 +8,9 @@ use crate::storage::Store;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use deedbolt_core::audit::{AuditFilter, AuditKind, AuditRecord};
-use deedbolt_core::client::{Client, ClientKind, ClientName, GrantType, NewClient};
+use deedbolt_core::client::{
+    Client, ClientKind, ClientName, GrantType, NewClient, DEFAULT_ID_TOKEN_ALG,
+};
 use deedbolt_core::clock::{Clock, SystemClock, UnixTime};
 use deedbolt_core::ids::ClientId;
 use deedbolt_core::jose::SigningAlg;
@@ -20,62 +22,51 @@ use deedbolt_core::secret::{ClientSecret, SecretHasher};
 use deedbolt_core::user::{Email, Role, User};
 use serde_json::json;
 
-use crate::config::{self, FileConfig, ServeOverrides, ServeSettings};
+use crate::config::{
+    self, DataDirSource, FileConfig, GlobalOverrides, ServeOverrides, ServeSettings,
+};
 use crate::startup::{self, Application};
-use crate::telemetry::{self, LogFormat};
+use crate::telemetry;
 
 /// deedbolt: a security-first OAuth 2.0 authorization server for PropTech APIs.
+///
+/// Settings come from defaults, then a TOML file (--config), then DEEDBOLT_* variables,
+/// then flags.
 #[derive(Debug, Parser)]
-#[command(name = "deedbolt", version, about, propagate_version = true)]
+#[command(
+    name = "deedbolt",
+    version,
+    about,
+    propagate_version = true,
+    after_help = MASTER_KEY_HELP
+)]
 pub struct Cli {
     /// TOML configuration file; flags and DEEDBOLT_* variables override it.
     #[arg(long, env = "DEEDBOLT_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    /// Data directory holding the embedded database [default: ./deedbolt-data].
-    #[arg(long, env = "DEEDBOLT_DATA_DIR", global = true)]
-    pub data_dir: Option<PathBuf>,
-    /// PostgreSQL URL (`postgres://user:password@host:port/db`) for durable state shared
-    /// by several instances [default: the SQLite file in the data directory]. Its value
-    /// is never shown (it may hold a password).
-    #[arg(
-        long,
-        env = "DEEDBOLT_DATABASE_URL",
-        global = true,
-        hide_env_values = true
-    )]
-    pub database_url: Option<crate::storage::DatabaseUrl>,
-    /// The most PostgreSQL connections this process keeps open [default: 16].
-    #[arg(long, env = "DEEDBOLT_DATABASE_MAX_CONNECTIONS", global = true)]
-    pub database_max_connections: Option<u32>,
-    /// Shared fast state (rate limits, revocation propagation) on Redis, `redis://host:port`,
-    /// for running several instances [default: in-process, one instance]. The CLI uses it
-    /// to announce revocations to running servers at once. Never shown (it may hold a
-    /// password).
-    #[arg(
-        long,
-        env = "DEEDBOLT_REDIS_URL",
-        global = true,
-        hide_env_values = true
-    )]
-    pub redis_url: Option<String>,
-    /// The prefix of every Redis key [default: deedbolt:].
-    #[arg(long, env = "DEEDBOLT_REDIS_PREFIX", global = true)]
-    pub redis_prefix: Option<String>,
-    /// Log line format.
-    #[arg(long, env = "DEEDBOLT_LOG_FORMAT", value_enum, global = true)]
-    pub log_format: Option<LogFormat>,
-    /// Log filter, e.g. `info` or `info,deedbolt_http=debug`.
-    #[arg(long, env = "DEEDBOLT_LOG", global = true)]
-    pub log: Option<String>,
+    /// The settings every command shares.
+    #[command(flatten)]
+    pub global: GlobalOverrides,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// What `--help` says about the secrets that are never flags.
+const MASTER_KEY_HELP: &str = "\
+Secrets are read from the environment only, never from flags or the config file:
+  DEEDBOLT_MASTER_KEY   seals signing keys and the secret pepper at rest; without it
+                        deedbolt runs in development mode (keys in plain files). Make one
+                        with `deedbolt keys generate-master-key`, and give every command
+                        (serve and the CLI) the same one.
+  DEEDBOLT_BFF_CLIENT_SECRET, DEEDBOLT_BFF_COOKIE_KEYS, DEEDBOLT_METRICS_TOKEN,
+  DEEDBOLT_ALERT_WEBHOOK_SECRET: see `deedbolt serve --help`.";
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the authorization server and the PropTech API.
+    #[command(after_help = MASTER_KEY_HELP)]
     Serve(Box<ServeArgs>),
     /// Register and manage OAuth clients.
     #[command(subcommand)]
@@ -105,20 +96,39 @@ pub enum Command {
     },
 }
 
+/// A parser for an enum given by name that lists the valid names in its error (and in
+/// `--help`), then parses with the type's own `FromStr`.
+fn one_of<T>(
+    names: impl IntoIterator<Item = &'static str>,
+) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
+}
+
+/// The role names, for [`one_of`].
+const ROLES: [&str; 3] = ["tenant", "manager", "admin"];
+
 /// Filters shared by `audit tail` and `audit search`.
 #[derive(Debug, Args, Default)]
 pub struct AuditFilterArgs {
     /// Only this client.
     #[arg(long)]
     pub client: Option<String>,
-    /// Only this user id.
-    #[arg(long)]
+    /// Only this user (by email, like every `--user`).
+    #[arg(long, conflicts_with = "user_id")]
     pub user: Option<String>,
+    /// Only this user id (e.g. of a deleted user, whose email no longer resolves).
+    #[arg(long)]
+    pub user_id: Option<String>,
     /// Only this IP.
     #[arg(long)]
     pub ip: Option<String>,
-    /// Only this record type (e.g. token_issued, login, client_auth_failed, alert).
-    #[arg(long = "type")]
+    /// Only this record type.
+    #[arg(long = "type", value_parser = one_of::<AuditKind>(AuditKind::ALL.map(AuditKind::as_str)))]
     pub kind: Option<deedbolt_core::audit::AuditKind>,
     /// Only records this recent (e.g. 1h, 7d).
     #[arg(long)]
@@ -178,8 +188,8 @@ pub enum UserCommand {
         /// Login email.
         #[arg(long)]
         email: String,
-        /// tenant, manager or admin: bounds what the user can delegate to clients.
-        #[arg(long)]
+        /// Bounds what the user can delegate to clients.
+        #[arg(long, value_parser = one_of::<Role>(ROLES))]
         role: Role,
         /// Display name (the `name` claim).
         #[arg(long)]
@@ -200,24 +210,24 @@ pub enum UserCommand {
     /// Change a user's role. Takes effect at once: API calls and refreshes look the role
     /// up, so a demoted user's apps keep only what the new role may delegate.
     SetRole {
-        /// The user's email.
-        #[arg(long)]
+        /// The user's email (`--user` works too, as in every other command).
+        #[arg(long, visible_alias = "user")]
         email: String,
-        /// tenant, manager or admin.
-        #[arg(long)]
+        /// The new role.
+        #[arg(long, value_parser = one_of::<Role>(ROLES))]
         role: Role,
     },
     /// Delete a user: revokes every token issued for them, then removes the user with
     /// their sessions and consents.
     Delete {
-        /// The user's email.
-        #[arg(long)]
+        /// The user's email (`--user` works too, as in every other command).
+        #[arg(long, visible_alias = "user")]
         email: String,
     },
     /// Forget a user's remembered consents (to one client, or all).
     RevokeConsent {
-        /// The user's email.
-        #[arg(long)]
+        /// The user's email (`--user` works too, as in every other command).
+        #[arg(long, visible_alias = "user")]
         email: String,
         /// Only this client.
         #[arg(long)]
@@ -225,89 +235,12 @@ pub enum UserCommand {
     },
 }
 
-/// Flags of `serve`.
+/// `serve`: its settings, and whether to run the demo (an action, not a setting).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "DEEDBOLT_LISTEN")]
-    pub listen: Option<String>,
-    /// Issuer URL [default: http://<listen address>]; must be https except on loopback.
-    #[arg(long, env = "DEEDBOLT_ISSUER")]
-    pub issuer: Option<String>,
-    /// Audience (`aud`) of access tokens [default: <issuer>/api].
-    #[arg(long, env = "DEEDBOLT_AUDIENCE")]
-    pub audience: Option<String>,
-    /// Access-token lifetime, 5m to 60m [default: 15m].
-    #[arg(long, env = "DEEDBOLT_ACCESS_TOKEN_TTL")]
-    pub access_token_ttl: Option<String>,
-    /// Signing algorithm for new keys: ES256, RS256 or EdDSA [default: ES256].
-    #[arg(long, env = "DEEDBOLT_SIGNING_ALG")]
-    pub signing_alg: Option<String>,
-    /// How often to pick up keys and clients changed by the CLI or other instances [default: 1s].
-    #[arg(long, env = "DEEDBOLT_KEY_REFRESH_INTERVAL")]
-    pub key_refresh_interval: Option<String>,
-    /// Lifetime of one refresh token, 1d to 8w [default: 14d].
-    #[arg(long, env = "DEEDBOLT_REFRESH_TOKEN_TTL")]
-    pub refresh_token_ttl: Option<String>,
-    /// Absolute lifetime of a refresh-token family [default: 90d].
-    #[arg(long, env = "DEEDBOLT_REFRESH_FAMILY_TTL")]
-    pub refresh_family_ttl: Option<String>,
-    /// Grace period in which a repeated refresh gets the same new pair, 0s to 60s [default: 0s].
-    #[arg(long, env = "DEEDBOLT_REFRESH_GRACE")]
-    pub refresh_grace: Option<String>,
-    /// Token requests per client, COUNT/WINDOW or `off` [default: 10/1h].
-    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_TOKEN")]
-    pub rate_limit_token: Option<String>,
-    /// Refresh requests per client [default: 5/5m].
-    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_REFRESH")]
-    pub rate_limit_refresh: Option<String>,
-    /// API calls per client [default: 1000/1h].
-    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_API")]
-    pub rate_limit_api: Option<String>,
-    /// Failed logins per account and client IP; four times as many per IP, ten times as
-    /// many per account over all IPs [default: 5/15m].
-    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_LOGIN")]
-    pub rate_limit_login: Option<String>,
-    /// Authorization requests (/authorize) per client IP, COUNT/WINDOW or `off` [default: 60/1m].
-    #[arg(long, env = "DEEDBOLT_RATE_LIMIT_AUTHORIZE")]
-    pub rate_limit_authorize: Option<String>,
-    /// Comma-separated IPs of reverse proxies whose X-Forwarded-For is believed [default: none].
-    #[arg(long, env = "DEEDBOLT_TRUSTED_PROXIES")]
-    pub trusted_proxies: Option<String>,
-    /// How long audit records are kept [default: 90d].
-    #[arg(long, env = "DEEDBOLT_AUDIT_RETENTION")]
-    pub audit_retention: Option<String>,
-    /// Revoke a token automatically when its usage is anomalous [default: false].
-    #[arg(long, env = "DEEDBOLT_AUTO_REVOKE")]
-    pub auto_revoke: Option<bool>,
-    /// Usage anomaly score that raises token_usage_anomaly [default: 5].
-    #[arg(long, env = "DEEDBOLT_ANOMALY_THRESHOLD")]
-    pub anomaly_threshold: Option<f64>,
-    /// Failed authentications per IP that raise multiple_auth_failures [default: 5/5m].
-    #[arg(long, env = "DEEDBOLT_ALERT_AUTH_FAILURES")]
-    pub alert_auth_failures: Option<String>,
-    /// URL to POST alerts to, signed with HMAC-SHA256 under DEEDBOLT_ALERT_WEBHOOK_SECRET
-    /// (environment only, at least 32 characters); https, or http on loopback [default: none].
-    #[arg(long, env = "DEEDBOLT_ALERT_WEBHOOK")]
-    pub alert_webhook: Option<String>,
-    /// The backend-for-frontend's client id; enables `/bff` and the demo app at `/app`.
-    /// Its secret and cookie keys come from DEEDBOLT_BFF_CLIENT_SECRET and
-    /// DEEDBOLT_BFF_COOKIE_KEYS (environment only) [default: none].
-    #[arg(long, env = "DEEDBOLT_BFF_CLIENT_ID")]
-    pub bff_client_id: Option<String>,
-    /// The scope the backend-for-frontend requests [default: openid profile email
-    /// tenant:read financial:read maintenance:request].
-    #[arg(long, env = "DEEDBOLT_BFF_SCOPE")]
-    pub bff_scope: Option<String>,
-    /// How long before an access token expires the backend-for-frontend refreshes it,
-    /// up to 1h [default: 60s].
-    #[arg(long, env = "DEEDBOLT_BFF_REFRESH_BEFORE")]
-    pub bff_refresh_before: Option<String>,
-    /// A separate listener serving only /metrics, e.g. on a private network. On the main
-    /// listener /metrics needs DEEDBOLT_METRICS_TOKEN (environment only, at least 32
-    /// characters) as a bearer token, and is not served without one [default: none].
-    #[arg(long, env = "DEEDBOLT_METRICS_LISTEN")]
-    pub metrics_listen: Option<String>,
+    /// The settings (flags, `DEEDBOLT_*` variables; the file's keys of the same names).
+    #[command(flatten)]
+    pub settings: ServeOverrides,
     /// Run the demo: on first start seed the demo portfolio, users and clients (passwords
     /// are printed once) and store the demo app's settings in the data directory (sealed
     /// under DEEDBOLT_MASTER_KEY when set); every start runs the demo app at /app with
@@ -324,8 +257,8 @@ pub enum ClientCommand {
         /// Display name.
         #[arg(long)]
         name: String,
-        /// Grant type (repeatable): client_credentials, authorization_code.
-        #[arg(long = "grant", required = true)]
+        /// Grant type (repeatable).
+        #[arg(long = "grant", required = true, value_parser = one_of::<GrantType>(GrantType::ALL.map(GrantType::as_str)))]
         grants: Vec<GrantType>,
         /// Space-separated scopes the client may get, e.g. "property:read financial:read".
         #[arg(long)]
@@ -345,6 +278,10 @@ pub enum ClientCommand {
         /// portfolio within its scopes].
         #[arg(long = "property")]
         properties: Vec<i64>,
+        /// The algorithm of the client's ID tokens (its `id_token_signed_response_alg`):
+        /// ES256, RS256 or EdDSA [default: RS256, as OpenID Connect defines it].
+        #[arg(long, value_parser = one_of::<SigningAlg>(SigningAlg::ALL.map(SigningAlg::as_str)))]
+        id_token_alg: Option<SigningAlg>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -382,10 +319,11 @@ pub enum ClientCommand {
 /// `keys` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Make a new current signing key. Old keys keep verifying until their tokens expire.
+    /// Make new current signing keys (one per algorithm: access tokens use --signing-alg's,
+    /// ID tokens each client's). Old keys keep verifying until their tokens expire.
     Rotate {
-        /// Algorithm of the new key [default: that of the current key].
-        #[arg(long)]
+        /// Rotate only the key of this algorithm [default: every algorithm's].
+        #[arg(long, value_parser = one_of::<SigningAlg>(SigningAlg::ALL.map(SigningAlg::as_str)))]
         alg: Option<SigningAlg>,
         /// Print JSON.
         #[arg(long)]
@@ -408,63 +346,17 @@ pub async fn run() -> anyhow::Result<()> {
         Some(path) => config::load_file(path)?,
         None => FileConfig::default(),
     };
-    let log_format = match cli.log_format {
-        Some(f) => f,
-        None => match file.log_format.as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => bail!("invalid log_format `{other}` in config (text or json)"),
-        },
-    };
-    telemetry::init(log_format, cli.log.as_deref().or(file.log.as_deref()))?;
+    let global = cli.global.over(file.global.clone());
+    telemetry::init(global.log_format.unwrap_or_default(), global.log.as_deref())?;
     for var in config::unknown_env_vars() {
         tracing::warn!(variable = %var, "unknown DEEDBOLT_* environment variable ignored (typo?)");
     }
-    let common = config::resolve_common(
-        cli.data_dir.clone(),
-        cli.database_url.clone(),
-        cli.database_max_connections,
-        &file,
-    )?;
+    let common = config::resolve_common(&global)?;
 
     match cli.command {
         Command::Serve(args) => {
-            let settings = ServeSettings::resolve(
-                common,
-                ServeOverrides {
-                    listen: args.listen,
-                    issuer: args.issuer,
-                    audience: args.audience,
-                    access_token_ttl: args.access_token_ttl,
-                    signing_alg: args.signing_alg,
-                    key_refresh_interval: args.key_refresh_interval,
-                    refresh_token_ttl: args.refresh_token_ttl,
-                    refresh_family_ttl: args.refresh_family_ttl,
-                    refresh_grace: args.refresh_grace,
-                    rate_limit_token: args.rate_limit_token,
-                    rate_limit_refresh: args.rate_limit_refresh,
-                    rate_limit_api: args.rate_limit_api,
-                    rate_limit_login: args.rate_limit_login,
-                    rate_limit_authorize: args.rate_limit_authorize,
-                    trusted_proxies: args.trusted_proxies,
-                    redis_url: cli.redis_url,
-                    redis_prefix: cli.redis_prefix,
-                    audit_retention: args.audit_retention,
-                    auto_revoke: args.auto_revoke,
-                    anomaly_threshold: args.anomaly_threshold,
-                    alert_auth_failures: args.alert_auth_failures,
-                    alert_webhook: args.alert_webhook,
-                    alert_webhook_secret: config::webhook_secret_from_env()?,
-                    bff_client_id: args.bff_client_id,
-                    bff_scope: args.bff_scope,
-                    bff_refresh_before: args.bff_refresh_before,
-                    bff_client_secret: config::secret_env(config::BFF_SECRET_ENV)?,
-                    bff_cookie_keys: config::secret_env(config::BFF_COOKIE_KEYS_ENV)?,
-                    metrics_listen: args.metrics_listen,
-                    metrics_token: config::secret_env(config::METRICS_TOKEN_ENV)?,
-                },
-                &file,
-            )?;
+            let overrides = args.settings.over(ServeOverrides::secrets_from_env()?);
+            let settings = ServeSettings::resolve(common, overrides, &file)?;
             let master = config::master_key_from_env()?;
             let demo = if args.demo {
                 startup::Demo::On
@@ -483,48 +375,9 @@ pub async fn run() -> anyhow::Result<()> {
             }
             app.run_until(startup::shutdown_signal()).await
         }
-        Command::Client(cmd) => {
-            let store = startup::open_store(&common).await?;
-            let feed = Announcer::new(config::resolve_redis(
-                cli.redis_url,
-                cli.redis_prefix,
-                &file,
-            )?);
-            let result = client_command(&store, &feed, cmd, &common.data_dir).await;
-            store.close().await;
-            result
-        }
-        Command::Token(TokenCommand::Revoke { client, user }) => {
-            let store = startup::open_store(&common).await?;
-            let feed = Announcer::new(config::resolve_redis(
-                cli.redis_url,
-                cli.redis_prefix,
-                &file,
-            )?);
-            let result = token_revoke(&store, &feed, client, user).await;
-            store.close().await;
-            result
-        }
-        Command::Audit(cmd) => {
-            let store = startup::open_store(&common).await?;
-            let result = audit_command(&store, cmd).await;
-            store.close().await;
-            result
-        }
-        Command::User(cmd) => {
-            let store = startup::open_store(&common).await?;
-            let feed = Announcer::new(config::resolve_redis(
-                cli.redis_url,
-                cli.redis_prefix,
-                &file,
-            )?);
-            let result = user_command(&store, &feed, cmd).await;
-            store.close().await;
-            result
-        }
         Command::SeedDemo { issuer, json } => {
             let issuer = issuer
-                .or_else(|| file.issuer.clone())
+                .or_else(|| file.serve.issuer.clone())
                 .unwrap_or_else(|| format!("http://{}", config::DEFAULT_LISTEN));
             let store = startup::open_store(&common).await?;
             let result = match vault(&store, &common.data_dir) {
@@ -542,13 +395,59 @@ pub async fn run() -> anyhow::Result<()> {
             println!("{}", key.as_str());
             Ok(())
         }
-        Command::Keys(cmd) => {
+        command => {
+            refuse_implicit_data_dir(&common)?;
             let store = startup::open_store(&common).await?;
-            let result = keys_command(&store, cmd, &common.data_dir).await;
+            let feed = Announcer::new(common.redis.clone());
+            let result = match command {
+                Command::Client(cmd) => client_command(&store, &feed, cmd, &common.data_dir).await,
+                Command::Token(TokenCommand::Revoke { client, user }) => {
+                    token_revoke(&store, &feed, client, user).await
+                }
+                Command::Audit(cmd) => audit_command(&store, cmd).await,
+                Command::User(cmd) => user_command(&store, &feed, cmd).await,
+                Command::Keys(cmd) => keys_command(&store, cmd, &common.data_dir).await,
+                Command::Serve(_) | Command::SeedDemo { .. } => {
+                    unreachable!("handled above")
+                }
+            };
             store.close().await;
             result
         }
     }
+}
+
+/// A management command run where no data directory was named, and none exists at the
+/// default path, would create an empty `./deedbolt-data` and act on it: almost always a
+/// command run in the wrong directory (the server uses another one). It is refused, with
+/// what to do; an existing default directory is used, and said so, and a named one that
+/// does not exist yet is created, and said so.
+fn refuse_implicit_data_dir(common: &config::CommonSettings) -> anyhow::Result<()> {
+    if !matches!(common.database, crate::storage::Database::Embedded) {
+        return Ok(());
+    }
+    let shown = std::path::absolute(&common.data_dir).unwrap_or_else(|_| common.data_dir.clone());
+    if common.data_dir_source == DataDirSource::Given {
+        if !common.data_dir.exists() {
+            // Named, so created; but a mistyped name would silently start afresh.
+            eprintln!("creating a new, empty data directory {}", shown.display());
+        }
+        return Ok(());
+    }
+    if !common.data_dir.exists() {
+        bail!(
+            "no data directory at {} (the default, relative to the working directory), and \
+             none was named: give the one the server uses with --data-dir DIR, \
+             DEEDBOLT_DATA_DIR=DIR or data_dir in a --config file (`deedbolt serve` and \
+             `deedbolt seed-demo` create the default one)",
+            shown.display()
+        );
+    }
+    eprintln!(
+        "using the data directory {} (the default; choose one with --data-dir or DEEDBOLT_DATA_DIR)",
+        shown.display()
+    );
+    Ok(())
 }
 
 pub(crate) fn vault(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<KeyVault> {
@@ -569,6 +468,7 @@ fn client_json(c: &Client) -> serde_json::Value {
         "token_endpoint_auth_method": if c.public { "none" } else { "client_secret_basic" },
         "allow_introspection": c.allow_introspection,
         "properties": c.properties,
+        "id_token_signed_response_alg": c.id_token_alg,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
     })
@@ -586,11 +486,17 @@ fn print_client(c: &Client) {
     if c.public {
         println!("public:      yes (no secret; PKCE only)");
     }
+    if c.allows_grant(GrantType::AuthorizationCode) {
+        println!(
+            "id_tokens:   {} (id_token_signed_response_alg)",
+            c.id_token_alg
+        );
+    }
     if let Some(ids) = &c.properties {
         let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
         println!("properties:  {}", ids.join(" "));
     }
-    println!("created_at:  {}", c.created_at.0);
+    println!("created_at:  {}", utc(c.created_at));
 }
 
 /// Registers a client (generating its secret if it is confidential) and audits it. The
@@ -620,6 +526,7 @@ pub(crate) async fn register_client(
         public: new.public,
         allow_introspection,
         properties,
+        id_token_alg: new.id_token_alg,
         created_at: now,
         updated_at: now,
     };
@@ -651,6 +558,7 @@ async fn client_command(
             public,
             allow_introspection,
             properties,
+            id_token_alg,
             json,
         } => {
             let redirect_uris = redirect_uris
@@ -673,7 +581,8 @@ async fn client_command(
                 scope,
                 redirect_uris,
                 kind,
-            )?;
+            )?
+            .with_id_token_alg(id_token_alg.unwrap_or(DEFAULT_ID_TOKEN_ALG));
             let properties = if properties.is_empty() {
                 None
             } else {
@@ -717,17 +626,24 @@ async fn client_command(
                 let all: Vec<_> = clients.iter().map(client_json).collect();
                 println!("{}", serde_json::Value::Array(all));
             } else {
-                println!("{:<28} {:<24} {:<20} SCOPE", "CLIENT_ID", "NAME", "GRANTS");
-                for c in &clients {
-                    let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
-                    println!(
-                        "{:<28} {:<24} {:<20} {}",
-                        c.id,
-                        c.name.as_str(),
-                        grants.join(","),
-                        c.scopes
-                    );
-                }
+                let rows: Vec<[String; 6]> = clients
+                    .iter()
+                    .map(|c| {
+                        let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+                        [
+                            c.id.to_string(),
+                            c.name.as_str().to_owned(),
+                            if c.public { "public" } else { "confidential" }.to_owned(),
+                            grants.join(","),
+                            utc(c.created_at),
+                            c.scopes.to_string(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    ["CLIENT_ID", "NAME", "TYPE", "GRANTS", "CREATED", "SCOPE"],
+                    &rows,
+                );
             }
             Ok(())
         }
@@ -814,55 +730,121 @@ async fn keys_command(
     let now = SystemClock.now();
     match cmd {
         KeysCommand::Rotate { alg, json } => {
-            let stored = store.list_keys().await?;
-            let alg = alg
-                .or_else(|| {
-                    stored
-                        .iter()
-                        .find(|k| k.retired_at.is_none())
-                        .map(|k| k.alg)
-                })
-                .unwrap_or(SigningAlg::ES256);
-            let kid = vault(store, data_dir)?.rotate(alg, now).await?;
+            let vault = vault(store, data_dir)?;
+            let algs = match alg {
+                Some(alg) => vec![alg],
+                None => SigningAlg::ALL.to_vec(),
+            };
+            let mut made = Vec::with_capacity(algs.len());
+            for alg in algs {
+                made.push(json!({"kid": vault.rotate(alg, now).await?, "alg": alg}));
+            }
             if json {
-                println!("{}", json!({"kid": kid, "alg": alg}));
+                println!("{}", serde_json::Value::Array(made));
             } else {
-                println!("new current key {kid} ({alg}); running servers pick it up at their next key refresh");
+                for key in &made {
+                    println!(
+                        "new current {} key {}",
+                        key["alg"].as_str().unwrap_or(""),
+                        key["kid"].as_str().unwrap_or("")
+                    );
+                }
+                println!("running servers pick the new keys up at their next key refresh");
             }
             Ok(())
         }
         KeysCommand::List { json } => {
             let keys = store.list_keys().await?;
-            let rows: Vec<_> = keys
-                .iter()
-                .map(|k| {
-                    json!({
-                        "kid": k.kid,
-                        "alg": k.alg,
-                        "status": if k.retired_at.is_none() { "current" } else { "retired" },
-                        "created_at": k.created_at,
-                        "retired_at": k.retired_at.map(|UnixTime(t)| t),
-                        "sealed": matches!(k.material, deedbolt_core::ports::KeyMaterial::Sealed(_)),
-                    })
-                })
-                .collect();
             if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        json!({
+                            "kid": k.kid,
+                            "alg": k.alg,
+                            "status": if k.retired_at.is_none() { "current" } else { "retired" },
+                            "created_at": k.created_at,
+                            "retired_at": k.retired_at.map(|UnixTime(t)| t),
+                            "sealed": matches!(k.material, deedbolt_core::ports::KeyMaterial::Sealed(_)),
+                        })
+                    })
+                    .collect();
                 println!("{}", serde_json::Value::Array(rows));
             } else {
-                println!("{:<45} {:<6} {:<8} SEALED", "KID", "ALG", "STATUS");
-                for r in rows {
-                    println!(
-                        "{:<45} {:<6} {:<8} {}",
-                        r["kid"].as_str().unwrap_or(""),
-                        r["alg"].as_str().unwrap_or(""),
-                        r["status"].as_str().unwrap_or(""),
-                        r["sealed"]
-                    );
-                }
+                let rows: Vec<[String; 6]> = keys
+                    .iter()
+                    .map(|k| {
+                        [
+                            k.kid.to_string(),
+                            k.alg.to_string(),
+                            if k.retired_at.is_none() {
+                                "current"
+                            } else {
+                                "retired"
+                            }
+                            .to_owned(),
+                            utc(k.created_at),
+                            k.retired_at.map_or_else(|| "-".to_owned(), utc),
+                            if matches!(k.material, deedbolt_core::ports::KeyMaterial::Sealed(_)) {
+                                "yes"
+                            } else {
+                                "no (development mode)"
+                            }
+                            .to_owned(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    ["KID", "ALG", "STATUS", "CREATED", "RETIRED", "SEALED"],
+                    &rows,
+                );
             }
             Ok(())
         }
         KeysCommand::GenerateMasterKey => unreachable!("handled without opening storage"),
+    }
+}
+
+/// A time as people read it: `2026-12-06 01:45:10 UTC`.
+fn utc(at: UnixTime) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(at.0) {
+        Ok(t) => format!(
+            "{}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => at.0.to_string(),
+    }
+}
+
+/// Prints `rows` under `headers`, each column as wide as its widest cell (the last one
+/// unpadded).
+fn print_table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) {
+    let mut widths = headers.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                out.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers);
+    for row in rows {
+        line(row.each_ref().map(String::as_str));
     }
 }
 
@@ -932,10 +914,19 @@ async fn user_command(store: &Store, feed: &Announcer, cmd: UserCommand) -> anyh
                     serde_json::Value::Array(users.iter().map(user_json).collect())
                 );
             } else {
-                println!("{:<28} {:<32} ROLE", "USER_ID", "EMAIL");
-                for u in &users {
-                    println!("{:<28} {:<32} {}", u.id, u.email.as_str(), u.role);
-                }
+                let rows: Vec<[String; 5]> = users
+                    .iter()
+                    .map(|u| {
+                        [
+                            u.email.as_str().to_owned(),
+                            u.role.to_string(),
+                            u.name.clone().unwrap_or_else(|| "-".into()),
+                            utc(u.created_at),
+                            u.id.to_string(),
+                        ]
+                    })
+                    .collect();
+                print_table(["EMAIL", "ROLE", "NAME", "CREATED", "USER_ID"], &rows);
             }
             Ok(())
         }
@@ -1134,7 +1125,8 @@ async fn token_revoke(
     Ok(())
 }
 
-fn audit_filter(
+async fn audit_filter(
+    store: &Store,
     args: &AuditFilterArgs,
     limit: u32,
 ) -> anyhow::Result<deedbolt_core::audit::AuditFilter> {
@@ -1149,9 +1141,19 @@ fn audit_filter(
         }
         None => None,
     };
+    let user_id = match (&args.user, &args.user_id) {
+        (Some(email), _) => Some(
+            user_by_email(store, email)
+                .await
+                .context("--user takes an email (--user-id takes an id, e.g. of a deleted user)")?
+                .id
+                .to_string(),
+        ),
+        (None, id) => id.clone(),
+    };
     Ok(deedbolt_core::audit::AuditFilter {
         client_id: args.client.clone(),
-        user_id: args.user.clone(),
+        user_id,
         ip: args.ip.clone(),
         kind: args.kind,
         since,
@@ -1161,18 +1163,18 @@ fn audit_filter(
     })
 }
 
-fn print_audit(r: &deedbolt_core::audit::AuditRecord, json: bool) {
-    if json {
-        println!("{}", serde_json::to_string(r).unwrap_or_default());
-        return;
-    }
+/// The columns of an audit record in a table.
+const AUDIT_HEADERS: [&str; 9] = [
+    "ID", "TIME", "TYPE", "RESULT", "CLIENT", "USER_ID", "IP", "ERROR", "DETAIL",
+];
+
+fn audit_row(r: &AuditRecord) -> [String; 9] {
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    println!(
-        "{:>8} {:>10} {:<22} {:<4} {:<28} {:<28} {:<15} {:<24} {}",
-        r.id,
-        r.at.0,
-        r.kind.as_str(),
-        if r.success { "ok" } else { "FAIL" },
+    [
+        r.id.to_string(),
+        utc(r.at),
+        r.kind.as_str().to_owned(),
+        if r.success { "ok" } else { "FAIL" }.to_owned(),
         dash(&r.client_id),
         dash(&r.user_id),
         dash(&r.ip),
@@ -1180,16 +1182,35 @@ fn print_audit(r: &deedbolt_core::audit::AuditRecord, json: bool) {
         r.detail
             .clone()
             .or_else(|| r.scope.clone())
-            .unwrap_or_default()
+            .unwrap_or_default(),
+    ]
+}
+
+/// One record as a JSON line, or as a line of fixed-width columns (for `tail`, which
+/// prints records as they come and cannot size its columns ahead).
+fn print_audit(r: &AuditRecord, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(r).unwrap_or_default());
+        return;
+    }
+    let [id, at, kind, result, client, user, ip, error, detail] = audit_row(r);
+    println!(
+        "{id:>8}  {at:<23}  {kind:<22}  {result:<4}  {client:<28}  {user:<28}  {ip:<15}  {error:<24}  {detail}"
     );
 }
 
 async fn audit_command(store: &Store, cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
         AuditCommand::Search { limit, filter } => {
-            let f = audit_filter(&filter, limit)?;
-            for r in store.search_audit(&f).await? {
-                print_audit(&r, filter.json);
+            let f = audit_filter(store, &filter, limit).await?;
+            let records = store.search_audit(&f).await?;
+            if filter.json {
+                for r in &records {
+                    print_audit(r, true);
+                }
+            } else {
+                let rows: Vec<_> = records.iter().map(audit_row).collect();
+                print_table(AUDIT_HEADERS, &rows);
             }
             Ok(())
         }
@@ -1198,7 +1219,7 @@ async fn audit_command(store: &Store, cmd: AuditCommand) -> anyhow::Result<()> {
             follow,
             filter,
         } => {
-            let mut f = audit_filter(&filter, lines)?;
+            let mut f = audit_filter(store, &filter, lines).await?;
             let mut recent = if lines == 0 {
                 Vec::new()
             } else {
@@ -1251,5 +1272,81 @@ async fn audit_command(store: &Store, cmd: AuditCommand) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// Every `DEEDBOLT_*` variable of every command's arguments.
+    fn arg_envs(cmd: &clap::Command, into: &mut std::collections::BTreeSet<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                into.insert(env.to_string_lossy().into_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            arg_envs(sub, into);
+        }
+    }
+
+    #[test]
+    fn the_known_variables_are_exactly_the_arguments_and_the_secrets() {
+        Cli::command().debug_assert();
+        let mut envs = std::collections::BTreeSet::new();
+        arg_envs(&Cli::command(), &mut envs);
+        let secrets = [
+            config::MASTER_KEY_ENV,
+            config::WEBHOOK_SECRET_ENV,
+            config::BFF_SECRET_ENV,
+            config::BFF_COOKIE_KEYS_ENV,
+            config::METRICS_TOKEN_ENV,
+        ];
+        let known: std::collections::BTreeSet<String> = config::KNOWN_ENV
+            .iter()
+            .filter(|v| !secrets.contains(v))
+            .map(|v| (*v).to_owned())
+            .collect();
+        assert_eq!(
+            envs, known,
+            "KNOWN_ENV (unknown-variable warnings) drifted from the flags"
+        );
+    }
+
+    #[test]
+    fn flags_and_file_keys_are_one_layer() {
+        // A serve flag parsed by clap lands in the same struct the file fills, and wins.
+        let cli = Cli::try_parse_from([
+            "deedbolt",
+            "--data-dir",
+            "/srv/d",
+            "serve",
+            "--listen",
+            "127.0.0.1:9100",
+            "--trusted-proxies",
+            "10.0.0.1,10.0.0.2",
+            "--access-token-ttl",
+            "20m",
+        ])
+        .unwrap();
+        let Command::Serve(flags) = cli.command else {
+            panic!("serve");
+        };
+        let file =
+            config::parse_file("listen = \"127.0.0.1:9000\"\nissuer = \"http://127.0.0.1:9100\"")
+                .unwrap();
+        let merged = flags.settings.over(file.serve);
+        assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:9100"));
+        assert_eq!(merged.issuer.as_deref(), Some("http://127.0.0.1:9100"));
+        assert_eq!(
+            merged.trusted_proxies,
+            Some(vec!["10.0.0.1".to_owned(), "10.0.0.2".to_owned()])
+        );
+        assert_eq!(
+            cli.global.data_dir.as_deref(),
+            Some(std::path::Path::new("/srv/d"))
+        );
     }
 }

@@ -1,8 +1,13 @@
 //! Configuration: defaults, then a TOML file (`--config`), then `DEEDBOLT_*` environment
 //! variables, then command-line flags; validated once at start, failing closed.
 //!
-//! Flags and environment variables are the same clap arguments (`#[arg(long, env)]`), so
-//! a flag always wins over its variable, and both win over the file.
+//! Each setting is declared once, in a *layer* struct whose fields are all `Option`s:
+//! [`GlobalOverrides`] (what every command shares) and [`ServeOverrides`] (`serve`). The
+//! same struct is the clap arguments (`#[arg(long, env)]`: a flag wins over its variable)
+//! and the TOML file's keys ([`FileConfig`] holds one of each), and layers merge setting by
+//! setting with `over` (flags/env over the file); [`resolve_common`] and
+//! [`ServeSettings::resolve`] then apply the defaults and validate. Secrets are fields that
+//! are neither flags nor file keys: they come from the environment only.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,6 +50,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_RATE_LIMIT_LOGIN",
     "DEEDBOLT_RATE_LIMIT_AUTHORIZE",
     "DEEDBOLT_TRUSTED_PROXIES",
+    "DEEDBOLT_CORS_ORIGINS",
     "DEEDBOLT_AUDIT_RETENTION",
     "DEEDBOLT_AUTO_REVOKE",
     "DEEDBOLT_ANOMALY_THRESHOLD",
@@ -83,75 +89,254 @@ pub fn unknown_env_vars() -> Vec<String> {
         .collect()
 }
 
-/// The contents of the `--config` TOML file. Unknown keys are errors.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Declares a configuration layer: a struct whose settings are all `Option`s, with
+/// [`over`](ServeOverrides::over) merging two layers setting by setting. Each layer is at
+/// once the clap arguments (flag and `DEEDBOLT_*` variable) and the TOML file's keys, so a
+/// setting is declared once.
+macro_rules! config_layer {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* pub $field:ident : Option<$ty:ty>, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: Option<$ty>, )*
+        }
+
+        impl $name {
+            /// This layer over `lower`: every setting from `self` where it is set, from
+            /// `lower` otherwise.
+            #[must_use]
+            pub fn over(self, lower: Self) -> Self {
+                Self { $( $field: self.$field.or(lower.$field), )* }
+            }
+        }
+    };
+}
+
+config_layer! {
+    /// The settings every command shares, as one layer: the global flags (and their
+    /// `DEEDBOLT_*` variables) or the config file's keys of the same names.
+    #[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+    pub struct GlobalOverrides {
+        /// Data directory holding the embedded database [default: ./deedbolt-data].
+        #[arg(long, env = "DEEDBOLT_DATA_DIR", global = true)]
+        pub data_dir: Option<PathBuf>,
+        /// PostgreSQL URL (`postgres://user:password@host:port/db`) for durable state shared
+        /// by several instances [default: the SQLite file in the data directory]. Its value
+        /// is never shown (it may hold a password; prefer the variable to the file, which
+        /// gets copied).
+        #[arg(long, env = "DEEDBOLT_DATABASE_URL", global = true, hide_env_values = true)]
+        pub database_url: Option<crate::storage::DatabaseUrl>,
+        /// The most PostgreSQL connections this process keeps open [default: 16].
+        #[arg(long, env = "DEEDBOLT_DATABASE_MAX_CONNECTIONS", global = true)]
+        pub database_max_connections: Option<u32>,
+        /// Shared fast state (rate limits, revocation propagation) on Redis,
+        /// `redis://host:port`, for running several instances [default: in-process, one
+        /// instance]. The CLI uses it to announce revocations to running servers at once.
+        /// Never shown (it may hold a password).
+        #[arg(long, env = "DEEDBOLT_REDIS_URL", global = true, hide_env_values = true)]
+        pub redis_url: Option<String>,
+        /// The prefix of every Redis key [default: deedbolt:].
+        #[arg(long, env = "DEEDBOLT_REDIS_PREFIX", global = true)]
+        pub redis_prefix: Option<String>,
+        /// Log line format [default: text].
+        #[arg(long, env = "DEEDBOLT_LOG_FORMAT", value_enum, global = true)]
+        pub log_format: Option<crate::telemetry::LogFormat>,
+        /// Log filter, e.g. `info` or `info,deedbolt_http=debug` [default: info].
+        #[arg(long, env = "DEEDBOLT_LOG", global = true)]
+        pub log: Option<String>,
+    }
+}
+
+config_layer! {
+    /// The settings of `deedbolt serve`, as one layer. The same struct is the `serve`
+    /// flags (and their `DEEDBOLT_*` variables), the config file's keys of the same names,
+    /// and what tests override. The secrets at the end are read from the environment only
+    /// (flags show up in `ps` and shell history, files in version control): they are
+    /// neither flags nor file keys.
+    #[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+    pub struct ServeOverrides {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "DEEDBOLT_LISTEN")]
+        pub listen: Option<String>,
+        /// Issuer URL [default: http://<listen address>]; must be https except on loopback.
+        #[arg(long, env = "DEEDBOLT_ISSUER")]
+        pub issuer: Option<String>,
+        /// Audience (`aud`) of access tokens [default: <issuer>/api].
+        #[arg(long, env = "DEEDBOLT_AUDIENCE")]
+        pub audience: Option<String>,
+        /// Access-token lifetime, 5m to 60m [default: 15m].
+        #[arg(long, env = "DEEDBOLT_ACCESS_TOKEN_TTL")]
+        pub access_token_ttl: Option<DurationValue>,
+        /// Algorithm of access tokens: ES256, RS256 or EdDSA (a key of each is kept; ID
+        /// tokens use each client's --id-token-alg) [default: ES256].
+        #[arg(long, env = "DEEDBOLT_SIGNING_ALG")]
+        pub signing_alg: Option<String>,
+        /// How often to pick up keys and clients changed by the CLI or other instances
+        /// [default: 1s].
+        #[arg(long, env = "DEEDBOLT_KEY_REFRESH_INTERVAL")]
+        pub key_refresh_interval: Option<DurationValue>,
+        /// Lifetime of one refresh token, 1d to 8w [default: 14d].
+        #[arg(long, env = "DEEDBOLT_REFRESH_TOKEN_TTL")]
+        pub refresh_token_ttl: Option<DurationValue>,
+        /// Absolute lifetime of a refresh-token family [default: 90d].
+        #[arg(long, env = "DEEDBOLT_REFRESH_FAMILY_TTL")]
+        pub refresh_family_ttl: Option<DurationValue>,
+        /// Grace period in which a repeated refresh gets the same new pair, 0s to 60s
+        /// [default: 0s].
+        #[arg(long, env = "DEEDBOLT_REFRESH_GRACE")]
+        pub refresh_grace: Option<DurationValue>,
+        /// Token requests per client, COUNT/WINDOW or `off` [default: 10/1h: raise it for
+        /// clients that fetch many tokens, e.g. `--rate-limit-token 600/1h`].
+        #[arg(long, env = "DEEDBOLT_RATE_LIMIT_TOKEN")]
+        pub rate_limit_token: Option<String>,
+        /// Refresh requests per client [default: 5/5m].
+        #[arg(long, env = "DEEDBOLT_RATE_LIMIT_REFRESH")]
+        pub rate_limit_refresh: Option<String>,
+        /// API calls per client [default: 1000/1h].
+        #[arg(long, env = "DEEDBOLT_RATE_LIMIT_API")]
+        pub rate_limit_api: Option<String>,
+        /// Failed logins per account and client IP; four times as many per IP, ten times as
+        /// many per account over all IPs [default: 5/15m].
+        #[arg(long, env = "DEEDBOLT_RATE_LIMIT_LOGIN")]
+        pub rate_limit_login: Option<String>,
+        /// Authorization requests (/authorize) per client IP, COUNT/WINDOW or `off`
+        /// [default: 60/1m].
+        #[arg(long, env = "DEEDBOLT_RATE_LIMIT_AUTHORIZE")]
+        pub rate_limit_authorize: Option<String>,
+        /// Comma-separated IPs of reverse proxies whose X-Forwarded-For is believed (a list
+        /// in the config file) [default: none].
+        #[arg(long, env = "DEEDBOLT_TRUSTED_PROXIES", value_delimiter = ',')]
+        pub trusted_proxies: Option<Vec<String>>,
+        /// Comma-separated origins of browser apps (e.g. https://app.example.com) that may
+        /// call discovery, the JWKS, /token, /revoke and /userinfo cross-origin; `*` opens
+        /// discovery and the JWKS only (a list in the config file) [default: none, no CORS
+        /// headers].
+        #[arg(long, env = "DEEDBOLT_CORS_ORIGINS", value_delimiter = ',')]
+        pub cors_origins: Option<Vec<String>>,
+        /// How long audit records are kept [default: 90d].
+        #[arg(long, env = "DEEDBOLT_AUDIT_RETENTION")]
+        pub audit_retention: Option<DurationValue>,
+        /// Revoke a token automatically when its usage is anomalous [default: false].
+        #[arg(long, env = "DEEDBOLT_AUTO_REVOKE")]
+        pub auto_revoke: Option<bool>,
+        /// Usage anomaly score that raises token_usage_anomaly [default: 5].
+        #[arg(long, env = "DEEDBOLT_ANOMALY_THRESHOLD")]
+        pub anomaly_threshold: Option<f64>,
+        /// Failed authentications per IP that raise multiple_auth_failures [default: 5/5m].
+        #[arg(long, env = "DEEDBOLT_ALERT_AUTH_FAILURES")]
+        pub alert_auth_failures: Option<String>,
+        /// URL to POST alerts to, signed with HMAC-SHA256 under
+        /// DEEDBOLT_ALERT_WEBHOOK_SECRET (environment only, at least 32 characters); https,
+        /// or http on loopback [default: none].
+        #[arg(long, env = "DEEDBOLT_ALERT_WEBHOOK")]
+        pub alert_webhook: Option<String>,
+        /// The backend-for-frontend's client id; enables `/bff` and the demo app at `/app`.
+        /// Its secret and cookie keys come from DEEDBOLT_BFF_CLIENT_SECRET and
+        /// DEEDBOLT_BFF_COOKIE_KEYS (environment only) [default: none].
+        #[arg(long, env = "DEEDBOLT_BFF_CLIENT_ID")]
+        pub bff_client_id: Option<String>,
+        /// The scope the backend-for-frontend requests [default: openid profile email
+        /// tenant:read financial:read maintenance:request].
+        #[arg(long, env = "DEEDBOLT_BFF_SCOPE")]
+        pub bff_scope: Option<String>,
+        /// How long before an access token expires the backend-for-frontend refreshes it,
+        /// up to 1h [default: 60s].
+        #[arg(long, env = "DEEDBOLT_BFF_REFRESH_BEFORE")]
+        pub bff_refresh_before: Option<DurationValue>,
+        /// A separate listener serving only /metrics, e.g. on a private network. On the
+        /// main listener /metrics needs DEEDBOLT_METRICS_TOKEN (environment only, at least
+        /// 32 characters) as a bearer token, and is not served without one [default: none].
+        #[arg(long, env = "DEEDBOLT_METRICS_LISTEN")]
+        pub metrics_listen: Option<String>,
+        /// `DEEDBOLT_ALERT_WEBHOOK_SECRET` (see [`webhook_secret_from_env`]).
+        #[arg(skip)]
+        #[serde(skip)]
+        pub alert_webhook_secret: Option<deedbolt_http::runtime::webhook::WebhookSecret>,
+        /// `DEEDBOLT_BFF_CLIENT_SECRET`.
+        #[arg(skip)]
+        #[serde(skip)]
+        pub bff_client_secret: Option<String>,
+        /// `DEEDBOLT_BFF_COOKIE_KEYS`.
+        #[arg(skip)]
+        #[serde(skip)]
+        pub bff_cookie_keys: Option<String>,
+        /// `DEEDBOLT_METRICS_TOKEN`.
+        #[arg(skip)]
+        #[serde(skip)]
+        pub metrics_token: Option<String>,
+    }
+}
+
+impl ServeOverrides {
+    /// The environment-only secrets (see [`ServeOverrides`]): each set but empty variable
+    /// is an error.
+    pub fn secrets_from_env() -> anyhow::Result<Self> {
+        Ok(ServeOverrides {
+            alert_webhook_secret: webhook_secret_from_env()?,
+            bff_client_secret: secret_env(BFF_SECRET_ENV)?,
+            bff_cookie_keys: secret_env(BFF_COOKIE_KEYS_ENV)?,
+            metrics_token: secret_env(METRICS_TOKEN_ENV)?,
+            ..ServeOverrides::default()
+        })
+    }
+}
+
+/// The contents of the `--config` TOML file: the keys of [`GlobalOverrides`] and
+/// [`ServeOverrides`], flat. Unknown keys are errors (a misspelled setting would otherwise
+/// be ignored), and so are the environment-only secrets.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(try_from = "FileLayer")]
 pub struct FileConfig {
-    /// Where the embedded database lives.
-    pub data_dir: Option<PathBuf>,
-    /// PostgreSQL instead of the embedded database, `postgres://user:password@host/db`
-    /// (prefer `DEEDBOLT_DATABASE_URL` for a URL with a password: files get copied).
-    pub database_url: Option<String>,
-    /// The most PostgreSQL connections one instance keeps open (default 16).
-    pub database_max_connections: Option<u32>,
-    /// Shared fast state on Redis, `redis://host:port` (several instances).
-    pub redis_url: Option<String>,
-    /// The prefix of every Redis key (default `deedbolt:`).
-    pub redis_prefix: Option<String>,
-    /// The address to listen on.
-    pub listen: Option<String>,
-    /// The issuer URL.
-    pub issuer: Option<String>,
-    /// The `aud` of access tokens.
-    pub audience: Option<String>,
-    /// Access-token lifetime, e.g. `"15m"` or `900`.
-    pub access_token_ttl: Option<DurationValue>,
-    /// `ES256`, `RS256` or `EdDSA`.
-    pub signing_alg: Option<String>,
-    /// How often a running server reloads keys rotated by the CLI.
-    pub key_refresh_interval: Option<DurationValue>,
-    /// Lifetime of one refresh token, e.g. `"14d"`.
-    pub refresh_token_ttl: Option<DurationValue>,
-    /// Absolute lifetime of a refresh-token family, e.g. `"90d"`.
-    pub refresh_family_ttl: Option<DurationValue>,
-    /// Grace period for a repeated refresh, e.g. `"0s"`.
-    pub refresh_grace: Option<DurationValue>,
-    /// Token requests per client, `COUNT/WINDOW` or `off`.
-    pub rate_limit_token: Option<String>,
-    /// Refresh requests per client.
-    pub rate_limit_refresh: Option<String>,
-    /// API calls per client.
-    pub rate_limit_api: Option<String>,
-    /// Failed logins per account and IP (four times that per IP, ten times per account).
-    pub rate_limit_login: Option<String>,
-    /// Authorization requests per client IP.
-    pub rate_limit_authorize: Option<String>,
-    /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Option<Vec<String>>,
-    /// How long audit records are kept, e.g. `"90d"`.
-    pub audit_retention: Option<DurationValue>,
-    /// Revoke tokens whose usage is anomalous.
-    pub auto_revoke: Option<bool>,
-    /// The anomaly score that raises an alert (default 5).
-    pub anomaly_threshold: Option<f64>,
-    /// Failed authentications per IP that raise an alert, `COUNT/WINDOW` (default `5/5m`).
-    pub alert_auth_failures: Option<String>,
-    /// Where alerts are POSTed (https, or http on loopback). The HMAC key is
-    /// `DEEDBOLT_ALERT_WEBHOOK_SECRET`, from the environment only.
-    pub alert_webhook: Option<String>,
-    /// The backend-for-frontend's client id (its secret and cookie keys come from
-    /// `DEEDBOLT_BFF_CLIENT_SECRET` and `DEEDBOLT_BFF_COOKIE_KEYS`).
-    pub bff_client_id: Option<String>,
-    /// The scope the backend-for-frontend requests.
-    pub bff_scope: Option<String>,
-    /// How long before its expiry the backend-for-frontend refreshes an access token.
-    pub bff_refresh_before: Option<DurationValue>,
-    /// A separate listener serving only `/metrics` (e.g. on a private network).
-    pub metrics_listen: Option<String>,
-    /// `text` or `json`.
-    pub log_format: Option<String>,
-    /// A tracing filter, e.g. `info,deedbolt=debug`.
-    pub log: Option<String>,
+    /// The shared settings.
+    pub global: GlobalOverrides,
+    /// The `serve` settings.
+    pub serve: ServeOverrides,
+}
+
+/// What the file deserializes into first: each layer takes its keys, and what is left
+/// over is unknown.
+#[derive(Deserialize)]
+struct FileLayer {
+    #[serde(flatten)]
+    global: GlobalOverrides,
+    #[serde(flatten)]
+    serve: ServeOverrides,
+    #[serde(flatten)]
+    unknown: std::collections::BTreeMap<String, toml::Value>,
+}
+
+impl TryFrom<FileLayer> for FileConfig {
+    type Error = String;
+
+    fn try_from(layer: FileLayer) -> Result<Self, String> {
+        if let Some(key) = layer.unknown.keys().next() {
+            let env = format!("DEEDBOLT_{}", key.to_ascii_uppercase());
+            if [
+                MASTER_KEY_ENV,
+                WEBHOOK_SECRET_ENV,
+                BFF_SECRET_ENV,
+                BFF_COOKIE_KEYS_ENV,
+                METRICS_TOKEN_ENV,
+            ]
+            .contains(&env.as_str())
+            {
+                return Err(format!(
+                    "`{key}` is a secret: it is read from the environment only ({env})"
+                ));
+            }
+            return Err(format!(
+                "unknown key `{key}` (the configuration table in the README lists the keys)"
+            ));
+        }
+        Ok(FileConfig {
+            global: layer.global,
+            serve: layer.serve,
+        })
+    }
 }
 
 /// A duration in a config file: seconds as a number, or a string with a unit.
@@ -162,6 +347,22 @@ pub enum DurationValue {
     Secs(u64),
     /// `"90s"`, `"15m"`, `"1h"`, `"250ms"`.
     Text(String),
+}
+
+/// Flags and variables give the text; it is checked with the other settings.
+impl std::str::FromStr for DurationValue {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(DurationValue::Text(s.to_owned()))
+    }
+}
+
+/// `"15m"`: as a flag would give it.
+impl From<&str> for DurationValue {
+    fn from(s: &str) -> Self {
+        DurationValue::Text(s.to_owned())
+    }
 }
 
 impl DurationValue {
@@ -197,7 +398,29 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
 pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    parse_file(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// Parses the TOML config file's text. An error names the line but never quotes it: the
+/// line may hold a password (`database_url`, `redis_url`).
+pub fn parse_file(text: &str) -> anyhow::Result<FileConfig> {
+    toml::from_str(text).map_err(|e| {
+        let Some(start) = e.span().map(|span| span.start) else {
+            return anyhow::anyhow!("{}", e.message());
+        };
+        let before = text.get(..start).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        // The key of that line, if it has a plain one (a key is no secret, its value may be).
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let key = text[line_start..]
+            .split_once('=')
+            .map(|(k, _)| k.trim())
+            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        match key {
+            Some(key) => anyhow::anyhow!("line {line}, `{key}`: {}", e.message()),
+            None => anyhow::anyhow!("line {line}: {}", e.message()),
+        }
+    })
 }
 
 /// Settings every command shares.
@@ -205,70 +428,67 @@ pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
 pub struct CommonSettings {
     /// The data directory.
     pub data_dir: PathBuf,
+    /// Whether the data directory was chosen or is the default.
+    pub data_dir_source: DataDirSource,
     /// Where durable state lives: the SQLite file in the data directory, or PostgreSQL.
     pub database: crate::storage::Database,
+    /// Shared fast state on Redis; `None`: in-process (one instance).
+    pub redis: Option<RedisSettings>,
+}
+
+/// Where [`CommonSettings::data_dir`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDirSource {
+    /// `--data-dir`, `DEEDBOLT_DATA_DIR` or the config file.
+    Given,
+    /// Nothing named one: [`DEFAULT_DATA_DIR`], relative to the working directory.
+    Default,
 }
 
 /// The default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./deedbolt-data";
 
-/// Resolves the data directory (flag/env, then file, then the default) and the database
-/// (PostgreSQL if a URL is given by flag/env or the file; the embedded SQLite file
-/// otherwise), with its pool size (flag/env, then file, then 16).
-pub fn resolve_common(
-    flag: Option<PathBuf>,
-    database_url: Option<crate::storage::DatabaseUrl>,
-    max_connections: Option<u32>,
-    file: &FileConfig,
-) -> anyhow::Result<CommonSettings> {
-    let database_url = match database_url {
-        Some(url) => Some(url),
-        None => file
-            .database_url
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .context("invalid database_url in the config file")?,
-    };
-    let max_connections = max_connections
-        .or(file.database_max_connections)
+/// Resolves the shared settings of one merged layer (flags/env over the file): the data
+/// directory (or the default), the database (PostgreSQL if a URL is given; the embedded
+/// SQLite file otherwise) with its pool size (default 16), and Redis.
+pub fn resolve_common(layer: &GlobalOverrides) -> anyhow::Result<CommonSettings> {
+    let max_connections = layer
+        .database_max_connections
         .unwrap_or(deedbolt_store_postgres::DEFAULT_MAX_CONNECTIONS);
     if max_connections == 0 {
         bail!("the database pool needs at least 1 connection (database_max_connections)");
     }
+    let (data_dir, data_dir_source) = match &layer.data_dir {
+        Some(dir) => (dir.clone(), DataDirSource::Given),
+        None => (PathBuf::from(DEFAULT_DATA_DIR), DataDirSource::Default),
+    };
     Ok(CommonSettings {
-        data_dir: flag
-            .or_else(|| file.data_dir.clone())
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-        database: match database_url {
+        data_dir,
+        data_dir_source,
+        database: match layer.database_url.clone() {
             Some(url) => crate::storage::Database::Postgres {
                 url,
                 max_connections,
             },
             None => crate::storage::Database::Embedded,
         },
+        redis: resolve_redis(layer)?,
     })
 }
 
-/// Resolves the Redis settings from the flags/environment, then the file; `None`: no
-/// Redis (in-process shared state, one instance).
-pub fn resolve_redis(
-    url: Option<String>,
-    prefix: Option<String>,
-    file: &FileConfig,
-) -> anyhow::Result<Option<RedisSettings>> {
-    let url = url
-        .or_else(|| file.redis_url.clone())
-        .filter(|u| !u.trim().is_empty());
+/// Resolves the Redis settings; `None`: no Redis (in-process shared state, one instance).
+fn resolve_redis(layer: &GlobalOverrides) -> anyhow::Result<Option<RedisSettings>> {
+    let url = layer.redis_url.as_ref().filter(|u| !u.trim().is_empty());
     let Some(url) = url else { return Ok(None) };
-    let prefix = prefix
-        .or_else(|| file.redis_prefix.clone())
+    let prefix = layer
+        .redis_prefix
+        .clone()
         .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned());
     if prefix.is_empty() || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
         bail!("the Redis key prefix must be non-empty, without spaces or control characters");
     }
     Ok(Some(RedisSettings {
-        url: RedisUrl::parse(&url)?,
+        url: RedisUrl::parse(url)?,
         prefix,
     }))
 }
@@ -286,7 +506,7 @@ pub struct ServeSettings {
     pub audience: Option<String>,
     /// Access-token lifetime.
     pub access_token_lifetime: AccessTokenLifetime,
-    /// Signing algorithm for new keys.
+    /// The algorithm access tokens are signed with.
     pub signing_alg: SigningAlg,
     /// How often to reload keys from storage.
     pub key_refresh_interval: Duration,
@@ -296,6 +516,8 @@ pub struct ServeSettings {
     pub limits: deedbolt_http::RateLimits,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Origins allowed to call the CORS-enabled endpoints (none by default).
+    pub cors: deedbolt_http::cors::CorsOrigins,
     /// How long audit records are kept, in seconds.
     pub audit_retention_secs: i64,
     /// Detection settings.
@@ -394,71 +616,6 @@ impl std::fmt::Debug for BffConfig {
     }
 }
 
-/// The serve flags as clap parsed them (flag or environment variable), before merging.
-#[derive(Debug, Default, Clone)]
-pub struct ServeOverrides {
-    /// `--listen`.
-    pub listen: Option<String>,
-    /// `--issuer`.
-    pub issuer: Option<String>,
-    /// `--audience`.
-    pub audience: Option<String>,
-    /// `--access-token-ttl`.
-    pub access_token_ttl: Option<String>,
-    /// `--signing-alg`.
-    pub signing_alg: Option<String>,
-    /// `--key-refresh-interval`.
-    pub key_refresh_interval: Option<String>,
-    /// `--refresh-token-ttl`.
-    pub refresh_token_ttl: Option<String>,
-    /// `--refresh-family-ttl`.
-    pub refresh_family_ttl: Option<String>,
-    /// `--refresh-grace`.
-    pub refresh_grace: Option<String>,
-    /// `--rate-limit-token`.
-    pub rate_limit_token: Option<String>,
-    /// `--rate-limit-refresh`.
-    pub rate_limit_refresh: Option<String>,
-    /// `--rate-limit-api`.
-    pub rate_limit_api: Option<String>,
-    /// `--rate-limit-login`.
-    pub rate_limit_login: Option<String>,
-    /// `--rate-limit-authorize`.
-    pub rate_limit_authorize: Option<String>,
-    /// `--trusted-proxies` (comma-separated IPs).
-    pub trusted_proxies: Option<String>,
-    /// `--audit-retention`.
-    pub audit_retention: Option<String>,
-    /// `--auto-revoke`.
-    pub auto_revoke: Option<bool>,
-    /// `--anomaly-threshold`.
-    pub anomaly_threshold: Option<f64>,
-    /// `--alert-auth-failures`.
-    pub alert_auth_failures: Option<String>,
-    /// `--alert-webhook`.
-    pub alert_webhook: Option<String>,
-    /// `DEEDBOLT_ALERT_WEBHOOK_SECRET` (see [`webhook_secret_from_env`]; never a flag).
-    pub alert_webhook_secret: Option<deedbolt_http::runtime::webhook::WebhookSecret>,
-    /// `--bff-client-id`.
-    pub bff_client_id: Option<String>,
-    /// `--bff-scope`.
-    pub bff_scope: Option<String>,
-    /// `--bff-refresh-before`.
-    pub bff_refresh_before: Option<String>,
-    /// `DEEDBOLT_BFF_CLIENT_SECRET` (never a flag).
-    pub bff_client_secret: Option<String>,
-    /// `DEEDBOLT_BFF_COOKIE_KEYS` (never a flag).
-    pub bff_cookie_keys: Option<String>,
-    /// `--metrics-listen`.
-    pub metrics_listen: Option<String>,
-    /// `DEEDBOLT_METRICS_TOKEN` (never a flag).
-    pub metrics_token: Option<String>,
-    /// `--redis-url`.
-    pub redis_url: Option<String>,
-    /// `--redis-prefix`.
-    pub redis_prefix: Option<String>,
-}
-
 /// The metrics listener and token: an address to bind, and a token of at least
 /// [`MIN_TOKEN_CHARS`](deedbolt_http::metrics::MIN_TOKEN_CHARS) characters.
 fn metrics_settings(
@@ -543,54 +700,43 @@ pub fn secret_env(name: &str) -> anyhow::Result<Option<String>> {
 }
 
 fn limit(
-    flag: Option<String>,
-    file: &Option<String>,
+    value: Option<String>,
     default: &str,
     what: &str,
 ) -> anyhow::Result<Option<deedbolt_core::ratelimit::RateLimit>> {
-    let text = flag
-        .or_else(|| file.clone())
-        .unwrap_or_else(|| default.to_owned());
+    let text = value.unwrap_or_else(|| default.to_owned());
     deedbolt_core::ratelimit::RateLimit::parse(&text)
         .with_context(|| format!("invalid {what} rate limit"))
 }
 
-fn pick(
-    flag: Option<String>,
-    file: &Option<DurationValue>,
-    default: Duration,
-    what: &str,
-) -> anyhow::Result<Duration> {
-    match flag {
-        Some(t) => parse_duration(&t).with_context(|| format!("invalid {what}")),
-        None => match file {
-            Some(v) => v.resolve(what),
-            None => Ok(default),
-        },
-    }
+fn pick(value: Option<DurationValue>, default: Duration, what: &str) -> anyhow::Result<Duration> {
+    value.map_or(Ok(default), |v| v.resolve(what))
 }
+
+/// The default token-endpoint limit per client: deliberately low (a client normally
+/// reuses its token until it expires); raise it with `--rate-limit-token`.
+pub const DEFAULT_TOKEN_RATE_LIMIT: &str = "10/1h";
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 impl ServeSettings {
-    /// Merges flags/env over the file over defaults, and validates the result.
+    /// Merges `o` (flags, environment, secrets) over the file's `serve` layer over the
+    /// defaults, and validates the result.
     pub fn resolve(
         common: CommonSettings,
         o: ServeOverrides,
         file: &FileConfig,
     ) -> anyhow::Result<Self> {
-        let listen_text = o
-            .listen
-            .or_else(|| file.listen.clone())
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let o = o.over(file.serve.clone());
+        let listen_text = o.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen: SocketAddr = listen_text.parse().with_context(|| {
             format!(
                 "invalid listen address `{listen_text}` (expected IP:PORT, e.g. 127.0.0.1:8080)"
             )
         })?;
 
-        let issuer = o.issuer.or_else(|| file.issuer.clone());
+        let issuer = o.issuer;
         if let Some(issuer) = &issuer {
             validate_issuer(issuer)?;
         } else if listen.ip().is_unspecified() {
@@ -599,33 +745,22 @@ impl ServeSettings {
                  to the public https URL of this server"
             );
         }
-        let audience = o.audience.or_else(|| file.audience.clone());
+        let audience = o.audience;
         if audience.as_deref().is_some_and(|a| a.trim().is_empty()) {
             bail!("audience must not be empty");
         }
 
-        let ttl = match o.access_token_ttl {
-            Some(t) => parse_duration(&t).context("invalid access-token lifetime")?,
-            None => match &file.access_token_ttl {
-                Some(v) => v.resolve("access_token_ttl")?,
-                None => Duration::from_secs(AccessTokenLifetime::default().as_secs() as u64),
-            },
-        };
+        let default_ttl = Duration::from_secs(AccessTokenLifetime::default().as_secs() as u64);
+        let ttl = pick(o.access_token_ttl, default_ttl, "access-token lifetime")?;
         let access_token_lifetime = AccessTokenLifetime::from_secs(ttl.as_secs() as i64)?;
 
-        let alg_text = o
-            .signing_alg
-            .or_else(|| file.signing_alg.clone())
-            .unwrap_or_else(|| "ES256".into());
-        let signing_alg: SigningAlg = alg_text.parse()?;
+        let signing_alg: SigningAlg = o.signing_alg.as_deref().unwrap_or("ES256").parse()?;
 
-        let refresh_interval = match o.key_refresh_interval {
-            Some(t) => parse_duration(&t).context("invalid key refresh interval")?,
-            None => match &file.key_refresh_interval {
-                Some(v) => v.resolve("key_refresh_interval")?,
-                None => Duration::from_secs(1),
-            },
-        };
+        let refresh_interval = pick(
+            o.key_refresh_interval,
+            Duration::from_secs(1),
+            "key refresh interval",
+        )?;
         if refresh_interval < Duration::from_millis(50)
             || refresh_interval > Duration::from_secs(3600)
         {
@@ -637,60 +772,41 @@ impl ServeSettings {
         let refresh = deedbolt_core::refresh::RefreshPolicy::new(
             secs(pick(
                 o.refresh_token_ttl,
-                &file.refresh_token_ttl,
                 Duration::from_secs(defaults.idle_secs as u64),
                 "refresh_token_ttl",
             )?),
             secs(pick(
                 o.refresh_family_ttl,
-                &file.refresh_family_ttl,
                 Duration::from_secs(defaults.absolute_secs as u64),
                 "refresh_family_ttl",
             )?),
-            secs(pick(
-                o.refresh_grace,
-                &file.refresh_grace,
-                Duration::ZERO,
-                "refresh_grace",
-            )?),
+            secs(pick(o.refresh_grace, Duration::ZERO, "refresh_grace")?),
         )?;
 
         let limits = deedbolt_http::RateLimits {
-            token: limit(o.rate_limit_token, &file.rate_limit_token, "10/1h", "token")?,
-            refresh: limit(
-                o.rate_limit_refresh,
-                &file.rate_limit_refresh,
-                "5/5m",
-                "refresh",
-            )?,
-            api: limit(o.rate_limit_api, &file.rate_limit_api, "1000/1h", "API")?,
-            login: limit(o.rate_limit_login, &file.rate_limit_login, "5/15m", "login")?,
-            authorize: limit(
-                o.rate_limit_authorize,
-                &file.rate_limit_authorize,
-                "60/1m",
-                "authorize",
-            )?,
+            token: limit(o.rate_limit_token, DEFAULT_TOKEN_RATE_LIMIT, "token")?,
+            refresh: limit(o.rate_limit_refresh, "5/5m", "refresh")?,
+            api: limit(o.rate_limit_api, "1000/1h", "API")?,
+            login: limit(o.rate_limit_login, "5/15m", "login")?,
+            authorize: limit(o.rate_limit_authorize, "60/1m", "authorize")?,
         };
-        let proxies: Vec<String> = match o.trusted_proxies {
-            Some(list) => list
-                .split(',')
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty())
-                .collect(),
-            None => file.trusted_proxies.clone().unwrap_or_default(),
-        };
-        let trusted_proxies = proxies
+        let trusted_proxies = o
+            .trusted_proxies
+            .unwrap_or_default()
             .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
             .map(|p| {
                 p.parse::<std::net::IpAddr>()
                     .with_context(|| format!("invalid trusted proxy `{p}` (an IP address)"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let cors = deedbolt_http::cors::CorsOrigins::parse(
+            o.cors_origins.iter().flatten().map(String::as_str),
+        )?;
 
         let retention = pick(
             o.audit_retention,
-            &file.audit_retention,
             Duration::from_secs(90 * 86_400),
             "audit_retention",
         )?;
@@ -699,15 +815,11 @@ impl ServeSettings {
         }
         let threshold = o
             .anomaly_threshold
-            .or(file.anomaly_threshold)
             .unwrap_or(deedbolt_core::detect::DEFAULT_ANOMALY_THRESHOLD);
         if !(threshold.is_finite() && threshold > 0.0) {
             bail!("anomaly threshold must be a positive number");
         }
-        let failures = o
-            .alert_auth_failures
-            .or_else(|| file.alert_auth_failures.clone())
-            .unwrap_or_else(|| "5/5m".into());
+        let failures = o.alert_auth_failures.unwrap_or_else(|| "5/5m".into());
         let failures = deedbolt_core::ratelimit::RateLimit::parse(&failures)
             .context("invalid alert_auth_failures (COUNT/WINDOW)")?
             .context("alert_auth_failures cannot be off")?;
@@ -715,30 +827,23 @@ impl ServeSettings {
             auth_failure_threshold: failures.count as usize,
             auth_failure_window_secs: i64::from(failures.window_secs),
             anomaly_threshold: threshold,
-            auto_revoke: o.auto_revoke.or(file.auto_revoke).unwrap_or(false),
+            auto_revoke: o.auto_revoke.unwrap_or(false),
         };
-        let alert_webhook = webhook_settings(
-            o.alert_webhook.or_else(|| file.alert_webhook.clone()),
-            o.alert_webhook_secret,
-        )?;
+        let alert_webhook = webhook_settings(o.alert_webhook, o.alert_webhook_secret)?;
         let bff = bff_config(
-            o.bff_client_id.or_else(|| file.bff_client_id.clone()),
+            o.bff_client_id,
             o.bff_client_secret,
             o.bff_cookie_keys,
-            o.bff_scope.or_else(|| file.bff_scope.clone()),
+            o.bff_scope,
             pick(
                 o.bff_refresh_before,
-                &file.bff_refresh_before,
                 deedbolt_http::bff::DEFAULT_REFRESH_BEFORE,
                 "bff_refresh_before",
             )?,
         )?;
-        let redis = resolve_redis(o.redis_url, o.redis_prefix, file)?;
+        let redis = common.redis.clone();
 
-        let (metrics_listen, metrics_token) = metrics_settings(
-            o.metrics_listen.or_else(|| file.metrics_listen.clone()),
-            o.metrics_token,
-        )?;
+        let (metrics_listen, metrics_token) = metrics_settings(o.metrics_listen, o.metrics_token)?;
         if metrics_listen.is_some_and(|m| m == listen && listen.port() != 0) {
             bail!("the metrics listener must not use the main listen address {listen}");
         }
@@ -756,6 +861,7 @@ impl ServeSettings {
             refresh,
             limits,
             trusted_proxies,
+            cors,
             audit_retention_secs: i64::try_from(retention.as_secs()).unwrap_or(i64::MAX),
             detection,
             alert_webhook,
@@ -866,8 +972,15 @@ mod tests {
     fn common() -> CommonSettings {
         CommonSettings {
             data_dir: PathBuf::from("/tmp/x"),
+            data_dir_source: DataDirSource::Given,
             database: crate::storage::Database::Embedded,
+            redis: None,
         }
+    }
+
+    /// The file's global layer under `flags`, resolved.
+    fn common_of(flags: GlobalOverrides, file: &FileConfig) -> anyhow::Result<CommonSettings> {
+        resolve_common(&flags.over(file.global.clone()))
     }
 
     #[test]
@@ -906,6 +1019,43 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_come_from_the_file_or_the_flag_and_bad_ones_are_refused() {
+        let none =
+            ServeSettings::resolve(common(), ServeOverrides::default(), &FileConfig::default())
+                .unwrap();
+        assert_eq!(none.cors, deedbolt_http::cors::CorsOrigins::none());
+        let file: FileConfig =
+            toml::from_str("cors_origins = [\"https://spa.example.com\", \"*\"]").unwrap();
+        let s = ServeSettings::resolve(common(), ServeOverrides::default(), &file).unwrap();
+        assert_eq!(s.cors.origins(), ["https://spa.example.com"]);
+        assert!(s.cors.any_for_metadata());
+        let flag = ServeOverrides {
+            cors_origins: Some(vec![
+                "https://a.example.com".into(),
+                " http://localhost:5173".into(),
+            ]),
+            ..Default::default()
+        };
+        let s = ServeSettings::resolve(common(), flag, &file).unwrap();
+        assert_eq!(
+            s.cors.origins(),
+            ["https://a.example.com", "http://localhost:5173"]
+        );
+        assert!(
+            !s.cors.any_for_metadata(),
+            "the flag replaces the file's list"
+        );
+        for bad in ["https://a.example.com/app", "http://a.example.com", "null"] {
+            let o = ServeOverrides {
+                cors_origins: Some(vec![bad.into()]),
+                ..Default::default()
+            };
+            let err = ServeSettings::resolve(common(), o, &FileConfig::default()).unwrap_err();
+            assert!(format!("{err:#}").contains(bad), "{err:#}");
+        }
+    }
+
+    #[test]
     fn out_of_range_lifetime_and_bad_alg_are_refused() {
         let bad_ttl = ServeOverrides {
             access_token_ttl: Some("2h".into()),
@@ -930,7 +1080,7 @@ mod tests {
              redis_prefix = \"tenant-a:\"",
         )
         .unwrap();
-        let c = resolve_common(None, None, None, &file).unwrap();
+        let c = common_of(GlobalOverrides::default(), &file).unwrap();
         let Database::Postgres {
             url,
             max_connections,
@@ -941,42 +1091,121 @@ mod tests {
         assert!(url.to_string().contains("db.internal"));
         assert!(!format!("{c:?}").contains("filesecret"));
         assert_eq!(*max_connections, 40);
+        assert_eq!(c.data_dir_source, DataDirSource::Default);
+        let redis = c.redis.unwrap();
+        assert_eq!(redis.prefix, "tenant-a:");
+        assert_eq!(redis.url.to_string(), "redis://cache.internal:6379");
         // Flags and environment win over the file.
-        let flag: crate::storage::DatabaseUrl = "postgres://other@db2.internal/x".parse().unwrap();
-        let c = resolve_common(None, Some(flag), Some(8), &file).unwrap();
+        let flags = GlobalOverrides {
+            database_url: Some("postgres://other@db2.internal/x".parse().unwrap()),
+            database_max_connections: Some(8),
+            redis_url: Some("redis://r2:1".into()),
+            redis_prefix: Some("b:".into()),
+            data_dir: Some("/srv/deedbolt".into()),
+            ..Default::default()
+        };
+        let c = common_of(flags, &file).unwrap();
         assert!(
             matches!(&c.database, Database::Postgres { url, max_connections: 8 } if url.to_string().contains("db2.internal"))
         );
-        let redis = resolve_redis(None, None, &file).unwrap().unwrap();
-        assert_eq!(redis.prefix, "tenant-a:");
-        assert_eq!(redis.url.to_string(), "redis://cache.internal:6379");
-        let redis = resolve_redis(Some("redis://r2:1".into()), Some("b:".into()), &file)
-            .unwrap()
-            .unwrap();
+        let redis = c.redis.unwrap();
         assert_eq!(
             (redis.url.to_string().as_str(), redis.prefix.as_str()),
             ("redis://r2:1", "b:")
         );
+        assert_eq!(c.data_dir_source, DataDirSource::Given);
         // Bad values are refused, never echoed.
-        let bad: FileConfig = toml::from_str("database_url = \"mysql://u:pw@h/db\"").unwrap();
-        let err = resolve_common(None, None, None, &bad).unwrap_err();
+        let err = parse_file("database_url = \"mysql://u:pw@h/db\"").unwrap_err();
         assert!(format!("{err:#}").contains("database_url"), "{err:#}");
         assert!(!format!("{err:#}").contains("pw@"), "{err:#}");
         let zero: FileConfig = toml::from_str("database_max_connections = 0").unwrap();
-        assert!(resolve_common(None, None, None, &zero).is_err());
-        assert!(resolve_redis(Some("redis://h:1".into()), Some("a b".into()), &file).is_err());
+        assert!(common_of(GlobalOverrides::default(), &zero).is_err());
+        let spaced = GlobalOverrides {
+            redis_url: Some("redis://h:1".into()),
+            redis_prefix: Some("a b".into()),
+            ..Default::default()
+        };
+        assert!(common_of(spaced, &file).is_err());
         // Without a URL anywhere: the embedded database and no Redis.
-        let none = FileConfig::default();
-        assert!(matches!(
-            resolve_common(None, None, None, &none).unwrap().database,
-            Database::Embedded
-        ));
-        assert!(resolve_redis(None, None, &none).unwrap().is_none());
+        let none = common_of(GlobalOverrides::default(), &FileConfig::default()).unwrap();
+        assert!(matches!(none.database, Database::Embedded));
+        assert!(none.redis.is_none());
+    }
+
+    #[test]
+    fn every_serve_setting_layers_file_then_env_or_flag() {
+        // One key of each kind of value, from the file.
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\n\
+             access_token_ttl = 600\n\
+             refresh_grace = \"10s\"\n\
+             trusted_proxies = [\"10.0.0.1\", \"10.0.0.2\"]\n\
+             auto_revoke = true\n\
+             anomaly_threshold = 7\n\
+             rate_limit_token = \"20/1h\"\n\
+             log_format = \"json\"\n\
+             log = \"debug\"",
+        )
+        .unwrap();
+        assert_eq!(
+            file.global.log_format,
+            Some(crate::telemetry::LogFormat::Json)
+        );
+        assert_eq!(file.global.log.as_deref(), Some("debug"));
+        let s = ServeSettings::resolve(common(), ServeOverrides::default(), &file).unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.access_token_lifetime.as_secs(), 600);
+        assert_eq!(s.refresh.grace_secs, 10);
+        assert_eq!(s.trusted_proxies.len(), 2);
+        assert!(s.detection.auto_revoke);
+        assert!((s.detection.anomaly_threshold - 7.0).abs() < f64::EPSILON);
+        assert_eq!(s.limits.token.map(|l| l.count), Some(20));
+        // The flag layer (clap: flags and DEEDBOLT_* variables) wins, key by key.
+        let flags = ServeOverrides {
+            trusted_proxies: Some(vec!["10.0.0.9".into()]),
+            auto_revoke: Some(false),
+            ..Default::default()
+        };
+        let s = ServeSettings::resolve(common(), flags, &file).unwrap();
+        assert_eq!(
+            s.trusted_proxies,
+            vec!["10.0.0.9".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert!(!s.detection.auto_revoke);
+        assert_eq!(s.listen.port(), 9000, "unset flags leave the file's value");
+        // A bad value in the file is checked like a flag.
+        let err = parse_file("log_format = \"xml\"").unwrap_err();
+        assert!(
+            err.to_string().contains("`log_format`"),
+            "the key is named: {err}"
+        );
+        assert!(
+            err.to_string().contains("json"),
+            "valid values listed: {err}"
+        );
+    }
+
+    #[test]
+    fn secrets_are_not_file_keys() {
+        for key in [
+            "bff_client_secret",
+            "metrics_token",
+            "master_key",
+            "alert_webhook_secret",
+        ] {
+            let err = parse_file(&format!("{key} = \"x\"")).unwrap_err();
+            assert!(err.to_string().contains("environment only"), "{key}: {err}");
+        }
     }
 
     #[test]
     fn unknown_file_keys_are_errors() {
-        assert!(toml::from_str::<FileConfig>("listn = \"x\"").is_err());
+        let err = parse_file("listen = \"127.0.0.1:1\"\nlistn = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("`listn`"), "{err}");
+        // The line is named, never quoted (it may hold a password).
+        let err = parse_file("\nredis_url = \"redis://:hunter2@h:1\" x").unwrap_err();
+        assert!(err.to_string().starts_with("line 2"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

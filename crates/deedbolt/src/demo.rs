@@ -339,6 +339,7 @@ async fn insert_client(
         public: new.public,
         allow_introspection: false,
         properties: None,
+        id_token_alg: new.id_token_alg,
         created_at: now,
         updated_at: now,
     };

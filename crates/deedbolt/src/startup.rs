@@ -11,6 +11,8 @@ use deedbolt_core::cache::CachedClients;
 use deedbolt_core::clock::{Clock, SystemClock};
 use deedbolt_core::grace::{GraceStore, MemoryGrace};
 use deedbolt_core::grant::TokenPolicy;
+use deedbolt_core::ids::KeyId;
+use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::keyring::KeyVault;
 use deedbolt_core::ports::{AllHealthy, FlowStore, Health};
 use deedbolt_core::ratelimit::{MemoryRateLimits, RateLimitStore};
@@ -121,12 +123,12 @@ impl Application {
         let store = open_store(&settings.common).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let vault = Arc::new(KeyVault::new(store.clone(), master.map(Arc::new)));
-        if let Some(kid) = vault
-            .ensure_current(settings.signing_alg, clock.now())
+        for (alg, kid) in vault
+            .ensure_current(clock.now())
             .await
             .context("cannot create a signing key")?
         {
-            tracing::info!(%kid, alg = %settings.signing_alg, "created a new signing key");
+            tracing::info!(%kid, %alg, "created a new signing key");
         }
         let loaded = vault
             .load(clock.now())
@@ -139,7 +141,7 @@ impl Application {
                  encrypted; run `deedbolt keys rotate` and let them expire"
             );
         }
-        let keys = Arc::new(KeyRing::new(&loaded)?);
+        let keys = Arc::new(KeyRing::new(&loaded, settings.signing_alg)?);
         let pepper = vault
             .pepper()
             .await
@@ -309,6 +311,7 @@ impl Application {
         let state = AppState::new(Services {
             bff,
             metrics_token: settings.metrics_token.clone(),
+            cors: settings.cors.clone(),
             clients: clients.clone(),
             crm: store_arc.clone(),
             users: store_arc.clone(),
@@ -502,7 +505,10 @@ async fn sync_loop(s: Sync) {
     let mut tick = tokio::time::interval(s.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    let mut current = s.ring.current().kid().clone();
+    let mut current: Vec<KeyId> = SigningAlg::ALL
+        .iter()
+        .map(|alg| s.ring.signer(*alg).kid().clone())
+        .collect();
     loop {
         tick.tick().await;
         let now = s.clock.now();
@@ -535,9 +541,12 @@ async fn sync_loop(s: Sync) {
                     tracing::error!(error = %e, "cannot install reloaded keys");
                     continue;
                 }
-                if loaded.current.kid() != &current {
-                    current = loaded.current.kid().clone();
-                    tracing::info!(kid = %current, "signing key rotated in");
+                for (alg, seen) in SigningAlg::ALL.into_iter().zip(current.iter_mut()) {
+                    let kid = loaded.signers.get(alg).kid();
+                    if kid != seen {
+                        *seen = kid.clone();
+                        tracing::info!(%kid, %alg, "signing key rotated in");
+                    }
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot reload signing keys"),

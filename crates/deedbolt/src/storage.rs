@@ -45,6 +45,15 @@ impl FromStr for DatabaseUrl {
     }
 }
 
+/// The config file's `database_url`; a bad value is refused without repeating it.
+impl<'de> serde::Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|e| serde::de::Error::custom(format!("invalid database_url: {e}")))
+    }
+}
+
 impl DatabaseUrl {
     /// The URL as given, password included: only for connecting.
     pub fn expose(&self) -> &str {

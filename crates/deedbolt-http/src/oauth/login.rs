@@ -121,12 +121,15 @@ pub(crate) async fn login_attempt(
     ip: &str,
     now: UnixTime,
 ) -> Result<Result<(), i64>, ApiError> {
-    state
+    let outcome = state
         .services
         .login_throttle
         .attempt(account, ip, now)
-        .await
-        .map_err(ApiError::internal)
+        .await?;
+    if outcome.is_err() {
+        state.services.metrics.rate_limited("login");
+    }
+    Ok(outcome)
 }
 
 /// Un-counts a successful login attempt made at `at`.

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
+use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::scope::Scope;
 use serde_json::json;
 
@@ -48,7 +49,10 @@ pub fn metadata_document(issuer: &str) -> Bytes {
 pub fn openid_configuration(issuer: &str) -> Bytes {
     let mut doc = common(issuer);
     doc["subject_types_supported"] = json!(["public"]);
-    doc["id_token_signing_alg_values_supported"] = json!(["ES256", "RS256", "EdDSA"]);
+    // Exactly what the key ring signs with: a current key of every algorithm is kept, and
+    // each client's ID tokens use its registered `id_token_signed_response_alg`.
+    let algs: Vec<&str> = SigningAlg::ALL.iter().map(|a| a.as_str()).collect();
+    doc["id_token_signing_alg_values_supported"] = json!(algs);
     doc["claims_supported"] = json!([
         "sub",
         "iss",

@@ -34,7 +34,7 @@ const VICTIM_IP: &str = "198.51.100.7";
 async fn app_with(overrides: ServeOverrides) -> TestApp {
     spawn_app_with(Options {
         overrides: ServeOverrides {
-            trusted_proxies: Some("127.0.0.1".into()),
+            trusted_proxies: Some(vec!["127.0.0.1".into()]),
             ..overrides
         },
         ..Default::default()

@@ -356,3 +356,203 @@ async fn client_list_is_oldest_first() {
         .collect();
     assert_eq!(listed, created);
 }
+
+/// The CLI run in `cwd` with no `DEEDBOLT_*` variable but `DEEDBOLT_LOG=warn`.
+fn cli_in(cwd: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(crate::helpers::bin());
+    cmd.current_dir(cwd).args(args).env("DEEDBOLT_LOG", "warn");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("DEEDBOLT_") && k != "DEEDBOLT_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().expect("run deedbolt")
+}
+
+#[test]
+fn a_management_command_never_creates_an_implicit_data_dir() {
+    let cwd = tempfile::tempdir().unwrap();
+    for args in [
+        &["client", "list"][..],
+        &["user", "list"],
+        &["keys", "list"],
+        &["audit", "search"],
+    ] {
+        let out = cli_in(cwd.path(), args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = stderr(&out);
+        let shown = cwd.path().join("deedbolt-data");
+        for hint in [
+            shown.to_string_lossy().as_ref(),
+            "--data-dir",
+            "DEEDBOLT_DATA_DIR",
+            "data_dir",
+        ] {
+            assert!(err.contains(hint), "{args:?}: `{hint}` missing from: {err}");
+        }
+        assert!(!shown.exists(), "{args:?} created {}", shown.display());
+    }
+    // Once it exists (e.g. made by `serve` or `seed-demo`) it is used, and said so.
+    std::fs::create_dir(cwd.path().join("deedbolt-data")).unwrap();
+    let out = cli_in(cwd.path(), &["client", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "[]");
+    assert!(
+        stderr(&out).contains("using the data directory"),
+        "{}",
+        stderr(&out)
+    );
+    // A named directory is created as before.
+    let named = cwd.path().join("named");
+    let out = cli_in(
+        cwd.path(),
+        &[
+            "--data-dir",
+            named.to_str().unwrap(),
+            "user",
+            "list",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(named.exists());
+    assert!(
+        stderr(&out).contains("creating a new, empty data directory"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn invalid_enum_values_list_the_valid_ones_and_help_names_the_master_key() {
+    let cwd = tempfile::tempdir().unwrap();
+    let dir = cwd.path().to_str().unwrap();
+    let cases: [(&[&str], &[&str]); 4] = [
+        (
+            &[
+                "user",
+                "create",
+                "--email",
+                "a@example.com",
+                "--role",
+                "landlord",
+            ],
+            &["landlord", "tenant", "manager", "admin"],
+        ),
+        (
+            &[
+                "client",
+                "create",
+                "--name",
+                "x",
+                "--scope",
+                "property:read",
+                "--grant",
+                "password",
+            ],
+            &["password", "client_credentials", "authorization_code"],
+        ),
+        (
+            &["audit", "search", "--type", "logins"],
+            &["logins", "token_issued", "alert"],
+        ),
+        (
+            &["keys", "rotate", "--alg", "HS256"],
+            &["HS256", "ES256", "RS256", "EdDSA"],
+        ),
+    ];
+    for (args, expect) in cases {
+        let mut all = vec!["--data-dir", dir];
+        all.extend_from_slice(args);
+        let out = cli_in(cwd.path(), &all);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = stderr(&out);
+        for e in expect {
+            assert!(err.contains(e), "{args:?}: `{e}` missing from: {err}");
+        }
+    }
+    let help = stdout(&cli_in(cwd.path(), &["--help"]));
+    assert!(help.contains("DEEDBOLT_MASTER_KEY"), "{help}");
+    assert!(help.contains("generate-master-key"), "{help}");
+    let serve_help = stdout(&cli_in(cwd.path(), &["serve", "--help"]));
+    assert!(serve_help.contains("--rate-limit-token"), "{serve_help}");
+    assert!(serve_help.contains("DEEDBOLT_MASTER_KEY"), "{serve_help}");
+}
+
+#[tokio::test]
+async fn lists_are_aligned_tables_with_headers_and_utc_times() {
+    let app = spawn_app().await;
+    app.create_client("property:read");
+    app.create_client("property:read financial:read");
+    let rita = app.create_user("rita.tenant@example.com", "tenant", "correct horse battery");
+    let tables = [
+        (
+            vec!["client", "list"],
+            vec!["CLIENT_ID", "NAME", "TYPE", "GRANTS", "CREATED", "SCOPE"],
+            2,
+        ),
+        (
+            vec!["user", "list"],
+            vec!["EMAIL", "ROLE", "NAME", "CREATED", "USER_ID"],
+            1,
+        ),
+        (
+            vec!["keys", "list"],
+            vec!["KID", "ALG", "STATUS", "CREATED", "RETIRED", "SEALED"],
+            1,
+        ),
+        (
+            vec!["audit", "search"],
+            vec!["ID", "TIME", "TYPE", "RESULT", "CLIENT"],
+            3,
+        ),
+    ];
+    for (args, headers, at_least) in tables {
+        let out = app.cli(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() > at_least, "{args:?}: {text}");
+        // Every header names a column, and every row's cell starts where its header does.
+        let mut starts = Vec::new();
+        for h in &headers {
+            let at = lines[0]
+                .find(&format!("{h} "))
+                .or_else(|| lines[0].ends_with(h).then(|| lines[0].len() - h.len()))
+                .unwrap_or_else(|| panic!("{args:?}: no header {h}: {text}"));
+            starts.push(at);
+        }
+        for row in &lines[1..] {
+            for &at in &starts[1..] {
+                let before = row.as_bytes().get(at - 1).copied();
+                let here = row.as_bytes().get(at).copied();
+                assert!(
+                    before == Some(b' ') && here.is_some_and(|c| c != b' '),
+                    "{args:?}: a cell does not start at column {at}:\n{text}"
+                );
+            }
+            assert!(row.contains(" UTC"), "{args:?}: no readable time in {row}");
+        }
+    }
+    // `--user` is an email everywhere, the audit log's filter too.
+    let out = app.cli(&[
+        "audit",
+        "search",
+        "--json",
+        "--user",
+        "rita.tenant@example.com",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!records.is_empty());
+    assert!(
+        records.iter().all(|r| r["user_id"] == rita.as_str()),
+        "{records:?}"
+    );
+    let out = app.cli(&["audit", "search", "--user", "nobody@example.com"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--user-id"), "{}", stderr(&out));
+}

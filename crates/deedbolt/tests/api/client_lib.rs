@@ -18,15 +18,20 @@ const TENANT: &str = "tina.client-lib@example.com";
 const PASSWORD: &str = "correct-horse-battery-7";
 const SCOPE: &str = "openid tenant:read";
 
-/// `deedbolt_tokens_issued_total` from `/metrics`.
+/// `deedbolt_tokens_issued_total` from `/metrics`, summed over the grant types.
 async fn tokens_issued(app: &TestApp) -> u64 {
     let text = app.metrics_text().await;
-    text.lines()
-        .find_map(|l| l.strip_prefix("deedbolt_tokens_issued_total "))
-        .unwrap_or_else(|| panic!("no tokens counter in /metrics:\n{text}"))
-        .trim()
-        .parse()
-        .expect("counter value")
+    let values: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with("deedbolt_tokens_issued_total{"))
+        .map(|l| {
+            l.rsplit_once(' ')
+                .and_then(|(_, v)| v.parse().ok())
+                .expect("counter value")
+        })
+        .collect();
+    assert!(!values.is_empty(), "no tokens counter in /metrics:\n{text}");
+    values.iter().sum()
 }
 
 async fn discover(app: &TestApp, client_id: &str, credentials: ClientCredentials) -> OAuthClient {

@@ -374,11 +374,25 @@ async fn verify_jwt(app: &TestApp, token: &str, audience: &str) -> Value {
         .iter()
         .find(|k| k["kid"] == header["kid"])
         .expect("the token's kid is published");
-    assert_eq!(header["alg"], "ES256");
-    let key =
-        DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
-            .expect("EC key");
-    let mut validation = Validation::new(Algorithm::ES256);
+    // Access tokens: ES256 (the default --signing-alg); ID tokens: RS256 (the default
+    // id_token_signed_response_alg of a client that registered none).
+    let (key, alg) = match header["alg"].as_str() {
+        Some("ES256") => (
+            DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
+                .expect("EC key"),
+            Algorithm::ES256,
+        ),
+        Some("RS256") => (
+            DecodingKey::from_rsa_components(
+                jwk["n"].as_str().unwrap(),
+                jwk["e"].as_str().unwrap(),
+            )
+            .expect("RSA key"),
+            Algorithm::RS256,
+        ),
+        other => panic!("unexpected alg {other:?}"),
+    };
+    let mut validation = Validation::new(alg);
     validation.set_issuer(&[&app.base]);
     validation.set_audience(&[audience]);
     jsonwebtoken::decode::<Value>(token, &key, &validation)
@@ -386,7 +400,8 @@ async fn verify_jwt(app: &TestApp, token: &str, audience: &str) -> Value {
         .claims
 }
 
-/// OIDC Core §3.1.3.6 for ES256: base64url of the left half of SHA-256(access token).
+/// OIDC Core §3.1.3.6 for ES256 and RS256 (both SHA-256): base64url of the left half of
+/// SHA-256(access token).
 fn at_hash_es256(access_token: &str) -> String {
     use base64::Engine as _;
     let full = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -459,6 +474,11 @@ async fn public_client_gets_user_tokens_scoped_by_the_users_role() {
     assert_eq!(id["sub"], env.user_id.as_str());
     assert_eq!(id["aud"], env.client.id.as_str());
     assert_eq!(id["nonce"], req.nonce.as_str());
+    assert_eq!(
+        jwt_part(id_token, 0)["alg"],
+        "RS256",
+        "the default id_token_signed_response_alg"
+    );
     assert_eq!(id["at_hash"], at_hash_es256(access));
     let auth_time = id["auth_time"].as_i64().expect("auth_time");
     assert!(

@@ -168,7 +168,7 @@ fn other_out_of_range_settings_are_refused() {
     assert_serve_refuses(
         &[os("--config"), path.as_os_str()],
         &[],
-        &["invalid log_format `xml`"],
+        &["log_format", "xml", "`text` or `json`"],
     );
 }
 

@@ -105,7 +105,11 @@ async fn jwks_publishes_public_keys_only() {
         .starts_with("application/json"));
     let jwks: Value = res.json().await.unwrap();
     let keys = jwks["keys"].as_array().expect("keys array");
-    assert_eq!(keys.len(), 1, "a fresh server has one key: {jwks}");
+    assert_eq!(
+        keys.len(),
+        3,
+        "a fresh server has one key per algorithm: {jwks}"
+    );
     for key in keys {
         for member in ["kid", "alg", "kty"] {
             assert!(
@@ -121,14 +125,24 @@ async fn jwks_publishes_public_keys_only() {
             );
         }
     }
-    assert_eq!(keys[0]["alg"], "ES256");
-    assert_eq!(keys[0]["kty"], "EC");
-    assert_eq!(keys[0]["crv"], "P-256");
+    let of = |alg: &str| {
+        keys.iter()
+            .find(|k| k["alg"] == alg)
+            .unwrap_or_else(|| panic!("no {alg} key in {jwks}"))
+    };
+    assert_eq!(of("ES256")["kty"], "EC");
+    assert_eq!(of("ES256")["crv"], "P-256");
+    assert_eq!(of("RS256")["kty"], "RSA");
+    assert_eq!(of("EdDSA")["kty"], "OKP");
+    assert_eq!(of("EdDSA")["crv"], "Ed25519");
 
-    // A token's kid is one of the published keys.
+    // An access token's kid is the published ES256 key (the default --signing-alg).
     let creds = app.create_client("property:read");
     let token = app.access_token(&creds, None).await;
-    assert_eq!(crate::helpers::jwt_part(&token, 0)["kid"], keys[0]["kid"]);
+    assert_eq!(
+        crate::helpers::jwt_part(&token, 0)["kid"],
+        of("ES256")["kid"]
+    );
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::process::Output;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use deedbolt::config::{CommonSettings, FileConfig, ServeOverrides, ServeSettings};
+use deedbolt::config::{FileConfig, GlobalOverrides, ServeOverrides, ServeSettings};
 use deedbolt::startup::Application;
 use deedbolt_core::seal::MasterKey;
 use serde_json::Value;
@@ -43,8 +43,11 @@ pub struct Options {
     pub data_dir: Option<Arc<TempDir>>,
     /// `DEEDBOLT_MASTER_KEY`.
     pub master_key: Option<String>,
-    /// Flag-level overrides.
+    /// Flag-level overrides of the `serve` settings.
     pub overrides: ServeOverrides,
+    /// Flag-level overrides of the shared settings (Redis); the data directory and the
+    /// database come from the fields above.
+    pub global: GlobalOverrides,
     /// `DEEDBOLT_DATABASE_URL`: PostgreSQL instead of SQLite (see [`postgres_options`]).
     pub database_url: Option<String>,
     /// `serve --demo`.
@@ -103,17 +106,12 @@ pub async fn try_spawn_app(opts: Options) -> anyhow::Result<TestApp> {
     overrides
         .metrics_token
         .get_or_insert_with(|| TEST_METRICS_TOKEN.into());
-    let settings = ServeSettings::resolve(
-        CommonSettings {
-            data_dir: data_dir.path().to_path_buf(),
-            database: match &opts.database_url {
-                Some(url) => deedbolt::storage::Database::postgres(url.parse()?),
-                None => deedbolt::storage::Database::Embedded,
-            },
-        },
-        overrides,
-        &FileConfig::default(),
-    )?;
+    let common = deedbolt::config::resolve_common(&GlobalOverrides {
+        data_dir: Some(data_dir.path().to_path_buf()),
+        database_url: opts.database_url.as_deref().map(str::parse).transpose()?,
+        ..opts.global
+    })?;
+    let settings = ServeSettings::resolve(common, overrides, &FileConfig::default())?;
     let master = opts
         .master_key
         .as_deref()
@@ -387,18 +385,15 @@ pub fn run_bin_with_timeout(
         let _ = stderr.read_to_end(&mut buf);
         buf
     });
-    let status = match wait_child(&mut child, timeout) {
-        Some(status) => status,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = err_thread.join().unwrap_or_default();
-            panic!(
-                "deedbolt {args:?} was still running after {timeout:?} (it should have refused \
-                 to start); stderr:\n{}",
-                String::from_utf8_lossy(&err)
-            );
-        }
+    let Some(status) = wait_child(&mut child, timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let err = err_thread.join().unwrap_or_default();
+        panic!(
+            "deedbolt {args:?} was still running after {timeout:?} (it should have refused \
+             to start); stderr:\n{}",
+            String::from_utf8_lossy(&err)
+        );
     };
     Output {
         status,
@@ -593,7 +588,8 @@ pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The current signing key of the data directory, loaded the way the server loads it.
+/// The current access-token signing key (ES256, the default `--signing-alg`) of the data
+/// directory, loaded the way the server loads it.
 pub async fn current_signing_key(
     data_dir: &Path,
     master_key: Option<&str>,
@@ -609,7 +605,10 @@ pub async fn current_signing_key(
         .await
         .expect("load keys");
     store.close().await;
-    loaded.current
+    loaded
+        .signers
+        .get(deedbolt_core::jose::SigningAlg::ES256)
+        .clone()
 }
 
 /// The current Unix time in seconds.

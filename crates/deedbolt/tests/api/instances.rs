@@ -413,7 +413,7 @@ async fn killing_one_instance_under_load_leaves_the_other_serving_and_every_fami
             (0..2).map(|_| {
                 tokio::spawn(load_loop(
                     http.clone(),
-                    base.to_string(),
+                    String::clone(base),
                     machine.clone(),
                     stop.clone(),
                     ok.clone(),

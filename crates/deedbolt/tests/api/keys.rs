@@ -52,6 +52,23 @@ fn sign_raw(key: &SigningKey, header: &Value, claims: &Value) -> String {
     out
 }
 
+/// `keys rotate --json` with `extra` arguments: the `(alg, kid)` of each new key.
+fn rotate(app: &TestApp, extra: &[&str]) -> Vec<(String, String)> {
+    let mut args = vec!["keys", "rotate", "--json"];
+    args.extend(extra);
+    app.cli_json(&args)
+        .as_array()
+        .expect("rotate prints an array")
+        .iter()
+        .map(|k| {
+            (
+                k["alg"].as_str().expect("alg").to_owned(),
+                k["kid"].as_str().expect("kid").to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn keys_list(app: &TestApp) -> Vec<Value> {
     app.cli_json(&["keys", "list", "--json"])
         .as_array()
@@ -65,25 +82,26 @@ async fn rotation_while_running_publishes_the_new_key_and_keeps_old_tokens_valid
     let creds = app.create_client("property:read");
     let token_a = app.access_token(&creds, None).await;
     let kid_a = jwt_part(&token_a, 0)["kid"].as_str().unwrap().to_owned();
-    assert_eq!(jwks_kids(&app).await, [kid_a.as_str()]);
+    let before = jwks_kids(&app).await;
+    assert_eq!(before.len(), 3, "a key per algorithm: {before:?}");
+    assert!(before.contains(&kid_a));
 
-    let rotated = app.cli_json(&["keys", "rotate", "--json"]);
-    let kid_b = rotated["kid"]
-        .as_str()
-        .expect("rotate prints kid")
-        .to_owned();
+    // Without --alg every algorithm's key is rotated.
+    let rotated = rotate(&app, &[]);
+    let algs: Vec<&str> = rotated.iter().map(|(alg, _)| alg.as_str()).collect();
+    assert_eq!(algs, ["ES256", "RS256", "EdDSA"]);
+    let kid_b = rotated[0].1.clone();
     assert_ne!(kid_a, kid_b);
-    assert_eq!(
-        rotated["alg"], "ES256",
-        "rotation keeps the current algorithm"
-    );
+    let new_kids: Vec<String> = rotated.iter().map(|(_, kid)| kid.clone()).collect();
 
-    let (app_ref, a, b) = (&app, &kid_a, &kid_b);
+    let (app_ref, before_ref, new_ref, b) = (&app, &before, &new_kids, &kid_b);
     eventually(
-        "the JWKS publishes the old and the new key",
+        "the JWKS publishes the old and the new keys",
         || async move {
             let kids = jwks_kids(app_ref).await;
-            kids.len() == 2 && kids.contains(a) && kids.contains(b)
+            kids.len() == 6
+                && before_ref.iter().all(|k| kids.contains(k))
+                && new_ref.iter().all(|k| kids.contains(k))
         },
     )
     .await;
@@ -104,17 +122,28 @@ async fn rotation_while_running_publishes_the_new_key_and_keeps_old_tokens_valid
     );
 
     let listed = keys_list(&app);
-    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed.len(), 6, "{listed:?}");
     let current: Vec<&Value> = listed.iter().filter(|k| k["status"] == "current").collect();
-    assert_eq!(current.len(), 1, "exactly one current key: {listed:?}");
-    assert_eq!(current[0]["kid"], kid_b.as_str());
+    assert_eq!(
+        current.len(),
+        3,
+        "one current key per algorithm: {listed:?}"
+    );
+    for (alg, kid) in &rotated {
+        assert!(
+            current
+                .iter()
+                .any(|k| k["kid"] == kid.as_str() && k["alg"] == alg.as_str()),
+            "{alg} {kid} is current: {listed:?}"
+        );
+    }
     let old = listed
         .iter()
         .find(|k| k["kid"] == kid_a.as_str())
         .expect("old key listed");
     assert_eq!(old["status"], "retired");
     assert!(old["retired_at"].is_i64(), "{old}");
-    assert!(current[0]["retired_at"].is_null());
+    assert!(current.iter().all(|k| k["retired_at"].is_null()));
     for k in &listed {
         assert_eq!(k["sealed"], false, "development mode: {k}");
         let text = k.to_string();
@@ -240,45 +269,25 @@ async fn the_api_checks_claims_not_just_signatures() {
 }
 
 #[tokio::test]
-async fn rotating_to_eddsa_and_rs256_issues_tokens_the_api_accepts() {
+async fn rotating_one_algorithm_retires_only_its_key() {
     let app = spawn_app().await;
     let creds = app.create_client("property:read");
     let first = app.access_token(&creds, None).await;
     assert_eq!(jwt_part(&first, 0)["alg"], "ES256");
+    let first_kid = jwt_part(&first, 0)["kid"].as_str().unwrap().to_owned();
+    let mut kids = jwks_kids(&app).await;
 
-    let mut kids = vec![jwt_part(&first, 0)["kid"].as_str().unwrap().to_owned()];
-    for (flag, expect_alg, kty) in [
-        (Some("EdDSA"), "EdDSA", "OKP"),
-        // Without --alg the new key keeps the current key's algorithm.
-        (None, "EdDSA", "OKP"),
-        (Some("RS256"), "RS256", "RSA"),
-        (Some("ES256"), "ES256", "EC"),
-    ] {
-        let mut args = vec!["keys", "rotate", "--json"];
-        if let Some(alg) = flag {
-            args.extend(["--alg", alg]);
-        }
-        let rotated = app.cli_json(&args);
-        assert_eq!(rotated["alg"], expect_alg, "{args:?}");
-        let kid = rotated["kid"].as_str().unwrap().to_owned();
-        let (app_ref, creds_ref, kid_ref) = (&app, &creds, &kid);
-        eventually(
-            &format!("tokens signed with the new {expect_alg} key"),
-            || async move {
-                let t = app_ref.access_token(creds_ref, None).await;
-                jwt_part(&t, 0)["kid"] == kid_ref.as_str()
-            },
-        )
+    // EdDSA and RS256 only sign ID tokens here: access tokens keep the ES256 key.
+    for (alg, kty) in [("EdDSA", "OKP"), ("RS256", "RSA")] {
+        let rotated = rotate(&app, &["--alg", alg]);
+        assert_eq!(rotated.len(), 1, "{rotated:?}");
+        assert_eq!(rotated[0].0, alg);
+        let kid = rotated[0].1.clone();
+        let (app_ref, kid_ref) = (&app, &kid);
+        eventually(&format!("the new {alg} key is published"), || async move {
+            jwks_kids(app_ref).await.contains(kid_ref)
+        })
         .await;
-        let token = app.access_token(&creds, None).await;
-        let header = jwt_part(&token, 0);
-        assert_eq!(header["alg"], expect_alg);
-        assert_eq!(header["typ"], "at+jwt");
-        assert_eq!(
-            api_with(&app, &token).await.0,
-            200,
-            "{expect_alg} token accepted"
-        );
         let jwks = app.jwks().await;
         let jwk = jwks["keys"]
             .as_array()
@@ -287,10 +296,28 @@ async fn rotating_to_eddsa_and_rs256_issues_tokens_the_api_accepts() {
             .find(|k| k["kid"] == kid.as_str())
             .expect("new key published")
             .clone();
-        assert_eq!(jwk["alg"], expect_alg);
+        assert_eq!(jwk["alg"], alg);
         assert_eq!(jwk["kty"], kty);
+        let token = app.access_token(&creds, None).await;
+        assert_eq!(jwt_part(&token, 0)["kid"], first_kid.as_str());
         kids.push(kid);
     }
+
+    let rotated = rotate(&app, &["--alg", "ES256"]);
+    let es_kid = rotated[0].1.clone();
+    let (app_ref, creds_ref, kid_ref) = (&app, &creds, &es_kid);
+    eventually(
+        "access tokens signed with the new ES256 key",
+        || async move {
+            let t = app_ref.access_token(creds_ref, None).await;
+            jwt_part(&t, 0)["kid"] == kid_ref.as_str()
+        },
+    )
+    .await;
+    kids.push(es_kid.clone());
+    let token = app.access_token(&creds, None).await;
+    assert_eq!(jwt_part(&token, 0)["typ"], "at+jwt");
+    assert_eq!(api_with(&app, &token).await.0, 200);
     // Every earlier token still verifies: all retired keys stay published.
     assert_eq!(api_with(&app, &first).await.0, 200);
     let published = jwks_kids(&app).await;
@@ -301,11 +328,18 @@ async fn rotating_to_eddsa_and_rs256_issues_tokens_the_api_accepts() {
     let listed = keys_list(&app);
     assert_eq!(listed.len(), kids.len());
     let current: Vec<&Value> = listed.iter().filter(|k| k["status"] == "current").collect();
-    assert_eq!(current.len(), 1, "{listed:?}");
-    assert_eq!(current[0]["kid"], kids.last().unwrap().as_str());
+    assert_eq!(current.len(), 3, "{listed:?}");
+    for alg in ["ES256", "RS256", "EdDSA"] {
+        assert_eq!(
+            current.iter().filter(|k| k["alg"] == alg).count(),
+            1,
+            "one current {alg} key: {listed:?}"
+        );
+    }
+    assert!(current.iter().any(|k| k["kid"] == es_kid.as_str()));
     assert_eq!(
         listed.iter().filter(|k| k["status"] == "retired").count(),
-        kids.len() - 1
+        3
     );
 }
 
@@ -318,40 +352,40 @@ async fn rotate_with_an_unknown_algorithm_is_refused() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(alg), "stderr names the value: {stderr}");
     }
-    assert_eq!(keys_list(&app).len(), 1, "no key was made");
+    assert_eq!(keys_list(&app).len(), 3, "no key was made");
 }
 
 #[tokio::test]
-async fn a_server_configured_for_eddsa_issues_eddsa_tokens() {
-    let app = spawn_app_with(Options {
-        overrides: ServeOverrides {
-            signing_alg: Some("EdDSA".into()),
+async fn servers_configured_for_eddsa_or_rs256_issue_such_access_tokens() {
+    for (alg, algorithm) in [
+        ("EdDSA", jsonwebtoken::Algorithm::EdDSA),
+        ("RS256", jsonwebtoken::Algorithm::RS256),
+    ] {
+        let app = spawn_app_with(Options {
+            overrides: ServeOverrides {
+                signing_alg: Some(alg.into()),
+                ..Default::default()
+            },
             ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
-    let creds = app.create_client("property:read");
-    let token = app.access_token(&creds, None).await;
-    let header = jwt_part(&token, 0);
-    assert_eq!(header["alg"], "EdDSA");
+        })
+        .await;
+        let creds = app.create_client("property:read");
+        let token = app.access_token(&creds, None).await;
+        let header = jwt_part(&token, 0);
+        assert_eq!(header["alg"], alg);
 
-    // Verify independently with the published Ed25519 key.
-    let jwks = app.jwks().await;
-    let keys = jwks["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 1);
-    let jwk = &keys[0];
-    assert_eq!(jwk["kid"], header["kid"]);
-    assert_eq!(jwk["kty"], "OKP");
-    assert_eq!(jwk["crv"], "Ed25519");
-    assert_eq!(jwk["alg"], "EdDSA");
-    let key = jsonwebtoken::DecodingKey::from_ed_components(jwk["x"].as_str().unwrap()).unwrap();
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
-    validation.set_issuer(&[&app.base]);
-    validation.set_audience(&[format!("{}/api", app.base)]);
-    jsonwebtoken::decode::<Value>(&token, &key, &validation).expect("verifies with the JWKS");
+        // Verify independently with the published key of that kid.
+        let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(app.jwks().await).unwrap();
+        let jwk = jwks
+            .find(header["kid"].as_str().unwrap())
+            .expect("the token's key is published");
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(algorithm);
+        validation.set_issuer(&[&app.base]);
+        validation.set_audience(&[format!("{}/api", app.base)]);
+        jsonwebtoken::decode::<Value>(&token, &key, &validation).expect("verifies with the JWKS");
 
-    assert_eq!(api_with(&app, &token).await.0, 200);
-    let listed = keys_list(&app);
-    assert_eq!(listed[0]["alg"], "EdDSA");
+        assert_eq!(api_with(&app, &token).await.0, 200);
+        app.stop().await;
+    }
 }

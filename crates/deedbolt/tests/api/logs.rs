@@ -190,3 +190,113 @@ async fn debug_logs_and_the_database_never_contain_secrets_or_tokens() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_request_gets_an_access_log_line_without_its_query_string() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServeProcess::start(
+        &[
+            os("serve"),
+            os("--data-dir"),
+            dir.path().as_os_str(),
+            os("--listen"),
+            os("127.0.0.1:0"),
+        ],
+        // The default filter: access lines are at info.
+        &[],
+    );
+    let base = server.wait_ready();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let secrets = [
+        "CODE-NEVER-LOGGED",
+        "STATE-NEVER-LOGGED",
+        "CHALLENGE-NEVER-LOGGED",
+    ];
+    let res = http
+        .get(format!(
+            "{base}/api/properties/42?code={}&state={}",
+            secrets[0], secrets[1]
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = http
+        .get(format!(
+            "{base}/authorize?response_type=code&client_id=nobody&code_challenge={}",
+            secrets[2]
+        ))
+        .send()
+        .await
+        .unwrap();
+    let authorize_status = res.status().as_u16();
+    let res = http
+        .get(format!("{base}/no/such/page?code={}", secrets[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+
+    server.terminate();
+    server.wait_exit(Duration::from_secs(10)).expect("exits");
+    let logs = server.logs();
+    let access: Vec<Value> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "deedbolt::access")
+        .collect();
+    let line = |route: &str| {
+        access
+            .iter()
+            .find(|v| v["route"] == route)
+            .unwrap_or_else(|| panic!("no access line for {route}: {logs:#?}"))
+    };
+    let api = line("/api/properties/{id}");
+    assert_eq!(api["level"], "INFO");
+    assert_eq!(api["method"], "GET");
+    assert_eq!(api["status"], 401);
+    assert!(
+        api["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{api}"
+    );
+    assert_eq!(line("/authorize")["status"], authorize_status);
+    // An unmatched path is not echoed either (it is whatever the client sent).
+    assert_eq!(line("unmatched")["status"], 404);
+    assert_eq!(access.len(), 3, "one line per request: {access:#?}");
+    let all = logs.join("\n");
+    for s in secrets
+        .iter()
+        .chain(&["/no/such/page", "/api/properties/42"])
+    {
+        assert!(!all.contains(s), "`{s}` logged:\n{all}");
+    }
+}
+
+#[test]
+fn text_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    // Without a master key, `client create` warns about development mode: a log line.
+    let out = run_bin_with_timeout(
+        &[
+            os("--data-dir"),
+            dir.path().as_os_str(),
+            os("client"),
+            os("create"),
+            os("--name"),
+            os("plain"),
+            os("--grant"),
+            os("client_credentials"),
+            os("--scope"),
+            os("property:read"),
+        ],
+        &[("DEEDBOLT_LOG", "info")],
+        Duration::from_secs(15),
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("WARN"), "a log line: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "ANSI escape codes: {stderr:?}");
+}

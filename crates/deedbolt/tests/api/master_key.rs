@@ -21,6 +21,34 @@ const P256_PKCS8_ALG_ID: &[u8] = &[
     0xce, 0x3d, 0x03, 0x01, 0x07,
 ];
 
+/// The PKCS#8 AlgorithmIdentifier of an RSA key (rsaEncryption, NULL parameters).
+const RSA_PKCS8_ALG_ID: &[u8] = &[
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+];
+
+/// The PKCS#8 AlgorithmIdentifier of an Ed25519 key (RFC 8410).
+const ED25519_PKCS8_ALG_ID: &[u8] = &[0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
+
+/// The signing key of every algorithm, as its plain PKCS#8 would show in a file.
+const PLAIN_KEY_MARKERS: [(&str, &[u8]); 3] = [
+    ("ES256", P256_PKCS8_ALG_ID),
+    ("RS256", RSA_PKCS8_ALG_ID),
+    ("EdDSA", ED25519_PKCS8_ALG_ID),
+];
+
+/// Which files of the data directory hold a plain private key of any algorithm, with the
+/// algorithm.
+fn plain_keys_in(dir: &Path) -> Vec<String> {
+    PLAIN_KEY_MARKERS
+        .iter()
+        .flat_map(|(alg, marker)| {
+            store_contains(dir, marker)
+                .into_iter()
+                .map(move |file| format!("{alg} in {file}"))
+        })
+        .collect()
+}
+
 const ISSUER: &str = "http://127.0.0.1:1";
 
 fn generate_master_key() -> String {
@@ -69,6 +97,7 @@ fn with_issuer(data_dir: Option<std::sync::Arc<tempfile::TempDir>>, key: Option<
         data_dir,
         master_key: key.map(str::to_owned),
         database_url: None,
+        global: Default::default(),
         overrides: ServeOverrides {
             issuer: Some(ISSUER.into()),
             ..Default::default()
@@ -101,12 +130,14 @@ async fn development_mode_stores_keys_in_plain_form() {
     // visible in the data directory, so the search really finds plain keys.
     let app = spawn_app().await;
     let listed = keys_list(app.data_dir.path(), None);
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0]["sealed"], false);
-    assert!(
-        !store_contains(app.data_dir.path(), P256_PKCS8_ALG_ID).is_empty(),
-        "plain PKCS#8 key not found in development mode"
-    );
+    assert_eq!(listed.len(), 3, "a key per algorithm: {listed:?}");
+    assert!(listed.iter().all(|k| k["sealed"] == false), "{listed:?}");
+    for (alg, marker) in PLAIN_KEY_MARKERS {
+        assert!(
+            !store_contains(app.data_dir.path(), marker).is_empty(),
+            "plain PKCS#8 {alg} key not found in development mode"
+        );
+    }
 }
 
 #[tokio::test]
@@ -120,13 +151,13 @@ async fn a_sealed_data_directory_is_useless_without_its_master_key() {
     let kid = jwt_part(&token, 0)["kid"].as_str().unwrap().to_owned();
 
     let listed = keys_list(app.data_dir.path(), Some(&key));
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0]["sealed"], true, "{listed:?}");
+    assert_eq!(listed.len(), 3, "a key per algorithm: {listed:?}");
+    assert!(listed.iter().all(|k| k["sealed"] == true), "{listed:?}");
     let dir = app.data_dir.clone();
-    let found = store_contains(dir.path(), P256_PKCS8_ALG_ID);
+    let found = plain_keys_in(dir.path());
     assert!(found.is_empty(), "plain PKCS#8 key found in {found:?}");
     app.stop().await;
-    let found = store_contains(dir.path(), P256_PKCS8_ALG_ID);
+    let found = plain_keys_in(dir.path());
     assert!(
         found.is_empty(),
         "plain PKCS#8 key found in {found:?} after stop"
@@ -285,7 +316,7 @@ async fn rotating_keys_without_the_right_master_key_is_refused() {
         );
         assert_eq!(after, before, "the keys did not change");
         assert!(
-            store_contains(dir.path(), P256_PKCS8_ALG_ID).is_empty(),
+            plain_keys_in(dir.path()).is_empty(),
             "a plain private key was written"
         );
         let app = try_spawn_app(with_issuer(Some(dir.clone()), Some(&key))).await;
@@ -309,6 +340,7 @@ async fn a_failed_start_with_the_wrong_master_key_leaves_the_data_directory_unch
         data_dir: Some(dir.clone()),
         master_key: Some(other_key.clone()),
         database_url: None,
+        global: Default::default(),
         overrides: ServeOverrides {
             issuer: Some(ISSUER.into()),
             signing_alg: Some("EdDSA".into()),
@@ -351,6 +383,7 @@ async fn a_failed_start_without_the_master_key_leaves_the_data_directory_unchang
         data_dir: Some(dir.clone()),
         master_key: None,
         database_url: None,
+        global: Default::default(),
         overrides: ServeOverrides {
             issuer: Some(ISSUER.into()),
             signing_alg: Some("EdDSA".into()),

@@ -142,7 +142,7 @@ async fn malformed_limits_are_refused_at_start() {
 async fn behind_a_proxy_with_a_public_client() -> (TestApp, String) {
     let app = app_with(ServeOverrides {
         rate_limit_token: Some("1/1h".into()),
-        trusted_proxies: Some("127.0.0.1".into()),
+        trusted_proxies: Some(vec!["127.0.0.1".into()]),
         ..Default::default()
     })
     .await;

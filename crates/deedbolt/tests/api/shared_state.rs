@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deedbolt::config::ServeOverrides;
+use deedbolt::config::{GlobalOverrides, ServeOverrides};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -20,8 +20,8 @@ fn random_prefix() -> String {
     format!("deedbolt-test-{}:", crate::helpers::random_b64url(9))
 }
 
-fn redis_overrides(url: &str, prefix: &str) -> ServeOverrides {
-    ServeOverrides {
+fn redis_overrides(url: &str, prefix: &str) -> GlobalOverrides {
+    GlobalOverrides {
         redis_url: Some(url.to_owned()),
         redis_prefix: Some(prefix.to_owned()),
         ..Default::default()
@@ -127,8 +127,9 @@ async fn a_redis_outage_answers_503_and_fails_readyz_then_recovers_by_itself() {
             rate_limit_token: Some("1000/1h".into()),
             // No API limit: the API's 503 must come from the revocation check itself.
             rate_limit_api: Some("off".into()),
-            ..redis_overrides(&redis.url(), &random_prefix())
+            ..Default::default()
         },
+        global: redis_overrides(&redis.url(), &random_prefix()),
         ..Default::default()
     })
     .await;
@@ -206,10 +207,9 @@ async fn instance_a(overrides: ServeOverrides) -> Option<(TestApp, Options)> {
         data_dir: Some(data_dir),
         overrides: ServeOverrides {
             issuer: Some("http://127.0.0.1".into()),
-            redis_url: Some(url),
-            redis_prefix: Some(random_prefix()),
             ..overrides
         },
+        global: redis_overrides(&url, &random_prefix()),
         ..Default::default()
     };
     let a = spawn_app_with(opts.clone()).await;
@@ -326,7 +326,7 @@ async fn a_server_whose_redis_does_not_answer_refuses_to_start_without_showing_t
         .expect("free port")
         .port();
     let err = crate::helpers::try_spawn_app(Options {
-        overrides: redis_overrides(
+        global: redis_overrides(
             &format!("redis://:hunter2-secret@127.0.0.1:{port}"),
             &random_prefix(),
         ),
@@ -387,8 +387,8 @@ async fn a_revocation_made_with_the_cli_reaches_a_running_server_at_once_through
     let token = app.access_token(&creds, None).await;
     assert_eq!(app.get("/api/properties", Some(&token)).await.status(), 200);
 
-    let url = opts.overrides.redis_url.clone().expect("on Redis");
-    let prefix = opts.overrides.redis_prefix.clone().expect("a prefix");
+    let url = opts.global.redis_url.clone().expect("on Redis");
+    let prefix = opts.global.redis_prefix.clone().expect("a prefix");
     let out = app.cli(&[
         "--redis-url",
         &url,

@@ -4,6 +4,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use std::borrow::Cow;
 
+use deedbolt_core::client::GrantType;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::grant::{self, AccessToken, TokenClient, TokenResponse};
 use deedbolt_core::token::ACCESS_TOKEN_TYP;
@@ -70,7 +71,7 @@ pub(super) async fn client_credentials(
         .sign_jwt(ACCESS_TOKEN_TYP, &claims)
         .map_err(ApiError::internal)?;
     tracing::debug!(jti = %claims.jti, scope = %scope, "access token issued");
-    services.metrics.token_issued();
+    services.metrics.token_issued(GrantType::ClientCredentials);
     audit.scope = Some(scope.to_string());
     audit.jti = Some(claims.jti.to_string());
     // First use of a privileged scope: judged on what was issued, never on requests.

@@ -164,16 +164,20 @@ pub(super) async fn authorization_code(
         return Err(OAuthError::InvalidGrant(Cow::Borrowed("the code was already used")).into());
     }
     let id_token = if flow::wants_id_token(&grant) {
-        let id = policy.id_token_claims(&grant, &access, key.alg(), now);
+        // Signed with the algorithm the client registered (OpenID Connect Core §3.1.3.7:
+        // RS256 unless it asked otherwise), which need not be the access tokens' one; the
+        // at_hash follows the ID token's algorithm (§3.1.3.6).
+        let id_key = services.keys.signer(auth.client().id_token_alg);
+        let id = policy.id_token_claims(&grant, &access, id_key.alg(), now);
         Some(AccessToken(
-            key.sign_jwt("JWT", &id).map_err(ApiError::internal)?,
+            id_key.sign_jwt("JWT", &id).map_err(ApiError::internal)?,
         ))
     } else {
         None
     };
     let refresh_token = family.map(|(_, token)| AccessToken(token.expose().to_owned()));
     tracing::info!(jti = %claims.jti, user_id = %grant.user_id, scope = %grant.scope, "access token issued for a code");
-    services.metrics.token_issued();
+    services.metrics.token_issued(GrantType::AuthorizationCode);
     audit.user_id = Some(grant.user_id.to_string());
     audit.scope = Some(grant.scope.to_string());
     audit.jti = Some(claims.jti.to_string());

@@ -228,7 +228,7 @@ pub(crate) async fn refresh_token_grant(
                     .await?;
             }
             tracing::info!(client_id = %client_id, user_id = %record.user_id, "refresh token rotated");
-            s.metrics.token_issued();
+            s.metrics.token_issued(GrantType::RefreshToken);
             let mut response = respond(pair);
             if let Some(a) = allowance {
                 a.apply(response.headers_mut());
