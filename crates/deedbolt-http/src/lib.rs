@@ -25,16 +25,14 @@
 //! - [`error`]: the one place where errors become HTTP responses.
 //! - [`web`]: leaf helpers that know no handler and no state: body and form reading,
 //!   cookies, CSRF, `no-store`, RFC 6750 challenges, HTML pages, client IP, rate-limit
-//!   headers.
-//! - [`keys`], [`metrics`]: the signing key ring and the counters.
+//!   headers, CORS and the access log.
+//! - [`keys`], [`metrics`], [`request_metrics`]: the signing key ring and the counters.
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
-pub mod access_log;
 pub mod admin;
 pub mod api;
 pub mod bff;
-pub mod cors;
 pub mod error;
 pub mod keys;
 pub mod landing;

@@ -53,7 +53,7 @@ pub fn router(state: AppState) -> Router {
     );
     let openid = guard.require(ScopeSet::empty().with(Scope::Openid));
     // What a browser app calls itself, with CORS for the configured origins (see
-    // crate::cors); nothing else gets CORS headers.
+    // crate::web::cors); nothing else gets CORS headers.
     let mut metadata = metadata::routes(&state.services.policy.issuer);
     if let Some(cors) = state.services.cors.metadata_layer() {
         metadata = metadata.layer(cors);
@@ -129,7 +129,7 @@ pub fn router(state: AppState) -> Router {
         ))
         // Outside the timeout, so a 408 on /api carries it too.
         .layer(axum::middleware::from_fn(no_store_for_private_data))
-        .layer(crate::access_log::AccessLogLayer)
+        .layer(crate::web::access_log::AccessLogLayer)
         // Outermost: the latency includes every layer, and a 408 is counted as one.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -81,7 +81,7 @@ pub struct Services {
     pub metrics_token: Option<MetricsToken>,
     /// The origins whose browser apps may call discovery, the JWKS, `/token`, `/revoke`
     /// and `/userinfo` (none by default).
-    pub cors: crate::cors::CorsOrigins,
+    pub cors: crate::web::cors::CorsOrigins,
 }
 
 /// Handler state: the services plus what is derived from them once at start-up.

@@ -517,7 +517,7 @@ pub struct ServeSettings {
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Origins allowed to call the CORS-enabled endpoints (none by default).
-    pub cors: deedbolt_http::cors::CorsOrigins,
+    pub cors: deedbolt_http::web::cors::CorsOrigins,
     /// How long audit records are kept, in seconds.
     pub audit_retention_secs: i64,
     /// Detection settings.
@@ -801,7 +801,7 @@ impl ServeSettings {
                     .with_context(|| format!("invalid trusted proxy `{p}` (an IP address)"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let cors = deedbolt_http::cors::CorsOrigins::parse(
+        let cors = deedbolt_http::web::cors::CorsOrigins::parse(
             o.cors_origins.iter().flatten().map(String::as_str),
         )?;
 
@@ -1023,7 +1023,7 @@ mod tests {
         let none =
             ServeSettings::resolve(common(), ServeOverrides::default(), &FileConfig::default())
                 .unwrap();
-        assert_eq!(none.cors, deedbolt_http::cors::CorsOrigins::none());
+        assert_eq!(none.cors, deedbolt_http::web::cors::CorsOrigins::none());
         let file: FileConfig =
             toml::from_str("cors_origins = [\"https://spa.example.com\", \"*\"]").unwrap();
         let s = ServeSettings::resolve(common(), ServeOverrides::default(), &file).unwrap();
