@@ -19,8 +19,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::client::{ClientError, OAuthClient};
+use crate::client::OAuthClient;
 use crate::clock::{self, Clock, SharedClock};
+use crate::error::ClientError;
 use crate::token::TokenSet;
 
 /// How long before expiry a cached token is renewed unless configured otherwise: 60

@@ -6,7 +6,19 @@ use std::net::IpAddr;
 use serde::Deserialize;
 use url::{Host, Url};
 
-use crate::client::{ClientError, PlainHttp};
+use crate::error::ClientError;
+
+/// Whether plain `http://` endpoints are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlainHttp {
+    /// Only on loopback (`127.0.0.0/8`, `::1`, `localhost`): development and a server on
+    /// the same host. Everything else must be `https`.
+    #[default]
+    LoopbackOnly,
+    /// Anywhere. Tokens and client secrets then cross the network in clear text: only for
+    /// a network you trust completely (e.g. a private container network).
+    DangerouslyAllowAnyHost,
+}
 
 /// The largest response body read from the authorization server (metadata, JWKS, token
 /// responses are a few KiB): a misbehaving server cannot make the client buffer more.

@@ -100,6 +100,7 @@
 pub mod cache;
 pub mod client;
 pub mod clock;
+pub mod error;
 pub mod id_token;
 pub mod pkce;
 pub mod seal;

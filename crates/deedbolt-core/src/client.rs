@@ -153,6 +153,16 @@ pub struct Client {
 }
 
 impl Client {
+    /// Whether the client is public or confidential (the stored [`Client::public`] flag,
+    /// as the enum every rule takes).
+    pub fn kind(&self) -> ClientKind {
+        if self.public {
+            ClientKind::Public
+        } else {
+            ClientKind::Confidential
+        }
+    }
+
     /// Whether the client may use `grant`.
     pub fn allows_grant(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)

@@ -17,13 +17,12 @@ use serde::{Deserialize, Serialize};
 use crate::client::{Client, GrantType};
 use crate::clock::UnixTime;
 use crate::error::OAuthError;
-use crate::grant::ClientAuthenticated;
-use crate::ids::{ClientId, TokenId, UserId};
+use crate::grant::TokenClient;
+use crate::ids::{ClientId, UserId};
 use crate::jose::SigningAlg;
 use crate::pkce::{self, CodeChallenge, CodeVerifier, PkceVerified};
 use crate::rand::{self, RandomError};
 use crate::scope::{Scope, ScopeSet};
-use crate::token::AccessTokenClaims;
 
 /// How long an authorization code lives by default (RFC 6749 §4.1.2 recommends at most 10
 /// minutes; a real client redeems within a second).
@@ -359,11 +358,11 @@ fn invalid_grant(d: &'static str) -> OAuthError {
 /// Every failure is `invalid_grant` except a missing or malformed verifier
 /// (`invalid_request`).
 pub fn check_exchange(
-    auth: &ClientAuthenticated,
+    client: &TokenClient,
     grant: &CodeGrant,
     exchange: &CodeExchange<'_>,
 ) -> Result<PkceVerified, OAuthError> {
-    if grant.client_id != auth.client().id {
+    if grant.client_id != client.client().id {
         return Err(invalid_grant("the code was issued to another client"));
     }
     if exchange.redirect_uri != Some(grant.redirect_uri.as_str()) {
@@ -424,27 +423,6 @@ pub fn at_hash(access_token: &str, alg: SigningAlg) -> String {
     let d = digest::digest(algorithm, access_token.as_bytes());
     let bytes = d.as_ref();
     URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2])
-}
-
-/// The claims of an access token issued to a user through a code.
-pub fn user_access_claims(
-    issuer: &str,
-    audience: &str,
-    lifetime_secs: i64,
-    grant: &CodeGrant,
-    now: UnixTime,
-) -> Result<AccessTokenClaims, RandomError> {
-    Ok(AccessTokenClaims {
-        iss: issuer.to_owned(),
-        sub: grant.user_id.as_str().to_owned(),
-        aud: audience.to_owned(),
-        exp: now.plus_secs(lifetime_secs),
-        iat: now,
-        nbf: None,
-        jti: TokenId::generate()?,
-        client_id: grant.client_id.clone(),
-        scope: grant.scope,
-    })
 }
 
 /// Whether the grant asked for an ID token.

@@ -1,24 +1,26 @@
 //! Client authentication and the client-credentials grant (RFC 6749 §2.3, §4.4).
 //!
-//! Issuing a token requires a [`ClientAuthenticated`] value. Only
-//! [`authenticate_client`] makes one, after the secret was verified, so a handler that
-//! forgets to authenticate the client does not compile.
+//! Who asks at the token endpoint is a [`TokenClient`]: a confidential client that proved
+//! possession of its secret ([`ClientAuthenticated`], made only by
+//! [`authenticate_client`]) or a public client that only named itself ([`PublicClient`],
+//! made only by [`identify_public_client`]). A public client never holds the
+//! "authenticated" proof, so a grant that requires it (client credentials) cannot be
+//! issued to one, and a handler that forgets to authenticate the client does not compile.
+//! Issuance itself is in [`crate::issue`].
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::Serialize;
 
-use crate::client::{Client, GrantType};
-use crate::clock::UnixTime;
+use crate::client::{Client, ClientKind, GrantType};
 use crate::error::OAuthError;
-use crate::ids::TokenId;
-use crate::rand::RandomError;
 use crate::scope::{Scope, ScopeSet};
 use crate::secret::{ClientSecret, SecretHasher};
-use crate::token::{AccessTokenClaims, AccessTokenLifetime};
+use crate::token::AccessTokenLifetime;
 
-/// Proof that a client proved possession of its secret in this request.
+/// Proof that a confidential client proved possession of its secret in this request.
+/// Only [`authenticate_client`] makes one; a public client never gets one.
 #[derive(Debug)]
 pub struct ClientAuthenticated {
     client: Client,
@@ -28,6 +30,55 @@ impl ClientAuthenticated {
     /// The authenticated client.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+}
+
+/// A public client (`token_endpoint_auth_method=none`) that presented its id: no proof of
+/// anything. Only [`identify_public_client`] makes one.
+#[derive(Debug)]
+pub struct PublicClient {
+    client: Client,
+}
+
+impl PublicClient {
+    /// The client it named.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// The client of a token request, as far as the request proved it.
+#[derive(Debug)]
+pub enum TokenClient {
+    /// A confidential client, authenticated by its secret.
+    Confidential(ClientAuthenticated),
+    /// A public client, identified by its id only (PKCE binds what it may redeem).
+    Public(PublicClient),
+}
+
+impl TokenClient {
+    /// The registered client.
+    pub fn client(&self) -> &Client {
+        match self {
+            TokenClient::Confidential(auth) => auth.client(),
+            TokenClient::Public(public) => public.client(),
+        }
+    }
+
+    /// Whether the client is public or confidential.
+    pub fn kind(&self) -> ClientKind {
+        match self {
+            TokenClient::Confidential(_) => ClientKind::Confidential,
+            TokenClient::Public(_) => ClientKind::Public,
+        }
+    }
+
+    /// The authentication proof, for a confidential client; `None` for a public one.
+    pub fn authenticated(&self) -> Option<&ClientAuthenticated> {
+        match self {
+            TokenClient::Confidential(auth) => Some(auth),
+            TokenClient::Public(_) => None,
+        }
     }
 }
 
@@ -61,9 +112,9 @@ pub fn authenticate_client(
 /// presented only its id. It proves nothing by itself: the code grant it redeems is bound
 /// to a PKCE challenge, which is what authenticates the exchange. A confidential client
 /// must authenticate with its secret instead.
-pub fn identify_public_client(found: Option<Client>) -> Result<ClientAuthenticated, OAuthError> {
+pub fn identify_public_client(found: Option<Client>) -> Result<PublicClient, OAuthError> {
     match found {
-        Some(client) if client.public => Ok(ClientAuthenticated { client }),
+        Some(client) if client.kind() == ClientKind::Public => Ok(PublicClient { client }),
         _ => Err(OAuthError::client_authentication_failed()),
     }
 }
@@ -125,30 +176,6 @@ pub struct TokenPolicy {
     pub lifetime: AccessTokenLifetime,
 }
 
-impl TokenPolicy {
-    /// The claims of an access token for an authenticated client acting for itself.
-    pub fn client_credentials_claims(
-        &self,
-        auth: &ClientAuthenticated,
-        scope: ScopeSet,
-        now: UnixTime,
-    ) -> Result<AccessTokenClaims, RandomError> {
-        let client = auth.client();
-        Ok(AccessTokenClaims {
-            iss: self.issuer.clone(),
-            // RFC 9068 §2.2: with no resource owner, `sub` is the client's own id.
-            sub: client.id.as_str().to_owned(),
-            aud: self.audience.clone(),
-            exp: now.plus_secs(self.lifetime.as_secs()),
-            iat: now,
-            nbf: None,
-            jti: TokenId::generate()?,
-            client_id: client.id.clone(),
-            scope,
-        })
-    }
-}
-
 /// A signed access token. Redacted in `Debug`; serialized as the bare string.
 #[derive(Clone, Serialize)]
 #[serde(transparent)]
@@ -183,6 +210,7 @@ pub struct TokenResponse {
 mod tests {
     use super::*;
     use crate::client::ClientName;
+    use crate::clock::UnixTime;
     use crate::ids::ClientId;
     use crate::secret::Pepper;
 
@@ -277,26 +305,5 @@ mod tests {
             client_credentials_scope(&auth, None).unwrap_err().code(),
             "unauthorized_client"
         );
-    }
-
-    #[test]
-    fn claims_follow_the_policy() {
-        let (client, secret, hasher) = fixture(vec![GrantType::ClientCredentials]);
-        let auth = authenticate_client(Some(client), &secret, &hasher).unwrap();
-        let policy = TokenPolicy {
-            issuer: "https://as".into(),
-            audience: "https://as/api".into(),
-            lifetime: AccessTokenLifetime::default(),
-        };
-        let claims = policy
-            .client_credentials_claims(&auth, ScopeSet::empty(), UnixTime(1_000))
-            .unwrap();
-        assert_eq!(claims.exp, UnixTime(1_900));
-        assert_eq!(claims.sub, "dbc_test");
-        assert_eq!(claims.client_id.as_str(), "dbc_test");
-        let other = policy
-            .client_credentials_claims(&auth, ScopeSet::empty(), UnixTime(1_000))
-            .unwrap();
-        assert_ne!(claims.jti, other.jti);
     }
 }

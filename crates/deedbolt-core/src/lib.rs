@@ -18,11 +18,14 @@
 //! - [`cache`]: a read-through client cache kept fresh by a change counter.
 //! - [`grant`]: client authentication (with proof values) and the client-credentials grant.
 //! - [`flow`]: the authorization-code flow: request validation, codes, ID tokens.
+//! - [`issue`]: token issuance: every access-token and ID-token claim set, built in one
+//!   place from the proofs the grant checks leave.
 //! - [`pkce`]: PKCE (S256 only) with a proof value.
 //! - [`redirect`]: redirect URIs, registered and compared exactly.
 //! - [`user`]: users, roles and argon2id passwords.
 //! - [`revocation`]: the in-process list of revoked access tokens.
 //! - [`refresh`]: refresh-token rotation and reuse detection as a state machine.
+//! - [`grace`]: the port keeping recent rotations' answers for the grace period.
 //! - [`detect`]: suspicious-activity rules and token-usage anomaly scoring.
 //! - [`token`]: access-token claim sets and lifetimes.
 //! - [`error`]: the RFC 6749 §5.2 error codes.
@@ -33,8 +36,10 @@
 //! port live in the `deedbolt-proptech` crate, so this crate (and the guard and client
 //! built on it) carries only the authorization server's concerns.
 //!
-//! Security checks leave evidence: issuing a token needs a [`grant::ClientAuthenticated`]
-//! value, which only [`grant::authenticate_client`] can make.
+//! Security checks leave evidence: issuing a client-credentials token needs a
+//! [`grant::ClientAuthenticated`] value, which only [`grant::authenticate_client`] can make
+//! (a public client gets a [`grant::PublicClient`] instead); issuing for a code needs the
+//! [`pkce::PkceVerified`] proof that only a successful PKCE check makes ([`issue`]).
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
@@ -45,8 +50,10 @@ pub mod clock;
 pub mod detect;
 pub mod error;
 pub mod flow;
+pub mod grace;
 pub mod grant;
 pub mod ids;
+pub mod issue;
 pub mod jose;
 pub mod keyring;
 pub mod pkce;

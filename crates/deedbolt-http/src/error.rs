@@ -6,7 +6,7 @@
 //! `temporarily_unavailable` (RFC 6749 §4.1.2.1's code) with `Retry-After`; anything
 //! internal becomes a bare 500 `server_error`. Details of both go to the log only.
 
-use axum::http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +14,9 @@ use deedbolt_core::error::OAuthError;
 use deedbolt_core::ports::StoreError;
 use deedbolt_proptech::{FieldError, MAX_FIELD_ERRORS};
 use serde_json::json;
+
+use crate::web::challenge::{BearerErrorCode, Challenge};
+use crate::web::no_store::no_store;
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +62,8 @@ pub enum ApiError {
     /// Over a rate limit.
     #[error("rate limited")]
     RateLimited {
-        /// The limit's name (`token`, `refresh`, `api`).
-        policy: &'static str,
+        /// The limit.
+        policy: crate::web::rate_limit::Policy,
         /// The limit.
         limit: deedbolt_core::ratelimit::RateLimit,
         /// Seconds until a request is allowed.
@@ -74,6 +77,15 @@ pub enum ApiError {
     /// A failure that is ours, not the client's. Logged, never shown.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A store failure: [`StoreError::Unavailable`] (the backend cannot be reached) is a 503
+/// with `Retry-After`; anything else is a generic 500. The cause chain goes to the log
+/// only. Handlers use `?` on store calls.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(e)
+    }
 }
 
 impl ApiError {
@@ -143,11 +155,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(what) => body(StatusCode::FORBIDDEN, "forbidden", what),
             ApiError::InvalidSubject(text) => {
                 let mut r = body(StatusCode::UNAUTHORIZED, "invalid_token", text);
-                if let Ok(v) = HeaderValue::from_str(&format!(
-                    "Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"{text}\""
-                )) {
-                    r.headers_mut().insert(WWW_AUTHENTICATE, v);
-                }
+                Challenge::error(BearerErrorCode::InvalidToken, text).apply(r.headers_mut());
                 r
             }
             ApiError::BearerRequired {
@@ -156,13 +164,11 @@ impl IntoResponse for ApiError {
             } => {
                 let mut r = body(StatusCode::UNAUTHORIZED, "invalid_token", description);
                 let challenge = if *presented {
-                    format!("Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"{description}\"")
+                    Challenge::error(BearerErrorCode::InvalidToken, description)
                 } else {
-                    "Bearer realm=\"deedbolt\"".to_owned()
+                    Challenge::bare()
                 };
-                if let Ok(v) = HeaderValue::from_str(&challenge) {
-                    r.headers_mut().insert(WWW_AUTHENTICATE, v);
-                }
+                challenge.apply(r.headers_mut());
                 r
             }
             ApiError::BadRequest(msg) => body(StatusCode::BAD_REQUEST, "invalid_request", msg),
@@ -191,7 +197,12 @@ impl IntoResponse for ApiError {
                     "rate_limit_exceeded",
                     &format!("too many {policy} requests; retry after {retry_after} seconds"),
                 );
-                crate::limits::limited_headers(policy, *limit, *retry_after, r.headers_mut());
+                crate::web::rate_limit::limited_headers(
+                    *policy,
+                    *limit,
+                    *retry_after,
+                    r.headers_mut(),
+                );
                 r
             }
             ApiError::Unavailable(e) => {
@@ -215,8 +226,7 @@ impl IntoResponse for ApiError {
             }
         };
         let headers = response.headers_mut();
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+        no_store(headers);
         response
     }
 }

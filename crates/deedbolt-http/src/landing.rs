@@ -6,10 +6,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use crate::pages::{escape, page};
 use crate::state::AppState;
+use crate::web::pages::{escape, page};
 
 /// `GET /`: the landing page.
+#[tracing::instrument(skip_all)]
 pub async fn landing(State(state): State<AppState>) -> Response {
     let issuer = escape(&state.services.policy.issuer);
     let app = if state.bff.is_some() {

@@ -12,17 +12,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use deedbolt_core::client::GrantType;
-use deedbolt_guard::{parse_bearer, BearerError};
-
-use crate::error::ApiError;
-use crate::state::AppState;
 
 /// The shortest metrics token accepted.
 pub const MIN_TOKEN_CHARS: usize = 32;
@@ -44,7 +34,7 @@ impl MetricsToken {
 
     /// Whether `presented` is this token, in time independent of where they differ.
     pub fn matches(&self, presented: &str) -> bool {
-        crate::authorize::constant_time_eq(presented, &self.0)
+        crate::web::csrf::constant_time_eq(presented, &self.0)
     }
 }
 
@@ -111,7 +101,8 @@ impl Metrics {
         self.audit_backpressure.load(Ordering::Relaxed)
     }
 
-    fn render(&self) -> String {
+    /// The counters in the Prometheus text format.
+    pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP deedbolt_tokens_issued_total Access tokens issued, by grant type.\n\
@@ -159,62 +150,4 @@ impl Metrics {
         self.requests.render(&mut out);
         out
     }
-}
-
-fn render(state: &AppState) -> Response {
-    (
-        [(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        state.services.metrics.render(),
-    )
-        .into_response()
-}
-
-/// Lets the request through when it carries `token` as its bearer token.
-fn check_token(token: &MetricsToken, headers: &HeaderMap) -> Result<(), ApiError> {
-    const NEEDED: &str = "the metrics token is required";
-    match parse_bearer(headers.get_all(AUTHORIZATION).iter()) {
-        Ok(presented) if token.matches(presented) => Ok(()),
-        Ok(_) | Err(BearerError::Malformed) => Err(ApiError::BearerRequired {
-            presented: true,
-            description: NEEDED,
-        }),
-        Err(BearerError::Missing) => Err(ApiError::BearerRequired {
-            presented: false,
-            description: NEEDED,
-        }),
-    }
-}
-
-/// `GET /metrics` on the public listener: only with the metrics token, and not there at
-/// all when none is configured.
-pub async fn metrics(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let Some(token) = &state.services.metrics_token else {
-        return Err(ApiError::NotFound("no such path"));
-    };
-    check_token(token, &headers)?;
-    Ok(render(&state))
-}
-
-/// `GET /metrics` on the metrics listener: the token too, if one is configured.
-async fn private_metrics(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    if let Some(token) = &state.services.metrics_token {
-        check_token(token, &headers)?;
-    }
-    Ok(render(&state))
-}
-
-/// The metrics listener's whole application: `/metrics` and nothing else.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(private_metrics))
-        .with_state(state)
 }

@@ -12,13 +12,6 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-
-use crate::state::AppState;
 
 /// The histogram's upper bounds in microseconds (rendered in seconds): from 0.5 ms, where
 /// a token request on a fast machine lands, to 10 s, past which the request timeout is near.
@@ -197,22 +190,6 @@ fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(value)
     }
-}
-
-/// Middleware: times every request and counts it under its route template and status.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // An `Arc` clone, no allocation: the template outlives the request below.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
-    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-    state
-        .services
-        .metrics
-        .requests
-        .observe(route, response.status().as_u16(), micros);
-    response
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The shared state of every handler.
+//!
+//! It imports no handler module: handlers depend on the state, never the other way round.
 
 use std::ops::Deref;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use deedbolt_core::clock::Clock;
 use deedbolt_core::grant::TokenPolicy;
 use deedbolt_core::ports::{ClientStore, FlowStore, Health, RefreshStore, UserStore};
@@ -15,8 +16,14 @@ use deedbolt_core::user::PasswordHasher;
 use deedbolt_guard::{Guard, Verifier};
 use deedbolt_proptech::store::CrmStore;
 
-use crate::discovery;
+use crate::bff::session::Bff;
 use crate::keys::KeyRing;
+use crate::metrics::{Metrics, MetricsToken};
+use crate::oauth::token::grace::GraceCache;
+use crate::runtime::audit::AuditLog;
+use crate::runtime::security::Security;
+use crate::web::cookies::CookiePolicy;
+use crate::web::rate_limit::RateLimits;
 
 /// What the composition root hands to the HTTP layer: ports as trait objects, never a
 /// concrete backend.
@@ -52,30 +59,30 @@ pub struct Services {
     /// Refresh-token lifetimes and grace period.
     pub refresh_policy: RefreshPolicy,
     /// Answers to recent rotations, for retries within the grace period.
-    pub grace: Arc<dyn deedbolt_core::refresh::GraceStore>,
+    pub grace: Arc<dyn deedbolt_core::grace::GraceStore>,
     /// Rate limits.
-    pub limits: crate::limits::RateLimits,
+    pub limits: RateLimits,
     /// Where limiter state lives.
     pub limiter: Arc<dyn deedbolt_core::ratelimit::RateLimitStore>,
     /// Proxies whose X-Forwarded-For is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Counters for `/metrics`.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<Metrics>,
     /// The audit log.
-    pub audit: crate::audit::AuditLog,
+    pub audit: AuditLog,
     /// Audit storage, for searches (the admin API).
     pub audit_store: Arc<dyn deedbolt_core::ports::AuditStore>,
     /// Alerts, for the admin API and the webhook.
     pub alerts: Arc<dyn deedbolt_core::ports::AlertStore>,
     /// The detectors.
-    pub security: Arc<crate::security::Security>,
+    pub security: Arc<Security>,
     /// The backend-for-frontend, if configured.
-    pub bff: Option<Arc<crate::bff::Bff>>,
+    pub bff: Option<Arc<Bff>>,
     /// The token that reads `/metrics`, if configured.
-    pub metrics_token: Option<crate::metrics::MetricsToken>,
+    pub metrics_token: Option<MetricsToken>,
     /// The origins whose browser apps may call discovery, the JWKS, `/token`, `/revoke`
     /// and `/userinfo` (none by default).
-    pub cors: crate::cors::CorsOrigins,
+    pub cors: crate::web::cors::CorsOrigins,
 }
 
 /// Handler state: the services plus what is derived from them once at start-up.
@@ -88,16 +95,12 @@ pub struct Inner {
     pub services: Services,
     /// The guard protecting the API.
     pub guard: Guard,
-    /// The RFC 8414 metadata document, serialized once.
-    pub metadata: Bytes,
-    /// The OpenID Connect discovery document, serialized once.
-    pub openid_configuration: Bytes,
-    /// Whether cookies get the `Secure` attribute (the issuer is https).
-    pub secure_cookies: bool,
+    /// How cookies are named and flagged (from the issuer's scheme).
+    pub cookies: CookiePolicy,
     /// Answers given to refresh requests, kept for the reuse grace period.
-    pub grace: crate::refresh::GraceCache,
+    pub grace: GraceCache,
     /// The backend-for-frontend, if configured.
-    pub bff: Option<Arc<crate::bff::Bff>>,
+    pub bff: Option<Arc<Bff>>,
 }
 
 impl Deref for AppState {
@@ -109,7 +112,7 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Builds the state, the guard and the metadata document.
+    /// Builds the state and the guard.
     pub fn new(services: Services) -> Self {
         let verifier = Verifier::new(
             services.policy.issuer.clone(),
@@ -118,13 +121,10 @@ impl AppState {
             services.clock.clone(),
         )
         .with_revocations(services.revocations.clone());
-        let issuer = &services.policy.issuer;
         AppState(Arc::new(Inner {
             guard: Guard::new(verifier),
-            metadata: discovery::metadata_document(issuer),
-            openid_configuration: discovery::openid_configuration(issuer),
-            secure_cookies: issuer.starts_with("https://"),
-            grace: crate::refresh::GraceCache::new(services.grace.clone()),
+            cookies: CookiePolicy::for_issuer(&services.policy.issuer),
+            grace: GraceCache::new(services.grace.clone()),
             bff: services.bff.clone(),
             services,
         }))

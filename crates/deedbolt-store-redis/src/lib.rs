@@ -11,7 +11,7 @@
 //!   `revocation`): publish on revoke, every instance subscribed, reload on resubscribe.
 //! - Login throttling ([`deedbolt_core::throttle::LoginThrottleStore`], [`RedisLoginThrottle`]):
 //!   the three sliding-window counters in one Lua script.
-//! - The refresh grace cache ([`deedbolt_core::refresh::GraceStore`]): `SET … PX`, sealed
+//! - The refresh grace cache ([`deedbolt_core::grace::GraceStore`]): `SET … PX`, sealed
 //!   values (the HTTP layer seals them under a key derived from the rotated token).
 //! - Liveness ([`deedbolt_core::ports::Health`]): `PING`, for `/readyz`.
 //!
@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deedbolt_core::clock::UnixTime;
+use deedbolt_core::grace::GraceStore;
 use deedbolt_core::ports::{Health, StoreError};
 use deedbolt_core::ratelimit::{gcra, Outcome, RateLimit, RateLimitStore};
-use deedbolt_core::refresh::GraceStore;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 mod revocation;

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use deedbolt_core::clock::UnixTime;
+use deedbolt_core::grace::{GraceStore, MemoryGrace};
 use deedbolt_core::ids::TokenId;
 use deedbolt_core::ports::{CutoffKind, Health};
 use deedbolt_core::ratelimit::{MemoryRateLimits, Outcome, RateLimit, RateLimitStore};
-use deedbolt_core::refresh::{GraceStore, MemoryGrace};
 use deedbolt_core::revocation::{Cutoff, RevocationFeed, RevocationList, Revoked, StoreSyncOnly};
 use deedbolt_core::throttle::{LoginThrottle, LoginThrottleStore};
 use deedbolt_store_redis::RedisStore;

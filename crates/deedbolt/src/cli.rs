@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::accounts::{audit_cli, register_user};
 use crate::storage::Store;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -12,15 +13,13 @@ use deedbolt_core::client::{
 };
 use deedbolt_core::clock::{Clock, SystemClock, UnixTime};
 use deedbolt_core::ids::ClientId;
-use deedbolt_core::ids::UserId;
 use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::keyring::KeyVault;
-use deedbolt_core::ports::StoreError;
 use deedbolt_core::redirect::RedirectUri;
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::seal::MasterKey;
 use deedbolt_core::secret::{ClientSecret, SecretHasher};
-use deedbolt_core::user::{Email, Password, PasswordHasher, Role, User};
+use deedbolt_core::user::{Email, Role, User};
 use serde_json::json;
 
 use crate::config::{
@@ -541,41 +540,6 @@ pub(crate) async fn register_client(
     )
     .await?;
     Ok((client, secret.map(|(_, s)| s)))
-}
-
-/// Creates a user with an argon2id password hash and audits it.
-pub(crate) async fn register_user(
-    store: &Store,
-    email: Email,
-    role: Role,
-    name: Option<String>,
-    password: String,
-) -> anyhow::Result<User> {
-    let password = Password::new_for(password, &email)?;
-    let hash =
-        tokio::task::spawn_blocking(move || PasswordHasher::new()?.hash(&password)).await??;
-    let user = User {
-        id: UserId::generate()?,
-        email,
-        name,
-        role,
-        password_hash: hash,
-        created_at: SystemClock.now(),
-    };
-    match store.insert_user(&user).await {
-        Err(StoreError::Conflict(_)) => {
-            bail!("a user with email {} already exists", user.email.as_str())
-        }
-        other => other?,
-    }
-    audit_cli(
-        store,
-        AuditRecord::new(AuditKind::UserCreated, true, user.created_at)
-            .user(&user.id)
-            .detail(format!("role={}", user.role)),
-    )
-    .await?;
-    Ok(user)
 }
 
 async fn client_command(
@@ -1309,12 +1273,6 @@ async fn audit_command(store: &Store, cmd: AuditCommand) -> anyhow::Result<()> {
             }
         }
     }
-}
-
-/// CLI changes are audited directly (there is no running writer in this process).
-async fn audit_cli(store: &Store, record: AuditRecord) -> anyhow::Result<()> {
-    store.insert_audit(&[record]).await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -255,7 +255,7 @@ config_layer! {
         /// `DEEDBOLT_ALERT_WEBHOOK_SECRET` (see [`webhook_secret_from_env`]).
         #[arg(skip)]
         #[serde(skip)]
-        pub alert_webhook_secret: Option<deedbolt_http::webhook::WebhookSecret>,
+        pub alert_webhook_secret: Option<deedbolt_http::runtime::webhook::WebhookSecret>,
         /// `DEEDBOLT_BFF_CLIENT_SECRET`.
         #[arg(skip)]
         #[serde(skip)]
@@ -517,13 +517,13 @@ pub struct ServeSettings {
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Origins allowed to call the CORS-enabled endpoints (none by default).
-    pub cors: deedbolt_http::cors::CorsOrigins,
+    pub cors: deedbolt_http::web::cors::CorsOrigins,
     /// How long audit records are kept, in seconds.
     pub audit_retention_secs: i64,
     /// Detection settings.
-    pub detection: deedbolt_http::security::DetectionSettings,
+    pub detection: deedbolt_http::runtime::security::DetectionSettings,
     /// The alert webhook, if one is configured.
-    pub alert_webhook: Option<deedbolt_http::webhook::WebhookSettings>,
+    pub alert_webhook: Option<deedbolt_http::runtime::webhook::WebhookSettings>,
     /// The backend-for-frontend, if configured.
     pub bff: Option<BffConfig>,
     /// The listener serving only `/metrics`, if configured.
@@ -801,7 +801,7 @@ impl ServeSettings {
                     .with_context(|| format!("invalid trusted proxy `{p}` (an IP address)"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let cors = deedbolt_http::cors::CorsOrigins::parse(
+        let cors = deedbolt_http::web::cors::CorsOrigins::parse(
             o.cors_origins.iter().flatten().map(String::as_str),
         )?;
 
@@ -823,7 +823,7 @@ impl ServeSettings {
         let failures = deedbolt_core::ratelimit::RateLimit::parse(&failures)
             .context("invalid alert_auth_failures (COUNT/WINDOW)")?
             .context("alert_auth_failures cannot be off")?;
-        let detection = deedbolt_http::security::DetectionSettings {
+        let detection = deedbolt_http::runtime::security::DetectionSettings {
             auth_failure_threshold: failures.count as usize,
             auth_failure_window_secs: i64::from(failures.window_secs),
             anomaly_threshold: threshold,
@@ -876,9 +876,9 @@ impl ServeSettings {
 /// than sending unsigned alerts, which a receiver could not tell from forged ones.
 pub fn webhook_settings(
     url: Option<String>,
-    secret: Option<deedbolt_http::webhook::WebhookSecret>,
-) -> anyhow::Result<Option<deedbolt_http::webhook::WebhookSettings>> {
-    use deedbolt_http::webhook::MIN_SECRET_CHARS;
+    secret: Option<deedbolt_http::runtime::webhook::WebhookSecret>,
+) -> anyhow::Result<Option<deedbolt_http::runtime::webhook::WebhookSettings>> {
+    use deedbolt_http::runtime::webhook::MIN_SECRET_CHARS;
     let Some(text) = url else {
         if secret.is_some() {
             tracing::warn!(
@@ -912,7 +912,7 @@ pub fn webhook_settings(
     if secret.chars() < MIN_SECRET_CHARS {
         bail!("{WEBHOOK_SECRET_ENV} must be at least {MIN_SECRET_CHARS} characters long");
     }
-    Ok(Some(deedbolt_http::webhook::WebhookSettings {
+    Ok(Some(deedbolt_http::runtime::webhook::WebhookSettings {
         url,
         secret,
     }))
@@ -951,8 +951,9 @@ fn is_loopback_host(url: &url::Url) -> bool {
 }
 
 /// Reads `DEEDBOLT_ALERT_WEBHOOK_SECRET`; set but empty is an error.
-pub fn webhook_secret_from_env() -> anyhow::Result<Option<deedbolt_http::webhook::WebhookSecret>> {
-    Ok(secret_env(WEBHOOK_SECRET_ENV)?.map(deedbolt_http::webhook::WebhookSecret::new))
+pub fn webhook_secret_from_env(
+) -> anyhow::Result<Option<deedbolt_http::runtime::webhook::WebhookSecret>> {
+    Ok(secret_env(WEBHOOK_SECRET_ENV)?.map(deedbolt_http::runtime::webhook::WebhookSecret::new))
 }
 
 /// Reads `DEEDBOLT_MASTER_KEY`. Absent means development mode; present but malformed or a
@@ -1022,7 +1023,7 @@ mod tests {
         let none =
             ServeSettings::resolve(common(), ServeOverrides::default(), &FileConfig::default())
                 .unwrap();
-        assert_eq!(none.cors, deedbolt_http::cors::CorsOrigins::none());
+        assert_eq!(none.cors, deedbolt_http::web::cors::CorsOrigins::none());
         let file: FileConfig =
             toml::from_str("cors_origins = [\"https://spa.example.com\", \"*\"]").unwrap();
         let s = ServeSettings::resolve(common(), ServeOverrides::default(), &file).unwrap();
@@ -1230,7 +1231,7 @@ mod tests {
 
     #[test]
     fn webhook_rules() {
-        use deedbolt_http::webhook::WebhookSecret;
+        use deedbolt_http::runtime::webhook::WebhookSecret;
         let key = || Some(WebhookSecret::new("k".repeat(32)));
         let ok = |u: &str| webhook_settings(Some(u.into()), key());
         assert!(webhook_settings(None, None).unwrap().is_none());
@@ -1264,7 +1265,9 @@ mod tests {
     fn webhook_errors_never_echo_the_url() {
         let err = webhook_settings(
             Some("http://hooks.example.com/T/SECRET-TOKEN".into()),
-            Some(deedbolt_http::webhook::WebhookSecret::new("k".repeat(32))),
+            Some(deedbolt_http::runtime::webhook::WebhookSecret::new(
+                "k".repeat(32),
+            )),
         )
         .unwrap_err();
         assert!(!format!("{err:#}").contains("SECRET-TOKEN"));

@@ -29,7 +29,7 @@ use deedbolt_proptech::Viewer;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::cli::register_user;
+use crate::accounts::register_user;
 
 /// The demo's people: (email, name, role).
 const USERS: [(&str, &str, Role); 5] = [

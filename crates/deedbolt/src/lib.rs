@@ -7,6 +7,7 @@
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod accounts;
 pub mod bff_check;
 pub mod cli;
 pub mod config;

@@ -9,21 +9,21 @@ use std::sync::Arc;
 use anyhow::Context;
 use deedbolt_core::cache::CachedClients;
 use deedbolt_core::clock::{Clock, SystemClock};
+use deedbolt_core::grace::{GraceStore, MemoryGrace};
 use deedbolt_core::grant::TokenPolicy;
 use deedbolt_core::ids::KeyId;
 use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::keyring::KeyVault;
 use deedbolt_core::ports::{AllHealthy, FlowStore, Health};
 use deedbolt_core::ratelimit::{MemoryRateLimits, RateLimitStore};
-use deedbolt_core::refresh::{GraceStore, MemoryGrace};
 use deedbolt_core::revocation::{RevocationFeed, RevocationList, StoreSyncOnly};
 use deedbolt_core::seal::MasterKey;
 use deedbolt_core::secret::SecretHasher;
 use deedbolt_core::throttle::{LoginThrottle, LoginThrottleStore};
 use deedbolt_core::user::PasswordHasher;
-use deedbolt_http::audit::AuditLog;
-use deedbolt_http::security::Security;
-use deedbolt_http::webhook::Webhook;
+use deedbolt_http::runtime::audit::AuditLog;
+use deedbolt_http::runtime::security::Security;
+use deedbolt_http::runtime::webhook::Webhook;
 use deedbolt_http::{AppState, KeyRing, Services};
 use tokio::net::TcpListener;
 
@@ -388,7 +388,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let writer = tokio::spawn(deedbolt_http::audit::run_writer(
+        let writer = tokio::spawn(deedbolt_http::runtime::audit::run_writer(
             self.audit_rx,
             self.store.clone(),
             self.metrics.clone(),
@@ -418,7 +418,7 @@ impl Application {
         };
         let metrics_addr = self.metrics_listener.as_ref().map(|(_, a)| *a);
         let metrics_server = self.metrics_listener.map(|(listener, _)| {
-            let app = deedbolt_http::metrics::router(self.state.clone());
+            let app = deedbolt_http::ops::metrics_router(self.state.clone());
             tokio::spawn(
                 axum::serve(listener, app.into_make_service())
                     .with_graceful_shutdown(stopped(stop_rx.clone()))

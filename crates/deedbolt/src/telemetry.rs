@@ -2,7 +2,7 @@
 //! `--log-format json`. Logs go to stderr, so command output on stdout stays parseable;
 //! text is coloured only when stderr is a terminal (a file or a log collector gets plain
 //! text). Every request gets an access-log line at `info`
-//! ([`deedbolt_http::access_log`]).
+//! ([`deedbolt_http::web::access_log`]).
 
 use std::io::IsTerminal as _;
 

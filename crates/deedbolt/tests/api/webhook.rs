@@ -175,9 +175,9 @@ async fn read_request(
 fn with_webhook(url: &str) -> Options {
     let mut opts = Options::default();
     opts.overrides.alert_webhook = Some(url.to_owned());
-    opts.overrides.alert_webhook_secret = Some(deedbolt_http::webhook::WebhookSecret::new(
-        SECRET.to_owned(),
-    ));
+    opts.overrides.alert_webhook_secret = Some(
+        deedbolt_http::runtime::webhook::WebhookSecret::new(SECRET.to_owned()),
+    );
     opts
 }
 
@@ -343,7 +343,11 @@ async fn an_alert_raised_while_the_receiver_is_down_is_delivered_after_a_restart
 
 #[tokio::test]
 async fn a_webhook_without_a_good_secret_or_over_plain_http_refuses_to_start() {
-    let key = |s: &str| Some(deedbolt_http::webhook::WebhookSecret::new(s.to_owned()));
+    let key = |s: &str| {
+        Some(deedbolt_http::runtime::webhook::WebhookSecret::new(
+            s.to_owned(),
+        ))
+    };
     let cases = [
         (
             "https://hooks.example.com/x",

@@ -45,10 +45,14 @@
 //! the token, revocation and API endpoints over the loopback listener with
 //! [`deedbolt_client::OAuthClient`].
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+pub mod session;
+
+pub use session::{
+    Bff, BffError, BffSettings, CSRF_HEADER, DEFAULT_REFRESH_BEFORE, DEFAULT_SCOPE, FLOW_COOKIE,
+    FLOW_TTL, MAX_PARALLEL_FLOWS, SESSION_COOKIE,
+};
+
+use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::{RawQuery, Request, State};
@@ -59,352 +63,28 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
-use deedbolt_client::{
-    ClientConfig, ClientCredentials, ClientError, OAuthClient, PkcePair, PlainHttp, SealKey,
-    Sealer, Secret, TokenSet, TokenTypeHint,
-};
-use serde::{Deserialize, Serialize};
+use deedbolt_client::{ClientError, PkcePair, TokenTypeHint};
+
 use serde_json::json;
-use tokio::sync::OnceCell;
-use url::Url;
 
-use crate::authorize::{constant_time_eq, request_cookie, set_cookie_at};
+use self::session::{unix_now, Flow, Session, COOKIE_PATH, MAX_RETURN_TO};
 use crate::error::ApiError;
-use crate::pages;
 use crate::state::AppState;
-use crate::token::{read_body, MAX_BODY_BYTES};
-
-/// The session cookie (sealed tokens).
-pub const SESSION_COOKIE: &str = "deedbolt_bff";
-/// The cookie holding the browser's pending sign-ins (sealed).
-pub const FLOW_COOKIE: &str = "deedbolt_bff_flow";
-/// The path of both BFF cookies. Not `/`, so they are sent to the BFF only; hence their
-/// `__Secure-` prefix on https rather than `__Host-`, which requires `Path=/`.
-const COOKIE_PATH: &str = "/bff";
-/// How long a sign-in may take, from `/bff/login` to `/bff/callback`.
-pub const FLOW_TTL: Duration = Duration::from_secs(600);
-/// How many sign-ins one browser may have pending at once (tabs); a new one drops the
-/// oldest. Bounds the flow cookie's size (well under the 4096 bytes browsers keep).
-pub const MAX_PARALLEL_FLOWS: usize = 3;
-/// The longest `return_to` kept (longer ones fall back to `/app`).
-const MAX_RETURN_TO: usize = 256;
-/// How many spent states are remembered at most (then the oldest are forgotten).
-const SPENT_CAPACITY: usize = 10_000;
-/// The header carrying the CSRF token on unsafe `/bff/api` methods and logout.
-pub const CSRF_HEADER: &str = "x-csrf-token";
-/// The default scope the BFF asks for: what the demo tenant app needs.
-pub const DEFAULT_SCOPE: &str =
-    "openid profile email tenant:read financial:read maintenance:request";
-/// By default, refresh the access token when it expires within this.
-pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(60);
-/// How long a refresh result is shared with concurrent requests that carried the same
-/// (now rotated) refresh token.
-const REFRESH_SHARE: Duration = Duration::from_secs(30);
-/// The sealing context of the session cookie (a sealed value cannot be moved elsewhere).
-const SESSION_CONTEXT: &[u8] = b"deedbolt-bff-session-v1";
-/// The sealing context of the flow cookie.
-const FLOW_CONTEXT: &[u8] = b"deedbolt-bff-flow-v1";
-
-/// How the BFF is configured.
-pub struct BffSettings {
-    /// Its client id (a confidential client registered for `authorization_code` and
-    /// `refresh_token`, with redirect URI `{issuer}/bff/callback`).
-    pub client_id: String,
-    /// Its client secret.
-    pub client_secret: Secret,
-    /// Cookie sealing keys; the first seals.
-    pub cookie_keys: Vec<SealKey>,
-    /// The scope to request.
-    pub scope: String,
-    /// Refresh the access token when it expires within this.
-    pub refresh_before: Duration,
-}
-
-impl std::fmt::Debug for BffSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BffSettings")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"[redacted]")
-            .field("cookie_keys", &self.cookie_keys.len())
-            .field("scope", &self.scope)
-            .finish()
-    }
-}
-
-/// Why the BFF could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum BffError {
-    /// A URL could not be built.
-    #[error("invalid BFF endpoint URL: {0}")]
-    Url(#[from] url::ParseError),
-    /// The OAuth client could not be built.
-    #[error("cannot configure the BFF's OAuth client: {0}")]
-    Client(#[from] ClientError),
-    /// The sealing keys are unusable.
-    #[error("invalid BFF cookie keys: {0}")]
-    Keys(#[from] deedbolt_client::SealKeyError),
-}
-
-/// What a pending sign-in remembers (sealed in the flow cookie).
-#[derive(Serialize, Deserialize)]
-struct Flow {
-    state: String,
-    nonce: String,
-    /// Serialized as the verifier only (see [`PkcePair`]).
-    pkce: PkcePair,
-    return_to: String,
-    /// Unix seconds after which the flow is refused.
-    exp: u64,
-}
-
-/// The seconds since the Unix epoch.
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// States already used at the callback, until they would have expired: single use
-/// without a server-side table of pending flows. Bounded, and never refusing: when full
-/// it forgets the oldest (see the module docs).
-#[derive(Default)]
-struct SpentStates(Mutex<HashMap<[u8; 32], u64>>);
-
-impl SpentStates {
-    /// Marks `state` (valid until `exp`) as spent; `false` if it already was.
-    fn spend(&self, state: &str, exp: u64, now: u64) -> bool {
-        let key = crate::authorize::hash(state);
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.contains_key(&key) {
-            return false;
-        }
-        if map.len() >= SPENT_CAPACITY {
-            map.retain(|_, until| *until > now);
-            while map.len() >= SPENT_CAPACITY {
-                let Some(oldest) = map.iter().min_by_key(|(_, until)| **until).map(|(k, _)| *k)
-                else {
-                    break;
-                };
-                map.remove(&oldest);
-            }
-        }
-        map.insert(key, exp);
-        true
-    }
-}
-
-/// The sealed content of the session cookie.
-#[derive(Serialize, Deserialize)]
-struct Session {
-    tokens: TokenSet,
-    sub: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    csrf: String,
-}
-
-type SharedRefresh = Arc<OnceCell<Result<TokenSet, String>>>;
-
-/// The BFF: its OAuth client, sealer and the states spent at the callback.
-pub struct Bff {
-    client: OAuthClient,
-    sealer: Sealer,
-    redirect_uri: String,
-    scope: String,
-    refresh_before: Duration,
-    /// `http://127.0.0.1:PORT`: the local listener, for API calls.
-    api_base: String,
-    /// The issuer's origin, which unsafe requests' `Origin` must equal.
-    origin: String,
-    http: reqwest::Client,
-    spent: SpentStates,
-    /// Refreshes in flight or just done, by SHA-256 of the refresh token they spent:
-    /// concurrent requests carrying the same session share one refresh instead of the
-    /// second one presenting a rotated token (which the server treats as theft).
-    refreshes: Mutex<HashMap<[u8; 32], (Instant, SharedRefresh)>>,
-}
-
-impl std::fmt::Debug for Bff {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bff")
-            .field("redirect_uri", &self.redirect_uri)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Bff {
-    /// The BFF of the server with `issuer`, listening on `local`.
-    pub fn new(settings: BffSettings, issuer: &str, local: SocketAddr) -> Result<Self, BffError> {
-        let ip = match local.ip() {
-            std::net::IpAddr::V4(v4) if v4.is_unspecified() => {
-                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-            }
-            std::net::IpAddr::V6(v6) if v6.is_unspecified() => {
-                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
-            }
-            ip => ip,
-        };
-        let api_base = format!("http://{}", SocketAddr::new(ip, local.port()));
-        let local_url = |path: &str| Url::parse(&format!("{api_base}{path}"));
-        let config = ClientConfig {
-            issuer: issuer.to_owned(),
-            // The browser goes to the public issuer; the BFF itself calls the loopback
-            // listener directly (no hairpin through a proxy, no TLS on loopback).
-            authorization_endpoint: Url::parse(&format!("{issuer}/authorize"))?,
-            token_endpoint: local_url("/token")?,
-            revocation_endpoint: Some(local_url("/revoke")?),
-            jwks_uri: Some(local_url("/jwks.json")?),
-            authorization_response_iss_parameter_supported: true,
-            client_id: settings.client_id,
-            credentials: ClientCredentials::SecretBasic(settings.client_secret),
-            plain_http: PlainHttp::LoopbackOnly,
-        };
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(ClientError::from)?;
-        let client = OAuthClient::new(http.clone(), config)?;
-        let origin = Url::parse(issuer)?.origin().ascii_serialization();
-        Ok(Bff {
-            client,
-            sealer: Sealer::new(settings.cookie_keys)?,
-            redirect_uri: format!("{issuer}/bff/callback"),
-            scope: settings.scope,
-            refresh_before: settings.refresh_before,
-            api_base,
-            origin,
-            http,
-            spent: SpentStates::default(),
-            refreshes: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// The user's `name` from UserInfo, if the scope and the user have one.
-    async fn userinfo_name(
-        &self,
-        tokens: &TokenSet,
-        sub: &str,
-    ) -> Result<Option<String>, Box<dyn std::error::Error + Send + Sync>> {
-        let res = self
-            .http
-            .get(format!("{}/userinfo", self.api_base))
-            .bearer_auth(tokens.access_token.expose())
-            .send()
-            .await?;
-        if !res.status().is_success() {
-            return Err(format!("UserInfo answered {}", res.status()).into());
-        }
-        let info: serde_json::Value = res.json().await?;
-        if info.get("sub").and_then(|v| v.as_str()) != Some(sub) {
-            return Err("UserInfo sub differs from the ID token's".into());
-        }
-        Ok(info.get("name").and_then(|v| v.as_str()).map(str::to_owned))
-    }
-
-    fn open_session(&self, state: &AppState, headers: &HeaderMap) -> Option<Session> {
-        let sealed = request_cookie(state, headers, SESSION_COOKIE, COOKIE_PATH)?;
-        self.sealer.open_json(SESSION_CONTEXT, sealed).ok()
-    }
-
-    /// The browser's pending sign-ins that have not expired (none if the cookie is
-    /// missing, tampered with or sealed by a retired key).
-    fn open_flows(&self, state: &AppState, headers: &HeaderMap, now: u64) -> Vec<Flow> {
-        let Some(sealed) = request_cookie(state, headers, FLOW_COOKIE, COOKIE_PATH) else {
-            return Vec::new();
-        };
-        let mut flows: Vec<Flow> = self
-            .sealer
-            .open_json(FLOW_CONTEXT, sealed)
-            .unwrap_or_default();
-        flows.retain(|f| f.exp > now);
-        flows
-    }
-
-    /// The `Set-Cookie` that leaves the browser with `flows` pending (clears the cookie
-    /// when there are none).
-    fn flow_cookie(
-        &self,
-        state: &AppState,
-        flows: &[Flow],
-        now: u64,
-    ) -> Result<HeaderValue, ApiError> {
-        let Some(last) = flows.iter().map(|f| f.exp).max() else {
-            return Ok(set_cookie_at(
-                state,
-                FLOW_COOKIE,
-                "",
-                COOKIE_PATH,
-                Some(0),
-                "Lax",
-            ));
-        };
-        let sealed = self
-            .sealer
-            .seal_json(FLOW_CONTEXT, &flows)
-            .map_err(ApiError::internal)?;
-        let age = i64::try_from(last.saturating_sub(now)).unwrap_or(0);
-        Ok(set_cookie_at(
-            state,
-            FLOW_COOKIE,
-            &sealed,
-            COOKIE_PATH,
-            Some(age),
-            "Lax",
-        ))
-    }
-
-    fn seal_session(&self, session: &Session) -> Result<String, ApiError> {
-        self.sealer
-            .seal_json(SESSION_CONTEXT, session)
-            .map_err(ApiError::internal)
-    }
-
-    /// The session's tokens, refreshed if they expire soon. `Ok(None)`: the session is
-    /// over (the refresh token was refused).
-    async fn fresh_tokens(&self, session: &Session) -> Result<Option<TokenSet>, ApiError> {
-        if !session
-            .tokens
-            .needs_refresh(SystemTime::now(), self.refresh_before)
-        {
-            return Ok(Some(session.tokens.clone()));
-        }
-        let Some(refresh) = &session.tokens.refresh_token else {
-            return Ok(None);
-        };
-        let key = crate::authorize::hash(refresh.expose());
-        let cell = {
-            let mut map = self.refreshes.lock().unwrap_or_else(|e| e.into_inner());
-            map.retain(|_, (at, _)| at.elapsed() < REFRESH_SHARE);
-            map.entry(key)
-                .or_insert_with(|| (Instant::now(), Arc::new(OnceCell::new())))
-                .1
-                .clone()
-        };
-        let result = cell
-            .get_or_init(|| async {
-                self.client
-                    .refresh(&session.tokens)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await;
-        match result {
-            Ok(tokens) => Ok(Some(tokens.clone())),
-            Err(e) => {
-                tracing::info!(error = %e, sub = %session.sub, "BFF refresh refused; session ended");
-                Ok(None)
-            }
-        }
-    }
-}
+use crate::web::cookies::SameSite;
+use crate::web::csrf::constant_time_eq;
+use crate::web::form::{read_body, MAX_BODY_BYTES};
+use crate::web::pages;
 
 fn clear_session(state: &AppState) -> HeaderValue {
-    set_cookie_at(state, SESSION_COOKIE, "", COOKIE_PATH, Some(0), "Strict")
+    state
+        .cookies
+        .set(SESSION_COOKIE, "", COOKIE_PATH, Some(0), SameSite::Strict)
 }
 
 fn session_cookie(state: &AppState, sealed: &str) -> HeaderValue {
-    set_cookie_at(state, SESSION_COOKIE, sealed, COOKIE_PATH, None, "Strict")
+    state
+        .cookies
+        .set(SESSION_COOKIE, sealed, COOKIE_PATH, None, SameSite::Strict)
 }
 
 fn bff(state: &AppState) -> Result<&Bff, ApiError> {
@@ -414,8 +94,7 @@ fn bff(state: &AppState) -> Result<&Bff, ApiError> {
 }
 
 fn no_store(mut r: Response) -> Response {
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    crate::web::no_store::no_store(r.headers_mut());
     r
 }
 
@@ -494,6 +173,7 @@ fn return_to(raw: Option<&str>) -> String {
 }
 
 /// `GET /bff/login`: starts a sign-in (`?return_to=/app/...` to come back elsewhere).
+#[tracing::instrument(skip_all)]
 pub async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -518,14 +198,14 @@ pub async fn login(
     );
     // This browser's other sign-ins in progress (other tabs) stay; the oldest goes when
     // there are too many.
-    let mut flows = bff.open_flows(&state, &headers, now);
+    let mut flows = bff.open_flows(state.cookies, &headers, now);
     flows.push(flow);
     let excess = flows.len().saturating_sub(MAX_PARALLEL_FLOWS);
     flows.drain(..excess);
     let location = HeaderValue::from_str(url.as_str()).map_err(ApiError::internal)?;
     let mut r = (StatusCode::FOUND, [(LOCATION, location)]).into_response();
     r.headers_mut()
-        .append(SET_COOKIE, bff.flow_cookie(&state, &flows, now)?);
+        .append(SET_COOKIE, bff.flow_cookie(state.cookies, &flows, now)?);
     Ok(no_store(r))
 }
 
@@ -547,6 +227,7 @@ fn callback_failed(status: StatusCode, message: &str, flows: Option<HeaderValue>
 }
 
 /// `GET /bff/callback`: finishes a sign-in.
+#[tracing::instrument(skip_all)]
 pub async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -554,7 +235,7 @@ pub async fn callback(
 ) -> Result<Response, ApiError> {
     let bff = bff(&state)?;
     let now = unix_now();
-    let mut flows = bff.open_flows(&state, &headers, now);
+    let mut flows = bff.open_flows(state.cookies, &headers, now);
     let raw = raw.as_deref().unwrap_or("");
     let response = match bff.client.parse_callback(raw) {
         Ok(r) => r,
@@ -567,7 +248,7 @@ pub async fn callback(
             let before = flows.len();
             flows.retain(|f| !constant_time_eq(&f.state, &returned));
             let cookie = (flows.len() != before)
-                .then(|| bff.flow_cookie(&state, &flows, now))
+                .then(|| bff.flow_cookie(state.cookies, &flows, now))
                 .transpose()?;
             let message = if error == "access_denied" {
                 "You declined the sign-in.".to_owned()
@@ -599,7 +280,7 @@ pub async fn callback(
         ));
     };
     let pending = flows.remove(at);
-    let rest = bff.flow_cookie(&state, &flows, now)?;
+    let rest = bff.flow_cookie(state.cookies, &flows, now)?;
     if !bff.spent.spend(&pending.state, pending.exp, now) {
         return Ok(callback_failed(
             StatusCode::BAD_REQUEST,
@@ -679,13 +360,14 @@ pub async fn callback(
 /// the access token is checked like the API checks it (signature, expiry, revocation),
 /// so a copy of a cookie kept from before a logout, or a session revoked by reuse
 /// detection or an operator, is not signed in (and the cookie is cleared).
+#[tracing::instrument(skip_all)]
 pub async fn session(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let bff = bff(&state)?;
     let signed_out = || Json(json!({"authenticated": false, "login_url": "/bff/login"}));
-    let Some(session) = bff.open_session(&state, &headers) else {
+    let Some(session) = bff.open_session(state.cookies, &headers) else {
         return Ok(no_store(signed_out().into_response()));
     };
     let live = match bff.fresh_tokens(&session).await? {
@@ -721,12 +403,13 @@ pub async fn session(
 }
 
 /// `POST /bff/logout`: revokes the session's tokens and clears the cookie.
+#[tracing::instrument(skip_all)]
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let bff = bff(&state)?;
-    let Some(session) = bff.open_session(&state, &headers) else {
+    let Some(session) = bff.open_session(state.cookies, &headers) else {
         let mut r = StatusCode::NO_CONTENT.into_response();
         r.headers_mut().append(SET_COOKIE, clear_session(&state));
         return Ok(no_store(r));
@@ -774,13 +457,14 @@ fn api_path(uri_path: &str) -> Option<&str> {
 }
 
 /// `/bff/api/*`: the same request to `/api/*` with the session's access token.
+#[tracing::instrument(skip_all)]
 pub async fn api(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let bff = bff(&state)?;
     let (parts, body) = request.into_parts();
     let Some(path) = api_path(parts.uri.path()) else {
         return Err(ApiError::NotFound("no such API path"));
     };
-    let Some(session) = bff.open_session(&state, &parts.headers) else {
+    let Some(session) = bff.open_session(state.cookies, &parts.headers) else {
         return Ok(session_over(&state));
     };
     let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
@@ -872,9 +556,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 /// `GET /app`: the demo app (it uses only the BFF); without a BFF configured, a page
 /// saying so and how to turn it on.
+#[tracing::instrument(skip_all)]
 pub async fn app_page(State(state): State<AppState>) -> Response {
     if state.bff.is_none() {
-        return crate::pages::page(
+        return pages::page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Demo app not enabled",
             "<h1>The demo app is not enabled on this server</h1>\
@@ -887,23 +572,25 @@ pub async fn app_page(State(state): State<AppState>) -> Response {
     }
     asset(
         "text/html; charset=utf-8",
-        include_str!("../assets/app/index.html"),
+        include_str!("../../assets/app/index.html"),
     )
 }
 
 /// `GET /app/app.js`.
+#[tracing::instrument(skip_all)]
 pub async fn app_script() -> Response {
     asset(
         "text/javascript; charset=utf-8",
-        include_str!("../assets/app/app.js"),
+        include_str!("../../assets/app/app.js"),
     )
 }
 
 /// `GET /app/app.css`.
+#[tracing::instrument(skip_all)]
 pub async fn app_style() -> Response {
     asset(
         "text/css; charset=utf-8",
-        include_str!("../assets/app/app.css"),
+        include_str!("../../assets/app/app.css"),
     )
 }
 

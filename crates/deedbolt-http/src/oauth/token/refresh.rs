@@ -2,100 +2,31 @@
 //! issuance of a family's first token with an authorization code.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use axum::response::Response;
-use deedbolt_core::client::GrantType;
+use deedbolt_core::client::{ClientKind, GrantType};
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::flow::CodeGrant;
-use deedbolt_core::grant::{AccessToken, TokenResponse};
-use deedbolt_core::ids::{ClientId, TokenId, UserId};
+use deedbolt_core::grant::{AccessToken, TokenClient, TokenResponse};
+use deedbolt_core::ids::ClientId;
 use deedbolt_core::ports::NewFamily;
 use deedbolt_core::rand;
 use deedbolt_core::refresh::{
-    bound_by_user, decide, Decision, GraceStore, RefreshToken, UserBound,
+    bound_by_user, decide, Decision, RefreshRecord, RefreshToken, UserBound,
 };
 use deedbolt_core::scope::ScopeSet;
-use deedbolt_core::seal::MasterKey;
 use deedbolt_core::token::{AccessTokenClaims, ACCESS_TOKEN_TYP};
-use serde::{Deserialize, Serialize};
 
+use super::grace::CachedPair;
+use super::{token_response, TokenAudit};
 use crate::error::ApiError;
-use crate::form::FormParams;
+use crate::oauth::client_auth::authenticate;
+use crate::oauth::revocation::{announce, revoke};
 use crate::state::AppState;
-use crate::token::{authenticate, token_response};
-
-/// The responses to recent rotations, by the hash of the rotated token, kept for the
-/// grace period so that a client's retry gets the same pair. The store is the
-/// [`GraceStore`] port (in process, or shared by every instance); what it holds is sealed
-/// (AES-256-GCM) under a key derived from the rotated token itself, so the store never
-/// holds a usable token: only the client presenting the old token again can open it.
-pub struct GraceCache {
-    store: Arc<dyn GraceStore>,
-}
-
-/// A pair issued at a rotation.
-#[derive(Clone, Serialize, Deserialize)]
-struct CachedPair {
-    access: String,
-    refresh: String,
-    scope: ScopeSet,
-    expires_in: i64,
-}
-
-/// The domain label of the key a cached pair is sealed under.
-const GRACE_KEY_DOMAIN: &[u8] = b"deedbolt refresh grace v1";
-
-impl GraceCache {
-    /// A cache on `store`.
-    pub fn new(store: Arc<dyn GraceStore>) -> Self {
-        GraceCache { store }
-    }
-
-    async fn get(
-        &self,
-        presented: &RefreshToken,
-        now: UnixTime,
-    ) -> Result<Option<CachedPair>, ApiError> {
-        let Some(sealed) = self
-            .store
-            .get(&presented.hash(), now)
-            .await
-            .map_err(ApiError::internal)?
-        else {
-            return Ok(None);
-        };
-        let key = MasterKey::derive_from_secret(GRACE_KEY_DOMAIN, presented.expose().as_bytes())
-            .map_err(ApiError::internal)?;
-        let plain = key
-            .open(&presented.hash(), &sealed)
-            .map_err(ApiError::internal)?;
-        serde_json::from_slice(&plain)
-            .map(Some)
-            .map_err(ApiError::internal)
-    }
-
-    async fn put(
-        &self,
-        presented: &RefreshToken,
-        pair: &CachedPair,
-        now: UnixTime,
-        until: UnixTime,
-    ) -> Result<(), ApiError> {
-        let plain = zeroize::Zeroizing::new(serde_json::to_vec(pair).map_err(ApiError::internal)?);
-        let key = MasterKey::derive_from_secret(GRACE_KEY_DOMAIN, presented.expose().as_bytes())
-            .map_err(ApiError::internal)?;
-        let sealed = key
-            .seal(&presented.hash(), &plain)
-            .map_err(ApiError::internal)?;
-        self.store
-            .put(&presented.hash(), sealed, now, until)
-            .await
-            .map_err(ApiError::internal)
-    }
-}
+use crate::web::form::FormParams;
+use crate::web::rate_limit::Policy;
 
 fn invalid_grant(d: &'static str) -> ApiError {
     OAuthError::InvalidGrant(Cow::Borrowed(d)).into()
@@ -104,24 +35,17 @@ fn invalid_grant(d: &'static str) -> ApiError {
 /// Signs an access token for a user of a family and records it in the family.
 async fn family_access_token(
     state: &AppState,
-    family_id: &str,
-    client_id: &ClientId,
-    user_id: &UserId,
+    client: &TokenClient,
+    record: &RefreshRecord,
     scope: ScopeSet,
     now: UnixTime,
 ) -> Result<String, ApiError> {
     let s = &state.services;
-    let claims = AccessTokenClaims {
-        iss: s.policy.issuer.clone(),
-        sub: user_id.as_str().to_owned(),
-        aud: s.policy.audience.clone(),
-        exp: now.plus_secs(s.policy.lifetime.as_secs()),
-        iat: now,
-        nbf: None,
-        jti: TokenId::generate().map_err(ApiError::internal)?,
-        client_id: client_id.clone(),
-        scope,
-    };
+    let family_id = record.family_id.as_str();
+    let claims = s
+        .policy
+        .refresh_claims(client, record, scope, now)
+        .map_err(ApiError::internal)?;
     let jwt = s
         .keys
         .current()
@@ -129,11 +53,10 @@ async fn family_access_token(
         .map_err(ApiError::internal)?;
     if s.refresh
         .record_family_access(family_id, &claims.jti, claims.exp)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
     {
         // The family was revoked while this token was being made (a concurrent reuse).
-        crate::token::revoke(state, &claims.jti, claims.exp).await?;
+        revoke(state, &claims.jti, claims.exp).await?;
         return Err(invalid_grant("the refresh token was already used"));
     }
     Ok(jwt)
@@ -162,13 +85,11 @@ pub(crate) async fn start_family(
         .min(family.expires_at);
     s.refresh
         .create_family(&family, &token.hash(), now, expires)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     // A family this new cannot have been revoked yet; the flag matters for rotations.
     s.refresh
         .record_family_access(&family.family_id, &access.jti, access.exp)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     Ok((family.family_id, token))
 }
 
@@ -179,13 +100,8 @@ pub(crate) async fn revoke_family(
     family_id: &str,
     now: UnixTime,
 ) -> Result<(), ApiError> {
-    let jtis = state
-        .services
-        .refresh
-        .revoke_family(family_id, now)
-        .await
-        .map_err(ApiError::internal)?;
-    crate::token::announce(state, jtis).await
+    let jtis = state.services.refresh.revoke_family(family_id, now).await?;
+    announce(state, jtis).await
 }
 
 fn respond(pair: CachedPair) -> Response {
@@ -204,7 +120,7 @@ pub(crate) async fn refresh_token_grant(
     state: &AppState,
     headers: &HeaderMap,
     params: &mut FormParams,
-    audit: &mut crate::token::TokenAudit,
+    audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
     let s = &state.services;
     let auth = authenticate(state, headers, params).await?;
@@ -216,10 +132,15 @@ pub(crate) async fn refresh_token_grant(
         .into());
     }
     // A public client is limited per client and IP before any work (see the code grant).
-    let public_allowance = if auth.client().public {
+    let public_allowance = if auth.kind() == ClientKind::Public {
         Some(
-            crate::limits::check(state, "refresh", s.limits.refresh, &audit.limit_key(&auth))
-                .await?,
+            crate::limits::check(
+                state,
+                Policy::Refresh,
+                s.limits.refresh,
+                &audit.limit_key(&auth),
+            )
+            .await?,
         )
     } else {
         None
@@ -237,12 +158,7 @@ pub(crate) async fn refresh_token_grant(
     };
     let old_hash = presented.hash();
     let now = s.clock.now();
-    let Some(record) = s
-        .refresh
-        .find_refresh(&old_hash)
-        .await
-        .map_err(ApiError::internal)?
-    else {
+    let Some(record) = s.refresh.find_refresh(&old_hash).await? else {
         return Err(invalid_grant("unknown refresh token"));
     };
     let client_id = auth.client().id.clone();
@@ -255,7 +171,7 @@ pub(crate) async fn refresh_token_grant(
         None => {
             crate::limits::check(
                 state,
-                "refresh",
+                Policy::Refresh,
                 s.limits.refresh,
                 &audit.user_limit_key(&auth, record.user_id.as_str()),
             )
@@ -267,11 +183,7 @@ pub(crate) async fn refresh_token_grant(
         Decision::Rotate(scope) => {
             // The user as they are now: deleted users get nothing (and their family is
             // revoked), demoted users only what their current role may delegate.
-            let user = s
-                .users
-                .find_user(&record.user_id)
-                .await
-                .map_err(ApiError::internal)?;
+            let user = s.users.find_user(&record.user_id).await?;
             let scope = match bound_by_user(scope, user.map(|u| u.role)) {
                 UserBound::Scope(scope) => scope,
                 UserBound::UserGone => {
@@ -292,21 +204,12 @@ pub(crate) async fn refresh_token_grant(
             if !s
                 .refresh
                 .rotate_refresh(&old_hash, &new.hash(), now, expires)
-                .await
-                .map_err(ApiError::internal)?
+                .await?
             {
                 // Another request rotated it between our read and our update.
                 return concurrent_use(state, &presented, &record.family_id, now).await;
             }
-            let access = family_access_token(
-                state,
-                &record.family_id,
-                &client_id,
-                &record.user_id,
-                scope,
-                now,
-            )
-            .await?;
+            let access = family_access_token(state, &auth, &record, scope, now).await?;
             let pair = CachedPair {
                 access,
                 refresh: new.expose().to_owned(),

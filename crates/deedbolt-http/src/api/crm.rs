@@ -34,10 +34,10 @@ use deedbolt_proptech::{FieldError, Viewer};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::api::openapi::{schema, Api, Need, Op};
 use crate::error::ApiError;
-use crate::openapi::{schema, Api, Need, Op};
 use crate::state::AppState;
-use crate::token::{has_content_type, read_body};
+use crate::web::form::{has_content_type, read_body};
 
 /// Who is calling, as the CRM sees it: the token's subject and the records it may reach.
 #[derive(Clone, Debug)]
@@ -53,9 +53,6 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Refuses tenants: only staff (managers, administrators, machine clients) change
-    /// records. Tenants cannot hold the write scopes anyway (their role cannot delegate
-    /// them); this is the second lock.
     /// Records a change in the audit log: who (client, user) and what (ids and kinds only).
     async fn audit(&self, state: &AppState, what: String) {
         let mut record = deedbolt_core::audit::AuditRecord::new(
@@ -71,6 +68,9 @@ impl Caller {
         state.services.audit.record(record).await;
     }
 
+    /// Refuses tenants: only staff (managers, administrators, machine clients) change
+    /// records. Tenants cannot hold the write scopes anyway (their role cannot delegate
+    /// them); this is the second lock.
     fn require_staff(&self) -> Result<(), ApiError> {
         if self.viewer.is_staff() {
             Ok(())
@@ -102,8 +102,7 @@ impl FromRequestParts<AppState> for Caller {
                 .services
                 .clients
                 .find_client(&client_id)
-                .await
-                .map_err(ApiError::internal)?
+                .await?
                 .ok_or(ApiError::InvalidSubject(GONE))?;
             let viewer = match &client.properties {
                 None => Viewer::Portfolio,
@@ -121,8 +120,7 @@ impl FromRequestParts<AppState> for Caller {
             .services
             .users
             .find_user(&user_id)
-            .await
-            .map_err(ApiError::internal)?
+            .await?
             .ok_or(ApiError::InvalidSubject(GONE))?;
         let viewer = match user.role {
             Role::Admin => Viewer::Portfolio,
@@ -273,9 +271,7 @@ fn found<T>(
     r: Result<Option<T>, deedbolt_core::ports::StoreError>,
     what: &'static str,
 ) -> Result<Json<T>, ApiError> {
-    r.map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or(ApiError::NotFound(what))
+    r?.map(Json).ok_or(ApiError::NotFound(what))
 }
 
 fn written<T>(w: Write<T>, what: &'static str) -> Result<T, ApiError> {
@@ -295,12 +291,7 @@ const NO_ENTRY: &str = "no such ledger entry";
 
 /// Checks that `manager` is a user with role manager.
 async fn check_manager(state: &AppState, manager: &UserId) -> Result<(), ApiError> {
-    let user = state
-        .services
-        .users
-        .find_user(manager)
-        .await
-        .map_err(ApiError::internal)?;
+    let user = state.services.users.find_user(manager).await?;
     match user {
         Some(u) if u.role == Role::Manager => Ok(()),
         _ => Err(ApiError::Validation(vec![FieldError::new(
@@ -312,6 +303,7 @@ async fn check_manager(state: &AppState, manager: &UserId) -> Result<(), ApiErro
 
 // ----- properties ------------------------------------------------------------------------
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn list_properties(
     State(state): State<AppState>,
     caller: Caller,
@@ -323,11 +315,11 @@ async fn list_properties(
         .services
         .crm
         .list_properties(&caller.viewer, &params, &filter)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     Ok(Json(Page::from_rows(rows, &params)))
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn get_property(
     State(state): State<AppState>,
     caller: Caller,
@@ -340,6 +332,7 @@ async fn get_property(
     )
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn create_property(
     State(state): State<AppState>,
     caller: Caller,
@@ -373,14 +366,14 @@ async fn create_property(
         .services
         .crm
         .create_property(&new, &caller.sub, state.services.clock.now())
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     caller
         .audit(&state, format!("property {} created", p.id))
         .await;
     created(format!("/api/properties/{}", p.id), &p)
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn update_property(
     State(state): State<AppState>,
     caller: Caller,
@@ -403,8 +396,7 @@ async fn update_property(
         .services
         .crm
         .update_property(&caller.viewer, id, &changes)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let p = written(w, NO_PROPERTY)?;
     caller.audit(&state, format!("property {id} changed")).await;
     Ok(Json(p))
@@ -412,6 +404,7 @@ async fn update_property(
 
 // ----- tenants ---------------------------------------------------------------------------
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn list_tenants(
     State(state): State<AppState>,
     caller: Caller,
@@ -423,11 +416,11 @@ async fn list_tenants(
         .services
         .crm
         .list_tenants(&caller.viewer, &params, &filter)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     Ok(Json(Page::from_rows(rows, &params)))
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn get_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -440,6 +433,7 @@ async fn get_tenant(
     )
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -451,8 +445,7 @@ async fn create_tenant(
         .services
         .crm
         .create_tenant(&caller.viewer, &new, state.services.clock.now())
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let t = written(w, NO_TENANT)?;
     caller
         .audit(&state, format!("tenant {} created", t.id))
@@ -460,6 +453,7 @@ async fn create_tenant(
     created(format!("/api/tenants/{}", t.id), &t)
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn update_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -473,8 +467,7 @@ async fn update_tenant(
         .services
         .crm
         .update_tenant(&caller.viewer, id, &changes)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let t = written(w, NO_TENANT)?;
     caller.audit(&state, format!("tenant {id} changed")).await;
     Ok(Json(t))
@@ -482,6 +475,7 @@ async fn update_tenant(
 
 // ----- ledger ----------------------------------------------------------------------------
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn list_entries(
     State(state): State<AppState>,
     caller: Caller,
@@ -495,12 +489,12 @@ async fn list_entries(
         .services
         .crm
         .list_entries(&caller.viewer, id, &params, &filter)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or(ApiError::NotFound(NO_TENANT))?;
     Ok(Json(Page::from_rows(rows, &params)))
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn add_entry(
     State(state): State<AppState>,
     caller: Caller,
@@ -520,8 +514,7 @@ async fn add_entry(
             &caller.sub,
             state.services.clock.now(),
         )
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let e = written(w, NO_TENANT)?;
     caller
         .audit(
@@ -536,6 +529,7 @@ async fn add_entry(
     created(format!("/api/tenants/{id}/ledger/{}", e.id), &e)
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn get_entry(
     State(state): State<AppState>,
     caller: Caller,
@@ -553,6 +547,7 @@ async fn get_entry(
     )
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn get_balance(
     State(state): State<AppState>,
     caller: Caller,
@@ -567,6 +562,7 @@ async fn get_balance(
 
 // ----- maintenance -----------------------------------------------------------------------
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn list_requests(
     State(state): State<AppState>,
     caller: Caller,
@@ -578,11 +574,11 @@ async fn list_requests(
         .services
         .crm
         .list_requests(&caller.viewer, &params, &filter)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     Ok(Json(Page::from_rows(rows, &params)))
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn get_request(
     State(state): State<AppState>,
     caller: Caller,
@@ -595,6 +591,7 @@ async fn get_request(
     )
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn open_request(
     State(state): State<AppState>,
     caller: Caller,
@@ -607,8 +604,7 @@ async fn open_request(
             .services
             .crm
             .find_tenant_of_user(&caller.viewer, user)
-            .await
-            .map_err(ApiError::internal)?
+            .await?
             .map(|t| t.id)
             .ok_or_else(|| {
                 ApiError::Validation(vec![FieldError::new(
@@ -633,8 +629,7 @@ async fn open_request(
             &caller.sub,
             state.services.clock.now(),
         )
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let r = written(w, NO_REQUEST)?;
     caller
         .audit(
@@ -645,6 +640,7 @@ async fn open_request(
     created(format!("/api/maintenance/{}", r.id), &r)
 }
 
+#[tracing::instrument(skip_all, fields(client_id = %caller.client_id))]
 async fn update_request(
     State(state): State<AppState>,
     caller: Caller,
@@ -658,8 +654,7 @@ async fn update_request(
         .services
         .crm
         .update_request(&caller.viewer, id, &update, state.services.clock.now())
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let r = written(w, NO_REQUEST)?;
     caller
         .audit(

@@ -2,7 +2,7 @@
 //! and headers that keep them out of frames and caches.
 
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, PRAGMA, X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, PRAGMA, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -53,6 +53,7 @@ a{color:#1748c7}code{font-size:.9em;background:#eef1f6;padding:.05rem .3rem;bord
 @media (max-width:30rem){body{padding:1rem .5rem}main{padding:1.1rem}.actions button{flex:1}}";
 
 /// The stylesheet, served from `/static/deedbolt.css` so the CSP needs no inline styles.
+#[tracing::instrument(skip_all)]
 pub async fn stylesheet() -> Response {
     (
         [
@@ -200,6 +201,13 @@ pub fn consent(
             req = escape(req),
         ),
     )
+}
+
+pub(crate) fn see_other(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (StatusCode::SEE_OTHER, [(LOCATION, v)]).into_response(),
+        Err(_) => error_page(StatusCode::BAD_REQUEST, "The redirect address is invalid."),
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,15 @@
-//! Discovery: RFC 8414 authorization-server metadata and the JWKS (RFC 7517).
+//! Discovery: RFC 8414 authorization-server metadata, OpenID Connect Discovery 1.0 and
+//! the JWKS (RFC 7517).
+//!
+//! The two metadata documents depend only on the issuer: [`routes`] serializes them once
+//! and serves the bytes.
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use bytes::Bytes;
 use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::scope::Scope;
@@ -76,18 +82,26 @@ fn json_response(body: Bytes, cache: &'static str) -> Response {
         .into_response()
 }
 
-/// `GET /.well-known/oauth-authorization-server`
-pub async fn metadata(State(state): State<AppState>) -> Response {
-    json_response(state.metadata.clone(), "public, max-age=300")
-}
-
-/// `GET /.well-known/openid-configuration`
-pub async fn openid_configuration_handler(State(state): State<AppState>) -> Response {
-    json_response(state.openid_configuration.clone(), "public, max-age=300")
+/// `GET /.well-known/oauth-authorization-server`, `GET /.well-known/openid-configuration`
+/// and `GET /jwks.json` for `issuer`.
+pub fn routes(issuer: &str) -> Router<AppState> {
+    let metadata = metadata_document(issuer);
+    let openid = openid_configuration(issuer);
+    Router::new()
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(move || async move { json_response(metadata, "public, max-age=300") }),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || async move { json_response(openid, "public, max-age=300") }),
+        )
+        .route("/jwks.json", get(jwks))
 }
 
 /// `GET /jwks.json`: public keys only, one `kid` each. A short cache lifetime lets
 /// resource servers see a rotated-in key quickly.
+#[tracing::instrument(skip_all)]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     json_response(state.services.keys.jwks_json(), "public, max-age=60")
 }

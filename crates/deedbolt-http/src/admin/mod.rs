@@ -23,9 +23,7 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, State};
-use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, SET_COOKIE, WWW_AUTHENTICATE,
-};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -41,12 +39,17 @@ use deedbolt_core::user::{Password, Role, User};
 use deedbolt_guard::{parse_bearer, BearerError};
 use serde_json::{json, Value};
 
-use crate::authorize::{
-    browser_record, current_session, see_other, set_cookie, Pairs, PENDING_SECS,
-};
 use crate::error::ApiError;
-use crate::pages::{self, escape};
+use crate::oauth::authorize::PENDING_SECS;
+use crate::oauth::login::{check_password, login_attempt, login_succeeded, read_csrf_form};
+use crate::oauth::session::{browser_record, current_session, start_session};
 use crate::state::AppState;
+use crate::web::challenge::{BearerErrorCode, Challenge};
+use crate::web::client_ip::client_ip;
+use crate::web::cookies::SameSite;
+use crate::web::form::Pairs;
+use crate::web::no_store::no_store;
+use crate::web::pages::{self, escape, see_other};
 
 /// The default page size of the admin API.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -62,6 +65,8 @@ const CHART_HOURS: i64 = 24;
 /// The same answer for a wrong password, an unknown email and a non-admin account, so the
 /// form reveals neither who exists nor who is an administrator.
 const INCORRECT: &str = "The email or password is incorrect.";
+/// The description of a refusal without a token (which alone gets the bare challenge).
+const NO_TOKEN: &str = "a bearer access token is required";
 /// The description of a refusal for a missing scope: the guard's words.
 const MISSING_SCOPE: &str = "the token lacks a required scope";
 
@@ -75,8 +80,7 @@ async fn admin_user(state: &AppState, id: &UserId) -> Result<Option<User>, ApiEr
         .services
         .users
         .find_user(id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .filter(|u| u.role == Role::Admin))
 }
 
@@ -120,58 +124,57 @@ pub enum AdminRejection {
     Internal(ApiError),
 }
 
+/// A failure behind the check (the user store) answers as [`ApiError`] does.
+impl From<ApiError> for AdminRejection {
+    fn from(e: ApiError) -> Self {
+        AdminRejection::Internal(e)
+    }
+}
+
 impl IntoResponse for AdminRejection {
     fn into_response(self) -> Response {
-        const REALM: &str = "Bearer realm=\"deedbolt\"";
-        // The status, the challenge, the error and its description, and the scope that
-        // was missing (named in the body too, as the guard does).
-        let (status, challenge, error, description, missing) = match self {
+        use BearerErrorCode::{InsufficientScope, InvalidRequest, InvalidToken};
+        // The status, the error and its description, and the scope that was missing
+        // (named in the body and the challenge, as the guard does).
+        let (status, code, description, missing) = match self {
             AdminRejection::Internal(e) => return e.into_response(),
-            AdminRejection::NoToken => (
-                StatusCode::UNAUTHORIZED,
-                REALM.to_owned(),
-                "invalid_token",
-                "a bearer access token is required",
-                None,
-            ),
+            AdminRejection::NoToken => (StatusCode::UNAUTHORIZED, InvalidToken, NO_TOKEN, None),
             AdminRejection::Malformed => (
                 StatusCode::BAD_REQUEST,
-                format!("{REALM}, error=\"invalid_request\", error_description=\"malformed Authorization header\""),
-                "invalid_request",
+                InvalidRequest,
                 "malformed Authorization header",
                 None,
             ),
-            AdminRejection::InvalidToken(text) => (
-                StatusCode::UNAUTHORIZED,
-                format!("{REALM}, error=\"invalid_token\", error_description=\"{text}\""),
-                "invalid_token",
-                text,
-                None,
-            ),
+            AdminRejection::InvalidToken(text) => {
+                (StatusCode::UNAUTHORIZED, InvalidToken, text, None)
+            }
             AdminRejection::NotAdmin => (
                 StatusCode::FORBIDDEN,
-                format!("{REALM}, error=\"insufficient_scope\", error_description=\"an administrator is required\""),
-                "insufficient_scope",
+                InsufficientScope,
                 "an administrator is required",
                 None,
             ),
             AdminRejection::InsufficientScope(scope) => (
                 StatusCode::FORBIDDEN,
-                format!("{REALM}, error=\"insufficient_scope\", error_description=\"{MISSING_SCOPE}\", scope=\"{scope}\""),
-                "insufficient_scope",
+                InsufficientScope,
                 MISSING_SCOPE,
                 Some(scope),
             ),
         };
-        let mut body = json!({"error": error, "error_description": description});
+        // No token at all: the bare challenge (RFC 6750 §3.1); any other refusal names
+        // its error.
+        let challenge = match missing {
+            _ if description == NO_TOKEN => Challenge::bare(),
+            Some(scope) => Challenge::error(code, description).with_scope(scope.as_str()),
+            None => Challenge::error(code, description),
+        };
+        let mut body = json!({"error": code.as_str(), "error_description": description});
         if let Some(scope) = missing {
             body["scope"] = json!(scope.as_str());
         }
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&challenge) {
-            headers.insert(WWW_AUTHENTICATE, v);
-        }
+        challenge.apply(headers);
         no_store(headers);
         response
     }
@@ -209,10 +212,7 @@ impl FromRequestParts<AppState> for AdminToken {
         let Ok(id) = UserId::parse(&claims.sub) else {
             return Err(AdminRejection::NotAdmin);
         };
-        match admin_user(state, &id)
-            .await
-            .map_err(AdminRejection::Internal)?
-        {
+        match admin_user(state, &id).await? {
             Some(user) => Ok(AdminToken(user)),
             None => {
                 tracing::info!(sub = %claims.sub, client_id = %claims.client_id, "admin API refused a non-admin token");
@@ -220,11 +220,6 @@ impl FromRequestParts<AppState> for AdminToken {
             }
         }
     }
-}
-
-fn no_store(headers: &mut HeaderMap) {
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -307,6 +302,7 @@ fn bounded_filter(params: &Pairs, name: &str, max: usize) -> Result<Option<Strin
 
 /// `GET /admin/api/audit?limit=&cursor=&client=&user=&ip=&type=&since=`: audit records,
 /// newest first. `since` is in Unix seconds; `type` is a record type such as `login`.
+#[tracing::instrument(skip_all)]
 pub async fn api_audit(
     State(state): State<AppState>,
     AdminToken(_admin): AdminToken,
@@ -344,17 +340,13 @@ pub async fn api_audit(
         after_id: None,
         limit: limit + 1,
     };
-    let items = state
-        .services
-        .audit_store
-        .search_audit(&filter)
-        .await
-        .map_err(ApiError::internal)?;
+    let items = state.services.audit_store.search_audit(&filter).await?;
     Ok(page_response(items, limit, |r: &AuditRecord| r.id))
 }
 
 /// `GET /admin/api/alerts?limit=&cursor=`: stored alerts with their delivery state,
 /// newest first.
+#[tracing::instrument(skip_all)]
 pub async fn api_alerts(
     State(state): State<AppState>,
     AdminToken(_admin): AdminToken,
@@ -362,12 +354,7 @@ pub async fn api_alerts(
 ) -> Result<Response, ApiError> {
     let params = query(raw.as_deref(), &["limit", "cursor"])?;
     let (limit, cursor) = page_of(&params)?;
-    let items = state
-        .services
-        .alerts
-        .list_alerts(cursor, limit + 1)
-        .await
-        .map_err(ApiError::internal)?;
+    let items = state.services.alerts.list_alerts(cursor, limit + 1).await?;
     Ok(page_response(items, limit, |a: &StoredAlert| a.id))
 }
 
@@ -420,6 +407,7 @@ display:grid;grid-template-columns:7.5rem 1fr;gap:.5rem}\
 }";
 
 /// `GET /static/admin.css`
+#[tracing::instrument(skip_all)]
 pub async fn stylesheet() -> Response {
     (
         [
@@ -475,12 +463,15 @@ fn login_form(
     );
     response.headers_mut().append(
         SET_COOKIE,
-        set_cookie(state, CSRF_COOKIE, &csrf, PENDING_SECS, "Strict"),
+        state
+            .cookies
+            .set_root(CSRF_COOKIE, &csrf, PENDING_SECS, SameSite::Strict),
     );
     Ok(response)
 }
 
 /// `GET /admin`: the dashboard for an administrator's session, the login form otherwise.
+#[tracing::instrument(skip_all)]
 pub async fn dashboard(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -502,21 +493,22 @@ pub async fn dashboard(
 /// `POST /admin/login`: like `POST /login` (CSRF, throttle, argon2id off the async
 /// workers, audit), but only an administrator gets a session; anyone else gets the same
 /// "incorrect" answer as a wrong password.
+#[tracing::instrument(skip_all)]
 pub async fn login_submit(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let form = match crate::authorize::read_csrf_form(&state, &headers, body, CSRF_COOKIE).await? {
+    let form = match read_csrf_form(&state, &headers, body, CSRF_COOKIE).await? {
         Ok(form) => form,
         Err(page) => return Ok(page),
     };
     let typed = form.get("email").unwrap_or("").trim().to_lowercase();
     let password = Password::presented(form.get("password").unwrap_or("").to_owned());
     let now = state.services.clock.now();
-    let ip = crate::limits::client_ip(peer, &headers, &state.services.trusted_proxies).to_string();
-    if let Err(wait) = crate::authorize::login_attempt(&state, &typed, &ip, now).await? {
+    let ip = client_ip(peer, &headers, &state.services.trusted_proxies).to_string();
+    if let Err(wait) = login_attempt(&state, &typed, &ip, now).await? {
         let minutes = (wait + 59) / 60;
         tracing::warn!(ip = %ip, "admin login throttled");
         return login_form(
@@ -528,7 +520,7 @@ pub async fn login_submit(
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
-    let (user, password_ok) = crate::authorize::check_password(&state, &typed, password).await?;
+    let (user, password_ok) = check_password(&state, &typed, password).await?;
     let record = browser_record(AuditKind::Login, false, &state, &headers)
         .ip(&ip)
         .detail("via=admin");
@@ -551,7 +543,7 @@ pub async fn login_submit(
             return login_form(&state, &typed, Some(INCORRECT), StatusCode::UNAUTHORIZED);
         }
     };
-    crate::authorize::login_succeeded(&state, &typed, &ip, now).await?;
+    login_succeeded(&state, &typed, &ip, now).await?;
     tracing::info!(user_id = %user.id, "admin login succeeded");
     let mut record = record.user(&user.id);
     record.success = true;
@@ -559,7 +551,7 @@ pub async fn login_submit(
     // Post/redirect/get: a reload of the dashboard does not resubmit the password.
     let mut response = see_other("/admin");
     // The same session as /login: one sign-in for both.
-    crate::authorize::start_session(&state, &user, now, CSRF_COOKIE, &mut response).await?;
+    start_session(&state, &user, now, CSRF_COOKIE, &mut response).await?;
     Ok(response)
 }
 
@@ -577,8 +569,7 @@ async fn render_dashboard(
         .services
         .alerts
         .list_alerts(None, DASHBOARD_ROWS)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let records = state
         .services
         .audit_store
@@ -586,15 +577,13 @@ async fn render_dashboard(
             limit: DASHBOARD_ROWS,
             ..AuditFilter::default()
         })
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let first_hour = hour_of(now) - (CHART_HOURS - 1) * 3600;
     let counts = state
         .services
         .audit_store
         .hourly_audit_counts(UnixTime(first_hour))
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let buckets = hourly_buckets(&counts, now);
     let body = format!(
         "<header><h1>deedbolt administration</h1>\

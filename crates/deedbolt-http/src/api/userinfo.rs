@@ -1,17 +1,19 @@
 //! OpenID Connect `/userinfo`, behind `deedbolt-guard` (the PropTech API is in
-//! [`crate::crm`]).
+//! [`crate::api::crm`]).
 
 use axum::extract::State;
-use axum::http::HeaderValue;
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Extension;
 use deedbolt_guard::Authorized;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::web::no_store::no_store_json;
 
 /// `GET /userinfo` (OIDC Core §5.3), behind the guard with scope `openid`: claims about the
 /// token's user, by the scopes the token carries.
+#[tracing::instrument(skip_all, fields(client_id = %auth.claims.client_id))]
 pub async fn userinfo(
     State(state): State<AppState>,
     Extension(auth): Extension<Authorized>,
@@ -20,13 +22,7 @@ pub async fn userinfo(
     let Ok(user_id) = deedbolt_core::ids::UserId::parse(&auth.claims.sub) else {
         return Err(ApiError::InvalidSubject(NOT_A_USER));
     };
-    let Some(user) = state
-        .services
-        .users
-        .find_user(&user_id)
-        .await
-        .map_err(ApiError::internal)?
-    else {
+    let Some(user) = state.services.users.find_user(&user_id).await? else {
         return Err(ApiError::InvalidSubject(NOT_A_USER));
     };
     let mut body = serde_json::json!({ "sub": user.id });
@@ -40,14 +36,7 @@ pub async fn userinfo(
             body["name"] = serde_json::json!(name);
         }
     }
-    Ok((
-        [(
-            axum::http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        )],
-        Json(body),
-    )
-        .into_response())
+    Ok(no_store_json(StatusCode::OK, body))
 }
 
 /// A valid token whose subject is not a user (a client-credentials token, or a deleted

@@ -49,7 +49,7 @@ impl CorsOrigins {
     /// `*` for "every origin may read the public metadata".
     ///
     /// ```
-    /// use deedbolt_http::cors::CorsOrigins;
+    /// use deedbolt_http::web::cors::CorsOrigins;
     /// let o = CorsOrigins::parse(["https://App.example.com:443", "*"]).unwrap();
     /// assert_eq!(o.origins(), ["https://app.example.com"]);
     /// assert!(o.any_for_metadata());

@@ -17,8 +17,8 @@ use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::token::AccessTokenClaims;
 use tokio::sync::Notify;
 
-use crate::audit::AuditLog;
 use crate::metrics::Metrics;
+use crate::runtime::audit::AuditLog;
 
 /// Detection settings.
 #[derive(Clone, Copy, Debug)]

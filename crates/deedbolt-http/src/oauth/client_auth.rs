@@ -1,18 +1,28 @@
 //! Client credentials from a token request: HTTP Basic (`client_secret_basic`, RFC 6749
 //! §2.3.1, with the form-url-decoding it requires) or the body (`client_secret_post`).
 //! Using both at once is refused ("MUST NOT use more than one authentication method").
+//!
+//! [`authenticate`] then checks them against the registered client for every endpoint
+//! that authenticates clients (token, revocation, introspection).
 
 use std::borrow::Cow;
 
-use axum::http::header::AUTHORIZATION;
+use std::net::SocketAddr;
+
+use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use deedbolt_core::audit::{AuditKind, AuditRecord};
 use deedbolt_core::error::OAuthError;
+use deedbolt_core::grant::{self, TokenClient};
 use deedbolt_core::ids::ClientId;
 use deedbolt_core::secret::ClientSecret;
 
-use crate::form::FormParams;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::web::client_ip::client_ip;
+use crate::web::form::FormParams;
 
 /// How the client authenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +139,70 @@ pub fn extract_any(headers: &HeaderMap, params: &mut FormParams) -> Result<Prese
         secret,
         method,
     }))
+}
+
+/// Audits a failed client authentication at `endpoint` and feeds the per-IP detector.
+pub(crate) async fn audit_client_auth_failure(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    endpoint: &str,
+) {
+    let services = &state.services;
+    let now = services.clock.now();
+    let ip = client_ip(peer, headers, &services.trusted_proxies).to_string();
+    services.security.auth_failure(&ip, now).await;
+    services
+        .audit
+        .record(
+            AuditRecord::new(AuditKind::ClientAuthFailed, false, now)
+                .ip(&ip)
+                .user_agent(headers.get(USER_AGENT).and_then(|v| v.to_str().ok()))
+                .error("invalid_client")
+                .detail(format!("endpoint={endpoint}")),
+        )
+        .await;
+}
+
+/// Authenticates a confidential client by secret, or identifies a public one by id: only
+/// the former carries the [`deedbolt_core::grant::ClientAuthenticated`] proof.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &mut FormParams,
+) -> Result<TokenClient, ApiError> {
+    let services = &state.services;
+    match extract_any(headers, params)? {
+        Presented::Secret(presented) => {
+            tracing::Span::current().record("client_id", presented.client_id.as_str());
+            let found = services.clients.find_client(&presented.client_id).await?;
+            let auth = grant::authenticate_client(found, &presented.secret, &services.hasher)?;
+            Ok(TokenClient::Confidential(auth))
+        }
+        Presented::PublicId(id) => {
+            tracing::Span::current().record("client_id", id.as_str());
+            let found = services.clients.find_client(&id).await?;
+            Ok(TokenClient::Public(grant::identify_public_client(found)?))
+        }
+    }
+}
+
+/// Client authentication for these endpoints; failures are audited like the token
+/// endpoint's.
+pub(crate) async fn authenticated(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    params: &mut FormParams,
+    endpoint: &str,
+) -> Result<TokenClient, ApiError> {
+    match authenticate(state, headers, params).await {
+        Err(e @ ApiError::OAuth(OAuthError::InvalidClient(_))) => {
+            audit_client_auth_failure(state, peer, headers, endpoint).await;
+            Err(e)
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]

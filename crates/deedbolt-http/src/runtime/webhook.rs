@@ -1,7 +1,7 @@
 //! The alert webhook: a worker that delivers stored alerts to an operator's endpoint.
 //!
 //! Alerts are written to the [`AlertStore`] outbox when they are raised
-//! ([`crate::security`]); this worker only reads the outbox. An alert raised while the
+//! ([`crate::runtime::security`]); this worker only reads the outbox. An alert raised while the
 //! endpoint (or this process) is down is therefore delivered later, after a restart too:
 //! delivery is *at least once*, and receivers should de-duplicate by `id`.
 //!

@@ -1,0 +1,16 @@
+//! The authorization server's endpoints (RFC 6749 and its extensions, OpenID Connect).
+//!
+//! The browser side of the code flow is [`authorize`] (the request), [`login`],
+//! [`consent`] and the [`session`] they share; the token endpoint is [`token`], one file
+//! per grant; [`revocation`], [`introspection`] and [`metadata`] (discovery and JWKS)
+//! complete it. [`client_auth`] authenticates clients for all of them.
+
+pub mod authorize;
+pub mod client_auth;
+pub mod consent;
+pub mod introspection;
+pub mod login;
+pub mod metadata;
+pub mod revocation;
+pub mod session;
+pub mod token;

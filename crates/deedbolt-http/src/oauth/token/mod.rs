@@ -1,0 +1,164 @@
+//! The token endpoint, `POST /token` (RFC 6749 §3.2, §5): reads the form, dispatches on
+//! `grant_type` to one file per grant (`code`, `client_credentials`, [`refresh`]) and
+//! audits every request. What a token contains is decided in `deedbolt_core::issue`, from
+//! the proofs the grant's checks leave.
+
+mod client_credentials;
+mod code;
+pub mod grace;
+pub mod refresh;
+
+use std::borrow::Cow;
+
+use axum::body::Body;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::USER_AGENT;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use deedbolt_core::audit::{AuditKind, AuditRecord};
+use deedbolt_core::client::ClientKind;
+use deedbolt_core::client::GrantType;
+use deedbolt_core::error::OAuthError;
+use deedbolt_core::grant::{TokenClient, TokenResponse};
+
+use crate::error::ApiError;
+use crate::oauth::client_auth;
+use crate::state::AppState;
+use crate::web::client_ip::client_ip;
+use crate::web::form::{has_content_type, read_body, FormParams};
+use crate::web::no_store::no_store_json;
+
+/// What the token endpoint learned about a request, for its audit record.
+#[derive(Debug, Default)]
+pub(crate) struct TokenAudit {
+    pub(crate) grant: Option<GrantType>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) user_id: Option<String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) jti: Option<String>,
+    /// The client id the request claimed (unverified; only for failed authentication).
+    pub(crate) claimed_client: Option<String>,
+    /// The client's IP.
+    pub(crate) ip: String,
+}
+
+impl TokenAudit {
+    /// The rate-limit key of an authenticated client. A public client proves nothing by
+    /// presenting its id, so anyone could spend its quota: its limit is also keyed by IP.
+    pub(crate) fn limit_key(&self, auth: &TokenClient) -> String {
+        let client = auth.client();
+        if auth.kind() == ClientKind::Public {
+            format!("{}@{}", client.id, self.ip)
+        } else {
+            client.id.to_string()
+        }
+    }
+
+    /// The rate-limit key of a confidential client's grant made for one user
+    /// (authorization code, refresh token): per client and user.
+    pub(crate) fn user_limit_key(&self, auth: &TokenClient, user: &str) -> String {
+        format!("{}/{user}", auth.client().id)
+    }
+}
+
+/// `POST /token`
+#[tracing::instrument(name = "token", skip_all, fields(grant_type, client_id))]
+pub async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let services = &state.services;
+    let ip = client_ip(peer, &headers, &services.trusted_proxies).to_string();
+    let mut audit = TokenAudit {
+        ip: ip.clone(),
+        ..TokenAudit::default()
+    };
+    let result = token_inner(&state, &headers, body, &mut audit).await;
+    let now = services.clock.now();
+    let (kind, success, error) = match &result {
+        Ok(_) if audit.grant == Some(GrantType::RefreshToken) => {
+            (AuditKind::TokenRefreshed, true, None)
+        }
+        Ok(_) => (AuditKind::TokenIssued, true, None),
+        Err(ApiError::OAuth(e @ OAuthError::InvalidClient(_))) => {
+            services.security.auth_failure(&ip, now).await;
+            if audit.client_id.is_none() {
+                audit.client_id = audit.claimed_client.take();
+            }
+            (AuditKind::ClientAuthFailed, false, Some(e.code()))
+        }
+        Err(ApiError::OAuth(e)) => (AuditKind::TokenRequestFailed, false, Some(e.code())),
+        Err(ApiError::RateLimited { .. }) => {
+            (AuditKind::RateLimited, false, Some("rate_limit_exceeded"))
+        }
+        Err(_) => (AuditKind::TokenRequestFailed, false, Some("server_error")),
+    };
+    let mut record = AuditRecord::new(kind, success, now)
+        .ip(&ip)
+        .user_agent(headers.get(USER_AGENT).and_then(|v| v.to_str().ok()));
+    if let Some(g) = audit.grant {
+        record = record.detail(match &audit.jti {
+            Some(j) => format!("grant={g} jti={j}"),
+            None => format!("grant={g}"),
+        });
+    }
+    if let Some(c) = &audit.client_id {
+        record = record.client(c);
+    }
+    if let Some(u) = &audit.user_id {
+        record = record.user(u);
+    }
+    if let Some(sc) = &audit.scope {
+        record = record.scope(sc);
+    }
+    if let Some(e) = error {
+        record = record.error(e);
+    }
+    services.audit.record(record).await;
+    result
+}
+
+async fn token_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    audit: &mut TokenAudit,
+) -> Result<Response, ApiError> {
+    if !has_content_type(headers, "application/x-www-form-urlencoded") {
+        return Err(OAuthError::invalid_request(
+            "the token request must be application/x-www-form-urlencoded",
+        )
+        .into());
+    }
+    let body = read_body(headers, body).await?;
+    let mut params = FormParams::parse(&body)?;
+    let grant_type = params
+        .get("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    let grant_type: GrantType = grant_type
+        .parse()
+        .map_err(|_| OAuthError::UnsupportedGrantType(Cow::Borrowed("unknown grant_type")))?;
+    tracing::Span::current().record("grant_type", grant_type.as_str());
+    audit.grant = Some(grant_type);
+    audit.claimed_client = client_auth::claimed_client_id(headers, &params);
+    match grant_type {
+        GrantType::ClientCredentials => {
+            client_credentials::client_credentials(state, headers, &mut params, audit).await
+        }
+        GrantType::AuthorizationCode => {
+            code::authorization_code(state, headers, &mut params, audit).await
+        }
+        GrantType::RefreshToken => {
+            refresh::refresh_token_grant(state, headers, &mut params, audit).await
+        }
+    }
+}
+
+/// A 200 token response with the caching headers RFC 6749 §5.1 requires.
+pub(crate) fn token_response(body: TokenResponse) -> Response {
+    no_store_json(StatusCode::OK, body)
+}
