@@ -22,7 +22,7 @@ fn fixture() -> (Client, ClientSecret, SecretHasher, TokenPolicy) {
         grant_types: vec![GrantType::ClientCredentials],
         scopes: "property:read financial:read".parse().unwrap(),
         redirect_uris: vec![],
-        public: false,
+        kind: deedbolt_core::client::ClientKind::Confidential,
         allow_introspection: false,
         properties: None,
         id_token_alg: deedbolt_core::jose::SigningAlg::RS256,

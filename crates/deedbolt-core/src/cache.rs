@@ -220,7 +220,7 @@ mod tests {
             grant_types: vec![GrantType::ClientCredentials],
             scopes: "property:read".parse().unwrap(),
             redirect_uris: vec![],
-            public: false,
+            kind: crate::client::ClientKind::Confidential,
             allow_introspection: false,
             properties: None,
             id_token_alg: crate::jose::SigningAlg::RS256,

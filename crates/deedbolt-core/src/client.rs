@@ -133,8 +133,8 @@ pub struct Client {
     pub scopes: ScopeSet,
     /// Registered redirect URIs (authorization-code clients).
     pub redirect_uris: Vec<RedirectUri>,
-    /// A public client (`token_endpoint_auth_method=none`): no secret, PKCE only.
-    pub public: bool,
+    /// Public (`token_endpoint_auth_method=none`: no secret, PKCE only) or confidential.
+    pub kind: ClientKind,
     /// A resource server: introspection (RFC 7662) also tells it about other clients'
     /// access tokens for the audience it serves (see [`Client::may_introspect`]).
     pub allow_introspection: bool,
@@ -153,14 +153,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// Whether the client is public or confidential (the stored [`Client::public`] flag,
-    /// as the enum every rule takes).
+    /// Whether the client is public or confidential.
     pub fn kind(&self) -> ClientKind {
-        if self.public {
-            ClientKind::Public
-        } else {
-            ClientKind::Confidential
-        }
+        self.kind
     }
 
     /// Whether the client may use `grant`.
@@ -289,8 +284,8 @@ pub struct NewClient {
     pub scopes: ScopeSet,
     /// Registered redirect URIs.
     pub redirect_uris: Vec<RedirectUri>,
-    /// Public client (no secret).
-    pub public: bool,
+    /// Public (no secret) or confidential.
+    pub kind: ClientKind,
     /// The algorithm its ID tokens are signed with ([`DEFAULT_ID_TOKEN_ALG`] unless set
     /// with [`NewClient::with_id_token_alg`]).
     pub id_token_alg: SigningAlg,
@@ -303,6 +298,22 @@ pub enum ClientKind {
     Confidential,
     /// Cannot keep a secret (single-page and native apps): PKCE only.
     Public,
+}
+
+impl ClientKind {
+    /// The kind a stored `public` flag stands for.
+    pub const fn from_public(public: bool) -> Self {
+        if public {
+            ClientKind::Public
+        } else {
+            ClientKind::Confidential
+        }
+    }
+
+    /// Whether this is a public client (the stored flag).
+    pub const fn is_public(self) -> bool {
+        matches!(self, ClientKind::Public)
+    }
 }
 
 impl NewClient {
@@ -350,7 +361,7 @@ impl NewClient {
             grant_types,
             scopes,
             redirect_uris,
-            public,
+            kind,
             id_token_alg: DEFAULT_ID_TOKEN_ALG,
         })
     }
@@ -450,7 +461,8 @@ mod tests {
         assert!(
             NewClient::new(name, code, scopes, vec![cb], ClientKind::Public)
                 .unwrap()
-                .public
+                .kind
+                .is_public()
         );
     }
 
@@ -482,7 +494,7 @@ mod tests {
             grant_types: vec![GrantType::ClientCredentials],
             scopes: "property:read".parse().unwrap(),
             redirect_uris: vec![],
-            public: false,
+            kind: ClientKind::Confidential,
             allow_introspection: resource_server,
             properties: None,
             id_token_alg: DEFAULT_ID_TOKEN_ALG,

@@ -454,7 +454,7 @@ mod tests {
             grant_types: vec![GrantType::AuthorizationCode],
             scopes: "openid tenant:read financial:read".parse().unwrap(),
             redirect_uris: vec![RedirectUri::parse("https://app.example.com/cb").unwrap()],
-            public: true,
+            kind: crate::client::ClientKind::Public,
             allow_introspection: false,
             properties: None,
             id_token_alg: crate::jose::SigningAlg::RS256,

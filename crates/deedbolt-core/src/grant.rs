@@ -224,7 +224,7 @@ mod tests {
             grant_types: grants,
             scopes: "property:read financial:read".parse().unwrap(),
             redirect_uris: vec![],
-            public: false,
+            kind: ClientKind::Confidential,
             allow_introspection: false,
             properties: None,
             id_token_alg: crate::jose::SigningAlg::RS256,

@@ -141,7 +141,7 @@ mod tests {
             grant_types: vec![GrantType::ClientCredentials, GrantType::AuthorizationCode],
             scopes: "property:read".parse().unwrap(),
             redirect_uris: vec![],
-            public,
+            kind: crate::client::ClientKind::from_public(public),
             id_token_alg: crate::client::DEFAULT_ID_TOKEN_ALG,
             allow_introspection: false,
             properties: None,

@@ -1,6 +1,6 @@
 //! Clients, signing keys, server secrets, users, health.
 
-use deedbolt_core::client::{Client, ClientName, GrantType};
+use deedbolt_core::client::{Client, ClientKind, ClientName, GrantType};
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::ids::{ClientId, UserId};
 use deedbolt_core::jose::{SigningAlg, SigningKey};
@@ -23,7 +23,7 @@ fn client(name: &str) -> Client {
             deedbolt_core::redirect::RedirectUri::parse("https://app.example.com/cb").unwrap(),
             deedbolt_core::redirect::RedirectUri::parse("http://127.0.0.1/cb").unwrap(),
         ],
-        public: false,
+        kind: ClientKind::Confidential,
         allow_introspection: true,
         properties: Some(vec![3, 5]),
         id_token_alg: SigningAlg::EdDSA,
@@ -76,7 +76,7 @@ pub async fn clients_round_trip_and_delete(store: &impl Backend) {
     assert_eq!(found.scopes, c.scopes);
     assert_eq!(found.grant_types, c.grant_types);
     assert_eq!(found.redirect_uris, c.redirect_uris);
-    assert_eq!(found.public, c.public);
+    assert_eq!(found.kind, c.kind);
     assert_eq!(found.allow_introspection, c.allow_introspection);
     assert_eq!(found.properties, c.properties);
     assert_eq!(found.id_token_alg, SigningAlg::EdDSA);
@@ -84,7 +84,7 @@ pub async fn clients_round_trip_and_delete(store: &impl Backend) {
 
     let public = Client {
         secret_hash: None,
-        public: true,
+        kind: ClientKind::Public,
         allow_introspection: false,
         properties: None,
         id_token_alg: SigningAlg::RS256,
@@ -99,7 +99,7 @@ pub async fn clients_round_trip_and_delete(store: &impl Backend) {
         "oldest first"
     );
     let found = store.find_client(&public.id).await.unwrap().unwrap();
-    assert!(found.public && found.secret_hash.is_none() && found.properties.is_none());
+    assert!(found.kind.is_public() && found.secret_hash.is_none() && found.properties.is_none());
     assert_eq!(found.id_token_alg, SigningAlg::RS256);
 
     let other =

@@ -3,7 +3,7 @@
 //! backends).
 
 use deedbolt_core::audit::{AuditKind, AuditRecord};
-use deedbolt_core::client::{stored, Client, ClientName};
+use deedbolt_core::client::{stored, Client, ClientKind, ClientName};
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::ids::{ClientId, UserId};
 use deedbolt_core::ports::{StoreError, StoredAlert};
@@ -41,7 +41,7 @@ pub fn client(row: &impl Columns) -> Result<Client, StoreError> {
         scopes: ScopeSet::parse_stored(&scopes).map_err(|_| corrupt("scopes"))?,
         redirect_uris: stored::parse_redirect_uris(&redirects)
             .map_err(|_| corrupt("redirect_uris"))?,
-        public: row.get("public")?,
+        kind: ClientKind::from_public(row.get("public")?),
         allow_introspection: row.get("introspection")?,
         properties: row
             .get::<Option<String>>("properties")?

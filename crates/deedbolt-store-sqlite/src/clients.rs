@@ -31,7 +31,7 @@ impl ClientStore for SqliteStore {
         .bind(stored::grant_types(&client.grant_types))
         .bind(client.scopes.to_string())
         .bind(stored::redirect_uris(&client.redirect_uris))
-        .bind(i64::from(client.public))
+        .bind(i64::from(client.kind.is_public()))
         .bind(i64::from(client.allow_introspection))
         .bind(stored::properties(client.properties.as_deref()))
         .bind(client.id_token_alg.as_str())

@@ -90,7 +90,11 @@ pub async fn validate(
         .await
         .map_err(BffSettingsError::Store)?
         .ok_or_else(|| BffSettingsError::UnknownClient(raw.clone()))?;
-    let Some(hash) = client.secret_hash.as_ref().filter(|_| !client.public) else {
+    let Some(hash) = client
+        .secret_hash
+        .as_ref()
+        .filter(|_| !client.kind.is_public())
+    else {
         return Err(BffSettingsError::PublicClient(raw));
     };
     for grant in [GrantType::AuthorizationCode, GrantType::RefreshToken] {

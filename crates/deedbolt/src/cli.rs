@@ -465,7 +465,7 @@ fn client_json(c: &Client) -> serde_json::Value {
         "grant_types": c.grant_types,
         "scope": c.scopes,
         "redirect_uris": c.redirect_uris,
-        "token_endpoint_auth_method": if c.public { "none" } else { "client_secret_basic" },
+        "token_endpoint_auth_method": if c.kind.is_public() { "none" } else { "client_secret_basic" },
         "allow_introspection": c.allow_introspection,
         "properties": c.properties,
         "id_token_signed_response_alg": c.id_token_alg,
@@ -483,7 +483,7 @@ fn print_client(c: &Client) {
     for r in &c.redirect_uris {
         println!("redirect:    {r}");
     }
-    if c.public {
+    if c.kind.is_public() {
         println!("public:      yes (no secret; PKCE only)");
     }
     if c.allows_grant(GrantType::AuthorizationCode) {
@@ -509,7 +509,7 @@ pub(crate) async fn register_client(
     properties: Option<Vec<i64>>,
 ) -> anyhow::Result<(Client, Option<ClientSecret>)> {
     let now = SystemClock.now();
-    let secret = if new.public {
+    let secret = if new.kind.is_public() {
         None
     } else {
         let hasher = SecretHasher::new(&vault(store, data_dir)?.pepper().await?);
@@ -523,7 +523,7 @@ pub(crate) async fn register_client(
         grant_types: new.grant_types,
         scopes: new.scopes,
         redirect_uris: new.redirect_uris,
-        public: new.public,
+        kind: new.kind,
         allow_introspection,
         properties,
         id_token_alg: new.id_token_alg,
@@ -633,7 +633,12 @@ async fn client_command(
                         [
                             c.id.to_string(),
                             c.name.as_str().to_owned(),
-                            if c.public { "public" } else { "confidential" }.to_owned(),
+                            if c.kind.is_public() {
+                                "public"
+                            } else {
+                                "confidential"
+                            }
+                            .to_owned(),
                             grants.join(","),
                             utc(c.created_at),
                             c.scopes.to_string(),
@@ -662,7 +667,9 @@ async fn client_command(
         ClientCommand::RotateSecret { client_id, json } => {
             match store.find_client(&client_id).await? {
                 None => bail!("no client with id {client_id}"),
-                Some(c) if c.public => bail!("client {client_id} is public and has no secret"),
+                Some(c) if c.kind.is_public() => {
+                    bail!("client {client_id} is public and has no secret")
+                }
                 Some(_) => {}
             }
             let hasher = SecretHasher::new(&vault(store, data_dir)?.pepper().await?);

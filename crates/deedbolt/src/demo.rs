@@ -336,7 +336,7 @@ async fn insert_client(
         grant_types: new.grant_types,
         scopes: new.scopes,
         redirect_uris: new.redirect_uris,
-        public: new.public,
+        kind: new.kind,
         allow_introspection: false,
         properties: None,
         id_token_alg: new.id_token_alg,
