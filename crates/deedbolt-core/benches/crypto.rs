@@ -25,7 +25,7 @@ fn fixture() -> (Client, ClientSecret, SecretHasher, TokenPolicy) {
         kind: deedbolt_core::client::ClientKind::Confidential,
         allow_introspection: false,
         properties: None,
-        id_token_alg: deedbolt_core::jose::SigningAlg::RS256,
+        id_token_alg: SigningAlg::RS256,
         created_at: UnixTime(0),
         updated_at: UnixTime(0),
     };

@@ -457,7 +457,7 @@ mod tests {
             kind: crate::client::ClientKind::Public,
             allow_introspection: false,
             properties: None,
-            id_token_alg: crate::jose::SigningAlg::RS256,
+            id_token_alg: SigningAlg::RS256,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         }

@@ -132,6 +132,14 @@ pub trait Health: Send + Sync + 'static {
 /// Several backends (the database and the shared cache): healthy when every one answers.
 pub struct AllHealthy(pub Vec<std::sync::Arc<dyn Health>>);
 
+impl fmt::Debug for AllHealthy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AllHealthy")
+            .field("backends", &self.0.len())
+            .finish()
+    }
+}
+
 #[async_trait]
 impl Health for AllHealthy {
     async fn ping(&self) -> Result<(), StoreError> {

@@ -82,6 +82,14 @@ pub struct StaticKeys {
     keys: ArcSwap<HashMap<String, Arc<VerifyingKey>>>,
 }
 
+impl std::fmt::Debug for StaticKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticKeys")
+            .field("kids", &self.keys.load().keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl StaticKeys {
     /// A key set built from a JWKS document.
     pub fn from_jwks(set: &JwkSet) -> Result<Self, BadJwk> {

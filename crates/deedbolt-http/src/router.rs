@@ -133,7 +133,7 @@ pub fn router(state: AppState) -> Router {
         // Outermost: the latency includes every layer, and a 408 is counted as one.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::ops::track_requests,
+            ops::track_requests,
         ))
         .with_state(state);
     if cookies == CookiePolicy::Secure {

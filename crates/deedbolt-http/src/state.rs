@@ -85,8 +85,14 @@ pub struct Services {
     pub cors: crate::web::cors::CorsOrigins,
 }
 
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
+}
+
 /// Handler state: the services plus what is derived from them once at start-up.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AppState(Arc<Inner>);
 
 /// The contents of [`AppState`].
@@ -101,6 +107,14 @@ pub struct Inner {
     pub grace: GraceCache,
     /// The backend-for-frontend, if configured.
     pub bff: Option<Arc<Bff>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("cookies", &self.cookies)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Deref for AppState {

@@ -129,7 +129,7 @@ pub struct AuditFilterArgs {
     pub ip: Option<String>,
     /// Only this record type.
     #[arg(long = "type", value_parser = one_of::<AuditKind>(AuditKind::ALL.map(AuditKind::as_str)))]
-    pub kind: Option<deedbolt_core::audit::AuditKind>,
+    pub kind: Option<AuditKind>,
     /// Only records this recent (e.g. 1h, 7d).
     #[arg(long)]
     pub since: Option<String>,
@@ -1136,7 +1136,7 @@ async fn audit_filter(
     store: &Store,
     args: &AuditFilterArgs,
     limit: u32,
-) -> anyhow::Result<deedbolt_core::audit::AuditFilter> {
+) -> anyhow::Result<AuditFilter> {
     let since = match &args.since {
         Some(s) => {
             let d = config::parse_duration(s).context("invalid --since")?;
@@ -1158,7 +1158,7 @@ async fn audit_filter(
         ),
         (None, id) => id.clone(),
     };
-    Ok(deedbolt_core::audit::AuditFilter {
+    Ok(AuditFilter {
         client_id: args.client.clone(),
         user_id,
         ip: args.ip.clone(),

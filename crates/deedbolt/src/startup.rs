@@ -88,6 +88,15 @@ pub struct Application {
     demo_seeded: Option<crate::demo::Seeded>,
 }
 
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.addr)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Application {
     /// Opens storage, ensures a signing key, binds the listener.
     pub async fn build(settings: ServeSettings, master: Option<MasterKey>) -> anyhow::Result<Self> {

@@ -154,6 +154,14 @@ pub struct JsonBody<T> {
     type_errors: Vec<FieldError>,
 }
 
+impl<T> std::fmt::Debug for JsonBody<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonBody")
+            .field("type_errors", &self.type_errors.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T> JsonBody<T> {
     /// Validates the draft into `N`; type errors and rule violations are reported
     /// together, one per field (a type error replaces the field's "is required").

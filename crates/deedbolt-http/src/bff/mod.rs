@@ -481,8 +481,8 @@ pub async fn api(State(state): State<AppState>, request: Request) -> Result<Resp
         url.push('?');
         url.push_str(q);
     }
-    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
-        .map_err(ApiError::internal)?;
+    let method =
+        Method::from_bytes(parts.method.as_str().as_bytes()).map_err(ApiError::internal)?;
     let mut req = bff
         .http
         .request(method, &url)

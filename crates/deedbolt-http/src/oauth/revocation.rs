@@ -51,7 +51,7 @@ pub async fn revoke_endpoint(
                 done = true;
                 if &record.client_id == me {
                     let jtis = s.refresh.revoke_family(&record.family_id, now).await?;
-                    crate::oauth::revocation::announce(&state, jtis).await?;
+                    announce(&state, jtis).await?;
                     tracing::info!(client_id = %me, "refresh token family revoked by its client");
                     audit_revocation(&state, me, "refresh token family").await;
                 } else {

@@ -43,7 +43,7 @@ pub(crate) fn browser_record(
 ) -> AuditRecord {
     let mut r = AuditRecord::new(kind, success, state.services.clock.now()).user_agent(
         headers
-            .get(axum::http::header::USER_AGENT)
+            .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
     );
     if let Some(session) = state.cookies.find(headers, SESSION_COOKIE, "/") {

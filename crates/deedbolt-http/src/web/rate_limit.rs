@@ -98,8 +98,5 @@ pub fn limited_headers(
     if let Ok(v) = HeaderValue::from_str(&format!("\"{policy}\";r=0;t={retry_after}")) {
         headers.insert(HeaderName::from_static("ratelimit"), v);
     }
-    headers.insert(
-        axum::http::header::RETRY_AFTER,
-        HeaderValue::from(retry_after),
-    );
+    headers.insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after));
 }

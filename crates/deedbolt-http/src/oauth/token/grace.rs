@@ -20,6 +20,12 @@ pub struct GraceCache {
     store: Arc<dyn GraceStore>,
 }
 
+impl std::fmt::Debug for GraceCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraceCache").finish_non_exhaustive()
+    }
+}
+
 /// A pair issued at a rotation.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct CachedPair {
