@@ -132,7 +132,7 @@ pub fn verify(
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     // Both are 43-byte public encodings of digests; lengths are not secret.
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
 #[cfg(test)]

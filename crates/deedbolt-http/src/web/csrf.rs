@@ -13,12 +13,10 @@ pub(crate) fn hash(value: &str) -> [u8; 32] {
     out
 }
 
+/// Whether two secrets (CSRF tokens, `state`s, the metrics token) are equal, in time that
+/// does not depend on where they differ (aws-lc-rs's comparison; lengths are not secret).
 pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 
 pub(crate) fn csrf_failed() -> Response {
