@@ -113,18 +113,6 @@ impl PgStore {
     /// (at least 1), and migrates it.
     pub async fn connect_pooled(url: &str, max_connections: u32) -> Result<Self, OpenError> {
         let options = PgConnectOptions::from_str(url).map_err(OpenError::Url)?;
-        Self::connect_with_pool(options, max_connections).await
-    }
-
-    /// Connects with parsed options and migrates.
-    pub async fn connect_with(options: PgConnectOptions) -> Result<Self, OpenError> {
-        Self::connect_with_pool(options, DEFAULT_MAX_CONNECTIONS).await
-    }
-
-    async fn connect_with_pool(
-        options: PgConnectOptions,
-        max_connections: u32,
-    ) -> Result<Self, OpenError> {
         let host = options.get_host().to_owned();
         let port = options.get_port();
         let database = options.get_database().unwrap_or("").to_owned();

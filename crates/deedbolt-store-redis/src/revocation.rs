@@ -54,6 +54,57 @@ impl RedisStore {
         format!("{}revocations", self.prefix)
     }
 
+    /// Every member of the sorted set `key` with its score.
+    async fn all_scored(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        key: String,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(conn)
+            .await
+            .map_err(store_error)
+    }
+
+    /// In one `MULTI`: records `member` with `score` in the sorted set `key` (`ZADD` with
+    /// `flags`), drops the members scored below `stale`, and announces `payload` on the
+    /// revocation channel.
+    async fn record_and_announce(
+        &self,
+        key: String,
+        flags: &[&str],
+        score: i64,
+        member: &str,
+        stale: i64,
+        payload: String,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .cmd("ZADD")
+            .arg(&key)
+            .arg(flags)
+            .arg(score)
+            .arg(member)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(format!("({stale}"))
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(self.revocation_channel())
+            .arg(payload)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(store_error)
+    }
+
     /// Subscribes to the revocation channel, then loads every announced revocation into
     /// `list`; the stream of later announcements, with its sink for pings.
     async fn subscribe_and_load(
@@ -69,28 +120,12 @@ impl RedisStore {
             .await
             .map_err(store_error)?;
         let mut conn = self.conn.clone();
-        let all: Vec<(String, i64)> = redis::cmd("ZRANGE")
-            .arg(self.revoked_key())
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(&mut conn)
-            .await
-            .map_err(store_error)?;
-        for (jti, expires_at) in all {
+        for (jti, expires_at) in self.all_scored(&mut conn, self.revoked_key()).await? {
             if let Ok(jti) = TokenId::parse(&jti) {
                 list.revoke_local(jti, UnixTime(expires_at));
             }
         }
-        let cutoffs: Vec<(String, i64)> = redis::cmd("ZRANGE")
-            .arg(self.cutoffs_key())
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(&mut conn)
-            .await
-            .map_err(store_error)?;
-        for (member, at) in cutoffs {
+        for (member, at) in self.all_scored(&mut conn, self.cutoffs_key()).await? {
             let parsed = member
                 .split_once(' ')
                 .and_then(|(kind, subject)| Some((CutoffKind::parse(kind)?, subject)));
@@ -198,62 +233,36 @@ fn parse(payload: &str) -> Option<Announcement> {
 #[async_trait]
 impl RevocationFeed for RedisStore {
     async fn publish(&self, revoked: &Revoked) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
         // Entries that expired before any live token was issued are dropped on the way: a
         // token expiring `MAX_SECS` before this one cannot be live (clock-free pruning).
         let stale = revoked.expires_at.0 - AccessTokenLifetime::MAX_SECS;
-        redis::pipe()
-            .atomic()
-            .cmd("ZADD")
-            .arg(self.revoked_key())
-            .arg(revoked.expires_at.0)
-            .arg(revoked.jti.as_str())
-            .ignore()
-            .cmd("ZREMRANGEBYSCORE")
-            .arg(self.revoked_key())
-            .arg("-inf")
-            .arg(format!("({stale}"))
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(self.revocation_channel())
-            .arg(format!("{} {}", revoked.expires_at.0, revoked.jti.as_str()))
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(store_error)
+        self.record_and_announce(
+            self.revoked_key(),
+            &[],
+            revoked.expires_at.0,
+            revoked.jti.as_str(),
+            stale,
+            format!("{} {}", revoked.expires_at.0, revoked.jti.as_str()),
+        )
+        .await
     }
 
     async fn publish_cutoff(&self, cutoff: &Cutoff) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
         // A cutoff only matters for tokens issued up to it, which expire at most `MAX_SECS`
         // later; a deleted client's cutoff is at most `MAX_SECS` ahead of now. So cutoffs
         // more than two lifetimes below this one can be dropped on the way (clock-free).
+        // `GT`: a cutoff is only ever raised.
         let stale = cutoff.at.0 - 2 * AccessTokenLifetime::MAX_SECS;
-        redis::pipe()
-            .atomic()
-            .cmd("ZADD")
-            .arg(self.cutoffs_key())
-            .arg("GT")
-            .arg(cutoff.at.0)
-            .arg(format!("{} {}", cutoff.kind.as_str(), cutoff.subject))
-            .ignore()
-            .cmd("ZREMRANGEBYSCORE")
-            .arg(self.cutoffs_key())
-            .arg("-inf")
-            .arg(format!("({stale}"))
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(self.revocation_channel())
-            .arg(format!(
-                "cutoff {} {} {}",
-                cutoff.kind.as_str(),
-                cutoff.at.0,
-                cutoff.subject
-            ))
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(store_error)
+        let kind = cutoff.kind.as_str();
+        self.record_and_announce(
+            self.cutoffs_key(),
+            &["GT"],
+            cutoff.at.0,
+            &format!("{kind} {}", cutoff.subject),
+            stale,
+            format!("cutoff {kind} {} {}", cutoff.at.0, cutoff.subject),
+        )
+        .await
     }
 }
 
