@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod cache;
+pub mod dpop;
 mod keys;
 mod layer;
 mod verify;

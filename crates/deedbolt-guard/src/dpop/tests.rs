@@ -1,0 +1,412 @@
+//! Unit tests: one per rule of RFC 9449 §4.3, plus nonces and thumbprints.
+
+use super::*;
+use deedbolt_core::clock::ManualClock;
+use deedbolt_core::jose::{SigningAlg, SigningKey};
+use http::HeaderValue;
+use serde_json::{json, Value};
+
+const NOW: i64 = 1_700_000_000;
+const URI: &str = "https://as.example/token";
+
+fn b64j(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+/// A proof key: a deedbolt signing key, which signs like any JOSE library.
+struct Key(SigningKey);
+
+impl Key {
+    fn new(alg: SigningAlg) -> Key {
+        Key(SigningKey::generate(alg).unwrap().0)
+    }
+
+    fn jwk(&self) -> Value {
+        let mut v = serde_json::to_value(&self.0.public_jwk().params).unwrap();
+        v.as_object_mut().unwrap().remove("kid");
+        v
+    }
+
+    fn sign(&self, header: &Value, claims: &Value) -> String {
+        let msg = format!("{}.{}", b64j(header), b64j(claims));
+        let sig = self.0.sign_bytes(msg.as_bytes()).unwrap();
+        format!("{msg}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    fn header(&self) -> Value {
+        json!({"typ": "dpop+jwt", "alg": self.0.alg().as_str(), "jwk": self.jwk()})
+    }
+
+    fn proof(&self, claims: &Value) -> String {
+        self.sign(&self.header(), claims)
+    }
+
+    fn jkt(&self) -> String {
+        self.0.public_jwk().params.thumbprint()
+    }
+}
+
+fn claims() -> Value {
+    json!({"jti": "j-1", "htm": "POST", "htu": URI, "iat": NOW})
+}
+
+fn verifier() -> DpopVerifier {
+    DpopVerifier::new(Arc::new(ManualClock::new(UnixTime(NOW))))
+}
+
+fn request() -> DpopRequest<'static> {
+    DpopRequest {
+        method: "POST",
+        uri: URI,
+        access_token: None,
+    }
+}
+
+fn run(v: &DpopVerifier, proof: &str, req: &DpopRequest<'_>) -> Result<DpopProof, DpopError> {
+    let h = [HeaderValue::from_str(proof).unwrap()];
+    v.verify_stateless(h.iter(), req).map(|(p, _)| p)
+}
+
+#[test]
+fn a_valid_proof_of_each_algorithm_yields_its_thumbprint() {
+    for alg in SigningAlg::ALL {
+        let key = Key::new(alg);
+        let proof = run(&verifier(), &key.proof(&claims()), &request()).unwrap();
+        assert_eq!(proof.jkt.as_str(), key.jkt(), "{alg}");
+        assert_eq!(proof.iat, UnixTime(NOW));
+    }
+}
+
+#[test]
+fn ps256_proofs_are_accepted() {
+    use aws_lc_rs::rsa::KeySize;
+    use aws_lc_rs::signature::{KeyPair, RsaKeyPair, RsaPublicKeyComponents, RSA_PSS_SHA256};
+    let pair = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+    let parts = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+    let n = URL_SAFE_NO_PAD.encode(&parts.n);
+    let e = URL_SAFE_NO_PAD.encode(&parts.e);
+    let header = json!({"typ": "dpop+jwt", "alg": "PS256", "jwk": {"kty": "RSA", "n": n, "e": e}});
+    let msg = format!("{}.{}", b64j(&header), b64j(&claims()));
+    let mut sig = vec![0; pair.public_modulus_len()];
+    pair.sign(
+        &RSA_PSS_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        msg.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    let proof = format!("{msg}.{}", URL_SAFE_NO_PAD.encode(sig));
+    let out = run(&verifier(), &proof, &request()).unwrap();
+    assert_eq!(out.jkt.as_str(), JwkParams::Rsa { n, e }.thumbprint());
+}
+
+#[test]
+fn exactly_one_header_is_required() {
+    let key = Key::new(SigningAlg::ES256);
+    let p = HeaderValue::from_str(&key.proof(&claims())).unwrap();
+    let v = verifier();
+    assert_eq!(
+        v.verify_stateless([].iter(), &request()).unwrap_err(),
+        DpopError::Missing
+    );
+    assert_eq!(
+        v.verify_stateless([p.clone(), p].iter(), &request())
+            .unwrap_err(),
+        DpopError::Multiple
+    );
+}
+
+#[test]
+fn malformed_proofs_are_refused() {
+    let v = verifier();
+    for bad in ["abc", "a.b", "a.b.c.d", "!!.??.xx", "e30.e30.", ""] {
+        assert_eq!(
+            run(&v, bad, &request()).unwrap_err(),
+            DpopError::Malformed,
+            "{bad}"
+        );
+    }
+    let long = "a".repeat(MAX_PROOF_LEN + 1);
+    assert_eq!(
+        run(&v, &long, &request()).unwrap_err(),
+        DpopError::Malformed
+    );
+}
+
+#[test]
+fn typ_must_be_dpop_jwt() {
+    let key = Key::new(SigningAlg::ES256);
+    for typ in [json!("JWT"), json!("at+jwt"), Value::Null] {
+        let mut h = key.header();
+        if typ.is_null() {
+            h.as_object_mut().unwrap().remove("typ");
+        } else {
+            h["typ"] = typ;
+        }
+        let proof = key.sign(&h, &claims());
+        assert_eq!(
+            run(&verifier(), &proof, &request()).unwrap_err(),
+            DpopError::Type
+        );
+    }
+}
+
+#[test]
+fn alg_none_and_symmetric_algs_are_refused() {
+    let key = Key::new(SigningAlg::ES256);
+    for alg in ["none", "HS256", "ES384", "RS512", ""] {
+        let mut h = key.header();
+        h["alg"] = json!(alg);
+        let proof = key.sign(&h, &claims());
+        assert_eq!(
+            run(&verifier(), &proof, &request()).unwrap_err(),
+            DpopError::Algorithm,
+            "{alg}"
+        );
+    }
+    // `alg: none` with an empty signature, the classic.
+    let h = json!({"typ": "dpop+jwt", "alg": "none", "jwk": key.jwk()});
+    let proof = format!("{}.{}.", b64j(&h), b64j(&claims()));
+    assert_eq!(
+        run(&verifier(), &proof, &request()).unwrap_err(),
+        DpopError::Algorithm
+    );
+}
+
+#[test]
+fn crit_is_refused() {
+    let key = Key::new(SigningAlg::ES256);
+    let mut h = key.header();
+    h["crit"] = json!(["exp"]);
+    let proof = key.sign(&h, &claims());
+    assert_eq!(
+        run(&verifier(), &proof, &request()).unwrap_err(),
+        DpopError::Critical
+    );
+}
+
+#[test]
+fn private_missing_or_mismatched_keys_are_refused() {
+    let key = Key::new(SigningAlg::ES256);
+    let mut h = key.header();
+    h["jwk"]["d"] = json!("AAAA");
+    assert_eq!(
+        run(&verifier(), &key.sign(&h, &claims()), &request()).unwrap_err(),
+        DpopError::Key
+    );
+    let mut h = key.header();
+    h.as_object_mut().unwrap().remove("jwk");
+    assert_eq!(
+        run(&verifier(), &key.sign(&h, &claims()), &request()).unwrap_err(),
+        DpopError::Key
+    );
+    // An EC key with an Ed25519 alg, and a symmetric key.
+    let mut h = key.header();
+    h["alg"] = json!("EdDSA");
+    assert_eq!(
+        run(&verifier(), &key.sign(&h, &claims()), &request()).unwrap_err(),
+        DpopError::Key
+    );
+    let mut h = key.header();
+    h["jwk"] = json!({"kty": "oct", "k": "c2VjcmV0"});
+    assert_eq!(
+        run(&verifier(), &key.sign(&h, &claims()), &request()).unwrap_err(),
+        DpopError::Key
+    );
+    let mut h = key.header();
+    h["jwk"]["crv"] = json!("P-384");
+    assert_eq!(
+        run(&verifier(), &key.sign(&h, &claims()), &request()).unwrap_err(),
+        DpopError::Key
+    );
+}
+
+#[test]
+fn a_signature_by_another_key_is_refused() {
+    let key = Key::new(SigningAlg::ES256);
+    let other = Key::new(SigningAlg::ES256);
+    let proof = key.sign(&other.header(), &claims());
+    assert_eq!(
+        run(&verifier(), &proof, &request()).unwrap_err(),
+        DpopError::Signature
+    );
+    let mut tampered = key.proof(&claims());
+    let dot = tampered.rfind('.').unwrap();
+    tampered.replace_range(dot + 1..dot + 3, "AA");
+    let err = run(&verifier(), &tampered, &request()).unwrap_err();
+    assert_eq!(err, DpopError::Signature);
+}
+
+#[test]
+fn required_claims_must_be_present() {
+    let key = Key::new(SigningAlg::ES256);
+    for missing in ["jti", "htm", "htu", "iat"] {
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove(missing);
+        assert_eq!(
+            run(&verifier(), &key.proof(&c), &request()).unwrap_err(),
+            DpopError::Claims,
+            "{missing}"
+        );
+    }
+    let mut c = claims();
+    c["jti"] = json!("");
+    assert_eq!(
+        run(&verifier(), &key.proof(&c), &request()).unwrap_err(),
+        DpopError::Claims
+    );
+}
+
+#[test]
+fn htm_must_be_the_request_method() {
+    let key = Key::new(SigningAlg::ES256);
+    let mut c = claims();
+    c["htm"] = json!("GET");
+    assert_eq!(
+        run(&verifier(), &key.proof(&c), &request()).unwrap_err(),
+        DpopError::Method
+    );
+    c["htm"] = json!("post");
+    assert_eq!(
+        run(&verifier(), &key.proof(&c), &request()).unwrap_err(),
+        DpopError::Method
+    );
+}
+
+#[test]
+fn htu_is_compared_after_normalisation_and_without_query() {
+    let key = Key::new(SigningAlg::ES256);
+    for same in [
+        "HTTPS://AS.EXAMPLE/token",
+        "https://as.example:443/token",
+        "https://as.example/token?a=b",
+        "https://as.example/token#x",
+        "https://as.example/./token",
+    ] {
+        let mut c = claims();
+        c["htu"] = json!(same);
+        run(&verifier(), &key.proof(&c), &request()).unwrap_or_else(|e| panic!("{same}: {e}"));
+    }
+    for other in [
+        "https://as.example/Token",
+        "http://as.example/token",
+        "https://as.example:8443/token",
+        "https://evil.example/token",
+        "https://as.example/token/",
+        "/token",
+        "https://user@as.example/token",
+    ] {
+        let mut c = claims();
+        c["htu"] = json!(other);
+        assert_eq!(
+            run(&verifier(), &key.proof(&c), &request()).unwrap_err(),
+            DpopError::Uri,
+            "{other}"
+        );
+    }
+}
+
+#[test]
+fn iat_must_be_within_the_window() {
+    let key = Key::new(SigningAlg::ES256);
+    for (iat, ok) in [
+        (NOW - 60, true),
+        (NOW - 61, false),
+        (NOW + 5, true),
+        (NOW + 6, false),
+        (0, false),
+    ] {
+        let mut c = claims();
+        c["iat"] = json!(iat);
+        let r = run(&verifier(), &key.proof(&c), &request());
+        assert_eq!(r.is_ok(), ok, "{iat}: {r:?}");
+        if !ok {
+            assert_eq!(r.unwrap_err(), DpopError::IssuedAt);
+        }
+    }
+    let wide = verifier().with_window(300, 0);
+    let mut c = claims();
+    c["iat"] = json!(NOW - 200);
+    assert!(run(&wide, &key.proof(&c), &request()).is_ok());
+    c["iat"] = json!(NOW + 1);
+    assert_eq!(
+        run(&wide, &key.proof(&c), &request()).unwrap_err(),
+        DpopError::IssuedAt
+    );
+}
+
+#[test]
+fn ath_must_hash_the_presented_token() {
+    let key = Key::new(SigningAlg::ES256);
+    let token = "eyJ.access.token";
+    let req = DpopRequest {
+        access_token: Some(token),
+        ..request()
+    };
+    let mut c = claims();
+    assert_eq!(
+        run(&verifier(), &key.proof(&c), &req).unwrap_err(),
+        DpopError::AccessTokenHash
+    );
+    c["ath"] = json!(access_token_hash("another"));
+    assert_eq!(
+        run(&verifier(), &key.proof(&c), &req).unwrap_err(),
+        DpopError::AccessTokenHash
+    );
+    c["ath"] = json!(access_token_hash(token));
+    assert!(run(&verifier(), &key.proof(&c), &req).is_ok());
+}
+
+#[test]
+fn access_token_hash_matches_rfc9449_example() {
+    // RFC 9449 §7.1: the access token "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU" has
+    // ath "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo".
+    assert_eq!(
+        access_token_hash("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"),
+        "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
+    );
+}
+
+#[test]
+fn nonces_are_required_when_configured_and_expire_after_two_slots() {
+    let clock = Arc::new(ManualClock::new(UnixTime(NOW)));
+    let nonces = Arc::new(DpopNonces::new(&[7; 32]));
+    let v = DpopVerifier::new(clock.clone()).with_nonces(nonces.clone(), NonceMode::Required);
+    let key = Key::new(SigningAlg::ES256);
+    assert_eq!(
+        run(&v, &key.proof(&claims()), &request()).unwrap_err(),
+        DpopError::UseNonce
+    );
+    let mut c = claims();
+    c["nonce"] = json!("made-up");
+    assert_eq!(
+        run(&v, &key.proof(&c), &request()).unwrap_err(),
+        DpopError::UseNonce
+    );
+    let issued = v.nonce().unwrap();
+    c["nonce"] = json!(issued);
+    assert!(run(&v, &key.proof(&c), &request()).is_ok());
+    // Another server key's nonce is foreign.
+    let foreign = DpopNonces::new(&[8; 32]).current(UnixTime(NOW));
+    assert!(!nonces.is_valid(&foreign, UnixTime(NOW)));
+    // Still valid in the next slot, not in the one after.
+    let slot = DpopNonces::DEFAULT_SLOT_SECS;
+    assert!(nonces.is_valid(&issued, UnixTime(NOW + slot)));
+    assert!(!nonces.is_valid(&issued, UnixTime(NOW + 2 * slot)));
+    // Off: a proof without a nonce passes, and nonces are still handed out.
+    let off = DpopVerifier::new(clock).with_nonces(nonces, NonceMode::Off);
+    assert!(run(&off, &key.proof(&claims()), &request()).is_ok());
+    assert!(off.nonce().is_some());
+    assert_eq!(DpopError::UseNonce.code(), "use_dpop_nonce");
+    assert_eq!(DpopError::Replayed.code(), "invalid_dpop_proof");
+}
+
+#[test]
+fn jkt_parses_only_sha256_thumbprints() {
+    let key = Key::new(SigningAlg::ES256);
+    let jkt = Jkt::parse(&key.jkt()).unwrap();
+    assert!(jkt.matches(&key.jkt()));
+    assert!(!jkt.matches(&Key::new(SigningAlg::ES256).jkt()));
+    assert!(Jkt::parse("short").is_none());
+    assert!(Jkt::parse(&"!".repeat(43)).is_none());
+}
