@@ -132,6 +132,10 @@ pub struct AuthorizationRequest {
     pub code_challenge: String,
     /// `prompt`.
     pub prompt: Prompt,
+    /// `dpop_jkt` (RFC 9449 §10): the thumbprint of the DPoP key the code will be
+    /// redeemed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// The parameters of an authorization request, each at most once.
@@ -256,6 +260,13 @@ impl AuthorizationRequest {
                 "nonce is too long or not printable",
             ));
         }
+        let dpop_jkt = params.get("dpop_jkt").map(str::to_owned);
+        if dpop_jkt.as_deref().is_some_and(|j| !is_jwk_thumbprint(j)) {
+            return Err(fail(
+                AuthzErrorCode::InvalidRequest,
+                "dpop_jkt must be a base64url SHA-256 JWK thumbprint",
+            ));
+        }
         let prompt = match params.get("prompt") {
             Some(p) if p.split(' ').any(|v| v == "none") => Prompt::None,
             Some(p) if p.split(' ').any(|v| v == "login") => Prompt::Login,
@@ -270,6 +281,7 @@ impl AuthorizationRequest {
             nonce,
             code_challenge: challenge.as_str().to_owned(),
             prompt,
+            dpop_jkt,
         })
     }
 
@@ -287,6 +299,15 @@ impl AuthorizationRequest {
             description: Cow::Borrowed(description),
         }
     }
+}
+
+/// Whether `s` has the shape of an RFC 7638 SHA-256 thumbprint: 43 base64url characters.
+fn is_jwk_thumbprint(s: &str) -> bool {
+    use base64::Engine as _;
+    s.len() == 43
+        && base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .is_ok_and(|b| b.len() == 32)
 }
 
 /// A fresh authorization code (256 bits) and the hash under which it is stored.
@@ -324,6 +345,10 @@ pub struct CodeGrant {
     pub auth_time: UnixTime,
     /// When the code expires.
     pub expires_at: UnixTime,
+    /// The DPoP key the client bound the code to with `dpop_jkt` (RFC 9449 §10): the
+    /// code is redeemed only with a proof by that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// The token request's parameters for `grant_type=authorization_code`.
@@ -492,6 +517,31 @@ mod tests {
     }
 
     #[test]
+    fn dpop_jkt_is_kept_when_it_is_a_thumbprint_and_refused_otherwise() {
+        let mut p = good();
+        p.insert("dpop_jkt", "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
+        let r = validate(p).unwrap();
+        assert_eq!(
+            r.dpop_jkt.as_deref(),
+            Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
+        );
+        assert_eq!(validate(good()).unwrap().dpop_jkt, None);
+        for bad in [
+            "short",
+            "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I=",
+            "!!!",
+        ] {
+            let mut p = good();
+            p.insert("dpop_jkt", bad);
+            assert_eq!(
+                redirected(validate(p)),
+                AuthzErrorCode::InvalidRequest,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn a_good_request_validates() {
         let r = validate(good()).unwrap();
         assert_eq!(r.scope.to_string(), "tenant:read openid");
@@ -572,6 +622,7 @@ mod tests {
             nonce: None,
             auth_time: UnixTime(1),
             expires_at: UnixTime(61),
+            dpop_jkt: None,
         };
         let json = serde_json::to_string(&grant).unwrap();
         assert_eq!(serde_json::from_str::<CodeGrant>(&json).unwrap(), grant);

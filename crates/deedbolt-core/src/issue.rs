@@ -179,6 +179,7 @@ mod tests {
             nonce: Some("n".into()),
             auth_time: UnixTime(900),
             expires_at: UnixTime(1_600),
+            dpop_jkt: None,
         }
     }
 

@@ -328,6 +328,9 @@ pub struct NewFamily {
     pub auth_time: UnixTime,
     /// When the family ends.
     pub expires_at: UnixTime,
+    /// The DPoP key thumbprint a public client's family is bound to (RFC 9449 §5): every
+    /// refresh needs a proof by this key.
+    pub dpop_jkt: Option<String>,
 }
 
 /// Refresh tokens and operator-level revocation.

@@ -152,6 +152,8 @@ pub struct RefreshRecord {
     pub rotated_at: Option<UnixTime>,
     /// When the user authenticated (for ID tokens).
     pub auth_time: UnixTime,
+    /// The DPoP key thumbprint the family is bound to (public clients, RFC 9449 §5).
+    pub dpop_jkt: Option<String>,
 }
 
 /// What to do with a presented refresh token.
@@ -306,6 +308,7 @@ mod tests {
             family_revoked: false,
             rotated_at: (state == TokenState::Rotated).then_some(UnixTime(1_500)),
             auth_time: UnixTime(900),
+            dpop_jkt: None,
         }
     }
 

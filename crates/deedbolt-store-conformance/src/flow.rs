@@ -20,6 +20,7 @@ fn request(scope: ScopeSet) -> AuthorizationRequest {
         nonce: None,
         code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
         prompt: Prompt::Default,
+        dpop_jkt: None,
     }
 }
 
@@ -33,6 +34,22 @@ fn grant(scope: ScopeSet, expires_at: i64) -> CodeGrant {
         nonce: Some("n-0S6_WzA2Mj".into()),
         auth_time: UnixTime(1),
         expires_at: UnixTime(expires_at),
+        dpop_jkt: None,
+    }
+}
+
+/// A code bound to a DPoP key (`dpop_jkt`, RFC 9449 §10) keeps the binding through
+/// peeking and redemption.
+pub async fn a_codes_dpop_binding_round_trips(store: &impl Backend) {
+    let g = CodeGrant {
+        dpop_jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()),
+        ..grant("tenant:read".parse().unwrap(), 600)
+    };
+    store.insert_code(&[31; 32], &g).await.unwrap();
+    assert_eq!(store.peek_code(&[31; 32]).await.unwrap(), Some(g.clone()));
+    match store.redeem_code(&[31; 32], UnixTime(2)).await.unwrap() {
+        Redemption::Fresh(found) => assert_eq!(found.dpop_jkt, g.dpop_jkt),
+        other => panic!("expected the stored grant, got {other:?}"),
     }
 }
 

@@ -15,7 +15,46 @@ fn family(id: &str, client: &str, user: &UserId) -> NewFamily {
         scope: "openid tenant:read".parse().unwrap(),
         auth_time: UnixTime(1),
         expires_at: UnixTime(10_000),
+        dpop_jkt: None,
     }
+}
+
+/// A family's DPoP key binding (RFC 9449 §5) is stored and read back with every token of
+/// the family, rotated ones included; an unbound family reads back unbound.
+pub async fn a_familys_dpop_binding_round_trips(store: &impl Backend) {
+    let user = UserId::generate().unwrap();
+    let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".to_owned();
+    let bound = NewFamily {
+        dpop_jkt: Some(jkt.clone()),
+        ..family("fam-dpop", "dbc_spa", &user)
+    };
+    store
+        .create_family(&bound, &[21; 32], UnixTime(1), UnixTime(100))
+        .await
+        .unwrap();
+    store
+        .create_family(
+            &family("fam-plain", "dbc_spa", &user),
+            &[22; 32],
+            UnixTime(1),
+            UnixTime(100),
+        )
+        .await
+        .unwrap();
+    let found = store.find_refresh(&[21; 32]).await.unwrap().unwrap();
+    assert_eq!(found.dpop_jkt.as_deref(), Some(jkt.as_str()));
+    assert!(store
+        .rotate_refresh(&[21; 32], &[23; 32], UnixTime(5), UnixTime(200))
+        .await
+        .unwrap());
+    let rotated = store.find_refresh(&[23; 32]).await.unwrap().unwrap();
+    assert_eq!(
+        rotated.dpop_jkt.as_deref(),
+        Some(jkt.as_str()),
+        "the new token inherits it"
+    );
+    let plain = store.find_refresh(&[22; 32]).await.unwrap().unwrap();
+    assert_eq!(plain.dpop_jkt, None);
 }
 
 /// Of many concurrent rotations of one refresh token exactly one succeeds, and the

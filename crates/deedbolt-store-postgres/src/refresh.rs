@@ -23,8 +23,8 @@ impl RefreshStore for PgStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
-            "INSERT INTO refresh_families (id, client_id, user_id, scope, auth_time, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO refresh_families (id, client_id, user_id, scope, auth_time, created_at, expires_at, dpop_jkt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&family.family_id)
         .bind(family.client_id.as_str())
@@ -33,6 +33,7 @@ impl RefreshStore for PgStore {
         .bind(family.auth_time.0)
         .bind(issued_at.0)
         .bind(family.expires_at.0)
+        .bind(family.dpop_jkt.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -56,7 +57,7 @@ impl RefreshStore for PgStore {
     ) -> Result<Option<RefreshRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT t.family_id, t.state, t.issued_at, t.expires_at, t.rotated_at, \
-                    f.client_id, f.user_id, f.scope, f.auth_time, f.expires_at AS family_expires_at, f.revoked_at \
+                    f.client_id, f.user_id, f.scope, f.auth_time, f.expires_at AS family_expires_at, f.revoked_at, f.dpop_jkt \
              FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.token_hash = $1",
         )
         .bind(&token_hash[..])
@@ -86,6 +87,7 @@ impl RefreshStore for PgStore {
                 .map_err(backend)?
                 .map(UnixTime),
             auth_time: UnixTime(row.try_get("auth_time").map_err(backend)?),
+            dpop_jkt: row.try_get("dpop_jkt").map_err(backend)?,
         }))
     }
 

@@ -401,6 +401,7 @@ pub(crate) async fn issue_code(
         nonce: request.nonce.clone(),
         auth_time,
         expires_at: now.plus_secs(flow::CODE_LIFETIME_SECS),
+        dpop_jkt: request.dpop_jkt.clone(),
     };
     state.services.flow.insert_code(&code_hash, &grant).await?;
     delete_pending(state, req_id).await?;

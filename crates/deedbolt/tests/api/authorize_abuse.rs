@@ -582,6 +582,7 @@ async fn a_stored_code_with_an_empty_scope_is_invalid_grant_not_a_server_error()
                 nonce: None,
                 auth_time: UnixTime(unix_now()),
                 expires_at: UnixTime(unix_now() + 60),
+                dpop_jkt: None,
             },
         )
         .await

@@ -79,6 +79,7 @@ pub(crate) async fn start_family(
         scope: grant.scope,
         auth_time: grant.auth_time,
         expires_at: now.plus_secs(s.refresh_policy.absolute_secs),
+        dpop_jkt: None,
     };
     let expires = now
         .plus_secs(s.refresh_policy.idle_secs)
