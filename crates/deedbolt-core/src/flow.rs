@@ -303,11 +303,7 @@ impl AuthorizationRequest {
 
 /// Whether `s` has the shape of an RFC 7638 SHA-256 thumbprint: 43 base64url characters.
 fn is_jwk_thumbprint(s: &str) -> bool {
-    use base64::Engine as _;
-    s.len() == 43
-        && base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .is_ok_and(|b| b.len() == 32)
+    s.len() == 43 && URL_SAFE_NO_PAD.decode(s).is_ok_and(|b| b.len() == 32)
 }
 
 /// A fresh authorization code (256 bits) and the hash under which it is stored.
