@@ -55,6 +55,7 @@ impl TokenPolicy {
             jti: TokenId::generate()?,
             client_id: client_id.clone(),
             scope,
+            cnf: None,
         })
     }
 

@@ -62,6 +62,7 @@ pub mod rand;
 pub mod ratelimit;
 pub mod redirect;
 pub mod refresh;
+pub mod replay;
 pub mod revocation;
 pub mod scope;
 pub mod seal;

@@ -333,6 +333,13 @@ pub struct NewFamily {
     pub dpop_jkt: Option<String>,
 }
 
+/// SHIM (foundation): replay cache.
+#[async_trait]
+pub trait ReplayCache: Send + Sync + 'static {
+    /// True the first time.
+    async fn first_use(&self, key: &str, until: UnixTime) -> Result<bool, StoreError>;
+}
+
 /// Refresh tokens and operator-level revocation.
 #[async_trait]
 pub trait RefreshStore: Send + Sync + 'static {

@@ -91,6 +91,16 @@ impl Pepper {
     pub fn expose_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// A 256-bit key for another purpose, derived from the pepper:
+    /// HMAC-SHA-256(pepper, `label`). Every instance sharing the store derives the same
+    /// key; different labels give independent keys.
+    pub fn derive_key(&self, label: &[u8]) -> Zeroizing<[u8; 32]> {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, self.0.as_ref());
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(hmac::sign(&key, label).as_ref());
+        out
+    }
 }
 
 impl fmt::Debug for Pepper {

@@ -77,6 +77,30 @@ pub struct AccessTokenClaims {
     pub client_id: ClientId,
     /// The granted scopes.
     pub scope: ScopeSet,
+    /// SHIM (foundation): confirmation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// SHIM (foundation): RFC 9449 §6 / RFC 8705 §3.1 confirmation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// jkt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    /// x5t#S256.
+    #[serde(rename = "x5t#S256", default, skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<String>,
+}
+
+impl Confirmation {
+    /// DPoP.
+    pub fn dpop(jkt: String) -> Self {
+        Confirmation {
+            jkt: Some(jkt),
+            x5t_s256: None,
+        }
+    }
 }
 
 impl AccessTokenClaims {
@@ -103,6 +127,7 @@ mod tests {
             jti: TokenId::parse("j1").unwrap(),
             client_id: ClientId::parse("dbc_x").unwrap(),
             scope: "property:read".parse().unwrap(),
+            cnf: None,
         };
         let v = serde_json::to_value(&claims).unwrap();
         for k in [

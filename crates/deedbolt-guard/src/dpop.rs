@@ -374,7 +374,27 @@ impl DpopVerifier {
         self.nonces.as_ref().map(|n| n.current(self.clock.now()))
     }
 
-    // CHECK_FN
+    /// Checks the proof in `values` (all `DPoP` header values of the request) against
+    /// `request`, then records its `jti` in `replay`: every rule of RFC 9449 §4.3.
+    pub async fn check<'a>(
+        &self,
+        values: impl Iterator<Item = &'a http::HeaderValue>,
+        request: &DpopRequest<'_>,
+        replay: &dyn deedbolt_core::ports::ReplayCache,
+    ) -> Result<DpopProof, DpopError> {
+        let (proof, jti) = self.verify_stateless(values, request)?;
+        let key = format!("dpop:{}:{}", proof.jkt, jti);
+        let until = proof.iat.plus_secs(self.max_age_secs + 1);
+        match replay.first_use(&key, until).await {
+            Ok(true) => Ok(proof),
+            Ok(false) => Err(DpopError::Replayed),
+            Err(e) => {
+                tracing::error!(error = %e, "DPoP replay cache unavailable");
+                Err(DpopError::Unavailable)
+            }
+        }
+    }
+
     /// Every check but the replay cache; returns the proof and its `jti`.
     pub fn verify_stateless<'a>(
         &self,

@@ -6,6 +6,11 @@
 //! `invalid_request` — also, and especially, next to a header, since §2 forbids more than
 //! one method in a request. To see a form body the guard reads it (at most
 //! [`MAX_FORM_BYTES`]) and hands the handler a body rebuilt from the same bytes.
+//!
+//! With [`Guard::with_dpop`], sender-constrained tokens (RFC 9449 §7) are checked too:
+//! `Authorization: DPoP <token>` with a `DPoP` proof whose key is the token's `cnf.jkt`,
+//! whose `ath` is the token's hash and whose `htu` is the public URL of the request; a
+//! DPoP-bound token presented as `Bearer` is refused (§7.2).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,7 +24,13 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use tower::{Layer, Service};
 
-use crate::verify::{parse_bearer, BearerError, TokenRejection, Verifier};
+use crate::dpop::{DpopError, DpopRequest, DpopVerifier, Jkt, DPOP_SIGNING_ALGS};
+use crate::verify::{parse_authorization, BearerError, Scheme, TokenRejection, Verifier};
+
+/// The request header carrying a DPoP proof.
+const DPOP_HEADER: &str = "dpop";
+/// The response header carrying a DPoP server nonce.
+const DPOP_NONCE_HEADER: &str = "dpop-nonce";
 
 /// The largest form-encoded body the guard reads to look for an `access_token`
 /// parameter; a larger one is refused with 413.
@@ -34,6 +45,8 @@ const ACCESS_TOKEN_PARAM: &str = "access_token";
 pub struct Authorized {
     /// The verified claims.
     pub claims: Arc<AccessTokenClaims>,
+    /// The DPoP key the request proved possession of, for a DPoP-bound token.
+    pub dpop_jkt: Option<Jkt>,
 }
 
 /// A token verifier that makes per-route layers.
@@ -41,6 +54,24 @@ pub struct Authorized {
 pub struct Guard {
     verifier: Arc<Verifier>,
     realm: Arc<str>,
+    dpop: Option<Arc<DpopSettings>>,
+}
+
+/// How a [`Guard`] checks DPoP proofs.
+struct DpopSettings {
+    verifier: DpopVerifier,
+    replay: Arc<dyn deedbolt_core::ports::ReplayCache>,
+    /// The public URL the routes' paths are appended to, for `htu`.
+    public_base: String,
+}
+
+impl std::fmt::Debug for DpopSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpopSettings")
+            .field("verifier", &self.verifier)
+            .field("public_base", &self.public_base)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Guard {
@@ -49,7 +80,117 @@ impl Guard {
         Guard {
             verifier: Arc::new(verifier),
             realm: Arc::from("deedbolt"),
+            dpop: None,
         }
+    }
+
+    /// Accepts DPoP-bound tokens (RFC 9449 §7): `Authorization: DPoP` with a proof checked
+    /// by `verifier`, its `jti` recorded in `replay` (shared by every instance). The proof's
+    /// `htu` must be `public_base` (the public URL of this server, e.g. the issuer; never
+    /// the bind address) followed by the request path.
+    pub fn with_dpop(
+        mut self,
+        verifier: DpopVerifier,
+        replay: Arc<dyn deedbolt_core::ports::ReplayCache>,
+        public_base: impl Into<String>,
+    ) -> Self {
+        let public_base = public_base.into().trim_end_matches('/').to_owned();
+        self.dpop = Some(Arc::new(DpopSettings {
+            verifier,
+            replay,
+            public_base,
+        }));
+        self
+    }
+
+    /// Checks the access token of a request outside a tower stack (e.g. a handler that
+    /// authorizes by itself): the `Authorization` header, `Bearer` or (with
+    /// [`Guard::with_dpop`]) `DPoP` with its proof. Scopes are the caller's business.
+    pub async fn authorize_request(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<Authorized, GuardRefusal> {
+        let (scheme, token) = parse_authorization(parts.headers.get_all(AUTHORIZATION).iter())
+            .map_err(|e| match e {
+                BearerError::Missing => GuardRefusal::NoToken,
+                BearerError::Malformed => GuardRefusal::Malformed,
+            })?;
+        let denial = |d: Denial| match d {
+            Denial::Unavailable => GuardRefusal::Unavailable,
+            Denial::Dpop(e) => GuardRefusal::Dpop(e),
+            Denial::InvalidToken(t) => GuardRefusal::InvalidToken(t),
+            _ => GuardRefusal::Malformed,
+        };
+        match scheme {
+            Scheme::Bearer => {
+                let claims = self.bearer(token).map_err(denial)?;
+                Ok(Authorized {
+                    claims,
+                    dpop_jkt: None,
+                })
+            }
+            Scheme::Dpop => {
+                let (claims, jkt) = self
+                    .dpop(&parts.method, parts.uri.path(), &parts.headers, token)
+                    .await
+                    .map_err(denial)?;
+                Ok(Authorized {
+                    claims,
+                    dpop_jkt: Some(jkt),
+                })
+            }
+        }
+    }
+
+    /// The `DPoP-Nonce` to send now, if DPoP nonces are issued.
+    pub fn dpop_nonce(&self) -> Option<String> {
+        self.dpop.as_ref().and_then(|d| d.verifier.nonce())
+    }
+
+    /// A bearer token: verified, and refused if it is DPoP-bound (RFC 9449 §7.2).
+    fn bearer(&self, token: &str) -> Result<Arc<AccessTokenClaims>, Denial> {
+        let claims = self.verifier.check(token).map_err(rejected)?;
+        if claims.cnf.as_ref().is_some_and(|c| c.jkt.is_some()) {
+            return Err(Denial::InvalidToken(BOUND_AS_BEARER));
+        }
+        Ok(claims)
+    }
+
+    /// A DPoP token: verified, bound to the key of a valid proof for this request.
+    async fn dpop(
+        &self,
+        method: &http::Method,
+        path: &str,
+        headers: &http::HeaderMap,
+        token: &str,
+    ) -> Result<(Arc<AccessTokenClaims>, Jkt), Denial> {
+        let Some(settings) = &self.dpop else {
+            // DPoP is not accepted here: as if no token had been sent.
+            return Err(Denial::NoToken);
+        };
+        let claims = self.verifier.check(token).map_err(rejected)?;
+        let Some(bound) = claims.cnf.as_ref().and_then(|c| c.jkt.clone()) else {
+            return Err(Denial::InvalidToken(NOT_BOUND));
+        };
+        let htu = format!("{}{path}", settings.public_base);
+        let request = DpopRequest {
+            method: method.as_str(),
+            uri: &htu,
+            access_token: Some(token),
+        };
+        let proof = settings
+            .verifier
+            .check(
+                headers.get_all(DPOP_HEADER).iter(),
+                &request,
+                settings.replay.as_ref(),
+            )
+            .await
+            .map_err(Denial::Dpop)?;
+        if !proof.jkt.matches(&bound) {
+            return Err(Denial::Dpop(DpopError::KeyMismatch));
+        }
+        Ok((claims, proof.jkt))
     }
 
     /// The verifier, for code that checks tokens outside a tower stack.
@@ -75,6 +216,35 @@ impl Guard {
             scopes,
             any: true,
         }
+    }
+}
+
+/// Why [`Guard::authorize_request`] refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardRefusal {
+    /// No `Authorization` header for a known scheme: a bare challenge.
+    NoToken,
+    /// A malformed `Authorization` header: `invalid_request`.
+    Malformed,
+    /// The token is not valid (the fixed description): `invalid_token`.
+    InvalidToken(&'static str),
+    /// The DPoP proof is not valid: `invalid_dpop_proof` or `use_dpop_nonce`.
+    Dpop(DpopError),
+    /// The revocation list or replay cache cannot be checked: 503.
+    Unavailable,
+}
+
+/// The description of a DPoP-bound token presented as a bearer token.
+const BOUND_AS_BEARER: &str =
+    "the token is DPoP-bound and must be presented with the DPoP scheme and a proof";
+/// The description of a bearer token presented with the DPoP scheme.
+const NOT_BOUND: &str = "the token is not DPoP-bound; present it as a Bearer token";
+
+fn rejected(rejection: TokenRejection) -> Denial {
+    tracing::debug!(reason = %rejection, "access token rejected");
+    match rejection {
+        TokenRejection::Unavailable => Denial::Unavailable,
+        other => Denial::InvalidToken(other.description()),
     }
 }
 
@@ -115,6 +285,9 @@ enum Denial {
     InsufficientScope,
     /// The revocation list cannot be checked right now: 503, fail closed.
     Unavailable,
+    /// A DPoP proof was refused (RFC 9449 §7.1): 401 `invalid_dpop_proof` or
+    /// `use_dpop_nonce`.
+    Dpop(DpopError),
 }
 
 /// Whether a form-encoded (query or body) string has an `access_token` parameter.
@@ -153,7 +326,15 @@ enum Place {
 }
 
 impl RequireScopes {
-    fn check<B>(&self, req: &Request<B>) -> Result<Arc<AccessTokenClaims>, Denial> {
+    /// Whether the request presents a token with the DPoP scheme (checked asynchronously).
+    fn is_dpop<B>(req: &Request<B>) -> bool {
+        matches!(
+            parse_authorization(req.headers().get_all(AUTHORIZATION).iter()),
+            Ok((Scheme::Dpop, _))
+        )
+    }
+
+    fn query_token<B>(req: &Request<B>) -> Result<(), Denial> {
         if req
             .uri()
             .query()
@@ -161,58 +342,113 @@ impl RequireScopes {
         {
             return Err(token_elsewhere(req, Place::Query));
         }
-        let token =
-            parse_bearer(req.headers().get_all(AUTHORIZATION).iter()).map_err(|e| match e {
-                BearerError::Missing => Denial::NoToken,
-                BearerError::Malformed => Denial::BadRequest,
-            })?;
-        let claims = self.guard.verifier.check(token).map_err(|rejection| {
-            tracing::debug!(reason = %rejection, "access token rejected");
-            match rejection {
-                TokenRejection::Unavailable => Denial::Unavailable,
-                other => Denial::InvalidToken(other.description()),
-            }
-        })?;
+        Ok(())
+    }
+
+    fn parse<B>(req: &Request<B>) -> Result<(Scheme, &str), Denial> {
+        parse_authorization(req.headers().get_all(AUTHORIZATION).iter()).map_err(|e| match e {
+            BearerError::Missing => Denial::NoToken,
+            BearerError::Malformed => Denial::BadRequest,
+        })
+    }
+
+    fn allowed(&self, claims: &AccessTokenClaims) -> Result<(), Denial> {
         let allowed = if self.any {
             !self.scopes.intersection(&claims.scope).is_empty()
         } else {
             self.scopes.is_subset(&claims.scope)
         };
-        if !allowed {
-            return Err(Denial::InsufficientScope);
+        if allowed {
+            Ok(())
+        } else {
+            Err(Denial::InsufficientScope)
         }
-        Ok(claims)
     }
 
-    fn deny<B: From<String>>(&self, denial: Denial) -> Response<B> {
+    /// The synchronous check of a request without DPoP.
+    fn check<B>(&self, req: &Request<B>) -> Result<Authorized, Denial> {
+        Self::query_token(req)?;
+        let (_, token) = Self::parse(req)?;
+        let claims = self.guard.bearer(token)?;
+        self.allowed(&claims)?;
+        Ok(Authorized {
+            claims,
+            dpop_jkt: None,
+        })
+    }
+
+    /// The full check: a DPoP request needs the (shared) replay cache.
+    async fn check_async(&self, req: &http::request::Parts) -> Result<Authorized, Denial> {
+        let probe = Request::from_parts(req.clone(), ());
+        Self::query_token(&probe)?;
+        match Self::parse(&probe)? {
+            (Scheme::Bearer, _) => self.check(&probe),
+            (Scheme::Dpop, token) => {
+                let (claims, jkt) = self
+                    .guard
+                    .dpop(&req.method, req.uri.path(), &req.headers, token)
+                    .await?;
+                self.allowed(&claims)?;
+                Ok(Authorized {
+                    claims,
+                    dpop_jkt: Some(jkt),
+                })
+            }
+        }
+    }
+
+    /// The refusal of `denial`; `dpop` tells whether the request used the DPoP scheme,
+    /// so the challenge names the scheme the client must use.
+    fn deny<B: From<String>>(&self, denial: Denial, dpop: bool) -> Response<B> {
         let realm = &self.guard.realm;
-        let (status, challenge, body) = match denial {
-            Denial::NoToken => (
-                StatusCode::UNAUTHORIZED,
-                format!("Bearer realm=\"{realm}\""),
-                r#"{"error":"invalid_token","error_description":"a bearer access token is required"}"#.to_owned(),
-            ),
+        let dpop_on = self.guard.dpop.is_some();
+        let algs = DPOP_SIGNING_ALGS.join(" ");
+        // The scheme of an error challenge: DPoP for a DPoP request, and for a DPoP-bound
+        // token that came as a bearer token (RFC 9449 §7.2).
+        let dpop_challenge = dpop
+            || matches!(denial, Denial::InvalidToken(t) if t == BOUND_AS_BEARER)
+            || matches!(denial, Denial::Dpop(_));
+        let challenge = |params: String| {
+            if dpop_challenge && dpop_on {
+                format!("DPoP realm=\"{realm}\", {params}, algs=\"{algs}\"")
+            } else {
+                format!("Bearer realm=\"{realm}\", {params}")
+            }
+        };
+        let mut nonce = None;
+        let (status, challenges, body) = match denial {
+            Denial::NoToken => {
+                let mut c = vec![format!("Bearer realm=\"{realm}\"")];
+                if dpop_on {
+                    c.push(format!("DPoP realm=\"{realm}\", algs=\"{algs}\""));
+                }
+                (
+                    StatusCode::UNAUTHORIZED,
+                    c,
+                    r#"{"error":"invalid_token","error_description":"a bearer access token is required"}"#.to_owned(),
+                )
+            }
             Denial::BadRequest => (
                 StatusCode::BAD_REQUEST,
-                format!("Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"malformed Authorization header\""),
+                vec![challenge("error=\"invalid_request\", error_description=\"malformed Authorization header\"".to_owned())],
                 r#"{"error":"invalid_request","error_description":"malformed Authorization header"}"#.to_owned(),
             ),
             Denial::TokenElsewhere(text) => (
                 StatusCode::BAD_REQUEST,
-                format!("Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{text}\""),
+                vec![challenge(format!("error=\"invalid_request\", error_description=\"{text}\""))],
                 serde_json::json!({"error": "invalid_request", "error_description": text}).to_string(),
             ),
             Denial::BodyTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"the request body is too large\""),
+                vec![challenge("error=\"invalid_request\", error_description=\"the request body is too large\"".to_owned())],
                 r#"{"error":"invalid_request","error_description":"the request body is too large"}"#.to_owned(),
             ),
             Denial::InvalidToken(text) => (
                 StatusCode::UNAUTHORIZED,
-                format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{text}\""),
+                vec![challenge(format!("error=\"invalid_token\", error_description=\"{text}\""))],
                 serde_json::json!({"error": "invalid_token", "error_description": text}).to_string(),
             ),
-            Denial::Unavailable => {
+            Denial::Dpop(DpopError::Unavailable) | Denial::Unavailable => {
                 let mut response = Response::new(B::from(
                     serde_json::json!({
                         "error": "temporarily_unavailable",
@@ -227,12 +463,23 @@ impl RequireScopes {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 return response;
             }
+            Denial::Dpop(e) => {
+                if e == DpopError::UseNonce {
+                    nonce = self.guard.dpop_nonce();
+                }
+                let (code, text) = (e.code(), e.description());
+                (
+                    StatusCode::UNAUTHORIZED,
+                    vec![challenge(format!("error=\"{code}\", error_description=\"{text}\""))],
+                    serde_json::json!({"error": code, "error_description": text}).to_string(),
+                )
+            }
             Denial::InsufficientScope => (
                 StatusCode::FORBIDDEN,
-                format!(
-                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"the token lacks a required scope\", scope=\"{}\"",
+                vec![challenge(format!(
+                    "error=\"insufficient_scope\", error_description=\"the token lacks a required scope\", scope=\"{}\"",
                     self.scopes
-                ),
+                ))],
                 serde_json::json!({
                     "error": "insufficient_scope",
                     "error_description": "the token lacks a required scope",
@@ -246,8 +493,13 @@ impl RequireScopes {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Ok(v) = HeaderValue::from_str(&challenge) {
-            headers.insert(WWW_AUTHENTICATE, v);
+        for c in challenges {
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                headers.append(WWW_AUTHENTICATE, v);
+            }
+        }
+        if let Some(v) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+            headers.insert(DPOP_NONCE_HEADER, v);
         }
         response
     }
@@ -274,42 +526,64 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let deny = |policy: &RequireScopes, denial| {
-            Either::Left(futures_util::future::ready(Ok(policy.deny(denial))))
-        };
-        if !is_form(&req) {
+        let form = is_form(&req);
+        let dpop = RequireScopes::is_dpop(&req);
+        if !form && !dpop {
+            // The fast path: a bearer token, checked without awaiting anything.
             return match self.policy.check(&req) {
-                Ok(claims) => {
-                    req.extensions_mut().insert(Authorized { claims });
+                Ok(authorized) => {
+                    req.extensions_mut().insert(authorized);
                     Either::Right(Either::Left(self.inner.call(req)))
                 }
-                Err(denial) => deny(&self.policy, denial),
+                Err(denial) => Either::Left(futures_util::future::ready(Ok(self
+                    .policy
+                    .deny(denial, false)))),
             };
         }
-        // A form body may carry a token (RFC 6750 §2.2): read it, look, and rebuild it.
-        // The service that was polled ready goes into the future; a clone stays here.
+        // A form body may carry a token (RFC 6750 §2.2): read it, look, and rebuild it. A
+        // DPoP proof's `jti` goes through the shared replay cache. The service that was
+        // polled ready goes into the future; a clone stays here.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let policy = self.policy.clone();
         Either::Right(Either::Right(Box::pin(async move {
-            let (parts, body) = req.into_parts();
-            let bytes = match http_body_util::Limited::new(body, MAX_FORM_BYTES)
-                .collect()
-                .await
-            {
-                Ok(collected) => collected.to_bytes(),
-                Err(_) => return Ok(policy.deny(Denial::BodyTooLarge)),
-            };
-            let mut req = Request::from_parts(parts, ReqBody::from(bytes.clone()));
-            if has_access_token_param(&bytes) {
-                return Ok(policy.deny(token_elsewhere(&req, Place::Body)));
-            }
-            match policy.check(&req) {
-                Ok(claims) => {
-                    req.extensions_mut().insert(Authorized { claims });
-                    inner.call(req).await
+            let (mut parts, body) = req.into_parts();
+            let body = if form {
+                let bytes = match http_body_util::Limited::new(body, MAX_FORM_BYTES)
+                    .collect()
+                    .await
+                {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(_) => return Ok(policy.deny(Denial::BodyTooLarge, dpop)),
+                };
+                if has_access_token_param(&bytes) {
+                    let probe = Request::from_parts(parts, ());
+                    return Ok(policy.deny(token_elsewhere(&probe, Place::Body), dpop));
                 }
-                Err(denial) => Ok(policy.deny(denial)),
+                ReqBody::from(bytes)
+            } else {
+                body
+            };
+            match policy.check_async(&parts).await {
+                Ok(authorized) => {
+                    let bound = authorized.dpop_jkt.is_some();
+                    parts.extensions.insert(authorized);
+                    let req = Request::from_parts(parts, body);
+                    let mut response = inner.call(req).await?;
+                    // A fresh nonce with every answer to a DPoP request (RFC 9449 §9), so
+                    // the client's next proof need not fail first.
+                    if bound {
+                        if let Some(v) = policy
+                            .guard
+                            .dpop_nonce()
+                            .and_then(|n| HeaderValue::from_str(&n).ok())
+                        {
+                            response.headers_mut().insert(DPOP_NONCE_HEADER, v);
+                        }
+                    }
+                    Ok(response)
+                }
+                Err(denial) => Ok(policy.deny(denial, dpop)),
             }
         })))
     }

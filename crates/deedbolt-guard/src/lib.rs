@@ -35,5 +35,8 @@ mod layer;
 mod verify;
 
 pub use keys::{BadJwk, KeyResolver, StaticKeys, VerifyingKey};
-pub use layer::{Authorized, Guard, GuardService, RequireScopes, MAX_FORM_BYTES};
-pub use verify::{parse_bearer, BearerError, RevocationCheck, TokenRejection, Verifier};
+pub use layer::{Authorized, Guard, GuardRefusal, GuardService, RequireScopes, MAX_FORM_BYTES};
+pub use verify::{
+    parse_authorization, parse_bearer, BearerError, RevocationCheck, Scheme, TokenRejection,
+    Verifier,
+};

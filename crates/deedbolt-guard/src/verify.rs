@@ -45,8 +45,39 @@ pub enum BearerError {
 /// assert_eq!(parse_bearer(spaced.iter()), Err(BearerError::Malformed));
 /// ```
 pub fn parse_bearer<'a>(
-    mut values: impl Iterator<Item = &'a http::HeaderValue>,
+    values: impl Iterator<Item = &'a http::HeaderValue>,
 ) -> Result<&'a str, BearerError> {
+    match parse_authorization(values)? {
+        (Scheme::Bearer, token) => Ok(token),
+        (Scheme::Dpop, _) => Err(BearerError::Missing),
+    }
+}
+
+/// The authorization scheme an access token was presented with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: Bearer` (RFC 6750 §2.1).
+    Bearer,
+    /// `Authorization: DPoP` (RFC 9449 §7.1), with a `DPoP` proof header.
+    Dpop,
+}
+
+/// Extracts the scheme and token from the `Authorization` header values of a request:
+/// `Bearer <token>` or `DPoP <token>` (the same `b64token` syntax, RFC 9449 §7.1).
+///
+/// ```
+/// use deedbolt_guard::{parse_authorization, BearerError, Scheme};
+/// use http::HeaderValue;
+/// let dpop = [HeaderValue::from_static("DPoP abc.def")];
+/// assert_eq!(parse_authorization(dpop.iter()), Ok((Scheme::Dpop, "abc.def")));
+/// let bearer = [HeaderValue::from_static("Bearer abc")];
+/// assert_eq!(parse_authorization(bearer.iter()), Ok((Scheme::Bearer, "abc")));
+/// let basic = [HeaderValue::from_static("Basic Zm9vOmJhcg==")];
+/// assert_eq!(parse_authorization(basic.iter()), Err(BearerError::Missing));
+/// ```
+pub fn parse_authorization<'a>(
+    mut values: impl Iterator<Item = &'a http::HeaderValue>,
+) -> Result<(Scheme, &'a str), BearerError> {
     let Some(value) = values.next() else {
         return Err(BearerError::Missing);
     };
@@ -55,14 +86,18 @@ pub fn parse_bearer<'a>(
     }
     let value = value.to_str().map_err(|_| BearerError::Malformed)?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Err(BearerError::Missing);
-    }
+    };
     let token = rest.trim_start_matches(' ');
     if !is_b64token(token) {
         return Err(BearerError::Malformed);
     }
-    Ok(token)
+    Ok((scheme, token))
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="` (RFC 6750 §2.1).

@@ -74,6 +74,16 @@ pub enum ApiError {
     /// logged, never shown. Clients may retry; the instance recovers by itself.
     #[error("service unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A DPoP proof refused at the token endpoint (RFC 9449 §5, §8): 400 with
+    /// `invalid_dpop_proof`, or `use_dpop_nonce` with a fresh `DPoP-Nonce` header. (At the
+    /// API the guard answers 401 itself.)
+    #[error("{error}")]
+    Dpop {
+        /// Why.
+        error: deedbolt_guard::dpop::DpopError,
+        /// The nonce to send in `DPoP-Nonce`, when the server issues nonces.
+        nonce: Option<String>,
+    },
     /// A failure that is ours, not the client's. Logged, never shown.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -215,6 +225,22 @@ impl IntoResponse for ApiError {
                 r.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 r
+            }
+            ApiError::Dpop { error, nonce } => {
+                if *error == deedbolt_guard::dpop::DpopError::Unavailable {
+                    let mut r = body(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        error.description(),
+                    );
+                    r.headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                    r
+                } else {
+                    let mut r = body(StatusCode::BAD_REQUEST, error.code(), error.description());
+                    crate::web::dpop::nonce_header(nonce.as_deref(), r.headers_mut());
+                    r
+                }
             }
             ApiError::Internal(e) => {
                 tracing::error!(error.cause_chain = %error_chain(e.as_ref()), "internal error");

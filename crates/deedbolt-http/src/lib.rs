@@ -46,6 +46,8 @@ pub mod runtime;
 pub mod state;
 pub mod web;
 
+/// DPoP proof checks and server nonces (RFC 9449), from the guard crate.
+pub use deedbolt_guard::dpop;
 pub use keys::KeyRing;
 pub use router::router;
 pub use state::{AppState, Services};

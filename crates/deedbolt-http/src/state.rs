@@ -80,6 +80,10 @@ pub struct Services {
     pub bff: Option<Arc<Bff>>,
     /// The token that reads `/metrics`, if configured.
     pub metrics_token: Option<MetricsToken>,
+    /// SHIM (foundation): the replay cache.
+    pub replay: Arc<dyn deedbolt_core::ports::ReplayCache>,
+    /// DPoP proof checks and server nonces (RFC 9449), at `/token` and the API.
+    pub dpop: deedbolt_guard::dpop::DpopVerifier,
     /// The origins whose browser apps may call discovery, the JWKS, `/token`, `/revoke`
     /// and `/userinfo` (none by default).
     pub cors: crate::web::cors::CorsOrigins,
@@ -136,7 +140,11 @@ impl AppState {
         )
         .with_revocations(services.revocations.clone());
         AppState(Arc::new(Inner {
-            guard: Guard::new(verifier),
+            guard: Guard::new(verifier).with_dpop(
+                services.dpop.clone(),
+                services.replay.clone(),
+                services.policy.issuer.clone(),
+            ),
             cookies: CookiePolicy::for_issuer(&services.policy.issuer),
             grace: GraceCache::new(services.grace.clone()),
             bff: services.bff.clone(),

@@ -252,6 +252,12 @@ config_layer! {
         /// 32 characters) as a bearer token, and is not served without one [default: none].
         #[arg(long, env = "DEEDBOLT_METRICS_LISTEN")]
         pub metrics_listen: Option<String>,
+        /// DPoP server nonces (RFC 9449 §8, §9): `required` makes every DPoP proof at
+        /// /token and the API carry a nonce from a `DPoP-Nonce` header (clients retry once
+        /// after `use_dpop_nonce`); `off` relies on `iat` and the `jti` replay cache
+        /// [default: off].
+        #[arg(long, env = "DEEDBOLT_DPOP_NONCE")]
+        pub dpop_nonce: Option<String>,
         /// `DEEDBOLT_ALERT_WEBHOOK_SECRET` (see [`webhook_secret_from_env`]).
         #[arg(skip)]
         #[serde(skip)]
@@ -532,6 +538,9 @@ pub struct ServeSettings {
     pub metrics_token: Option<deedbolt_http::metrics::MetricsToken>,
     /// Shared fast state on Redis; `None`: in-process (one instance).
     pub redis: Option<RedisSettings>,
+    /// Whether DPoP proofs must carry a server nonce. A profile that requires nonces
+    /// (FAPI 2.0) sets it to [`NonceMode::Required`](deedbolt_http::dpop::NonceMode).
+    pub dpop_nonce: deedbolt_http::dpop::NonceMode,
 }
 
 /// Where the shared fast state (rate limits, revocation propagation) lives when scaled out.
@@ -842,6 +851,11 @@ impl ServeSettings {
             )?,
         )?;
         let redis = common.redis.clone();
+        let dpop_nonce = match o.dpop_nonce.as_deref().map(str::trim) {
+            None | Some("off") => deedbolt_http::dpop::NonceMode::Off,
+            Some("required") => deedbolt_http::dpop::NonceMode::Required,
+            Some(other) => bail!("invalid dpop_nonce `{other}` (expected `required` or `off`)"),
+        };
 
         let (metrics_listen, metrics_token) = metrics_settings(o.metrics_listen, o.metrics_token)?;
         if metrics_listen.is_some_and(|m| m == listen && listen.port() != 0) {
@@ -867,6 +881,7 @@ impl ServeSettings {
             alert_webhook,
             bff,
             redis,
+            dpop_nonce,
         })
     }
 }

@@ -269,6 +269,22 @@ impl Application {
             .await
             .context("cannot load the scope history")?;
         let hasher = Arc::new(SecretHasher::new(&pepper));
+        // DPoP server nonces under a key derived from the stored (sealed) pepper, so every
+        // instance issues and accepts the same ones; proofs are checked the same way at
+        // /token and the API.
+        let dpop = {
+            use deedbolt_http::dpop::{DpopNonces, DpopVerifier, NonceMode};
+            let verifier = DpopVerifier::new(clock.clone());
+            match settings.dpop_nonce {
+                NonceMode::Required => verifier.with_nonces(
+                    Arc::new(DpopNonces::new(
+                        &pepper.derive_key(b"deedbolt dpop nonce v1"),
+                    )),
+                    NonceMode::Required,
+                ),
+                NonceMode::Off => verifier,
+            }
+        };
         let mut demo_seeded = None;
         let bff_config = match (settings.bff.clone(), demo) {
             (Some(explicit), Demo::On) => {
@@ -318,6 +334,8 @@ impl Application {
             .transpose()
             .context("cannot set up the backend-for-frontend")?;
         let state = AppState::new(Services {
+            dpop,
+            replay: Arc::new(deedbolt_core::replay::MemoryReplayCache::default()),
             bff,
             metrics_token: settings.metrics_token.clone(),
             cors: settings.cors.clone(),

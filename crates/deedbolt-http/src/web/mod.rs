@@ -7,6 +7,7 @@ pub mod client_ip;
 pub mod cookies;
 pub mod cors;
 pub mod csrf;
+pub mod dpop;
 pub mod form;
 pub mod no_store;
 pub mod pages;
