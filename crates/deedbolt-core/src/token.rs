@@ -77,28 +77,47 @@ pub struct AccessTokenClaims {
     pub client_id: ClientId,
     /// The granted scopes.
     pub scope: ScopeSet,
-    /// SHIM (foundation): confirmation.
+    /// The key or certificate the token is bound to (sender-constrained tokens); `None`
+    /// for a bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
 }
 
-/// SHIM (foundation): RFC 9449 §6 / RFC 8705 §3.1 confirmation.
+/// The `cnf` (confirmation) claim of a sender-constrained token (RFC 7800 §3.1): the
+/// thumbprint of the DPoP key (`jkt`, RFC 9449 §6.1) or of the client certificate
+/// (`x5t#S256`, RFC 8705 §3.1) that must accompany every use of the token.
+///
+/// ```
+/// use deedbolt_core::token::Confirmation;
+/// let v = serde_json::to_value(Confirmation::dpop("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")).unwrap();
+/// assert_eq!(v, serde_json::json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}));
+/// let v = serde_json::to_value(Confirmation::certificate("bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2")).unwrap();
+/// assert_eq!(v, serde_json::json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confirmation {
-    /// jkt.
+    /// base64url SHA-256 JWK thumbprint (RFC 7638) of the DPoP public key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jkt: Option<String>,
-    /// x5t#S256.
+    /// base64url SHA-256 of the DER client certificate.
     #[serde(rename = "x5t#S256", default, skip_serializing_if = "Option::is_none")]
     pub x5t_s256: Option<String>,
 }
 
 impl Confirmation {
-    /// DPoP.
-    pub fn dpop(jkt: String) -> Self {
+    /// Bound to a DPoP key by its JWK thumbprint.
+    pub fn dpop(jkt: impl Into<String>) -> Self {
         Confirmation {
-            jkt: Some(jkt),
+            jkt: Some(jkt.into()),
             x5t_s256: None,
+        }
+    }
+
+    /// Bound to a client certificate by its SHA-256 thumbprint.
+    pub fn certificate(x5t_s256: impl Into<String>) -> Self {
+        Confirmation {
+            jkt: None,
+            x5t_s256: Some(x5t_s256.into()),
         }
     }
 }
@@ -144,5 +163,6 @@ mod tests {
         }
         assert_eq!(v["exp"], 200);
         assert_eq!(v["scope"], "property:read");
+        assert!(v.get("cnf").is_none(), "a bearer token has no cnf");
     }
 }

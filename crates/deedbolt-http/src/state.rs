@@ -60,6 +60,9 @@ pub struct Services {
     pub refresh_policy: RefreshPolicy,
     /// Answers to recent rotations, for retries within the grace period.
     pub grace: Arc<dyn deedbolt_core::grace::GraceStore>,
+    /// Single-use values seen (DPoP proof and client-assertion `jti`s): shared through
+    /// Redis when configured, in-process otherwise.
+    pub replay: Arc<dyn deedbolt_core::ports::ReplayCache>,
     /// Rate limits.
     pub limits: RateLimits,
     /// Where limiter state lives.
@@ -80,8 +83,6 @@ pub struct Services {
     pub bff: Option<Arc<Bff>>,
     /// The token that reads `/metrics`, if configured.
     pub metrics_token: Option<MetricsToken>,
-    /// SHIM (foundation): the replay cache.
-    pub replay: Arc<dyn deedbolt_core::ports::ReplayCache>,
     /// DPoP proof checks and server nonces (RFC 9449), at `/token` and the API.
     pub dpop: deedbolt_guard::dpop::DpopVerifier,
     /// The origins whose browser apps may call discovery, the JWKS, `/token`, `/revoke`
