@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, State};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,7 +36,7 @@ use deedbolt_core::ports::{Session, StoredAlert};
 use deedbolt_core::rand;
 use deedbolt_core::scope::Scope;
 use deedbolt_core::user::{Password, Role, User};
-use deedbolt_guard::{parse_bearer, BearerError};
+use deedbolt_guard::GuardRefusal;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -120,6 +120,8 @@ pub enum AdminRejection {
     NotAdmin,
     /// A valid token without the administration scope the route requires.
     InsufficientScope(Scope),
+    /// A DPoP token whose proof was refused (RFC 9449 §7.1), answered as the guard does.
+    Dpop(deedbolt_guard::dpop::DpopError, Option<String>),
     /// The user store failed.
     Internal(ApiError),
 }
@@ -138,6 +140,27 @@ impl IntoResponse for AdminRejection {
         // (named in the body and the challenge, as the guard does).
         let (status, code, description, missing) = match self {
             AdminRejection::Internal(e) => return e.into_response(),
+            AdminRejection::Dpop(error, nonce) => {
+                let mut response = (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({"error": error.code(), "error_description": error.description()})),
+                )
+                    .into_response();
+                let headers = response.headers_mut();
+                let challenge = format!(
+                    "DPoP realm=\"{}\", error=\"{}\", error_description=\"{}\", algs=\"{}\"",
+                    crate::web::challenge::REALM,
+                    error.code(),
+                    error.description(),
+                    deedbolt_guard::dpop::DPOP_SIGNING_ALGS.join(" ")
+                );
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    headers.insert(WWW_AUTHENTICATE, v);
+                }
+                crate::web::dpop::nonce_header(nonce.as_deref(), headers);
+                no_store(headers);
+                return response;
+            }
             AdminRejection::NoToken => (StatusCode::UNAUTHORIZED, InvalidToken, NO_TOKEN, None),
             AdminRejection::Malformed => (
                 StatusCode::BAD_REQUEST,
@@ -187,20 +210,29 @@ impl FromRequestParts<AppState> for AdminToken {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token =
-            parse_bearer(parts.headers.get_all(AUTHORIZATION).iter()).map_err(|e| match e {
-                BearerError::Missing => AdminRejection::NoToken,
-                BearerError::Malformed => AdminRejection::Malformed,
-            })?;
-        let claims = state.guard.verifier().check(token).map_err(|rejection| {
-            tracing::debug!(reason = %rejection, "admin API token rejected");
-            match rejection {
-                deedbolt_guard::TokenRejection::Unavailable => {
-                    AdminRejection::Internal(ApiError::Unavailable(Box::new(rejection)))
-                }
-                other => AdminRejection::InvalidToken(other.description()),
+        // `Bearer`, or `DPoP` with its proof; a DPoP-bound token as `Bearer` is refused
+        // (RFC 9449 §7.2), as at the API.
+        let claims = match state.guard.authorize_request(parts).await {
+            Ok(authorized) => authorized.claims,
+            Err(refusal) => {
+                tracing::debug!(?refusal, "admin API token rejected");
+                return Err(match refusal {
+                    GuardRefusal::NoToken => AdminRejection::NoToken,
+                    GuardRefusal::Malformed => AdminRejection::Malformed,
+                    GuardRefusal::InvalidToken(text) => AdminRejection::InvalidToken(text),
+                    GuardRefusal::Dpop(deedbolt_guard::dpop::DpopError::Unavailable)
+                    | GuardRefusal::Unavailable => AdminRejection::Internal(ApiError::Unavailable(
+                        Box::new(deedbolt_guard::TokenRejection::Unavailable),
+                    )),
+                    GuardRefusal::Dpop(error) => {
+                        let nonce = (error == deedbolt_guard::dpop::DpopError::UseNonce)
+                            .then(|| state.guard.dpop_nonce())
+                            .flatten();
+                        AdminRejection::Dpop(error, nonce)
+                    }
+                });
             }
-        })?;
+        };
         // A client-credentials token names the client as its subject: never a user.
         if claims.is_client_token() {
             return Err(AdminRejection::NotAdmin);

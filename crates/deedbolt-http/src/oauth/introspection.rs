@@ -101,11 +101,11 @@ pub async fn introspect_endpoint(
     {
         return inactive();
     }
-    Ok(no_store_json(
-        StatusCode::OK,
-        json!({
+    // A DPoP-bound token answers as such, with its confirmation (RFC 9449 §6.2).
+    let bound = claims.cnf.as_ref().is_some_and(|c| c.jkt.is_some());
+    let mut answer = json!({
             "active": true,
-            "token_type": "Bearer",
+            "token_type": if bound { "DPoP" } else { "Bearer" },
             "scope": claims.scope,
             "client_id": claims.client_id,
             "sub": claims.sub,
@@ -114,6 +114,9 @@ pub async fn introspect_endpoint(
             "exp": claims.exp,
             "iat": claims.iat,
             "jti": claims.jti,
-        }),
-    ))
+    });
+    if let Some(cnf) = &claims.cnf {
+        answer["cnf"] = json!(cnf);
+    }
+    Ok(no_store_json(StatusCode::OK, answer))
 }

@@ -37,6 +37,7 @@ fn common(issuer: &str) -> serde_json::Value {
         "scopes_supported": scopes,
         // RFC 9207: every authorization response carries `iss`.
         "authorization_response_iss_parameter_supported": true,
+        "dpop_signing_alg_values_supported": deedbolt_guard::dpop::DPOP_SIGNING_ALGS,
     })
 }
 

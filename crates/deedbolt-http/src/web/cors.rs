@@ -115,8 +115,13 @@ impl CorsOrigins {
                 .allow_origin(AllowOrigin::list(self.origins.clone()))
                 .allow_methods([Method::GET, Method::POST])
                 .allow_headers([AUTHORIZATION, CONTENT_TYPE, HeaderName::from_static("dpop")])
-                // An app reads why its token was refused, and when to retry.
-                .expose_headers([WWW_AUTHENTICATE, RETRY_AFTER])
+                // An app reads why its token was refused, when to retry, and the DPoP
+                // nonce for its next proof (RFC 9449 §8).
+                .expose_headers([
+                    WWW_AUTHENTICATE,
+                    RETRY_AFTER,
+                    HeaderName::from_static("dpop-nonce"),
+                ])
                 .max_age(PREFLIGHT_MAX_AGE),
         )
     }

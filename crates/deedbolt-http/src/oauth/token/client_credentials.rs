@@ -61,10 +61,12 @@ pub(super) async fn client_credentials(
         .into());
     };
     let scope = grant::client_credentials_scope(&auth, params.get("scope"))?;
-    let claims = services
+    let proof = super::dpop::token_proof(state, headers, auth.client()).await?;
+    let mut claims = services
         .policy
         .client_credentials_claims(&auth, scope, services.clock.now())
         .map_err(ApiError::internal)?;
+    proof.bind(&mut claims);
     let jwt = services
         .keys
         .current()
@@ -81,7 +83,7 @@ pub(super) async fn client_credentials(
         .await;
     let mut response = token_response(TokenResponse {
         access_token: AccessToken(jwt),
-        token_type: "Bearer",
+        token_type: proof.token_type(),
         expires_in: services.policy.lifetime.as_secs(),
         scope,
         refresh_token: None,

@@ -97,6 +97,14 @@ pub(super) async fn authorization_code(
         code_verifier: params.get("code_verifier"),
     };
     let pkce = flow::check_exchange(&auth, &stored, &exchange)?;
+    // The proof, and the key the code is bound to (`dpop_jkt`, RFC 9449 §10), before the
+    // code is spent.
+    let proof = super::dpop::token_proof(state, headers, auth.client()).await?;
+    proof.require_key(
+        state,
+        stored.dpop_jkt.as_deref(),
+        "the code is bound to another DPoP key",
+    )?;
     if stored.scope.is_empty() {
         // No code is issued for nothing (the consent refuses it), but one stored by an
         // older version must not turn into a token that grants nothing.
@@ -136,9 +144,10 @@ pub(super) async fn authorization_code(
         return Err(OAuthError::InvalidGrant(Cow::Borrowed("the user no longer exists")).into());
     }
     let policy = &services.policy;
-    let claims = policy
+    let mut claims = policy
         .code_claims(&auth, &grant, pkce, now)
         .map_err(ApiError::internal)?;
+    proof.bind(&mut claims);
     let key = services.keys.current();
     let access = key
         .sign_jwt(ACCESS_TOKEN_TYP, &claims)
@@ -147,7 +156,13 @@ pub(super) async fn authorization_code(
     // code: a replay that finds the token recorded then finds the family too and revokes it
     // (another instance's replay may land at any point in between).
     let family = if auth.client().allows_grant(GrantType::RefreshToken) {
-        Some(refresh::start_family(state, &grant, &claims, now).await?)
+        // A public client's family is bound to the proof key (RFC 9449 §5); a
+        // confidential client's is bound by its authentication.
+        let family_key = match auth.kind() {
+            ClientKind::Public => proof.jkt(),
+            ClientKind::Confidential => None,
+        };
+        Some(refresh::start_family(state, &grant, &claims, family_key, now).await?)
     } else {
         None
     };
@@ -187,7 +202,7 @@ pub(super) async fn authorization_code(
         .await;
     let mut response = token_response(TokenResponse {
         access_token: AccessToken(access),
-        token_type: "Bearer",
+        token_type: proof.token_type(),
         expires_in: policy.lifetime.as_secs(),
         scope: grant.scope,
         refresh_token,

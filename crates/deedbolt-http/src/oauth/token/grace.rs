@@ -33,6 +33,9 @@ pub(crate) struct CachedPair {
     pub(crate) refresh: String,
     pub(crate) scope: ScopeSet,
     pub(crate) expires_in: i64,
+    /// Whether the access token is DPoP-bound (`token_type: DPoP`).
+    #[serde(default)]
+    pub(crate) dpop: bool,
 }
 
 /// The domain label of the key a cached pair is sealed under.

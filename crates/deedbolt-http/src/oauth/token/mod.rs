@@ -5,6 +5,7 @@
 
 mod client_credentials;
 mod code;
+pub(crate) mod dpop;
 pub mod grace;
 pub mod refresh;
 
@@ -77,7 +78,9 @@ pub async fn token(
         ip: ip.clone(),
         ..TokenAudit::default()
     };
-    let result = token_inner(&state, &headers, body, &mut audit).await;
+    let result = token_inner(&state, &headers, body, &mut audit)
+        .await
+        .map(|r| dpop::with_nonce(&state, r));
     let now = services.clock.now();
     let (kind, success, error) = match &result {
         Ok(_) if audit.grant == Some(GrantType::RefreshToken) => {
@@ -92,6 +95,9 @@ pub async fn token(
             (AuditKind::ClientAuthFailed, false, Some(e.code()))
         }
         Err(ApiError::OAuth(e)) => (AuditKind::TokenRequestFailed, false, Some(e.code())),
+        Err(ApiError::Dpop { error, .. }) => {
+            (AuditKind::TokenRequestFailed, false, Some(error.code()))
+        }
         Err(ApiError::RateLimited { .. }) => {
             (AuditKind::RateLimited, false, Some("rate_limit_exceeded"))
         }

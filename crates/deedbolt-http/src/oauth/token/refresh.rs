@@ -18,7 +18,9 @@ use deedbolt_core::refresh::{
 };
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::token::{AccessTokenClaims, ACCESS_TOKEN_TYP};
+use deedbolt_guard::dpop::Jkt;
 
+use super::dpop::{self, TokenProof};
 use super::grace::CachedPair;
 use super::{token_response, TokenAudit};
 use crate::error::ApiError;
@@ -38,14 +40,16 @@ async fn family_access_token(
     client: &TokenClient,
     record: &RefreshRecord,
     scope: ScopeSet,
+    proof: &TokenProof,
     now: UnixTime,
 ) -> Result<String, ApiError> {
     let s = &state.services;
     let family_id = record.family_id.as_str();
-    let claims = s
+    let mut claims = s
         .policy
         .refresh_claims(client, record, scope, now)
         .map_err(ApiError::internal)?;
+    proof.bind(&mut claims);
     let jwt = s
         .keys
         .current()
@@ -68,6 +72,7 @@ pub(crate) async fn start_family(
     state: &AppState,
     grant: &CodeGrant,
     access: &AccessTokenClaims,
+    dpop_jkt: Option<&Jkt>,
     now: UnixTime,
 ) -> Result<(String, RefreshToken), ApiError> {
     let s = &state.services;
@@ -79,7 +84,7 @@ pub(crate) async fn start_family(
         scope: grant.scope,
         auth_time: grant.auth_time,
         expires_at: now.plus_secs(s.refresh_policy.absolute_secs),
-        dpop_jkt: None,
+        dpop_jkt: dpop_jkt.map(|j| j.to_string()),
     };
     let expires = now
         .plus_secs(s.refresh_policy.idle_secs)
@@ -108,7 +113,7 @@ pub(crate) async fn revoke_family(
 fn respond(pair: CachedPair) -> Response {
     token_response(TokenResponse {
         access_token: AccessToken(pair.access),
-        token_type: "Bearer",
+        token_type: if pair.dpop { "DPoP" } else { "Bearer" },
         expires_in: pair.expires_in,
         scope: pair.scope,
         refresh_token: Some(AccessToken(pair.refresh)),
@@ -146,6 +151,7 @@ pub(crate) async fn refresh_token_grant(
     } else {
         None
     };
+    let proof = dpop::token_proof(state, headers, auth.client()).await?;
     let presented = params
         .take("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
@@ -162,6 +168,14 @@ pub(crate) async fn refresh_token_grant(
     let Some(record) = s.refresh.find_refresh(&old_hash).await? else {
         return Err(invalid_grant("unknown refresh token"));
     };
+    // A family bound to a DPoP key (a public client's, RFC 9449 §5) refreshes only with a
+    // proof by that key: checked before anything else, so a stolen bound token neither
+    // rotates nor, presented without the key, revokes the owner's family.
+    proof.require_key(
+        state,
+        record.dpop_jkt.as_deref(),
+        "the refresh token is bound to another DPoP key",
+    )?;
     let client_id = auth.client().id.clone();
     audit.user_id = Some(record.user_id.to_string());
     // A confidential client: per client *and user*, since a refresh token is one user's
@@ -210,8 +224,9 @@ pub(crate) async fn refresh_token_grant(
                 // Another request rotated it between our read and our update.
                 return concurrent_use(state, &presented, &record.family_id, now).await;
             }
-            let access = family_access_token(state, &auth, &record, scope, now).await?;
+            let access = family_access_token(state, &auth, &record, scope, &proof, now).await?;
             let pair = CachedPair {
+                dpop: proof.jkt().is_some(),
                 access,
                 refresh: new.expose().to_owned(),
                 scope,

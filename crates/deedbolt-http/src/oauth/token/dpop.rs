@@ -1,0 +1,118 @@
+//! DPoP at the token endpoint (RFC 9449 §5, §8, §10).
+//!
+//! A valid `DPoP` proof for `POST {issuer}/token` binds the access token to the proof key
+//! (`cnf.jkt`, `token_type: DPoP`) for every grant. A client registered with
+//! `dpop_bound_access_tokens` must send one. A code requested with `dpop_jkt` is redeemed
+//! only with a proof by that key; a public client's refresh-token family is bound to the
+//! key of the proof it was issued with (a confidential client's is bound by its client
+//! authentication, §5). The proof is checked after client authentication and before the
+//! grant changes anything, so a refused proof spends no code and rotates no token.
+
+use std::borrow::Cow;
+
+use axum::http::HeaderMap;
+use axum::response::Response;
+use deedbolt_core::client::Client;
+use deedbolt_core::error::OAuthError;
+use deedbolt_core::token::{AccessTokenClaims, Confirmation};
+use deedbolt_guard::dpop::{DpopError, DpopRequest, Jkt};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::web::dpop::{nonce_header, DPOP};
+
+/// The DPoP key a token request proved possession of, if it sent a proof.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TokenProof(Option<Jkt>);
+
+impl TokenProof {
+    /// The proven key's thumbprint.
+    pub(crate) fn jkt(&self) -> Option<&Jkt> {
+        self.0.as_ref()
+    }
+
+    /// Binds `claims` to the proven key (`cnf.jkt`), keeping any other confirmation
+    /// (a certificate thumbprint) already set.
+    pub(crate) fn bind(&self, claims: &mut AccessTokenClaims) {
+        if let Some(jkt) = &self.0 {
+            match &mut claims.cnf {
+                Some(cnf) => cnf.jkt = Some(jkt.to_string()),
+                None => claims.cnf = Some(Confirmation::dpop(jkt.as_str())),
+            }
+        }
+    }
+
+    /// The `token_type` of the response: `DPoP` for a bound token (RFC 9449 §5).
+    pub(crate) fn token_type(&self) -> &'static str {
+        if self.0.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        }
+    }
+
+    /// Checks that the proof's key is `bound` (a code's `dpop_jkt`, a family's key):
+    /// without a proof `invalid_dpop_proof`, with another key `invalid_grant` (the grant
+    /// belongs to another key).
+    pub(crate) fn require_key(
+        &self,
+        state: &AppState,
+        bound: Option<&str>,
+        what: &'static str,
+    ) -> Result<(), ApiError> {
+        let Some(bound) = bound else { return Ok(()) };
+        match &self.0 {
+            None => Err(refusal(state, DpopError::Missing)),
+            Some(jkt) if jkt.matches(bound) => Ok(()),
+            Some(_) => Err(OAuthError::InvalidGrant(Cow::Borrowed(what)).into()),
+        }
+    }
+}
+
+/// A refused proof, with a fresh nonce when the server issues them.
+pub(crate) fn refusal(state: &AppState, error: DpopError) -> ApiError {
+    ApiError::Dpop {
+        error,
+        nonce: state.services.dpop.nonce(),
+    }
+}
+
+/// Checks the request's `DPoP` proof, if any, for `client` (RFC 9449 §4.3 with `htm`
+/// `POST` and `htu` `{issuer}/token`). A client registered with
+/// `dpop_bound_access_tokens` must send one.
+pub(crate) async fn token_proof(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: &Client,
+) -> Result<TokenProof, ApiError> {
+    let s = &state.services;
+    let mut values = headers.get_all(DPOP).iter().peekable();
+    if values.peek().is_none() {
+        if client.metadata.dpop_bound_access_tokens {
+            return Err(refusal(state, DpopError::Missing));
+        }
+        return Ok(TokenProof(None));
+    }
+    let htu = format!("{}/token", s.policy.issuer.trim_end_matches('/'));
+    let request = DpopRequest {
+        method: "POST",
+        uri: &htu,
+        access_token: None,
+    };
+    match s.dpop.check(values, &request, s.replay.as_ref()).await {
+        Ok(proof) => Ok(TokenProof(Some(proof.jkt))),
+        Err(error) => {
+            tracing::info!(client_id = %client.id, reason = %error, "DPoP proof refused at the token endpoint");
+            Err(refusal(state, error))
+        }
+    }
+}
+
+/// Adds a fresh `DPoP-Nonce` to a token response, when the server issues nonces.
+pub(crate) fn with_nonce(state: &AppState, mut response: Response) -> Response {
+    nonce_header(
+        state.services.dpop.nonce().as_deref(),
+        response.headers_mut(),
+    );
+    response
+}
