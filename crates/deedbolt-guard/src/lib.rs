@@ -25,6 +25,33 @@
 //! `WWW-Authenticate: Bearer error="invalid_token"` for a bad token, 401 with a bare
 //! challenge when no token was sent, 400 `invalid_request` for a malformed header, and 403
 //! `insufficient_scope` naming the scopes the route needs.
+//!
+//! # Sender-constrained tokens: DPoP (RFC 9449)
+//!
+//! A token with `cnf.jkt` is bound to a DPoP key and is accepted only as
+//! `Authorization: DPoP <token>` together with a `DPoP` proof header. Turn it on with
+//! [`Guard::with_dpop`], giving a [`dpop::DpopVerifier`] (the `iat` window and, optionally,
+//! required server nonces), a [`ReplayCache`](deedbolt_core::ports::ReplayCache) shared by
+//! every instance of the resource server, and the server's public base URL:
+//!
+//! ```ignore
+//! let dpop = DpopVerifier::new(clock.clone());
+//! let guard = Guard::new(verifier).with_dpop(dpop, replay, "https://api.example.com");
+//! ```
+//!
+//! For a `DPoP` request the guard then checks, after the token itself: that the token is
+//! DPoP-bound (`cnf.jkt`), the proof by every rule of RFC 9449 §4.3 (one header, compact
+//! JWS, `typ` `dpop+jwt`, `alg` in [`dpop::DPOP_SIGNING_ALGS`], a public `jwk` that verifies
+//! the signature, `htm` = the method, `htu` = the public base URL + the request path,
+//! `iat` in the window, `jti` unseen, `ath` = the token's hash, the nonce if required),
+//! and that the proof key's thumbprint is the token's `cnf.jkt`. A DPoP-bound token
+//! presented as `Bearer` is refused with `invalid_token` (§7.2). Proof failures are 401
+//! `WWW-Authenticate: DPoP error="invalid_dpop_proof", algs="…"` (or `use_dpop_nonce` with
+//! a `DPoP-Nonce` header); a request without a token is offered both the `Bearer` and the
+//! `DPoP` challenge. [`Authorized::dpop_jkt`] tells a handler which key was proven.
+//! Code that authorizes outside a tower stack uses [`Guard::authorize_request`].
+//! Without `with_dpop`, the `DPoP` scheme is not accepted and bound tokens are still
+//! refused as bearer tokens.
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 

@@ -27,6 +27,7 @@ mod config;
 mod data_files;
 mod demo;
 mod discovery;
+mod dpop;
 mod keys;
 mod logs;
 mod master_key;

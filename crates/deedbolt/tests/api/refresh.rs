@@ -107,9 +107,21 @@ pub(crate) async fn authorize_code(
     email: &str,
     password: &str,
 ) -> (String, String) {
+    authorize_code_with(app, client_id, scope, email, password, &[]).await
+}
+
+/// [`authorize_code`] with `extra` authorization request parameters (e.g. `dpop_jkt`).
+pub(crate) async fn authorize_code_with(
+    app: &TestApp,
+    client_id: &str,
+    scope: &str,
+    email: &str,
+    password: &str,
+    extra: &[(&str, &str)],
+) -> (String, String) {
     let (verifier, challenge) = pkce_pair();
     let state = random_b64url(16);
-    let query = form(&[
+    let mut pairs = vec![
         ("response_type", "code"),
         ("client_id", client_id),
         ("redirect_uri", CB),
@@ -117,7 +129,9 @@ pub(crate) async fn authorize_code(
         ("state", &state),
         ("code_challenge", &challenge),
         ("code_challenge_method", "S256"),
-    ]);
+    ];
+    pairs.extend_from_slice(extra);
+    let query = form(&pairs);
     let mut jar = Jar::default();
     let mut res = app.browser_get(&format!("/authorize?{query}"), &jar).await;
     for _ in 0..6 {

@@ -1,0 +1,748 @@
+//! DPoP (RFC 9449) through the real server: proofs at `/token` for every grant, bound
+//! tokens at the API, `/userinfo` and the admin API, server nonces, `dpop_jkt`, bound
+//! refresh tokens of public clients, introspection and discovery. Each MUST of §4.3
+//! (proof checks) and §7 (resource access) has a test here; the proofs are signed with
+//! aws-lc-rs keys (deedbolt's own signing keys, which produce ordinary JWS).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use deedbolt::config::ServeOverrides;
+use deedbolt_core::jose::{SigningAlg, SigningKey};
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    jwt_part, spawn_app, spawn_app_with, unix_now, www_authenticate, CodeClient, Creds, Options,
+    TestApp,
+};
+use crate::refresh::{
+    authorize_code_with, confidential, create_introspector, form, introspect, FULL, PASSWORD, RITA,
+    RT,
+};
+
+const CB: &str = crate::refresh::CB;
+
+/// A DPoP proof key held by a test client.
+struct DpopKey(SigningKey);
+
+static JTI: AtomicU64 = AtomicU64::new(0);
+
+impl DpopKey {
+    fn new() -> Self {
+        Self::with_alg(SigningAlg::ES256)
+    }
+
+    fn with_alg(alg: SigningAlg) -> Self {
+        DpopKey(SigningKey::generate(alg).expect("key").0)
+    }
+
+    /// The public JWK, as the `jwk` header carries it.
+    fn jwk(&self) -> Value {
+        serde_json::to_value(&self.0.public_jwk().params).expect("jwk")
+    }
+
+    /// The RFC 7638 thumbprint (`cnf.jkt`).
+    fn jkt(&self) -> String {
+        self.0.public_jwk().params.thumbprint()
+    }
+
+    fn header(&self) -> Value {
+        json!({"typ": "dpop+jwt", "alg": self.0.alg().as_str(), "jwk": self.jwk()})
+    }
+
+    /// A compact JWS of `header` and `claims`, signed by this key.
+    fn sign(&self, header: &Value, claims: &Value) -> String {
+        let msg = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = self.0.sign_bytes(msg.as_bytes()).expect("sign");
+        format!("{msg}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    /// Fresh claims for `htm` `htu`: a new `jti`, `iat` now.
+    fn claims(htm: &str, htu: &str) -> Value {
+        let n = JTI.fetch_add(1, Ordering::Relaxed);
+        json!({"jti": format!("jti-{}-{n}", unix_now()), "htm": htm, "htu": htu, "iat": unix_now()})
+    }
+
+    /// A proof for `POST {base}/token`.
+    fn token_proof(&self, app: &TestApp) -> String {
+        self.sign(
+            &self.header(),
+            &Self::claims("POST", &format!("{}/token", app.base)),
+        )
+    }
+
+    /// A proof for `htm` `{base}{path}` presented with `token`.
+    fn api_proof(&self, app: &TestApp, htm: &str, path: &str, token: &str) -> String {
+        let mut c = Self::claims(htm, &format!("{}{path}", app.base));
+        c["ath"] = json!(ath(token));
+        self.sign(&self.header(), &c)
+    }
+}
+
+/// `base64url(SHA-256(token))`, computed here independently of the server.
+fn ath(token: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    URL_SAFE_NO_PAD.encode(d.as_ref())
+}
+
+/// `POST /token` with `form` as `client` (Basic for a confidential one, `client_id` for a
+/// public one) and the given `DPoP` header values.
+async fn token_request(
+    app: &TestApp,
+    client: &CodeClient,
+    pairs: &[(&str, &str)],
+    proofs: &[&str],
+) -> reqwest::Response {
+    let mut pairs = pairs.to_vec();
+    let mut req = app
+        .http
+        .post(format!("{}/token", app.base))
+        .header("content-type", "application/x-www-form-urlencoded");
+    match &client.secret {
+        Some(secret) => req = req.basic_auth(&client.id, Some(secret)),
+        None => pairs.push(("client_id", &client.id)),
+    }
+    for p in proofs {
+        req = req.header("DPoP", *p);
+    }
+    req.body(form(&pairs)).send().await.expect("token request")
+}
+
+/// A client-credentials token request with `proofs`.
+async fn cc(app: &TestApp, creds: &Creds, proofs: &[&str]) -> reqwest::Response {
+    token_request(
+        app,
+        &confidential(creds),
+        &[("grant_type", "client_credentials")],
+        proofs,
+    )
+    .await
+}
+
+/// Asserts a JSON error answer and returns the response headers.
+async fn expect_error(
+    res: reqwest::Response,
+    status: u16,
+    error: &str,
+) -> reqwest::header::HeaderMap {
+    let got = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    assert_eq!(got, status, "expected {status} {error}, got {got}: {body}");
+    assert_eq!(body["error"], error, "{body}");
+    headers
+}
+
+/// `GET path` with `Authorization: DPoP token` and the given proof (if any).
+async fn dpop_get(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    proof: Option<&str>,
+) -> reqwest::Response {
+    let mut req = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .header("authorization", format!("DPoP {token}"));
+    if let Some(p) = proof {
+        req = req.header("DPoP", p);
+    }
+    req.send().await.expect("GET")
+}
+
+/// A DPoP-bound client-credentials token of `key` for `property:read`.
+async fn bound_token(app: &TestApp, creds: &Creds, key: &DpopKey) -> String {
+    let res = cc(app, creds, &[&key.token_proof(app)]).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("JSON");
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_proof_at_the_token_endpoint_binds_the_access_token_to_its_key() {
+    let app = spawn_app().await;
+    let creds = app.create_client("property:read");
+    let key = DpopKey::new();
+    let token = bound_token(&app, &creds, &key).await;
+    let claims = jwt_part(&token, 1);
+    assert_eq!(claims["cnf"]["jkt"], key.jkt(), "RFC 9449 §6.1: {claims}");
+
+    // Without a proof: an ordinary bearer token, no confirmation.
+    let res = cc(&app, &creds, &[]).await;
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    let plain = body["access_token"].as_str().unwrap();
+    assert!(jwt_part(plain, 1).get("cnf").is_none());
+
+    // Every supported algorithm binds.
+    for alg in SigningAlg::ALL {
+        let k = DpopKey::with_alg(alg);
+        let t = bound_token(&app, &creds, &k).await;
+        assert_eq!(jwt_part(&t, 1)["cnf"]["jkt"], k.jkt(), "{alg}");
+    }
+
+    // Introspection (RFC 7662, RFC 9449 §6.2) tells a DPoP token and its key.
+    let rs = create_introspector(&app);
+    let found = introspect(&app, &rs, &token).await;
+    assert_eq!(found["active"], true, "{found}");
+    assert_eq!(found["token_type"], "DPoP", "{found}");
+    assert_eq!(found["cnf"]["jkt"], key.jkt(), "{found}");
+    let found = introspect(&app, &rs, plain).await;
+    assert_eq!(found["token_type"], "Bearer", "{found}");
+    assert!(found.get("cnf").is_none(), "{found}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_endpoint_refuses_proofs_that_break_a_rule_of_section_4_3() {
+    let app = spawn_app().await;
+    let creds = app.create_client("property:read");
+    let key = DpopKey::new();
+    let htu = format!("{}/token", app.base);
+    let fresh = || DpopKey::claims("POST", &htu);
+    let with = |f: &dyn Fn(&mut Value, &mut Value)| {
+        let (mut h, mut c) = (key.header(), fresh());
+        f(&mut h, &mut c);
+        key.sign(&h, &c)
+    };
+    let other = DpopKey::new();
+    let cases: Vec<(&str, String)> = vec![
+        ("typ JWT", with(&|h, _| h["typ"] = json!("JWT"))),
+        (
+            "no typ",
+            with(&|h, _| {
+                h.as_object_mut().unwrap().remove("typ");
+            }),
+        ),
+        ("alg HS256", with(&|h, _| h["alg"] = json!("HS256"))),
+        ("alg none", {
+            let mut h = key.header();
+            h["alg"] = json!("none");
+            format!(
+                "{}.{}.",
+                URL_SAFE_NO_PAD.encode(h.to_string()),
+                URL_SAFE_NO_PAD.encode(fresh().to_string())
+            )
+        }),
+        (
+            "private jwk",
+            with(&|h, _| h["jwk"]["d"] = json!("c2VjcmV0")),
+        ),
+        (
+            "no jwk",
+            with(&|h, _| {
+                h.as_object_mut().unwrap().remove("jwk");
+            }),
+        ),
+        (
+            "another key's signature",
+            with(&|h, _| h["jwk"] = other.jwk()),
+        ),
+        ("htm GET", with(&|_, c| c["htm"] = json!("GET"))),
+        (
+            "htu of another endpoint",
+            with(&|_, c| c["htu"] = json!(format!("{}/revoke", app.base))),
+        ),
+        (
+            "htu of another host",
+            with(&|_, c| c["htu"] = json!("https://evil.example/token")),
+        ),
+        (
+            "stale iat",
+            with(&|_, c| c["iat"] = json!(unix_now() - 600)),
+        ),
+        (
+            "future iat",
+            with(&|_, c| c["iat"] = json!(unix_now() + 600)),
+        ),
+        (
+            "no jti",
+            with(&|_, c| {
+                c.as_object_mut().unwrap().remove("jti");
+            }),
+        ),
+        ("not a JWT", "not-a-jwt".to_owned()),
+    ];
+    for (what, proof) in &cases {
+        let res = cc(&app, &creds, &[proof]).await;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 400, "{what}: {body}");
+        assert_eq!(body["error"], "invalid_dpop_proof", "{what}: {body}");
+    }
+    // Two DPoP headers (§4.3 check 1).
+    let res = cc(
+        &app,
+        &creds,
+        &[&key.token_proof(&app), &key.token_proof(&app)],
+    )
+    .await;
+    expect_error(res, 400, "invalid_dpop_proof").await;
+    // A replayed proof (§11.1): the first use binds, the second is refused.
+    let proof = key.token_proof(&app);
+    assert_eq!(cc(&app, &creds, &[&proof]).await.status(), 200);
+    let res = cc(&app, &creds, &[&proof]).await;
+    expect_error(res, 400, "invalid_dpop_proof").await;
+    // The default scheme-and-host normalisation accepts an equivalent htu.
+    let upper = app.base.replace("http://", "HTTP://");
+    let proof = key.sign(
+        &key.header(),
+        &DpopKey::claims("POST", &format!("{upper}/token?x=1")),
+    );
+    assert_eq!(cc(&app, &creds, &[&proof]).await.status(), 200);
+    // Refused proofs are audited as failed token requests.
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_accepts_a_bound_token_only_with_a_valid_proof_of_its_key() {
+    let app = spawn_app().await;
+    let creds = app.create_client("property:read");
+    let key = DpopKey::new();
+    let token = bound_token(&app, &creds, &key).await;
+    const PATH: &str = "/api/properties";
+
+    let res = dpop_get(
+        &app,
+        PATH,
+        &token,
+        Some(&key.api_proof(&app, "GET", PATH, &token)),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{}", www_authenticate(&res));
+
+    // §7.2: a DPoP-bound token presented as a bearer token is refused.
+    let res = app.get(PATH, Some(&token)).await;
+    assert_eq!(res.status(), 401);
+    let challenge = www_authenticate(&res);
+    assert!(challenge.starts_with("DPoP "), "{challenge}");
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(
+        challenge.contains("algs=\"ES256 EdDSA PS256 RS256\""),
+        "{challenge}"
+    );
+
+    let check = |what: &'static str, proof: Option<String>| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            let res = dpop_get(app, PATH, &token, proof.as_deref()).await;
+            let status = res.status().as_u16();
+            let challenge = www_authenticate(&res);
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            assert_eq!(status, 401, "{what}: {body}");
+            assert_eq!(body["error"], "invalid_dpop_proof", "{what}: {body}");
+            assert!(
+                challenge.starts_with("DPoP ")
+                    && challenge.contains("error=\"invalid_dpop_proof\""),
+                "{what}: {challenge}"
+            );
+        }
+    };
+    check("no proof", None).await;
+    // Another key's proof: the token is bound to `key` (§7.1).
+    let other = DpopKey::new();
+    check(
+        "another key",
+        Some(other.api_proof(&app, "GET", PATH, &token)),
+    )
+    .await;
+    // The wrong method, URI, access-token hash, or a stale proof.
+    check("htm POST", Some(key.api_proof(&app, "POST", PATH, &token))).await;
+    check(
+        "htu of another path",
+        Some(key.api_proof(&app, "GET", "/api/tenants", &token)),
+    )
+    .await;
+    check(
+        "ath of another token",
+        Some(key.api_proof(&app, "GET", PATH, "another-token")),
+    )
+    .await;
+    let mut c = DpopKey::claims("GET", &format!("{}{PATH}", app.base));
+    check("no ath", Some(key.sign(&key.header(), &c))).await;
+    c["ath"] = json!(ath(&token));
+    c["iat"] = json!(unix_now() - 3600);
+    check("stale", Some(key.sign(&key.header(), &c))).await;
+    // A replayed proof.
+    let proof = key.api_proof(&app, "GET", PATH, &token);
+    assert_eq!(
+        dpop_get(&app, PATH, &token, Some(&proof)).await.status(),
+        200
+    );
+    check("replayed", Some(proof)).await;
+
+    // A bearer token presented with the DPoP scheme is not a DPoP token.
+    let plain = app.access_token(&creds, None).await;
+    let res = dpop_get(
+        &app,
+        PATH,
+        &plain,
+        Some(&key.api_proof(&app, "GET", PATH, &plain)),
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    assert!(www_authenticate(&res).contains("invalid_token"));
+    // ... and it still works as a bearer token.
+    assert_eq!(app.get(PATH, Some(&plain)).await.status(), 200);
+
+    // No token at all: both schemes are offered.
+    let res = app.get(PATH, None).await;
+    assert_eq!(res.status(), 401);
+    let all: Vec<String> = res
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(all.iter().any(|c| c.starts_with("Bearer ")), "{all:?}");
+    assert!(
+        all.iter()
+            .any(|c| c.starts_with("DPoP ") && c.contains("algs=")),
+        "{all:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn nonces_when_required_are_handed_out_and_demanded_at_the_token_endpoint_and_the_api() {
+    let app = spawn_app_with(Options {
+        overrides: ServeOverrides {
+            dpop_nonce: Some("required".into()),
+            ..ServeOverrides::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let creds = app.create_client("property:read");
+    let key = DpopKey::new();
+    let htu = format!("{}/token", app.base);
+
+    // §8: a proof without a nonce gets use_dpop_nonce and a nonce to use.
+    let res = cc(&app, &creds, &[&key.token_proof(&app)]).await;
+    let headers = expect_error(res, 400, "use_dpop_nonce").await;
+    let nonce = headers["dpop-nonce"].to_str().unwrap().to_owned();
+    assert!(nonce.len() >= 32, "{nonce}");
+    // A made-up nonce is refused the same way.
+    let mut c = DpopKey::claims("POST", &htu);
+    c["nonce"] = json!("made-up-nonce");
+    let res = cc(&app, &creds, &[&key.sign(&key.header(), &c)]).await;
+    expect_error(res, 400, "use_dpop_nonce").await;
+    // With the nonce: a bound token, and a nonce for the next request.
+    let mut c = DpopKey::claims("POST", &htu);
+    c["nonce"] = json!(nonce);
+    let res = cc(&app, &creds, &[&key.sign(&key.header(), &c)]).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("dpop-nonce"));
+    let token = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // §9: the API demands one too, with 401 and a DPoP challenge.
+    const PATH: &str = "/api/properties";
+    let res = dpop_get(
+        &app,
+        PATH,
+        &token,
+        Some(&key.api_proof(&app, "GET", PATH, &token)),
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    let challenge = www_authenticate(&res);
+    assert!(
+        challenge.starts_with("DPoP ") && challenge.contains("error=\"use_dpop_nonce\""),
+        "{challenge}"
+    );
+    let nonce = res.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    let mut c = DpopKey::claims("GET", &format!("{}{PATH}", app.base));
+    c["ath"] = json!(ath(&token));
+    c["nonce"] = json!(nonce);
+    let res = dpop_get(&app, PATH, &token, Some(&key.sign(&key.header(), &c))).await;
+    assert_eq!(res.status(), 200, "{}", www_authenticate(&res));
+    assert!(
+        res.headers().contains_key("dpop-nonce"),
+        "a fresh nonce with the answer"
+    );
+    app.stop().await;
+}
+
+/// Logs RITA in through `client` (public, refresh-capable) with `extra` authorization
+/// parameters; returns the code and verifier.
+async fn code_for(app: &TestApp, client: &CodeClient, extra: &[(&str, &str)]) -> (String, String) {
+    authorize_code_with(app, &client.id, FULL, RITA, PASSWORD, extra).await
+}
+
+async fn redeem(
+    app: &TestApp,
+    client: &CodeClient,
+    code: &str,
+    verifier: &str,
+    proofs: &[&str],
+) -> reqwest::Response {
+    token_request(
+        app,
+        client,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", CB),
+            ("code_verifier", verifier),
+        ],
+        proofs,
+    )
+    .await
+}
+
+async fn refresh_with(
+    app: &TestApp,
+    client: &CodeClient,
+    refresh: &str,
+    proofs: &[&str],
+) -> reqwest::Response {
+    token_request(
+        app,
+        client,
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        proofs,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_public_clients_refresh_tokens_are_bound_to_its_dpop_key() {
+    let app = spawn_app().await;
+    app.create_user(RITA, "tenant", PASSWORD);
+    let spa = app.create_code_client(FULL, &[CB], true, RT);
+    let key = DpopKey::new();
+    let (code, verifier) = code_for(&app, &spa, &[]).await;
+    let res = redeem(&app, &spa, &code, &verifier, &[&key.token_proof(&app)]).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "DPoP");
+    assert_eq!(
+        jwt_part(body["access_token"].as_str().unwrap(), 1)["cnf"]["jkt"],
+        key.jkt()
+    );
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+
+    // §5: without a proof, or with another key's, the refresh token is useless — and the
+    // failed attempts neither rotate it nor revoke the family.
+    let res = refresh_with(&app, &spa, &refresh, &[]).await;
+    expect_error(res, 400, "invalid_dpop_proof").await;
+    let thief = DpopKey::new();
+    let res = refresh_with(&app, &spa, &refresh, &[&thief.token_proof(&app)]).await;
+    expect_error(res, 400, "invalid_grant").await;
+
+    // The holder of the key refreshes, and the new access token is bound to it again.
+    let res = refresh_with(&app, &spa, &refresh, &[&key.token_proof(&app)]).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    assert_eq!(
+        jwt_part(body["access_token"].as_str().unwrap(), 1)["cnf"]["jkt"],
+        key.jkt()
+    );
+    let next = body["refresh_token"].as_str().unwrap().to_owned();
+    // The binding carries over to the rotated token.
+    let res = refresh_with(&app, &spa, &next, &[&thief.token_proof(&app)]).await;
+    expect_error(res, 400, "invalid_grant").await;
+    let res = refresh_with(&app, &spa, &next, &[&key.token_proof(&app)]).await;
+    assert_eq!(res.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_confidential_clients_refresh_tokens_are_bound_by_its_authentication_not_a_key() {
+    let app = spawn_app().await;
+    app.create_user(RITA, "tenant", PASSWORD);
+    let web = app.create_code_client(FULL, &[CB], false, RT);
+    let key = DpopKey::new();
+    let (code, verifier) = code_for(&app, &web, &[]).await;
+    let res = redeem(&app, &web, &code, &verifier, &[&key.token_proof(&app)]).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "DPoP");
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    // A refresh with a new key binds the new access token to that key (RFC 9449 §5).
+    let other = DpopKey::new();
+    let res = refresh_with(&app, &web, &refresh, &[&other.token_proof(&app)]).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        jwt_part(body["access_token"].as_str().unwrap(), 1)["cnf"]["jkt"],
+        other.jkt()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_code_requested_with_dpop_jkt_is_redeemed_only_with_that_key() {
+    let app = spawn_app().await;
+    app.create_user(RITA, "tenant", PASSWORD);
+    let spa = app.create_code_client(FULL, &[CB], true, RT);
+    let key = DpopKey::new();
+    let jkt = key.jkt();
+    let (code, verifier) = code_for(&app, &spa, &[("dpop_jkt", &jkt)]).await;
+    // Without a proof, or with another key: refused, and the code is not spent (§10).
+    let res = redeem(&app, &spa, &code, &verifier, &[]).await;
+    expect_error(res, 400, "invalid_dpop_proof").await;
+    let res = redeem(
+        &app,
+        &spa,
+        &code,
+        &verifier,
+        &[&DpopKey::new().token_proof(&app)],
+    )
+    .await;
+    expect_error(res, 400, "invalid_grant").await;
+    let res = redeem(&app, &spa, &code, &verifier, &[&key.token_proof(&app)]).await;
+    assert_eq!(res.status(), 200, "the code is still good for its key");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        jwt_part(body["access_token"].as_str().unwrap(), 1)["cnf"]["jkt"],
+        jkt
+    );
+
+    // A malformed dpop_jkt is an invalid request, sent back to the client.
+    let query = form(&[
+        ("response_type", "code"),
+        ("client_id", &spa.id),
+        ("redirect_uri", CB),
+        ("scope", FULL),
+        ("state", "s"),
+        (
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        ),
+        ("code_challenge_method", "S256"),
+        ("dpop_jkt", "not-a-thumbprint"),
+    ]);
+    let res = app
+        .browser_get(&format!("/authorize?{query}"), &Default::default())
+        .await;
+    let loc = crate::helpers::location(&res).unwrap_or_default();
+    assert!(
+        loc.starts_with(CB) && loc.contains("error=invalid_request"),
+        "{loc}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_registered_for_dpop_bound_tokens_must_send_a_proof() {
+    let app = spawn_app_with(Options {
+        overrides: ServeOverrides {
+            key_refresh_interval: Some("50ms".parse().unwrap()),
+            ..ServeOverrides::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let creds = app.create_client("property:read");
+    // Register `dpop_bound_access_tokens` (RFC 9449 §5.2) in the store, as registration
+    // would; the server picks the change up with its client cache.
+    {
+        use deedbolt_core::ids::ClientId;
+        use deedbolt_core::ports::ClientStore;
+        let store =
+            deedbolt_store_sqlite::SqliteStore::open(&app.data_dir.path().join("deedbolt.db"))
+                .await
+                .expect("open store");
+        let id = ClientId::parse(&creds.id).unwrap();
+        let mut client = store.find_client(&id).await.unwrap().unwrap();
+        client.metadata.dpop_bound_access_tokens = true;
+        assert!(store.update_client(&client).await.unwrap());
+        store.close().await;
+    }
+    let mut refused = false;
+    for _ in 0..100 {
+        if cc(&app, &creds, &[]).await.status() == 400 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "a token request without a proof is refused");
+    let res = cc(&app, &creds, &[]).await;
+    expect_error(res, 400, "invalid_dpop_proof").await;
+    let key = DpopKey::new();
+    bound_token(&app, &creds, &key).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn userinfo_and_the_admin_api_take_dpop_tokens_and_refuse_them_as_bearer() {
+    let app = spawn_app().await;
+    const ADMIN: &str = "ada.dpop@example.com";
+    app.create_user(ADMIN, "admin", PASSWORD);
+    let web = app.create_code_client("openid email admin:read", &[CB], false, &[]);
+    let key = DpopKey::new();
+    let (code, verifier) = authorize_code_with(
+        &app,
+        &web.id,
+        "openid email admin:read",
+        ADMIN,
+        PASSWORD,
+        &[],
+    )
+    .await;
+    let res = redeem(&app, &web, &code, &verifier, &[&key.token_proof(&app)]).await;
+    assert_eq!(res.status(), 200);
+    let token = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for path in ["/userinfo", "/admin/api/audit"] {
+        let res = dpop_get(
+            &app,
+            path,
+            &token,
+            Some(&key.api_proof(&app, "GET", path, &token)),
+        )
+        .await;
+        assert_eq!(res.status(), 200, "{path}: {}", www_authenticate(&res));
+        let res = app.get(path, Some(&token)).await;
+        assert_eq!(res.status(), 401, "{path} as Bearer");
+        let res = dpop_get(
+            &app,
+            path,
+            &token,
+            Some(&DpopKey::new().api_proof(&app, "GET", path, &token)),
+        )
+        .await;
+        assert_eq!(res.status(), 401, "{path} with another key");
+        assert!(
+            www_authenticate(&res).contains("invalid_dpop_proof"),
+            "{path}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn discovery_advertises_the_dpop_algorithms() {
+    let app = spawn_app().await;
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let doc: Value = app.get(path, None).await.json().await.unwrap();
+        assert_eq!(
+            doc["dpop_signing_alg_values_supported"],
+            json!(["ES256", "EdDSA", "PS256", "RS256"]),
+            "{path}"
+        );
+    }
+    app.stop().await;
+}
