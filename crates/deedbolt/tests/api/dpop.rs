@@ -746,3 +746,95 @@ async fn discovery_advertises_the_dpop_algorithms() {
     }
     app.stop().await;
 }
+
+/// Runs tests/openid-client/dpop.mjs for `creds` with a key of `key_type`; its JSON line.
+async fn openid_client_dpop(app: &TestApp, creds: &Creds, key_type: &str) -> Value {
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg("dpop.mjs")
+        .current_dir(crate::helpers::openid_client_dir())
+        .env("ISSUER", &app.base)
+        .env("CLIENT_ID", &creds.id)
+        .env("CLIENT_SECRET", &creds.secret)
+        .env("KEY_TYPE", key_type);
+    // Off the async runtime: the server runs on it.
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("node thread")
+        .expect("run node");
+    let line = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+        panic!(
+            "node printed {line:?} ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[tokio::test]
+async fn openid_client_5_gets_and_uses_dpop_bound_tokens_with_and_without_nonces() {
+    if !crate::helpers::openid_client_installed() {
+        return;
+    }
+    for nonce in ["off", "required"] {
+        let app = spawn_app_with(Options {
+            overrides: ServeOverrides {
+                dpop_nonce: Some(nonce.into()),
+                ..ServeOverrides::default()
+            },
+            ..Options::default()
+        })
+        .await;
+        let creds = app.create_client("property:read");
+        for key_type in ["ec", "ed25519"] {
+            let done = openid_client_dpop(&app, &creds, key_type).await;
+            assert!(
+                done.get("error").is_none(),
+                "{nonce}/{key_type}: openid-client: {done}"
+            );
+            assert_eq!(done["token_type"], "DPoP", "{done}");
+            assert_eq!(
+                done["dpop_algs"],
+                json!(["ES256", "EdDSA", "PS256", "RS256"]),
+                "{done}"
+            );
+            // The token is bound to the key openid-client holds.
+            let jwk = &done["jwk"];
+            let params = match key_type {
+                "ec" => deedbolt_core::jose::JwkParams::Ec {
+                    crv: jwk["crv"].as_str().unwrap().into(),
+                    x: jwk["x"].as_str().unwrap().into(),
+                    y: jwk["y"].as_str().unwrap().into(),
+                },
+                _ => deedbolt_core::jose::JwkParams::Okp {
+                    crv: jwk["crv"].as_str().unwrap().into(),
+                    x: jwk["x"].as_str().unwrap().into(),
+                },
+            };
+            let claims = jwt_part(done["access_token"].as_str().unwrap(), 1);
+            assert_eq!(
+                claims["cnf"]["jkt"],
+                params.thumbprint(),
+                "{nonce}/{key_type}"
+            );
+            assert_eq!(done["api_status"], 200, "{nonce}/{key_type}: {done}");
+            assert_eq!(done["again_status"], 200, "{nonce}/{key_type}: {done}");
+            assert_eq!(done["bearer_status"], 401, "{done}");
+            assert!(
+                done["bearer_challenge"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("DPoP "),
+                "{done}"
+            );
+            assert_eq!(done["other_key_status"], 401, "{done}");
+            assert!(
+                done["other_key_challenge"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("invalid_dpop_proof"),
+                "{done}"
+            );
+        }
+        app.stop().await;
+    }
+}
