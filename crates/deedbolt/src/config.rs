@@ -999,6 +999,32 @@ mod tests {
     }
 
     #[test]
+    fn dpop_nonces_are_off_by_default_and_required_on_request() {
+        use deedbolt_http::dpop::NonceMode;
+        let resolve = |v: Option<&str>| {
+            ServeSettings::resolve(
+                common(),
+                ServeOverrides {
+                    dpop_nonce: v.map(str::to_owned),
+                    ..ServeOverrides::default()
+                },
+                &FileConfig::default(),
+            )
+        };
+        assert_eq!(resolve(None).unwrap().dpop_nonce, NonceMode::Off);
+        assert_eq!(resolve(Some("off")).unwrap().dpop_nonce, NonceMode::Off);
+        assert_eq!(
+            resolve(Some("required")).unwrap().dpop_nonce,
+            NonceMode::Required
+        );
+        let err = resolve(Some("sometimes")).unwrap_err().to_string();
+        assert!(err.contains("required") && err.contains("off"), "{err}");
+        let file: FileConfig = toml::from_str("dpop_nonce = \"required\"").unwrap();
+        let s = ServeSettings::resolve(common(), ServeOverrides::default(), &file).unwrap();
+        assert_eq!(s.dpop_nonce, NonceMode::Required);
+    }
+
+    #[test]
     fn defaults_are_secure_and_local() {
         let s = ServeSettings::resolve(common(), ServeOverrides::default(), &FileConfig::default())
             .unwrap();

@@ -838,3 +838,72 @@ async fn openid_client_5_gets_and_uses_dpop_bound_tokens_with_and_without_nonces
         app.stop().await;
     }
 }
+
+/// Two instances behind one public issuer, sharing PostgreSQL and Redis: a nonce handed
+/// out by one is good at the other (they are stateless, keyed from the shared pepper), a
+/// proof used at one is a replay at the other (the shared `jti` cache), and `htu` is the
+/// public URL, not the address a request reached (RFC 9449 §4.3 check 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_nonces_and_the_replay_cache_and_check_the_public_htu() {
+    const ISSUER: &str = "https://auth.example.com";
+    let Some(mut opts) = crate::helpers::postgres_options().await else {
+        return;
+    };
+    let Some(redis) = crate::helpers::redis_url() else {
+        return;
+    };
+    let master = deedbolt_core::seal::MasterKey::generate_encoded().expect("master key");
+    opts.master_key = Some(master.as_str().to_owned());
+    opts.overrides.issuer = Some(ISSUER.into());
+    opts.overrides.dpop_nonce = Some("required".into());
+    opts.global.redis_url = Some(redis);
+    opts.global.redis_prefix = Some(format!(
+        "deedbolt-test-{}:",
+        crate::helpers::random_b64url(9)
+    ));
+    let a = spawn_app_with(opts.clone()).await;
+    let b = spawn_app_with(opts).await;
+    let creds = a.create_client("property:read");
+    let key = DpopKey::new();
+    let htu = format!("{ISSUER}/token");
+    let proof_with = |nonce: Option<&str>| {
+        let mut c = DpopKey::claims("POST", &htu);
+        if let Some(n) = nonce {
+            c["nonce"] = json!(n);
+        }
+        key.sign(&key.header(), &c)
+    };
+    // A's nonce, used at B.
+    let res = cc(&a, &creds, &[&proof_with(None)]).await;
+    let headers = expect_error(res, 400, "use_dpop_nonce").await;
+    let nonce = headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let proof = proof_with(Some(&nonce));
+    let res = cc(&b, &creds, &[&proof]).await;
+    assert_eq!(res.status(), 200, "B takes A's nonce");
+    let token = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The same proof at A: a replay.
+    let res = cc(&a, &creds, &[&proof]).await;
+    expect_error(res, 400, "invalid_dpop_proof").await;
+    // A proof naming the address the request reached, not the public URL, is refused.
+    let mut c = DpopKey::claims("POST", &format!("{}/token", a.base));
+    c["nonce"] = json!(nonce);
+    let res = cc(&a, &creds, &[&key.sign(&key.header(), &c)]).await;
+    expect_error(res, 400, "invalid_dpop_proof").await;
+    // At the API too: htu is the public URL of the path, and a replay at the other
+    // instance is refused.
+    const PATH: &str = "/api/properties";
+    let mut c = DpopKey::claims("GET", &format!("{ISSUER}{PATH}"));
+    c["ath"] = json!(ath(&token));
+    c["nonce"] = json!(nonce);
+    let proof = key.sign(&key.header(), &c);
+    let res = dpop_get(&a, PATH, &token, Some(&proof)).await;
+    assert_eq!(res.status(), 200, "{}", www_authenticate(&res));
+    let res = dpop_get(&b, PATH, &token, Some(&proof)).await;
+    assert_eq!(res.status(), 401);
+    assert!(www_authenticate(&res).contains("invalid_dpop_proof"));
+    a.stop().await;
+    b.stop().await;
+}
