@@ -15,6 +15,8 @@
 //! - [`jose`]: signing keys, JWS compact signing and public JWKs.
 //! - [`keyring`]: the signing-key lifecycle (rotation, sealing, publication, pruning).
 //! - [`client`]: registered clients and the rules for registering one.
+//! - [`client_jwks`]: a client's public keys (`jwks`/`jwks_uri` content), validated.
+//! - [`assertion`]: `private_key_jwt` client assertions (RFC 7523): parsing and verification.
 //! - [`cache`]: a read-through client cache kept fresh by a change counter.
 //! - [`grant`]: client authentication (with proof values) and the client-credentials grant.
 //! - [`flow`]: the authorization-code flow: request validation, codes, ID tokens.
@@ -43,9 +45,11 @@
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod assertion;
 pub mod audit;
 pub mod cache;
 pub mod client;
+pub mod client_jwks;
 pub mod clock;
 pub mod detect;
 pub mod error;
