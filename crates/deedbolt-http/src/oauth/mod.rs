@@ -13,6 +13,7 @@ pub mod consent;
 pub mod introspection;
 pub mod login;
 pub mod metadata;
+pub mod private_key_jwt;
 pub mod revocation;
 pub mod session;
 pub mod token;

@@ -18,6 +18,7 @@ mod headers;
 mod id_tokens;
 mod instances;
 mod openapi;
+mod private_key_jwt;
 mod postgres;
 mod refresh;
 mod token;
