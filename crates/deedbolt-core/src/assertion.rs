@@ -38,6 +38,7 @@ use crate::client_jwks::{AssertionAlg, ClientJwks};
 use crate::clock::UnixTime;
 use crate::error::OAuthError;
 use crate::ids::ClientId;
+use crate::ports::{ReplayCache, StoreError};
 
 /// The `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -266,6 +267,37 @@ impl VerifiedAssertion {
     /// The authenticated client's id.
     pub fn client_id(&self) -> &ClientId {
         &self.client_id
+    }
+}
+
+/// Proof that a verified assertion was presented for the first time (its `jti` is now
+/// remembered until it expires). Only [`VerifiedAssertion::redeem`] makes one, and only
+/// `grant::authenticate_client_by_assertion` consumes it.
+#[derive(Debug)]
+pub struct RedeemedAssertion {
+    client_id: ClientId,
+}
+
+impl RedeemedAssertion {
+    /// The authenticated client's id.
+    pub fn client_id(&self) -> &ClientId {
+        &self.client_id
+    }
+}
+
+impl VerifiedAssertion {
+    /// Records the single use of this assertion (RFC 7523 §3 item 7): `None` when its
+    /// `jti` was seen before and is still remembered, a replay.
+    pub async fn redeem(
+        self,
+        replay: &dyn ReplayCache,
+    ) -> Result<Option<RedeemedAssertion>, StoreError> {
+        let first = replay
+            .first_use(&self.replay_key(), self.remember_until())
+            .await?;
+        Ok(first.then_some(RedeemedAssertion {
+            client_id: self.client_id,
+        }))
     }
 }
 

@@ -13,7 +13,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::client::{Client, ClientKind, GrantType};
+use crate::assertion::RedeemedAssertion;
+use crate::client::{AuthMethod, Client, ClientKind, GrantType};
 use crate::error::OAuthError;
 use crate::scope::{Scope, ScopeSet};
 use crate::secret::{ClientSecret, SecretHasher};
@@ -82,6 +83,14 @@ impl TokenClient {
     }
 }
 
+/// Whether the client's registered method is a secret (Basic or post: either is accepted).
+fn uses_secret(client: &Client) -> bool {
+    matches!(
+        client.auth_method(),
+        AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+    )
+}
+
 /// Authenticates a confidential client by its secret.
 ///
 /// `found` is the client looked up by the presented id (if any). Unknown client, client
@@ -94,6 +103,12 @@ pub fn authenticate_client(
 ) -> Result<ClientAuthenticated, OAuthError> {
     match found {
         Some(client) => match &client.secret_hash {
+            // One method per client: a secret never authenticates a client registered for
+            // another method (private_key_jwt, mutual TLS), even one that holds a hash.
+            Some(_) if !uses_secret(&client) => {
+                hasher.verify_dummy(presented);
+                Err(OAuthError::client_authentication_failed())
+            }
             Some(hash) if hasher.verify(presented, hash) => Ok(ClientAuthenticated { client }),
             Some(_) => Err(OAuthError::client_authentication_failed()),
             None => {
@@ -106,6 +121,19 @@ pub fn authenticate_client(
             Err(OAuthError::client_authentication_failed())
         }
     }
+}
+
+/// Authenticates a `private_key_jwt` client (RFC 7523) by an assertion that was verified
+/// with its registered keys and redeemed once ([`crate::assertion`]). The client must be
+/// the assertion's and be registered for `private_key_jwt`: one method per client.
+pub fn authenticate_client_by_assertion(
+    client: Client,
+    proof: RedeemedAssertion,
+) -> Result<ClientAuthenticated, OAuthError> {
+    if proof.client_id() != &client.id || client.auth_method() != AuthMethod::PrivateKeyJwt {
+        return Err(OAuthError::client_authentication_failed());
+    }
+    Ok(ClientAuthenticated { client })
 }
 
 /// Identifies a public client (`token_endpoint_auth_method=none`, RFC 6749 §2.1) that
