@@ -83,14 +83,6 @@ impl TokenClient {
     }
 }
 
-/// Whether the client's registered method is a secret (Basic or post: either is accepted).
-fn uses_secret(client: &Client) -> bool {
-    matches!(
-        client.auth_method(),
-        AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
-    )
-}
-
 /// Authenticates a confidential client by its secret.
 ///
 /// `found` is the client looked up by the presented id (if any). Unknown client, client
@@ -105,7 +97,7 @@ pub fn authenticate_client(
         Some(client) => match &client.secret_hash {
             // One method per client: a secret never authenticates a client registered for
             // another method (private_key_jwt, mutual TLS), even one that holds a hash.
-            Some(_) if !uses_secret(&client) => {
+            Some(_) if !client.auth_method().uses_secret() => {
                 hasher.verify_dummy(presented);
                 Err(OAuthError::client_authentication_failed())
             }

@@ -93,7 +93,7 @@ pub(crate) async fn authenticate(
     tracing::Span::current().record("client_id", client_id.as_str());
     let client = match services.clients.find_client(&client_id).await? {
         Some(c) if c.auth_method() == AuthMethod::PrivateKeyJwt => c,
-        _ => return Err(AssertionError::Failed.into()),
+        _ => return Err(refuse(AssertionError::Failed)),
     };
     let keys = match client_jwks(&services.client_keys, &client, presented.kid()).await {
         Ok(keys) => keys,
@@ -103,14 +103,14 @@ pub(crate) async fn authenticate(
                 reason = %e,
                 "cannot get the client's keys for private_key_jwt"
             );
-            return Err(AssertionError::Failed.into());
+            return Err(refuse(AssertionError::Failed));
         }
     };
     let required_alg = match client.metadata.token_endpoint_auth_signing_alg.as_deref() {
         None => None,
         Some(alg) => Some(alg.parse::<AssertionAlg>().map_err(|_| {
             tracing::warn!(client_id = %client.id, "the client's registered token_endpoint_auth_signing_alg is not supported");
-            AssertionError::Failed
+            refuse(AssertionError::Failed)
         })?),
     };
     let audiences = accepted_audiences(&services.policy.issuer);
@@ -124,11 +124,17 @@ pub(crate) async fn authenticate(
             required_alg,
             now: services.clock.now(),
         },
-    )?;
+    )
+    .map_err(refuse)?;
     let Some(redeemed) = verified.redeem(services.replay.as_ref()).await? else {
-        return Err(AssertionError::Replayed.into());
+        return Err(refuse(AssertionError::Replayed));
     };
     Ok(grant::authenticate_client_by_assertion(client, redeemed)?)
+}
+
+/// An assertion failure as the endpoint's error (`invalid_client`).
+fn refuse(e: AssertionError) -> ApiError {
+    ApiError::OAuth(e.into())
 }
 
 /// The client's registered keys: inline `jwks`, else fetched from `jwks_uri`.

@@ -742,7 +742,8 @@ async fn jwks_uri_refusals() {
     // An endpoint that never answers times out (5 s) and the server stays responsive.
     let id = uri_client(&app, &server.serve("/slow.json", Answer::Hang));
     let started = Instant::now();
-    let slow = client_credentials(&app, &key.assertion(&app, &id, |_| {}));
+    let slow_assertion = key.assertion(&app, &id, |_| {});
+    let slow = client_credentials(&app, &slow_assertion);
     let meanwhile = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let t = Instant::now();
@@ -847,33 +848,6 @@ async fn discovery_advertises_private_key_jwt() {
 // ---------------------------------------------------------------------------------------
 // openid-client 5 (tests/openid-client/private-key-jwt.mjs)
 // ---------------------------------------------------------------------------------------
-
-fn openid_client_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openid-client")
-}
-
-/// Whether openid-client is installed (npm install once); skipped without Node.js/npm
-/// except under CI.
-fn openid_client_installed() -> bool {
-    let dir = openid_client_dir();
-    if dir.join("node_modules/openid-client/package.json").exists() {
-        return true;
-    }
-    let npm = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--silent"])
-        .current_dir(&dir)
-        .status();
-    match npm {
-        Ok(status) if status.success() => true,
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("npm install of openid-client failed, but CI is set: this test must run")
-        }
-        other => {
-            eprintln!("SKIPPED: cannot npm install openid-client ({other:?})");
-            false
-        }
-    }
-}
 
 #[tokio::test]
 async fn openid_client_5_authenticates_with_private_key_jwt() {
