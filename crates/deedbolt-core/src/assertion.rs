@@ -195,6 +195,17 @@ impl PresentedAssertion {
     }
 }
 
+/// The client an assertion's `sub` names, read without any check but the JWT shape: only
+/// for audit records of failed attempts (which should name the client attacked, even by
+/// an assertion refused for its `alg`). Never for authentication.
+pub fn claimed_subject(raw: &str) -> Option<ClientId> {
+    if raw.len() > MAX_ASSERTION_LEN {
+        return None;
+    }
+    let claims = b64_json(raw.split('.').nth(1)?).ok()?;
+    ClientId::parse(claims.get("sub")?.as_str()?).ok()
+}
+
 /// What the assertion must match besides the client's keys.
 #[derive(Debug, Clone, Copy)]
 pub struct AssertionRules<'a> {

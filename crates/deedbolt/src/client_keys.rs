@@ -31,8 +31,12 @@ pub(crate) fn private_key_jwt_metadata(
             }
             let text = std::fs::read(file)
                 .with_context(|| format!("cannot read --jwks-file {}", file.display()))?;
-            let (_, value) = ClientJwks::parse_json(&text)
-                .with_context(|| format!("--jwks-file {} is not an acceptable JWK Set", file.display()))?;
+            let (_, value) = ClientJwks::parse_json(&text).with_context(|| {
+                format!(
+                    "--jwks-file {} is not an acceptable JWK Set",
+                    file.display()
+                )
+            })?;
             metadata.jwks = Some(value);
         }
         (None, Some(uri)) => {
@@ -59,7 +63,9 @@ pub(crate) fn refuse_keys_without_private_key_jwt(
     alg: Option<&str>,
 ) -> anyhow::Result<()> {
     if jwks_file.is_some() || jwks_uri.is_some() || alg.is_some() {
-        bail!("--jwks-file, --jwks-uri and --auth-signing-alg go with --auth-method private_key_jwt");
+        bail!(
+            "--jwks-file, --jwks-uri and --auth-signing-alg go with --auth-method private_key_jwt"
+        );
     }
     Ok(())
 }

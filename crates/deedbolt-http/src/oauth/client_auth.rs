@@ -97,8 +97,8 @@ pub fn claimed_client_id(headers: &HeaderMap, params: &FormParams) -> Option<Str
         return parse_basic(value).ok().map(|(id, _)| id);
     }
     params.get("client_id").map(str::to_owned).or_else(|| {
-        let assertion = PresentedAssertion::parse(params.get("client_assertion")?).ok()?;
-        Some(assertion.claimed_client_id().to_string())
+        deedbolt_core::assertion::claimed_subject(params.get("client_assertion")?)
+            .map(|id| id.to_string())
     })
 }
 

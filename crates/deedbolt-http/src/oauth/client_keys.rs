@@ -155,6 +155,8 @@ struct Slot {
     fresh_until: Option<Instant>,
     last_attempt: Option<Instant>,
     last_failed: bool,
+    /// The last fetch caused by a `kid` the cached set lacked.
+    last_kid_refetch: Option<Instant>,
 }
 
 /// The `jwks_uri` fetcher and its cache.
@@ -215,17 +217,22 @@ impl ClientKeys {
         let slot = self.slot(url.as_str());
         let mut slot = slot.lock().await;
         let now = Instant::now();
-        let fresh = slot.fresh_until.is_some_and(|t| now < t);
-        let recently = |interval: Duration| {
-            slot.last_attempt
-                .is_some_and(|t| now.saturating_duration_since(t) < interval)
+        let within = |at: Option<Instant>, interval: Duration| {
+            at.is_some_and(|t| now.saturating_duration_since(t) < interval)
         };
-        if let (Some(keys), true) = (&slot.keys, fresh) {
-            if kid.is_none_or(|k| keys.has_kid(k)) || recently(REFETCH_INTERVAL) {
-                return Ok(keys.clone());
+        if let Some(keys) = &slot.keys {
+            if slot.fresh_until.is_some_and(|t| now < t) {
+                if kid.is_none_or(|k| keys.has_kid(k)) {
+                    return Ok(keys.clone());
+                }
+                // An unknown kid: refetch, unless one did so moments ago.
+                if within(slot.last_kid_refetch, REFETCH_INTERVAL) {
+                    return Ok(keys.clone());
+                }
+                slot.last_kid_refetch = Some(now);
             }
         }
-        if slot.last_failed && recently(FAILURE_BACKOFF) {
+        if slot.last_failed && within(slot.last_attempt, FAILURE_BACKOFF) {
             return Err(KeysError::BackingOff);
         }
         slot.last_attempt = Some(now);

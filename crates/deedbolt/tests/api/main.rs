@@ -18,8 +18,8 @@ mod headers;
 mod id_tokens;
 mod instances;
 mod openapi;
-mod private_key_jwt;
 mod postgres;
+mod private_key_jwt;
 mod refresh;
 mod token;
 

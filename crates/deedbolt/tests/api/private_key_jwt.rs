@@ -216,10 +216,12 @@ async fn each_bad_assertion_is_invalid_client_and_audited() {
     let id = inline_client(&app, &key);
     let now = unix_now();
 
-    let cases: Vec<(&str, String)> = vec![
+    // (what, assertion, a word the error_description must contain)
+    let cases: Vec<(&str, String, &str)> = vec![
         (
             "wrong aud",
             key.assertion(&app, &id, |c| c["aud"] = json!("https://other.example")),
+            "aud",
         ),
         (
             "expired",
@@ -227,41 +229,49 @@ async fn each_bad_assertion_is_invalid_client_and_audited() {
                 c["iat"] = json!(now - 300);
                 c["exp"] = json!(now - 120)
             }),
+            "expired",
         ),
         (
             "exp too far",
             key.assertion(&app, &id, |c| c["exp"] = json!(now + 3600)),
+            "5 minutes",
         ),
         (
             "no exp",
             key.assertion(&app, &id, |c| {
                 c.as_object_mut().unwrap().remove("exp");
             }),
+            "exp claim",
         ),
         (
             "missing jti",
             key.assertion(&app, &id, |c| {
                 c.as_object_mut().unwrap().remove("jti");
             }),
+            "jti",
         ),
         (
             "iss differs from sub",
             key.assertion(&app, &id, |c| c["iss"] = json!("dbc_other")),
+            "iss and sub",
         ),
         (
             "wrong key (same kid)",
             ClientKey::generate("k1").assertion(&app, &id, |_| {}),
+            "client authentication failed",
         ),
         (
             "unknown kid",
             ClientKey::generate("k2").assertion(&app, &id, |_| {}),
+            "client authentication failed",
         ),
-        ("alg none", unsigned(&app, &id, "none")),
-        ("alg HS256", hmac_signed(&app, &id)),
-        ("garbage", "not.a.jwt".to_owned()),
+        ("alg none", unsigned(&app, &id, "none"), "algorithm"),
+        ("alg HS256", hmac_signed(&app, &id), "algorithm"),
+        ("garbage", "not.a.jwt".to_owned(), "well-formed"),
     ];
-    for (what, assertion) in &cases {
+    for (what, assertion, says) in &cases {
         let description = invalid_client(client_credentials(&app, assertion).await, what).await;
+        assert!(description.contains(says), "{what}: {description}");
         assert!(
             !description.contains(assertion.as_str()),
             "{what}: never echoed"
@@ -289,7 +299,11 @@ async fn each_bad_assertion_is_invalid_client_and_audited() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(records.len() >= want, "{} records: {records:#?}", records.len());
+    assert!(
+        records.len() >= want,
+        "{} records: {records:#?}",
+        records.len()
+    );
     let text = serde_json::to_string(&records).unwrap();
     assert!(!text.contains(&once), "no assertion in the audit log");
     assert!(
@@ -309,7 +323,9 @@ fn unsigned(app: &TestApp, id: &str, alg: &str) -> String {
     format!(
         "{}.{}.",
         enc(json!({ "alg": alg, "typ": "JWT" })),
-        enc(json!({"iss": id, "sub": id, "aud": app.base, "exp": now + 60, "jti": random_b64url(8)}))
+        enc(
+            json!({"iss": id, "sub": id, "aud": app.base, "exp": now + 60, "jti": random_b64url(8)})
+        )
     )
 }
 
@@ -349,7 +365,12 @@ async fn one_method_per_client() {
     .await;
     invalid_client(res, "client_secret_post on a private_key_jwt client").await;
     // Just the id, as a public client would.
-    let res = post_form(&app, "/token", format!("grant_type=client_credentials&client_id={id}")).await;
+    let res = post_form(
+        &app,
+        "/token",
+        format!("grant_type=client_credentials&client_id={id}"),
+    )
+    .await;
     invalid_client(res, "no authentication").await;
 
     // An assertion for a secret client, signed with a key it never registered.
@@ -503,7 +524,12 @@ async fn the_code_flow_with_private_key_jwt() {
 
     // The refresh grant authenticates the same way.
     let form = format!("grant_type=refresh_token&refresh_token={refresh}");
-    let res = post_form(&app, "/token", with_assertion(&key.assertion(&app, &id, |_| {}), &form)).await;
+    let res = post_form(
+        &app,
+        "/token",
+        with_assertion(&key.assertion(&app, &id, |_| {}), &form),
+    )
+    .await;
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
 }
 
@@ -563,7 +589,10 @@ impl JwksServer {
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let base = format!(
+            "https://127.0.0.1:{}",
+            listener.local_addr().unwrap().port()
+        );
         let routes: Arc<Mutex<HashMap<String, Answer>>> = Arc::default();
         let hits = Arc::new(AtomicUsize::new(0));
         let task = {
@@ -682,7 +711,11 @@ async fn jwks_uri_over_https_is_fetched_cached_and_refetched_for_a_new_kid() {
         )
         .await;
     }
-    assert_eq!(server.hits(), 2, "unknown kids refetch at most once per interval");
+    assert_eq!(
+        server.hits(),
+        2,
+        "unknown kids refetch at most once per interval"
+    );
 }
 
 #[tokio::test]
@@ -747,7 +780,9 @@ async fn jwks_uri_refusals() {
     let meanwhile = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let t = Instant::now();
-        let res = app.get("/.well-known/oauth-authorization-server", None).await;
+        let res = app
+            .get("/.well-known/oauth-authorization-server", None)
+            .await;
         assert_eq!(res.status(), 200);
         t.elapsed()
     };
@@ -758,7 +793,10 @@ async fn jwks_uri_refusals() {
         took >= Duration::from_secs(4) && took < Duration::from_secs(9),
         "timed out after {took:?}"
     );
-    assert!(other < Duration::from_secs(1), "others are not blocked: {other:?}");
+    assert!(
+        other < Duration::from_secs(1),
+        "others are not blocked: {other:?}"
+    );
     // Right after a failure the endpoint is not tried again (no amplification).
     let t = Instant::now();
     invalid_client(
@@ -790,7 +828,10 @@ async fn registration_validates_the_key_set() {
     private["d"] = json!("c2VjcmV0");
     let cases = [
         ("private", json!({ "keys": [private] })),
-        ("symmetric", json!({ "keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}] })),
+        (
+            "symmetric",
+            json!({ "keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}] }),
+        ),
         ("duplicate kids", json!({ "keys": [key.jwk, key.jwk] })),
         ("empty", json!({ "keys": [] })),
     ];
@@ -831,16 +872,26 @@ async fn registration_validates_the_key_set() {
 #[tokio::test]
 async fn discovery_advertises_private_key_jwt() {
     let app = spawn_app().await;
-    for doc in ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"] {
+    for doc in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
         let v: Value = app.get(doc, None).await.json().await.unwrap();
         for endpoint in ["token", "revocation", "introspection"] {
             let methods = &v[format!("{endpoint}_endpoint_auth_methods_supported")];
             assert!(
-                methods.as_array().unwrap().contains(&json!("private_key_jwt")),
+                methods
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!("private_key_jwt")),
                 "{doc} {endpoint}: {methods}"
             );
             let algs = &v[format!("{endpoint}_endpoint_auth_signing_alg_values_supported")];
-            assert_eq!(algs, &json!(["ES256", "PS256", "RS256", "EdDSA"]), "{doc} {endpoint}");
+            assert_eq!(
+                algs,
+                &json!(["ES256", "PS256", "RS256", "EdDSA"]),
+                "{doc} {endpoint}"
+            );
         }
     }
 }
@@ -869,7 +920,8 @@ async fn openid_client_5_authenticates_with_private_key_jwt() {
     let read = |stdout: &mut BufReader<std::process::ChildStdout>| {
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read from node");
-        serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("node printed {line:?}: {e}"))
+        serde_json::from_str::<Value>(&line)
+            .unwrap_or_else(|e| panic!("node printed {line:?}: {e}"))
     };
     let first = read(&mut stdout);
     let jwk = first["jwk"].clone();
