@@ -604,6 +604,60 @@ mod tests {
         assert_eq!(err, AssertionError::Algorithm);
     }
 
+    #[tokio::test]
+    async fn an_assertion_authenticates_once_and_only_its_pkjwt_client() {
+        use crate::client::{AuthMethod, Client, ClientKind, ClientName};
+        use crate::clock::ManualClock;
+        use crate::replay::MemoryReplayCache;
+        use std::sync::Arc;
+
+        let s = signer("k1");
+        let replay = MemoryReplayCache::new(Arc::new(ManualClock::new(UnixTime(NOW))));
+        let token = sign(&s, None, &claims());
+        let redeemed = check(&s, &token).unwrap().redeem(&replay).await.unwrap();
+        let redeemed = redeemed.expect("the first use");
+        let replayed = check(&s, &token).unwrap().redeem(&replay).await.unwrap();
+        assert!(replayed.is_none(), "the same jti again is a replay");
+
+        let client = |method: AuthMethod| Client {
+            id: ClientId::parse("dbc_a").unwrap(),
+            name: ClientName::parse("bot").unwrap(),
+            secret_hash: None,
+            grant_types: vec![],
+            scopes: "property:read".parse().unwrap(),
+            redirect_uris: vec![],
+            kind: ClientKind::Confidential,
+            allow_introspection: false,
+            properties: None,
+            id_token_alg: crate::jose::SigningAlg::RS256,
+            metadata: crate::client::ClientMetadata {
+                token_endpoint_auth_method: Some(method),
+                ..Default::default()
+            },
+            registration_token_hash: None,
+            created_at: UnixTime(0),
+            updated_at: UnixTime(0),
+        };
+        // A secret client is not authenticated by an assertion, even a valid one.
+        assert!(crate::grant::authenticate_client_by_assertion(
+            client(AuthMethod::ClientSecretBasic),
+            redeemed
+        )
+        .is_err());
+        let again = check(&s, &sign(&s, None, &with(|c| c["jti"] = json!("j2"))))
+            .unwrap()
+            .redeem(&replay)
+            .await
+            .unwrap()
+            .unwrap();
+        let auth = crate::grant::authenticate_client_by_assertion(
+            client(AuthMethod::PrivateKeyJwt),
+            again,
+        )
+        .unwrap();
+        assert_eq!(auth.client().id.as_str(), "dbc_a");
+    }
+
     #[test]
     fn debug_never_shows_the_jwt() {
         let s = signer("k1");

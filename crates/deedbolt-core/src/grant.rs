@@ -267,6 +267,16 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_never_authenticates_a_client_registered_for_another_method() {
+        let (mut client, secret, hasher) = fixture(vec![GrantType::ClientCredentials]);
+        client.metadata.token_endpoint_auth_method = Some(AuthMethod::PrivateKeyJwt);
+        let err = authenticate_client(Some(client.clone()), &secret, &hasher).unwrap_err();
+        assert_eq!(err.code(), "invalid_client");
+        client.metadata.token_endpoint_auth_method = Some(AuthMethod::ClientSecretPost);
+        assert!(authenticate_client(Some(client), &secret, &hasher).is_ok());
+    }
+
+    #[test]
     fn default_scope_is_the_registration() {
         let (client, secret, hasher) = fixture(vec![GrantType::ClientCredentials]);
         let auth = authenticate_client(Some(client), &secret, &hasher).unwrap();
