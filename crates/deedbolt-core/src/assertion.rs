@@ -17,8 +17,8 @@
 //!    minted for long replay windows); `nbf` and `iat` not in the future; a `jti` present.
 //!    Times allow [`LEEWAY_SECS`] of clock skew. The result is a [`VerifiedAssertion`];
 //! 3. its single use, through the replay cache port ([`VerifiedAssertion::replay_key`],
-//!    kept until the assertion expires), which [`crate::grant`] turns into the
-//!    `ClientAuthenticated` proof.
+//!    kept until the assertion expires), whose [`RedeemedAssertion`] becomes the
+//!    [`ClientAuthenticated`] proof.
 //!
 //! Every failure is `invalid_client` (RFC 6749 §5.2). Failures before the signature is
 //! verified (unknown client, unknown key, bad signature) share one message, so the answer
@@ -34,9 +34,11 @@ use jsonwebtoken::Validation;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::client::{AuthMethod, Client};
 use crate::client_jwks::{AssertionAlg, ClientJwks};
 use crate::clock::UnixTime;
 use crate::error::OAuthError;
+use crate::grant::ClientAuthenticated;
 use crate::ids::ClientId;
 use crate::ports::{ReplayCache, StoreError};
 
@@ -283,7 +285,7 @@ impl VerifiedAssertion {
 
 /// Proof that a verified assertion was presented for the first time (its `jti` is now
 /// remembered until it expires). Only [`VerifiedAssertion::redeem`] makes one, and only
-/// `grant::authenticate_client_by_assertion` consumes it.
+/// [`RedeemedAssertion::authenticate`] consumes it.
 #[derive(Debug)]
 pub struct RedeemedAssertion {
     client_id: ClientId,
@@ -293,6 +295,16 @@ impl RedeemedAssertion {
     /// The authenticated client's id.
     pub fn client_id(&self) -> &ClientId {
         &self.client_id
+    }
+
+    /// The [`ClientAuthenticated`] proof for `client` (looked up by the assertion's
+    /// subject): it must be the assertion's client and registered for `private_key_jwt`
+    /// (one method per client).
+    pub fn authenticate(self, client: Client) -> Result<ClientAuthenticated, OAuthError> {
+        if self.client_id != client.id || client.auth_method() != AuthMethod::PrivateKeyJwt {
+            return Err(OAuthError::client_authentication_failed());
+        }
+        Ok(ClientAuthenticated::new(client))
     }
 }
 
@@ -606,7 +618,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_assertion_authenticates_once_and_only_its_pkjwt_client() {
-        use crate::client::{AuthMethod, Client, ClientKind, ClientName};
+        use crate::client::ClientKind;
+        use crate::client::ClientName;
         use crate::clock::ManualClock;
         use crate::replay::MemoryReplayCache;
         use std::sync::Arc;
@@ -639,22 +652,18 @@ mod tests {
             updated_at: UnixTime(0),
         };
         // A secret client is not authenticated by an assertion, even a valid one.
-        assert!(crate::grant::authenticate_client_by_assertion(
-            client(AuthMethod::ClientSecretBasic),
-            redeemed
-        )
-        .is_err());
+        assert!(redeemed
+            .authenticate(client(AuthMethod::ClientSecretBasic))
+            .is_err());
         let again = check(&s, &sign(&s, None, &with(|c| c["jti"] = json!("j2"))))
             .unwrap()
             .redeem(&replay)
             .await
             .unwrap()
             .unwrap();
-        let auth = crate::grant::authenticate_client_by_assertion(
-            client(AuthMethod::PrivateKeyJwt),
-            again,
-        )
-        .unwrap();
+        let auth = again
+            .authenticate(client(AuthMethod::PrivateKeyJwt))
+            .unwrap();
         assert_eq!(auth.client().id.as_str(), "dbc_a");
     }
 

@@ -13,21 +13,27 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::assertion::RedeemedAssertion;
 use crate::client::{AuthMethod, Client, ClientKind, GrantType};
 use crate::error::OAuthError;
 use crate::scope::{Scope, ScopeSet};
 use crate::secret::{ClientSecret, SecretHasher};
 use crate::token::AccessTokenLifetime;
 
-/// Proof that a confidential client proved possession of its secret in this request.
-/// Only [`authenticate_client`] makes one; a public client never gets one.
+/// Proof that a confidential client authenticated in this request: by its secret (only
+/// [`authenticate_client`]) or by a client assertion (only
+/// `crate::assertion::RedeemedAssertion::authenticate`). A public client never gets one.
 #[derive(Debug)]
 pub struct ClientAuthenticated {
     client: Client,
 }
 
 impl ClientAuthenticated {
+    /// The proof for `client`, for the other authentication methods' checks in this crate
+    /// (`crate::assertion::RedeemedAssertion::authenticate`); nothing outside makes one.
+    pub(crate) fn new(client: Client) -> Self {
+        ClientAuthenticated { client }
+    }
+
     /// The authenticated client.
     pub fn client(&self) -> &Client {
         &self.client
@@ -113,19 +119,6 @@ pub fn authenticate_client(
             Err(OAuthError::client_authentication_failed())
         }
     }
-}
-
-/// Authenticates a `private_key_jwt` client (RFC 7523) by an assertion that was verified
-/// with its registered keys and redeemed once ([`crate::assertion`]). The client must be
-/// the assertion's and be registered for `private_key_jwt`: one method per client.
-pub fn authenticate_client_by_assertion(
-    client: Client,
-    proof: RedeemedAssertion,
-) -> Result<ClientAuthenticated, OAuthError> {
-    if proof.client_id() != &client.id || client.auth_method() != AuthMethod::PrivateKeyJwt {
-        return Err(OAuthError::client_authentication_failed());
-    }
-    Ok(ClientAuthenticated { client })
 }
 
 /// Identifies a public client (`token_endpoint_auth_method=none`, RFC 6749 §2.1) that

@@ -40,7 +40,8 @@
 //! built on it) carries only the authorization server's concerns.
 //!
 //! Security checks leave evidence: issuing a client-credentials token needs a
-//! [`grant::ClientAuthenticated`] value, which only [`grant::authenticate_client`] can make
+//! [`grant::ClientAuthenticated`] value, which only [`grant::authenticate_client`] (a secret)
+//! or [`assertion::RedeemedAssertion::authenticate`] (a single-use client assertion) can make
 //! (a public client gets a [`grant::PublicClient`] instead); issuing for a code needs the
 //! [`pkce::PkceVerified`] proof that only a successful PKCE check makes ([`issue`]).
 #![forbid(unsafe_code, unused_must_use)]

@@ -8,8 +8,8 @@
 //! assertion, or a `private_key_jwt` client's secret, is refused); get its keys, inline or
 //! from its `jwks_uri` ([`crate::oauth::client_keys`]); verify signature and claims
 //! against the issuer and the token endpoint URL; record the `jti` in the replay cache until
-//! the assertion expires (a second use is `invalid_client`); only then does
-//! `deedbolt_core::grant` make the `ClientAuthenticated` proof.
+//! the assertion expires (a second use is `invalid_client`); only then is there a
+//! `ClientAuthenticated` proof.
 //!
 //! Every failure is `invalid_client`; failures before the signature is verified share one
 //! message. Why a client's keys could not be had (an unreachable `jwks_uri`, an invalid
@@ -24,7 +24,7 @@ use deedbolt_core::assertion::{
 use deedbolt_core::client::{AuthMethod, Client};
 use deedbolt_core::client_jwks::{AssertionAlg, ClientJwks};
 use deedbolt_core::error::OAuthError;
-use deedbolt_core::grant::{self, ClientAuthenticated};
+use deedbolt_core::grant::ClientAuthenticated;
 
 use crate::error::ApiError;
 use crate::oauth::client_keys::{ClientKeys, KeysError};
@@ -129,7 +129,7 @@ pub(crate) async fn authenticate(
     let Some(redeemed) = verified.redeem(services.replay.as_ref()).await? else {
         return Err(refuse(AssertionError::Replayed));
     };
-    Ok(grant::authenticate_client_by_assertion(client, redeemed)?)
+    Ok(redeemed.authenticate(client)?)
 }
 
 /// An assertion failure as the endpoint's error (`invalid_client`).
