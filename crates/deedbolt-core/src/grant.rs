@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::client::{AuthMethod, Client, ClientKind, GrantType};
+use crate::client::{Client, ClientKind, GrantType};
 use crate::error::OAuthError;
 use crate::scope::{Scope, ScopeSet};
 use crate::secret::{ClientSecret, SecretHasher};
@@ -222,7 +222,7 @@ pub struct TokenResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::ClientName;
+    use crate::client::{AuthMethod, ClientName};
     use crate::clock::UnixTime;
     use crate::ids::ClientId;
     use crate::secret::Pepper;

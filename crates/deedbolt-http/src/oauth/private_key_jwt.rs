@@ -77,10 +77,16 @@ pub(crate) fn presented(
     Ok(presented)
 }
 
-/// The `aud` values an assertion may name: the issuer identifier and the token endpoint
-/// URL (RFC 7523 §3 item 3; FAPI 2.0 and RFC 7523bis prefer the issuer).
-pub fn accepted_audiences(issuer: &str) -> [String; 2] {
-    [issuer.to_owned(), format!("{issuer}/token")]
+/// The `aud` values an assertion may name, at every endpoint: the issuer identifier, the
+/// token endpoint URL (RFC 7523 §3 item 3; FAPI 2.0 and RFC 7523bis prefer the issuer) and
+/// the pushed authorization request endpoint URL (which RFC 9126 §2 says MUST be accepted
+/// there; all three name this server alone).
+pub fn accepted_audiences(issuer: &str) -> [String; 3] {
+    [
+        issuer.to_owned(),
+        format!("{issuer}/token"),
+        format!("{issuer}/par"),
+    ]
 }
 
 /// Authenticates the client of `presented`.
@@ -114,7 +120,7 @@ pub(crate) async fn authenticate(
         })?),
     };
     let audiences = accepted_audiences(&services.policy.issuer);
-    let audiences = [audiences[0].as_str(), audiences[1].as_str()];
+    let audiences = audiences.each_ref().map(String::as_str);
     let verified = assertion::verify(
         &presented,
         &client.id,
