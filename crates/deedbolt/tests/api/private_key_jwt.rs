@@ -947,3 +947,42 @@ async fn openid_client_5_authenticates_with_private_key_jwt() {
     let token = done["token"].as_str().unwrap();
     assert_eq!(jwt_part(token, 1)["client_id"], id.as_str());
 }
+
+// ---------------------------------------------------------------------------------------
+// Replays across instances (Redis)
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_assertion_replayed_at_another_instance_is_refused() {
+    let Some(url) = redis_url() else {
+        return;
+    };
+    // Two instances behind one issuer name, sharing the data directory and Redis (every CLI
+    // call before the second starts: see shared_state.rs).
+    let issuer = "http://127.0.0.1";
+    let opts = Options {
+        data_dir: Some(Arc::new(tempfile::tempdir().unwrap())),
+        overrides: ServeOverrides {
+            issuer: Some(issuer.into()),
+            ..ServeOverrides::default()
+        },
+        global: deedbolt::config::GlobalOverrides {
+            redis_url: Some(url),
+            redis_prefix: Some(format!("deedbolt-test-{}:", random_b64url(9))),
+            ..Default::default()
+        },
+        ..Options::default()
+    };
+    let a = spawn_app_with(opts.clone()).await;
+    let key = ClientKey::generate("k1");
+    let id = inline_client(&a, &key);
+    let b = spawn_app_with(opts).await;
+
+    let assertion = key.assertion(&a, &id, |c| c["aud"] = json!(issuer));
+    assert_eq!(client_credentials(&a, &assertion).await.status(), 200);
+    let description =
+        invalid_client(client_credentials(&b, &assertion).await, "replayed at B").await;
+    assert!(description.contains("used before"), "{description}");
+    let fresh = key.assertion(&b, &id, |c| c["aud"] = json!(issuer));
+    assert_eq!(client_credentials(&b, &fresh).await.status(), 200);
+}
