@@ -667,6 +667,103 @@ mod tests {
         assert_eq!(auth.client().id.as_str(), "dbc_a");
     }
 
+    /// A signer of another algorithm (RSA for PS256/RS256, Ed25519 for EdDSA), signing
+    /// with aws-lc-rs directly (a JWS by hand, so the test does not depend on key import
+    /// formats), and the matching public key set.
+    fn signer_for(alg: AssertionAlg) -> (Box<dyn Fn(&Value) -> String>, ClientJwks) {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::rsa::KeySize;
+        use aws_lc_rs::signature::{
+            Ed25519KeyPair, RsaKeyPair, RsaPublicKeyComponents, RSA_PKCS1_SHA256, RSA_PSS_SHA256,
+        };
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        let input = move |claims: &Value| {
+            format!(
+                "{}.{}",
+                b64(json!({ "alg": alg.as_str() }).to_string().as_bytes()),
+                b64(claims.to_string().as_bytes())
+            )
+        };
+        match alg {
+            AssertionAlg::PS256 | AssertionAlg::RS256 => {
+                let pair = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+                let parts = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+                let jwk = json!({"kty": "RSA", "kid": "r", "n": b64(&parts.n), "e": b64(&parts.e)});
+                let padding = if alg == AssertionAlg::PS256 {
+                    &RSA_PSS_SHA256
+                } else {
+                    &RSA_PKCS1_SHA256
+                };
+                let sign = move |claims: &Value| {
+                    let msg = input(claims);
+                    let mut sig = vec![0; pair.public_modulus_len()];
+                    pair.sign(padding, &SystemRandom::new(), msg.as_bytes(), &mut sig)
+                        .unwrap();
+                    format!("{msg}.{}", b64(&sig))
+                };
+                (
+                    Box::new(sign),
+                    ClientJwks::parse(&json!({ "keys": [jwk] })).unwrap(),
+                )
+            }
+            AssertionAlg::EdDSA => {
+                let pair = Ed25519KeyPair::generate().unwrap();
+                let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "e", "x": b64(pair.public_key().as_ref())});
+                let sign = move |claims: &Value| {
+                    let msg = input(claims);
+                    format!("{msg}.{}", b64(pair.sign(msg.as_bytes()).as_ref()))
+                };
+                (
+                    Box::new(sign),
+                    ClientJwks::parse(&json!({ "keys": [jwk] })).unwrap(),
+                )
+            }
+            AssertionAlg::ES256 => unreachable!("see signer()"),
+        }
+    }
+
+    #[test]
+    fn ps256_rs256_and_eddsa_verify_with_their_keys_only() {
+        for alg in [
+            AssertionAlg::PS256,
+            AssertionAlg::RS256,
+            AssertionAlg::EdDSA,
+        ] {
+            let (sign, jwks) = signer_for(alg);
+            let token = sign(&claims());
+            let s = Signer {
+                key: EncodingKey::from_secret(b"unused"),
+                jwks,
+            };
+            assert!(check(&s, &token).is_ok(), "{alg}");
+            // A signature that does not verify.
+            let forged = sign(&with(|c| c["jti"] = json!("other")));
+            let (head, _) = token.rsplit_once('.').unwrap();
+            let (_, sig) = forged.rsplit_once('.').unwrap();
+            let forged = format!("{head}.{sig}");
+            assert_eq!(
+                check(&s, &forged).unwrap_err(),
+                AssertionError::Failed,
+                "{alg}"
+            );
+            // The other key families do not verify it.
+            let (_, other) = signer_for(if alg == AssertionAlg::EdDSA {
+                AssertionAlg::PS256
+            } else {
+                AssertionAlg::EdDSA
+            });
+            let s = Signer {
+                key: EncodingKey::from_secret(b"unused"),
+                jwks: other,
+            };
+            assert_eq!(
+                check(&s, &token).unwrap_err(),
+                AssertionError::Failed,
+                "{alg}"
+            );
+        }
+    }
+
     #[test]
     fn debug_never_shows_the_jwt() {
         let s = signer("k1");
