@@ -670,7 +670,9 @@ mod tests {
     /// A signer of another algorithm (RSA for PS256/RS256, Ed25519 for EdDSA), signing
     /// with aws-lc-rs directly (a JWS by hand, so the test does not depend on key import
     /// formats), and the matching public key set.
-    fn signer_for(alg: AssertionAlg) -> (Box<dyn Fn(&Value) -> String>, ClientJwks) {
+    type SignFn = Box<dyn Fn(&Value) -> String>;
+
+    fn signer_for(alg: AssertionAlg) -> (SignFn, ClientJwks) {
         use aws_lc_rs::rand::SystemRandom;
         use aws_lc_rs::rsa::KeySize;
         use aws_lc_rs::signature::{
