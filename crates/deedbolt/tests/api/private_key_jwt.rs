@@ -794,9 +794,10 @@ async fn jwks_uri_refusals() {
         "timed out after {took:?}"
     );
     assert!(
-        other < Duration::from_secs(1),
+        other < Duration::from_secs(2),
         "others are not blocked: {other:?}"
     );
+    eprintln!("slow jwks_uri: invalid_client after {took:?}; a concurrent request took {other:?}");
     // Right after a failure the endpoint is not tried again (no amplification).
     let t = Instant::now();
     invalid_client(
@@ -804,7 +805,7 @@ async fn jwks_uri_refusals() {
         "backing off",
     )
     .await;
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 
     // Without the operator's CA the test server is not trusted.
     let untrusting = spawn_app().await;
