@@ -987,3 +987,24 @@ async fn an_assertion_replayed_at_another_instance_is_refused() {
     let fresh = key.assertion(&b, &id, |c| c["aud"] = json!(issuer));
     assert_eq!(client_credentials(&b, &fresh).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_bad_outbound_ca_file_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    for file in [not_pem, dir.path().join("missing.pem")] {
+        let err = try_spawn_app(Options {
+            overrides: ServeOverrides {
+                outbound_ca_file: Some(file.clone()),
+                ..ServeOverrides::default()
+            },
+            ..Options::default()
+        })
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("started with {}", file.display()));
+        let message = format!("{err:#}");
+        assert!(message.contains("outbound CA file"), "{message}");
+    }
+}
