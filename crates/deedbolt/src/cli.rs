@@ -738,6 +738,12 @@ async fn client_command(
                 Some(c) if c.kind.is_public() => {
                     bail!("client {client_id} is public and has no secret")
                 }
+                Some(c) if !c.auth_method().uses_secret() => {
+                    bail!(
+                        "client {client_id} authenticates with {}, not a secret",
+                        c.auth_method()
+                    )
+                }
                 Some(_) => {}
             }
             let hasher = SecretHasher::new(&vault(store, data_dir)?.pepper().await?);

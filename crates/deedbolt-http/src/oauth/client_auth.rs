@@ -14,13 +14,12 @@ use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use deedbolt_core::assertion::PresentedAssertion;
 use deedbolt_core::audit::{AuditKind, AuditRecord};
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::grant::{self, TokenClient};
 use deedbolt_core::ids::ClientId;
 use deedbolt_core::secret::ClientSecret;
-
-use deedbolt_core::assertion::PresentedAssertion;
 
 use crate::error::ApiError;
 use crate::oauth::private_key_jwt;

@@ -364,6 +364,17 @@ async fn one_method_per_client() {
     )
     .await;
     invalid_client(res, "client_secret_post on a private_key_jwt client").await;
+    // The CLI does not give it a secret either.
+    let out = app.cli(&["client", "rotate-secret", &id]);
+    assert!(
+        !out.status.success(),
+        "rotate-secret on a private_key_jwt client"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("private_key_jwt"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Just the id, as a public client would.
     let res = post_form(
         &app,
