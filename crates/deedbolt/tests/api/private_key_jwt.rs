@@ -341,6 +341,36 @@ fn hmac_signed(app: &TestApp, id: &str) -> String {
 }
 
 #[tokio::test]
+async fn concurrent_uses_of_one_assertion_succeed_once() {
+    let app = spawn_app().await;
+    let key = ClientKey::generate("k1");
+    let id = inline_client(&app, &key);
+    let form = with_assertion(
+        &key.assertion(&app, &id, |_| {}),
+        "grant_type=client_credentials",
+    );
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let request = app
+            .http
+            .post(format!("{}/token", app.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.clone());
+        set.spawn(async move { request.send().await.expect("request").status().as_u16() });
+    }
+    let statuses = set.join_all().await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 401),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
 async fn one_method_per_client() {
     let app = spawn_app().await;
     let key = ClientKey::generate("k1");
