@@ -85,6 +85,8 @@ pub struct Services {
     pub metrics_token: Option<MetricsToken>,
     /// DPoP proof checks and server nonces (RFC 9449), at `/token` and the API.
     pub dpop: deedbolt_guard::dpop::DpopVerifier,
+    /// `private_key_jwt` clients' keys fetched from their `jwks_uri`, cached.
+    pub client_keys: Arc<crate::oauth::client_keys::ClientKeys>,
     /// The origins whose browser apps may call discovery, the JWKS, `/token`, `/revoke`
     /// and `/userinfo` (none by default).
     pub cors: crate::web::cors::CorsOrigins,

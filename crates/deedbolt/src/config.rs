@@ -60,6 +60,8 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_BFF_SCOPE",
     "DEEDBOLT_BFF_REFRESH_BEFORE",
     "DEEDBOLT_METRICS_LISTEN",
+    "DEEDBOLT_OUTBOUND_CA_FILE",
+    "DEEDBOLT_OUTBOUND_ALLOW_PRIVATE_NETWORKS",
     METRICS_TOKEN_ENV,
     "DEEDBOLT_DATABASE_MAX_CONNECTIONS",
     "DEEDBOLT_REDIS_URL",
@@ -258,6 +260,17 @@ config_layer! {
         /// [default: off].
         #[arg(long, env = "DEEDBOLT_DPOP_NONCE")]
         pub dpop_nonce: Option<String>,
+        /// A PEM file of extra CA certificates trusted for outbound https fetches of
+        /// clients' key sets (`jwks_uri` of private_key_jwt clients), e.g. an internal CA;
+        /// the public web PKI roots stay trusted [default: none].
+        #[arg(long, env = "DEEDBOLT_OUTBOUND_CA_FILE")]
+        pub outbound_ca_file: Option<PathBuf>,
+        /// Let outbound fetches of clients' key sets reach private, loopback and
+        /// link-local addresses (key sets on an internal network). Off, a `jwks_uri` whose
+        /// host is or resolves only to such an address is refused, so clients cannot make
+        /// the server probe its own network [default: false].
+        #[arg(long, env = "DEEDBOLT_OUTBOUND_ALLOW_PRIVATE_NETWORKS")]
+        pub outbound_allow_private_networks: Option<bool>,
         /// `DEEDBOLT_ALERT_WEBHOOK_SECRET` (see [`webhook_secret_from_env`]).
         #[arg(skip)]
         #[serde(skip)]
@@ -536,6 +549,10 @@ pub struct ServeSettings {
     pub metrics_listen: Option<SocketAddr>,
     /// The token that reads `/metrics`, if configured.
     pub metrics_token: Option<deedbolt_http::metrics::MetricsToken>,
+    /// Extra trust roots for outbound fetches of client key sets (none by default).
+    pub outbound_roots: deedbolt_http::oauth::client_keys::OutboundRoots,
+    /// Which addresses those fetches may reach.
+    pub outbound_networks: deedbolt_http::oauth::client_keys::OutboundNetworks,
     /// Shared fast state on Redis; `None`: in-process (one instance).
     pub redis: Option<RedisSettings>,
     /// Whether DPoP proofs must carry a server nonce. A profile that requires nonces
@@ -862,7 +879,17 @@ impl ServeSettings {
             bail!("the metrics listener must not use the main listen address {listen}");
         }
 
+        let outbound_roots = outbound_roots(o.outbound_ca_file.as_deref())?;
+
+        let outbound_networks = if o.outbound_allow_private_networks.unwrap_or(false) {
+            deedbolt_http::oauth::client_keys::OutboundNetworks::AllowPrivate
+        } else {
+            deedbolt_http::oauth::client_keys::OutboundNetworks::PublicOnly
+        };
+
         Ok(ServeSettings {
+            outbound_roots,
+            outbound_networks,
             metrics_listen,
             metrics_token,
             common,
@@ -884,6 +911,19 @@ impl ServeSettings {
             dpop_nonce,
         })
     }
+}
+
+/// The extra outbound trust roots from `--outbound-ca-file` (none without it).
+pub fn outbound_roots(
+    file: Option<&Path>,
+) -> anyhow::Result<deedbolt_http::oauth::client_keys::OutboundRoots> {
+    let Some(file) = file else {
+        return Ok(deedbolt_http::oauth::client_keys::OutboundRoots::default());
+    };
+    let pem = std::fs::read(file)
+        .with_context(|| format!("cannot read the outbound CA file {}", file.display()))?;
+    deedbolt_http::oauth::client_keys::OutboundRoots::from_pem(&pem)
+        .with_context(|| format!("invalid outbound CA file {}", file.display()))
 }
 
 /// The alert webhook from its URL and key: https (http only on loopback, for development

@@ -3,14 +3,17 @@
 //! The browser side of the code flow is [`authorize`] (the request), [`login`],
 //! [`consent`] and the [`session`] they share; the token endpoint is [`token`], one file
 //! per grant; [`revocation`], [`introspection`] and [`metadata`] (discovery and JWKS)
-//! complete it. [`client_auth`] authenticates clients for all of them.
+//! complete it. [`client_auth`] authenticates clients for all of them ([`client_keys`]
+//! holds `private_key_jwt` clients' public keys).
 
 pub mod authorize;
 pub mod client_auth;
+pub mod client_keys;
 pub mod consent;
 pub mod introspection;
 pub mod login;
 pub mod metadata;
+pub mod private_key_jwt;
 pub mod revocation;
 pub mod session;
 pub mod token;
