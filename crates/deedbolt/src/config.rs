@@ -152,7 +152,7 @@ config_layer! {
         pub log: Option<String>,
         /// Security profile: `default`, or `fapi2` to enforce the FAPI 2.0 Security Profile
         /// (PAR for every authorization request, only private_key_jwt or mutual-TLS client
-        /// authentication, only sender-constrained access tokens; see docs/fapi2.md). The
+        /// authentication, only sender-constrained access tokens; see docs/par-and-fapi2.md). The
         /// server enforces it; `client create` warns about clients it would refuse
         /// [default: default].
         #[arg(long, env = "DEEDBOLT_PROFILE", global = true)]
