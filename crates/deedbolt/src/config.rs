@@ -152,8 +152,8 @@ config_layer! {
         pub log: Option<String>,
         /// Security profile: `default`, or `fapi2` to enforce the FAPI 2.0 Security Profile
         /// (PAR for every authorization request, only private_key_jwt or mutual-TLS client
-        /// authentication, only sender-constrained access tokens; see docs/par-and-fapi2.md). The
-        /// server enforces it; `client create` warns about clients it would refuse
+        /// authentication, only sender-constrained access tokens; docs/par-and-fapi2.md).
+        /// The server enforces it; `client create` warns about clients it would refuse
         /// [default: default].
         #[arg(long, env = "DEEDBOLT_PROFILE", global = true)]
         pub profile: Option<deedbolt_core::profile::Profile>,
@@ -871,6 +871,12 @@ impl ServeSettings {
                 "bff_refresh_before",
             )?,
         )?;
+        if require_par && bff.is_some() {
+            bail!(
+                "the backend-for-frontend does not push its authorization requests (RFC 9126): \
+                 it cannot run with require_par or the fapi2 profile"
+            );
+        }
         let redis = common.redis.clone();
 
         let (metrics_listen, metrics_token) = metrics_settings(o.metrics_listen, o.metrics_token)?;

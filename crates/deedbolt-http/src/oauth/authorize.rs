@@ -164,7 +164,11 @@ async fn authorize_with(
         tracing::Span::current().record("client_id", c);
         record = record.client(c);
     }
-    if let Some(sc) = params.get("scope") {
+    if params.get("request_uri").is_some() {
+        // A pushed request: its scope is the stored one (the push was audited with it);
+        // a `scope` beside the reference is ignored, so it is not recorded either.
+        record = record.detail("request_uri");
+    } else if let Some(sc) = params.get("scope") {
         record = record.scope(sc);
     }
     if let Some(s) = &session {

@@ -547,3 +547,64 @@ async fn pushes_are_rate_limited_per_client_like_token_requests() {
     let other = app.create_code_client("tenant:read", &[CB], false, &[]);
     pushed_uri(push(&app, &other, &Pushed::new("tenant:read")).await).await;
 }
+
+/// One JSON line from the Node.js relying party (read off the async runtime).
+async fn next_line(
+    mut stdout: std::io::BufReader<std::process::ChildStdout>,
+) -> (std::io::BufReader<std::process::ChildStdout>, Value) {
+    use std::io::BufRead as _;
+    tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read from node");
+        let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("node printed {line:?}: {e}"));
+        (stdout, v)
+    })
+    .await
+    .expect("reader thread")
+}
+
+#[tokio::test]
+async fn openid_client_5_pushes_its_request_and_completes_the_flow() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    if !crate::id_tokens::openid_client_installed() {
+        return;
+    }
+    let app = spawn_app().await;
+    let user_id = app.create_user(TENANT, "tenant", PASSWORD);
+    let client = app.create_code_client("openid tenant:read", &[CB], false, &[]);
+    let mut child = Command::new("node")
+        .arg("code-flow.mjs")
+        .current_dir(crate::id_tokens::openid_client_dir())
+        .env("ISSUER", &app.base)
+        .env("CLIENT_ID", &client.id)
+        .env("CLIENT_SECRET", client.secret.as_deref().unwrap())
+        .env("REDIRECT_URI", CB)
+        .env("SCOPE", "openid tenant:read")
+        .env("PAR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let (stdout, first) = next_line(stdout).await;
+    let authorize = first["authorize"]
+        .as_str()
+        .unwrap_or_else(|| panic!("openid-client failed to push: {first}"))
+        .to_owned();
+    assert_eq!(first["expires_in"], 60, "{first}");
+    let query = query_params(&authorize);
+    assert!(query["request_uri"].starts_with(URN), "{authorize}");
+    assert!(!query.contains_key("code_challenge"), "pushed, not in the URL: {authorize}");
+    let back = app
+        .sign_in_through_pages(&authorize, TENANT, PASSWORD, "approve", &mut Jar::default())
+        .await;
+    writeln!(stdin, "{back}").expect("write to node");
+    let (_, done) = next_line(stdout).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(done.get("error").is_none(), "openid-client: {done}");
+    assert_eq!(done["claims"]["sub"], user_id.as_str(), "{done}");
+    assert_eq!(done["userinfo"]["sub"], user_id.as_str(), "{done}");
+}
