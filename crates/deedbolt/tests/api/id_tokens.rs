@@ -204,13 +204,13 @@ async fn client_create_refuses_an_unknown_id_token_alg() {
 // openid-client 5 (tests/openid-client/code-flow.mjs)
 // ---------------------------------------------------------------------------------------
 
-pub(crate) fn openid_client_dir() -> PathBuf {
+fn openid_client_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openid-client")
 }
 
 /// Installs openid-client (pinned in package.json) once; `false` (after a warning) when
 /// Node.js or npm is missing, so the test is skipped, except under CI, where it fails.
-pub(crate) fn openid_client_installed() -> bool {
+fn openid_client_installed() -> bool {
     let dir = openid_client_dir();
     if dir.join("node_modules/openid-client/package.json").exists() {
         return true;

@@ -567,7 +567,7 @@ async fn next_line(
 async fn openid_client_5_pushes_its_request_and_completes_the_flow() {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
-    if !crate::id_tokens::openid_client_installed() {
+    if !crate::helpers::openid_client_installed() {
         return;
     }
     let app = spawn_app().await;
@@ -575,7 +575,7 @@ async fn openid_client_5_pushes_its_request_and_completes_the_flow() {
     let client = app.create_code_client("openid tenant:read", &[CB], false, &[]);
     let mut child = Command::new("node")
         .arg("code-flow.mjs")
-        .current_dir(crate::id_tokens::openid_client_dir())
+        .current_dir(crate::helpers::openid_client_dir())
         .env("ISSUER", &app.base)
         .env("CLIENT_ID", &client.id)
         .env("CLIENT_SECRET", client.secret.as_deref().unwrap())
