@@ -259,10 +259,10 @@ mod tests {
         };
         assert!(p.check_sender_constraint(Some(&empty)).is_err());
         assert!(p
-            .check_sender_constraint(Some(&Confirmation::dpop("jkt".into())))
+            .check_sender_constraint(Some(&Confirmation::dpop("jkt")))
             .is_ok());
         assert!(p
-            .check_sender_constraint(Some(&Confirmation::certificate("x5t".into())))
+            .check_sender_constraint(Some(&Confirmation::certificate("x5t")))
             .is_ok());
     }
 

@@ -239,7 +239,7 @@ async fn audit_this_request(state: &AppState, signed_in: bool, ip: &str) -> bool
 /// registration feeds the unusual-scope rule here, wherever it arrived.
 pub(crate) async fn validate_request(
     state: &AppState,
-    params: &dyn Params,
+    params: &(dyn Params + Sync),
     client: Option<&Client>,
     duplicate: Option<&str>,
 ) -> Result<AuthorizationRequest, AuthorizeError> {
