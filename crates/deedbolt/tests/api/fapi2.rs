@@ -119,15 +119,23 @@ async fn secret_and_public_clients_are_refused_wherever_clients_authenticate() {
     }
     // Each refusal is a failed client authentication in the audit log.
     let store = open_store(&app).await;
-    let failed = store
-        .search_audit(&AuditFilter {
-            kind: Some(AuditKind::ClientAuthFailed),
-            limit: 100,
-            ..AuditFilter::default()
-        })
-        .await
-        .unwrap();
+    let failed = || async {
+        store
+            .search_audit(&AuditFilter {
+                kind: Some(AuditKind::ClientAuthFailed),
+                limit: 100,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap()
+    };
+    crate::helpers::eventually("seven failed client authentications", || async {
+        failed().await.len() >= 7
+    })
+    .await;
+    let failed = failed().await;
     assert_eq!(failed.len(), 7, "{failed:?}");
+    assert!(failed.iter().all(|r| r.error.as_deref() == Some("invalid_client")));
 }
 
 #[tokio::test]

@@ -198,14 +198,19 @@ async fn a_confidential_client_pushes_and_signs_in_with_only_the_request_uri() {
     assert!(token["id_token"].is_string());
     // Audited: the push (with client and scope) and the authorization request.
     let store = open_store(&app).await;
-    let records = store
-        .search_audit(&AuditFilter {
-            kind: Some(AuditKind::PushedAuthorizationRequest),
-            limit: 10,
-            ..AuditFilter::default()
-        })
-        .await
-        .expect("audit");
+    let pushes = || async {
+        store
+            .search_audit(&AuditFilter {
+                kind: Some(AuditKind::PushedAuthorizationRequest),
+                limit: 10,
+                ..AuditFilter::default()
+            })
+            .await
+            .expect("audit")
+    };
+    crate::helpers::eventually("the push is audited", || async { !pushes().await.is_empty() })
+        .await;
+    let records = pushes().await;
     assert_eq!(records.len(), 1, "{records:?}");
     assert!(records[0].success);
     assert_eq!(records[0].client_id.as_deref(), Some(client.id.as_str()));
@@ -476,8 +481,10 @@ async fn a_bad_pushed_request_gets_the_error_authorize_would_give() {
     )
     .await;
     assert!(v["error_description"].as_str().unwrap().contains("9126"), "{v}");
-    // A client without the authorization_code grant.
-    expect_oauth_error(push(&app, &cc_only, &good).await, 400, "unauthorized_client").await;
+    // A client without the authorization_code grant (and so without redirect URIs): the
+    // redirect URI is checked first, as at /authorize, where it gets the error page.
+    let v = expect_oauth_error(push(&app, &cc_only, &good).await, 400, "invalid_request").await;
+    assert!(v["error_description"].as_str().unwrap().contains("redirect_uri"), "{v}");
     // Client authentication exactly as at /token.
     let wrong = CodeClient {
         id: client.id.clone(),
@@ -508,27 +515,32 @@ async fn a_bad_pushed_request_gets_the_error_authorize_would_give() {
         .await
         .unwrap();
     expect_oauth_error(json, 400, "invalid_request").await;
-    // Refusals are audited; none was stored (a refused push leaves nothing to use).
+    // Refusals are audited (the audit log is written in the background).
     let store = open_store(&app).await;
-    let refused = store
-        .search_audit(&AuditFilter {
-            kind: Some(AuditKind::PushedAuthorizationRequest),
-            limit: 100,
-            ..AuditFilter::default()
-        })
-        .await
-        .unwrap();
-    assert!(refused.len() >= 10, "{}", refused.len());
-    assert!(refused.iter().all(|r| !r.success && r.error.is_some()));
-    let failed_auth = store
-        .search_audit(&AuditFilter {
-            kind: Some(AuditKind::ClientAuthFailed),
-            limit: 100,
-            ..AuditFilter::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(failed_auth.len(), 2, "{failed_auth:?}");
+    let search = |kind| {
+        let store = store.clone();
+        async move {
+            store
+                .search_audit(&AuditFilter {
+                    kind: Some(kind),
+                    limit: 100,
+                    ..AuditFilter::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    crate::helpers::eventually("the refusals are audited", || async {
+        search(AuditKind::PushedAuthorizationRequest).await.len() >= 14
+            && search(AuditKind::ClientAuthFailed).await.len() >= 2
+    })
+    .await;
+    let refused = search(AuditKind::PushedAuthorizationRequest).await;
+    assert_eq!(refused.len(), 14, "{refused:?}");
+    assert!(refused
+        .iter()
+        .all(|r| !r.success && r.error.is_some() && r.detail.as_deref() == Some("endpoint=par")));
+    assert_eq!(search(AuditKind::ClientAuthFailed).await.len(), 2);
 }
 
 #[tokio::test]
