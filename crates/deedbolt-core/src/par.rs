@@ -68,7 +68,9 @@ impl RequestUri {
     /// assert!(RequestUri::parse("urn:ietf:params:oauth:request_uri:short").is_err());
     /// ```
     pub fn parse(s: &str) -> Result<Self, MalformedRequestUri> {
-        let random = s.strip_prefix(REQUEST_URI_PREFIX).ok_or(MalformedRequestUri)?;
+        let random = s
+            .strip_prefix(REQUEST_URI_PREFIX)
+            .ok_or(MalformedRequestUri)?;
         if random.len() != RANDOM_LEN
             || !random
                 .bytes()
@@ -213,7 +215,12 @@ mod tests {
 
     #[test]
     fn a_stored_request_revalidates_unchanged() {
-        for prompt in [Prompt::Default, Prompt::None, Prompt::Login, Prompt::Consent] {
+        for prompt in [
+            Prompt::Default,
+            Prompt::None,
+            Prompt::Login,
+            Prompt::Consent,
+        ] {
             let r = stored(prompt);
             assert_eq!(revalidate(&r, &client()), Ok(r));
         }
@@ -251,7 +258,10 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.as_str().starts_with(REQUEST_URI_PREFIX));
         assert_ne!(a.storage_key(), b.storage_key());
-        assert_eq!(a.storage_key(), RequestUri::parse(a.as_str()).unwrap().storage_key());
+        assert_eq!(
+            a.storage_key(),
+            RequestUri::parse(a.as_str()).unwrap().storage_key()
+        );
         assert_eq!(format!("{a:?}"), "RequestUri([redacted])");
     }
 

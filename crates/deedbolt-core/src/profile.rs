@@ -252,7 +252,10 @@ mod tests {
     #[test]
     fn fapi2_issues_only_sender_constrained_tokens() {
         let p = Profile::Fapi2;
-        assert_eq!(p.check_sender_constraint(None).unwrap_err().code(), "invalid_request");
+        assert_eq!(
+            p.check_sender_constraint(None).unwrap_err().code(),
+            "invalid_request"
+        );
         let empty = Confirmation {
             jkt: None,
             x5t_s256: None,

@@ -17,9 +17,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::api::userinfo;
-use crate::oauth::{
-    authorize, consent, introspection, login, metadata, par, revocation, token,
-};
+use crate::oauth::{authorize, consent, introspection, login, metadata, par, revocation, token};
 use crate::state::AppState;
 use crate::web::cookies::CookiePolicy;
 use crate::web::form::MAX_BODY_BYTES;

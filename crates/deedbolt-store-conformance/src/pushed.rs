@@ -31,18 +31,30 @@ pub async fn a_pushed_request_is_taken_once_and_only_by_its_client(store: &impl 
     let key = RequestUri::generate().unwrap().storage_key();
     store.put_pushed(&key, &r, UnixTime(60)).await.unwrap();
     let other = ClientId::generate().unwrap();
-    assert_eq!(store.take_pushed(&key, &other, UnixTime(1)).await.unwrap(), None);
     assert_eq!(
-        store.take_pushed(&[0; 32], &r.client_id, UnixTime(1)).await.unwrap(),
+        store.take_pushed(&key, &other, UnixTime(1)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .take_pushed(&[0; 32], &r.client_id, UnixTime(1))
+            .await
+            .unwrap(),
         None,
         "an unknown reference"
     );
     assert_eq!(
-        store.take_pushed(&key, &r.client_id, UnixTime(1)).await.unwrap(),
+        store
+            .take_pushed(&key, &r.client_id, UnixTime(1))
+            .await
+            .unwrap(),
         Some(r.clone())
     );
     assert_eq!(
-        store.take_pushed(&key, &r.client_id, UnixTime(1)).await.unwrap(),
+        store
+            .take_pushed(&key, &r.client_id, UnixTime(1))
+            .await
+            .unwrap(),
         None,
         "single use"
     );
@@ -72,14 +84,20 @@ pub async fn an_expired_pushed_request_is_refused_and_pruned(store: &impl Backen
     store.put_pushed(&[2; 32], &r, UnixTime(60)).await.unwrap();
     store.put_pushed(&[3; 32], &r, UnixTime(500)).await.unwrap();
     assert_eq!(
-        store.take_pushed(&[1; 32], &r.client_id, UnixTime(60)).await.unwrap(),
+        store
+            .take_pushed(&[1; 32], &r.client_id, UnixTime(60))
+            .await
+            .unwrap(),
         None,
         "expired at its expiry time"
     );
     store.prune_expired(UnixTime(100)).await.unwrap();
     // Pruned: even a clock going backwards does not find it any more.
     assert_eq!(
-        store.take_pushed(&[2; 32], &r.client_id, UnixTime(1)).await.unwrap(),
+        store
+            .take_pushed(&[2; 32], &r.client_id, UnixTime(1))
+            .await
+            .unwrap(),
         None
     );
     assert!(store
@@ -95,7 +113,10 @@ pub async fn pushed_requests_go_with_their_client(store: &impl Backend) {
     store.put_pushed(&[9; 32], &r, UnixTime(60)).await.unwrap();
     assert!(store.delete_client(&r.client_id).await.unwrap());
     assert_eq!(
-        store.take_pushed(&[9; 32], &r.client_id, UnixTime(1)).await.unwrap(),
+        store
+            .take_pushed(&[9; 32], &r.client_id, UnixTime(1))
+            .await
+            .unwrap(),
         None
     );
 }

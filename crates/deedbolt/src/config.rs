@@ -1354,8 +1354,12 @@ mod tests {
         );
         let fapi2 = common_of(GlobalOverrides::default(), &file).unwrap();
         assert_eq!(fapi2.profile, Profile::Fapi2);
-        let s = ServeSettings::resolve(fapi2.clone(), ServeOverrides::default(), &FileConfig::default())
-            .unwrap();
+        let s = ServeSettings::resolve(
+            fapi2.clone(),
+            ServeOverrides::default(),
+            &FileConfig::default(),
+        )
+        .unwrap();
         assert!(s.require_par, "the profile requires PAR");
         let off = ServeOverrides {
             require_par: Some(false),

@@ -29,14 +29,15 @@ use deedbolt_core::flow::{
     self, AuthorizationRequest, AuthorizeError, AuthzErrorCode, CodeGrant, Params, Prompt,
     RedirectError,
 };
-use deedbolt_core::par::ParRequirement;
 use deedbolt_core::ids::ClientId;
+use deedbolt_core::par::ParRequirement;
 use deedbolt_core::ports::Session;
 use deedbolt_core::rand;
 use deedbolt_core::user::User;
 
 use crate::error::ApiError;
 use crate::oauth::par;
+use crate::oauth::request::validate_request;
 use crate::oauth::session::{browser_record, current_session};
 use crate::state::AppState;
 use crate::web::client_ip::client_ip;
@@ -233,36 +234,6 @@ async fn audit_this_request(state: &AppState, signed_in: bool, ip: &str) -> bool
     }
 }
 
-/// Validates an authorization request's parameters for `client`: the one rule set of
-/// `/authorize` and of pushed requests at `/par` ([`crate::oauth::par`]). A request that
-/// passed the client, redirect-URI and PKCE checks but names scopes beyond the client's
-/// registration feeds the unusual-scope rule here, wherever it arrived.
-pub(crate) async fn validate_request(
-    state: &AppState,
-    params: &(dyn Params + Sync),
-    client: Option<&Client>,
-    duplicate: Option<&str>,
-) -> Result<AuthorizationRequest, AuthorizeError> {
-    let result = AuthorizationRequest::validate(params, client, duplicate);
-    if let (Err(AuthorizeError::ScopeBeyondRegistration { requested, .. }), Some(c)) =
-        (&result, client)
-    {
-        // Only now, with client, redirect URI and PKCE checked, may the request feed
-        // the unusual-scope rule (which bounds its own alerts per client).
-        state
-            .services
-            .security
-            .scope_request(
-                c.id.as_str(),
-                c.scopes,
-                *requested,
-                state.services.clock.now(),
-            )
-            .await;
-    }
-    result
-}
-
 /// The answer to an authorization request that failed validation: an error page when the
 /// redirect URI is not known to be the client's, a redirect with `error` otherwise.
 fn refusal(state: &AppState, client_id: Option<&str>, e: AuthorizeError) -> Response {
@@ -311,8 +282,7 @@ async fn resolve_request(
             )),
         });
     }
-    let request = match validate_request(state, params, client, params.duplicate.as_deref()).await
-    {
+    let request = match validate_request(state, params, client, params.duplicate.as_deref()).await {
         Ok(r) => r,
         Err(e) => return Ok(Err(refusal(state, client_id, e))),
     };

@@ -3,8 +3,9 @@
 //! The browser side of the code flow is [`authorize`] (the request), [`login`],
 //! [`consent`] and the [`session`] they share; the token endpoint is [`token`], one file
 //! per grant; [`revocation`], [`introspection`] and [`metadata`] (discovery and JWKS)
-//! complete it, with [`par`] (pushed authorization requests, RFC 9126). [`client_auth`]
-//! authenticates clients for all of them.
+//! complete it, with [`par`] (pushed authorization requests, RFC 9126); [`request`]
+//! validates authorization requests for both. [`client_auth`] authenticates clients for all
+//! of them.
 
 pub mod authorize;
 pub mod client_auth;
@@ -14,6 +15,7 @@ pub mod login;
 pub mod metadata;
 pub mod par;
 pub mod profile;
+pub mod request;
 pub mod revocation;
 pub mod session;
 pub mod token;

@@ -4,7 +4,7 @@
 //! `/par` authenticates the client exactly as the token endpoint does
 //! ([`crate::oauth::client_auth`]; a public client identifies itself by `client_id`),
 //! validates the parameters with the same function as `/authorize`
-//! ([`crate::oauth::authorize::validate_request`]), refuses a `request_uri` inside a pushed
+//! ([`crate::oauth::request::validate_request`]), refuses a `request_uri` inside a pushed
 //! request (§2.1), stores the validated request for
 //! [`deedbolt_core::par::PUSHED_REQUEST_LIFETIME_SECS`] and answers `201 Created` with the
 //! `request_uri` and `expires_in` (§2.2), never cached. A refusal is the token endpoint's
@@ -36,8 +36,8 @@ use deedbolt_core::par::{self, RequestUri, PUSHED_REQUEST_LIFETIME_SECS};
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::oauth::authorize::validate_request;
 use crate::oauth::client_auth;
+use crate::oauth::request::validate_request;
 use crate::oauth::token::TokenAudit;
 use crate::state::AppState;
 use crate::web::client_ip::client_ip;
@@ -78,9 +78,7 @@ pub async fn par_endpoint(
             (AuditKind::ClientAuthFailed, Some(e.code()))
         }
         Err(ApiError::OAuth(e)) => (AuditKind::PushedAuthorizationRequest, Some(e.code())),
-        Err(ApiError::RateLimited { .. }) => {
-            (AuditKind::RateLimited, Some("rate_limit_exceeded"))
-        }
+        Err(ApiError::RateLimited { .. }) => (AuditKind::RateLimited, Some("rate_limit_exceeded")),
         Err(_) => (AuditKind::PushedAuthorizationRequest, Some("server_error")),
     };
     let mut record = AuditRecord::new(kind, error.is_none(), now)

@@ -14,9 +14,7 @@ use serde_json::Value;
 use crate::helpers::{
     fapi2_options, location, pkce_pair, spawn_app_with, unix_now, CodeClient, Jar, TestApp,
 };
-use crate::par::{
-    authorize_uri, callback, open_store, push, Pushed, CB, PASSWORD, TENANT,
-};
+use crate::par::{authorize_uri, callback, open_store, push, Pushed, CB, PASSWORD, TENANT};
 
 async fn fapi2_app() -> TestApp {
     let app = spawn_app_with(fapi2_options()).await;
@@ -45,7 +43,10 @@ async fn discovery_reflects_the_profile() {
         );
         assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
         assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
-        assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+        assert_eq!(
+            doc["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
         for key in [
             "token_endpoint_auth_methods_supported",
             "revocation_endpoint_auth_methods_supported",
@@ -135,7 +136,9 @@ async fn secret_and_public_clients_are_refused_wherever_clients_authenticate() {
     .await;
     let failed = failed().await;
     assert_eq!(failed.len(), 7, "{failed:?}");
-    assert!(failed.iter().all(|r| r.error.as_deref() == Some("invalid_client")));
+    assert!(failed
+        .iter()
+        .all(|r| r.error.as_deref() == Some("invalid_client")));
 }
 
 #[tokio::test]
@@ -232,7 +235,10 @@ async fn client_create_warns_about_clients_the_profile_refuses() {
     };
     for public in [false, true] {
         let stderr = create("fapi2", public);
-        assert!(stderr.contains("warning: the fapi2 profile refuses"), "{stderr}");
+        assert!(
+            stderr.contains("warning: the fapi2 profile refuses"),
+            "{stderr}"
+        );
     }
     assert!(!create("default", false).contains("refuses"));
 }

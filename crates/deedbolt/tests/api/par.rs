@@ -151,7 +151,10 @@ pub(crate) async fn redeem(
 
 /// The callback's parameters, checked to go to [`CB`].
 pub(crate) fn callback(url: &str) -> HashMap<String, String> {
-    assert!(url.starts_with(&format!("{CB}?")), "back at the client: {url}");
+    assert!(
+        url.starts_with(&format!("{CB}?")),
+        "back at the client: {url}"
+    );
     query_params(url)
 }
 
@@ -187,7 +190,10 @@ async fn push_sign_in_and_redeem(app: &TestApp, client: &CodeClient) -> Value {
     let res = redeem(app, client, &params["code"], &req.verifier).await;
     assert_eq!(res.status(), 200);
     let token: Value = res.json().await.expect("token JSON");
-    assert_eq!(token["scope"], "tenant:read openid", "the pushed scope: {token}");
+    assert_eq!(
+        token["scope"], "tenant:read openid",
+        "the pushed scope: {token}"
+    );
     token
 }
 
@@ -208,8 +214,10 @@ async fn a_confidential_client_pushes_and_signs_in_with_only_the_request_uri() {
             .await
             .expect("audit")
     };
-    crate::helpers::eventually("the push is audited", || async { !pushes().await.is_empty() })
-        .await;
+    crate::helpers::eventually("the push is audited", || async {
+        !pushes().await.is_empty()
+    })
+    .await;
     let records = pushes().await;
     assert_eq!(records.len(), 1, "{records:?}");
     assert!(records[0].success);
@@ -274,7 +282,11 @@ async fn a_request_uri_is_bound_to_the_client_that_pushed_it() {
     let q = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("request_uri", &uri)
         .finish();
-    expect_error_page(app.browser_get(&format!("/authorize?{q}"), &Jar::default()).await).await;
+    expect_error_page(
+        app.browser_get(&format!("/authorize?{q}"), &Jar::default())
+            .await,
+    )
+    .await;
     // The other client's attempts did not spend it.
     let res = app
         .browser_get(&authorize_uri(&client.id, &uri), &Jar::default())
@@ -339,10 +351,8 @@ async fn a_registration_changed_after_the_push_is_applied_at_authorize() {
     let store = open_store(&app).await;
     let id = ClientId::parse(&client.id).unwrap();
     let mut c = store.find_client(&id).await.unwrap().expect("client");
-    c.redirect_uris = vec![deedbolt_core::redirect::RedirectUri::parse(
-        "https://app.example.com/other",
-    )
-    .unwrap()];
+    c.redirect_uris =
+        vec![deedbolt_core::redirect::RedirectUri::parse("https://app.example.com/other").unwrap()];
     assert!(store.update_client(&c).await.unwrap());
     // Once the server sees the change (a plain request to CB gets the error page)...
     let plain = Pushed::new("tenant:read").authorize_path(&client.id);
@@ -424,7 +434,12 @@ async fn a_bad_pushed_request_gets_the_error_authorize_would_give() {
     };
     let good = Pushed::new("tenant:read");
     let cases: Vec<(&str, Pushed, u16, &str)> = vec![
-        ("no PKCE", good.clone().without("code_challenge"), 400, "invalid_request"),
+        (
+            "no PKCE",
+            good.clone().without("code_challenge"),
+            400,
+            "invalid_request",
+        ),
         (
             "plain PKCE",
             good.clone().set("code_challenge_method", "plain"),
@@ -437,24 +452,40 @@ async fn a_bad_pushed_request_gets_the_error_authorize_would_give() {
             400,
             "unsupported_response_type",
         ),
-        ("no response_type", good.clone().without("response_type"), 400, "invalid_request"),
+        (
+            "no response_type",
+            good.clone().without("response_type"),
+            400,
+            "invalid_request",
+        ),
         (
             "scope beyond the registration",
             good.clone().set("scope", "tenant:read property:write"),
             400,
             "invalid_scope",
         ),
-        ("unknown scope", good.clone().set("scope", "nope:read"), 400, "invalid_scope"),
+        (
+            "unknown scope",
+            good.clone().set("scope", "nope:read"),
+            400,
+            "invalid_scope",
+        ),
         (
             "unregistered redirect_uri",
             good.clone().set("redirect_uri", "https://evil.example/cb"),
             400,
             "invalid_request",
         ),
-        ("no redirect_uri", good.clone().without("redirect_uri"), 400, "invalid_request"),
+        (
+            "no redirect_uri",
+            good.clone().without("redirect_uri"),
+            400,
+            "invalid_request",
+        ),
         (
             "a request_uri inside the push (§2.1)",
-            good.clone().set("request_uri", &format!("{URN}{}", random_b64url(32))),
+            good.clone()
+                .set("request_uri", &format!("{URN}{}", random_b64url(32))),
             400,
             "invalid_request",
         ),
@@ -480,11 +511,20 @@ async fn a_bad_pushed_request_gets_the_error_authorize_would_give() {
         "invalid_request",
     )
     .await;
-    assert!(v["error_description"].as_str().unwrap().contains("9126"), "{v}");
+    assert!(
+        v["error_description"].as_str().unwrap().contains("9126"),
+        "{v}"
+    );
     // A client without the authorization_code grant (and so without redirect URIs): the
     // redirect URI is checked first, as at /authorize, where it gets the error page.
     let v = expect_oauth_error(push(&app, &cc_only, &good).await, 400, "invalid_request").await;
-    assert!(v["error_description"].as_str().unwrap().contains("redirect_uri"), "{v}");
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("redirect_uri"),
+        "{v}"
+    );
     // Client authentication exactly as at /token.
     let wrong = CodeClient {
         id: client.id.clone(),
@@ -504,7 +544,12 @@ async fn a_bad_pushed_request_gets_the_error_authorize_would_give() {
     expect_oauth_error(anonymous, 401, "invalid_client").await;
     // A repeated parameter, and a body that is not a form.
     let twice = format!("{}&scope=tenant:read", good.form(&[]));
-    expect_oauth_error(push_form(&app, &client, &twice).await, 400, "invalid_request").await;
+    expect_oauth_error(
+        push_form(&app, &client, &twice).await,
+        400,
+        "invalid_request",
+    )
+    .await;
     let json = app
         .http
         .post(app.url("/par"))
@@ -568,7 +613,8 @@ async fn next_line(
     tokio::task::spawn_blocking(move || {
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read from node");
-        let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("node printed {line:?}: {e}"));
+        let v =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("node printed {line:?}: {e}"));
         (stdout, v)
     })
     .await
@@ -608,7 +654,10 @@ async fn openid_client_5_pushes_its_request_and_completes_the_flow() {
     assert_eq!(first["expires_in"], 60, "{first}");
     let query = query_params(&authorize);
     assert!(query["request_uri"].starts_with(URN), "{authorize}");
-    assert!(!query.contains_key("code_challenge"), "pushed, not in the URL: {authorize}");
+    assert!(
+        !query.contains_key("code_challenge"),
+        "pushed, not in the URL: {authorize}"
+    );
     let back = app
         .sign_in_through_pages(&authorize, TENANT, PASSWORD, "approve", &mut Jar::default())
         .await;
