@@ -242,3 +242,138 @@ async fn client_create_warns_about_clients_the_profile_refuses() {
     }
     assert!(!create("default", false).contains("refuses"));
 }
+
+// ---------------------------------------------------------------------------------------
+// With a client the profile allows (private_key_jwt). Ignored until the private_key_jwt
+// branch (i13-pkjwt) is merged: the client assertion below is plain RFC 7523, built here
+// with jsonwebtoken, so the tests need no code from that branch, only the server side.
+// ---------------------------------------------------------------------------------------
+
+/// A P-256 key pair: the signing key for jsonwebtoken and the public JWK.
+fn p256_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use base64::Engine as _;
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("key");
+    let pkcs8 = pair.to_pkcs8v1().expect("pkcs8");
+    let public = pair.public_key().as_ref().to_vec(); // 0x04 || x || y
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+        "x": b64(&public[1..33]), "y": b64(&public[33..65]),
+    });
+    (jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()), jwk)
+}
+
+/// A `private_key_jwt` client of `app` (registered through the CLI, then given its key).
+async fn private_key_jwt_client(
+    app: &TestApp,
+    grants: &[&str],
+) -> (CodeClient, jsonwebtoken::EncodingKey) {
+    use deedbolt_core::client::AuthMethod;
+    use deedbolt_core::ports::ClientStore;
+    let client = app.create_code_client("tenant:read", &[CB], false, grants);
+    let (key, jwk) = p256_key("k1");
+    let store = open_store(app).await;
+    let id = ClientId::parse(&client.id).unwrap();
+    let mut c = store.find_client(&id).await.unwrap().expect("client");
+    c.metadata.token_endpoint_auth_method = Some(AuthMethod::PrivateKeyJwt);
+    c.metadata.jwks = Some(serde_json::json!({ "keys": [jwk] }));
+    c.secret_hash = None;
+    assert!(store.update_client(&c).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await; // the client cache
+    (client, key)
+}
+
+/// The RFC 7523 client-authentication parameters: an ES256 assertion with the issuer as
+/// its only audience (FAPI 2.0 SP §5.3.2.1).
+fn assertion_params(app: &TestApp, client_id: &str, key: &jsonwebtoken::EncodingKey) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("k1".into());
+    let now = unix_now();
+    let claims = serde_json::json!({
+        "iss": client_id, "sub": client_id, "aud": app.base,
+        "jti": crate::helpers::random_b64url(16), "iat": now, "exp": now + 60,
+    });
+    let jwt = jsonwebtoken::encode(&header, &claims, key).expect("sign");
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", client_id)
+        .append_pair(
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        )
+        .append_pair("client_assertion", &jwt)
+        .finish()
+}
+
+#[tokio::test]
+#[ignore = "needs private_key_jwt client authentication (branch i13-pkjwt)"]
+async fn an_access_token_without_a_sender_constraint_is_refused() {
+    let app = fapi2_app().await;
+    let (client, key) = private_key_jwt_client(&app, &["client_credentials"]).await;
+    let form = format!(
+        "grant_type=client_credentials&{}",
+        assertion_params(&app, &client.id, &key)
+    );
+    let res = app.post_token(None, &form).await;
+    assert_eq!(
+        res.status(),
+        400,
+        "authenticated, but no DPoP proof or certificate"
+    );
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_request", "{v}");
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("sender-constrained"),
+        "{v}"
+    );
+    assert!(v.get("access_token").is_none());
+}
+
+#[tokio::test]
+#[ignore = "needs private_key_jwt client authentication (branch i13-pkjwt)"]
+async fn a_private_key_jwt_client_pushes_and_gets_a_code_but_no_unbound_token() {
+    let app = fapi2_app().await;
+    let (client, key) = private_key_jwt_client(&app, &[]).await;
+    let req = Pushed::new("tenant:read");
+    let form = format!(
+        "{}&{}",
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(req.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .finish(),
+        assertion_params(&app, &client.id, &key)
+    );
+    let res = app
+        .http
+        .post(app.url("/par"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let uri = crate::par::pushed_uri(res).await;
+    let back = app
+        .sign_in_through_pages(
+            &authorize_uri(&client.id, &uri),
+            TENANT,
+            PASSWORD,
+            "approve",
+            &mut Jar::default(),
+        )
+        .await;
+    let params = callback(&back);
+    assert_eq!(params["state"], req.state);
+    let form = format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}&{}",
+        params["code"],
+        url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>(),
+        req.verifier,
+        assertion_params(&app, &client.id, &key)
+    );
+    let res = app.post_token(None, &form).await;
+    assert_eq!(res.status(), 400);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_request", "{v}");
+}
