@@ -669,3 +669,41 @@ async fn openid_client_5_pushes_its_request_and_completes_the_flow() {
     assert_eq!(done["claims"]["sub"], user_id.as_str(), "{done}");
     assert_eq!(done["userinfo"]["sub"], user_id.as_str(), "{done}");
 }
+
+/// Two instances on one PostgreSQL database (skipped without `DATABASE_URL`): a request
+/// pushed at one is used at the other, once.
+#[tokio::test]
+async fn a_request_pushed_at_one_instance_is_used_at_another_once() {
+    let Some(mut opts) = crate::helpers::postgres_options().await else {
+        return;
+    };
+    let key = deedbolt_core::seal::MasterKey::generate_encoded().expect("master key");
+    opts.master_key = Some(key.as_str().to_owned());
+    let a = spawn_app_with(opts.clone()).await;
+    let b = spawn_app_with(opts).await;
+    a.create_user(TENANT, "tenant", PASSWORD);
+    let client = a.create_code_client("openid tenant:read", &[CB], false, &[]);
+    let req = Pushed::new("tenant:read");
+    let uri = pushed_uri(push(&a, &client, &req).await).await;
+    let back = b
+        .sign_in_through_pages(
+            &authorize_uri(&client.id, &uri),
+            TENANT,
+            PASSWORD,
+            "approve",
+            &mut Jar::default(),
+        )
+        .await;
+    let params = callback(&back);
+    assert_eq!(params["state"], req.state);
+    let res = redeem(&a, &client, &params["code"], &req.verifier).await;
+    assert_eq!(res.status(), 200);
+    // Spent for every instance.
+    for app in [&a, &b] {
+        expect_error_page(
+            app.browser_get(&authorize_uri(&client.id, &uri), &Jar::default())
+                .await,
+        )
+        .await;
+    }
+}
