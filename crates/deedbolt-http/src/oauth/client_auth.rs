@@ -4,7 +4,8 @@
 //! Using two at once is refused ("MUST NOT use more than one authentication method").
 //!
 //! [`authenticate`] then checks them against the registered client for every endpoint
-//! that authenticates clients (token, revocation, introspection).
+//! that authenticates clients (token, PAR, revocation, introspection), after the security
+//! profile's allowed methods.
 
 use std::borrow::Cow;
 
@@ -45,6 +46,21 @@ pub enum Presented {
     PublicId(ClientId),
     /// A signed JWT (`private_key_jwt`, RFC 7523), not yet verified.
     Assertion(PresentedAssertion),
+}
+
+impl Presented {
+    /// The `token_endpoint_auth_method` this presentation uses.
+    pub fn method(&self) -> deedbolt_core::client::AuthMethod {
+        use deedbolt_core::client::AuthMethod as Registered;
+        match self {
+            Presented::Secret(c) => match c.method {
+                AuthMethod::ClientSecretBasic => Registered::ClientSecretBasic,
+                AuthMethod::ClientSecretPost => Registered::ClientSecretPost,
+            },
+            Presented::PublicId(_) => Registered::None,
+            Presented::Assertion(_) => Registered::PrivateKeyJwt,
+        }
+    }
 }
 
 /// Presented client credentials, not yet verified.
@@ -184,14 +200,18 @@ pub(crate) async fn audit_client_auth_failure(
 }
 
 /// Authenticates a confidential client by secret, or identifies a public one by id: only
-/// the former carries the [`deedbolt_core::grant::ClientAuthenticated`] proof.
+/// the former carries the [`deedbolt_core::grant::ClientAuthenticated`] proof. A method the
+/// security profile does not allow is refused first (`invalid_client`, FAPI 2.0 §5.3.2.1),
+/// before any look-up.
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     params: &mut FormParams,
 ) -> Result<TokenClient, ApiError> {
     let services = &state.services;
-    match extract_any(headers, params)? {
+    let presented = extract_any(headers, params)?;
+    services.profile.check_auth_method(presented.method())?;
+    match presented {
         Presented::Secret(presented) => {
             tracing::Span::current().record("client_id", presented.client_id.as_str());
             let found = services.clients.find_client(&presented.client_id).await?;

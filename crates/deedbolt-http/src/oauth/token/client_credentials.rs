@@ -7,9 +7,8 @@ use std::borrow::Cow;
 use deedbolt_core::client::GrantType;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::grant::{self, AccessToken, TokenClient, TokenResponse};
-use deedbolt_core::token::ACCESS_TOKEN_TYP;
 
-use super::{token_response, TokenAudit};
+use super::{sign_access_token, token_response, TokenAudit};
 use crate::error::ApiError;
 use crate::oauth::client_auth::authenticate;
 use crate::state::AppState;
@@ -67,11 +66,7 @@ pub(super) async fn client_credentials(
         .client_credentials_claims(&auth, scope, services.clock.now())
         .map_err(ApiError::internal)?;
     proof.bind(&mut claims);
-    let jwt = services
-        .keys
-        .current()
-        .sign_jwt(ACCESS_TOKEN_TYP, &claims)
-        .map_err(ApiError::internal)?;
+    let jwt = sign_access_token(state, &claims)?;
     tracing::debug!(jti = %claims.jti, scope = %scope, "access token issued");
     services.metrics.token_issued(GrantType::ClientCredentials);
     audit.scope = Some(scope.to_string());
