@@ -142,6 +142,7 @@ impl Params for StoredParams<'_> {
             "scope" => Some(self.scope.as_str()),
             "state" => r.state.as_deref(),
             "nonce" => r.nonce.as_deref(),
+            "dpop_jkt" => r.dpop_jkt.as_deref(),
             "code_challenge" => Some(r.code_challenge.as_str()),
             "code_challenge_method" => Some("S256"),
             "prompt" => match r.prompt {
@@ -225,6 +226,12 @@ mod tests {
             let r = stored(prompt);
             assert_eq!(revalidate(&r, &client()), Ok(r));
         }
+        // The DPoP key binding (RFC 9449 §10.1) survives too.
+        let r = AuthorizationRequest {
+            dpop_jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()),
+            ..stored(Prompt::Default)
+        };
+        assert_eq!(revalidate(&r, &client()), Ok(r));
     }
 
     #[test]

@@ -66,7 +66,9 @@ pub async fn par_endpoint(
         ip: ip.clone(),
         ..TokenAudit::default()
     };
-    let result = push(&state, &headers, body, &mut audit).await;
+    let result = push(&state, &headers, body, &mut audit)
+        .await
+        .map(|r| crate::oauth::token::dpop::with_nonce(&state, r));
     let now = services.clock.now();
     let (kind, error) = match &result {
         Ok(_) => (AuditKind::PushedAuthorizationRequest, None),
@@ -78,6 +80,9 @@ pub async fn par_endpoint(
             (AuditKind::ClientAuthFailed, Some(e.code()))
         }
         Err(ApiError::OAuth(e)) => (AuditKind::PushedAuthorizationRequest, Some(e.code())),
+        Err(ApiError::Dpop { error, .. }) => {
+            (AuditKind::PushedAuthorizationRequest, Some(error.code()))
+        }
         Err(ApiError::RateLimited { .. }) => (AuditKind::RateLimited, Some("rate_limit_exceeded")),
         Err(_) => (AuditKind::PushedAuthorizationRequest, Some("server_error")),
     };
@@ -127,9 +132,10 @@ async fn push(
     }
     // The authenticated client is the request's client; `client_id`, if sent, was checked
     // against it by the client authentication (and taken from the parameters).
-    let request = validate_request(state, &params, Some(client), None)
+    let mut request = validate_request(state, &params, Some(client), None)
         .await
         .map_err(pushed_error)?;
+    crate::oauth::token::dpop::bind_pushed(state, headers, &mut request).await?;
     audit.scope = Some(request.scope.to_string());
     let uri = RequestUri::generate().map_err(ApiError::internal)?;
     let now = services.clock.now();

@@ -907,3 +907,76 @@ async fn two_instances_share_nonces_and_the_replay_cache_and_check_the_public_ht
     a.stop().await;
     b.stop().await;
 }
+
+/// `POST /par` for the confidential `client` with `proofs`.
+async fn push_with(
+    app: &TestApp,
+    client: &CodeClient,
+    req: &crate::par::Pushed,
+    proofs: &[&str],
+) -> reqwest::Response {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(req.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .finish();
+    let mut r = app
+        .http
+        .post(app.url("/par"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .basic_auth(&client.id, client.secret.as_deref());
+    for p in proofs {
+        r = r.header("DPoP", *p);
+    }
+    r.body(body).send().await.expect("PAR request")
+}
+
+#[tokio::test]
+async fn a_proof_at_the_par_endpoint_binds_the_code_to_its_key() {
+    let app = spawn_app().await;
+    app.create_user(RITA, "tenant", PASSWORD);
+    let web = app.create_code_client(FULL, &[CB], false, &[]);
+    let key = DpopKey::new();
+    let par_proof = |k: &DpopKey| {
+        k.sign(
+            &k.header(),
+            &DpopKey::claims("POST", &format!("{}/par", app.base)),
+        )
+    };
+    // RFC 9449 §10.1: a dpop_jkt naming another key than the proof's is refused.
+    let req = crate::par::Pushed::new(FULL).set("dpop_jkt", &DpopKey::new().jkt());
+    let res = push_with(&app, &web, &req, &[&par_proof(&key)]).await;
+    expect_error(res, 400, "invalid_dpop_proof").await;
+    // A proof for the token endpoint is not one for /par.
+    let req = crate::par::Pushed::new(FULL);
+    let res = push_with(&app, &web, &req, &[&key.token_proof(&app)]).await;
+    expect_error(res, 400, "invalid_dpop_proof").await;
+    // The proof's key binds the code.
+    let res = push_with(&app, &web, &req, &[&par_proof(&key)]).await;
+    let uri = crate::par::pushed_uri(res).await;
+    let back = app
+        .sign_in_through_pages(
+            &crate::par::authorize_uri(&web.id, &uri),
+            RITA,
+            PASSWORD,
+            "approve",
+            &mut Default::default(),
+        )
+        .await;
+    let code = crate::par::callback(&back)["code"].clone();
+    let res = redeem(
+        &app,
+        &web,
+        &code,
+        &req.verifier,
+        &[&DpopKey::new().token_proof(&app)],
+    )
+    .await;
+    expect_error(res, 400, "invalid_grant").await;
+    let res = redeem(&app, &web, &code, &req.verifier, &[&key.token_proof(&app)]).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        jwt_part(body["access_token"].as_str().unwrap(), 1)["cnf"]["jkt"],
+        key.jkt()
+    );
+    app.stop().await;
+}

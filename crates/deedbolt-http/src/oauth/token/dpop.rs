@@ -108,6 +108,39 @@ pub(crate) async fn token_proof(
     }
 }
 
+/// A `DPoP` proof sent with a pushed authorization request (RFC 9449 §10.1, `htu`
+/// `{issuer}/par`) binds the code like `dpop_jkt`: the proof key becomes the request's
+/// `dpop_jkt`, and a `dpop_jkt` that names another key is refused.
+pub(crate) async fn bind_pushed(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: &mut deedbolt_core::flow::AuthorizationRequest,
+) -> Result<(), ApiError> {
+    let s = &state.services;
+    let mut values = headers.get_all(DPOP).iter().peekable();
+    if values.peek().is_none() {
+        return Ok(());
+    }
+    let htu = format!("{}/par", s.policy.issuer.trim_end_matches('/'));
+    let proof_request = DpopRequest {
+        method: "POST",
+        uri: &htu,
+        access_token: None,
+    };
+    let proof = s
+        .dpop
+        .check(values, &proof_request, s.replay.as_ref())
+        .await
+        .map_err(|e| refusal(state, e))?;
+    match &request.dpop_jkt {
+        Some(named) if !proof.jkt.matches(named) => Err(refusal(state, DpopError::KeyMismatch)),
+        _ => {
+            request.dpop_jkt = Some(proof.jkt.to_string());
+            Ok(())
+        }
+    }
+}
+
 /// Adds a fresh `DPoP-Nonce` to a token response, when the server issues nonces.
 pub(crate) fn with_nonce(state: &AppState, mut response: Response) -> Response {
     nonce_header(
