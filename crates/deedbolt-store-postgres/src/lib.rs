@@ -24,6 +24,8 @@
 //! - `flow`: [`deedbolt_core::ports::FlowStore`] (pending requests, sessions, consents,
 //!   codes, the revocation list).
 //! - `refresh`: [`deedbolt_core::ports::RefreshStore`].
+//! - `registration`: [`deedbolt_core::ports::RegistrationTokenStore`] (initial access
+//!   tokens of dynamic client registration).
 //! - `audit`: [`deedbolt_core::ports::AuditStore`].
 //! - `alerts`: [`deedbolt_core::ports::AlertStore`].
 //! - `crm`: [`deedbolt_proptech::store::CrmStore`].
@@ -51,6 +53,7 @@ mod crm;
 mod flow;
 mod keys;
 mod refresh;
+mod registration;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod users;

@@ -15,6 +15,8 @@
 //! - `flow`: [`deedbolt_core::ports::FlowStore`] (pending requests, sessions, consents,
 //!   codes, the revocation list).
 //! - `refresh`: [`deedbolt_core::ports::RefreshStore`].
+//! - `registration`: [`deedbolt_core::ports::RegistrationTokenStore`] (initial access
+//!   tokens of dynamic client registration).
 //! - `audit`: [`deedbolt_core::ports::AuditStore`].
 //! - `alerts`: [`deedbolt_core::ports::AlertStore`].
 //! - `crm`: [`deedbolt_proptech::store::CrmStore`].
@@ -44,6 +46,7 @@ mod crm;
 mod flow;
 mod keys;
 mod refresh;
+mod registration;
 mod users;
 
 /// The SQLite backend.

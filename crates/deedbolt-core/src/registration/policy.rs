@@ -1,0 +1,1 @@
+//! The registration policy (filled in below).
