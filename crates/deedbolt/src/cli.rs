@@ -314,6 +314,9 @@ pub enum ClientCommand {
         /// The client id.
         client_id: ClientId,
     },
+    /// Initial access tokens for dynamic client registration at /register (RFC 7591).
+    #[command(subcommand)]
+    RegistrationToken(crate::registration_cli::RegistrationTokenCommand),
 }
 
 /// `keys` subcommands.
@@ -550,6 +553,9 @@ async fn client_command(
 ) -> anyhow::Result<()> {
     let now = SystemClock.now();
     match cmd {
+        ClientCommand::RegistrationToken(cmd) => {
+            crate::registration_cli::run(store, data_dir, cmd, now).await
+        }
         ClientCommand::Create {
             name,
             grants,
@@ -813,7 +819,7 @@ async fn keys_command(
 }
 
 /// A time as people read it: `2026-12-06 01:45:10 UTC`.
-fn utc(at: UnixTime) -> String {
+pub(crate) fn utc(at: UnixTime) -> String {
     match time::OffsetDateTime::from_unix_timestamp(at.0) {
         Ok(t) => format!(
             "{}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
@@ -830,7 +836,7 @@ fn utc(at: UnixTime) -> String {
 
 /// Prints `rows` under `headers`, each column as wide as its widest cell (the last one
 /// unpadded).
-fn print_table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) {
+pub(crate) fn print_table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) {
     let mut widths = headers.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -12,6 +12,7 @@ pub mod bff_check;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod registration_cli;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
