@@ -52,6 +52,8 @@ pub mod clock;
 pub mod detect;
 pub mod error;
 pub mod flow;
+#[doc(hidden)]
+pub mod foundation_shim;
 pub mod grace;
 pub mod grant;
 pub mod ids;
