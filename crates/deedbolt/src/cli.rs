@@ -710,13 +710,18 @@ async fn client_command(
             Ok(())
         }
         ClientCommand::Delete { client_id } => {
-            if store.find_client(&client_id).await?.is_none() {
+            let Some(deleted) = deedbolt_core::revocation::delete_client_and_tokens(
+                store.as_ref(),
+                store.as_ref(),
+                feed,
+                &client_id,
+                now,
+            )
+            .await?
+            else {
                 bail!("no client with id {client_id}");
-            }
-            let families = revoke_client_tokens(store, feed, &client_id, now).await?;
-            if !store.delete_client(&client_id).await? {
-                bail!("no client with id {client_id}");
-            }
+            };
+            let families = deleted.families;
             audit_cli(
                 store,
                 AuditRecord::new(AuditKind::ClientDeleted, true, now)
@@ -995,25 +1000,6 @@ async fn user_command(store: &Store, feed: &Announcer, cmd: UserCommand) -> anyh
     }
 }
 
-/// Revokes everything issued to a client that is being deleted: a client cutoff ahead of
-/// now ([`deedbolt_core::revocation::deleted_client_cutoff`]) kills its access tokens on
-/// every server at its next sync, and its refresh-token families are revoked. Runs
-/// *before* the client row is deleted, so a failure leaves the client in place with its
-/// tokens revoked (the safe side) and the deletion can simply be retried.
-async fn revoke_client_tokens(
-    store: &Store,
-    feed: &Announcer,
-    client_id: &ClientId,
-    now: UnixTime,
-) -> anyhow::Result<u64> {
-    use deedbolt_core::ports::CutoffKind;
-    let cutoff = deedbolt_core::revocation::deleted_client_cutoff(now);
-    cut_off(store, feed, CutoffKind::Client, client_id.as_str(), cutoff).await?;
-    Ok(store
-        .revoke_families_of(CutoffKind::Client, client_id.as_str(), now)
-        .await?)
-}
-
 /// The user with this email, or a clear error.
 async fn user_by_email(store: &Store, email: &str) -> anyhow::Result<User> {
     let email = Email::parse(email)?;
@@ -1085,6 +1071,30 @@ impl Announcer {
         }
     }
 
+    /// Announces a revocation of one token, like [`Announcer::announce`] does a cutoff.
+    async fn announce_revoked(&self, revoked: &deedbolt_core::revocation::Revoked) {
+        use deedbolt_core::revocation::RevocationFeed as _;
+        let Some(redis) = &self.redis else { return };
+        let sent = match deedbolt_store_redis::RedisStore::connect(
+            redis.url.expose(),
+            &redis.prefix,
+        )
+        .await
+        {
+            Ok(feed) => feed.publish(revoked).await.map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::Error::from(e)),
+        };
+        if let Err(e) = sent {
+            self.delivered
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            eprintln!(
+                "warning: could not announce the revocation on Redis {} ({e:#}); it is stored, \
+                 and running servers apply it at their next sync",
+                redis.url
+            );
+        }
+    }
+
     /// Tells the operator when running servers stop accepting `what`.
     fn explain(&self, what: &str) {
         if self.redis.is_some() && self.delivered.load(std::sync::atomic::Ordering::SeqCst) {
@@ -1095,6 +1105,29 @@ impl Announcer {
                  (--key-refresh-interval, 1s by default)."
             );
         }
+    }
+}
+
+/// The CLI's announcements as a [`deedbolt_core::revocation::RevocationFeed`], so the
+/// shared deletion path ([`deedbolt_core::revocation::delete_client_and_tokens`]) can use
+/// them. A failed announcement is reported to the operator, never an error: the store
+/// holds the revocation.
+#[async_trait::async_trait]
+impl deedbolt_core::revocation::RevocationFeed for Announcer {
+    async fn publish(
+        &self,
+        revoked: &deedbolt_core::revocation::Revoked,
+    ) -> Result<(), deedbolt_core::ports::StoreError> {
+        self.announce_revoked(revoked).await;
+        Ok(())
+    }
+
+    async fn publish_cutoff(
+        &self,
+        cutoff: &deedbolt_core::revocation::Cutoff,
+    ) -> Result<(), deedbolt_core::ports::StoreError> {
+        self.announce(cutoff.clone()).await;
+        Ok(())
     }
 }
 
