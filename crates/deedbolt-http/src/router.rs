@@ -17,7 +17,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::api::userinfo;
-use crate::oauth::{authorize, consent, introspection, login, metadata, revocation, token};
+use crate::oauth::{
+    authorize, consent, introspection, login, metadata, registration, revocation, token,
+};
 use crate::state::AppState;
 use crate::web::cookies::CookiePolicy;
 use crate::web::form::MAX_BODY_BYTES;
@@ -54,7 +56,7 @@ pub fn router(state: AppState) -> Router {
     let openid = guard.require(ScopeSet::empty().with(Scope::Openid));
     // What a browser app calls itself, with CORS for the configured origins (see
     // crate::web::cors); nothing else gets CORS headers.
-    let mut metadata = metadata::routes(&state.services.policy.issuer);
+    let mut metadata = metadata::routes(&state.services);
     if let Some(cors) = state.services.cors.metadata_layer() {
         metadata = metadata.layer(cors);
     }
@@ -102,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .merge(browser)
         .merge(admin)
         .merge(crate::bff::routes())
+        .merge(registration::routes(state.services.registration.mode))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -80,6 +80,10 @@ pub struct Services {
     pub bff: Option<Arc<Bff>>,
     /// The token that reads `/metrics`, if configured.
     pub metrics_token: Option<MetricsToken>,
+    /// Initial access tokens of dynamic client registration.
+    pub registration_tokens: Arc<dyn deedbolt_core::ports::RegistrationTokenStore>,
+    /// How `/register` admits and validates registrations.
+    pub registration: crate::oauth::registration::RegistrationSettings,
     /// The origins whose browser apps may call discovery, the JWKS, `/token`, `/revoke`
     /// and `/userinfo` (none by default).
     pub cors: crate::web::cors::CorsOrigins,

@@ -1,8 +1,8 @@
 //! Discovery: RFC 8414 authorization-server metadata, OpenID Connect Discovery 1.0 and
 //! the JWKS (RFC 7517).
 //!
-//! The two metadata documents depend only on the issuer: [`routes`] serializes them once
-//! and serves the bytes.
+//! The two metadata documents depend only on the configuration (the issuer and what is
+//! switched on): [`routes`] serializes them once and serves the bytes.
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -15,11 +15,14 @@ use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::scope::Scope;
 use serde_json::json;
 
-use crate::state::AppState;
+use deedbolt_core::registration::RegistrationMode;
 
-fn common(issuer: &str) -> serde_json::Value {
+use crate::state::{AppState, Services};
+
+fn common(services: &Services) -> serde_json::Value {
+    let issuer = services.policy.issuer.as_str();
     let scopes: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
-    json!({
+    let mut doc = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
@@ -37,17 +40,22 @@ fn common(issuer: &str) -> serde_json::Value {
         "scopes_supported": scopes,
         // RFC 9207: every authorization response carries `iss`.
         "authorization_response_iss_parameter_supported": true,
-    })
+    });
+    // RFC 7591 §3 (RFC 8414 §2): only when dynamic registration is on.
+    if services.registration.mode != RegistrationMode::Off {
+        doc["registration_endpoint"] = json!(format!("{issuer}/register"));
+    }
+    doc
 }
 
-/// The RFC 8414 metadata document for `issuer` (no trailing slash).
-pub fn metadata_document(issuer: &str) -> Bytes {
-    Bytes::from(common(issuer).to_string())
+/// The RFC 8414 metadata document of this configuration.
+pub fn metadata_document(services: &Services) -> Bytes {
+    Bytes::from(common(services).to_string())
 }
 
-/// The OpenID Connect Discovery 1.0 document for `issuer`.
-pub fn openid_configuration(issuer: &str) -> Bytes {
-    let mut doc = common(issuer);
+/// The OpenID Connect Discovery 1.0 document of this configuration.
+pub fn openid_configuration(services: &Services) -> Bytes {
+    let mut doc = common(services);
     doc["subject_types_supported"] = json!(["public"]);
     // Exactly what the key ring signs with: a current key of every algorithm is kept, and
     // each client's ID tokens use its registered `id_token_signed_response_alg`.
@@ -83,10 +91,10 @@ fn json_response(body: Bytes, cache: &'static str) -> Response {
 }
 
 /// `GET /.well-known/oauth-authorization-server`, `GET /.well-known/openid-configuration`
-/// and `GET /jwks.json` for `issuer`.
-pub fn routes(issuer: &str) -> Router<AppState> {
-    let metadata = metadata_document(issuer);
-    let openid = openid_configuration(issuer);
+/// and `GET /jwks.json` of this configuration.
+pub fn routes(services: &Services) -> Router<AppState> {
+    let metadata = metadata_document(services);
+    let openid = openid_configuration(services);
     Router::new()
         .route(
             "/.well-known/oauth-authorization-server",

@@ -19,6 +19,8 @@ pub struct RateLimits {
     pub login: Option<RateLimit>,
     /// Authorization requests per client IP.
     pub authorize: Option<RateLimit>,
+    /// Dynamic-registration requests per client IP.
+    pub register: Option<RateLimit>,
 }
 
 /// The name of a limit, as it appears in the `RateLimit` headers, the 429's description
@@ -33,6 +35,8 @@ pub enum Policy {
     Api,
     /// Authorization requests per client IP.
     Authorize,
+    /// Dynamic-registration requests per client IP.
+    Register,
 }
 
 impl Policy {
@@ -43,6 +47,7 @@ impl Policy {
             Policy::Refresh => "refresh",
             Policy::Api => "api",
             Policy::Authorize => "authorize",
+            Policy::Register => "register",
         }
     }
 }
