@@ -27,6 +27,7 @@
 //! - [`user`]: users, roles and argon2id passwords.
 //! - [`revocation`]: the in-process list of revoked access tokens.
 //! - [`refresh`]: refresh-token rotation and reuse detection as a state machine.
+//! - [`replay`]: the in-process cache of single-use values (DPoP and assertion `jti`s).
 //! - [`grace`]: the port keeping recent rotations' answers for the grace period.
 //! - [`detect`]: suspicious-activity rules and token-usage anomaly scoring.
 //! - [`token`]: access-token claim sets and lifetimes.
@@ -52,8 +53,6 @@ pub mod clock;
 pub mod detect;
 pub mod error;
 pub mod flow;
-#[doc(hidden)]
-pub mod foundation_shim;
 pub mod grace;
 pub mod grant;
 pub mod ids;
@@ -67,6 +66,7 @@ pub mod ratelimit;
 pub mod redirect;
 pub mod refresh;
 pub mod registration;
+pub mod replay;
 pub mod revocation;
 pub mod scope;
 pub mod seal;

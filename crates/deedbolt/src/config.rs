@@ -49,6 +49,10 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_RATE_LIMIT_API",
     "DEEDBOLT_RATE_LIMIT_LOGIN",
     "DEEDBOLT_RATE_LIMIT_AUTHORIZE",
+    "DEEDBOLT_RATE_LIMIT_REGISTER",
+    "DEEDBOLT_REGISTRATION",
+    "DEEDBOLT_REGISTRATION_SCOPE",
+    "DEEDBOLT_REGISTRATION_REDIRECT_HOSTS",
     "DEEDBOLT_TRUSTED_PROXIES",
     "DEEDBOLT_CORS_ORIGINS",
     "DEEDBOLT_AUDIT_RETENTION",
@@ -454,8 +458,6 @@ pub struct CommonSettings {
     pub database: crate::storage::Database,
     /// Shared fast state on Redis; `None`: in-process (one instance).
     pub redis: Option<RedisSettings>,
-    /// Dynamic client registration.
-    pub registration: deedbolt_http::oauth::registration::RegistrationSettings,
 }
 
 /// Where [`CommonSettings::data_dir`] came from.
@@ -554,6 +556,8 @@ pub struct ServeSettings {
     pub metrics_token: Option<deedbolt_http::metrics::MetricsToken>,
     /// Shared fast state on Redis; `None`: in-process (one instance).
     pub redis: Option<RedisSettings>,
+    /// Dynamic client registration.
+    pub registration: deedbolt_http::oauth::registration::RegistrationSettings,
 }
 
 /// Where the shared fast state (rate limits, revocation propagation) lives when scaled out.

@@ -42,8 +42,9 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
-use crate::client::{ClientKind, ClientName, ClientRuleError, GrantType, NewClient};
-use crate::foundation_shim::{AuthMethod, ClientMetadata};
+use crate::client::{
+    AuthMethod, ClientKind, ClientMetadata, ClientName, ClientRuleError, GrantType, NewClient,
+};
 use crate::jose::SigningAlg;
 use crate::redirect::{RedirectUri, RedirectUriError};
 use crate::scope::{Scope, ScopeSet};
@@ -241,13 +242,12 @@ pub struct RegistrationRequest {
 }
 
 /// A registration that passed [`validate`]: the client to store (without its id and
-/// secrets, which the server makes) and its registered metadata.
+/// secrets, which the server makes), its metadata with `token_endpoint_auth_method`
+/// always set.
 #[derive(Clone, Debug)]
 pub struct ValidRegistration {
-    /// The client's core registration.
+    /// The client's registration, metadata included.
     pub client: NewClient,
-    /// Its other registered metadata, `token_endpoint_auth_method` always set.
-    pub metadata: ClientMetadata,
     /// How it authenticates at the token endpoint.
     pub auth_method: AuthMethod,
 }
@@ -576,7 +576,7 @@ pub fn validate(
     bounded("software_id", &req.software_id, MAX_SHORT)?;
     bounded("software_version", &req.software_version, MAX_SHORT)?;
 
-    let metadata = ClientMetadata {
+    let meta = ClientMetadata {
         token_endpoint_auth_method: Some(auth_method),
         token_endpoint_auth_signing_alg: req.token_endpoint_auth_signing_alg.clone(),
         jwks: req.jwks.clone(),
@@ -598,9 +598,11 @@ pub fn validate(
         software_id: req.software_id.clone(),
         software_version: req.software_version.clone(),
     };
+    let client = client
+        .with_metadata(meta)
+        .map_err(|e| metadata(e.to_string()))?;
     Ok(ValidRegistration {
         client,
-        metadata,
         auth_method,
     })
 }
@@ -639,7 +641,7 @@ mod tests {
         assert_eq!(r.client.scopes, all(), "no scope asked: everything allowed");
         assert_eq!(r.client.name.as_str(), "App");
         assert_eq!(
-            r.metadata.token_endpoint_auth_method,
+            r.client.metadata.token_endpoint_auth_method,
             Some(AuthMethod::ClientSecretBasic)
         );
     }
@@ -758,7 +760,7 @@ mod tests {
         );
         let r = ok(json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks": jwk}));
         assert!(!r.needs_secret());
-        assert_eq!(r.metadata.jwks, Some(jwk.clone()));
+        assert_eq!(r.client.metadata.jwks, Some(jwk.clone()));
         ok(json!({"redirect_uris": cb, "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://app.example.com/jwks"}));
         assert_eq!(
             code(json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks": jwk, "jwks_uri": "https://app.example.com/jwks"})),

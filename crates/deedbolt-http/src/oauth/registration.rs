@@ -260,7 +260,7 @@ fn new_client(
     };
     let token = ClientSecret::generate_prefixed(REGISTRATION_ACCESS_TOKEN_PREFIX)
         .map_err(ApiError::internal)?;
-    let new = valid.client.with_metadata(valid.metadata);
+    let new = valid.client;
     let client = Client {
         id: ClientId::generate().map_err(ApiError::internal)?,
         name: new.name,
@@ -472,7 +472,7 @@ async fn update_inner(
     let valid = validate(&request, &services.registration.policy, allowed)
         .map_err(ApiError::Registration)?;
     let needs_secret = valid.needs_secret();
-    let new = valid.client.with_metadata(valid.metadata);
+    let new = valid.client;
     // The secret stays while the client still authenticates with one; a client switching
     // to a secret method gets a new one, shown in this answer.
     let (secret_hash, new_secret) = match (&current.secret_hash, needs_secret) {
