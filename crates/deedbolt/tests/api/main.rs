@@ -20,6 +20,7 @@ mod instances;
 mod openapi;
 mod postgres;
 mod refresh;
+mod registration;
 mod token;
 
 mod cli;
