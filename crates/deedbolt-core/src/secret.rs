@@ -36,7 +36,10 @@ impl ClientSecret {
     /// secret.
     pub fn generate_prefixed(prefix: &str) -> Result<Self, RandomError> {
         let body = Zeroizing::new(rand::token::<32>()?);
-        Ok(ClientSecret(Zeroizing::new(format!("{prefix}{}", body.as_str()))))
+        Ok(ClientSecret(Zeroizing::new(format!(
+            "{prefix}{}",
+            body.as_str()
+        ))))
     }
 
     /// Wraps a secret presented by a client.

@@ -39,7 +39,10 @@ pub async fn registration_tokens_round_trip_and_revoke(store: &impl Backend) {
     let other = IssuedToken::issue(&h, None, None, UnixTime(0), 60)
         .unwrap()
         .record;
-    assert_eq!(store.find_registration_token(&other.hash).await.unwrap(), None);
+    assert_eq!(
+        store.find_registration_token(&other.hash).await.unwrap(),
+        None
+    );
     let listed = store.list_registration_tokens().await.unwrap();
     assert_eq!(listed, vec![scoped.clone(), open.clone()]);
     // The same id again is a conflict.
@@ -143,6 +146,10 @@ pub async fn a_registration_token_is_not_overspent_under_concurrency(store: &imp
         .filter(|r| r.as_ref().unwrap().is_some())
         .count();
     assert_eq!(spent, 3);
-    let after = store.find_registration_token(&t.hash).await.unwrap().unwrap();
+    let after = store
+        .find_registration_token(&t.hash)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after.uses, 3);
 }

@@ -13,7 +13,10 @@ use crate::{backend, Cols, PgStore};
 #[async_trait]
 impl RegistrationTokenStore for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
-    async fn insert_registration_token(&self, token: &InitialAccessToken) -> Result<(), StoreError> {
+    async fn insert_registration_token(
+        &self,
+        token: &InitialAccessToken,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO registration_tokens (id, token_hash, scopes, max_uses, uses, created_at, expires_at, revoked_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -13,7 +13,10 @@ use crate::{backend, Cols, SqliteStore};
 #[async_trait]
 impl RegistrationTokenStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
-    async fn insert_registration_token(&self, token: &InitialAccessToken) -> Result<(), StoreError> {
+    async fn insert_registration_token(
+        &self,
+        token: &InitialAccessToken,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO registration_tokens (id, token_hash, scopes, max_uses, uses, created_at, expires_at, revoked_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -927,7 +927,10 @@ fn registration_settings(
         .unwrap_or(DEFAULT_REGISTRATION_SCOPE)
         .parse()
         .context("invalid --registration-scope")?;
-    if open_scopes.iter().any(deedbolt_core::scope::Scope::is_admin) {
+    if open_scopes
+        .iter()
+        .any(deedbolt_core::scope::Scope::is_admin)
+    {
         bail!("--registration-scope cannot include administration scopes");
     }
     let redirect_hosts = hosts

@@ -90,8 +90,8 @@ pub async fn run(
             if let Some(n) = max_uses {
                 detail.push_str(&format!("; max_uses={n}"));
             }
-            let mut record = AuditRecord::new(AuditKind::RegistrationTokenIssued, true, now)
-                .detail(detail);
+            let mut record =
+                AuditRecord::new(AuditKind::RegistrationTokenIssued, true, now).detail(detail);
             if let Some(s) = scope {
                 record = record.scope(s);
             }
@@ -137,7 +137,10 @@ pub async fn run(
                         ]
                     })
                     .collect();
-                print_table(["ID", "STATE", "USES", "CREATED", "EXPIRES", "SCOPE"], &rows);
+                print_table(
+                    ["ID", "STATE", "USES", "CREATED", "EXPIRES", "SCOPE"],
+                    &rows,
+                );
             }
             Ok(())
         }

@@ -181,7 +181,7 @@ impl HostPattern {
         match host.strip_suffix(&self.host) {
             Some(prefix) => prefix
                 .strip_suffix('.')
-                .is_some_and(|label| is_dns_label(label)),
+                .is_some_and(is_dns_label),
             None => false,
         }
     }
@@ -276,7 +276,11 @@ fn bounded(field: &str, value: &Option<String>, max: usize) -> Result<(), Regist
 /// Checks an `https` URL field: absolute, `https`, a host, no userinfo, no fragment.
 fn https_url(field: &str, value: &Option<String>) -> Result<(), RegistrationError> {
     let Some(v) = value else { return Ok(()) };
-    let bad = || metadata(format!("{field} must be an https URL without userinfo or fragment"));
+    let bad = || {
+        metadata(format!(
+            "{field} must be an https URL without userinfo or fragment"
+        ))
+    };
     if v.len() > MAX_URI_LEN || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
@@ -322,8 +326,11 @@ fn check_redirect(
             if !policy.redirect_hosts.is_empty()
                 && !policy.redirect_hosts.iter().any(|p| p.matches(host))
             {
-                let allowed: Vec<String> =
-                    policy.redirect_hosts.iter().map(|p| p.to_string()).collect();
+                let allowed: Vec<String> = policy
+                    .redirect_hosts
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect();
                 return Err(redirect(format!(
                     "{shown}: the host is not allowed here (allowed: {})",
                     allowed.join(", ")
@@ -331,8 +338,8 @@ fn check_redirect(
             }
         }
         "http" => {
-            let url = url::Url::parse(raw)
-                .map_err(|_| redirect(format!("{shown}: not a valid URL")))?;
+            let url =
+                url::Url::parse(raw).map_err(|_| redirect(format!("{shown}: not a valid URL")))?;
             let loopback = matches!(
                 url.host(),
                 Some(url::Host::Ipv4(ip)) if ip.is_loopback() && ip.octets() == [127, 0, 0, 1]
@@ -488,14 +495,13 @@ pub fn validate(
 
     let name = ClientName::parse(req.client_name.as_deref().unwrap_or(DEFAULT_CLIENT_NAME))
         .map_err(|e| metadata(format!("client_name: {e}")))?;
-    let mut client = NewClient::new(name, grant_types, scopes, redirect_uris, kind).map_err(
-        |e| match e {
+    let mut client =
+        NewClient::new(name, grant_types, scopes, redirect_uris, kind).map_err(|e| match e {
             ClientRuleError::NoRedirectUri | ClientRuleError::RedirectWithoutCode => {
                 redirect(e.to_string().replace("--redirect-uri", "redirect URI"))
             }
             other => metadata(other.to_string()),
-        },
-    )?;
+        })?;
     if let Some(alg) = &req.id_token_signed_response_alg {
         let alg: SigningAlg = alg.parse().map_err(|_| {
             metadata("id_token_signed_response_alg must be one of ES256, RS256, EdDSA")
@@ -533,7 +539,10 @@ pub fn validate(
         }
     }
     let tls_names = [
-        ("tls_client_auth_subject_dn", &req.tls_client_auth_subject_dn),
+        (
+            "tls_client_auth_subject_dn",
+            &req.tls_client_auth_subject_dn,
+        ),
         ("tls_client_auth_san_dns", &req.tls_client_auth_san_dns),
         ("tls_client_auth_san_uri", &req.tls_client_auth_san_uri),
         ("tls_client_auth_san_ip", &req.tls_client_auth_san_ip),
@@ -588,8 +597,7 @@ pub fn validate(
         tls_client_auth_san_email: req.tls_client_auth_san_email.clone(),
         require_pushed_authorization_requests: req.require_pushed_authorization_requests,
         dpop_bound_access_tokens: req.dpop_bound_access_tokens,
-        tls_client_certificate_bound_access_tokens: req
-            .tls_client_certificate_bound_access_tokens,
+        tls_client_certificate_bound_access_tokens: req.tls_client_certificate_bound_access_tokens,
         client_uri: req.client_uri.clone(),
         logo_uri: req.logo_uri.clone(),
         tos_uri: req.tos_uri.clone(),
@@ -617,7 +625,9 @@ mod tests {
     }
 
     fn all() -> ScopeSet {
-        "openid profile email property:read tenant:read".parse().unwrap()
+        "openid profile email property:read tenant:read"
+            .parse()
+            .unwrap()
     }
 
     fn ok(v: serde_json::Value) -> ValidRegistration {
@@ -649,12 +659,30 @@ mod tests {
     #[test]
     fn redirect_uris_follow_the_policy() {
         let uri = |u: &str| json!({"redirect_uris": [u]});
-        assert_eq!(code(uri("http://app.example.com/cb")), "invalid_redirect_uri");
-        assert_eq!(code(uri("http://localhost:3000/cb")), "invalid_redirect_uri");
-        assert_eq!(code(uri("https://app.example.com/cb#x")), "invalid_redirect_uri");
-        assert_eq!(code(uri("https://u:p@app.example.com/cb")), "invalid_redirect_uri");
-        assert_eq!(code(uri("https://*.example.com/cb")), "invalid_redirect_uri");
-        assert_eq!(code(uri("https://app.example.com/*")), "invalid_redirect_uri");
+        assert_eq!(
+            code(uri("http://app.example.com/cb")),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(uri("http://localhost:3000/cb")),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(uri("https://app.example.com/cb#x")),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(uri("https://u:p@app.example.com/cb")),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(uri("https://*.example.com/cb")),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(uri("https://app.example.com/*")),
+            "invalid_redirect_uri"
+        );
         assert_eq!(code(uri("/relative")), "invalid_redirect_uri");
         assert_eq!(code(uri("javascript:alert(1)")), "invalid_redirect_uri");
         // Loopback IP literals, any port.
@@ -663,7 +691,9 @@ mod tests {
         ok(uri("http://[::1]:8400/cb"));
         // Private-use schemes only for public (native) clients.
         assert_eq!(code(uri("com.example.app:/cb")), "invalid_redirect_uri");
-        let native = ok(json!({"redirect_uris": ["com.example.app:/cb"], "token_endpoint_auth_method": "none"}));
+        let native = ok(
+            json!({"redirect_uris": ["com.example.app:/cb"], "token_endpoint_auth_method": "none"}),
+        );
         assert_eq!(native.client.kind, ClientKind::Public);
         assert!(!native.needs_secret());
         // Too many.
@@ -678,9 +708,8 @@ mod tests {
         let policy = RegistrationPolicy {
             redirect_hosts: vec!["*.tenant.example".parse().unwrap()],
         };
-        let check = |u: &str| {
-            validate(&req(json!({"redirect_uris": [u]})), &policy, all()).map(|_| ())
-        };
+        let check =
+            |u: &str| validate(&req(json!({"redirect_uris": [u]})), &policy, all()).map(|_| ());
         assert!(check("https://acme.tenant.example/any/path?x=1").is_ok());
         assert!(check("https://tenant.example/cb").is_err());
         assert!(check("https://a.b.tenant.example/cb").is_err());
@@ -702,7 +731,9 @@ mod tests {
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(json!({"redirect_uris": cb, "grant_types": ["authorization_code"], "response_types": []})),
+            code(
+                json!({"redirect_uris": cb, "grant_types": ["authorization_code"], "response_types": []})
+            ),
             "invalid_client_metadata"
         );
         assert_eq!(
@@ -714,12 +745,19 @@ mod tests {
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"})),
+            code(
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"})
+            ),
             "invalid_client_metadata"
         );
         let machine = ok(json!({"grant_types": ["client_credentials"], "scope": "property:read"}));
-        assert_eq!(machine.client.grant_types, vec![GrantType::ClientCredentials]);
-        let both = ok(json!({"redirect_uris": cb, "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"]}));
+        assert_eq!(
+            machine.client.grant_types,
+            vec![GrantType::ClientCredentials]
+        );
+        let both = ok(
+            json!({"redirect_uris": cb, "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"]}),
+        );
         assert_eq!(both.client.grant_types.len(), 2);
     }
 
@@ -758,24 +796,36 @@ mod tests {
             code(json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt"})),
             "invalid_client_metadata"
         );
-        let r = ok(json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks": jwk}));
+        let r = ok(
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks": jwk}),
+        );
         assert!(!r.needs_secret());
         assert_eq!(r.client.metadata.jwks, Some(jwk.clone()));
-        ok(json!({"redirect_uris": cb, "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://app.example.com/jwks"}));
+        ok(
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://app.example.com/jwks"}),
+        );
         assert_eq!(
-            code(json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks": jwk, "jwks_uri": "https://app.example.com/jwks"})),
+            code(
+                json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks": jwk, "jwks_uri": "https://app.example.com/jwks"})
+            ),
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "http://app.example.com/jwks"})),
+            code(
+                json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "http://app.example.com/jwks"})
+            ),
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}})),
+            code(
+                json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}})
+            ),
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks": jwk, "token_endpoint_auth_signing_alg": "HS256"})),
+            code(
+                json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks": jwk, "token_endpoint_auth_signing_alg": "HS256"})
+            ),
             "invalid_client_metadata"
         );
         assert_eq!(
@@ -783,10 +833,14 @@ mod tests {
             "invalid_client_metadata"
         );
         assert_eq!(
-            code(json!({"redirect_uris": cb, "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "CN=a", "tls_client_auth_san_dns": "a.example"})),
+            code(
+                json!({"redirect_uris": cb, "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "CN=a", "tls_client_auth_san_dns": "a.example"})
+            ),
             "invalid_client_metadata"
         );
-        ok(json!({"redirect_uris": cb, "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "CN=app,O=Example"}));
+        ok(
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "CN=app,O=Example"}),
+        );
         assert_eq!(
             code(json!({"redirect_uris": cb, "token_endpoint_auth_method": "client_secret_jwt"})),
             "invalid_client_metadata"
@@ -820,14 +874,18 @@ mod tests {
             code(json!({"redirect_uris": cb, "id_token_signed_response_alg": "none"})),
             "invalid_client_metadata"
         );
-        let r = ok(json!({"redirect_uris": cb, "id_token_signed_response_alg": "ES256", "unknown_thing": 1}));
+        let r = ok(
+            json!({"redirect_uris": cb, "id_token_signed_response_alg": "ES256", "unknown_thing": 1}),
+        );
         assert_eq!(r.client.id_token_alg, SigningAlg::ES256);
     }
 
     #[test]
     fn software_statements_are_refused() {
         assert_eq!(
-            code(json!({"redirect_uris": ["https://app.example.com/cb"], "software_statement": "eyJ..."})),
+            code(
+                json!({"redirect_uris": ["https://app.example.com/cb"], "software_statement": "eyJ..."})
+            ),
             "invalid_software_statement"
         );
     }

@@ -177,7 +177,9 @@ fn client_document(
     registration_token: Option<&ClientSecret>,
 ) -> Value {
     let issuer = &state.services.policy.issuer;
-    let code = client.grant_types.contains(&deedbolt_core::client::GrantType::AuthorizationCode);
+    let code = client
+        .grant_types
+        .contains(&deedbolt_core::client::GrantType::AuthorizationCode);
     let mut doc = match serde_json::to_value(&client.metadata) {
         Ok(Value::Object(map)) => Value::Object(
             map.into_iter()
@@ -325,9 +327,10 @@ async fn register_inner(
     }
     services.clients.insert_client(&client).await?;
     tracing::Span::current().record("client_id", client.id.as_str());
-    let via = token
-        .as_ref()
-        .map_or_else(|| "open registration".to_owned(), |t| format!("initial_token={}", t.id));
+    let via = token.as_ref().map_or_else(
+        || "open registration".to_owned(),
+        |t| format!("initial_token={}", t.id),
+    );
     services
         .audit
         .record(

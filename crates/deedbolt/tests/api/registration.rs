@@ -166,10 +166,7 @@ async fn a_registered_machine_client_gets_tokens_and_reads_its_registration() {
     body["some_unknown_metadata"] = json!({"ignored": true});
     let res = register(&app, Some(&token), &body).await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    assert_eq!(
-        res.headers()["cache-control"].to_str().unwrap(),
-        "no-store"
-    );
+    assert_eq!(res.headers()["cache-control"].to_str().unwrap(), "no-store");
     let v: Value = res.json().await.unwrap();
     let id = v["client_id"].as_str().unwrap();
     let secret = v["client_secret"].as_str().unwrap();
@@ -185,7 +182,10 @@ async fn a_registered_machine_client_gets_tokens_and_reads_its_registration() {
     assert_eq!(v["contacts"], json!(["ops@example.com"]));
     assert_eq!(v["software_id"], "valuation-bot");
     assert_eq!(v["client_uri"], "https://bot.example.com");
-    assert!(v.get("some_unknown_metadata").is_none(), "unknown metadata is not kept");
+    assert!(
+        v.get("some_unknown_metadata").is_none(),
+        "unknown metadata is not kept"
+    );
     let uri = v["registration_client_uri"].as_str().unwrap();
     assert_eq!(uri, format!("{}/register/{id}", app.base));
 
@@ -195,10 +195,16 @@ async fn a_registered_machine_client_gets_tokens_and_reads_its_registration() {
         secret: secret.to_owned(),
     };
     let access = app.access_token(&creds, Some("property:read")).await;
-    assert_eq!(app.get("/api/properties", Some(&access)).await.status(), 200);
+    assert_eq!(
+        app.get("/api/properties", Some(&access)).await.status(),
+        200
+    );
     // Within its registered scope only.
     let res = app
-        .post_token(Some(&creds), "grant_type=client_credentials&scope=tenant:read")
+        .post_token(
+            Some(&creds),
+            "grant_type=client_credentials&scope=tenant:read",
+        )
         .await;
     assert_eq!(res.status(), 400);
 
@@ -285,53 +291,200 @@ async fn a_registered_code_client_completes_the_code_flow() {
 #[tokio::test]
 async fn every_policy_rule_is_refused_with_its_error_and_nothing_is_stored() {
     let app = app_with(|o| {
-        o.registration_redirect_hosts = Some(vec!["*.tenant.example".into(), "app.example.com".into()]);
+        o.registration_redirect_hosts =
+            Some(vec!["*.tenant.example".into(), "app.example.com".into()]);
     })
     .await;
-    let (_, token) = initial_token(&app, &["--expires-in", "1h", "--scope", "openid tenant:read property:read"]);
+    let (_, token) = initial_token(
+        &app,
+        &[
+            "--expires-in",
+            "1h",
+            "--scope",
+            "openid tenant:read property:read",
+        ],
+    );
     let cb = json!([CB]);
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("plain http", json!({"redirect_uris": ["http://app.example.com/cb"]}), "invalid_redirect_uri"),
-        ("localhost", json!({"redirect_uris": ["http://localhost:8080/cb"]}), "invalid_redirect_uri"),
-        ("fragment", json!({"redirect_uris": ["https://app.example.com/cb#f"]}), "invalid_redirect_uri"),
-        ("userinfo", json!({"redirect_uris": ["https://a@app.example.com/cb"]}), "invalid_redirect_uri"),
-        ("wildcard host", json!({"redirect_uris": ["https://*.tenant.example/cb"]}), "invalid_redirect_uri"),
-        ("wildcard path", json!({"redirect_uris": ["https://app.example.com/*"]}), "invalid_redirect_uri"),
-        ("host outside the policy", json!({"redirect_uris": ["https://evil.example/cb"]}), "invalid_redirect_uri"),
-        ("two labels under a wildcard", json!({"redirect_uris": ["https://a.b.tenant.example/cb"]}), "invalid_redirect_uri"),
-        ("relative", json!({"redirect_uris": ["/cb"]}), "invalid_redirect_uri"),
-        ("private-use scheme on a confidential client", json!({"redirect_uris": ["com.example.app:/cb"]}), "invalid_redirect_uri"),
-        ("no redirect for code", json!({"grant_types": ["authorization_code"]}), "invalid_redirect_uri"),
-        ("too many redirects", json!({"redirect_uris": (0..11).map(|i| format!("https://app.example.com/{i}")).collect::<Vec<_>>()}), "invalid_redirect_uri"),
-        ("implicit", json!({"redirect_uris": cb, "grant_types": ["implicit"]}), "invalid_client_metadata"),
-        ("token response type", json!({"redirect_uris": cb, "response_types": ["token"]}), "invalid_client_metadata"),
-        ("code grant without code response", json!({"redirect_uris": cb, "response_types": []}), "invalid_client_metadata"),
-        ("code response without code grant", json!({"grant_types": ["client_credentials"], "response_types": ["code"], "scope": "property:read"}), "invalid_client_metadata"),
-        ("refresh without code", json!({"grant_types": ["client_credentials", "refresh_token"], "scope": "property:read"}), "invalid_client_metadata"),
-        ("public client credentials", json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none", "scope": "property:read"}), "invalid_client_metadata"),
-        ("admin scope", json!({"redirect_uris": cb, "scope": "admin:read"}), "invalid_client_metadata"),
-        ("scope beyond the token", json!({"redirect_uris": cb, "scope": "financial:read"}), "invalid_client_metadata"),
-        ("unknown scope", json!({"redirect_uris": cb, "scope": "root"}), "invalid_client_metadata"),
-        ("unknown auth method", json!({"redirect_uris": cb, "token_endpoint_auth_method": "client_secret_jwt"}), "invalid_client_metadata"),
-        ("private_key_jwt without keys", json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt"}), "invalid_client_metadata"),
-        ("jwks and jwks_uri", json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://app.example.com/jwks", "jwks": {"keys": [{"kty": "EC"}]}}), "invalid_client_metadata"),
-        ("http jwks_uri", json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "http://app.example.com/jwks"}), "invalid_client_metadata"),
-        ("private key in jwks", json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [{"kty": "EC", "d": "secret"}]}}), "invalid_client_metadata"),
-        ("tls_client_auth without a name", json!({"redirect_uris": cb, "token_endpoint_auth_method": "tls_client_auth"}), "invalid_client_metadata"),
-        ("http client_uri", json!({"redirect_uris": cb, "client_uri": "http://app.example.com"}), "invalid_client_metadata"),
-        ("http logo_uri", json!({"redirect_uris": cb, "logo_uri": "http://app.example.com/logo.png"}), "invalid_client_metadata"),
-        ("too many contacts", json!({"redirect_uris": cb, "contacts": ["a@x.example", "b@x.example", "c@x.example", "d@x.example", "e@x.example", "f@x.example"]}), "invalid_client_metadata"),
-        ("empty name", json!({"redirect_uris": cb, "client_name": " "}), "invalid_client_metadata"),
-        ("bad id token alg", json!({"redirect_uris": cb, "id_token_signed_response_alg": "HS256"}), "invalid_client_metadata"),
-        ("wrong type", json!({"redirect_uris": "https://app.example.com/cb"}), "invalid_client_metadata"),
-        ("software statement", json!({"redirect_uris": cb, "software_statement": "eyJhbGciOiJub25lIn0.e30."}), "invalid_software_statement"),
+        (
+            "plain http",
+            json!({"redirect_uris": ["http://app.example.com/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            "localhost",
+            json!({"redirect_uris": ["http://localhost:8080/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            "fragment",
+            json!({"redirect_uris": ["https://app.example.com/cb#f"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            "userinfo",
+            json!({"redirect_uris": ["https://a@app.example.com/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            "wildcard host",
+            json!({"redirect_uris": ["https://*.tenant.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            "wildcard path",
+            json!({"redirect_uris": ["https://app.example.com/*"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            "host outside the policy",
+            json!({"redirect_uris": ["https://evil.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            "two labels under a wildcard",
+            json!({"redirect_uris": ["https://a.b.tenant.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            "relative",
+            json!({"redirect_uris": ["/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            "private-use scheme on a confidential client",
+            json!({"redirect_uris": ["com.example.app:/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            "no redirect for code",
+            json!({"grant_types": ["authorization_code"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            "too many redirects",
+            json!({"redirect_uris": (0..11).map(|i| format!("https://app.example.com/{i}")).collect::<Vec<_>>()}),
+            "invalid_redirect_uri",
+        ),
+        (
+            "implicit",
+            json!({"redirect_uris": cb, "grant_types": ["implicit"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            "token response type",
+            json!({"redirect_uris": cb, "response_types": ["token"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            "code grant without code response",
+            json!({"redirect_uris": cb, "response_types": []}),
+            "invalid_client_metadata",
+        ),
+        (
+            "code response without code grant",
+            json!({"grant_types": ["client_credentials"], "response_types": ["code"], "scope": "property:read"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "refresh without code",
+            json!({"grant_types": ["client_credentials", "refresh_token"], "scope": "property:read"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "public client credentials",
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none", "scope": "property:read"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "admin scope",
+            json!({"redirect_uris": cb, "scope": "admin:read"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "scope beyond the token",
+            json!({"redirect_uris": cb, "scope": "financial:read"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "unknown scope",
+            json!({"redirect_uris": cb, "scope": "root"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "unknown auth method",
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "client_secret_jwt"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "private_key_jwt without keys",
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "jwks and jwks_uri",
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://app.example.com/jwks", "jwks": {"keys": [{"kty": "EC"}]}}),
+            "invalid_client_metadata",
+        ),
+        (
+            "http jwks_uri",
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "http://app.example.com/jwks"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "private key in jwks",
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [{"kty": "EC", "d": "secret"}]}}),
+            "invalid_client_metadata",
+        ),
+        (
+            "tls_client_auth without a name",
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "tls_client_auth"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "http client_uri",
+            json!({"redirect_uris": cb, "client_uri": "http://app.example.com"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "http logo_uri",
+            json!({"redirect_uris": cb, "logo_uri": "http://app.example.com/logo.png"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "too many contacts",
+            json!({"redirect_uris": cb, "contacts": ["a@x.example", "b@x.example", "c@x.example", "d@x.example", "e@x.example", "f@x.example"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            "empty name",
+            json!({"redirect_uris": cb, "client_name": " "}),
+            "invalid_client_metadata",
+        ),
+        (
+            "bad id token alg",
+            json!({"redirect_uris": cb, "id_token_signed_response_alg": "HS256"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "wrong type",
+            json!({"redirect_uris": "https://app.example.com/cb"}),
+            "invalid_client_metadata",
+        ),
+        (
+            "software statement",
+            json!({"redirect_uris": cb, "software_statement": "eyJhbGciOiJub25lIn0.e30."}),
+            "invalid_software_statement",
+        ),
     ];
     for (what, body, code) in &cases {
         let res = register(&app, Some(&token), body).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{what}");
         let v: Value = res.json().await.unwrap();
         assert_eq!(v["error"], *code, "{what}: {v}");
-        assert!(v["error_description"].as_str().is_some_and(|d| !d.is_empty()));
+        assert!(v["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()));
     }
     // Malformed JSON, the wrong content type, an oversized body.
     let res = app
@@ -344,7 +497,10 @@ async fn every_policy_rule_is_refused_with_its_error_and_nothing_is_stored() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
-    assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_client_metadata");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_client_metadata"
+    );
     let res = app
         .http
         .post(format!("{}/register", app.base))
@@ -359,7 +515,11 @@ async fn every_policy_rule_is_refused_with_its_error_and_nothing_is_stored() {
     assert_eq!(register(&app, Some(&token), &big).await.status(), 413);
 
     assert!(clients(&app).is_empty(), "nothing was stored");
-    assert_eq!(tokens(&app)[0]["uses"], 0, "a refused registration spends no use");
+    assert_eq!(
+        tokens(&app)[0]["uses"],
+        0,
+        "a refused registration spends no use"
+    );
     audit_records(&app, "registration_refused", cases.len() + 3).await;
 
     // The same token then registers an allowed client.
@@ -424,10 +584,16 @@ async fn open_registration_needs_no_token_but_keeps_to_the_open_scopes() {
     let v = registered(&app, None, &machine("property:read")).await;
     assert_eq!(v["scope"], "property:read");
     let v = registered(&app, None, &json!({"grant_types": ["client_credentials"]})).await;
-    assert_eq!(v["scope"], "property:read openid", "no scope asked: the open set");
+    assert_eq!(
+        v["scope"], "property:read openid",
+        "no scope asked: the open set"
+    );
     let res = register(&app, None, &machine("tenant:read")).await;
     assert_eq!(res.status(), 400);
-    assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_client_metadata");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_client_metadata"
+    );
     // A presented token must still be valid.
     assert_eq!(
         register(&app, Some("dbi_bogus"), &machine("property:read"))
@@ -495,15 +661,35 @@ async fn an_update_replaces_the_registration_and_rotates_its_token() {
     // secret, a scope beyond the registration. Nothing changes.
     let res = manage(&app, reqwest::Method::PUT, &uri, None, Some(&update)).await;
     assert_eq!(res.status(), 401);
-    assert_eq!(crate::helpers::www_authenticate(&res), "Bearer realm=\"deedbolt\"");
-    let res = manage(&app, reqwest::Method::PUT, &uri, Some("dbr_wrong"), Some(&update)).await;
+    assert_eq!(
+        crate::helpers::www_authenticate(&res),
+        "Bearer realm=\"deedbolt\""
+    );
+    let res = manage(
+        &app,
+        reqwest::Method::PUT,
+        &uri,
+        Some("dbr_wrong"),
+        Some(&update),
+    )
+    .await;
     assert_eq!(res.status(), 401);
     assert!(crate::helpers::www_authenticate(&res).contains("invalid_token"));
     let mut other_id = update.clone();
     other_id["client_id"] = json!("dbc_someoneelse");
-    let res = manage(&app, reqwest::Method::PUT, &uri, Some(&old), Some(&other_id)).await;
+    let res = manage(
+        &app,
+        reqwest::Method::PUT,
+        &uri,
+        Some(&old),
+        Some(&other_id),
+    )
+    .await;
     assert_eq!(res.status(), 400);
-    assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_client_metadata");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_client_metadata"
+    );
     let mut no_id = update.clone();
     no_id.as_object_mut().unwrap().remove("client_id");
     assert_eq!(
@@ -515,9 +701,15 @@ async fn an_update_replaces_the_registration_and_rotates_its_token() {
     let mut wrong_secret = update.clone();
     wrong_secret["client_secret"] = json!("dbs_wrong");
     assert_eq!(
-        manage(&app, reqwest::Method::PUT, &uri, Some(&old), Some(&wrong_secret))
-            .await
-            .status(),
+        manage(
+            &app,
+            reqwest::Method::PUT,
+            &uri,
+            Some(&old),
+            Some(&wrong_secret)
+        )
+        .await
+        .status(),
         400
     );
     let mut wider = update.clone();
@@ -540,10 +732,19 @@ async fn an_update_replaces_the_registration_and_rotates_its_token() {
     assert_eq!(res.status(), 200);
     let updated: Value = res.json().await.unwrap();
     assert_eq!(updated["client_name"], "v2");
-    assert_eq!(updated["redirect_uris"], json!(["https://app.example.com/cb2"]));
+    assert_eq!(
+        updated["redirect_uris"],
+        json!(["https://app.example.com/cb2"])
+    );
     assert_eq!(updated["scope"], "openid");
-    assert!(updated.get("client_secret").is_none(), "the secret is unchanged");
-    let new = updated["registration_access_token"].as_str().unwrap().to_owned();
+    assert!(
+        updated.get("client_secret").is_none(),
+        "the secret is unchanged"
+    );
+    let new = updated["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(new, old);
     assert_eq!(
         manage(&app, reqwest::Method::GET, &uri, Some(&old), None)
@@ -559,7 +760,10 @@ async fn an_update_replaces_the_registration_and_rotates_its_token() {
         .unwrap();
     assert_eq!(read["client_name"], "v2");
     let shown = app.cli_json(&["client", "show", &id, "--json"]);
-    assert_eq!(shown["redirect_uris"], json!(["https://app.example.com/cb2"]));
+    assert_eq!(
+        shown["redirect_uris"],
+        json!(["https://app.example.com/cb2"])
+    );
     audit_records(&app, "client_registration_updated", 1).await;
 
     // Switching to a public client drops the secret.
@@ -608,13 +812,19 @@ async fn deleting_a_registration_revokes_the_clients_tokens() {
     let rat = v["registration_access_token"].as_str().unwrap();
     let uri = v["registration_client_uri"].as_str().unwrap();
     let access = app.access_token(&creds, None).await;
-    assert_eq!(app.get("/api/properties", Some(&access)).await.status(), 200);
+    assert_eq!(
+        app.get("/api/properties", Some(&access)).await.status(),
+        200
+    );
 
     let res = manage(&app, reqwest::Method::DELETE, uri, Some(rat), None).await;
     assert_eq!(res.status(), 204);
     // Its access token is refused at once, it cannot get another, its registration is
     // gone.
-    assert_eq!(app.get("/api/properties", Some(&access)).await.status(), 401);
+    assert_eq!(
+        app.get("/api/properties", Some(&access)).await.status(),
+        401
+    );
     let res = app
         .post_token(Some(&creds), "grant_type=client_credentials")
         .await;
@@ -664,8 +874,12 @@ async fn openid_client_registers_with_an_initial_token_and_uses_the_client() {
     .await
     .unwrap();
     let line = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(line.trim())
-        .unwrap_or_else(|e| panic!("node printed {line:?} ({e}); stderr {}", String::from_utf8_lossy(&out.stderr)));
+    let v: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+        panic!(
+            "node printed {line:?} ({e}); stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     assert!(v.get("error").is_none(), "openid-client: {v}");
     let access = v["access_token"].as_str().unwrap();
     assert_eq!(app.get("/api/properties", Some(access)).await.status(), 200);
