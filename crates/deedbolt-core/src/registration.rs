@@ -80,6 +80,18 @@ impl fmt::Display for RegistrationMode {
     }
 }
 
+/// How `/register` admits and validates registrations (from `--registration*`).
+#[derive(Clone, Debug, Default)]
+pub struct RegistrationSettings {
+    /// Who may register.
+    pub mode: RegistrationMode,
+    /// What a registration may get when its initial access token names no scope, and in
+    /// open registration.
+    pub open_scopes: ScopeSet,
+    /// The redirect-URI host policy.
+    pub policy: policy::RegistrationPolicy,
+}
+
 /// An initial access token as stored (RFC 7591 §3: it authorizes registrations). Only its
 /// keyed hash is kept.
 #[derive(Clone, Debug, PartialEq, Eq)]

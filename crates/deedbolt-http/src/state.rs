@@ -86,7 +86,7 @@ pub struct Services {
     /// Initial access tokens of dynamic client registration.
     pub registration_tokens: Arc<dyn deedbolt_core::ports::RegistrationTokenStore>,
     /// How `/register` admits and validates registrations.
-    pub registration: crate::oauth::registration::RegistrationSettings,
+    pub registration: deedbolt_core::registration::RegistrationSettings,
     /// The origins whose browser apps may call discovery, the JWKS, `/token`, `/revoke`
     /// and `/userinfo` (none by default).
     pub cors: crate::web::cors::CorsOrigins,

@@ -1,7 +1,6 @@
 //! The command line: `deedbolt serve | client | keys`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use crate::accounts::{audit_cli, register_user};
 use crate::storage::Store;
@@ -14,7 +13,6 @@ use deedbolt_core::client::{
 use deedbolt_core::clock::{Clock, SystemClock, UnixTime};
 use deedbolt_core::ids::ClientId;
 use deedbolt_core::jose::SigningAlg;
-use deedbolt_core::keyring::KeyVault;
 use deedbolt_core::redirect::RedirectUri;
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::seal::MasterKey;
@@ -25,6 +23,7 @@ use serde_json::json;
 use crate::config::{
     self, DataDirSource, FileConfig, GlobalOverrides, ServeOverrides, ServeSettings,
 };
+use crate::console::{print_table, utc, vault};
 use crate::startup::{self, Application};
 use crate::telemetry;
 
@@ -453,14 +452,6 @@ fn refuse_implicit_data_dir(common: &config::CommonSettings) -> anyhow::Result<(
     Ok(())
 }
 
-pub(crate) fn vault(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<KeyVault> {
-    let master = config::master_key_from_env()?;
-    if master.is_none() {
-        startup::warn_development_mode(data_dir);
-    }
-    Ok(KeyVault::new(store.clone(), master.map(Arc::new)))
-}
-
 fn client_json(c: &Client) -> serde_json::Value {
     json!({
         "client_id": c.id,
@@ -826,48 +817,6 @@ async fn keys_command(
 }
 
 /// A time as people read it: `2026-12-06 01:45:10 UTC`.
-pub(crate) fn utc(at: UnixTime) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(at.0) {
-        Ok(t) => format!(
-            "{}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => at.0.to_string(),
-    }
-}
-
-/// Prints `rows` under `headers`, each column as wide as its widest cell (the last one
-/// unpadded).
-pub(crate) fn print_table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) {
-    let mut widths = headers.map(|h| h.chars().count());
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; N]| {
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == N {
-                out.push_str(cell);
-            } else {
-                out.push_str(cell);
-                out.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
-            }
-        }
-        println!("{}", out.trim_end());
-    };
-    line(headers);
-    for row in rows {
-        line(row.each_ref().map(String::as_str));
-    }
-}
-
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     if from_stdin {
         let mut line = String::new();

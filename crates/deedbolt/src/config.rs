@@ -557,7 +557,7 @@ pub struct ServeSettings {
     /// Shared fast state on Redis; `None`: in-process (one instance).
     pub redis: Option<RedisSettings>,
     /// Dynamic client registration.
-    pub registration: deedbolt_http::oauth::registration::RegistrationSettings,
+    pub registration: deedbolt_core::registration::RegistrationSettings,
 }
 
 /// Where the shared fast state (rate limits, revocation propagation) lives when scaled out.
@@ -915,7 +915,7 @@ fn registration_settings(
     mode: Option<String>,
     scope: Option<String>,
     hosts: Option<Vec<String>>,
-) -> anyhow::Result<deedbolt_http::oauth::registration::RegistrationSettings> {
+) -> anyhow::Result<deedbolt_core::registration::RegistrationSettings> {
     use deedbolt_core::registration::policy::{HostPattern, RegistrationPolicy};
     let mode: deedbolt_core::registration::RegistrationMode = mode
         .as_deref()
@@ -943,7 +943,7 @@ fn registration_settings(
                 .context("invalid --registration-redirect-hosts")
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(deedbolt_http::oauth::registration::RegistrationSettings {
+    Ok(deedbolt_core::registration::RegistrationSettings {
         mode,
         open_scopes,
         policy: RegistrationPolicy { redirect_hosts },

@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod bff_check;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod registration_cli;
 pub mod startup;

@@ -16,8 +16,8 @@ use deedbolt_core::secret::SecretHasher;
 use serde_json::json;
 
 use crate::accounts::audit_cli;
-use crate::cli::{print_table, utc, vault};
 use crate::config::parse_duration;
+use crate::console::{print_table, utc, vault};
 use crate::storage::Store;
 
 /// `client registration-token` subcommands.

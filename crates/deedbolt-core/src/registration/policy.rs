@@ -179,9 +179,7 @@ impl HostPattern {
             return host == self.host;
         }
         match host.strip_suffix(&self.host) {
-            Some(prefix) => prefix
-                .strip_suffix('.')
-                .is_some_and(is_dns_label),
+            Some(prefix) => prefix.strip_suffix('.').is_some_and(is_dns_label),
             None => false,
         }
     }

@@ -29,7 +29,7 @@ use deedbolt_core::audit::{AuditKind, AuditRecord};
 use deedbolt_core::client::Client;
 use deedbolt_core::ids::ClientId;
 use deedbolt_core::registration::policy::{
-    validate, RegistrationError, RegistrationPolicy, RegistrationRequest, ValidRegistration,
+    validate, RegistrationError, RegistrationRequest, ValidRegistration,
 };
 use deedbolt_core::registration::{
     looks_like_initial_token, InitialAccessToken, RegistrationMode,
@@ -46,18 +46,6 @@ use crate::web::client_ip::client_ip;
 use crate::web::form::{has_content_type, read_body};
 use crate::web::no_store::no_store_json;
 use crate::web::rate_limit::Policy;
-
-/// How `/register` admits and validates registrations (from `--registration*`).
-#[derive(Clone, Debug, Default)]
-pub struct RegistrationSettings {
-    /// Who may register.
-    pub mode: RegistrationMode,
-    /// What a registration may get when its initial access token names no scope, and in
-    /// open registration.
-    pub open_scopes: ScopeSet,
-    /// The redirect-URI host policy.
-    pub policy: RegistrationPolicy,
-}
 
 /// The registration routes; none when registration is off (404, like any unknown path).
 pub fn routes(mode: RegistrationMode) -> Router<AppState> {
