@@ -21,7 +21,8 @@ use crate::secret::{ClientSecret, SecretHash, SecretHasher};
 pub const INITIAL_ACCESS_TOKEN_PREFIX: &str = "dbi_";
 
 /// The prefix of every registration access token (RFC 7592 §1: it manages one client).
-pub const REGISTRATION_ACCESS_TOKEN_PREFIX: &str = "dbr_";
+/// Distinct from refresh tokens' `dbr_`, so a leaked token says what it is.
+pub const REGISTRATION_ACCESS_TOKEN_PREFIX: &str = "dbrat_";
 
 /// The most uses an initial access token may be given.
 pub const MAX_TOKEN_USES: u32 = 1_000_000;

@@ -171,7 +171,7 @@ async fn a_registered_machine_client_gets_tokens_and_reads_its_registration() {
     let id = v["client_id"].as_str().unwrap();
     let secret = v["client_secret"].as_str().unwrap();
     let rat = v["registration_access_token"].as_str().unwrap();
-    assert!(id.starts_with("dbc_") && secret.starts_with("dbs_") && rat.starts_with("dbr_"));
+    assert!(id.starts_with("dbc_") && secret.starts_with("dbs_") && rat.starts_with("dbrat_"));
     assert_eq!(v["client_secret_expires_at"], 0);
     assert!(v["client_id_issued_at"].as_i64().unwrap() > 0);
     assert_eq!(v["token_endpoint_auth_method"], "client_secret_basic");
@@ -620,7 +620,7 @@ async fn registration_off_answers_404_and_is_not_advertised() {
     );
     let uri = format!("{}/register/dbc_anything", app.base);
     assert_eq!(
-        manage(&app, reqwest::Method::GET, &uri, Some("dbr_x"), None)
+        manage(&app, reqwest::Method::GET, &uri, Some("dbrat_x"), None)
             .await
             .status(),
         404
@@ -669,7 +669,7 @@ async fn an_update_replaces_the_registration_and_rotates_its_token() {
         &app,
         reqwest::Method::PUT,
         &uri,
-        Some("dbr_wrong"),
+        Some("dbrat_wrong"),
         Some(&update),
     )
     .await;
@@ -850,7 +850,15 @@ async fn registration_is_rate_limited_per_ip() {
     let res = register(&app, Some(&token), &body).await;
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "rate_limit_exceeded"
+    );
     assert_eq!(clients(&app).len(), 1);
+    assert!(app
+        .metrics_text()
+        .await
+        .contains("deedbolt_rate_limited_total{limit=\"register\"} 1"));
 }
 
 #[tokio::test]
