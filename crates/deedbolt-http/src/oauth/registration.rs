@@ -337,12 +337,13 @@ async fn register_inner(
 }
 
 /// Authenticates a management request (RFC 7592 §2): the bearer registration access
-/// token of the client named in the path. Every failure is the same 401.
+/// token of the client named in the path. Every failure is the same 401. Returns the
+/// client and the token it presented.
 async fn managed_client(
     state: &AppState,
     headers: &HeaderMap,
     client_id: &str,
-) -> Result<Client, ApiError> {
+) -> Result<(Client, ClientSecret), ApiError> {
     let services = &state.services;
     let Some(presented) = bearer(headers)? else {
         return Err(token_required(
@@ -356,7 +357,7 @@ async fn managed_client(
     let refused = || invalid_token("the registration access token is not valid for this client");
     match found {
         Some(client) => match &client.registration_token_hash {
-            Some(hash) if services.hasher.verify(&presented, hash) => Ok(client),
+            Some(hash) if services.hasher.verify(&presented, hash) => Ok((client, presented)),
             Some(_) => Err(refused()),
             None => {
                 // A client registered by the CLI: no token can manage it. Spend the same
@@ -372,9 +373,10 @@ async fn managed_client(
     }
 }
 
-/// `GET /register/{client_id}` (RFC 7592 §2.1): the registration as stored. Secrets are
-/// stored as hashes only, so neither the client secret nor the registration access token
-/// is in it.
+/// `GET /register/{client_id}` (RFC 7592 §2.1): the registration as stored, with the
+/// registration access token the request presented (RFC 7592 §3 requires it in the
+/// answer; it is not rotated by a read). The client secret is stored as a hash only, so it
+/// is not in it.
 #[tracing::instrument(skip_all, fields(client_id = %client_id))]
 pub async fn read(
     State(state): State<AppState>,
@@ -385,10 +387,10 @@ pub async fn read(
     let caller = Caller::of(&state, peer, &headers);
     let result = async {
         limit(&state, &caller).await?;
-        let client = managed_client(&state, &headers, &client_id).await?;
+        let (client, presented) = managed_client(&state, &headers, &client_id).await?;
         Ok::<_, ApiError>(no_store_json(
             StatusCode::OK,
-            client_document(&state, &client, None, None),
+            client_document(&state, &client, None, Some(&presented)),
         ))
     }
     .await;
@@ -429,7 +431,7 @@ async fn update_inner(
 ) -> Result<Response, ApiError> {
     limit(state, caller).await?;
     let services = &state.services;
-    let current = managed_client(state, headers, client_id).await?;
+    let (current, _) = managed_client(state, headers, client_id).await?;
     let request = read_request(headers, body).await?;
     // RFC 7592 §2.2: the request MUST carry the client_id, and a client_secret, if sent,
     // MUST match the current one.
@@ -528,7 +530,7 @@ pub async fn delete(
     let caller = Caller::of(&state, peer, &headers);
     let result = async {
         limit(&state, &caller).await?;
-        let client = managed_client(&state, &headers, &client_id).await?;
+        let (client, _) = managed_client(&state, &headers, &client_id).await?;
         let services = &state.services;
         let now = services.clock.now();
         let Some(deleted) = deedbolt_core::revocation::delete_client_and_tokens(

@@ -208,7 +208,8 @@ async fn a_registered_machine_client_gets_tokens_and_reads_its_registration() {
         .await;
     assert_eq!(res.status(), 400);
 
-    // RFC 7592 read: the registration as stored, no secrets in it.
+    // RFC 7592 read: the registration as stored, with the presented registration access
+    // token (RFC 7592 §3) and no client secret.
     let res = manage(&app, reqwest::Method::GET, uri, Some(rat), None).await;
     assert_eq!(res.status(), 200);
     let read: Value = res.json().await.unwrap();
@@ -216,7 +217,8 @@ async fn a_registered_machine_client_gets_tokens_and_reads_its_registration() {
     assert_eq!(read["scope"], "property:read");
     assert_eq!(read["contacts"], json!(["ops@example.com"]));
     assert!(read.get("client_secret").is_none());
-    assert!(read.get("registration_access_token").is_none());
+    assert_eq!(read["registration_access_token"], rat);
+    assert_eq!(read["registration_client_uri"], uri);
 
     // One use counted; the registration audited with the token's id, never a secret.
     let listed = tokens(&app);
