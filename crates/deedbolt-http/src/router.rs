@@ -89,6 +89,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/login", post(admin::login_submit))
         .route("/admin/api/audit", get(admin::api_audit))
         .route("/admin/api/alerts", get(admin::api_alerts))
+        .route(
+            "/admin/api/registration-tokens",
+            get(admin::api_registration_tokens),
+        )
         .route("/static/admin.css", get(admin::stylesheet));
 
     let cookies = state.cookies;

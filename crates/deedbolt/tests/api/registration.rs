@@ -941,3 +941,57 @@ async fn the_registration_lifecycle_works_on_postgres() {
     );
     assert!(clients(&app).is_empty());
 }
+
+#[tokio::test]
+async fn administrators_list_the_initial_tokens_without_the_tokens() {
+    let app = app_with(|_| {}).await;
+    app.create_user("root@example.com", "admin", "correct horse battery");
+    app.create_user("tess@example.com", "tenant", "correct horse battery");
+    let console = app.create_code_client("openid admin:read", &[CB], false, &[]);
+    let (id, token) = initial_token(&app, &["--expires-in", "1h", "--max-uses", "2"]);
+    registered(&app, Some(&token), &machine("property:read")).await;
+
+    let admin = app
+        .user_access_token(
+            &console,
+            CB,
+            "openid admin:read",
+            "root@example.com",
+            "correct horse battery",
+        )
+        .await;
+    let res = app
+        .get("/admin/api/registration-tokens", Some(&admin))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let text = res.text().await.unwrap();
+    assert!(!text.contains(&token), "the token itself is never shown");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["items"][0]["id"], id);
+    assert_eq!(v["items"][0]["uses"], 1);
+    assert_eq!(v["items"][0]["max_uses"], 2);
+    assert_eq!(v["items"][0]["state"], "active");
+
+    let tenant = app
+        .user_access_token(
+            &console,
+            CB,
+            "openid",
+            "tess@example.com",
+            "correct horse battery",
+        )
+        .await;
+    assert_eq!(
+        app.get("/admin/api/registration-tokens", Some(&tenant))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        app.get("/admin/api/registration-tokens", None)
+            .await
+            .status(),
+        401
+    );
+}
