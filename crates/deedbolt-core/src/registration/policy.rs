@@ -15,6 +15,7 @@
 //!   - a private-use scheme in reverse-DNS form (`com.example.app:/cb`, RFC 8252 §7.1)
 //!     only for public clients (`token_endpoint_auth_method=none`): that is what native
 //!     apps are, and a server-side client has no use for one;
+//!   - plain ASCII without backslashes, so the host checked is the host a browser visits;
 //!   - never a wildcard (`*`) anywhere: redirect URIs are compared exactly (RFC 9700
 //!     §2.1), so a pattern in a registered URI would be either a lie or an open redirector.
 //! - **Grant and response types** (`invalid_client_metadata`): grant types this server
@@ -304,6 +305,14 @@ fn check_redirect(
     if raw.contains('*') {
         return Err(redirect(format!(
             "{shown}: wildcards are not allowed; redirect URIs are compared exactly"
+        )));
+    }
+    // Only plain ASCII without backslashes: a browser reads a host out of non-ASCII (IDNA
+    // mapping) or backslashes (treated as `/`) that a byte-level check does not see, and
+    // the host policy must judge the host the browser will go to.
+    if !raw.is_ascii() || raw.contains('\\') {
+        return Err(redirect(format!(
+            "{shown}: must be ASCII without backslashes (percent-encode the path, punycode the host)"
         )));
     }
     let uri = RedirectUri::parse(raw).map_err(|e| {
@@ -683,6 +692,18 @@ mod tests {
         );
         assert_eq!(code(uri("/relative")), "invalid_redirect_uri");
         assert_eq!(code(uri("javascript:alert(1)")), "invalid_redirect_uri");
+        assert_eq!(
+            code(uri("https://app.example.com\\@evil.example/cb")),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(uri("https://app.example.com\\evil/cb")),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(uri("https://äpp.example.com/cb")),
+            "invalid_redirect_uri"
+        );
         // Loopback IP literals, any port.
         ok(uri("http://127.0.0.1/cb"));
         ok(uri("http://127.0.0.1:8400/cb"));
@@ -713,6 +734,11 @@ mod tests {
         assert!(check("https://a.b.tenant.example/cb").is_err());
         assert!(check("https://evil.example/acme.tenant.example/cb").is_err());
         assert!(check("https://acme.tenant.example.evil.example/cb").is_err());
+        assert!(check("https://acme.tenant.example\u{ff0f}.evil.example/cb").is_err());
+        assert!(
+            check("https://ACME.tenant.example/cb").is_ok(),
+            "hosts are case-insensitive"
+        );
         // Loopback is not a host the pattern governs.
         assert!(check("http://127.0.0.1/cb").is_ok());
     }
