@@ -25,6 +25,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use base64::Engine as _;
 use deedbolt_core::audit::{AuditKind, AuditRecord};
 use deedbolt_core::client::Client;
 use deedbolt_core::ids::ClientId;
@@ -46,6 +47,10 @@ use crate::web::client_ip::client_ip;
 use crate::web::form::{has_content_type, read_body};
 use crate::web::no_store::no_store_json;
 use crate::web::rate_limit::Policy;
+
+/// How long a registration access token spent on an update stays in the replay cache:
+/// far longer than the update takes, after which the token no longer verifies anyway.
+const REGISTRATION_TOKEN_SPEND_SECS: i64 = 300;
 
 /// The registration routes; none when registration is off (404, like any unknown path).
 pub fn routes(mode: RegistrationMode) -> Router<AppState> {
@@ -431,7 +436,7 @@ async fn update_inner(
 ) -> Result<Response, ApiError> {
     limit(state, caller).await?;
     let services = &state.services;
-    let (current, _) = managed_client(state, headers, client_id).await?;
+    let (current, presented) = managed_client(state, headers, client_id).await?;
     let request = read_request(headers, body).await?;
     // RFC 7592 §2.2: the request MUST carry the client_id, and a client_secret, if sent,
     // MUST match the current one.
@@ -494,6 +499,24 @@ async fn update_inner(
         created_at: current.created_at,
         updated_at: services.clock.now(),
     };
+    // Each registration access token makes at most one update, also when two updates
+    // race (on any instance): the first to get here spends it in the replay cache. The
+    // entry needs to outlive only this request, after which the token's hash is no longer
+    // stored; validation failures above do not spend it.
+    let spent = format!(
+        "regtoken:{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(services.hasher.hash(&presented).as_bytes())
+    );
+    let until = services
+        .clock
+        .now()
+        .plus_secs(REGISTRATION_TOKEN_SPEND_SECS);
+    if !services.replay.first_use(&spent, until).await? {
+        return Err(invalid_token(
+            "the registration access token was already used for an update",
+        ));
+    }
     if !services.clients.update_client(&updated).await? {
         // Deleted meanwhile: as for an unknown client.
         return Err(invalid_token(

@@ -995,3 +995,44 @@ async fn administrators_list_the_initial_tokens_without_the_tokens() {
         401
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_updates_spend_a_registration_access_token_once() {
+    let app = app_with(|_| {}).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    let v = registered(&app, Some(&token), &machine("property:read")).await;
+    let id = v["client_id"].as_str().unwrap().to_owned();
+    let rat = v["registration_access_token"].as_str().unwrap().to_owned();
+    let uri = v["registration_client_uri"].as_str().unwrap().to_owned();
+    // Many at once, released together, so several read the client before any writes.
+    const RACERS: usize = 32;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(RACERS));
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..RACERS {
+        let body = json!({
+            "client_id": id,
+            "grant_types": ["client_credentials"],
+            "scope": "property:read",
+            "client_name": format!("racer {i}"),
+        });
+        let (http, uri, rat) = (app.http.clone(), uri.clone(), rat.clone());
+        let start = start.clone();
+        racers.spawn(async move {
+            start.wait().await;
+            http.put(&uri)
+                .bearer_auth(&rat)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("PUT")
+                .status()
+        });
+    }
+    let statuses = racers.join_all().await;
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(ok, 1, "exactly one update per token: {statuses:?}");
+    assert!(statuses
+        .iter()
+        .all(|s| *s == StatusCode::OK || *s == StatusCode::UNAUTHORIZED));
+}
