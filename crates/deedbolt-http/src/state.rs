@@ -87,6 +87,8 @@ pub struct Services {
     pub registration_tokens: Arc<dyn deedbolt_core::ports::RegistrationTokenStore>,
     /// How `/register` admits and validates registrations.
     pub registration: deedbolt_core::registration::RegistrationSettings,
+    /// `private_key_jwt` clients' keys fetched from their `jwks_uri`, cached.
+    pub client_keys: Arc<crate::oauth::client_keys::ClientKeys>,
     /// The origins whose browser apps may call discovery, the JWKS, `/token`, `/revoke`
     /// and `/userinfo` (none by default).
     pub cors: crate::web::cors::CorsOrigins,

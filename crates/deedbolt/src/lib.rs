@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod bff_check;
 pub mod cli;
+pub mod client_keys;
 pub mod config;
 pub mod console;
 pub mod demo;

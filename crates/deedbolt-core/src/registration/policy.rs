@@ -28,7 +28,9 @@
 //!   open-registration set); none asked: all of those.
 //! - **Client authentication** (`invalid_client_metadata`): one of the RFC 7591 methods
 //!   this server knows; `private_key_jwt` and `self_signed_tls_client_auth` need exactly
-//!   one of `jwks` and `jwks_uri` (public keys only, at most [`MAX_JWKS_KEYS`]), and
+//!   one of `jwks` and `jwks_uri` (`jwks` checked as [`ClientJwks::parse`] checks every
+//!   client key set: public keys only, supported key types, unique `kid`s), an assertion
+//!   algorithm of [`AssertionAlg`] if one is named, and
 //!   `tls_client_auth` exactly one subject DN or SAN (RFC 8705 §2.1.2).
 //! - **URIs** (`invalid_client_metadata`): `jwks_uri`, `client_uri`, `logo_uri`,
 //!   `tos_uri` and `policy_uri` are `https` URLs without userinfo or fragment.
@@ -46,6 +48,7 @@ use serde::Deserialize;
 use crate::client::{
     AuthMethod, ClientKind, ClientMetadata, ClientName, ClientRuleError, GrantType, NewClient,
 };
+use crate::client_jwks::{AssertionAlg, ClientJwks};
 use crate::jose::SigningAlg;
 use crate::redirect::{RedirectUri, RedirectUriError};
 use crate::scope::{Scope, ScopeSet};
@@ -56,20 +59,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const MAX_REDIRECT_URIS: usize = 10;
 /// The most contacts a client may register.
 pub const MAX_CONTACTS: usize = 5;
-/// The most keys in a registered `jwks`.
-pub const MAX_JWKS_KEYS: usize = 10;
 /// The longest URI (other than a redirect URI, which [`RedirectUri`] bounds).
 const MAX_URI_LEN: usize = 2000;
 /// The longest short string (software id and version, contact, DN, SAN).
 const MAX_SHORT: usize = 255;
 /// The name of a client that registered without `client_name`.
 pub const DEFAULT_CLIENT_NAME: &str = "Dynamically registered client";
-
-/// The JWS algorithms a `private_key_jwt` client may sign its assertions with: asymmetric
-/// only (no `none`, no HMAC).
-pub const ASSERTION_ALGS: [&str; 9] = [
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-];
 
 /// Why a registration is refused: the error codes of RFC 7591 §3.2.2.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -368,37 +363,6 @@ fn check_redirect(
     Ok(uri)
 }
 
-/// Checks a registered JWK Set: an object with 1 to [`MAX_JWKS_KEYS`] public keys.
-fn check_jwks(jwks: &serde_json::Value) -> Result<(), RegistrationError> {
-    let keys = jwks
-        .get("keys")
-        .and_then(serde_json::Value::as_array)
-        .filter(|k| !k.is_empty() && k.len() <= MAX_JWKS_KEYS)
-        .ok_or_else(|| {
-            metadata(format!(
-                "jwks must be a JWK Set with 1 to {MAX_JWKS_KEYS} keys"
-            ))
-        })?;
-    for key in keys {
-        let Some(obj) = key.as_object() else {
-            return Err(metadata("jwks: every key must be a JSON object"));
-        };
-        if !obj.get("kty").is_some_and(serde_json::Value::is_string) {
-            return Err(metadata("jwks: every key needs a kty"));
-        }
-        // Private or symmetric key material does not belong in registered metadata.
-        if ["d", "p", "q", "dp", "dq", "qi", "k", "oth"]
-            .iter()
-            .any(|m| obj.contains_key(*m))
-        {
-            return Err(metadata(
-                "jwks must hold public keys only (no private or symmetric key material)",
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Validates a registration request against `policy`, for a registration that may get
 /// at most `allowed` (the initial access token's scopes, or the open-registration set).
 pub fn validate(
@@ -524,7 +488,8 @@ pub fn validate(
     }
     https_url("jwks_uri", &req.jwks_uri)?;
     if let Some(jwks) = &req.jwks {
-        check_jwks(jwks)?;
+        // The same rules as `deedbolt client create --jwks-file` and the assertion check.
+        ClientJwks::parse(jwks).map_err(|e| metadata(format!("jwks: {e}")))?;
     }
     if matches!(
         auth_method,
@@ -538,10 +503,11 @@ pub fn validate(
         )));
     }
     if let Some(alg) = &req.token_endpoint_auth_signing_alg {
-        if !ASSERTION_ALGS.contains(&alg.as_str()) {
+        if alg.parse::<AssertionAlg>().is_err() {
+            let names: Vec<&str> = AssertionAlg::ALL.iter().map(|a| a.as_str()).collect();
             return Err(metadata(format!(
                 "token_endpoint_auth_signing_alg must be one of {}",
-                ASSERTION_ALGS.join(", ")
+                names.join(", ")
             )));
         }
     }
@@ -815,7 +781,7 @@ mod tests {
     #[test]
     fn key_based_methods_need_keys_and_tls_needs_one_name() {
         let cb = json!(["https://app.example.com/cb"]);
-        let jwk = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]});
+        let jwk = json!({"keys": [crate::client_jwks::tests::ec_jwk("k1")]});
         assert_eq!(
             code(json!({"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt"})),
             "invalid_client_metadata"

@@ -19,6 +19,7 @@ mod id_tokens;
 mod instances;
 mod openapi;
 mod postgres;
+mod private_key_jwt;
 mod refresh;
 mod registration;
 mod token;

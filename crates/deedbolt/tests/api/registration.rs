@@ -1036,3 +1036,79 @@ async fn concurrent_updates_spend_a_registration_access_token_once() {
         .iter()
         .all(|s| *s == StatusCode::OK || *s == StatusCode::UNAUTHORIZED));
 }
+
+#[tokio::test]
+async fn a_registered_private_key_jwt_client_authenticates_with_an_assertion() {
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    let app = app_with(|_| {}).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let public = pair.public_key().as_ref().to_vec();
+    let jwks = json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
+        "x": URL_SAFE_NO_PAD.encode(&public[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&public[33..65]),
+    }]});
+    let v = registered(
+        &app,
+        Some(&token),
+        &json!({
+            "grant_types": ["client_credentials"],
+            "scope": "property:read",
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_signing_alg": "ES256",
+            "jwks": jwks,
+        }),
+    )
+    .await;
+    assert!(v.get("client_secret").is_none(), "no secret: {v}");
+    assert_eq!(v["token_endpoint_auth_method"], "private_key_jwt");
+    assert_eq!(v["jwks"], jwks);
+    let id = v["client_id"].as_str().unwrap();
+
+    let now = crate::helpers::unix_now();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("k1".into());
+    let claims = json!({
+        "iss": id, "sub": id, "aud": app.base,
+        "iat": now, "exp": now + 60, "jti": crate::helpers::random_b64url(16),
+    });
+    let der = pair.to_pkcs8v1().unwrap();
+    let assertion = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_der(der.as_ref()),
+    )
+    .unwrap();
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "client_credentials")
+        .append_pair(
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        )
+        .append_pair("client_assertion", &assertion)
+        .finish();
+    let res = app.post_token(None, &form).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+
+    // A key set the assertion check would refuse is refused at registration already.
+    let res = register(
+        &app,
+        Some(&token),
+        &json!({
+            "grant_types": ["client_credentials"],
+            "scope": "property:read",
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": {"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]},
+        }),
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_client_metadata"
+    );
+}
