@@ -352,6 +352,8 @@ impl Application {
             bff,
             metrics_token: settings.metrics_token.clone(),
             cors: settings.cors.clone(),
+            registration_tokens: store_arc.clone(),
+            registration: settings.registration.clone(),
             clients: clients.clone(),
             crm: store_arc.clone(),
             users: store_arc.clone(),

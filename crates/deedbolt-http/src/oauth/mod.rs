@@ -5,7 +5,8 @@
 //! per grant; [`revocation`], [`introspection`] and [`metadata`] (discovery and JWKS)
 //! complete it, with [`par`] (pushed authorization requests, RFC 9126); [`request`]
 //! validates authorization requests for both. [`client_auth`] authenticates clients for all
-//! of them ([`client_keys`] holds `private_key_jwt` clients' public keys).
+//! of them ([`client_keys`] holds `private_key_jwt` clients' public keys). [`registration`]
+//! is dynamic client registration and its management (RFC 7591/7592).
 
 pub mod authorize;
 pub mod client_auth;
@@ -17,6 +18,7 @@ pub mod metadata;
 pub mod par;
 pub mod private_key_jwt;
 pub mod profile;
+pub mod registration;
 pub mod request;
 pub mod revocation;
 pub mod session;
