@@ -60,6 +60,11 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_BFF_SCOPE",
     "DEEDBOLT_BFF_REFRESH_BEFORE",
     "DEEDBOLT_METRICS_LISTEN",
+    "DEEDBOLT_TLS_CERT",
+    "DEEDBOLT_TLS_KEY",
+    "DEEDBOLT_MTLS_LISTEN",
+    "DEEDBOLT_MTLS_CLIENT_CA",
+    "DEEDBOLT_MTLS_BASE_URL",
     METRICS_TOKEN_ENV,
     "DEEDBOLT_DATABASE_MAX_CONNECTIONS",
     "DEEDBOLT_REDIS_URL",
@@ -252,6 +257,26 @@ config_layer! {
         /// 32 characters) as a bearer token, and is not served without one [default: none].
         #[arg(long, env = "DEEDBOLT_METRICS_LISTEN")]
         pub metrics_listen: Option<String>,
+        /// PEM certificate chain (leaf first) that makes the main listener HTTPS; needs
+        /// --tls-key [default: none, plain HTTP].
+        #[arg(long, env = "DEEDBOLT_TLS_CERT")]
+        pub tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert [default: none].
+        #[arg(long, env = "DEEDBOLT_TLS_KEY")]
+        pub tls_key: Option<PathBuf>,
+        /// A second, mutual-TLS listener (RFC 8705) that requests client certificates:
+        /// tls_client_auth, self_signed_tls_client_auth and certificate-bound tokens. Needs
+        /// --tls-cert and --tls-key [default: none].
+        #[arg(long, env = "DEEDBOLT_MTLS_LISTEN")]
+        pub mtls_listen: Option<String>,
+        /// PEM bundle of the CA(s) that issue client certificates for tls_client_auth;
+        /// without it only self-signed certificates are accepted [default: none].
+        #[arg(long, env = "DEEDBOLT_MTLS_CLIENT_CA")]
+        pub mtls_client_ca: Option<PathBuf>,
+        /// Public https URL of the mTLS listener, for the discovery document's
+        /// mtls_endpoint_aliases [default: https://<mtls listen address>].
+        #[arg(long, env = "DEEDBOLT_MTLS_BASE_URL")]
+        pub mtls_base_url: Option<String>,
         /// `DEEDBOLT_ALERT_WEBHOOK_SECRET` (see [`webhook_secret_from_env`]).
         #[arg(skip)]
         #[serde(skip)]
@@ -436,6 +461,89 @@ pub struct CommonSettings {
     pub redis: Option<RedisSettings>,
 }
 
+/// The TLS settings of `serve` (see [`crate::tls`]).
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The server's PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Its PEM private key.
+    pub key: PathBuf,
+    /// The mutual-TLS listener, if configured.
+    pub mtls: Option<MtlsSettings>,
+}
+
+/// The mutual-TLS listener (RFC 8705).
+#[derive(Debug, Clone)]
+pub struct MtlsSettings {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// The CA bundle client certificates may chain to (tls_client_auth); `None`: only
+    /// self-signed certificates are accepted.
+    pub client_ca: Option<PathBuf>,
+    /// Its public base URL, if configured; otherwise `https://<bound address>`.
+    pub base_url: Option<String>,
+}
+
+/// The TLS settings from their flags: a certificate needs its key and the reverse; the mTLS
+/// listener needs both, its own address, and an explicit base URL when it listens on a
+/// wildcard address (like the issuer).
+fn tls_settings(
+    o: &mut ServeOverrides,
+    listen: SocketAddr,
+) -> anyhow::Result<Option<TlsSettings>> {
+    let mtls = match o.mtls_listen.take() {
+        Some(text) => {
+            let at: SocketAddr = text.parse().with_context(|| {
+                format!("invalid mTLS listen address `{text}` (expected IP:PORT)")
+            })?;
+            if at == listen && at.port() != 0 {
+                bail!("the mTLS listener must not use the main listen address {listen}");
+            }
+            let base_url = o.mtls_base_url.take();
+            match &base_url {
+                Some(url) => validate_mtls_base_url(url)?,
+                None if at.ip().is_unspecified() => bail!(
+                    "listening for mTLS on {at} needs --mtls-base-url (DEEDBOLT_MTLS_BASE_URL), \
+                     the public https URL of that listener"
+                ),
+                None => {}
+            }
+            Some(MtlsSettings {
+                listen: at,
+                client_ca: o.mtls_client_ca.take(),
+                base_url,
+            })
+        }
+        None => {
+            if o.mtls_client_ca.is_some() || o.mtls_base_url.is_some() {
+                bail!("--mtls-client-ca and --mtls-base-url need --mtls-listen");
+            }
+            None
+        }
+    };
+    match (o.tls_cert.take(), o.tls_key.take()) {
+        (Some(cert), Some(key)) => Ok(Some(TlsSettings { cert, key, mtls })),
+        (None, None) if mtls.is_some() => {
+            bail!("--mtls-listen needs the server certificate: set --tls-cert and --tls-key")
+        }
+        (None, None) => Ok(None),
+        _ => bail!("--tls-cert and --tls-key go together"),
+    }
+}
+
+/// The mTLS base URL: https, no query, fragment or trailing slash.
+fn validate_mtls_base_url(url: &str) -> anyhow::Result<()> {
+    let parsed =
+        url::Url::parse(url).with_context(|| format!("mTLS base URL `{url}` is not a URL"))?;
+    if parsed.scheme() != "https" {
+        bail!("mTLS base URL `{url}` must use https");
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() || url.ends_with('/') {
+        bail!("mTLS base URL `{url}` must not have a query, a fragment or a trailing slash");
+    }
+    Ok(())
+}
+
 /// Where [`CommonSettings::data_dir`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataDirSource {
@@ -532,6 +640,8 @@ pub struct ServeSettings {
     pub metrics_token: Option<deedbolt_http::metrics::MetricsToken>,
     /// Shared fast state on Redis; `None`: in-process (one instance).
     pub redis: Option<RedisSettings>,
+    /// HTTPS on the main listener and the mutual-TLS listener, if configured.
+    pub tls: Option<TlsSettings>,
 }
 
 /// Where the shared fast state (rate limits, revocation propagation) lives when scaled out.
@@ -728,13 +838,15 @@ impl ServeSettings {
         o: ServeOverrides,
         file: &FileConfig,
     ) -> anyhow::Result<Self> {
-        let o = o.over(file.serve.clone());
-        let listen_text = o.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let mut o = o.over(file.serve.clone());
+        let listen_text = o.listen.take().unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen: SocketAddr = listen_text.parse().with_context(|| {
             format!(
                 "invalid listen address `{listen_text}` (expected IP:PORT, e.g. 127.0.0.1:8080)"
             )
         })?;
+
+        let tls = tls_settings(&mut o, listen)?;
 
         let issuer = o.issuer;
         if let Some(issuer) = &issuer {
@@ -842,6 +954,12 @@ impl ServeSettings {
             )?,
         )?;
         let redis = common.redis.clone();
+        if tls.is_some() && bff.is_some() {
+            bail!(
+                "the backend-for-frontend calls the main listener over plain HTTP on loopback: \
+                 it cannot run with --tls-cert (terminate TLS in front of deedbolt instead)"
+            );
+        }
 
         let (metrics_listen, metrics_token) = metrics_settings(o.metrics_listen, o.metrics_token)?;
         if metrics_listen.is_some_and(|m| m == listen && listen.port() != 0) {
@@ -867,6 +985,7 @@ impl ServeSettings {
             alert_webhook,
             bff,
             redis,
+            tls,
         })
     }
 }

@@ -15,3 +15,4 @@ pub mod demo;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

@@ -15,6 +15,7 @@ use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::scope::Scope;
 use serde_json::json;
 
+use crate::oauth::mtls::MtlsEndpoints;
 use crate::state::AppState;
 
 fn common(issuer: &str) -> serde_json::Value {
@@ -40,14 +41,23 @@ fn common(issuer: &str) -> serde_json::Value {
     })
 }
 
+/// The metadata both documents share, with the mutual-TLS listener's if one runs.
+fn shared(issuer: &str, mtls: Option<&MtlsEndpoints>) -> serde_json::Value {
+    let mut doc = common(issuer);
+    if let Some(m) = mtls {
+        m.describe(&mut doc);
+    }
+    doc
+}
+
 /// The RFC 8414 metadata document for `issuer` (no trailing slash).
-pub fn metadata_document(issuer: &str) -> Bytes {
-    Bytes::from(common(issuer).to_string())
+pub fn metadata_document(issuer: &str, mtls: Option<&MtlsEndpoints>) -> Bytes {
+    Bytes::from(shared(issuer, mtls).to_string())
 }
 
 /// The OpenID Connect Discovery 1.0 document for `issuer`.
-pub fn openid_configuration(issuer: &str) -> Bytes {
-    let mut doc = common(issuer);
+pub fn openid_configuration(issuer: &str, mtls: Option<&MtlsEndpoints>) -> Bytes {
+    let mut doc = shared(issuer, mtls);
     doc["subject_types_supported"] = json!(["public"]);
     // Exactly what the key ring signs with: a current key of every algorithm is kept, and
     // each client's ID tokens use its registered `id_token_signed_response_alg`.
@@ -83,10 +93,10 @@ fn json_response(body: Bytes, cache: &'static str) -> Response {
 }
 
 /// `GET /.well-known/oauth-authorization-server`, `GET /.well-known/openid-configuration`
-/// and `GET /jwks.json` for `issuer`.
-pub fn routes(issuer: &str) -> Router<AppState> {
-    let metadata = metadata_document(issuer);
-    let openid = openid_configuration(issuer);
+/// and `GET /jwks.json` for `issuer` (and the mutual-TLS listener, if one runs).
+pub fn routes(issuer: &str, mtls: Option<&MtlsEndpoints>) -> Router<AppState> {
+    let metadata = metadata_document(issuer, mtls);
+    let openid = openid_configuration(issuer, mtls);
     Router::new()
         .route(
             "/.well-known/oauth-authorization-server",

@@ -3,7 +3,8 @@
 //! The browser side of the code flow is [`authorize`] (the request), [`login`],
 //! [`consent`] and the [`session`] they share; the token endpoint is [`token`], one file
 //! per grant; [`revocation`], [`introspection`] and [`metadata`] (discovery and JWKS)
-//! complete it. [`client_auth`] authenticates clients for all of them.
+//! complete it. [`client_auth`] authenticates clients for all of them; [`mtls`] publishes
+//! the mutual-TLS listener (RFC 8705).
 
 pub mod authorize;
 pub mod client_auth;
@@ -11,6 +12,7 @@ pub mod consent;
 pub mod introspection;
 pub mod login;
 pub mod metadata;
+pub mod mtls;
 pub mod revocation;
 pub mod session;
 pub mod token;
