@@ -17,6 +17,7 @@ mod crm;
 mod headers;
 mod id_tokens;
 mod instances;
+mod mtls;
 mod openapi;
 mod postgres;
 mod refresh;
