@@ -27,6 +27,7 @@
 //! - [`refresh`]: refresh-token rotation and reuse detection as a state machine.
 //! - [`grace`]: the port keeping recent rotations' answers for the grace period.
 //! - [`detect`]: suspicious-activity rules and token-usage anomaly scoring.
+//! - [`dn`]: RFC 4514 distinguished names as `tls_client_auth` clients register them.
 //! - [`token`]: access-token claim sets and lifetimes.
 //! - [`error`]: the RFC 6749 §5.2 error codes.
 //! - [`text`]: bounded echoes of client input in error messages.
@@ -48,6 +49,7 @@ pub mod cache;
 pub mod client;
 pub mod clock;
 pub mod detect;
+pub mod dn;
 pub mod error;
 pub mod flow;
 pub mod grace;
