@@ -15,9 +15,10 @@
 //! ```
 //! use deedbolt_core::dn::DistinguishedName;
 //! let registered: DistinguishedName = "CN=valuation-bot, O=Acme\\, Inc.".parse().unwrap();
+//! // A certificate's subject, its ASN.1 order (O, then CN) reversed into RFC 4514 order.
 //! let from_cert = DistinguishedName::from_rdns(vec![
-//!     vec![("2.5.4.10".to_owned(), "acme, inc.".to_owned())],
 //!     vec![("2.5.4.3".to_owned(), "Valuation-Bot".to_owned())],
+//!     vec![("2.5.4.10".to_owned(), "acme, inc.".to_owned())],
 //! ]);
 //! assert_eq!(registered, from_cert);
 //! assert!("CN=a,#O=b".parse::<DistinguishedName>().is_err());
