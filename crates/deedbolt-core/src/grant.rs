@@ -19,14 +19,21 @@ use crate::scope::{Scope, ScopeSet};
 use crate::secret::{ClientSecret, SecretHasher};
 use crate::token::AccessTokenLifetime;
 
-/// Proof that a confidential client proved possession of its secret in this request.
-/// Only [`authenticate_client`] makes one; a public client never gets one.
+/// Proof that a confidential client proved possession of its secret (or, over mutual TLS,
+/// of its registered certificate's key) in this request. Only [`authenticate_client`] and
+/// [`crate::certauth::authenticate`] make one; a public client never gets one.
 #[derive(Debug)]
 pub struct ClientAuthenticated {
     client: Client,
 }
 
 impl ClientAuthenticated {
+    /// The proof for a client that presented the TLS certificate it registered; only
+    /// [`crate::certauth::authenticate`] calls this, after checking the certificate.
+    pub(crate) fn by_certificate(client: Client) -> Self {
+        ClientAuthenticated { client }
+    }
+
     /// The authenticated client.
     pub fn client(&self) -> &Client {
         &self.client

@@ -16,6 +16,7 @@
 //! - [`keyring`]: the signing-key lifecycle (rotation, sealing, publication, pruning).
 //! - [`client`]: registered clients and the rules for registering one.
 //! - [`cache`]: a read-through client cache kept fresh by a change counter.
+//! - [`certauth`]: client authentication by TLS certificate (RFC 8705 §2).
 //! - [`grant`]: client authentication (with proof values) and the client-credentials grant.
 //! - [`flow`]: the authorization-code flow: request validation, codes, ID tokens.
 //! - [`issue`]: token issuance: every access-token and ID-token claim set, built in one
@@ -46,6 +47,7 @@
 
 pub mod audit;
 pub mod cache;
+pub mod certauth;
 pub mod client;
 pub mod clock;
 pub mod detect;

@@ -19,6 +19,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use tower::{Layer, Service};
 
+use crate::mtls::ClientCertificate;
 use crate::verify::{parse_bearer, BearerError, TokenRejection, Verifier};
 
 /// The largest form-encoded body the guard reads to look for an `access_token`
@@ -173,6 +174,15 @@ impl RequireScopes {
                 other => Denial::InvalidToken(other.description()),
             }
         })?;
+        // RFC 8705 §3: a certificate-bound token only with its certificate.
+        if !crate::mtls::certificate_binding_holds(
+            claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref()),
+            req.extensions().get::<ClientCertificate>(),
+        ) {
+            return Err(Denial::InvalidToken(
+                "the access token is bound to a TLS client certificate this request did not present",
+            ));
+        }
         let allowed = if self.any {
             !self.scopes.intersection(&claims.scope).is_empty()
         } else {

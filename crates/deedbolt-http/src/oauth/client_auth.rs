@@ -20,6 +20,9 @@ use deedbolt_core::ids::ClientId;
 use deedbolt_core::secret::ClientSecret;
 
 use crate::error::ApiError;
+use crate::oauth::client_auth_tls;
+use deedbolt_core::certauth::ByCertificate;
+use deedbolt_guard::ClientCertificate;
 use crate::state::AppState;
 use crate::web::client_ip::client_ip;
 use crate::web::form::FormParams;
@@ -164,11 +167,13 @@ pub(crate) async fn audit_client_auth_failure(
         .await;
 }
 
-/// Authenticates a confidential client by secret, or identifies a public one by id: only
-/// the former carries the [`deedbolt_core::grant::ClientAuthenticated`] proof.
+/// Authenticates a confidential client by secret or (over mutual TLS, for a client
+/// registered for it) by certificate, or identifies a public one by id: only the former
+/// carry the [`deedbolt_core::grant::ClientAuthenticated`] proof.
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
+    tls: Option<&ClientCertificate>,
     params: &mut FormParams,
 ) -> Result<TokenClient, ApiError> {
     let services = &state.services;
@@ -182,7 +187,14 @@ pub(crate) async fn authenticate(
         Presented::PublicId(id) => {
             tracing::Span::current().record("client_id", id.as_str());
             let found = services.clients.find_client(&id).await?;
-            Ok(TokenClient::Public(grant::identify_public_client(found)?))
+            // RFC 8705 §2: a client registered for a certificate method proves itself by
+            // the mutual-TLS certificate; any other client naming itself is public.
+            match client_auth_tls::authenticate(found, tls)? {
+                ByCertificate::Authenticated(auth) => Ok(TokenClient::Confidential(auth)),
+                ByCertificate::NotACertificateClient(found) => {
+                    Ok(TokenClient::Public(grant::identify_public_client(found)?))
+                }
+            }
         }
     }
 }
@@ -193,10 +205,11 @@ pub(crate) async fn authenticated(
     state: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
+    tls: Option<&ClientCertificate>,
     params: &mut FormParams,
     endpoint: &str,
 ) -> Result<TokenClient, ApiError> {
-    match authenticate(state, headers, params).await {
+    match authenticate(state, headers, tls, params).await {
         Err(e @ ApiError::OAuth(OAuthError::InvalidClient(_))) => {
             audit_client_auth_failure(state, peer, headers, endpoint).await;
             Err(e)

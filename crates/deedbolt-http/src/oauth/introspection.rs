@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
+use axum::Extension;
+use deedbolt_guard::ClientCertificate;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use deedbolt_core::client::IntrospectedToken;
@@ -28,11 +30,19 @@ use crate::web::no_store::no_store_json;
 pub async fn introspect_endpoint(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<Extension<ClientCertificate>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let mut params = read_form_params(&headers, body).await?;
-    let auth = authenticated(&state, peer, &headers, &mut params, "introspect").await?;
+    let auth = authenticated(
+        &state,
+        peer,
+        &headers,
+        tls.as_ref().map(|Extension(c)| c),
+        &mut params,
+        "introspect",
+    ).await?;
     // A public client proves nothing by presenting its id (RFC 7662 §2.1: the endpoint
     // requires authorization).
     let TokenClient::Confidential(auth) = auth else {

@@ -8,6 +8,7 @@
 
 pub mod authorize;
 pub mod client_auth;
+pub mod client_auth_tls;
 pub mod consent;
 pub mod introspection;
 pub mod login;

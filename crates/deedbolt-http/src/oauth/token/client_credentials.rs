@@ -11,6 +11,7 @@ use deedbolt_core::token::ACCESS_TOKEN_TYP;
 
 use super::{token_response, TokenAudit};
 use crate::error::ApiError;
+use deedbolt_guard::ClientCertificate;
 use crate::oauth::client_auth::authenticate;
 use crate::state::AppState;
 use crate::web::form::FormParams;
@@ -19,13 +20,14 @@ use crate::web::rate_limit::Policy;
 pub(super) async fn client_credentials(
     state: &AppState,
     headers: &HeaderMap,
+    tls: Option<&ClientCertificate>,
     params: &mut FormParams,
     audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
     let services = &state.services;
     // A public client cannot be registered for client credentials, so the grant check in
     // `client_credentials_scope` refuses it.
-    let auth = authenticate(state, headers, params).await?;
+    let auth = authenticate(state, headers, tls, params).await?;
     audit.client_id = Some(auth.client().id.to_string());
     // An authenticated request: scopes beyond the registration may alert. (No `scope`
     // means the registered scopes; the first use of privileged ones is judged on issuance.)

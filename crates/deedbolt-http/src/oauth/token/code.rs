@@ -15,6 +15,7 @@ use deedbolt_core::token::ACCESS_TOKEN_TYP;
 
 use super::{refresh, token_response, TokenAudit};
 use crate::error::ApiError;
+use deedbolt_guard::ClientCertificate;
 use crate::oauth::client_auth::authenticate;
 use crate::oauth::revocation::{announce, revoke};
 use crate::state::AppState;
@@ -53,11 +54,12 @@ async fn replayed(
 pub(super) async fn authorization_code(
     state: &AppState,
     headers: &HeaderMap,
+    tls: Option<&ClientCertificate>,
     params: &mut FormParams,
     audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
     let services = &state.services;
-    let auth = authenticate(state, headers, params).await?;
+    let auth = authenticate(state, headers, tls, params).await?;
     audit.client_id = Some(auth.client().id.to_string());
     // A public client proves nothing by presenting its id: it is limited per client and IP
     // before any work. A confidential client is limited per client and user, below.

@@ -22,6 +22,7 @@ use deedbolt_core::token::{AccessTokenClaims, ACCESS_TOKEN_TYP};
 use super::grace::CachedPair;
 use super::{token_response, TokenAudit};
 use crate::error::ApiError;
+use deedbolt_guard::ClientCertificate;
 use crate::oauth::client_auth::authenticate;
 use crate::oauth::revocation::{announce, revoke};
 use crate::state::AppState;
@@ -119,11 +120,12 @@ fn respond(pair: CachedPair) -> Response {
 pub(crate) async fn refresh_token_grant(
     state: &AppState,
     headers: &HeaderMap,
+    tls: Option<&ClientCertificate>,
     params: &mut FormParams,
     audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
     let s = &state.services;
-    let auth = authenticate(state, headers, params).await?;
+    let auth = authenticate(state, headers, tls, params).await?;
     audit.client_id = Some(auth.client().id.to_string());
     if !auth.client().allows_grant(GrantType::RefreshToken) {
         return Err(OAuthError::UnauthorizedClient(Cow::Borrowed(
