@@ -26,6 +26,8 @@ fn fixture() -> (Client, ClientSecret, SecretHasher, TokenPolicy) {
         allow_introspection: false,
         properties: None,
         id_token_alg: SigningAlg::RS256,
+        metadata: Default::default(),
+        registration_token_hash: None,
         created_at: UnixTime(0),
         updated_at: UnixTime(0),
     };

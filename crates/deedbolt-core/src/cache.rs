@@ -136,6 +136,13 @@ impl ClientStore for CachedClients {
         done
     }
 
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
+        self.forget(&client.id);
+        let done = self.inner.update_client(client).await;
+        self.forget(&client.id);
+        done
+    }
+
     async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
         self.forget(id);
         let done = self.inner.delete_client(id).await;
@@ -202,6 +209,15 @@ mod tests {
             self.generation.fetch_add(1, Ordering::SeqCst);
             Ok(true)
         }
+        async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
+            let mut rows = self.rows.lock().unwrap();
+            let Some(c) = rows.get_mut(&client.id) else {
+                return Ok(false);
+            };
+            *c = client.clone();
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            Ok(true)
+        }
         async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
             let gone = self.rows.lock().unwrap().remove(id).is_some();
             self.generation.fetch_add(1, Ordering::SeqCst);
@@ -224,6 +240,8 @@ mod tests {
             allow_introspection: false,
             properties: None,
             id_token_alg: crate::jose::SigningAlg::RS256,
+            metadata: Default::default(),
+            registration_token_hash: None,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         }
@@ -275,7 +293,11 @@ mod tests {
         let (_fake, cache) = setup(10).await;
         cache.insert_client(&client("a")).await.unwrap();
         let id = ClientId::parse("a").unwrap();
-        cache.find_client(&id).await.unwrap();
+        let mut updated = cache.find_client(&id).await.unwrap().unwrap();
+        updated.metadata.require_pushed_authorization_requests = true;
+        assert!(cache.update_client(&updated).await.unwrap());
+        let found = cache.find_client(&id).await.unwrap().unwrap();
+        assert!(found.metadata.require_pushed_authorization_requests);
         assert!(cache.delete_client(&id).await.unwrap());
         assert!(cache.find_client(&id).await.unwrap().is_none());
     }

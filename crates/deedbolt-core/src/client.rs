@@ -64,6 +64,164 @@ impl FromStr for GrantType {
     }
 }
 
+/// How a client authenticates at the token endpoint: the `token_endpoint_auth_method`
+/// values of RFC 7591 §2, RFC 7523 / OpenID Connect Core §9 (`private_key_jwt`) and
+/// RFC 8705 §2 (the two mutual-TLS methods).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// A secret in HTTP Basic (RFC 6749 §2.3.1).
+    ClientSecretBasic,
+    /// A secret in the request body (RFC 6749 §2.3.1).
+    ClientSecretPost,
+    /// A JWT signed with one of the client's registered keys (RFC 7523 §2.2).
+    PrivateKeyJwt,
+    /// A client certificate from a trusted CA naming the client (RFC 8705 §2.1).
+    TlsClientAuth,
+    /// A self-signed client certificate registered with the client (RFC 8705 §2.2).
+    SelfSignedTlsClientAuth,
+    /// No authentication: a public client (PKCE only).
+    None,
+}
+
+impl AuthMethod {
+    /// Every method.
+    pub const ALL: [AuthMethod; 6] = [
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+        AuthMethod::PrivateKeyJwt,
+        AuthMethod::TlsClientAuth,
+        AuthMethod::SelfSignedTlsClientAuth,
+        AuthMethod::None,
+    ];
+
+    /// The `token_endpoint_auth_method` value on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
+            AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+            AuthMethod::None => "none",
+        }
+    }
+
+    /// Whether the method uses a shared secret (basic or post).
+    pub const fn uses_secret(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
+    }
+
+    /// The client kind the method implies: `none` is a public client, every other method
+    /// authenticates a confidential one.
+    pub const fn kind(self) -> ClientKind {
+        match self {
+            AuthMethod::None => ClientKind::Public,
+            _ => ClientKind::Confidential,
+        }
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `token_endpoint_auth_method` deedbolt does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown token_endpoint_auth_method (known: client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, self_signed_tls_client_auth, none)")]
+pub struct UnknownAuthMethod;
+
+impl FromStr for AuthMethod {
+    type Err = UnknownAuthMethod;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AuthMethod::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or(UnknownAuthMethod)
+    }
+}
+
+/// The registration metadata of a client beyond its core fields (RFC 7591 §2, RFC 8705
+/// §2.1.2 and §3.4, RFC 9126 §6, RFC 9449 §5.2): how it authenticates, its keys, its
+/// sender-constraint and PAR requirements, and the informational URIs a registration
+/// document carries.
+///
+/// The SQL stores keep it as one JSON document, so a new field needs no migration; every
+/// field defaults, so documents written by older releases still load.
+///
+/// ```
+/// use deedbolt_core::client::{AuthMethod, ClientMetadata};
+/// let m: ClientMetadata = serde_json::from_str(r#"{"token_endpoint_auth_method":"private_key_jwt"}"#).unwrap();
+/// assert_eq!(m.token_endpoint_auth_method, Some(AuthMethod::PrivateKeyJwt));
+/// assert!(!m.require_pushed_authorization_requests);
+/// assert_eq!(serde_json::from_str::<ClientMetadata>("{}").unwrap(), ClientMetadata::default());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientMetadata {
+    /// The registered `token_endpoint_auth_method`; `None` for clients registered before
+    /// it was recorded (see [`Client::auth_method`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<AuthMethod>,
+    /// The JWS `alg` its client assertions must use (`private_key_jwt`), if it named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_signing_alg: Option<String>,
+    /// Its public keys, inline (a JWK Set document).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// Where its public keys are published (https only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// `tls_client_auth`: the expected subject distinguished name of its certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_subject_dn: Option<String>,
+    /// `tls_client_auth`: the expected dNSName SAN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_dns: Option<String>,
+    /// `tls_client_auth`: the expected uniformResourceIdentifier SAN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_uri: Option<String>,
+    /// `tls_client_auth`: the expected iPAddress SAN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_ip: Option<String>,
+    /// `tls_client_auth`: the expected rfc822Name SAN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_email: Option<String>,
+    /// Its authorization requests must be pushed (RFC 9126 §6).
+    pub require_pushed_authorization_requests: bool,
+    /// Its access tokens must be DPoP-bound (RFC 9449 §5.2).
+    pub dpop_bound_access_tokens: bool,
+    /// Its access tokens must be certificate-bound (RFC 8705 §3.4).
+    pub tls_client_certificate_bound_access_tokens: bool,
+    /// Its home page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_uri: Option<String>,
+    /// Its logo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+    /// Its terms of service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tos_uri: Option<String>,
+    /// Its privacy policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_uri: Option<String>,
+    /// People responsible for it (usually email addresses).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<String>,
+    /// Identifier of the software it runs (the same for every instance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub software_id: Option<String>,
+    /// Version of that software.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub software_version: Option<String>,
+}
+
 /// A client's display name: 1 to 100 printable characters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -116,6 +274,9 @@ pub enum ClientRuleError {
     /// delegates them, through the authorization_code grant.
     #[error("admin scopes are only delegated by an administrator: they need the authorization_code grant")]
     AdminScopeWithoutCode,
+    /// A token endpoint authentication method that does not fit the client's kind.
+    #[error("token_endpoint_auth_method `{0}` does not fit the client: `none` is for public clients only, and public clients can use no other")]
+    AuthMethodKind(AuthMethod),
 }
 
 /// A registered client.
@@ -146,6 +307,12 @@ pub struct Client {
     /// `id_token_signed_response_alg` (OpenID Connect Dynamic Client Registration §2),
     /// [`DEFAULT_ID_TOKEN_ALG`] unless it asked for another.
     pub id_token_alg: SigningAlg,
+    /// Its registration metadata beyond the fields above.
+    pub metadata: ClientMetadata,
+    /// The keyed hash of its RFC 7592 registration access token: set for clients that
+    /// registered themselves at the registration endpoint, which may then read, update and
+    /// delete their registration with it; `None` for clients an operator created.
+    pub registration_token_hash: Option<SecretHash>,
     /// When it was registered.
     pub created_at: UnixTime,
     /// When it last changed (e.g. secret rotation).
@@ -156,6 +323,18 @@ impl Client {
     /// Whether the client is public or confidential.
     pub fn kind(&self) -> ClientKind {
         self.kind
+    }
+
+    /// How the client authenticates: its registered method; for clients registered before
+    /// the method was recorded, `none` for a public client and `client_secret_basic` for a
+    /// confidential one (a secret client may present its secret by Basic or in the body).
+    pub fn auth_method(&self) -> AuthMethod {
+        self.metadata
+            .token_endpoint_auth_method
+            .unwrap_or(match self.kind {
+                ClientKind::Public => AuthMethod::None,
+                ClientKind::Confidential => AuthMethod::ClientSecretBasic,
+            })
     }
 
     /// Whether the client may use `grant`.
@@ -289,6 +468,9 @@ pub struct NewClient {
     /// The algorithm its ID tokens are signed with ([`DEFAULT_ID_TOKEN_ALG`] unless set
     /// with [`NewClient::with_id_token_alg`]).
     pub id_token_alg: SigningAlg,
+    /// Registration metadata beyond the fields above (default unless set with
+    /// [`NewClient::with_metadata`]).
+    pub metadata: ClientMetadata,
 }
 
 /// Whether a client is public or confidential (RFC 6749 §2.1).
@@ -363,7 +545,19 @@ impl NewClient {
             redirect_uris,
             kind,
             id_token_alg: DEFAULT_ID_TOKEN_ALG,
+            metadata: ClientMetadata::default(),
         })
+    }
+
+    /// The same registration with `metadata`. A registered `token_endpoint_auth_method`
+    /// must agree with the client's kind (`none` exactly for public clients).
+    pub fn with_metadata(self, metadata: ClientMetadata) -> Result<Self, ClientRuleError> {
+        if let Some(method) = metadata.token_endpoint_auth_method {
+            if method.kind() != self.kind {
+                return Err(ClientRuleError::AuthMethodKind(method));
+            }
+        }
+        Ok(NewClient { metadata, ..self })
     }
 
     /// The same registration with ID tokens signed with `alg`. Every supported algorithm
@@ -498,6 +692,8 @@ mod tests {
             allow_introspection: resource_server,
             properties: None,
             id_token_alg: DEFAULT_ID_TOKEN_ALG,
+            metadata: ClientMetadata::default(),
+            registration_token_hash: None,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         }
@@ -552,6 +748,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.scopes.to_string(), "admin:read");
+    }
+
+    #[test]
+    fn the_auth_method_defaults_by_kind_and_must_fit_it() {
+        let mut c = client("dbc_m", false);
+        assert_eq!(c.auth_method(), AuthMethod::ClientSecretBasic);
+        c.kind = ClientKind::Public;
+        assert_eq!(c.auth_method(), AuthMethod::None);
+        c.kind = ClientKind::Confidential;
+        c.metadata.token_endpoint_auth_method = Some(AuthMethod::PrivateKeyJwt);
+        assert_eq!(c.auth_method(), AuthMethod::PrivateKeyJwt);
+
+        let new = NewClient::new(
+            ClientName::parse("m2m").unwrap(),
+            vec![GrantType::ClientCredentials],
+            "property:read".parse().unwrap(),
+            vec![],
+            ClientKind::Confidential,
+        )
+        .unwrap();
+        let with = |m: AuthMethod| ClientMetadata {
+            token_endpoint_auth_method: Some(m),
+            ..ClientMetadata::default()
+        };
+        assert_eq!(
+            new.clone()
+                .with_metadata(with(AuthMethod::None))
+                .unwrap_err(),
+            ClientRuleError::AuthMethodKind(AuthMethod::None)
+        );
+        let ok = new.with_metadata(with(AuthMethod::TlsClientAuth)).unwrap();
+        assert_eq!(
+            ok.metadata.token_endpoint_auth_method,
+            Some(AuthMethod::TlsClientAuth)
+        );
+        for m in AuthMethod::ALL {
+            assert_eq!(m.as_str().parse::<AuthMethod>(), Ok(m));
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+        assert!("client_secret_jwt".parse::<AuthMethod>().is_err());
     }
 
     #[test]

@@ -235,6 +235,8 @@ mod tests {
             allow_introspection: false,
             properties: None,
             id_token_alg: crate::jose::SigningAlg::RS256,
+            metadata: Default::default(),
+            registration_token_hash: None,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         };

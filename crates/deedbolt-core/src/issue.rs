@@ -55,6 +55,7 @@ impl TokenPolicy {
             jti: TokenId::generate()?,
             client_id: client_id.clone(),
             scope,
+            cnf: None,
         })
     }
 
@@ -143,6 +144,8 @@ mod tests {
             redirect_uris: vec![],
             kind: crate::client::ClientKind::from_public(public),
             id_token_alg: crate::client::DEFAULT_ID_TOKEN_ALG,
+            metadata: Default::default(),
+            registration_token_hash: None,
             allow_introspection: false,
             properties: None,
             created_at: UnixTime(0),

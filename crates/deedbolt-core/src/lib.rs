@@ -26,6 +26,7 @@
 //! - [`user`]: users, roles and argon2id passwords.
 //! - [`revocation`]: the in-process list of revoked access tokens.
 //! - [`refresh`]: refresh-token rotation and reuse detection as a state machine.
+//! - [`replay`]: the in-process cache of single-use values (DPoP and assertion `jti`s).
 //! - [`grace`]: the port keeping recent rotations' answers for the grace period.
 //! - [`detect`]: suspicious-activity rules and token-usage anomaly scoring.
 //! - [`dn`]: RFC 4514 distinguished names as `tls_client_auth` clients register them.
@@ -66,6 +67,7 @@ pub mod rand;
 pub mod ratelimit;
 pub mod redirect;
 pub mod refresh;
+pub mod replay;
 pub mod revocation;
 pub mod scope;
 pub mod seal;

@@ -63,6 +63,11 @@ pub trait ClientStore: Send + Sync + 'static {
         hash: &SecretHash,
         at: UnixTime,
     ) -> Result<bool, StoreError>;
+    /// Replaces everything about the client but its id and creation time (name, grants,
+    /// scopes, redirect URIs, kind, secret and registration-token hashes, metadata,
+    /// `updated_at`), as one registration update (RFC 7592 §2.2) does; `false` if there is
+    /// no such client. Caches see the change through [`ClientStore::clients_generation`].
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
     /// Deletes the client; `false` if there was no such client.
     async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError>;
     /// A counter that changes whenever any client is updated or deleted, by any process.
@@ -462,6 +467,17 @@ pub trait AlertStore: Send + Sync + 'static {
         from_hour: i64,
         to_hour: i64,
     ) -> Result<Vec<u64>, StoreError>;
+}
+
+/// Single-use values that must not be accepted twice while they are valid: DPoP proof
+/// `jti`s (RFC 9449 §11.1) and client-assertion `jti`s (RFC 7523 §3 item 7). Shared by
+/// every instance when Redis is configured; in-process otherwise.
+#[async_trait]
+pub trait ReplayCache: Send + Sync + 'static {
+    /// Records `key` as used until `until`: `true` the first time, `false` while an
+    /// earlier use of the same key has not expired (a replay). Callers namespace their
+    /// keys (`dpop:`, `assertion:`) so different kinds of value never collide.
+    async fn first_use(&self, key: &str, until: UnixTime) -> Result<bool, StoreError>;
 }
 
 /// Every authorization-server storage port of one backend: what the composition root

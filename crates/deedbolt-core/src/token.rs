@@ -77,6 +77,49 @@ pub struct AccessTokenClaims {
     pub client_id: ClientId,
     /// The granted scopes.
     pub scope: ScopeSet,
+    /// The key or certificate the token is bound to (sender-constrained tokens); `None`
+    /// for a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The `cnf` (confirmation) claim of a sender-constrained token (RFC 7800 §3.1): the
+/// thumbprint of the DPoP key (`jkt`, RFC 9449 §6.1) or of the client certificate
+/// (`x5t#S256`, RFC 8705 §3.1) that must accompany every use of the token.
+///
+/// ```
+/// use deedbolt_core::token::Confirmation;
+/// let v = serde_json::to_value(Confirmation::dpop("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")).unwrap();
+/// assert_eq!(v, serde_json::json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}));
+/// let v = serde_json::to_value(Confirmation::certificate("bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2")).unwrap();
+/// assert_eq!(v, serde_json::json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// base64url SHA-256 JWK thumbprint (RFC 7638) of the DPoP public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    /// base64url SHA-256 of the DER client certificate.
+    #[serde(rename = "x5t#S256", default, skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<String>,
+}
+
+impl Confirmation {
+    /// Bound to a DPoP key by its JWK thumbprint.
+    pub fn dpop(jkt: impl Into<String>) -> Self {
+        Confirmation {
+            jkt: Some(jkt.into()),
+            x5t_s256: None,
+        }
+    }
+
+    /// Bound to a client certificate by its SHA-256 thumbprint.
+    pub fn certificate(x5t_s256: impl Into<String>) -> Self {
+        Confirmation {
+            jkt: None,
+            x5t_s256: Some(x5t_s256.into()),
+        }
+    }
 }
 
 impl AccessTokenClaims {
@@ -103,6 +146,7 @@ mod tests {
             jti: TokenId::parse("j1").unwrap(),
             client_id: ClientId::parse("dbc_x").unwrap(),
             scope: "property:read".parse().unwrap(),
+            cnf: None,
         };
         let v = serde_json::to_value(&claims).unwrap();
         for k in [
@@ -119,5 +163,6 @@ mod tests {
         }
         assert_eq!(v["exp"], 200);
         assert_eq!(v["scope"], "property:read");
+        assert!(v.get("cnf").is_none(), "a bearer token has no cnf");
     }
 }

@@ -34,6 +34,7 @@ fn bench(c: &mut Criterion) {
             jti: TokenId::generate().unwrap(),
             client_id: ClientId::parse("dbc_bench").unwrap(),
             scope: "property:read financial:read".parse().unwrap(),
+            cnf: None,
         };
         let token = key.sign_jwt(ACCESS_TOKEN_TYP, &claims).unwrap();
         let keys = Arc::new(

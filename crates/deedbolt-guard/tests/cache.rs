@@ -21,6 +21,7 @@ fn claims(exp: i64) -> AccessTokenClaims {
         jti: TokenId::generate().unwrap(),
         client_id: ClientId::parse("dbc_a").unwrap(),
         scope: "property:read".parse().unwrap(),
+        cnf: None,
     }
 }
 

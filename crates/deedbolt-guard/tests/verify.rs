@@ -76,6 +76,7 @@ fn claims() -> AccessTokenClaims {
         jti: TokenId::parse("jti-0001").unwrap(),
         client_id: ClientId::parse(CLIENT).unwrap(),
         scope: "property:read".parse().unwrap(),
+        cnf: None,
     }
 }
 

@@ -60,6 +60,9 @@ pub struct Services {
     pub refresh_policy: RefreshPolicy,
     /// Answers to recent rotations, for retries within the grace period.
     pub grace: Arc<dyn deedbolt_core::grace::GraceStore>,
+    /// Single-use values seen (DPoP proof and client-assertion `jti`s): shared through
+    /// Redis when configured, in-process otherwise.
+    pub replay: Arc<dyn deedbolt_core::ports::ReplayCache>,
     /// Rate limits.
     pub limits: RateLimits,
     /// Where limiter state lives.

@@ -1,6 +1,8 @@
 //! Clients, signing keys, server secrets, users, health.
 
-use deedbolt_core::client::{Client, ClientKind, ClientName, GrantType};
+use deedbolt_core::client::{
+    AuthMethod, Client, ClientKind, ClientMetadata, ClientName, GrantType,
+};
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::ids::{ClientId, UserId};
 use deedbolt_core::jose::{SigningAlg, SigningKey};
@@ -27,6 +29,8 @@ fn client(name: &str) -> Client {
         allow_introspection: true,
         properties: Some(vec![3, 5]),
         id_token_alg: SigningAlg::EdDSA,
+        metadata: ClientMetadata::default(),
+        registration_token_hash: None,
         created_at: UnixTime(10),
         updated_at: UnixTime(10),
     }
@@ -115,6 +119,78 @@ pub async fn clients_round_trip_and_delete(store: &impl Backend) {
     assert!(store.delete_client(&c.id).await.unwrap());
     assert!(!store.delete_client(&c.id).await.unwrap());
     assert!(store.find_client(&c.id).await.unwrap().is_none());
+}
+
+/// An update replaces everything about a client but its id and creation time: metadata and
+/// the registration-token hash read back as written, and caches see the change.
+pub async fn a_client_update_replaces_everything_but_id_and_creation(store: &impl Backend) {
+    let c = client("registered");
+    store.insert_client(&c).await.unwrap();
+    let found = store.find_client(&c.id).await.unwrap().unwrap();
+    assert_eq!(found.metadata, ClientMetadata::default());
+    assert!(found.registration_token_hash.is_none());
+
+    let g0 = store.clients_generation().await.unwrap();
+    let hasher = SecretHasher::new(&Pepper::generate().unwrap());
+    let metadata = ClientMetadata {
+        token_endpoint_auth_method: Some(AuthMethod::PrivateKeyJwt),
+        jwks_uri: Some("https://rp.example.com/jwks.json".into()),
+        jwks: Some(
+            serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}),
+        ),
+        require_pushed_authorization_requests: true,
+        dpop_bound_access_tokens: true,
+        contacts: vec![
+            "ops@rp.example.com".into(),
+            "it's; DROP TABLE clients".into(),
+        ],
+        client_uri: Some("https://rp.example.com/".into()),
+        ..ClientMetadata::default()
+    };
+    let updated = Client {
+        name: ClientName::parse("renamed").unwrap(),
+        secret_hash: None,
+        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        scopes: "tenant:read".parse().unwrap(),
+        redirect_uris: vec![deedbolt_core::redirect::RedirectUri::parse(
+            "https://rp.example.com/cb",
+        )
+        .unwrap()],
+        allow_introspection: false,
+        properties: None,
+        id_token_alg: SigningAlg::ES256,
+        metadata: metadata.clone(),
+        registration_token_hash: Some(hasher.hash(&ClientSecret::generate().unwrap())),
+        created_at: UnixTime(99),
+        updated_at: UnixTime(30),
+        ..c.clone()
+    };
+    assert!(store.update_client(&updated).await.unwrap());
+    let found = store.find_client(&c.id).await.unwrap().unwrap();
+    assert_eq!(found.name.as_str(), "renamed");
+    assert!(found.secret_hash.is_none());
+    assert_eq!(found.grant_types, updated.grant_types);
+    assert_eq!(found.scopes, updated.scopes);
+    assert_eq!(found.redirect_uris, updated.redirect_uris);
+    assert!(!found.allow_introspection);
+    assert_eq!(found.properties, None);
+    assert_eq!(found.id_token_alg, SigningAlg::ES256);
+    assert_eq!(found.metadata, metadata);
+    assert_eq!(found.auth_method(), AuthMethod::PrivateKeyJwt);
+    assert_eq!(
+        found.registration_token_hash,
+        updated.registration_token_hash
+    );
+    assert_eq!(found.created_at, c.created_at, "the creation time stays");
+    assert_eq!(found.updated_at, UnixTime(30));
+    assert!(store.clients_generation().await.unwrap() > g0);
+
+    let ghost = Client {
+        id: ClientId::generate().unwrap(),
+        ..updated
+    };
+    assert!(!store.update_client(&ghost).await.unwrap());
+    assert!(store.find_client(&ghost.id).await.unwrap().is_none());
 }
 
 /// Caches see every update and delete of a client through the generation counter.

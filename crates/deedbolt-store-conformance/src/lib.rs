@@ -54,6 +54,7 @@ macro_rules! conformance_suite {
             answers_a_ping,
             clients_round_trip_and_delete,
             the_clients_generation_moves_on_update_and_delete,
+            a_client_update_replaces_everything_but_id_and_creation,
             a_duplicate_client_id_is_refused,
             sql_injection_in_ids_is_just_data,
             rotation_keeps_exactly_one_current_key,

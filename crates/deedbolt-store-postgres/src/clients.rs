@@ -22,8 +22,8 @@ impl ClientStore for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, id_token_alg, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, id_token_alg, metadata, registration_token_hash, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(client.id.as_str())
         .bind(client.name.as_str())
@@ -35,6 +35,8 @@ impl ClientStore for PgStore {
         .bind(client.allow_introspection)
         .bind(stored::properties(client.properties.as_deref()))
         .bind(client.id_token_alg.as_str())
+        .bind(rows::client_metadata(client)?)
+        .bind(rows::client_registration_token(client))
         .bind(client.created_at.0)
         .bind(client.updated_at.0)
         .execute(&self.pool)
@@ -81,6 +83,32 @@ impl ClientStore for PgStore {
                 .execute(&self.pool)
                 .await
                 .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE clients SET name = $1, secret_hash = $2, grant_types = $3, scopes = $4, \
+             redirect_uris = $5, public = $6, introspection = $7, properties = $8, id_token_alg = $9, \
+             metadata = $10, registration_token_hash = $11, updated_at = $12 WHERE id = $13",
+        )
+        .bind(client.name.as_str())
+        .bind(client.secret_hash.as_ref().map(|h| h.as_bytes().to_vec()))
+        .bind(stored::grant_types(&client.grant_types))
+        .bind(client.scopes.to_string())
+        .bind(stored::redirect_uris(&client.redirect_uris))
+        .bind(client.kind.is_public())
+        .bind(client.allow_introspection)
+        .bind(stored::properties(client.properties.as_deref()))
+        .bind(client.id_token_alg.as_str())
+        .bind(rows::client_metadata(client)?)
+        .bind(rows::client_registration_token(client))
+        .bind(client.updated_at.0)
+        .bind(client.id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -13,6 +13,8 @@
 //!   the three sliding-window counters in one Lua script.
 //! - The refresh grace cache ([`deedbolt_core::grace::GraceStore`]): `SET … PX`, sealed
 //!   values (the HTTP layer seals them under a key derived from the rotated token).
+//! - Replay detection ([`deedbolt_core::ports::ReplayCache`]): `SET … NX EXAT`, so a DPoP
+//!   proof or client assertion is accepted by one instance only, once.
 //! - Liveness ([`deedbolt_core::ports::Health`]): `PING`, for `/readyz`.
 //!
 //! # Failure
@@ -27,7 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deedbolt_core::clock::UnixTime;
 use deedbolt_core::grace::GraceStore;
-use deedbolt_core::ports::{Health, StoreError};
+use deedbolt_core::ports::{Health, ReplayCache, StoreError};
 use deedbolt_core::ratelimit::{gcra, Outcome, RateLimit, RateLimitStore};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -219,6 +221,27 @@ impl GraceStore for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(store_error)
+    }
+}
+
+#[async_trait]
+impl ReplayCache for RedisStore {
+    /// `SET key 1 NX EXAT until`: set only when absent, so exactly one of any number of
+    /// concurrent first uses, on any instance, gets `OK`. Redis expires the key at `until`
+    /// by its own clock (instances and Redis are assumed to agree within seconds; the
+    /// callers' windows are minutes).
+    async fn first_use(&self, key: &str, until: UnixTime) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key("replay", key))
+            .arg(1)
+            .arg("NX")
+            .arg("EXAT")
+            .arg(until.0.max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(store_error)?;
+        Ok(set.is_some())
     }
 }
 

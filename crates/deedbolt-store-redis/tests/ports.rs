@@ -7,10 +7,12 @@
 use std::sync::Arc;
 
 use deedbolt_core::clock::UnixTime;
+use deedbolt_core::clock::{Clock, SystemClock};
 use deedbolt_core::grace::{GraceStore, MemoryGrace};
 use deedbolt_core::ids::TokenId;
-use deedbolt_core::ports::{CutoffKind, Health};
+use deedbolt_core::ports::{CutoffKind, Health, ReplayCache};
 use deedbolt_core::ratelimit::{MemoryRateLimits, Outcome, RateLimit, RateLimitStore};
+use deedbolt_core::replay::MemoryReplayCache;
 use deedbolt_core::revocation::{Cutoff, RevocationFeed, RevocationList, Revoked, StoreSyncOnly};
 use deedbolt_core::throttle::{LoginThrottle, LoginThrottleStore};
 use deedbolt_store_redis::RedisStore;
@@ -175,6 +177,50 @@ async fn two_connections_share_one_quota_and_prefixes_do_not() {
     assert_eq!(n, 3);
     // Another prefix (another deployment): its own quota.
     assert!(allowed(other.acquire("shared", limit, T0).await.unwrap()));
+}
+
+#[tokio::test]
+async fn a_single_use_value_is_accepted_once_by_any_number_of_concurrent_instances() {
+    let mut backends: Vec<(&str, Vec<Arc<dyn ReplayCache>>)> = vec![(
+        "memory",
+        vec![Arc::new(MemoryReplayCache::new(Arc::new(SystemClock)))],
+    )];
+    if let Some(a) = redis_store().await {
+        // A second connection under the same prefix: another instance.
+        let url = redis_url().expect("set");
+        let b = RedisStore::connect(&url, a.prefix().to_owned())
+            .await
+            .unwrap();
+        backends.push(("redis", vec![Arc::new(a), Arc::new(b)]));
+    }
+    let until = SystemClock.now().plus_secs(60);
+    for (name, instances) in backends {
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let cache = instances[i % instances.len()].clone();
+            tasks.push(tokio::spawn(async move {
+                cache.first_use("dpop:jkt:jti-1", until).await.unwrap()
+            }));
+        }
+        let mut firsts = 0;
+        for t in tasks {
+            firsts += usize::from(t.await.unwrap());
+        }
+        assert_eq!(firsts, 1, "{name}: exactly one first use");
+        assert!(
+            instances[0]
+                .first_use("assertion:jkt:jti-1", until)
+                .await
+                .unwrap(),
+            "{name}: namespaces do not collide"
+        );
+        let past = SystemClock.now().plus_secs(-1);
+        assert!(instances[0].first_use("dpop:old", past).await.unwrap());
+        assert!(
+            instances[0].first_use("dpop:old", until).await.unwrap(),
+            "{name}: an expired use is forgotten"
+        );
+    }
 }
 
 #[tokio::test]

@@ -15,7 +15,8 @@ use crate::{corrupt, Columns};
 
 /// The columns [`client`] reads, in table order.
 pub const CLIENT_COLUMNS: &str = "id, name, secret_hash, grant_types, scopes, redirect_uris, \
-     public, introspection, properties, id_token_alg, created_at, updated_at";
+     public, introspection, properties, id_token_alg, metadata, registration_token_hash, \
+     created_at, updated_at";
 
 /// The columns [`user`] reads, in table order.
 pub const USER_COLUMNS: &str = "id, email, name, role, password_hash, created_at";
@@ -33,6 +34,13 @@ pub fn client(row: &impl Columns) -> Result<Client, StoreError> {
         None => None,
     };
     let grant_types = stored::parse_grant_types(&grants).map_err(|_| corrupt("grant_types"))?;
+    let metadata: String = row.get("metadata")?;
+    let registration_token_hash = row
+        .get::<Option<Vec<u8>>>("registration_token_hash")?
+        .map(|bytes| {
+            SecretHash::from_bytes(&bytes).ok_or_else(|| corrupt("registration_token_hash"))
+        })
+        .transpose()?;
     Ok(Client {
         id: ClientId::parse(&id).map_err(|_| corrupt("client id"))?,
         name: ClientName::parse(&name).map_err(|_| corrupt("client name"))?,
@@ -51,9 +59,24 @@ pub fn client(row: &impl Columns) -> Result<Client, StoreError> {
             .get::<String>("id_token_alg")?
             .parse()
             .map_err(|_| corrupt("client id_token_alg"))?,
+        metadata: serde_json::from_str(&metadata).map_err(|_| corrupt("client metadata"))?,
+        registration_token_hash,
         created_at: UnixTime(row.get("created_at")?),
         updated_at: UnixTime(row.get("updated_at")?),
     })
+}
+
+/// A client's metadata as the JSON document its `metadata` column holds.
+pub fn client_metadata(client: &Client) -> Result<String, StoreError> {
+    serde_json::to_string(&client.metadata).map_err(StoreError::backend)
+}
+
+/// A client's stored registration-token hash, if it has one.
+pub fn client_registration_token(client: &Client) -> Option<Vec<u8>> {
+    client
+        .registration_token_hash
+        .as_ref()
+        .map(|h| h.as_bytes().to_vec())
 }
 
 /// A `users` row.

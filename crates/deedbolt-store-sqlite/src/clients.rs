@@ -22,8 +22,8 @@ impl ClientStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, id_token_alg, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO clients (id, name, secret_hash, grant_types, scopes, redirect_uris, public, introspection, properties, id_token_alg, metadata, registration_token_hash, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(client.id.as_str())
         .bind(client.name.as_str())
@@ -35,6 +35,8 @@ impl ClientStore for SqliteStore {
         .bind(i64::from(client.allow_introspection))
         .bind(stored::properties(client.properties.as_deref()))
         .bind(client.id_token_alg.as_str())
+        .bind(rows::client_metadata(client)?)
+        .bind(rows::client_registration_token(client))
         .bind(client.created_at.0)
         .bind(client.updated_at.0)
         .execute(&self.pool)
@@ -80,6 +82,32 @@ impl ClientStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE clients SET name = ?, secret_hash = ?, grant_types = ?, scopes = ?, \
+             redirect_uris = ?, public = ?, introspection = ?, properties = ?, id_token_alg = ?, \
+             metadata = ?, registration_token_hash = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(client.name.as_str())
+        .bind(client.secret_hash.as_ref().map(|h| h.as_bytes().to_vec()))
+        .bind(stored::grant_types(&client.grant_types))
+        .bind(client.scopes.to_string())
+        .bind(stored::redirect_uris(&client.redirect_uris))
+        .bind(i64::from(client.kind.is_public()))
+        .bind(i64::from(client.allow_introspection))
+        .bind(stored::properties(client.properties.as_deref()))
+        .bind(client.id_token_alg.as_str())
+        .bind(rows::client_metadata(client)?)
+        .bind(rows::client_registration_token(client))
+        .bind(client.updated_at.0)
+        .bind(client.id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -21,6 +21,8 @@ fn client(name: &str) -> Client {
         allow_introspection: false,
         properties: None,
         id_token_alg: deedbolt_core::jose::SigningAlg::RS256,
+        metadata: Default::default(),
+        registration_token_hash: None,
         created_at: UnixTime(10),
         updated_at: UnixTime(10),
     }

@@ -527,6 +527,8 @@ pub(crate) async fn register_client(
         allow_introspection,
         properties,
         id_token_alg: new.id_token_alg,
+        metadata: new.metadata,
+        registration_token_hash: None,
         created_at: now,
         updated_at: now,
     };

@@ -340,6 +340,8 @@ async fn insert_client(
         allow_introspection: false,
         properties: None,
         id_token_alg: new.id_token_alg,
+        metadata: new.metadata,
+        registration_token_hash: None,
         created_at: now,
         updated_at: now,
     };

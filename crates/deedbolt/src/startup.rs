@@ -14,8 +14,10 @@ use deedbolt_core::grant::TokenPolicy;
 use deedbolt_core::ids::KeyId;
 use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::keyring::KeyVault;
+use deedbolt_core::ports::ReplayCache;
 use deedbolt_core::ports::{AllHealthy, FlowStore, Health};
 use deedbolt_core::ratelimit::{MemoryRateLimits, RateLimitStore};
+use deedbolt_core::replay::MemoryReplayCache;
 use deedbolt_core::revocation::{RevocationFeed, RevocationList, StoreSyncOnly};
 use deedbolt_core::seal::MasterKey;
 use deedbolt_core::secret::SecretHasher;
@@ -277,6 +279,10 @@ impl Application {
             Some(redis) => Arc::new(redis.clone()),
             None => Arc::new(MemoryGrace::default()),
         };
+        let replay: Arc<dyn ReplayCache> = match &shared {
+            Some(redis) => Arc::new(redis.clone()),
+            None => Arc::new(MemoryReplayCache::new(clock.clone())),
+        };
         let health: Arc<dyn Health> = match &shared {
             Some(redis) => Arc::new(AllHealthy(vec![store_arc.clone(), Arc::new(redis.clone())])),
             None => store_arc.clone(),
@@ -367,6 +373,7 @@ impl Application {
             revocation_feed,
             login_throttle,
             grace,
+            replay,
             limits: settings.limits,
             limiter,
             trusted_proxies: settings.trusted_proxies.clone(),

@@ -1212,3 +1212,43 @@ pub fn redis_url() -> Option<String> {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Node.js relying parties (tests/openid-client/*.mjs)
+// ---------------------------------------------------------------------------------------
+
+/// The folder of the Node.js relying-party scripts (openid-client, pinned in package.json).
+pub fn openid_client_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openid-client")
+}
+
+/// Installs openid-client once (`scripts/test` installs it before the suite; this covers a
+/// bare `cargo test`); `false` (after a warning) when Node.js or npm is missing, so the
+/// test is skipped, except under CI, where it fails. Tests running in parallel wait for
+/// one install instead of racing npm against itself in one folder.
+pub fn openid_client_installed() -> bool {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = openid_client_dir();
+    if dir.join("node_modules/openid-client/package.json").exists() {
+        return true;
+    }
+    let npm = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .output();
+    match npm {
+        Ok(out) if out.status.success() => true,
+        other => {
+            let why = match &other {
+                Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+                Err(e) => e.to_string(),
+            };
+            if std::env::var_os("CI").is_some() {
+                panic!("npm ci of openid-client failed, but CI is set: this test must run\n{why}")
+            }
+            eprintln!("SKIPPED: cannot npm ci openid-client: {why}");
+            false
+        }
+    }
+}

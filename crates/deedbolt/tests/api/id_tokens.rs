@@ -4,12 +4,14 @@
 //! panva's openid-client 5 (npm), on its defaults, completes the code flow.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use serde_json::Value;
 
-use crate::helpers::{jwt_part, pkce_pair, query_params, random_b64url, spawn_app, Jar, TestApp};
+use crate::helpers::{
+    jwt_part, openid_client_dir, openid_client_installed, pkce_pair, query_params, random_b64url,
+    spawn_app, Jar, TestApp,
+};
 
 const EMAIL: &str = "ida.tenant@example.com";
 const PASSWORD: &str = "plum-Orchard-Lantern-77-quietly";
@@ -203,33 +205,6 @@ async fn client_create_refuses_an_unknown_id_token_alg() {
 // ---------------------------------------------------------------------------------------
 // openid-client 5 (tests/openid-client/code-flow.mjs)
 // ---------------------------------------------------------------------------------------
-
-fn openid_client_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openid-client")
-}
-
-/// Installs openid-client (pinned in package.json) once; `false` (after a warning) when
-/// Node.js or npm is missing, so the test is skipped, except under CI, where it fails.
-fn openid_client_installed() -> bool {
-    let dir = openid_client_dir();
-    if dir.join("node_modules/openid-client/package.json").exists() {
-        return true;
-    }
-    let npm = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--silent"])
-        .current_dir(&dir)
-        .status();
-    match npm {
-        Ok(status) if status.success() => true,
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("npm install of openid-client failed, but CI is set: this test must run")
-        }
-        other => {
-            eprintln!("SKIPPED: cannot npm install openid-client ({other:?})");
-            false
-        }
-    }
-}
 
 /// The Node.js relying party, one JSON line per step.
 struct RelyingParty {
