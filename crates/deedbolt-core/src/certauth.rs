@@ -91,7 +91,10 @@ impl PkiRule {
             m.tls_client_auth_san_ip.as_deref(),
             m.tls_client_auth_san_email.as_deref(),
         ];
-        let mut present = set.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i, v)));
+        let mut present = set
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| (i, v)));
         let (Some((which, value)), None) = (present.next(), present.next()) else {
             return Err(CertRuleError::NotExactlyOne);
         };
@@ -179,7 +182,9 @@ pub fn authenticate(
         return Ok(ByCertificate::NotACertificateClient(Some(client)));
     }
     if evidence.is_some_and(|e| certificate_fits(&client, method, e)) {
-        Ok(ByCertificate::Authenticated(ClientAuthenticated::by_certificate(client)))
+        Ok(ByCertificate::Authenticated(
+            ClientAuthenticated::by_certificate(client),
+        ))
     } else {
         Err(OAuthError::client_authentication_failed())
     }

@@ -36,6 +36,6 @@ pub mod mtls;
 mod verify;
 
 pub use keys::{BadJwk, KeyResolver, StaticKeys, VerifyingKey};
-pub use mtls::{certificate_binding_holds, x5t_s256, CertificateTrust, ClientCertificate};
 pub use layer::{Authorized, Guard, GuardService, RequireScopes, MAX_FORM_BYTES};
+pub use mtls::{certificate_binding_holds, x5t_s256, CertificateTrust, ClientCertificate};
 pub use verify::{parse_bearer, BearerError, RevocationCheck, TokenRejection, Verifier};

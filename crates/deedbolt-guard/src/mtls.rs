@@ -107,17 +107,18 @@ pub fn x5t_s256(der: &[u8]) -> String {
 /// Whether a token confirmed to the certificate thumbprint `bound` (its `cnf.x5t#S256`,
 /// if any) may be used on a request that carries `presented`. A token without a
 /// certificate confirmation is not bound and passes. The comparison is constant-time.
-pub fn certificate_binding_holds(bound: Option<&str>, presented: Option<&ClientCertificate>) -> bool {
+pub fn certificate_binding_holds(
+    bound: Option<&str>,
+    presented: Option<&ClientCertificate>,
+) -> bool {
     match (bound, presented) {
         (None, _) => true,
         (Some(_), None) => false,
-        (Some(bound), Some(cert)) => {
-            aws_lc_rs::constant_time::verify_slices_are_equal(
-                bound.as_bytes(),
-                cert.x5t_s256().as_bytes(),
-            )
-            .is_ok()
-        }
+        (Some(bound), Some(cert)) => aws_lc_rs::constant_time::verify_slices_are_equal(
+            bound.as_bytes(),
+            cert.x5t_s256().as_bytes(),
+        )
+        .is_ok(),
     }
 }
 

@@ -54,10 +54,8 @@ pub fn router(state: AppState) -> Router {
     let openid = guard.require(ScopeSet::empty().with(Scope::Openid));
     // What a browser app calls itself, with CORS for the configured origins (see
     // crate::web::cors); nothing else gets CORS headers.
-    let mut metadata = metadata::routes(
-        &state.services.policy.issuer,
-        state.services.mtls.as_ref(),
-    );
+    let mut metadata =
+        metadata::routes(&state.services.policy.issuer, state.services.mtls.as_ref());
     if let Some(cors) = state.services.cors.metadata_layer() {
         metadata = metadata.layer(cors);
     }

@@ -282,6 +282,9 @@ pub enum ClientCommand {
         /// ES256, RS256 or EdDSA [default: RS256, as OpenID Connect defines it].
         #[arg(long, value_parser = one_of::<SigningAlg>(SigningAlg::ALL.map(SigningAlg::as_str)))]
         id_token_alg: Option<SigningAlg>,
+        /// How it authenticates beyond a secret (mutual TLS).
+        #[command(flatten)]
+        auth: crate::client_auth_args::ClientAuthArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -459,19 +462,28 @@ pub(crate) fn vault(store: &Store, data_dir: &std::path::Path) -> anyhow::Result
 }
 
 fn client_json(c: &Client) -> serde_json::Value {
-    json!({
+    let mut v = json!({
         "client_id": c.id,
         "name": c.name,
         "grant_types": c.grant_types,
         "scope": c.scopes,
         "redirect_uris": c.redirect_uris,
-        "token_endpoint_auth_method": if c.kind.is_public() { "none" } else { "client_secret_basic" },
+        "token_endpoint_auth_method": c.auth_method(),
         "allow_introspection": c.allow_introspection,
         "properties": c.properties,
         "id_token_signed_response_alg": c.id_token_alg,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
-    })
+    });
+    // The registration metadata (RFC 7591 names), next to the fields above.
+    if let (Some(obj), Ok(serde_json::Value::Object(meta))) =
+        (v.as_object_mut(), serde_json::to_value(&c.metadata))
+    {
+        for (key, value) in meta {
+            obj.entry(key).or_insert(value);
+        }
+    }
+    v
 }
 
 fn print_client(c: &Client) {
@@ -509,7 +521,9 @@ pub(crate) async fn register_client(
     properties: Option<Vec<i64>>,
 ) -> anyhow::Result<(Client, Option<ClientSecret>)> {
     let now = SystemClock.now();
-    let secret = if new.kind.is_public() {
+    // Only the secret methods get a secret (a certificate client proves itself by its key).
+    let method = new.metadata.token_endpoint_auth_method;
+    let secret = if new.kind.is_public() || method.is_some_and(|m| !m.uses_secret()) {
         None
     } else {
         let hasher = SecretHasher::new(&vault(store, data_dir)?.pepper().await?);
@@ -561,6 +575,7 @@ async fn client_command(
             allow_introspection,
             properties,
             id_token_alg,
+            auth,
             json,
         } => {
             let redirect_uris = redirect_uris
@@ -584,7 +599,8 @@ async fn client_command(
                 redirect_uris,
                 kind,
             )?
-            .with_id_token_alg(id_token_alg.unwrap_or(DEFAULT_ID_TOKEN_ALG));
+            .with_id_token_alg(id_token_alg.unwrap_or(DEFAULT_ID_TOKEN_ALG))
+            .with_metadata(auth.metadata(public)?)?;
             let properties = if properties.is_empty() {
                 None
             } else {

@@ -487,10 +487,7 @@ pub struct MtlsSettings {
 /// The TLS settings from their flags: a certificate needs its key and the reverse; the mTLS
 /// listener needs both, its own address, and an explicit base URL when it listens on a
 /// wildcard address (like the issuer).
-fn tls_settings(
-    o: &mut ServeOverrides,
-    listen: SocketAddr,
-) -> anyhow::Result<Option<TlsSettings>> {
+fn tls_settings(o: &mut ServeOverrides, listen: SocketAddr) -> anyhow::Result<Option<TlsSettings>> {
     let mtls = match o.mtls_listen.take() {
         Some(text) => {
             let at: SocketAddr = text.parse().with_context(|| {

@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod bff_check;
 pub mod cli;
+pub mod client_auth_args;
 pub mod config;
 pub mod demo;
 pub mod startup;

@@ -361,9 +361,8 @@ impl Application {
             bff,
             metrics_token: settings.metrics_token.clone(),
             cors: settings.cors.clone(),
-            mtls: mtls_base_url.map(|base_url| deedbolt_http::oauth::mtls::MtlsEndpoints {
-                base_url,
-            }),
+            mtls: mtls_base_url
+                .map(|base_url| deedbolt_http::oauth::mtls::MtlsEndpoints { base_url }),
             clients: clients.clone(),
             crm: store_arc.clone(),
             users: store_arc.clone(),
@@ -512,10 +511,7 @@ impl Application {
             tokio::spawn(async move { tls.serve(listener, app, stop).await })
         });
         let served = match &self.tls {
-            Some(tls) => {
-                tls.serve(self.listener, app, stopped(stop_rx))
-                    .await
-            }
+            Some(tls) => tls.serve(self.listener, app, stopped(stop_rx)).await,
             None => axum::serve(
                 self.listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -21,11 +21,11 @@ use deedbolt_core::secret::ClientSecret;
 
 use crate::error::ApiError;
 use crate::oauth::client_auth_tls;
-use deedbolt_core::certauth::ByCertificate;
-use deedbolt_guard::ClientCertificate;
 use crate::state::AppState;
 use crate::web::client_ip::client_ip;
 use crate::web::form::FormParams;
+use deedbolt_core::certauth::ByCertificate;
+use deedbolt_guard::ClientCertificate;
 
 /// How the client authenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,14 +5,14 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::Extension;
-use deedbolt_guard::ClientCertificate;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use deedbolt_core::client::IntrospectedToken;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::grant::TokenClient;
 use deedbolt_core::refresh::{RefreshToken, TokenState, REFRESH_TOKEN_PREFIX};
+use deedbolt_guard::ClientCertificate;
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -42,7 +42,8 @@ pub async fn introspect_endpoint(
         tls.as_ref().map(|Extension(c)| c),
         &mut params,
         "introspect",
-    ).await?;
+    )
+    .await?;
     // A public client proves nothing by presenting its id (RFC 7662 §2.1: the endpoint
     // requires authorization).
     let TokenClient::Confidential(auth) = auth else {
@@ -111,9 +112,7 @@ pub async fn introspect_endpoint(
     {
         return inactive();
     }
-    Ok(no_store_json(
-        StatusCode::OK,
-        json!({
+    let mut body = json!({
             "active": true,
             "token_type": "Bearer",
             "scope": claims.scope,
@@ -124,6 +123,11 @@ pub async fn introspect_endpoint(
             "exp": claims.exp,
             "iat": claims.iat,
             "jti": claims.jti,
-        }),
-    ))
+    });
+    // The token's confirmation (RFC 8705 §3.2: `x5t#S256` of a certificate-bound token),
+    // so a resource server that introspects can check the binding.
+    if let Some(cnf) = &claims.cnf {
+        body["cnf"] = json!(cnf);
+    }
+    Ok(no_store_json(StatusCode::OK, body))
 }

@@ -80,7 +80,11 @@ mod tests {
         );
         assert_eq!(
             doc["token_endpoint_auth_methods_supported"],
-            json!(["client_secret_basic", "tls_client_auth", "self_signed_tls_client_auth"])
+            json!([
+                "client_secret_basic",
+                "tls_client_auth",
+                "self_signed_tls_client_auth"
+            ])
         );
         assert_eq!(doc["tls_client_certificate_bound_access_tokens"], true);
     }

@@ -6,12 +6,12 @@ use axum::body::Body;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::Extension;
-use deedbolt_guard::ClientCertificate;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::refresh::{RefreshToken, REFRESH_TOKEN_PREFIX};
+use deedbolt_guard::ClientCertificate;
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -40,7 +40,8 @@ pub async fn revoke_endpoint(
         tls.as_ref().map(|Extension(c)| c),
         &mut params,
         "revoke",
-    ).await?;
+    )
+    .await?;
     let token = params
         .take("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;

@@ -13,8 +13,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::Value;
@@ -50,7 +50,9 @@ impl Ca {
     fn server(&self) -> Identity {
         let mut params = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
             .expect("server params");
-        params.distinguished_name.push(DnType::CommonName, "deedbolt test server");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "deedbolt test server");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().expect("server key");
         let cert = params.signed_by(&key, &self.issuer).expect("server cert");
@@ -68,7 +70,11 @@ impl Ca {
 
 fn client_params(cn: &str, org: &str, sans: Vec<SanType>) -> CertificateParams {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
-    params.distinguished_name.push(DnType::OrganizationName, org);
+    // rcgen starts with a CN of its own; the subject is exactly O then CN (ASN.1 order).
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, org);
     params.distinguished_name.push(DnType::CommonName, cn);
     params.subject_alt_names = sans;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -214,7 +220,11 @@ impl TlsClient {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
             .expect("request");
-        let res = self.client.request(req).await.map_err(|e| format!("{e:?}"))?;
+        let res = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
         let status = res.status();
         let headers = res.headers().clone();
         let body = res
@@ -261,7 +271,10 @@ async fn the_main_listener_serves_https_and_the_issuer_is_https() {
     assert!(app.base.starts_with("https://127.0.0.1:"));
     let client = pki.client(None);
     let res = client
-        .get(&format!("{}/.well-known/oauth-authorization-server", app.base), None)
+        .get(
+            &format!("{}/.well-known/oauth-authorization-server", app.base),
+            None,
+        )
         .await
         .expect("HTTPS works");
     assert_eq!(res.status, StatusCode::OK);
@@ -269,7 +282,9 @@ async fn the_main_listener_serves_https_and_the_issuer_is_https() {
     assert_eq!(doc["issuer"], app.base);
     // No mTLS listener: nothing about it in discovery.
     assert!(doc.get("mtls_endpoint_aliases").is_none());
-    assert!(doc.get("tls_client_certificate_bound_access_tokens").is_none());
+    assert!(doc
+        .get("tls_client_certificate_bound_access_tokens")
+        .is_none());
     // HSTS on an https issuer.
     assert!(res.headers.contains_key("strict-transport-security"));
     // Plain HTTP on the TLS port gets no HTTP answer.
@@ -303,18 +318,28 @@ async fn discovery_advertises_the_mtls_aliases_and_methods() {
         let aliases = &doc["mtls_endpoint_aliases"];
         assert_eq!(aliases["token_endpoint"], format!("{mtls}/token"));
         assert_eq!(aliases["revocation_endpoint"], format!("{mtls}/revoke"));
-        assert_eq!(aliases["introspection_endpoint"], format!("{mtls}/introspect"));
+        assert_eq!(
+            aliases["introspection_endpoint"],
+            format!("{mtls}/introspect")
+        );
         assert_eq!(aliases["userinfo_endpoint"], format!("{mtls}/userinfo"));
         let methods = doc["token_endpoint_auth_methods_supported"]
             .as_array()
             .expect("methods");
-        for m in ["tls_client_auth", "self_signed_tls_client_auth", "client_secret_basic"] {
+        for m in [
+            "tls_client_auth",
+            "self_signed_tls_client_auth",
+            "client_secret_basic",
+        ] {
             assert!(methods.iter().any(|v| v == m), "{m} in {methods:?}");
         }
     }
     // The mTLS listener serves the same application, also without a client certificate.
     let res = client
-        .get(&format!("{mtls}/.well-known/oauth-authorization-server"), None)
+        .get(
+            &format!("{mtls}/.well-known/oauth-authorization-server"),
+            None,
+        )
         .await
         .expect("mTLS listener without a certificate");
     assert_eq!(res.status, StatusCode::OK);
@@ -328,7 +353,9 @@ async fn the_mtls_listener_accepts_ca_issued_and_self_signed_certificates_only()
     let app = spawn_app_with(pki.options(true)).await;
     let mtls = mtls_base(&app).to_owned();
     let url = format!("{mtls}/healthz");
-    let good = pki.client_ca.client("valuation-bot", "Acme Valuations", Vec::new());
+    let good = pki
+        .client_ca
+        .client("valuation-bot", "Acme Valuations", Vec::new());
     let res = pki.client(Some(&good)).get(&url, None).await;
     assert_eq!(res.expect("CA-issued certificate").status, StatusCode::OK);
     let own = self_signed("self-signed-bot");
@@ -338,6 +365,368 @@ async fn the_mtls_listener_accepts_ca_issued_and_self_signed_certificates_only()
     let rogue_ca = Ca::new("rogue CA");
     let rogue = rogue_ca.client("valuation-bot", "Acme Valuations", Vec::new());
     let res = pki.client(Some(&rogue)).get(&url, None).await;
-    assert!(res.is_err(), "a certificate from another CA must be refused");
+    assert!(
+        res.is_err(),
+        "a certificate from another CA must be refused"
+    );
+    app.stop().await;
+}
+
+/// Registers a client-credentials client through the CLI with extra `client create` flags.
+fn create_cert_client(app: &TestApp, flags: &[&str]) -> Value {
+    let mut args = vec![
+        "client",
+        "create",
+        "--name",
+        "cert-client",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "property:read",
+        "--json",
+    ];
+    args.extend_from_slice(flags);
+    app.cli_json(&args)
+}
+
+fn client_id(v: &Value) -> String {
+    v["client_id"].as_str().expect("client_id").to_owned()
+}
+
+/// A client-credentials token request over `base` (the mTLS or the main listener).
+async fn token_request(client: &TlsClient, base: &str, id: &str) -> Result<Reply, String> {
+    client
+        .post_form(
+            &format!("{base}/token"),
+            &format!("grant_type=client_credentials&client_id={id}"),
+        )
+        .await
+}
+
+fn access_token(reply: &Reply) -> String {
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    reply.json()["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+fn assert_invalid_client(reply: &Reply) {
+    assert_eq!(
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.json()["error"], "invalid_client");
+}
+
+#[tokio::test]
+async fn tls_client_auth_authenticates_by_the_registered_subject_dn_and_binds_the_token() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.options(true)).await;
+    let mtls = mtls_base(&app).to_owned();
+    let registered = create_cert_client(
+        &app,
+        &[
+            "--auth-method",
+            "tls_client_auth",
+            "--tls-subject-dn",
+            "CN=valuation-bot, O=Acme Valuations",
+        ],
+    );
+    assert_eq!(registered["token_endpoint_auth_method"], "tls_client_auth");
+    assert!(
+        registered.get("client_secret").is_none(),
+        "no secret for a certificate client"
+    );
+    let id = client_id(&registered);
+    let cert = pki
+        .client_ca
+        .client("valuation-bot", "Acme Valuations", Vec::new());
+    let client = pki.client(Some(&cert));
+    let reply = token_request(&client, &mtls, &id).await.expect("token");
+    let token = access_token(&reply);
+    let claims = crate::helpers::jwt_part(&token, 1);
+    assert_eq!(claims["client_id"], id.as_str());
+    assert_eq!(claims["cnf"]["x5t#S256"], cert.thumbprint());
+
+    // Wrong subject: another name from the same CA.
+    let other = pki
+        .client_ca
+        .client("other-bot", "Acme Valuations", Vec::new());
+    let reply = token_request(&pki.client(Some(&other)), &mtls, &id)
+        .await
+        .expect("answer");
+    assert_invalid_client(&reply);
+    // The right subject, self-signed: anyone can make one, so it proves nothing here.
+    let forged = {
+        let params = client_params("valuation-bot", "Acme Valuations", Vec::new());
+        let key = KeyPair::generate().expect("key");
+        let c = params.self_signed(&key).expect("cert");
+        Identity::new(c.der().clone(), c.pem(), key)
+    };
+    let reply = token_request(&pki.client(Some(&forged)), &mtls, &id)
+        .await
+        .expect("answer");
+    assert_invalid_client(&reply);
+    // No certificate on the mTLS listener, and the main listener (which never asks).
+    let reply = token_request(&pki.client(None), &mtls, &id)
+        .await
+        .expect("answer");
+    assert_invalid_client(&reply);
+    let reply = token_request(&pki.client(Some(&cert)), &app.base, &id)
+        .await
+        .expect("answer");
+    assert_invalid_client(&reply);
+    // The right subject from another CA: refused in the handshake.
+    let rogue = Ca::new("rogue CA").client("valuation-bot", "Acme Valuations", Vec::new());
+    assert!(token_request(&pki.client(Some(&rogue)), &mtls, &id)
+        .await
+        .is_err());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tls_client_auth_can_match_one_san_instead() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.options(true)).await;
+    let mtls = mtls_base(&app).to_owned();
+    let dns = client_id(&create_cert_client(
+        &app,
+        &[
+            "--auth-method",
+            "tls_client_auth",
+            "--tls-san-dns",
+            "bot.acme.example",
+        ],
+    ));
+    let ip = client_id(&create_cert_client(
+        &app,
+        &[
+            "--auth-method",
+            "tls_client_auth",
+            "--tls-san-ip",
+            "10.1.2.3",
+        ],
+    ));
+    let cert = pki.client_ca.client(
+        "anything",
+        "Acme",
+        vec![
+            SanType::DnsName("BOT.acme.example".try_into().expect("dns")),
+            SanType::IpAddress("10.1.2.3".parse().expect("ip")),
+        ],
+    );
+    let client = pki.client(Some(&cert));
+    access_token(&token_request(&client, &mtls, &dns).await.expect("dns"));
+    access_token(&token_request(&client, &mtls, &ip).await.expect("ip"));
+    let plain = pki.client_ca.client("anything", "Acme", Vec::new());
+    let reply = token_request(&pki.client(Some(&plain)), &mtls, &dns)
+        .await
+        .expect("answer");
+    assert_invalid_client(&reply);
+    // Exactly one name must be registered.
+    let out = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "two-names",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "property:read",
+        "--auth-method",
+        "tls_client_auth",
+        "--tls-san-dns",
+        "a.example",
+        "--tls-subject-dn",
+        "CN=a",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exactly one"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn self_signed_tls_client_auth_accepts_only_the_registered_certificate() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.options(true)).await;
+    let mtls = mtls_base(&app).to_owned();
+    let own = self_signed("self-signed-bot");
+    let jwks = pki.write("bot-jwks.json", &own.jwks().to_string());
+    let id = client_id(&create_cert_client(
+        &app,
+        &[
+            "--auth-method",
+            "self_signed_tls_client_auth",
+            "--jwks-file",
+            jwks.to_str().expect("path"),
+        ],
+    ));
+    let reply = token_request(&pki.client(Some(&own)), &mtls, &id)
+        .await
+        .expect("token");
+    let token = access_token(&reply);
+    assert_eq!(
+        crate::helpers::jwt_part(&token, 1)["cnf"]["x5t#S256"],
+        own.thumbprint()
+    );
+    // Same subject, another key: another certificate.
+    let twin = self_signed("self-signed-bot");
+    let reply = token_request(&pki.client(Some(&twin)), &mtls, &id)
+        .await
+        .expect("answer");
+    assert_invalid_client(&reply);
+    // A CA-issued certificate is not the registered one either.
+    let ca_issued = pki
+        .client_ca
+        .client("self-signed-bot", "Self Signed Ltd", Vec::new());
+    let reply = token_request(&pki.client(Some(&ca_issued)), &mtls, &id)
+        .await
+        .expect("answer");
+    assert_invalid_client(&reply);
+    let reply = token_request(&pki.client(None), &mtls, &id)
+        .await
+        .expect("answer");
+    assert_invalid_client(&reply);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bound_token_works_only_with_its_certificate_at_the_api_and_userinfo() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.options(true)).await;
+    let mtls = mtls_base(&app).to_owned();
+    let id = client_id(&create_cert_client(
+        &app,
+        &[
+            "--auth-method",
+            "tls_client_auth",
+            "--tls-subject-dn",
+            "CN=bot,O=Acme",
+        ],
+    ));
+    let cert = pki.client_ca.client("bot", "Acme", Vec::new());
+    let with_cert = pki.client(Some(&cert));
+    let token = access_token(&token_request(&with_cert, &mtls, &id).await.expect("token"));
+    let api = format!("{mtls}/api/properties");
+    let res = with_cert.get(&api, Some(&token)).await.expect("API");
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&res.body)
+    );
+
+    let refused = |res: Reply| {
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(res.json()["error"], "invalid_token");
+        let challenge = res.headers["www-authenticate"].to_str().expect("ascii");
+        assert!(challenge.contains("invalid_token"), "{challenge}");
+    };
+    // Another certificate (same CA, even the same subject), none, or the main listener.
+    let other = pki.client_ca.client("bot", "Acme", Vec::new());
+    refused(
+        pki.client(Some(&other))
+            .get(&api, Some(&token))
+            .await
+            .expect("API"),
+    );
+    refused(pki.client(None).get(&api, Some(&token)).await.expect("API"));
+    refused(
+        pki.client(None)
+            .get(&format!("{}/api/properties", app.base), Some(&token))
+            .await
+            .expect("API"),
+    );
+    // /userinfo checks the binding before the scope: without the certificate the token is
+    // invalid; with it, it merely lacks `openid`.
+    let userinfo = format!("{mtls}/userinfo");
+    refused(
+        pki.client(None)
+            .get(&userinfo, Some(&token))
+            .await
+            .expect("userinfo"),
+    );
+    let res = with_cert
+        .get(&userinfo, Some(&token))
+        .await
+        .expect("userinfo");
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+
+    // Introspection (by the client itself, authenticated by its certificate) shows cnf.
+    let res = with_cert
+        .post_form(
+            &format!("{mtls}/introspect"),
+            &format!("client_id={id}&token={token}"),
+        )
+        .await
+        .expect("introspect");
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&res.body)
+    );
+    let body = res.json();
+    assert_eq!(body["active"], true);
+    assert_eq!(body["cnf"]["x5t#S256"], cert.thumbprint());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_registered_for_bound_tokens_must_present_a_certificate() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.options(true)).await;
+    let mtls = mtls_base(&app).to_owned();
+    // A secret client whose tokens must be certificate-bound.
+    let registered = create_cert_client(&app, &["--tls-bound-tokens"]);
+    assert_eq!(
+        registered["tls_client_certificate_bound_access_tokens"],
+        true
+    );
+    let id = client_id(&registered);
+    let secret = registered["client_secret"].as_str().expect("secret");
+    let form = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
+    let res = pki
+        .client(None)
+        .post_form(&format!("{}/token", app.base), &form)
+        .await
+        .expect("answer");
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.json()["error"], "invalid_request");
+    // With a certificate on the mTLS listener (authenticated by its secret; the
+    // certificate only binds): a bound token.
+    let cert = self_signed("any");
+    let res = pki
+        .client(Some(&cert))
+        .post_form(&format!("{mtls}/token"), &form)
+        .await
+        .expect("token");
+    let token = access_token(&res);
+    assert_eq!(
+        crate::helpers::jwt_part(&token, 1)["cnf"]["x5t#S256"],
+        cert.thumbprint()
+    );
+    // An ordinary secret client over the main listener still gets a bearer token.
+    let plain = create_cert_client(&app, &[]);
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        client_id(&plain),
+        plain["client_secret"].as_str().expect("secret")
+    );
+    let res = pki
+        .client(None)
+        .post_form(&format!("{}/token", app.base), &form)
+        .await
+        .expect("token");
+    let token = access_token(&res);
+    assert!(crate::helpers::jwt_part(&token, 1).get("cnf").is_none());
     app.stop().await;
 }

@@ -11,11 +11,13 @@ use deedbolt_core::token::ACCESS_TOKEN_TYP;
 
 use super::{token_response, TokenAudit};
 use crate::error::ApiError;
-use deedbolt_guard::ClientCertificate;
 use crate::oauth::client_auth::authenticate;
+use crate::oauth::client_auth_tls;
 use crate::state::AppState;
 use crate::web::form::FormParams;
 use crate::web::rate_limit::Policy;
+use deedbolt_core::token::Confirmation;
+use deedbolt_guard::ClientCertificate;
 
 pub(super) async fn client_credentials(
     state: &AppState,
@@ -29,6 +31,7 @@ pub(super) async fn client_credentials(
     // `client_credentials_scope` refuses it.
     let auth = authenticate(state, headers, tls, params).await?;
     audit.client_id = Some(auth.client().id.to_string());
+    let bound = client_auth_tls::certificate_binding(auth.client(), tls)?;
     // An authenticated request: scopes beyond the registration may alert. (No `scope`
     // means the registered scopes; the first use of privileged ones is judged on issuance.)
     let requested = match params.get("scope") {
@@ -63,10 +66,11 @@ pub(super) async fn client_credentials(
         .into());
     };
     let scope = grant::client_credentials_scope(&auth, params.get("scope"))?;
-    let claims = services
+    let mut claims = services
         .policy
         .client_credentials_claims(&auth, scope, services.clock.now())
         .map_err(ApiError::internal)?;
+    claims.cnf = bound.map(Confirmation::certificate);
     let jwt = services
         .keys
         .current()

@@ -15,12 +15,14 @@ use deedbolt_core::token::ACCESS_TOKEN_TYP;
 
 use super::{refresh, token_response, TokenAudit};
 use crate::error::ApiError;
-use deedbolt_guard::ClientCertificate;
 use crate::oauth::client_auth::authenticate;
+use crate::oauth::client_auth_tls;
 use crate::oauth::revocation::{announce, revoke};
 use crate::state::AppState;
 use crate::web::form::FormParams;
 use crate::web::rate_limit::Policy;
+use deedbolt_core::token::Confirmation;
+use deedbolt_guard::ClientCertificate;
 
 /// A code redeemed a second time by its own client, with the right verifier (RFC 6749
 /// §4.1.2): revokes the access token issued from the first redemption and the refresh
@@ -61,6 +63,9 @@ pub(super) async fn authorization_code(
     let services = &state.services;
     let auth = authenticate(state, headers, tls, params).await?;
     audit.client_id = Some(auth.client().id.to_string());
+    // Before the code is spent: a client whose tokens must be certificate-bound and that
+    // presented no certificate keeps its code.
+    let bound = client_auth_tls::certificate_binding(auth.client(), tls)?;
     // A public client proves nothing by presenting its id: it is limited per client and IP
     // before any work. A confidential client is limited per client and user, below.
     let public_allowance = if auth.kind() == ClientKind::Public {
@@ -138,9 +143,10 @@ pub(super) async fn authorization_code(
         return Err(OAuthError::InvalidGrant(Cow::Borrowed("the user no longer exists")).into());
     }
     let policy = &services.policy;
-    let claims = policy
+    let mut claims = policy
         .code_claims(&auth, &grant, pkce, now)
         .map_err(ApiError::internal)?;
+    claims.cnf = bound.map(Confirmation::certificate);
     let key = services.keys.current();
     let access = key
         .sign_jwt(ACCESS_TOKEN_TYP, &claims)

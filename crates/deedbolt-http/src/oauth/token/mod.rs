@@ -14,16 +14,16 @@ use axum::body::Body;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::Extension;
-use deedbolt_guard::ClientCertificate;
 use axum::http::header::USER_AGENT;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use deedbolt_core::audit::{AuditKind, AuditRecord};
 use deedbolt_core::client::ClientKind;
 use deedbolt_core::client::GrantType;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::grant::{TokenClient, TokenResponse};
+use deedbolt_guard::ClientCertificate;
 
 use crate::error::ApiError;
 use crate::oauth::client_auth;

@@ -22,12 +22,14 @@ use deedbolt_core::token::{AccessTokenClaims, ACCESS_TOKEN_TYP};
 use super::grace::CachedPair;
 use super::{token_response, TokenAudit};
 use crate::error::ApiError;
-use deedbolt_guard::ClientCertificate;
 use crate::oauth::client_auth::authenticate;
+use crate::oauth::client_auth_tls;
 use crate::oauth::revocation::{announce, revoke};
 use crate::state::AppState;
 use crate::web::form::FormParams;
 use crate::web::rate_limit::Policy;
+use deedbolt_core::token::Confirmation;
+use deedbolt_guard::ClientCertificate;
 
 fn invalid_grant(d: &'static str) -> ApiError {
     OAuthError::InvalidGrant(Cow::Borrowed(d)).into()
@@ -39,14 +41,16 @@ async fn family_access_token(
     client: &TokenClient,
     record: &RefreshRecord,
     scope: ScopeSet,
+    cnf: Option<Confirmation>,
     now: UnixTime,
 ) -> Result<String, ApiError> {
     let s = &state.services;
     let family_id = record.family_id.as_str();
-    let claims = s
+    let mut claims = s
         .policy
         .refresh_claims(client, record, scope, now)
         .map_err(ApiError::internal)?;
+    claims.cnf = cnf;
     let jwt = s
         .keys
         .current()
@@ -127,6 +131,7 @@ pub(crate) async fn refresh_token_grant(
     let s = &state.services;
     let auth = authenticate(state, headers, tls, params).await?;
     audit.client_id = Some(auth.client().id.to_string());
+    let bound = client_auth_tls::certificate_binding(auth.client(), tls)?;
     if !auth.client().allows_grant(GrantType::RefreshToken) {
         return Err(OAuthError::UnauthorizedClient(Cow::Borrowed(
             "this client is not registered for the refresh_token grant",
@@ -211,7 +216,15 @@ pub(crate) async fn refresh_token_grant(
                 // Another request rotated it between our read and our update.
                 return concurrent_use(state, &presented, &record.family_id, now).await;
             }
-            let access = family_access_token(state, &auth, &record, scope, now).await?;
+            let access = family_access_token(
+                state,
+                &auth,
+                &record,
+                scope,
+                bound.map(Confirmation::certificate),
+                now,
+            )
+            .await?;
             let pair = CachedPair {
                 access,
                 refresh: new.expose().to_owned(),
