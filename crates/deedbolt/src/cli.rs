@@ -284,7 +284,7 @@ pub enum ClientCommand {
         id_token_alg: Option<SigningAlg>,
         /// How it authenticates beyond a secret (mutual TLS).
         #[command(flatten)]
-        auth: crate::client_auth_args::ClientAuthArgs,
+        auth: Box<crate::client_auth_args::ClientAuthArgs>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
