@@ -730,3 +730,73 @@ async fn a_client_registered_for_bound_tokens_must_present_a_certificate() {
     assert!(crate::helpers::jwt_part(&token, 1).get("cnf").is_none());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn openid_client_authenticates_with_tls_client_auth_and_uses_the_bound_token() {
+    if !crate::helpers::openid_client_installed() {
+        return;
+    }
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.options(true)).await;
+    let mtls = mtls_base(&app).to_owned();
+    let id = client_id(&create_cert_client(
+        &app,
+        &[
+            "--auth-method",
+            "tls_client_auth",
+            "--tls-san-uri",
+            "urn:acme:valuation-bot",
+        ],
+    ));
+    let cert = pki.client_ca.client(
+        "valuation-bot",
+        "Acme",
+        vec![SanType::URI(
+            "urn:acme:valuation-bot".try_into().expect("uri"),
+        )],
+    );
+    let ca_file = pki.write("node-ca.pem", &pki.server_ca.pem());
+    let cert_file = pki.write("node-client.pem", &cert.pem);
+    let key_file = pki.write("node-client.key", &cert.key.serialize_pem());
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg("mtls.mjs")
+        .current_dir(crate::helpers::openid_client_dir())
+        .env("ISSUER", &app.base)
+        .env("CLIENT_ID", &id)
+        .env("CA_FILE", &ca_file)
+        .env("CERT_FILE", &cert_file)
+        .env("KEY_FILE", &key_file)
+        .env("API_URL", format!("{mtls}/api/properties"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // Node runs while this runtime keeps serving the server: wait on a blocking thread.
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("start node");
+        let limit = std::time::Duration::from_secs(60);
+        if crate::helpers::wait_child(&mut child, limit).is_none() {
+            let _ = child.kill();
+        }
+        child.wait_with_output().expect("node output")
+    })
+    .await
+    .expect("node thread");
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+        panic!(
+            "node printed {line:?} ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(v.get("error").is_none(), "openid-client failed: {v}");
+    let token = v["access_token"].as_str().expect("access_token");
+    assert_eq!(
+        crate::helpers::jwt_part(token, 1)["cnf"]["x5t#S256"],
+        cert.thumbprint()
+    );
+    assert_eq!(v["api_status"], 200);
+    assert!(v["api_body"]["items"].is_array());
+    assert_eq!(v["introspection"]["active"], true);
+    assert_eq!(v["introspection"]["cnf"]["x5t#S256"], cert.thumbprint());
+    app.stop().await;
+}
