@@ -1412,6 +1412,62 @@ mod tests {
     }
 
     #[test]
+    fn tls_rules() {
+        let resolve =
+            |o: ServeOverrides| ServeSettings::resolve(common(), o, &FileConfig::default());
+        let err = |o: ServeOverrides| format!("{:#}", resolve(o).unwrap_err());
+        assert!(resolve(ServeOverrides::default()).unwrap().tls.is_none());
+        let cert = || Some(PathBuf::from("/tls/cert.pem"));
+        let key = || Some(PathBuf::from("/tls/key.pem"));
+        assert!(err(ServeOverrides {
+            tls_cert: cert(),
+            ..Default::default()
+        })
+        .contains("go together"));
+        assert!(err(ServeOverrides {
+            mtls_listen: Some("127.0.0.1:8443".into()),
+            ..Default::default()
+        })
+        .contains("--tls-cert"));
+        assert!(err(ServeOverrides {
+            mtls_client_ca: Some("/tls/ca.pem".into()),
+            ..Default::default()
+        })
+        .contains("need --mtls-listen"));
+        let mtls = |listen: &str, base: Option<&str>| ServeOverrides {
+            tls_cert: cert(),
+            tls_key: key(),
+            mtls_listen: Some(listen.into()),
+            mtls_base_url: base.map(str::to_owned),
+            issuer: Some("https://as.example".into()),
+            ..Default::default()
+        };
+        assert!(err(mtls("0.0.0.0:8443", None)).contains("--mtls-base-url"));
+        assert!(err(mtls("0.0.0.0:8443", Some("http://mtls.example"))).contains("https"));
+        assert!(err(mtls("0.0.0.0:8443", Some("https://mtls.example/"))).contains("trailing"));
+        assert!(err(mtls("127.0.0.1:8080", None)).contains("main listen address"));
+        let s = resolve(mtls("0.0.0.0:8443", Some("https://mtls.example"))).unwrap();
+        let m = s.tls.unwrap().mtls.unwrap();
+        assert_eq!(m.listen.port(), 8443);
+        assert_eq!(m.base_url.as_deref(), Some("https://mtls.example"));
+        // The same settings from the file.
+        let file: FileConfig = toml::from_str(
+            "tls_cert = \"/tls/cert.pem\"\n\
+             tls_key = \"/tls/key.pem\"\n\
+             mtls_listen = \"127.0.0.1:8443\"\n\
+             mtls_client_ca = \"/tls/ca.pem\"",
+        )
+        .unwrap();
+        let s = ServeSettings::resolve(common(), ServeOverrides::default(), &file).unwrap();
+        let tls = s.tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("/tls/cert.pem"));
+        assert_eq!(
+            tls.mtls.unwrap().client_ca,
+            Some(PathBuf::from("/tls/ca.pem"))
+        );
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_duration("900").unwrap(), Duration::from_secs(900));

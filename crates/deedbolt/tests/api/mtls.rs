@@ -800,3 +800,23 @@ async fn openid_client_authenticates_with_tls_client_auth_and_uses_the_bound_tok
     assert_eq!(v["introspection"]["cnf"]["x5t#S256"], cert.thumbprint());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_key_that_does_not_fit_the_certificate_stops_the_start() {
+    let pki = Pki::new();
+    let mut opts = pki.options(false);
+    let stranger = KeyPair::generate().expect("key");
+    opts.overrides.tls_key = Some(pki.write("other.key", &stranger.serialize_pem()));
+    let err = crate::helpers::try_spawn_app(opts)
+        .await
+        .err()
+        .expect("the start fails");
+    assert!(
+        format!("{err:#}").contains("do not fit together"),
+        "{err:#}"
+    );
+    // A file that is not PEM.
+    let mut opts = pki.options(false);
+    opts.overrides.tls_cert = Some(pki.write("garbage.pem", "not a certificate"));
+    assert!(crate::helpers::try_spawn_app(opts).await.is_err());
+}
