@@ -65,6 +65,8 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_MTLS_LISTEN",
     "DEEDBOLT_MTLS_CLIENT_CA",
     "DEEDBOLT_MTLS_BASE_URL",
+    "DEEDBOLT_MTLS_CERT",
+    "DEEDBOLT_MTLS_KEY",
     METRICS_TOKEN_ENV,
     "DEEDBOLT_DATABASE_MAX_CONNECTIONS",
     "DEEDBOLT_REDIS_URL",
@@ -266,7 +268,7 @@ config_layer! {
         pub tls_key: Option<PathBuf>,
         /// A second, mutual-TLS listener (RFC 8705) that requests client certificates:
         /// tls_client_auth, self_signed_tls_client_auth and certificate-bound tokens. Needs
-        /// --tls-cert and --tls-key [default: none].
+        /// --tls-cert and --tls-key, or --mtls-cert and --mtls-key [default: none].
         #[arg(long, env = "DEEDBOLT_MTLS_LISTEN")]
         pub mtls_listen: Option<String>,
         /// PEM bundle of the CA(s) that issue client certificates for tls_client_auth;
@@ -277,6 +279,13 @@ config_layer! {
         /// mtls_endpoint_aliases [default: https://<mtls listen address>].
         #[arg(long, env = "DEEDBOLT_MTLS_BASE_URL")]
         pub mtls_base_url: Option<String>,
+        /// PEM certificate chain of the mTLS listener alone, e.g. when the main listener
+        /// stays plain HTTP behind a TLS-terminating proxy [default: --tls-cert].
+        #[arg(long, env = "DEEDBOLT_MTLS_CERT")]
+        pub mtls_cert: Option<PathBuf>,
+        /// PEM private key of --mtls-cert [default: --tls-key].
+        #[arg(long, env = "DEEDBOLT_MTLS_KEY")]
+        pub mtls_key: Option<PathBuf>,
         /// `DEEDBOLT_ALERT_WEBHOOK_SECRET` (see [`webhook_secret_from_env`]).
         #[arg(skip)]
         #[serde(skip)]
@@ -461,15 +470,13 @@ pub struct CommonSettings {
     pub redis: Option<RedisSettings>,
 }
 
-/// The TLS settings of `serve` (see [`crate::tls`]).
-#[derive(Debug, Clone)]
-pub struct TlsSettings {
-    /// The server's PEM certificate chain, leaf first.
+/// A PEM certificate chain (leaf first) and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    /// The certificate chain.
     pub cert: PathBuf,
-    /// Its PEM private key.
+    /// Its private key.
     pub key: PathBuf,
-    /// The mutual-TLS listener, if configured.
-    pub mtls: Option<MtlsSettings>,
 }
 
 /// The mutual-TLS listener (RFC 8705).
@@ -477,6 +484,9 @@ pub struct TlsSettings {
 pub struct MtlsSettings {
     /// Where it listens.
     pub listen: SocketAddr,
+    /// The server certificate it presents: `--mtls-cert`/`--mtls-key`, else the main
+    /// listener's.
+    pub identity: CertFiles,
     /// The CA bundle client certificates may chain to (tls_client_auth); `None`: only
     /// self-signed certificates are accepted.
     pub client_ca: Option<PathBuf>,
@@ -484,48 +494,70 @@ pub struct MtlsSettings {
     pub base_url: Option<String>,
 }
 
-/// The TLS settings from their flags: a certificate needs its key and the reverse; the mTLS
-/// listener needs both, its own address, and an explicit base URL when it listens on a
-/// wildcard address (like the issuer).
-fn tls_settings(o: &mut ServeOverrides, listen: SocketAddr) -> anyhow::Result<Option<TlsSettings>> {
-    let mtls = match o.mtls_listen.take() {
-        Some(text) => {
-            let at: SocketAddr = text.parse().with_context(|| {
-                format!("invalid mTLS listen address `{text}` (expected IP:PORT)")
-            })?;
-            if at == listen && at.port() != 0 {
-                bail!("the mTLS listener must not use the main listen address {listen}");
-            }
-            let base_url = o.mtls_base_url.take();
-            match &base_url {
-                Some(url) => validate_mtls_base_url(url)?,
-                None if at.ip().is_unspecified() => bail!(
-                    "listening for mTLS on {at} needs --mtls-base-url (DEEDBOLT_MTLS_BASE_URL), \
-                     the public https URL of that listener"
-                ),
-                None => {}
-            }
-            Some(MtlsSettings {
-                listen: at,
-                client_ca: o.mtls_client_ca.take(),
-                base_url,
-            })
-        }
-        None => {
-            if o.mtls_client_ca.is_some() || o.mtls_base_url.is_some() {
-                bail!("--mtls-client-ca and --mtls-base-url need --mtls-listen");
-            }
-            None
-        }
-    };
-    match (o.tls_cert.take(), o.tls_key.take()) {
-        (Some(cert), Some(key)) => Ok(Some(TlsSettings { cert, key, mtls })),
-        (None, None) if mtls.is_some() => {
-            bail!("--mtls-listen needs the server certificate: set --tls-cert and --tls-key")
-        }
+/// A certificate and its key, both or neither.
+fn cert_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    flags: &str,
+) -> anyhow::Result<Option<CertFiles>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(CertFiles { cert, key })),
         (None, None) => Ok(None),
-        _ => bail!("--tls-cert and --tls-key go together"),
+        _ => bail!("{flags} go together"),
     }
+}
+
+/// The TLS settings from their flags: the main listener's certificate, and the mTLS
+/// listener with its own certificate or the main one, its own address, and an explicit
+/// base URL when it listens on a wildcard address (like the issuer).
+fn tls_settings(
+    o: &mut ServeOverrides,
+    listen: SocketAddr,
+) -> anyhow::Result<(Option<CertFiles>, Option<MtlsSettings>)> {
+    let main = cert_files(
+        o.tls_cert.take(),
+        o.tls_key.take(),
+        "--tls-cert and --tls-key",
+    )?;
+    let own = cert_files(
+        o.mtls_cert.take(),
+        o.mtls_key.take(),
+        "--mtls-cert and --mtls-key",
+    )?;
+    let Some(text) = o.mtls_listen.take() else {
+        if o.mtls_client_ca.is_some() || o.mtls_base_url.is_some() || own.is_some() {
+            bail!("--mtls-client-ca, --mtls-base-url and --mtls-cert need --mtls-listen");
+        }
+        return Ok((main, None));
+    };
+    let at: SocketAddr = text
+        .parse()
+        .with_context(|| format!("invalid mTLS listen address `{text}` (expected IP:PORT)"))?;
+    if at == listen && at.port() != 0 {
+        bail!("the mTLS listener must not use the main listen address {listen}");
+    }
+    let base_url = o.mtls_base_url.take();
+    match &base_url {
+        Some(url) => validate_mtls_base_url(url)?,
+        None if at.ip().is_unspecified() => bail!(
+            "listening for mTLS on {at} needs --mtls-base-url (DEEDBOLT_MTLS_BASE_URL), the \
+             public https URL of that listener"
+        ),
+        None => {}
+    }
+    let Some(identity) = own.or_else(|| main.clone()) else {
+        bail!(
+            "--mtls-listen needs a server certificate: set --tls-cert and --tls-key (or \
+             --mtls-cert and --mtls-key for the mTLS listener alone)"
+        );
+    };
+    let mtls = MtlsSettings {
+        listen: at,
+        identity,
+        client_ca: o.mtls_client_ca.take(),
+        base_url,
+    };
+    Ok((main, Some(mtls)))
 }
 
 /// The mTLS base URL: https, no query, fragment or trailing slash.
@@ -637,8 +669,10 @@ pub struct ServeSettings {
     pub metrics_token: Option<deedbolt_http::metrics::MetricsToken>,
     /// Shared fast state on Redis; `None`: in-process (one instance).
     pub redis: Option<RedisSettings>,
-    /// HTTPS on the main listener and the mutual-TLS listener, if configured.
-    pub tls: Option<TlsSettings>,
+    /// HTTPS on the main listener, if configured.
+    pub tls: Option<CertFiles>,
+    /// The mutual-TLS listener, if configured.
+    pub mtls: Option<MtlsSettings>,
 }
 
 /// Where the shared fast state (rate limits, revocation propagation) lives when scaled out.
@@ -843,7 +877,7 @@ impl ServeSettings {
             )
         })?;
 
-        let tls = tls_settings(&mut o, listen)?;
+        let (tls, mtls) = tls_settings(&mut o, listen)?;
 
         let issuer = o.issuer;
         if let Some(issuer) = &issuer {
@@ -983,6 +1017,7 @@ impl ServeSettings {
             bff,
             redis,
             tls,
+            mtls,
         })
     }
 }
@@ -1434,6 +1469,25 @@ mod tests {
             ..Default::default()
         })
         .contains("need --mtls-listen"));
+        assert!(err(ServeOverrides {
+            mtls_listen: Some("127.0.0.1:8443".into()),
+            mtls_cert: cert(),
+            ..Default::default()
+        })
+        .contains("--mtls-cert and --mtls-key go together"));
+        // The mTLS listener with its own certificate; the main listener stays plain.
+        let own = resolve(ServeOverrides {
+            mtls_listen: Some("127.0.0.1:8443".into()),
+            mtls_cert: Some("/tls/mtls.pem".into()),
+            mtls_key: Some("/tls/mtls.key".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(own.tls.is_none());
+        assert_eq!(
+            own.mtls.unwrap().identity.cert,
+            PathBuf::from("/tls/mtls.pem")
+        );
         let mtls = |listen: &str, base: Option<&str>| ServeOverrides {
             tls_cert: cert(),
             tls_key: key(),
@@ -1447,7 +1501,8 @@ mod tests {
         assert!(err(mtls("0.0.0.0:8443", Some("https://mtls.example/"))).contains("trailing"));
         assert!(err(mtls("127.0.0.1:8080", None)).contains("main listen address"));
         let s = resolve(mtls("0.0.0.0:8443", Some("https://mtls.example"))).unwrap();
-        let m = s.tls.unwrap().mtls.unwrap();
+        let m = s.mtls.unwrap();
+        assert_eq!(m.identity.cert, PathBuf::from("/tls/cert.pem"));
         assert_eq!(m.listen.port(), 8443);
         assert_eq!(m.base_url.as_deref(), Some("https://mtls.example"));
         // The same settings from the file.
@@ -1459,10 +1514,9 @@ mod tests {
         )
         .unwrap();
         let s = ServeSettings::resolve(common(), ServeOverrides::default(), &file).unwrap();
-        let tls = s.tls.unwrap();
-        assert_eq!(tls.cert, PathBuf::from("/tls/cert.pem"));
+        assert_eq!(s.tls.unwrap().cert, PathBuf::from("/tls/cert.pem"));
         assert_eq!(
-            tls.mtls.unwrap().client_ca,
+            s.mtls.unwrap().client_ca,
             Some(PathBuf::from("/tls/ca.pem"))
         );
     }

@@ -176,40 +176,40 @@ impl Application {
             }
             None => None,
         };
-        // TLS: the server identity is loaded (and checked) before anything is served.
-        let (tls, mtls_listener) = match &settings.tls {
-            Some(t) => {
-                let identity = crate::tls::ServerIdentity::load(&t.cert, &t.key)?;
-                let mtls = match &t.mtls {
-                    Some(m) => {
-                        let policy = crate::tls::OptionalClientCert::new(m.client_ca.as_deref())?;
-                        let l = TcpListener::bind(m.listen)
-                            .await
-                            .with_context(|| format!("cannot listen for mTLS on {}", m.listen))?;
-                        let bound = l.local_addr()?;
-                        Some((l, bound, crate::tls::Tls::mutual(identity.clone(), policy)))
-                    }
-                    None => None,
-                };
-                (Some(crate::tls::Tls::server_only(identity)), mtls)
+        // TLS: the server identities are loaded (and checked) before anything is served.
+        let tls = match &settings.tls {
+            Some(files) => Some(crate::tls::Tls::server_only(
+                crate::tls::ServerIdentity::load(&files.cert, &files.key)?,
+            )),
+            None => None,
+        };
+        let mtls_listener = match &settings.mtls {
+            Some(m) => {
+                let identity = crate::tls::ServerIdentity::load(&m.identity.cert, &m.identity.key)?;
+                let policy = crate::tls::OptionalClientCert::new(m.client_ca.as_deref())?;
+                let l = TcpListener::bind(m.listen)
+                    .await
+                    .with_context(|| format!("cannot listen for mTLS on {}", m.listen))?;
+                let bound = l.local_addr()?;
+                Some((l, bound, crate::tls::Tls::mutual(identity, policy)))
             }
-            None => (None, None),
+            None => None,
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let issuer = settings
             .issuer
             .clone()
             .unwrap_or_else(|| format!("{scheme}://{addr}"));
-        let mtls_base_url = settings
-            .tls
-            .as_ref()
-            .and_then(|t| t.mtls.as_ref())
-            .zip(mtls_listener.as_ref())
-            .map(|(m, (_, bound, _))| {
-                m.base_url
-                    .clone()
-                    .unwrap_or_else(|| format!("https://{bound}"))
-            });
+        let mtls_base_url =
+            settings
+                .mtls
+                .as_ref()
+                .zip(mtls_listener.as_ref())
+                .map(|(m, (_, bound, _))| {
+                    m.base_url
+                        .clone()
+                        .unwrap_or_else(|| format!("https://{bound}"))
+                });
         let audience = settings
             .audience
             .clone()

@@ -155,6 +155,18 @@ impl Pki {
         opts
     }
 
+    /// Options for a server whose main listener stays plain HTTP, with an mTLS listener on
+    /// its own certificate (`--mtls-cert`/`--mtls-key`).
+    fn mtls_only_options(&self) -> Options {
+        let server = self.server_ca.server();
+        let mut opts = Options::default();
+        opts.overrides.mtls_listen = Some("127.0.0.1:0".into());
+        opts.overrides.mtls_cert = Some(self.write("mtls-server.pem", &server.pem));
+        opts.overrides.mtls_key = Some(self.write("mtls-server.key", &server.key.serialize_pem()));
+        opts.overrides.mtls_client_ca = Some(self.write("client-ca.pem", &self.client_ca.pem()));
+        opts
+    }
+
     /// An HTTPS client trusting the server CA, presenting `identity` if given.
     fn client(&self, identity: Option<&Identity>) -> TlsClient {
         TlsClient::new(self.server_ca.der(), identity)
@@ -819,4 +831,178 @@ async fn a_key_that_does_not_fit_the_certificate_stops_the_start() {
     let mut opts = pki.options(false);
     opts.overrides.tls_cert = Some(pki.write("garbage.pem", "not a certificate"));
     assert!(crate::helpers::try_spawn_app(opts).await.is_err());
+}
+
+const CB: &str = "https://rp.example.com/cb";
+const EMAIL: &str = "tess.tls@example.com";
+const PASSWORD: &str = "granite-Willow-Comet-58-gently";
+
+/// Signs `EMAIL` in through the pages (main listener, plain HTTP) for `client_id`; returns
+/// the code and its PKCE verifier.
+async fn code_for(app: &TestApp, client_id: &str) -> (String, String) {
+    let (verifier, challenge) = crate::helpers::pkce_pair();
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", CB)
+        .append_pair("scope", "openid tenant:read")
+        .append_pair("state", &crate::helpers::random_b64url(16))
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .finish();
+    let callback = app
+        .sign_in_through_pages(
+            &format!("/authorize?{query}"),
+            EMAIL,
+            PASSWORD,
+            "approve",
+            &mut crate::helpers::Jar::default(),
+        )
+        .await;
+    let code = crate::helpers::query_params(&callback)
+        .remove("code")
+        .unwrap_or_else(|| panic!("no code in {callback}"));
+    (code, verifier)
+}
+
+fn redeem_form(client_id: &str, extra: &str, code: &str, verifier: &str) -> String {
+    format!(
+        "grant_type=authorization_code&client_id={client_id}{extra}&code={code}\
+         &redirect_uri={}&code_verifier={verifier}",
+        url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>()
+    )
+}
+
+#[tokio::test]
+async fn the_code_flow_and_refresh_over_mtls_bind_every_access_token() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.mtls_only_options()).await;
+    assert!(
+        app.base.starts_with("http://"),
+        "the main listener stays plain"
+    );
+    let mtls = mtls_base(&app).to_owned();
+    app.create_user(EMAIL, "tenant", PASSWORD);
+    let own = self_signed("tenant-app");
+    let jwks = pki.write("app-jwks.json", &own.jwks().to_string());
+    let id = client_id(&app.cli_json(&[
+        "client",
+        "create",
+        "--name",
+        "tls app",
+        "--grant",
+        "authorization_code",
+        "--grant",
+        "refresh_token",
+        "--scope",
+        "openid tenant:read",
+        "--redirect-uri",
+        CB,
+        "--auth-method",
+        "self_signed_tls_client_auth",
+        "--jwks-file",
+        jwks.to_str().expect("path"),
+        "--json",
+    ]));
+    let (code, verifier) = code_for(&app, &id).await;
+    let form = redeem_form(&id, "", &code, &verifier);
+    // Without the certificate the client is not authenticated, and the code is not spent.
+    let res = pki
+        .client(None)
+        .post_form(&format!("{mtls}/token"), &form)
+        .await
+        .expect("answer");
+    assert_invalid_client(&res);
+    let with_cert = pki.client(Some(&own));
+    let res = with_cert
+        .post_form(&format!("{mtls}/token"), &form)
+        .await
+        .expect("token");
+    let access = access_token(&res);
+    let body = res.json();
+    assert_eq!(
+        crate::helpers::jwt_part(&access, 1)["cnf"]["x5t#S256"],
+        own.thumbprint()
+    );
+    // /userinfo on the mTLS listener: with the certificate only.
+    let userinfo = format!("{mtls}/userinfo");
+    let res = with_cert
+        .get(&userinfo, Some(&access))
+        .await
+        .expect("userinfo");
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.json()["sub"].is_string());
+    let res = pki
+        .client(None)
+        .get(&userinfo, Some(&access))
+        .await
+        .expect("userinfo");
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    // Refresh over mTLS: the new access token is bound too.
+    let refresh = body["refresh_token"].as_str().expect("refresh_token");
+    let res = with_cert
+        .post_form(
+            &format!("{mtls}/token"),
+            &format!("grant_type=refresh_token&client_id={id}&refresh_token={refresh}"),
+        )
+        .await
+        .expect("refresh");
+    let renewed = access_token(&res);
+    assert_ne!(renewed, access);
+    assert_eq!(
+        crate::helpers::jwt_part(&renewed, 1)["cnf"]["x5t#S256"],
+        own.thumbprint()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bound_tokens_client_without_a_certificate_keeps_its_code() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.mtls_only_options()).await;
+    let mtls = mtls_base(&app).to_owned();
+    app.create_user(EMAIL, "tenant", PASSWORD);
+    let v = app.cli_json(&[
+        "client",
+        "create",
+        "--name",
+        "bound secret app",
+        "--grant",
+        "authorization_code",
+        "--scope",
+        "openid tenant:read",
+        "--redirect-uri",
+        CB,
+        "--tls-bound-tokens",
+        "--json",
+    ]);
+    let id = client_id(&v);
+    let secret = v["client_secret"].as_str().expect("secret");
+    let (code, verifier) = code_for(&app, &id).await;
+    let form = redeem_form(&id, &format!("&client_secret={secret}"), &code, &verifier);
+    // On the plain main listener (no certificate possible): refused before redemption.
+    let res = app
+        .http
+        .post(format!("{}/token", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.clone())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.expect("JSON");
+    assert_eq!(body["error"], "invalid_request");
+    // The same code still redeems over mTLS with a certificate, bound to it.
+    let cert = pki.client_ca.client("bound-app", "Acme", Vec::new());
+    let res = pki
+        .client(Some(&cert))
+        .post_form(&format!("{mtls}/token"), &form)
+        .await
+        .expect("token");
+    let access = access_token(&res);
+    assert_eq!(
+        crate::helpers::jwt_part(&access, 1)["cnf"]["x5t#S256"],
+        cert.thumbprint()
+    );
+    app.stop().await;
 }
