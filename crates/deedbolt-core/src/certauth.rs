@@ -182,9 +182,9 @@ pub fn authenticate(
         return Ok(ByCertificate::NotACertificateClient(Some(client)));
     }
     if evidence.is_some_and(|e| certificate_fits(&client, method, e)) {
-        Ok(ByCertificate::Authenticated(
-            ClientAuthenticated::by_certificate(client),
-        ))
+        Ok(ByCertificate::Authenticated(ClientAuthenticated::new(
+            client,
+        )))
     } else {
         Err(OAuthError::client_authentication_failed())
     }

@@ -19,18 +19,20 @@ use crate::scope::{Scope, ScopeSet};
 use crate::secret::{ClientSecret, SecretHasher};
 use crate::token::AccessTokenLifetime;
 
-/// Proof that a confidential client proved possession of its secret (or, over mutual TLS,
-/// of its registered certificate's key) in this request. Only [`authenticate_client`] and
-/// [`crate::certauth::authenticate`] make one; a public client never gets one.
+/// Proof that a confidential client authenticated in this request: by its secret (only
+/// [`authenticate_client`]), by a client assertion (only
+/// `crate::assertion::RedeemedAssertion::authenticate`) or by its registered TLS
+/// certificate (only [`crate::certauth::authenticate`]). A public client never gets one.
 #[derive(Debug)]
 pub struct ClientAuthenticated {
     client: Client,
 }
 
 impl ClientAuthenticated {
-    /// The proof for a client that presented the TLS certificate it registered; only
-    /// [`crate::certauth::authenticate`] calls this, after checking the certificate.
-    pub(crate) fn by_certificate(client: Client) -> Self {
+    /// The proof for `client`, for the other authentication methods' checks in this crate
+    /// (`crate::assertion::RedeemedAssertion::authenticate`,
+    /// [`crate::certauth::authenticate`]); nothing outside makes one.
+    pub(crate) fn new(client: Client) -> Self {
         ClientAuthenticated { client }
     }
 
@@ -101,6 +103,12 @@ pub fn authenticate_client(
 ) -> Result<ClientAuthenticated, OAuthError> {
     match found {
         Some(client) => match &client.secret_hash {
+            // One method per client: a secret never authenticates a client registered for
+            // another method (private_key_jwt, mutual TLS), even one that holds a hash.
+            Some(_) if !client.auth_method().uses_secret() => {
+                hasher.verify_dummy(presented);
+                Err(OAuthError::client_authentication_failed())
+            }
             Some(hash) if hasher.verify(presented, hash) => Ok(ClientAuthenticated { client }),
             Some(_) => Err(OAuthError::client_authentication_failed()),
             None => {
@@ -216,7 +224,7 @@ pub struct TokenResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::ClientName;
+    use crate::client::{AuthMethod, ClientName};
     use crate::clock::UnixTime;
     use crate::ids::ClientId;
     use crate::secret::Pepper;
@@ -251,6 +259,16 @@ mod tests {
         let b = authenticate_client(None, &wrong, &hasher).unwrap_err();
         assert_eq!(a, b);
         assert_eq!(a.code(), "invalid_client");
+    }
+
+    #[test]
+    fn a_secret_never_authenticates_a_client_registered_for_another_method() {
+        let (mut client, secret, hasher) = fixture(vec![GrantType::ClientCredentials]);
+        client.metadata.token_endpoint_auth_method = Some(AuthMethod::PrivateKeyJwt);
+        let err = authenticate_client(Some(client.clone()), &secret, &hasher).unwrap_err();
+        assert_eq!(err.code(), "invalid_client");
+        client.metadata.token_endpoint_auth_method = Some(AuthMethod::ClientSecretPost);
+        assert!(authenticate_client(Some(client), &secret, &hasher).is_ok());
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - [`jose`]: signing keys, JWS compact signing and public JWKs.
 //! - [`keyring`]: the signing-key lifecycle (rotation, sealing, publication, pruning).
 //! - [`client`]: registered clients and the rules for registering one.
+//! - [`client_jwks`]: a client's public keys (`jwks`/`jwks_uri` content), validated.
+//! - [`assertion`]: `private_key_jwt` client assertions (RFC 7523): parsing and verification.
 //! - [`cache`]: a read-through client cache kept fresh by a change counter.
 //! - [`certauth`]: client authentication by TLS certificate (RFC 8705 §2).
 //! - [`grant`]: client authentication (with proof values) and the client-credentials grant.
@@ -40,16 +42,19 @@
 //! built on it) carries only the authorization server's concerns.
 //!
 //! Security checks leave evidence: issuing a client-credentials token needs a
-//! [`grant::ClientAuthenticated`] value, which only [`grant::authenticate_client`] can make
+//! [`grant::ClientAuthenticated`] value, which only [`grant::authenticate_client`] (a secret)
+//! or [`assertion::RedeemedAssertion::authenticate`] (a single-use client assertion) can make
 //! (a public client gets a [`grant::PublicClient`] instead); issuing for a code needs the
 //! [`pkce::PkceVerified`] proof that only a successful PKCE check makes ([`issue`]).
 #![forbid(unsafe_code, unused_must_use)]
 #![warn(missing_docs)]
 
+pub mod assertion;
 pub mod audit;
 pub mod cache;
 pub mod certauth;
 pub mod client;
+pub mod client_jwks;
 pub mod clock;
 pub mod detect;
 pub mod dn;

@@ -83,6 +83,8 @@ pub struct Services {
     pub bff: Option<Arc<Bff>>,
     /// The token that reads `/metrics`, if configured.
     pub metrics_token: Option<MetricsToken>,
+    /// `private_key_jwt` clients' keys fetched from their `jwks_uri`, cached.
+    pub client_keys: Arc<crate::oauth::client_keys::ClientKeys>,
     /// The origins whose browser apps may call discovery, the JWKS, `/token`, `/revoke`
     /// and `/userinfo` (none by default).
     pub cors: crate::web::cors::CorsOrigins,

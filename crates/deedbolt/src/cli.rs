@@ -9,7 +9,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use deedbolt_core::audit::{AuditFilter, AuditKind, AuditRecord};
 use deedbolt_core::client::{
-    Client, ClientKind, ClientName, GrantType, NewClient, DEFAULT_ID_TOKEN_ALG,
+    AuthMethod, Client, ClientKind, ClientMetadata, ClientName, GrantType, NewClient,
+    DEFAULT_ID_TOKEN_ALG,
 };
 use deedbolt_core::clock::{Clock, SystemClock, UnixTime};
 use deedbolt_core::ids::ClientId;
@@ -108,6 +109,16 @@ where
     use clap::builder::TypedValueParser as _;
     clap::builder::PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
 }
+
+/// The `--auth-method` names, for [`one_of`].
+const AUTH_METHODS: [&str; 6] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
+    "none",
+];
 
 /// The role names, for [`one_of`].
 const ROLES: [&str; 3] = ["tenant", "manager", "admin"];
@@ -282,9 +293,30 @@ pub enum ClientCommand {
         /// ES256, RS256 or EdDSA [default: RS256, as OpenID Connect defines it].
         #[arg(long, value_parser = one_of::<SigningAlg>(SigningAlg::ALL.map(SigningAlg::as_str)))]
         id_token_alg: Option<SigningAlg>,
-        /// How it authenticates beyond a secret (mutual TLS).
+        /// How the client authenticates (its `token_endpoint_auth_method`):
+        /// client_secret_basic or client_secret_post (a generated secret, accepted by Basic
+        /// or in the body either way), private_key_jwt (a JWT signed with a key of
+        /// --jwks-file or --jwks-uri; no secret), tls_client_auth or
+        /// self_signed_tls_client_auth (RFC 8705: a client certificate over the mutual-TLS
+        /// listener, see --tls-subject-dn and --jwks-file; no secret), none (with --public)
+        /// [default: client_secret_basic, none with --public].
+        #[arg(long, value_parser = one_of::<AuthMethod>(AUTH_METHODS))]
+        auth_method: Option<AuthMethod>,
+        /// private_key_jwt: a JSON file holding the client's public JWK Set;
+        /// self_signed_tls_client_auth: a JWK Set whose keys carry the client's self-signed
+        /// certificate(s) as their first `x5c` entry.
+        #[arg(long, conflicts_with = "jwks_uri")]
+        jwks_file: Option<PathBuf>,
+        /// private_key_jwt: the https URL where the client publishes its public JWK Set.
+        #[arg(long)]
+        jwks_uri: Option<String>,
+        /// private_key_jwt: the one algorithm its assertions must use (ES256, PS256, RS256
+        /// or EdDSA) [default: any of them].
+        #[arg(long)]
+        auth_signing_alg: Option<String>,
+        /// The mutual-TLS names and certificate binding (RFC 8705).
         #[command(flatten)]
-        auth: Box<crate::client_auth_args::ClientAuthArgs>,
+        tls: Box<crate::client_auth_args::ClientAuthArgs>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -468,7 +500,10 @@ fn client_json(c: &Client) -> serde_json::Value {
         "grant_types": c.grant_types,
         "scope": c.scopes,
         "redirect_uris": c.redirect_uris,
-        "token_endpoint_auth_method": c.auth_method(),
+        "token_endpoint_auth_method": c.auth_method().as_str(),
+        "token_endpoint_auth_signing_alg": c.metadata.token_endpoint_auth_signing_alg,
+        "jwks_uri": c.metadata.jwks_uri,
+        "jwks": c.metadata.jwks,
         "allow_introspection": c.allow_introspection,
         "properties": c.properties,
         "id_token_signed_response_alg": c.id_token_alg,
@@ -497,6 +532,11 @@ fn print_client(c: &Client) {
     }
     if c.kind.is_public() {
         println!("public:      yes (no secret; PKCE only)");
+    } else {
+        println!("auth:        {}", c.auth_method());
+    }
+    if let Some(uri) = &c.metadata.jwks_uri {
+        println!("jwks_uri:    {uri}");
     }
     if c.allows_grant(GrantType::AuthorizationCode) {
         println!(
@@ -521,9 +561,12 @@ pub(crate) async fn register_client(
     properties: Option<Vec<i64>>,
 ) -> anyhow::Result<(Client, Option<ClientSecret>)> {
     let now = SystemClock.now();
-    // Only the secret methods get a secret (a certificate client proves itself by its key).
-    let method = new.metadata.token_endpoint_auth_method;
-    let secret = if new.kind.is_public() || method.is_some_and(|m| !m.uses_secret()) {
+    // Only a client that authenticates with a secret gets one.
+    let uses_secret = new
+        .metadata
+        .token_endpoint_auth_method
+        .map_or(!new.kind.is_public(), AuthMethod::uses_secret);
+    let secret = if !uses_secret {
         None
     } else {
         let hasher = SecretHasher::new(&vault(store, data_dir)?.pepper().await?);
@@ -575,7 +618,11 @@ async fn client_command(
             allow_introspection,
             properties,
             id_token_alg,
-            auth,
+            auth_method,
+            jwks_file,
+            jwks_uri,
+            auth_signing_alg,
+            tls,
             json,
         } => {
             let redirect_uris = redirect_uris
@@ -599,8 +646,42 @@ async fn client_command(
                 redirect_uris,
                 kind,
             )?
-            .with_id_token_alg(id_token_alg.unwrap_or(DEFAULT_ID_TOKEN_ALG))
-            .with_metadata(auth.metadata(public)?)?;
+            .with_id_token_alg(id_token_alg.unwrap_or(DEFAULT_ID_TOKEN_ALG));
+            let new = match auth_method {
+                Some(
+                    method @ (AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth),
+                ) => {
+                    if jwks_uri.is_some() || auth_signing_alg.is_some() {
+                        bail!("--jwks-uri and --auth-signing-alg are for private_key_jwt");
+                    }
+                    new.with_metadata(tls.metadata(method, jwks_file.as_deref())?)?
+                }
+                Some(AuthMethod::PrivateKeyJwt) => {
+                    new.with_metadata(crate::client_keys::private_key_jwt_metadata(
+                        jwks_file.as_deref(),
+                        jwks_uri.as_deref(),
+                        auth_signing_alg.as_deref(),
+                    )?)?
+                }
+                other => {
+                    tls.refuse_names_without_tls_client_auth()?;
+                    crate::client_keys::refuse_keys_without_private_key_jwt(
+                        jwks_file.as_deref(),
+                        jwks_uri.as_deref(),
+                        auth_signing_alg.as_deref(),
+                    )?;
+                    match other {
+                        Some(method) => new.with_metadata(ClientMetadata {
+                            token_endpoint_auth_method: Some(method),
+                            ..ClientMetadata::default()
+                        })?,
+                        None => new,
+                    }
+                }
+            };
+            // Any client's tokens may be required to be certificate-bound (RFC 8705 §3.4).
+            let mut new = new;
+            new.metadata.tls_client_certificate_bound_access_tokens = tls.tls_bound_tokens;
             let properties = if properties.is_empty() {
                 None
             } else {
@@ -687,6 +768,12 @@ async fn client_command(
                 None => bail!("no client with id {client_id}"),
                 Some(c) if c.kind.is_public() => {
                     bail!("client {client_id} is public and has no secret")
+                }
+                Some(c) if !c.auth_method().uses_secret() => {
+                    bail!(
+                        "client {client_id} authenticates with {}, not a secret",
+                        c.auth_method()
+                    )
                 }
                 Some(_) => {}
             }

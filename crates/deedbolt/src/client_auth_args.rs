@@ -1,10 +1,10 @@
-//! The `client create` flags for how a client authenticates beyond a secret: the mutual-TLS
-//! methods of RFC 8705 (`tls_client_auth` with the one certificate name it must carry,
-//! `self_signed_tls_client_auth` with its certificate in a JWK Set) and certificate-bound
-//! access tokens. They become the client's [`ClientMetadata`], checked by the same rules
-//! the token endpoint applies ([`deedbolt_core::certauth::validate`]).
+//! The `client create` flags of the mutual-TLS methods of RFC 8705: the one certificate name
+//! a `tls_client_auth` client must carry, the JWK Set file (`--jwks-file`, shared with
+//! private_key_jwt) holding a `self_signed_tls_client_auth` client's certificate, and
+//! certificate-bound access tokens. They become the client's [`ClientMetadata`], checked by
+//! the same rules the token endpoint applies ([`deedbolt_core::certauth::validate`]).
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use deedbolt_core::client::{AuthMethod, ClientMetadata};
@@ -12,15 +12,9 @@ use deedbolt_core::client::{AuthMethod, ClientMetadata};
 /// The largest JWK Set file read.
 const MAX_JWKS_BYTES: u64 = 64 * 1024;
 
-/// Client-authentication flags of `client create`.
+/// The mutual-TLS flags of `client create` (next to its `--auth-method` and `--jwks-file`).
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct ClientAuthArgs {
-    /// How the client authenticates at the token endpoint (its
-    /// token_endpoint_auth_method): tls_client_auth or self_signed_tls_client_auth (RFC
-    /// 8705, over the mutual-TLS listener: no secret is issued) [default:
-    /// client_secret_basic, or none with --public].
-    #[arg(long, value_parser = parse_auth_method)]
-    pub auth_method: Option<AuthMethod>,
     /// tls_client_auth: the certificate's subject DN, RFC 4514 (e.g. "CN=valuation-bot,O=Acme
     /// Ltd,C=GB"). Give exactly one of --tls-subject-dn and the --tls-san-* flags.
     #[arg(long)]
@@ -37,10 +31,6 @@ pub struct ClientAuthArgs {
     /// tls_client_auth: an email (rfc822Name) SAN of the certificate.
     #[arg(long)]
     pub tls_san_email: Option<String>,
-    /// self_signed_tls_client_auth: a JWK Set file (its jwks) whose keys carry the client's
-    /// self-signed certificate(s) as the first `x5c` entry.
-    #[arg(long)]
-    pub jwks_file: Option<PathBuf>,
     /// Its access tokens must be bound to its TLS certificate
     /// (tls_client_certificate_bound_access_tokens, RFC 8705 §3.4): token requests without
     /// a client certificate are refused.
@@ -48,47 +38,49 @@ pub struct ClientAuthArgs {
     pub tls_bound_tokens: bool,
 }
 
-fn parse_auth_method(s: &str) -> Result<AuthMethod, String> {
-    s.parse::<AuthMethod>().map_err(|e| e.to_string())
-}
-
 impl ClientAuthArgs {
-    /// The metadata these flags register, for a public client or not.
-    pub fn metadata(&self, public: bool) -> anyhow::Result<ClientMetadata> {
-        let method = self.auth_method.unwrap_or(if public {
-            AuthMethod::None
-        } else {
-            AuthMethod::ClientSecretBasic
-        });
-        let names = [
+    fn has_names(&self) -> bool {
+        [
             &self.tls_subject_dn,
             &self.tls_san_dns,
             &self.tls_san_uri,
             &self.tls_san_ip,
             &self.tls_san_email,
-        ];
-        if method != AuthMethod::TlsClientAuth && names.iter().any(|n| n.is_some()) {
+        ]
+        .iter()
+        .any(|n| n.is_some())
+    }
+
+    /// Refuses certificate names for a client that does not use `tls_client_auth`.
+    pub fn refuse_names_without_tls_client_auth(&self) -> anyhow::Result<()> {
+        if self.has_names() {
             bail!("--tls-subject-dn and --tls-san-* need --auth-method tls_client_auth");
         }
-        if method != AuthMethod::SelfSignedTlsClientAuth && self.jwks_file.is_some() {
-            bail!("--jwks-file needs --auth-method self_signed_tls_client_auth");
+        Ok(())
+    }
+
+    /// The metadata of a client registered for `method` (`tls_client_auth` or
+    /// `self_signed_tls_client_auth`), with `jwks_file` for the latter.
+    pub fn metadata(
+        &self,
+        method: AuthMethod,
+        jwks_file: Option<&Path>,
+    ) -> anyhow::Result<ClientMetadata> {
+        if method != AuthMethod::TlsClientAuth {
+            self.refuse_names_without_tls_client_auth()?;
         }
-        if method == AuthMethod::PrivateKeyJwt {
-            bail!("--auth-method private_key_jwt is not supported by `client create` yet");
+        if method != AuthMethod::SelfSignedTlsClientAuth && jwks_file.is_some() {
+            bail!("--jwks-file is for private_key_jwt and self_signed_tls_client_auth clients");
         }
-        let jwks = match &self.jwks_file {
-            Some(path) => Some(read_jwks(path)?),
-            None => None,
-        };
+        let jwks = jwks_file.map(read_jwks).transpose()?;
         let metadata = ClientMetadata {
-            token_endpoint_auth_method: self.auth_method,
+            token_endpoint_auth_method: Some(method),
             jwks,
             tls_client_auth_subject_dn: self.tls_subject_dn.clone(),
             tls_client_auth_san_dns: self.tls_san_dns.clone(),
             tls_client_auth_san_uri: self.tls_san_uri.clone(),
             tls_client_auth_san_ip: self.tls_san_ip.clone(),
             tls_client_auth_san_email: self.tls_san_email.clone(),
-            tls_client_certificate_bound_access_tokens: self.tls_bound_tokens,
             ..ClientMetadata::default()
         };
         deedbolt_core::certauth::validate(method, &metadata)?;
@@ -97,7 +89,7 @@ impl ClientAuthArgs {
 }
 
 /// Reads a JWK Set file (a JSON object with `keys`).
-fn read_jwks(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+fn read_jwks(path: &Path) -> anyhow::Result<serde_json::Value> {
     let size = std::fs::metadata(path)
         .with_context(|| format!("cannot read --jwks-file {}", path.display()))?
         .len();
@@ -126,22 +118,19 @@ mod tests {
 
     #[test]
     fn tls_client_auth_needs_exactly_one_name() {
-        let mut a = ClientAuthArgs {
-            auth_method: Some(AuthMethod::TlsClientAuth),
-            ..ClientAuthArgs::default()
-        };
-        assert!(a.metadata(false).is_err());
+        let mut a = ClientAuthArgs::default();
+        assert!(a.metadata(AuthMethod::TlsClientAuth, None).is_err());
         a.tls_subject_dn = Some("CN=bot,O=Acme".into());
-        let m = a.metadata(false).unwrap();
+        let m = a.metadata(AuthMethod::TlsClientAuth, None).unwrap();
         assert_eq!(
             m.token_endpoint_auth_method,
             Some(AuthMethod::TlsClientAuth)
         );
         a.tls_san_dns = Some("bot.example".into());
-        assert!(a.metadata(false).is_err());
+        assert!(a.metadata(AuthMethod::TlsClientAuth, None).is_err());
         a.tls_san_dns = None;
         a.tls_subject_dn = Some("CN=bot,".into());
-        assert!(a.metadata(false).is_err());
+        assert!(a.metadata(AuthMethod::TlsClientAuth, None).is_err());
     }
 
     #[test]
@@ -150,13 +139,14 @@ mod tests {
             tls_san_dns: Some("bot.example".into()),
             ..ClientAuthArgs::default()
         };
-        assert!(a.metadata(false).is_err());
-        let self_signed = ClientAuthArgs {
-            auth_method: Some(AuthMethod::SelfSignedTlsClientAuth),
-            ..ClientAuthArgs::default()
-        };
+        assert!(a.refuse_names_without_tls_client_auth().is_err());
+        assert!(a
+            .metadata(AuthMethod::SelfSignedTlsClientAuth, None)
+            .is_err());
+        let none = ClientAuthArgs::default();
         assert!(
-            self_signed.metadata(false).is_err(),
+            none.metadata(AuthMethod::SelfSignedTlsClientAuth, None)
+                .is_err(),
             "no certificate registered"
         );
     }

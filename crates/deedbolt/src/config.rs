@@ -67,6 +67,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_MTLS_BASE_URL",
     "DEEDBOLT_MTLS_CERT",
     "DEEDBOLT_MTLS_KEY",
+    "DEEDBOLT_OUTBOUND_CA_FILE",
     METRICS_TOKEN_ENV,
     "DEEDBOLT_DATABASE_MAX_CONNECTIONS",
     "DEEDBOLT_REDIS_URL",
@@ -286,6 +287,11 @@ config_layer! {
         /// PEM private key of --mtls-cert [default: --tls-key].
         #[arg(long, env = "DEEDBOLT_MTLS_KEY")]
         pub mtls_key: Option<PathBuf>,
+        /// A PEM file of extra CA certificates trusted for outbound https fetches of
+        /// clients' key sets (`jwks_uri` of private_key_jwt clients), e.g. an internal CA;
+        /// the public web PKI roots stay trusted [default: none].
+        #[arg(long, env = "DEEDBOLT_OUTBOUND_CA_FILE")]
+        pub outbound_ca_file: Option<PathBuf>,
         /// `DEEDBOLT_ALERT_WEBHOOK_SECRET` (see [`webhook_secret_from_env`]).
         #[arg(skip)]
         #[serde(skip)]
@@ -667,6 +673,8 @@ pub struct ServeSettings {
     pub metrics_listen: Option<SocketAddr>,
     /// The token that reads `/metrics`, if configured.
     pub metrics_token: Option<deedbolt_http::metrics::MetricsToken>,
+    /// Extra trust roots for outbound fetches of client key sets (none by default).
+    pub outbound_roots: deedbolt_http::oauth::client_keys::OutboundRoots,
     /// Shared fast state on Redis; `None`: in-process (one instance).
     pub redis: Option<RedisSettings>,
     /// HTTPS on the main listener, if configured.
@@ -997,7 +1005,10 @@ impl ServeSettings {
             bail!("the metrics listener must not use the main listen address {listen}");
         }
 
+        let outbound_roots = outbound_roots(o.outbound_ca_file.as_deref())?;
+
         Ok(ServeSettings {
+            outbound_roots,
             metrics_listen,
             metrics_token,
             common,
@@ -1020,6 +1031,19 @@ impl ServeSettings {
             mtls,
         })
     }
+}
+
+/// The extra outbound trust roots from `--outbound-ca-file` (none without it).
+pub fn outbound_roots(
+    file: Option<&Path>,
+) -> anyhow::Result<deedbolt_http::oauth::client_keys::OutboundRoots> {
+    let Some(file) = file else {
+        return Ok(deedbolt_http::oauth::client_keys::OutboundRoots::default());
+    };
+    let pem = std::fs::read(file)
+        .with_context(|| format!("cannot read the outbound CA file {}", file.display()))?;
+    deedbolt_http::oauth::client_keys::OutboundRoots::from_pem(&pem)
+        .with_context(|| format!("invalid outbound CA file {}", file.display()))
 }
 
 /// The alert webhook from its URL and key: https (http only on loopback, for development

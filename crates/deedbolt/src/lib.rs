@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod bff_check;
 pub mod cli;
 pub mod client_auth_args;
+pub mod client_keys;
 pub mod config;
 pub mod demo;
 pub mod startup;

@@ -357,7 +357,12 @@ impl Application {
             })
             .transpose()
             .context("cannot set up the backend-for-frontend")?;
+        let client_keys = Arc::new(
+            deedbolt_http::oauth::client_keys::ClientKeys::new(&settings.outbound_roots)
+                .context("cannot set up fetching of client key sets")?,
+        );
         let state = AppState::new(Services {
+            client_keys,
             bff,
             metrics_token: settings.metrics_token.clone(),
             cors: settings.cors.clone(),

@@ -1,6 +1,7 @@
 //! Client credentials from a token request: HTTP Basic (`client_secret_basic`, RFC 6749
-//! §2.3.1, with the form-url-decoding it requires) or the body (`client_secret_post`).
-//! Using both at once is refused ("MUST NOT use more than one authentication method").
+//! §2.3.1, with the form-url-decoding it requires), the body (`client_secret_post`) or a
+//! signed JWT (`private_key_jwt`, RFC 7523: [`crate::oauth::private_key_jwt`]).
+//! Using two at once is refused ("MUST NOT use more than one authentication method").
 //!
 //! [`authenticate`] then checks them against the registered client for every endpoint
 //! that authenticates clients (token, revocation, introspection).
@@ -13,6 +14,7 @@ use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use deedbolt_core::assertion::PresentedAssertion;
 use deedbolt_core::audit::{AuditKind, AuditRecord};
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::grant::{self, TokenClient};
@@ -21,6 +23,7 @@ use deedbolt_core::secret::ClientSecret;
 
 use crate::error::ApiError;
 use crate::oauth::client_auth_tls;
+use crate::oauth::private_key_jwt;
 use crate::state::AppState;
 use crate::web::client_ip::client_ip;
 use crate::web::form::FormParams;
@@ -41,8 +44,11 @@ pub enum AuthMethod {
 pub enum Presented {
     /// A secret, by Basic or in the body.
     Secret(PresentedCredentials),
-    /// Only a `client_id` in the body: a public client (`token_endpoint_auth_method=none`).
+    /// Only a `client_id` in the body: a public client (`token_endpoint_auth_method=none`),
+    /// or a certificate client (RFC 8705 §2) on the mutual-TLS listener.
     PublicId(ClientId),
+    /// A signed JWT (`private_key_jwt`, RFC 7523), not yet verified.
+    Assertion(PresentedAssertion),
 }
 
 /// Presented client credentials, not yet verified.
@@ -93,7 +99,10 @@ pub fn claimed_client_id(headers: &HeaderMap, params: &FormParams) -> Option<Str
     if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         return parse_basic(value).ok().map(|(id, _)| id);
     }
-    params.get("client_id").map(str::to_owned)
+    params.get("client_id").map(str::to_owned).or_else(|| {
+        deedbolt_core::assertion::claimed_subject(params.get("client_assertion")?)
+            .map(|id| id.to_string())
+    })
 }
 
 /// Extracts credentials, also accepting a bare `client_id` in the body (public clients).
@@ -107,6 +116,17 @@ pub fn extract_any(headers: &HeaderMap, params: &mut FormParams) -> Result<Prese
     }
     let body_id = params.take("client_id");
     let body_secret = params.take("client_secret");
+    let assertion_type = params.take("client_assertion_type");
+    let assertion = params.take("client_assertion");
+    if assertion_type.is_some() || assertion.is_some() {
+        let other = private_key_jwt::OtherCredentials {
+            header: header.is_some(),
+            client_id: body_id,
+            secret: body_secret.is_some(),
+        };
+        return private_key_jwt::presented(assertion_type.as_deref(), assertion.as_deref(), &other)
+            .map(Presented::Assertion);
+    }
     let (id, secret, method) = match header {
         Some(value) => {
             if body_secret.is_some() {
@@ -196,6 +216,9 @@ pub(crate) async fn authenticate(
                 }
             }
         }
+        Presented::Assertion(assertion) => Ok(TokenClient::Confidential(
+            private_key_jwt::authenticate(state, assertion).await?,
+        )),
     }
 }
 
@@ -230,7 +253,9 @@ mod tests {
     ) -> Result<PresentedCredentials, OAuthError> {
         match extract_any(headers, params)? {
             Presented::Secret(c) => Ok(c),
-            Presented::PublicId(_) => Err(failed("client authentication required")),
+            Presented::PublicId(_) | Presented::Assertion(_) => {
+                Err(failed("client authentication required"))
+            }
         }
     }
 

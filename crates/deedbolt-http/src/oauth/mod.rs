@@ -3,17 +3,20 @@
 //! The browser side of the code flow is [`authorize`] (the request), [`login`],
 //! [`consent`] and the [`session`] they share; the token endpoint is [`token`], one file
 //! per grant; [`revocation`], [`introspection`] and [`metadata`] (discovery and JWKS)
-//! complete it. [`client_auth`] authenticates clients for all of them; [`mtls`] publishes
-//! the mutual-TLS listener (RFC 8705).
+//! complete it. [`client_auth`] authenticates clients for all of them ([`client_keys`]
+//! holds `private_key_jwt` clients' public keys); [`mtls`] publishes the mutual-TLS
+//! listener (RFC 8705).
 
 pub mod authorize;
 pub mod client_auth;
 pub mod client_auth_tls;
+pub mod client_keys;
 pub mod consent;
 pub mod introspection;
 pub mod login;
 pub mod metadata;
 pub mod mtls;
+pub mod private_key_jwt;
 pub mod revocation;
 pub mod session;
 pub mod token;

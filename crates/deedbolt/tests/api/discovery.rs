@@ -63,7 +63,12 @@ async fn metadata_describes_this_server() {
     methods.sort_unstable();
     assert_eq!(
         methods,
-        ["client_secret_basic", "client_secret_post", "none"]
+        [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+            "private_key_jwt"
+        ]
     );
     let mut scopes: Vec<&str> = doc["scopes_supported"]
         .as_array()

@@ -20,6 +20,7 @@ mod instances;
 mod mtls;
 mod openapi;
 mod postgres;
+mod private_key_jwt;
 mod refresh;
 mod token;
 
