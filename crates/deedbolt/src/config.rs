@@ -68,6 +68,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_MTLS_CERT",
     "DEEDBOLT_MTLS_KEY",
     "DEEDBOLT_OUTBOUND_CA_FILE",
+    "DEEDBOLT_OUTBOUND_ALLOW_PRIVATE_NETWORKS",
     METRICS_TOKEN_ENV,
     "DEEDBOLT_DATABASE_MAX_CONNECTIONS",
     "DEEDBOLT_REDIS_URL",
@@ -292,6 +293,12 @@ config_layer! {
         /// the public web PKI roots stay trusted [default: none].
         #[arg(long, env = "DEEDBOLT_OUTBOUND_CA_FILE")]
         pub outbound_ca_file: Option<PathBuf>,
+        /// Let outbound fetches of clients' key sets reach private, loopback and
+        /// link-local addresses (key sets on an internal network). Off, a `jwks_uri` whose
+        /// host is or resolves only to such an address is refused, so clients cannot make
+        /// the server probe its own network [default: false].
+        #[arg(long, env = "DEEDBOLT_OUTBOUND_ALLOW_PRIVATE_NETWORKS")]
+        pub outbound_allow_private_networks: Option<bool>,
         /// `DEEDBOLT_ALERT_WEBHOOK_SECRET` (see [`webhook_secret_from_env`]).
         #[arg(skip)]
         #[serde(skip)]
@@ -675,6 +682,8 @@ pub struct ServeSettings {
     pub metrics_token: Option<deedbolt_http::metrics::MetricsToken>,
     /// Extra trust roots for outbound fetches of client key sets (none by default).
     pub outbound_roots: deedbolt_http::oauth::client_keys::OutboundRoots,
+    /// Which addresses those fetches may reach.
+    pub outbound_networks: deedbolt_http::oauth::client_keys::OutboundNetworks,
     /// Shared fast state on Redis; `None`: in-process (one instance).
     pub redis: Option<RedisSettings>,
     /// HTTPS on the main listener, if configured.
@@ -1007,8 +1016,15 @@ impl ServeSettings {
 
         let outbound_roots = outbound_roots(o.outbound_ca_file.as_deref())?;
 
+        let outbound_networks = if o.outbound_allow_private_networks.unwrap_or(false) {
+            deedbolt_http::oauth::client_keys::OutboundNetworks::AllowPrivate
+        } else {
+            deedbolt_http::oauth::client_keys::OutboundNetworks::PublicOnly
+        };
+
         Ok(ServeSettings {
             outbound_roots,
+            outbound_networks,
             metrics_listen,
             metrics_token,
             common,

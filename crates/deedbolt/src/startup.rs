@@ -358,8 +358,11 @@ impl Application {
             .transpose()
             .context("cannot set up the backend-for-frontend")?;
         let client_keys = Arc::new(
-            deedbolt_http::oauth::client_keys::ClientKeys::new(&settings.outbound_roots)
-                .context("cannot set up fetching of client key sets")?,
+            deedbolt_http::oauth::client_keys::ClientKeys::new(
+                &settings.outbound_roots,
+                settings.outbound_networks,
+            )
+            .context("cannot set up fetching of client key sets")?,
         );
         let state = AppState::new(Services {
             client_keys,

@@ -16,6 +16,12 @@
 //!   the cached set lacks (the client rotated its keys) triggers a refetch, but at most once
 //!   per [`REFETCH_INTERVAL`] per URI, so made-up `kid`s cannot turn the server into a
 //!   fetch amplifier. A failed fetch is not retried for [`FAILURE_BACKOFF`].
+//! - **Public addresses only** (unless the operator allows private networks with
+//!   `--outbound-allow-private-networks`): a URI whose host is, or resolves only to, a
+//!   loopback, private, link-local, shared, documentation or otherwise non-global address
+//!   is refused, on the first request and on every redirect, so a client that registers its
+//!   own `jwks_uri` cannot make the server probe its internal network (server-side request
+//!   forgery). The check runs on the addresses actually connected to, after resolution.
 //! - **Never blocking others.** Each URI has its own lock: requests for one client's slow
 //!   endpoint wait at most for its timeout, and nobody else waits at all.
 //!
@@ -31,6 +37,7 @@ use deedbolt_core::client_jwks::{ClientJwks, JwksError};
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_LENGTH, LOCATION, USER_AGENT};
 use http::StatusCode;
 use http_body_util::{BodyExt as _, Empty, Limited};
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -60,7 +67,117 @@ pub const MAX_REDIRECTS: usize = 3;
 /// Above this many cached URIs, expired entries are dropped.
 const MAX_CACHED: usize = 10_000;
 
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector<AddressPolicy>>, Empty<Bytes>>;
+
+/// Which addresses outbound fetches may connect to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutboundNetworks {
+    /// Only globally routable addresses (the default).
+    #[default]
+    PublicOnly,
+    /// Private, loopback and link-local addresses too (`--outbound-allow-private-networks`:
+    /// for key sets hosted on an internal network, and for tests on loopback).
+    AllowPrivate,
+}
+
+impl OutboundNetworks {
+    /// Whether a fetch may connect to `ip`.
+    ///
+    /// ```
+    /// use deedbolt_http::oauth::client_keys::OutboundNetworks;
+    /// let public = OutboundNetworks::PublicOnly;
+    /// assert!(public.allows("93.184.215.14".parse().unwrap()));
+    /// assert!(public.allows("2606:4700::1111".parse().unwrap()));
+    /// for internal in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+    ///                  "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1",
+    ///                  "192.0.2.1", "2001:db8::1", "224.0.0.1", "255.255.255.255"] {
+    ///     assert!(!public.allows(internal.parse().unwrap()), "{internal}");
+    /// }
+    /// assert!(OutboundNetworks::AllowPrivate.allows("127.0.0.1".parse().unwrap()));
+    /// ```
+    pub fn allows(self, ip: std::net::IpAddr) -> bool {
+        self == OutboundNetworks::AllowPrivate || is_global(ip)
+    }
+}
+
+/// Whether `ip` is globally routable: not loopback, private (RFC 1918, RFC 4193),
+/// link-local, shared (RFC 6598), documentation, benchmarking, multicast, reserved or
+/// unspecified. (`IpAddr::is_global` is not stable yet.)
+fn is_global(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_global(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8))
+        }
+    }
+}
+
+/// The system resolver, keeping only the addresses [`OutboundNetworks`] allows: a name
+/// that resolves only to internal addresses fails to connect.
+#[derive(Clone, Debug)]
+struct AddressPolicy {
+    resolver: GaiResolver,
+    networks: OutboundNetworks,
+}
+
+/// A name that resolves only to addresses outbound fetches may not reach.
+#[derive(Debug, thiserror::Error)]
+#[error("the host resolves only to non-public addresses")]
+struct NonPublicHost;
+
+impl tower::Service<Name> for AddressPolicy {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.resolver.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let networks = self.networks;
+        let resolving = self.resolver.call(name);
+        Box::pin(async move {
+            let allowed: Vec<_> = resolving
+                .await?
+                .filter(|addr| networks.allows(addr.ip()))
+                .collect();
+            if allowed.is_empty() {
+                return Err(NonPublicHost.into());
+            }
+            Ok(allowed.into_iter())
+        })
+    }
+}
 
 /// Extra trust anchors for outbound https fetches (`--outbound-ca-file`), on top of the
 /// public web PKI roots.
@@ -162,6 +279,7 @@ struct Slot {
 /// The `jwks_uri` fetcher and its cache.
 pub struct ClientKeys {
     http: HttpClient,
+    networks: OutboundNetworks,
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
 }
 
@@ -172,8 +290,9 @@ impl fmt::Debug for ClientKeys {
 }
 
 impl ClientKeys {
-    /// A fetcher trusting the public web PKI roots and `extra`.
-    pub fn new(extra: &OutboundRoots) -> Result<Self, OutboundError> {
+    /// A fetcher trusting the public web PKI roots and `extra`, connecting only to the
+    /// addresses `networks` allows.
+    pub fn new(extra: &OutboundRoots, networks: OutboundNetworks) -> Result<Self, OutboundError> {
         let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
@@ -187,7 +306,10 @@ impl ClientKeys {
         .map_err(OutboundError::Tls)?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(AddressPolicy {
+            resolver: GaiResolver::new(),
+            networks,
+        });
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -197,6 +319,7 @@ impl ClientKeys {
             .wrap_connector(http);
         Ok(ClientKeys {
             http: Client::builder(TokioExecutor::new()).build(https),
+            networks,
             slots: Mutex::default(),
         })
     }
@@ -272,6 +395,15 @@ impl ClientKeys {
     /// One fetch, following https redirects.
     async fn fetch(&self, mut url: Url) -> Result<(ClientJwks, Duration), KeysError> {
         for _ in 0..=MAX_REDIRECTS {
+            // An address literal never reaches the resolver: judge it here.
+            let literal = match url.host() {
+                Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+                Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+                _ => None,
+            };
+            if literal.is_some_and(|ip| !self.networks.allows(ip)) {
+                return Err(KeysError::Fetch(NonPublicHost.to_string()));
+            }
             let request = http::Request::get(url.as_str())
                 .header(ACCEPT, "application/jwk-set+json, application/json")
                 .header(USER_AGENT, concat!("deedbolt/", env!("CARGO_PKG_VERSION")))
@@ -395,7 +527,7 @@ mod tests {
 
     #[test]
     fn the_fetcher_builds_with_its_own_crypto_provider() {
-        assert!(ClientKeys::new(&OutboundRoots::default()).is_ok());
+        assert!(ClientKeys::new(&OutboundRoots::default(), OutboundNetworks::PublicOnly).is_ok());
         assert!(matches!(
             OutboundRoots::from_pem(b"not pem"),
             Err(OutboundError::NoCertificates)
@@ -404,7 +536,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_http_uri_is_refused_without_connecting() {
-        let keys = ClientKeys::new(&OutboundRoots::default()).unwrap();
+        let keys =
+            ClientKeys::new(&OutboundRoots::default(), OutboundNetworks::PublicOnly).unwrap();
         assert!(matches!(
             keys.from_uri("http://127.0.0.1:9/jwks", None).await,
             Err(KeysError::NotHttps)

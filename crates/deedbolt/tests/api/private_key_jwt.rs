@@ -611,7 +611,7 @@ impl JwksServer {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
         let leaf_key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
             .unwrap()
             .signed_by(&leaf_key, &issuer)
             .unwrap();
@@ -704,6 +704,8 @@ async fn app_trusting(jwks: &JwksServer) -> TestApp {
     spawn_app_with(Options {
         overrides: ServeOverrides {
             outbound_ca_file: Some(jwks.ca_file.path().to_path_buf()),
+            // The test's key server is on loopback.
+            outbound_allow_private_networks: Some(true),
             ..ServeOverrides::default()
         },
         ..Options::default()
@@ -757,6 +759,45 @@ async fn jwks_uri_over_https_is_fetched_cached_and_refetched_for_a_new_kid() {
         2,
         "unknown kids refetch at most once per interval"
     );
+}
+
+/// Server-side request forgery: by default a `jwks_uri` on an internal address (a literal,
+/// or a name that resolves to one) is never connected to; the operator's
+/// `--outbound-allow-private-networks` lets it through.
+#[tokio::test]
+async fn a_jwks_uri_on_an_internal_address_is_not_fetched_unless_allowed() {
+    let server = JwksServer::start().await;
+    let key = ClientKey::generate("k1");
+    let literal = server.serve("/jwks.json", Answer::Json(key.jwks().to_string()));
+    let by_name = literal.replace("127.0.0.1", "localhost");
+
+    let public_only = spawn_app_with(Options {
+        overrides: ServeOverrides {
+            outbound_ca_file: Some(server.ca_file.path().to_path_buf()),
+            ..ServeOverrides::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    for uri in [&literal, &by_name] {
+        let id = uri_client(&public_only, uri);
+        invalid_client(
+            client_credentials(&public_only, &key.assertion(&public_only, &id, |_| {})).await,
+            "internal jwks_uri",
+        )
+        .await;
+    }
+    assert_eq!(
+        server.hits(),
+        0,
+        "nothing was fetched from the internal address"
+    );
+
+    let allowed = app_trusting(&server).await;
+    let id = uri_client(&allowed, &by_name);
+    let res = client_credentials(&allowed, &key.assertion(&allowed, &id, |_| {})).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    assert_eq!(server.hits(), 1);
 }
 
 #[tokio::test]
