@@ -210,3 +210,93 @@ fn certificate_fits(client: &Client, method: AuthMethod, evidence: &CertificateE
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> CertificateNames {
+        CertificateNames {
+            subject: "CN=bot,O=Acme".parse().ok(),
+            dns: vec!["Bot.Acme.example".into()],
+            uris: vec!["urn:acme:bot".into()],
+            ips: vec!["10.0.0.7".parse().unwrap()],
+            emails: vec!["Bot@Acme.example".into()],
+        }
+    }
+
+    fn metadata(f: impl FnOnce(&mut ClientMetadata)) -> ClientMetadata {
+        let mut m = ClientMetadata {
+            token_endpoint_auth_method: Some(AuthMethod::TlsClientAuth),
+            ..ClientMetadata::default()
+        };
+        f(&mut m);
+        m
+    }
+
+    #[test]
+    fn each_registered_name_matches_by_its_rule() {
+        fn rule(f: impl FnOnce(&mut ClientMetadata)) -> PkiRule {
+            PkiRule::from_metadata(&metadata(f)).unwrap()
+        }
+        let n = names();
+        assert!(rule(|m| m.tls_client_auth_subject_dn = Some("cn=BOT, o=acme".into())).matches(&n));
+        assert!(!rule(|m| m.tls_client_auth_subject_dn = Some("CN=bot".into())).matches(&n));
+        assert!(rule(|m| m.tls_client_auth_san_dns = Some("bot.acme.EXAMPLE".into())).matches(&n));
+        assert!(rule(|m| m.tls_client_auth_san_uri = Some("urn:acme:bot".into())).matches(&n));
+        assert!(!rule(|m| m.tls_client_auth_san_uri = Some("URN:acme:bot".into())).matches(&n));
+        assert!(rule(|m| m.tls_client_auth_san_ip = Some("10.0.0.7".into())).matches(&n));
+        assert!(!rule(|m| m.tls_client_auth_san_ip = Some("10.0.0.8".into())).matches(&n));
+        assert!(
+            rule(|m| m.tls_client_auth_san_email = Some("bot@acme.example".into())).matches(&n)
+        );
+        // A certificate without a string subject matches no DN.
+        let no_subject = CertificateNames::default();
+        assert!(
+            !rule(|m| m.tls_client_auth_subject_dn = Some("CN=bot".into())).matches(&no_subject)
+        );
+    }
+
+    #[test]
+    fn exactly_one_valid_name_is_required() {
+        fn err(f: impl FnOnce(&mut ClientMetadata)) -> CertRuleError {
+            PkiRule::from_metadata(&metadata(f)).unwrap_err()
+        }
+        assert_eq!(err(|_| {}), CertRuleError::NotExactlyOne);
+        assert_eq!(
+            err(|m| {
+                m.tls_client_auth_san_dns = Some("a".into());
+                m.tls_client_auth_san_uri = Some("b".into());
+            }),
+            CertRuleError::NotExactlyOne
+        );
+        assert_eq!(
+            err(|m| m.tls_client_auth_san_ip = Some("nope".into())),
+            CertRuleError::Ip
+        );
+        assert_eq!(
+            err(|m| m.tls_client_auth_san_dns = Some(" ".into())),
+            CertRuleError::Empty
+        );
+        assert!(matches!(
+            err(|m| m.tls_client_auth_subject_dn = Some("XX=1".into())),
+            CertRuleError::SubjectDn(_)
+        ));
+    }
+
+    #[test]
+    fn registered_certificates_are_the_first_x5c_of_each_key() {
+        let jwks = serde_json::json!({"keys": [
+            {"kty": "EC", "x5c": [STANDARD.encode(b"cert-a"), STANDARD.encode(b"ca")]},
+            {"kty": "EC"},
+            {"kty": "EC", "x5c": ["not base64!"]},
+            {"kty": "EC", "x5c": [STANDARD.encode(b"cert-b")]},
+        ]});
+        let thumbprints = registered_certificates(&jwks);
+        let t = |der: &[u8]| {
+            URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))
+        };
+        assert_eq!(thumbprints, vec![t(b"cert-a"), t(b"cert-b")]);
+        assert!(registered_certificates(&serde_json::json!({})).is_empty());
+    }
+}
