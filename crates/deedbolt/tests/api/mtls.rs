@@ -607,6 +607,28 @@ async fn self_signed_tls_client_auth_accepts_only_the_registered_certificate() {
         .await
         .expect("answer");
     assert_invalid_client(&reply);
+    // Each refusal is audited under the client it claimed (the writer batches: poll).
+    let mut audited = 0;
+    for _ in 0..50 {
+        let out = app.cli(&[
+            "audit",
+            "search",
+            "--json",
+            "--type",
+            "client_auth_failed",
+            "--client",
+            &id,
+        ]);
+        audited = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("invalid_client"))
+            .count();
+        if audited >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(audited, 3, "one client_auth_failed record per refusal");
     app.stop().await;
 }
 
