@@ -17,6 +17,8 @@ use crate::clock::UnixTime;
 pub enum AuditKind {
     /// A request to `/authorize` (valid or not).
     AuthorizationRequest,
+    /// A pushed authorization request (RFC 9126) at `/par` (stored or refused).
+    PushedAuthorizationRequest,
     /// A password login (success or failure).
     Login,
     /// A consent decision (approve or deny).
@@ -54,8 +56,9 @@ pub enum AuditKind {
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [AuditKind; 17] = [
+    pub const ALL: [AuditKind; 18] = [
         AuditKind::AuthorizationRequest,
+        AuditKind::PushedAuthorizationRequest,
         AuditKind::Login,
         AuditKind::Consent,
         AuditKind::TokenIssued,
@@ -78,6 +81,7 @@ impl AuditKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             AuditKind::AuthorizationRequest => "authorization_request",
+            AuditKind::PushedAuthorizationRequest => "pushed_authorization_request",
             AuditKind::Login => "login",
             AuditKind::Consent => "consent",
             AuditKind::TokenIssued => "token_issued",

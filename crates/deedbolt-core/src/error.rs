@@ -38,6 +38,12 @@ pub enum OAuthError {
     /// the resource owner."
     #[error("invalid_scope: {0}")]
     InvalidScope(Cow<'static, str>),
+    /// "The authorization server does not support obtaining an authorization code using
+    /// this method" (RFC 6749 §4.1.2.1): a pushed authorization request (RFC 9126 §2.3
+    /// answers with the authorization endpoint's codes) with a `response_type` other than
+    /// `code`.
+    #[error("unsupported_response_type: {0}")]
+    UnsupportedResponseType(Cow<'static, str>),
 }
 
 impl OAuthError {
@@ -50,6 +56,7 @@ impl OAuthError {
             OAuthError::UnauthorizedClient(_) => "unauthorized_client",
             OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::UnsupportedResponseType(_) => "unsupported_response_type",
         }
     }
 
@@ -61,7 +68,8 @@ impl OAuthError {
             | OAuthError::InvalidGrant(d)
             | OAuthError::UnauthorizedClient(d)
             | OAuthError::UnsupportedGrantType(d)
-            | OAuthError::InvalidScope(d) => d,
+            | OAuthError::InvalidScope(d)
+            | OAuthError::UnsupportedResponseType(d) => d,
         }
     }
 

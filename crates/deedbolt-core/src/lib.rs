@@ -23,6 +23,9 @@
 //! - [`flow`]: the authorization-code flow: request validation, codes, ID tokens.
 //! - [`issue`]: token issuance: every access-token and ID-token claim set, built in one
 //!   place from the proofs the grant checks leave.
+//! - [`par`]: pushed authorization requests (RFC 9126): `request_uri` references and
+//!   who must push.
+//! - [`profile`]: security profiles (`--profile fapi2`, the FAPI 2.0 Security Profile).
 //! - [`pkce`]: PKCE (S256 only) with a proof value.
 //! - [`redirect`]: redirect URIs, registered and compared exactly.
 //! - [`user`]: users, roles and argon2id passwords.
@@ -66,8 +69,10 @@ pub mod ids;
 pub mod issue;
 pub mod jose;
 pub mod keyring;
+pub mod par;
 pub mod pkce;
 pub mod ports;
+pub mod profile;
 pub mod rand;
 pub mod ratelimit;
 pub mod redirect;

@@ -286,8 +286,34 @@ pub trait FlowStore: Send + Sync + 'static {
         &self,
         cursor: i64,
     ) -> Result<(Vec<(TokenId, UnixTime)>, i64), StoreError>;
-    /// Deletes expired pending requests, sessions, codes and revocations.
+    /// Deletes expired pending requests, pushed requests, sessions, codes and revocations.
     async fn prune_expired(&self, now: UnixTime) -> Result<(), StoreError>;
+}
+
+/// Pushed authorization requests (RFC 9126): validated requests waiting, for a short
+/// while, for the browser to bring their `request_uri` to `/authorize`. Shared by every
+/// instance (the push and the `/authorize` may reach different ones), so they live in the
+/// database, keyed by the SHA-256 of the reference ([`crate::par::RequestUri::storage_key`]).
+#[async_trait]
+pub trait PushedRequestStore: Send + Sync + 'static {
+    /// Stores a validated request pushed by `request.client_id`, until `expires_at`.
+    async fn put_pushed(
+        &self,
+        key: &[u8; 32],
+        request: &AuthorizationRequest,
+        expires_at: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// Atomically takes (reads and deletes, in one statement) the unexpired request stored
+    /// under `key` *if it was pushed by `client`*: the first caller gets it, every later or
+    /// concurrent caller `None` (single use). A request of another client is neither
+    /// returned nor spent, so presenting a stolen reference with the wrong `client_id`
+    /// cannot burn the rightful client's request.
+    async fn take_pushed(
+        &self,
+        key: &[u8; 32],
+        client: &ClientId,
+        now: UnixTime,
+    ) -> Result<Option<AuthorizationRequest>, StoreError>;
 }
 
 /// Whose tokens a revocation cutoff applies to.
@@ -486,7 +512,15 @@ pub trait ReplayCache: Send + Sync + 'static {
 /// not part of it: the backends implement it beside these.
 #[async_trait]
 pub trait Storage:
-    ClientStore + KeyStore + Health + UserStore + FlowStore + RefreshStore + AuditStore + AlertStore
+    ClientStore
+    + KeyStore
+    + Health
+    + UserStore
+    + FlowStore
+    + PushedRequestStore
+    + RefreshStore
+    + AuditStore
+    + AlertStore
 {
     /// Closes the backend's connections, waiting for them to finish.
     async fn close(&self);

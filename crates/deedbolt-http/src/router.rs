@@ -17,7 +17,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::api::userinfo;
-use crate::oauth::{authorize, consent, introspection, login, metadata, revocation, token};
+use crate::oauth::{authorize, consent, introspection, login, metadata, par, revocation, token};
 use crate::state::AppState;
 use crate::web::cookies::CookiePolicy;
 use crate::web::form::MAX_BODY_BYTES;
@@ -54,8 +54,7 @@ pub fn router(state: AppState) -> Router {
     let openid = guard.require(ScopeSet::empty().with(Scope::Openid));
     // What a browser app calls itself, with CORS for the configured origins (see
     // crate::web::cors); nothing else gets CORS headers.
-    let mut metadata =
-        metadata::routes(&state.services.policy.issuer, state.services.mtls.as_ref());
+    let mut metadata = metadata::routes(&state.services);
     if let Some(cors) = state.services.cors.metadata_layer() {
         metadata = metadata.layer(cors);
     }
@@ -96,6 +95,8 @@ pub fn router(state: AppState) -> Router {
         .merge(metadata)
         .merge(endpoints)
         .route("/introspect", post(introspection::introspect_endpoint))
+        // Server to server (RFC 9126): no CORS.
+        .route("/par", post(par::par_endpoint))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/readyz", get(ops::readyz))

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use deedbolt_core::clock::Clock;
 use deedbolt_core::grant::TokenPolicy;
-use deedbolt_core::ports::{ClientStore, FlowStore, Health, RefreshStore, UserStore};
+use deedbolt_core::ports::{
+    ClientStore, FlowStore, Health, PushedRequestStore, RefreshStore, UserStore,
+};
+use deedbolt_core::profile::Profile;
 use deedbolt_core::refresh::RefreshPolicy;
 use deedbolt_core::revocation::RevocationList;
 use deedbolt_core::secret::SecretHasher;
@@ -46,6 +49,14 @@ pub struct Services {
     pub users: Arc<dyn UserStore>,
     /// Authorization-code flow state.
     pub flow: Arc<dyn FlowStore>,
+    /// Pushed authorization requests (RFC 9126).
+    pub pushed: Arc<dyn PushedRequestStore>,
+    /// The security profile enforced (`--profile`): its rules are asked where they apply.
+    pub profile: Profile,
+    /// Whether every client must push its authorization requests (`--require-par`, or
+    /// the profile requires it); otherwise only clients registered with
+    /// `require_pushed_authorization_requests` must.
+    pub require_par: bool,
     /// User passwords (argon2id; run off the async workers).
     pub passwords: Arc<PasswordHasher>,
     /// Revoked access tokens.

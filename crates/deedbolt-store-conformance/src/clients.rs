@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::Backend;
 
-fn client(name: &str) -> Client {
+pub(crate) fn client(name: &str) -> Client {
     let hasher = SecretHasher::new(&Pepper::generate().unwrap());
     Client {
         id: ClientId::generate().unwrap(),

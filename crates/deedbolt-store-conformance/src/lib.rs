@@ -26,12 +26,14 @@ mod audit;
 mod clients;
 mod crm;
 mod flow;
+mod pushed;
 mod refresh;
 
 pub use audit::*;
 pub use clients::*;
 pub use crm::*;
 pub use flow::*;
+pub use pushed::*;
 pub use refresh::*;
 
 /// A complete storage backend (core's [`Storage`] ports and the PropTech [`CrmStore`]);
@@ -75,6 +77,10 @@ macro_rules! conformance_suite {
             a_replay_after_issuance_names_the_token_to_revoke,
             the_revocation_list_is_read_by_cursor_without_gaps,
             expired_flow_state_is_pruned,
+            a_pushed_request_is_taken_once_and_only_by_its_client,
+            a_pushed_request_is_taken_once_under_concurrent_takes,
+            an_expired_pushed_request_is_refused_and_pruned,
+            pushed_requests_go_with_their_client,
             a_refresh_token_rotates_once_under_concurrent_rotation,
             revoking_a_family_revokes_its_tokens_and_access_tokens,
             an_access_token_recorded_in_a_revoked_family_must_be_revoked,

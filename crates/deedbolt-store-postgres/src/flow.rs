@@ -376,6 +376,7 @@ impl FlowStore for PgStore {
     async fn prune_expired(&self, now: UnixTime) -> Result<(), StoreError> {
         for sql in [
             "DELETE FROM pending_authorizations WHERE expires_at <= $1",
+            "DELETE FROM pushed_authorizations WHERE expires_at <= $1",
             "DELETE FROM sessions WHERE expires_at <= $1",
             // Spent codes are kept a little past expiry so that a late replay is still
             // recognised (and revokes) rather than looking unknown.

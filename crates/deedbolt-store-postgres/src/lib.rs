@@ -23,6 +23,7 @@
 //! - `users`: [`deedbolt_core::ports::UserStore`].
 //! - `flow`: [`deedbolt_core::ports::FlowStore`] (pending requests, sessions, consents,
 //!   codes, the revocation list).
+//! - `pushed`: [`deedbolt_core::ports::PushedRequestStore`] (RFC 9126 pushed requests).
 //! - `refresh`: [`deedbolt_core::ports::RefreshStore`].
 //! - `audit`: [`deedbolt_core::ports::AuditStore`].
 //! - `alerts`: [`deedbolt_core::ports::AlertStore`].
@@ -50,6 +51,7 @@ mod clients;
 mod crm;
 mod flow;
 mod keys;
+mod pushed;
 mod refresh;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -361,6 +361,7 @@ impl FlowStore for SqliteStore {
     async fn prune_expired(&self, now: UnixTime) -> Result<(), StoreError> {
         for sql in [
             "DELETE FROM pending_authorizations WHERE expires_at <= ?",
+            "DELETE FROM pushed_authorizations WHERE expires_at <= ?",
             "DELETE FROM sessions WHERE expires_at <= ?",
             // Spent codes are kept a little past expiry so that a late replay is still
             // recognised (and revokes) rather than looking unknown.

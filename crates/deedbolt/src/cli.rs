@@ -435,7 +435,9 @@ pub async fn run() -> anyhow::Result<()> {
             let store = startup::open_store(&common).await?;
             let feed = Announcer::new(common.redis.clone());
             let result = match command {
-                Command::Client(cmd) => client_command(&store, &feed, cmd, &common.data_dir).await,
+                Command::Client(cmd) => {
+                    client_command(&store, &feed, cmd, &common.data_dir, common.profile).await
+                }
                 Command::Token(TokenCommand::Revoke { client, user }) => {
                     token_revoke(&store, &feed, client, user).await
                 }
@@ -601,11 +603,27 @@ pub(crate) async fn register_client(
     Ok((client, secret.map(|(_, s)| s)))
 }
 
+/// Warns on stderr about a client that `profile` refuses wherever clients authenticate
+/// (under `fapi2`: a secret or public client), so an operator learns it at registration
+/// rather than from the first `invalid_client`. A warning, not a refusal: the data
+/// directory may serve servers with other profiles.
+fn warn_outside_profile(profile: deedbolt_core::profile::Profile, client: &Client) {
+    let method = client.auth_method();
+    if !profile.allows_auth_method(method) {
+        eprintln!(
+            "warning: the {profile} profile refuses `{method}` client authentication: servers \
+             running with --profile {profile} will answer this client invalid_client \
+             (register it with private_key_jwt, tls_client_auth or self_signed_tls_client_auth)"
+        );
+    }
+}
+
 async fn client_command(
     store: &Store,
     feed: &Announcer,
     cmd: ClientCommand,
     data_dir: &std::path::Path,
+    profile: deedbolt_core::profile::Profile,
 ) -> anyhow::Result<()> {
     let now = SystemClock.now();
     match cmd {
@@ -704,6 +722,7 @@ async fn client_command(
             };
             let (client, secret) =
                 register_client(store, data_dir, new, allow_introspection, properties).await?;
+            warn_outside_profile(profile, &client);
             if json {
                 let mut v = client_json(&client);
                 if let Some(secret) = &secret {

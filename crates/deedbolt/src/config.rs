@@ -35,6 +35,8 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_DATABASE_URL",
     "DEEDBOLT_LOG",
     "DEEDBOLT_LOG_FORMAT",
+    "DEEDBOLT_PROFILE",
+    "DEEDBOLT_REQUIRE_PAR",
     "DEEDBOLT_LISTEN",
     "DEEDBOLT_ISSUER",
     "DEEDBOLT_AUDIENCE",
@@ -157,6 +159,13 @@ config_layer! {
         /// Log filter, e.g. `info` or `info,deedbolt_http=debug` [default: info].
         #[arg(long, env = "DEEDBOLT_LOG", global = true)]
         pub log: Option<String>,
+        /// Security profile: `default`, or `fapi2` to enforce the FAPI 2.0 Security Profile
+        /// (PAR for every authorization request, only private_key_jwt or mutual-TLS client
+        /// authentication, only sender-constrained access tokens; docs/par-and-fapi2.md).
+        /// The server enforces it; `client create` warns about clients it would refuse
+        /// [default: default].
+        #[arg(long, env = "DEEDBOLT_PROFILE", global = true)]
+        pub profile: Option<deedbolt_core::profile::Profile>,
     }
 }
 
@@ -216,6 +225,12 @@ config_layer! {
         /// [default: 60/1m].
         #[arg(long, env = "DEEDBOLT_RATE_LIMIT_AUTHORIZE")]
         pub rate_limit_authorize: Option<String>,
+        /// Require every client to push its authorization requests to /par first (RFC
+        /// 9126); otherwise only clients registered with
+        /// require_pushed_authorization_requests must. Always on under `--profile fapi2`
+        /// [default: false].
+        #[arg(long, env = "DEEDBOLT_REQUIRE_PAR")]
+        pub require_par: Option<bool>,
         /// Comma-separated IPs of reverse proxies whose X-Forwarded-For is believed (a list
         /// in the config file) [default: none].
         #[arg(long, env = "DEEDBOLT_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -481,6 +496,8 @@ pub struct CommonSettings {
     pub database: crate::storage::Database,
     /// Shared fast state on Redis; `None`: in-process (one instance).
     pub redis: Option<RedisSettings>,
+    /// The security profile.
+    pub profile: deedbolt_core::profile::Profile,
 }
 
 /// A PEM certificate chain (leaf first) and its private key.
@@ -623,6 +640,7 @@ pub fn resolve_common(layer: &GlobalOverrides) -> anyhow::Result<CommonSettings>
             None => crate::storage::Database::Embedded,
         },
         redis: resolve_redis(layer)?,
+        profile: layer.profile.unwrap_or_default(),
     })
 }
 
@@ -664,6 +682,9 @@ pub struct ServeSettings {
     pub refresh: deedbolt_core::refresh::RefreshPolicy,
     /// Rate limits.
     pub limits: deedbolt_http::RateLimits,
+    /// Whether every client must push its authorization requests (RFC 9126): the
+    /// setting, or the profile's requirement.
+    pub require_par: bool,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Origins allowed to call the CORS-enabled endpoints (none by default).
@@ -950,6 +971,15 @@ impl ServeSettings {
             login: limit(o.rate_limit_login, "5/15m", "login")?,
             authorize: limit(o.rate_limit_authorize, "60/1m", "authorize")?,
         };
+        let profile = common.profile;
+        let require_par = match o.require_par {
+            Some(false) if profile.requires_par() => bail!(
+                "require_par cannot be false under the {profile} profile, which requires \
+                 pushed authorization requests"
+            ),
+            Some(required) => required,
+            None => profile.requires_par(),
+        };
         let trusted_proxies = o
             .trusted_proxies
             .unwrap_or_default()
@@ -1001,6 +1031,12 @@ impl ServeSettings {
                 "bff_refresh_before",
             )?,
         )?;
+        if require_par && bff.is_some() {
+            bail!(
+                "the backend-for-frontend does not push its authorization requests (RFC 9126): \
+                 it cannot run with require_par or the fapi2 profile"
+            );
+        }
         let redis = common.redis.clone();
         if tls.is_some() && bff.is_some() {
             bail!(
@@ -1036,6 +1072,7 @@ impl ServeSettings {
             key_refresh_interval: refresh_interval,
             refresh,
             limits,
+            require_par,
             trusted_proxies,
             cors,
             audit_retention_secs: i64::try_from(retention.as_secs()).unwrap_or(i64::MAX),
@@ -1166,6 +1203,7 @@ mod tests {
             data_dir_source: DataDirSource::Given,
             database: crate::storage::Database::Embedded,
             redis: None,
+            profile: deedbolt_core::profile::Profile::Default,
         }
     }
 
@@ -1559,6 +1597,43 @@ mod tests {
             s.mtls.unwrap().client_ca,
             Some(PathBuf::from("/tls/ca.pem"))
         );
+    }
+
+    #[test]
+    fn the_profile_and_require_par_layer_and_fapi2_cannot_drop_par() {
+        use deedbolt_core::profile::Profile;
+        let s = ServeSettings::resolve(common(), ServeOverrides::default(), &FileConfig::default())
+            .unwrap();
+        assert_eq!(s.common.profile, Profile::Default);
+        assert!(!s.require_par, "PAR is optional by default");
+        let file = parse_file("profile = \"fapi2\"\nrequire_par = true").unwrap();
+        assert_eq!(file.global.profile, Some(Profile::Fapi2));
+        assert_eq!(file.serve.require_par, Some(true));
+        let flags = GlobalOverrides {
+            profile: Some(Profile::Default),
+            ..Default::default()
+        };
+        assert_eq!(
+            common_of(flags, &file).unwrap().profile,
+            Profile::Default,
+            "the flag wins"
+        );
+        let fapi2 = common_of(GlobalOverrides::default(), &file).unwrap();
+        assert_eq!(fapi2.profile, Profile::Fapi2);
+        let s = ServeSettings::resolve(
+            fapi2.clone(),
+            ServeOverrides::default(),
+            &FileConfig::default(),
+        )
+        .unwrap();
+        assert!(s.require_par, "the profile requires PAR");
+        let off = ServeOverrides {
+            require_par: Some(false),
+            ..Default::default()
+        };
+        let err = ServeSettings::resolve(fapi2, off, &FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("fapi2"), "{err}");
+        assert!(parse_file("profile = \"fapi1\"").is_err());
     }
 
     #[test]

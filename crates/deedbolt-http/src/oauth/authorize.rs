@@ -2,6 +2,10 @@
 //! §3.1): validating the request, and answering it with a code or an error once the user
 //! has signed in ([`crate::oauth::login`]) and consented ([`crate::oauth::consent`]).
 //!
+//! A request may also have been pushed first ([`crate::oauth::par`], RFC 9126): then
+//! `client_id` and `request_uri` name it, and a client that must push (its registration,
+//! `--require-par` or the profile) is refused without one.
+//!
 //! A validated request is stored server-side under a random id (`req`) for ten minutes
 //! while the user logs in and consents; the forms carry only that id and a CSRF token.
 //!
@@ -26,11 +30,14 @@ use deedbolt_core::flow::{
     RedirectError,
 };
 use deedbolt_core::ids::ClientId;
+use deedbolt_core::par::ParRequirement;
 use deedbolt_core::ports::Session;
 use deedbolt_core::rand;
 use deedbolt_core::user::User;
 
 use crate::error::ApiError;
+use crate::oauth::par;
+use crate::oauth::request::validate_request;
 use crate::oauth::session::{browser_record, current_session};
 use crate::state::AppState;
 use crate::web::client_ip::client_ip;
@@ -158,7 +165,11 @@ async fn authorize_with(
         tracing::Span::current().record("client_id", c);
         record = record.client(c);
     }
-    if let Some(sc) = params.get("scope") {
+    if params.get("request_uri").is_some() {
+        // A pushed request: its scope is the stored one (the push was audited with it);
+        // a `scope` beside the reference is ignored, so it is not recorded either.
+        record = record.detail("request_uri");
+    } else if let Some(sc) = params.get("scope") {
         record = record.scope(sc);
     }
     if let Some(s) = &session {
@@ -223,6 +234,77 @@ async fn audit_this_request(state: &AppState, signed_in: bool, ip: &str) -> bool
     }
 }
 
+/// The answer to an authorization request that failed validation: an error page when the
+/// redirect URI is not known to be the client's, a redirect with `error` otherwise.
+fn refusal(state: &AppState, client_id: Option<&str>, e: AuthorizeError) -> Response {
+    match e {
+        AuthorizeError::NoRedirect(message) => {
+            tracing::info!(client_id = ?client_id, "authorization request refused without redirect");
+            pages::error_page(StatusCode::BAD_REQUEST, message)
+        }
+        AuthorizeError::Redirect(e) | AuthorizeError::ScopeBeyondRegistration { error: e, .. } => {
+            redirect_error(state, &e)
+        }
+    }
+}
+
+/// The request to answer: the pushed one `request_uri` names (RFC 9126 §4), or the
+/// parameters themselves when the client need not push them.
+async fn resolve_request(
+    state: &AppState,
+    params: &Pairs,
+    client: Option<&Client>,
+) -> Result<Result<AuthorizationRequest, Response>, ApiError> {
+    let client_id = params.get("client_id");
+    if let Some(request_uri) = params.get("request_uri") {
+        let Some(client) = client else {
+            return Ok(Err(refusal(
+                state,
+                client_id,
+                AuthorizeError::NoRedirect(
+                    "The application that sent you here is not registered with this server.",
+                ),
+            )));
+        };
+        if params.duplicate.is_some() {
+            return Ok(Err(pages::error_page(
+                StatusCode::BAD_REQUEST,
+                "The sign-in request is malformed (a parameter was repeated).",
+            )));
+        }
+        return Ok(match par::take(state, request_uri, client).await? {
+            Ok(request) => Ok(request),
+            Err(par::TakeError::Invalid(e)) => Err(refusal(state, client_id, e)),
+            Err(par::TakeError::Unusable) => Err(pages::error_page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in request has expired or was already used. Go back to the \
+                 application and start again.",
+            )),
+        });
+    }
+    let request = match validate_request(state, params, client, params.duplicate.as_deref()).await {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(refusal(state, client_id, e))),
+    };
+    // A client that must push (RFC 9126 §4): "the authorization server will refuse, using
+    // the invalid_request error code, to process any request to the authorization endpoint
+    // that does not have a request_uri parameter with a value obtained from the PAR
+    // endpoint". The request validated, so its redirect URI is the client's.
+    if let Some(client) = client {
+        if ParRequirement::of(state.services.require_par, client).is_required() {
+            return Ok(Err(redirect_error(
+                state,
+                &request.error(
+                    AuthzErrorCode::InvalidRequest,
+                    "pushed authorization requests (RFC 9126) are required: \
+                     send the request to the pushed_authorization_request_endpoint first",
+                ),
+            )));
+        }
+    }
+    Ok(Ok(request))
+}
+
 async fn authorize_inner(
     state: &AppState,
     params: &Pairs,
@@ -236,34 +318,9 @@ async fn authorize_inner(
         ));
     }
     let client = find_client(state, params.get("client_id")).await?;
-    let request = match AuthorizationRequest::validate(
-        params,
-        client.as_ref(),
-        params.duplicate.as_deref(),
-    ) {
+    let request = match resolve_request(state, params, client.as_ref()).await? {
         Ok(r) => r,
-        Err(AuthorizeError::NoRedirect(message)) => {
-            tracing::info!(client_id = ?params.get("client_id"), "authorization request refused without redirect");
-            return Ok(pages::error_page(StatusCode::BAD_REQUEST, message));
-        }
-        Err(AuthorizeError::Redirect(e)) => return Ok(redirect_error(state, &e)),
-        Err(AuthorizeError::ScopeBeyondRegistration { error, requested }) => {
-            // Only now, with client, redirect URI and PKCE checked, may the request feed
-            // the unusual-scope rule (which bounds its own alerts per client).
-            if let Some(c) = &client {
-                state
-                    .services
-                    .security
-                    .scope_request(
-                        c.id.as_str(),
-                        c.scopes,
-                        requested,
-                        state.services.clock.now(),
-                    )
-                    .await;
-            }
-            return Ok(redirect_error(state, &error));
-        }
+        Err(refused) => return Ok(refused),
     };
     if session.is_none() && request.prompt == Prompt::None {
         return Ok(redirect_error(
@@ -400,7 +457,7 @@ pub(crate) async fn issue_code(
         scope,
         nonce: request.nonce.clone(),
         auth_time,
-        expires_at: now.plus_secs(flow::CODE_LIFETIME_SECS),
+        expires_at: now.plus_secs(state.services.profile.code_lifetime_secs()),
     };
     state.services.flow.insert_code(&code_hash, &grant).await?;
     delete_pending(state, req_id).await?;

@@ -4,7 +4,8 @@
 //! Using two at once is refused ("MUST NOT use more than one authentication method").
 //!
 //! [`authenticate`] then checks them against the registered client for every endpoint
-//! that authenticates clients (token, revocation, introspection).
+//! that authenticates clients (token, PAR, revocation, introspection), after the security
+//! profile's allowed methods.
 
 use std::borrow::Cow;
 
@@ -49,6 +50,22 @@ pub enum Presented {
     PublicId(ClientId),
     /// A signed JWT (`private_key_jwt`, RFC 7523), not yet verified.
     Assertion(PresentedAssertion),
+}
+
+impl Presented {
+    /// The `token_endpoint_auth_method` this presentation uses.
+    pub fn method(&self) -> deedbolt_core::client::AuthMethod {
+        use deedbolt_core::client::AuthMethod as Registered;
+        match self {
+            Presented::Secret(c) => match c.method {
+                AuthMethod::ClientSecretBasic => Registered::ClientSecretBasic,
+                AuthMethod::ClientSecretPost => Registered::ClientSecretPost,
+            },
+            // Or a certificate method (RFC 8705), known only after the look-up.
+            Presented::PublicId(_) => Registered::None,
+            Presented::Assertion(_) => Registered::PrivateKeyJwt,
+        }
+    }
 }
 
 /// Presented client credentials, not yet verified.
@@ -187,9 +204,12 @@ pub(crate) async fn audit_client_auth_failure(
         .await;
 }
 
-/// Authenticates a confidential client by secret or (over mutual TLS, for a client
-/// registered for it) by certificate, or identifies a public one by id: only the former
-/// carry the [`deedbolt_core::grant::ClientAuthenticated`] proof.
+/// Authenticates a confidential client by secret, assertion or (over mutual TLS, for a
+/// client registered for it) certificate, or identifies a public one by id: only the
+/// former carry the [`deedbolt_core::grant::ClientAuthenticated`] proof. A method the
+/// security profile does not allow is refused first (`invalid_client`, FAPI 2.0
+/// §5.3.2.1), before any look-up; a bare `client_id` next to a client certificate is
+/// judged once the look-up tells `none` from a certificate method.
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -197,7 +217,12 @@ pub(crate) async fn authenticate(
     params: &mut FormParams,
 ) -> Result<TokenClient, ApiError> {
     let services = &state.services;
-    match extract_any(headers, params)? {
+    let presented = extract_any(headers, params)?;
+    let certificate_pending = matches!(presented, Presented::PublicId(_)) && tls.is_some();
+    if !certificate_pending {
+        services.profile.check_auth_method(presented.method())?;
+    }
+    match presented {
         Presented::Secret(presented) => {
             tracing::Span::current().record("client_id", presented.client_id.as_str());
             let found = services.clients.find_client(&presented.client_id).await?;
@@ -210,8 +235,17 @@ pub(crate) async fn authenticate(
             // RFC 8705 §2: a client registered for a certificate method proves itself by
             // the mutual-TLS certificate; any other client naming itself is public.
             match client_auth_tls::authenticate(found, tls)? {
-                ByCertificate::Authenticated(auth) => Ok(TokenClient::Confidential(auth)),
+                ByCertificate::Authenticated(auth) => {
+                    services
+                        .profile
+                        .check_auth_method(auth.client().auth_method())?;
+                    Ok(TokenClient::Confidential(auth))
+                }
                 ByCertificate::NotACertificateClient(found) => {
+                    // Not a certificate client: a bare client_id is `none`.
+                    services
+                        .profile
+                        .check_auth_method(deedbolt_core::client::AuthMethod::None)?;
                     Ok(TokenClient::Public(grant::identify_public_client(found)?))
                 }
             }

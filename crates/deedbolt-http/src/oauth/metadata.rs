@@ -1,8 +1,9 @@
 //! Discovery: RFC 8414 authorization-server metadata, OpenID Connect Discovery 1.0 and
 //! the JWKS (RFC 7517).
 //!
-//! The two metadata documents depend only on the issuer: [`routes`] serializes them once
-//! and serves the bytes.
+//! The two metadata documents depend only on the start-up settings: [`routes`] serializes
+//! them once and serves the bytes. The security profile removes what it does not allow
+//! ([`crate::oauth::profile::restrict_discovery`]).
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -16,13 +17,13 @@ use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::scope::Scope;
 use serde_json::json;
 
-use crate::oauth::mtls::MtlsEndpoints;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 
-fn common(issuer: &str) -> serde_json::Value {
+fn common(services: &Services) -> serde_json::Value {
+    let issuer = services.policy.issuer.as_str();
     let scopes: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
     let assertion_algs: Vec<&str> = AssertionAlg::ALL.iter().map(|a| a.as_str()).collect();
-    json!({
+    let mut doc = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
@@ -44,26 +45,27 @@ fn common(issuer: &str) -> serde_json::Value {
         "scopes_supported": scopes,
         // RFC 9207: every authorization response carries `iss`.
         "authorization_response_iss_parameter_supported": true,
-    })
-}
-
-/// The metadata both documents share, with the mutual-TLS listener's if one runs.
-fn shared(issuer: &str, mtls: Option<&MtlsEndpoints>) -> serde_json::Value {
-    let mut doc = common(issuer);
-    if let Some(m) = mtls {
-        m.describe(&mut doc);
+        // RFC 9126 §5.
+        "pushed_authorization_request_endpoint": format!("{issuer}/par"),
+        "require_pushed_authorization_requests": services.require_par,
+    });
+    // RFC 8705 §3.3, §5: the mutual-TLS listener, if one runs.
+    if let Some(mtls) = &services.mtls {
+        mtls.describe(&mut doc);
     }
     doc
 }
 
-/// The RFC 8414 metadata document for `issuer` (no trailing slash).
-pub fn metadata_document(issuer: &str, mtls: Option<&MtlsEndpoints>) -> Bytes {
-    Bytes::from(shared(issuer, mtls).to_string())
+/// The RFC 8414 metadata document.
+pub fn metadata_document(services: &Services) -> Bytes {
+    let mut doc = common(services);
+    crate::oauth::profile::restrict_discovery(&mut doc, services.profile);
+    Bytes::from(doc.to_string())
 }
 
-/// The OpenID Connect Discovery 1.0 document for `issuer`.
-pub fn openid_configuration(issuer: &str, mtls: Option<&MtlsEndpoints>) -> Bytes {
-    let mut doc = shared(issuer, mtls);
+/// The OpenID Connect Discovery 1.0 document.
+pub fn openid_configuration(services: &Services) -> Bytes {
+    let mut doc = common(services);
     doc["subject_types_supported"] = json!(["public"]);
     // Exactly what the key ring signs with: a current key of every algorithm is kept, and
     // each client's ID tokens use its registered `id_token_signed_response_alg`.
@@ -84,6 +86,7 @@ pub fn openid_configuration(issuer: &str, mtls: Option<&MtlsEndpoints>) -> Bytes
         "email_verified"
     ]);
     doc["prompt_values_supported"] = json!(["none", "login", "consent"]);
+    crate::oauth::profile::restrict_discovery(&mut doc, services.profile);
     Bytes::from(doc.to_string())
 }
 
@@ -99,10 +102,10 @@ fn json_response(body: Bytes, cache: &'static str) -> Response {
 }
 
 /// `GET /.well-known/oauth-authorization-server`, `GET /.well-known/openid-configuration`
-/// and `GET /jwks.json` for `issuer` (and the mutual-TLS listener, if one runs).
-pub fn routes(issuer: &str, mtls: Option<&MtlsEndpoints>) -> Router<AppState> {
-    let metadata = metadata_document(issuer, mtls);
-    let openid = openid_configuration(issuer, mtls);
+/// and `GET /jwks.json`.
+pub fn routes(services: &Services) -> Router<AppState> {
+    let metadata = metadata_document(services);
+    let openid = openid_configuration(services);
     Router::new()
         .route(
             "/.well-known/oauth-authorization-server",

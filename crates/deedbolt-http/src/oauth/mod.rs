@@ -3,9 +3,10 @@
 //! The browser side of the code flow is [`authorize`] (the request), [`login`],
 //! [`consent`] and the [`session`] they share; the token endpoint is [`token`], one file
 //! per grant; [`revocation`], [`introspection`] and [`metadata`] (discovery and JWKS)
-//! complete it. [`client_auth`] authenticates clients for all of them ([`client_keys`]
-//! holds `private_key_jwt` clients' public keys); [`mtls`] publishes the mutual-TLS
-//! listener (RFC 8705).
+//! complete it, with [`par`] (pushed authorization requests, RFC 9126); [`request`]
+//! validates authorization requests for both. [`client_auth`] authenticates clients for all
+//! of them ([`client_keys`] holds `private_key_jwt` clients' public keys); [`mtls`]
+//! publishes the mutual-TLS listener (RFC 8705).
 
 pub mod authorize;
 pub mod client_auth;
@@ -16,7 +17,10 @@ pub mod introspection;
 pub mod login;
 pub mod metadata;
 pub mod mtls;
+pub mod par;
 pub mod private_key_jwt;
+pub mod profile;
+pub mod request;
 pub mod revocation;
 pub mod session;
 pub mod token;

@@ -119,14 +119,20 @@ pub(crate) async fn authenticate(
             refuse(AssertionError::Failed)
         })?),
     };
-    let audiences = accepted_audiences(&services.policy.issuer);
-    let audiences = audiences.each_ref().map(String::as_str);
+    let accepted = accepted_audiences(&services.policy.issuer);
+    let accepted = accepted.each_ref().map(String::as_str);
+    // FAPI 2.0 §5.3.2.1: the issuer identifier only; otherwise any URL naming this server.
+    let audiences = if services.profile.issuer_is_the_only_assertion_audience() {
+        &accepted[..1]
+    } else {
+        &accepted[..]
+    };
     let verified = assertion::verify(
         &presented,
         &client.id,
         &keys,
         &AssertionRules {
-            audiences: &audiences,
+            audiences,
             required_alg,
             now: services.clock.now(),
         },

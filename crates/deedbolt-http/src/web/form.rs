@@ -53,6 +53,14 @@ impl FormParams {
     }
 }
 
+/// A pushed authorization request's form is validated like `/authorize`'s query (RFC 9126
+/// §2.1); a repeated parameter was already refused by [`FormParams::parse`].
+impl Params for FormParams {
+    fn get(&self, name: &str) -> Option<&str> {
+        FormParams::get(self, name)
+    }
+}
+
 /// The largest request body any endpoint reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 

@@ -33,6 +33,8 @@ pub enum Policy {
     Api,
     /// Authorization requests per client IP.
     Authorize,
+    /// Pushed authorization requests (RFC 9126) per client, with the token limit.
+    Par,
 }
 
 impl Policy {
@@ -43,6 +45,7 @@ impl Policy {
             Policy::Refresh => "refresh",
             Policy::Api => "api",
             Policy::Authorize => "authorize",
+            Policy::Par => "par",
         }
     }
 }

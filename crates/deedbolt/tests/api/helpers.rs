@@ -1252,3 +1252,13 @@ pub fn openid_client_installed() -> bool {
         }
     }
 }
+
+// ---- Security profiles (par.rs, fapi2.rs) ----
+
+/// Options for a server under `--profile fapi2` (the FAPI 2.0 Security Profile); set
+/// more fields on the result as usual.
+pub fn fapi2_options() -> Options {
+    let mut opts = Options::default();
+    opts.global.profile = Some(deedbolt_core::profile::Profile::Fapi2);
+    opts
+}

@@ -335,6 +335,10 @@ async fn discovery_advertises_the_mtls_aliases_and_methods() {
             format!("{mtls}/introspect")
         );
         assert_eq!(aliases["userinfo_endpoint"], format!("{mtls}/userinfo"));
+        assert_eq!(
+            aliases["pushed_authorization_request_endpoint"],
+            format!("{mtls}/par")
+        );
         let methods = doc["token_endpoint_auth_methods_supported"]
             .as_array()
             .expect("methods");
@@ -1026,5 +1030,60 @@ async fn a_bound_tokens_client_without_a_certificate_keeps_its_code() {
         crate::helpers::jwt_part(&access, 1)["cnf"]["x5t#S256"],
         cert.thumbprint()
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn under_fapi2_certificate_clients_authenticate_and_their_tokens_are_bound() {
+    let pki = Pki::new();
+    let mut opts = pki.options(true);
+    opts.global.profile = Some(deedbolt_core::profile::Profile::Fapi2);
+    let app = spawn_app_with(opts).await;
+    let mtls = mtls_base(&app).to_owned();
+    let doc = pki
+        .client(None)
+        .get(
+            &format!("{}/.well-known/oauth-authorization-server", app.base),
+            None,
+        )
+        .await
+        .expect("discovery")
+        .json();
+    assert_eq!(
+        doc["token_endpoint_auth_methods_supported"],
+        serde_json::json!([
+            "private_key_jwt",
+            "tls_client_auth",
+            "self_signed_tls_client_auth"
+        ])
+    );
+    let id = client_id(&create_cert_client(
+        &app,
+        &[
+            "--auth-method",
+            "tls_client_auth",
+            "--tls-subject-dn",
+            "CN=bot,O=Acme",
+        ],
+    ));
+    let cert = pki.client_ca.client("bot", "Acme", Vec::new());
+    let token = access_token(
+        &token_request(&pki.client(Some(&cert)), &mtls, &id)
+            .await
+            .expect("token"),
+    );
+    assert_eq!(
+        crate::helpers::jwt_part(&token, 1)["cnf"]["x5t#S256"],
+        cert.thumbprint()
+    );
+    // A bare client_id of a client that is no certificate client is `none`: not allowed,
+    // with or without a certificate.
+    let secret_client = create_cert_client(&app, &[]);
+    for client in [pki.client(Some(&cert)), pki.client(None)] {
+        let reply = token_request(&client, &mtls, &client_id(&secret_client))
+            .await
+            .expect("answer");
+        assert_invalid_client(&reply);
+    }
     app.stop().await;
 }

@@ -7,9 +7,8 @@ use std::borrow::Cow;
 use deedbolt_core::client::GrantType;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::grant::{self, AccessToken, TokenClient, TokenResponse};
-use deedbolt_core::token::ACCESS_TOKEN_TYP;
 
-use super::{token_response, TokenAudit};
+use super::{sign_access_token, token_response, TokenAudit};
 use crate::error::ApiError;
 use crate::oauth::client_auth::authenticate;
 use crate::oauth::client_auth_tls;
@@ -71,11 +70,7 @@ pub(super) async fn client_credentials(
         .client_credentials_claims(&auth, scope, services.clock.now())
         .map_err(ApiError::internal)?;
     claims.cnf = bound.map(Confirmation::certificate);
-    let jwt = services
-        .keys
-        .current()
-        .sign_jwt(ACCESS_TOKEN_TYP, &claims)
-        .map_err(ApiError::internal)?;
+    let jwt = sign_access_token(state, &claims)?;
     tracing::debug!(jti = %claims.jti, scope = %scope, "access token issued");
     services.metrics.token_issued(GrantType::ClientCredentials);
     audit.scope = Some(scope.to_string());

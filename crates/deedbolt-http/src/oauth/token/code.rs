@@ -11,9 +11,8 @@ use deedbolt_core::error::OAuthError;
 use deedbolt_core::flow::{self, CodeExchange};
 use deedbolt_core::grant::{AccessToken, TokenClient, TokenResponse};
 use deedbolt_core::ports::Redemption;
-use deedbolt_core::token::ACCESS_TOKEN_TYP;
 
-use super::{refresh, token_response, TokenAudit};
+use super::{refresh, sign_access_token, token_response, TokenAudit};
 use crate::error::ApiError;
 use crate::oauth::client_auth::authenticate;
 use crate::oauth::client_auth_tls;
@@ -147,10 +146,7 @@ pub(super) async fn authorization_code(
         .code_claims(&auth, &grant, pkce, now)
         .map_err(ApiError::internal)?;
     claims.cnf = bound.map(Confirmation::certificate);
-    let key = services.keys.current();
-    let access = key
-        .sign_jwt(ACCESS_TOKEN_TYP, &claims)
-        .map_err(ApiError::internal)?;
+    let access = sign_access_token(state, &claims)?;
     // The family exists, with this access token in it, before the token is recorded on the
     // code: a replay that finds the token recorded then finds the family too and revokes it
     // (another instance's replay may land at any point in between).

@@ -23,6 +23,7 @@ use deedbolt_core::client::ClientKind;
 use deedbolt_core::client::GrantType;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::grant::{TokenClient, TokenResponse};
+use deedbolt_core::token::{AccessTokenClaims, ACCESS_TOKEN_TYP};
 use deedbolt_guard::ClientCertificate;
 
 use crate::error::ApiError;
@@ -162,6 +163,27 @@ async fn token_inner(
             refresh::refresh_token_grant(state, headers, tls, &mut params, audit).await
         }
     }
+}
+
+/// Signs an access token: the one place every grant signs one, and so the last check
+/// before issuance. Under a profile that issues only sender-constrained tokens
+/// ([`deedbolt_core::profile::Profile::check_sender_constraint`], FAPI 2.0), claims without
+/// a confirmation are refused with `invalid_request` and nothing is signed; the DPoP and
+/// mutual-TLS bindings set `claims.cnf` before this.
+pub(crate) fn sign_access_token(
+    state: &AppState,
+    claims: &AccessTokenClaims,
+) -> Result<String, ApiError> {
+    state
+        .services
+        .profile
+        .check_sender_constraint(claims.cnf.as_ref())?;
+    state
+        .services
+        .keys
+        .current()
+        .sign_jwt(ACCESS_TOKEN_TYP, claims)
+        .map_err(ApiError::internal)
 }
 
 /// A 200 token response with the caching headers RFC 6749 §5.1 requires.

@@ -17,10 +17,10 @@ use deedbolt_core::refresh::{
     bound_by_user, decide, Decision, RefreshRecord, RefreshToken, UserBound,
 };
 use deedbolt_core::scope::ScopeSet;
-use deedbolt_core::token::{AccessTokenClaims, ACCESS_TOKEN_TYP};
+use deedbolt_core::token::AccessTokenClaims;
 
 use super::grace::CachedPair;
-use super::{token_response, TokenAudit};
+use super::{sign_access_token, token_response, TokenAudit};
 use crate::error::ApiError;
 use crate::oauth::client_auth::authenticate;
 use crate::oauth::client_auth_tls;
@@ -51,11 +51,7 @@ async fn family_access_token(
         .refresh_claims(client, record, scope, now)
         .map_err(ApiError::internal)?;
     claims.cnf = cnf;
-    let jwt = s
-        .keys
-        .current()
-        .sign_jwt(ACCESS_TOKEN_TYP, &claims)
-        .map_err(ApiError::internal)?;
+    let jwt = sign_access_token(state, &claims)?;
     if s.refresh
         .record_family_access(family_id, &claims.jti, claims.exp)
         .await?

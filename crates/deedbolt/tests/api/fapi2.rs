@@ -1,0 +1,377 @@
+//! `--profile fapi2` through the real server: what the FAPI 2.0 Security Profile refuses
+//! (shared-secret and public clients, authorization requests that were not pushed, access
+//! tokens that are not sender-constrained), the code lifetime, and discovery. The positive
+//! end-to-end flow (private_key_jwt + DPoP + PAR) needs those features and lives with them.
+
+use deedbolt_core::audit::{AuditFilter, AuditKind};
+use deedbolt_core::clock::UnixTime;
+use deedbolt_core::flow::{self, AuthorizationRequest, Prompt};
+use deedbolt_core::ids::ClientId;
+use deedbolt_core::par::RequestUri;
+use deedbolt_core::ports::{AuditStore, FlowStore, PushedRequestStore};
+use serde_json::Value;
+
+use crate::helpers::{
+    fapi2_options, location, pkce_pair, spawn_app_with, unix_now, CodeClient, Jar, TestApp,
+};
+use crate::par::{authorize_uri, callback, open_store, push, Pushed, CB, PASSWORD, TENANT};
+
+async fn fapi2_app() -> TestApp {
+    let app = spawn_app_with(fapi2_options()).await;
+    app.create_user(TENANT, "tenant", PASSWORD);
+    app
+}
+
+async fn expect_invalid_client(res: reqwest::Response, what: &str) {
+    assert_eq!(res.status(), 401, "{what}");
+    let v: Value = res.json().await.expect("error JSON");
+    assert_eq!(v["error"], "invalid_client", "{what}: {v}");
+}
+
+#[tokio::test]
+async fn discovery_reflects_the_profile() {
+    let app = fapi2_app().await;
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let doc: Value = app.get(path, None).await.json().await.expect("JSON");
+        assert_eq!(doc["require_pushed_authorization_requests"], true, "{path}");
+        assert_eq!(
+            doc["pushed_authorization_request_endpoint"],
+            format!("{}/par", app.base)
+        );
+        assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+        assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
+        assert_eq!(
+            doc["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        for key in [
+            "token_endpoint_auth_methods_supported",
+            "revocation_endpoint_auth_methods_supported",
+            "introspection_endpoint_auth_methods_supported",
+        ] {
+            let methods = doc[key].as_array().expect(key);
+            assert!(
+                methods.iter().all(|m| [
+                    "private_key_jwt",
+                    "tls_client_auth",
+                    "self_signed_tls_client_auth"
+                ]
+                .contains(&m.as_str().unwrap_or(""))),
+                "{path} {key}: {methods:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn secret_and_public_clients_are_refused_wherever_clients_authenticate() {
+    let app = fapi2_app().await;
+    let machine = app.create_client("tenant:read");
+    let secret = app.create_code_client("tenant:read", &[CB], false, &[]);
+    let public = app.create_code_client("tenant:read", &[CB], true, &[]);
+    expect_invalid_client(
+        app.post_token(Some(&machine), "grant_type=client_credentials")
+            .await,
+        "client_secret_basic at /token",
+    )
+    .await;
+    expect_invalid_client(
+        app.post_token(
+            None,
+            &format!(
+                "grant_type=client_credentials&client_id={}&client_secret={}",
+                machine.id, machine.secret
+            ),
+        )
+        .await,
+        "client_secret_post at /token",
+    )
+    .await;
+    expect_invalid_client(
+        app.post_token(
+            None,
+            &format!(
+                "grant_type=authorization_code&client_id={}&code=x&redirect_uri={CB}&code_verifier={}",
+                public.id,
+                "v".repeat(43)
+            ),
+        )
+        .await,
+        "a public client at /token",
+    )
+    .await;
+    let req = Pushed::new("tenant:read");
+    expect_invalid_client(push(&app, &secret, &req).await, "a secret at /par").await;
+    expect_invalid_client(push(&app, &public, &req).await, "a public client at /par").await;
+    for endpoint in ["/revoke", "/introspect"] {
+        let res = app
+            .http
+            .post(app.url(endpoint))
+            .basic_auth(&machine.id, Some(&machine.secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("token=x")
+            .send()
+            .await
+            .unwrap();
+        expect_invalid_client(res, endpoint).await;
+    }
+    // Each refusal is a failed client authentication in the audit log.
+    let store = open_store(&app).await;
+    let failed = || async {
+        store
+            .search_audit(&AuditFilter {
+                kind: Some(AuditKind::ClientAuthFailed),
+                limit: 100,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap()
+    };
+    crate::helpers::eventually("seven failed client authentications", || async {
+        failed().await.len() >= 7
+    })
+    .await;
+    let failed = failed().await;
+    assert_eq!(failed.len(), 7, "{failed:?}");
+    assert!(failed
+        .iter()
+        .all(|r| r.error.as_deref() == Some("invalid_client")));
+}
+
+#[tokio::test]
+async fn an_authorization_request_that_was_not_pushed_is_refused() {
+    let app = fapi2_app().await;
+    let client = app.create_code_client("tenant:read", &[CB], false, &[]);
+    let req = Pushed::new("tenant:read");
+    let res = app
+        .browser_get(&req.authorize_path(&client.id), &Jar::default())
+        .await;
+    assert_eq!(res.status(), 303);
+    let params = callback(&location(&res).expect("redirect"));
+    assert_eq!(params["error"], "invalid_request");
+    assert_eq!(params["state"], req.state);
+    assert_eq!(params["iss"], app.base);
+}
+
+/// A stored pushed request for `client` (what `/par` keeps after a private_key_jwt or
+/// mutual-TLS push), and its reference.
+async fn pushed_directly(app: &TestApp, client: &CodeClient) -> (String, String) {
+    let (verifier, challenge) = pkce_pair();
+    let request = AuthorizationRequest {
+        client_id: ClientId::parse(&client.id).unwrap(),
+        redirect_uri: CB.into(),
+        scope: "tenant:read".parse().unwrap(),
+        state: Some("st".into()),
+        nonce: None,
+        code_challenge: challenge,
+        prompt: Prompt::Default,
+    };
+    let uri = RequestUri::generate().unwrap();
+    open_store(app)
+        .await
+        .put_pushed(&uri.storage_key(), &request, UnixTime(unix_now() + 60))
+        .await
+        .unwrap();
+    (uri.as_str().to_owned(), verifier)
+}
+
+#[tokio::test]
+async fn codes_live_at_most_sixty_seconds() {
+    let app = fapi2_app().await;
+    let client = app.create_code_client("tenant:read", &[CB], false, &[]);
+    let (uri, _) = pushed_directly(&app, &client).await;
+    let before = unix_now();
+    let back = app
+        .sign_in_through_pages(
+            &authorize_uri(&client.id, &uri),
+            TENANT,
+            PASSWORD,
+            "approve",
+            &mut Jar::default(),
+        )
+        .await;
+    let params = callback(&back);
+    assert_eq!(params["iss"], app.base);
+    let grant = open_store(&app)
+        .await
+        .peek_code(&flow::code_hash(&params["code"]))
+        .await
+        .unwrap()
+        .expect("the code is stored");
+    let lifetime = grant.expires_at.0 - before;
+    assert!(
+        (1..=61).contains(&lifetime),
+        "issued for {lifetime} s (at most 60, plus the second the sign-in took)"
+    );
+}
+
+#[tokio::test]
+async fn client_create_warns_about_clients_the_profile_refuses() {
+    let app = fapi2_app().await;
+    let create = |profile: &str, public: bool| {
+        let mut args = vec![
+            "--profile",
+            profile,
+            "client",
+            "create",
+            "--name",
+            "spa",
+            "--grant",
+            "authorization_code",
+            "--scope",
+            "tenant:read",
+            "--redirect-uri",
+            CB,
+        ];
+        if public {
+            args.push("--public");
+        }
+        let out = app.cli(&args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for public in [false, true] {
+        let stderr = create("fapi2", public);
+        assert!(
+            stderr.contains("warning: the fapi2 profile refuses"),
+            "{stderr}"
+        );
+    }
+    assert!(!create("default", false).contains("refuses"));
+}
+
+// ---------------------------------------------------------------------------------------
+// With a client the profile allows (private_key_jwt). Ignored until the private_key_jwt
+// branch (i13-pkjwt) is merged: the client assertion below is plain RFC 7523, built here
+// with jsonwebtoken, so the tests need no code from that branch, only the server side.
+// ---------------------------------------------------------------------------------------
+
+/// A P-256 key pair: the signing key for jsonwebtoken and the public JWK.
+fn p256_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use base64::Engine as _;
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("key");
+    let pkcs8 = pair.to_pkcs8v1().expect("pkcs8");
+    let public = pair.public_key().as_ref().to_vec(); // 0x04 || x || y
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+        "x": b64(&public[1..33]), "y": b64(&public[33..65]),
+    });
+    (jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()), jwk)
+}
+
+/// A `private_key_jwt` client of `app` (registered through the CLI, then given its key).
+async fn private_key_jwt_client(
+    app: &TestApp,
+    grants: &[&str],
+) -> (CodeClient, jsonwebtoken::EncodingKey) {
+    use deedbolt_core::client::AuthMethod;
+    use deedbolt_core::ports::ClientStore;
+    let client = app.create_code_client("tenant:read", &[CB], false, grants);
+    let (key, jwk) = p256_key("k1");
+    let store = open_store(app).await;
+    let id = ClientId::parse(&client.id).unwrap();
+    let mut c = store.find_client(&id).await.unwrap().expect("client");
+    c.metadata.token_endpoint_auth_method = Some(AuthMethod::PrivateKeyJwt);
+    c.metadata.jwks = Some(serde_json::json!({ "keys": [jwk] }));
+    c.secret_hash = None;
+    assert!(store.update_client(&c).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await; // the client cache
+    (client, key)
+}
+
+/// The RFC 7523 client-authentication parameters: an ES256 assertion with the issuer as
+/// its only audience (FAPI 2.0 SP §5.3.2.1).
+fn assertion_params(app: &TestApp, client_id: &str, key: &jsonwebtoken::EncodingKey) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("k1".into());
+    let now = unix_now();
+    let claims = serde_json::json!({
+        "iss": client_id, "sub": client_id, "aud": app.base,
+        "jti": crate::helpers::random_b64url(16), "iat": now, "exp": now + 60,
+    });
+    let jwt = jsonwebtoken::encode(&header, &claims, key).expect("sign");
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", client_id)
+        .append_pair(
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        )
+        .append_pair("client_assertion", &jwt)
+        .finish()
+}
+
+#[tokio::test]
+async fn an_access_token_without_a_sender_constraint_is_refused() {
+    let app = fapi2_app().await;
+    let (client, key) = private_key_jwt_client(&app, &["client_credentials"]).await;
+    let form = format!(
+        "grant_type=client_credentials&{}",
+        assertion_params(&app, &client.id, &key)
+    );
+    let res = app.post_token(None, &form).await;
+    assert_eq!(
+        res.status(),
+        400,
+        "authenticated, but no DPoP proof or certificate"
+    );
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_request", "{v}");
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("sender-constrained"),
+        "{v}"
+    );
+    assert!(v.get("access_token").is_none());
+}
+
+#[tokio::test]
+async fn a_private_key_jwt_client_pushes_and_gets_a_code_but_no_unbound_token() {
+    let app = fapi2_app().await;
+    let (client, key) = private_key_jwt_client(&app, &[]).await;
+    let req = Pushed::new("tenant:read");
+    let form = format!(
+        "{}&{}",
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(req.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .finish(),
+        assertion_params(&app, &client.id, &key)
+    );
+    let res = app
+        .http
+        .post(app.url("/par"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let uri = crate::par::pushed_uri(res).await;
+    let back = app
+        .sign_in_through_pages(
+            &authorize_uri(&client.id, &uri),
+            TENANT,
+            PASSWORD,
+            "approve",
+            &mut Jar::default(),
+        )
+        .await;
+    let params = callback(&back);
+    assert_eq!(params["state"], req.state);
+    let form = format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}&{}",
+        params["code"],
+        url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>(),
+        req.verifier,
+        assertion_params(&app, &client.id, &key)
+    );
+    let res = app.post_token(None, &form).await;
+    assert_eq!(res.status(), 400);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_request", "{v}");
+}
