@@ -52,11 +52,24 @@ pub enum AuditKind {
     /// A PropTech record created or changed through the API (property, tenant, ledger
     /// entry, maintenance request): ids and kinds only, never names or amounts.
     RecordChanged,
+    /// A client registered itself at `/register` (RFC 7591).
+    ClientRegistered,
+    /// A dynamically registered client changed its registration (RFC 7592 PUT).
+    ClientRegistrationUpdated,
+    /// A dynamically registered client deleted its registration (RFC 7592 DELETE).
+    ClientRegistrationDeleted,
+    /// A registration or registration-management request refused (bad or missing initial
+    /// or registration access token, invalid metadata).
+    RegistrationRefused,
+    /// An initial access token issued (by the CLI).
+    RegistrationTokenIssued,
+    /// An initial access token revoked (by the CLI).
+    RegistrationTokenRevoked,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [AuditKind; 18] = [
+    pub const ALL: [AuditKind; 24] = [
         AuditKind::AuthorizationRequest,
         AuditKind::PushedAuthorizationRequest,
         AuditKind::Login,
@@ -75,6 +88,12 @@ impl AuditKind {
         AuditKind::Alert,
         AuditKind::RecordChanged,
         AuditKind::UserChanged,
+        AuditKind::ClientRegistered,
+        AuditKind::ClientRegistrationUpdated,
+        AuditKind::ClientRegistrationDeleted,
+        AuditKind::RegistrationRefused,
+        AuditKind::RegistrationTokenIssued,
+        AuditKind::RegistrationTokenRevoked,
     ];
 
     /// The stored name.
@@ -98,6 +117,12 @@ impl AuditKind {
             AuditKind::RateLimited => "rate_limited",
             AuditKind::Alert => "alert",
             AuditKind::RecordChanged => "record_changed",
+            AuditKind::ClientRegistered => "client_registered",
+            AuditKind::ClientRegistrationUpdated => "client_registration_updated",
+            AuditKind::ClientRegistrationDeleted => "client_registration_deleted",
+            AuditKind::RegistrationRefused => "registration_refused",
+            AuditKind::RegistrationTokenIssued => "registration_token_issued",
+            AuditKind::RegistrationTokenRevoked => "registration_token_revoked",
         }
     }
 }

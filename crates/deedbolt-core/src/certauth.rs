@@ -76,8 +76,9 @@ pub enum CertRuleError {
     /// An empty value.
     #[error("a tls_client_auth_* value is empty")]
     Empty,
-    /// `self_signed_tls_client_auth` without a certificate in `jwks`.
-    #[error("self_signed_tls_client_auth needs jwks with at least one x5c certificate")]
+    /// `self_signed_tls_client_auth` without a certificate in `jwks` (a `jwks_uri` is not
+    /// read for this method).
+    #[error("self_signed_tls_client_auth needs its certificate in jwks (the first x5c entry of a key); jwks_uri is not supported for it")]
     NoCertificate,
 }
 

@@ -28,6 +28,8 @@
 //! - [`profile`]: security profiles (`--profile fapi2`, the FAPI 2.0 Security Profile).
 //! - [`pkce`]: PKCE (S256 only) with a proof value.
 //! - [`redirect`]: redirect URIs, registered and compared exactly.
+//! - [`registration`]: dynamic client registration (RFC 7591/7592): initial and
+//!   registration access tokens, and the policy registered metadata must meet.
 //! - [`user`]: users, roles and argon2id passwords.
 //! - [`revocation`]: the in-process list of revoked access tokens.
 //! - [`refresh`]: refresh-token rotation and reuse detection as a state machine.
@@ -77,6 +79,7 @@ pub mod rand;
 pub mod ratelimit;
 pub mod redirect;
 pub mod refresh;
+pub mod registration;
 pub mod replay;
 pub mod revocation;
 pub mod scope;

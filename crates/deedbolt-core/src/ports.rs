@@ -75,6 +75,38 @@ pub trait ClientStore: Send + Sync + 'static {
     async fn clients_generation(&self) -> Result<i64, StoreError>;
 }
 
+/// Initial access tokens of dynamic client registration (RFC 7591 §3), stored by their
+/// keyed hash only.
+#[async_trait]
+pub trait RegistrationTokenStore: Send + Sync + 'static {
+    /// Stores a newly issued token; [`StoreError::Conflict`] if its id or hash exists.
+    async fn insert_registration_token(
+        &self,
+        token: &crate::registration::InitialAccessToken,
+    ) -> Result<(), StoreError>;
+    /// Every token (revoked and expired ones too), oldest first.
+    async fn list_registration_tokens(
+        &self,
+    ) -> Result<Vec<crate::registration::InitialAccessToken>, StoreError>;
+    /// The token with this hash, whatever its state.
+    async fn find_registration_token(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<crate::registration::InitialAccessToken>, StoreError>;
+    /// Atomically spends one use of the token with this hash, *if* it is usable at `now`
+    /// (not revoked, not expired, uses left): one conditional update, so N concurrent
+    /// registrations with a token of N-1 uses left make exactly N-1 clients. Returns the
+    /// token after the use, or `None` when it was not usable.
+    async fn spend_registration_token(
+        &self,
+        hash: &SecretHash,
+        now: UnixTime,
+    ) -> Result<Option<crate::registration::InitialAccessToken>, StoreError>;
+    /// Revokes the token with this id at `at`; `false` if there is no such token or it was
+    /// revoked already.
+    async fn revoke_registration_token(&self, id: &str, at: UnixTime) -> Result<bool, StoreError>;
+}
+
 /// Private key bytes as stored: sealed under the master key, or plain in development mode.
 pub enum KeyMaterial {
     /// AES-256-GCM sealed (see [`crate::seal`]).
@@ -521,6 +553,7 @@ pub trait Storage:
     + RefreshStore
     + AuditStore
     + AlertStore
+    + RegistrationTokenStore
 {
     /// Closes the backend's connections, waiting for them to finish.
     async fn close(&self);

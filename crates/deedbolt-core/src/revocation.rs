@@ -40,6 +40,60 @@ pub fn deleted_client_cutoff(now: UnixTime) -> UnixTime {
     now.plus_secs(AccessTokenLifetime::MAX_SECS + 300)
 }
 
+/// What [`delete_client_and_tokens`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedClient {
+    /// The cutoff recorded for the client (apply it locally with
+    /// [`RevocationList::cut_off_local`] where there is a list).
+    pub cutoff: Cutoff,
+    /// How many refresh-token families were revoked.
+    pub families: u64,
+    /// Whether the feed announced the cutoff (when not, every instance still applies it
+    /// at its next store sync).
+    pub announced: bool,
+}
+
+/// Deletes a client the one way every path does (`deedbolt client delete`, RFC 7592
+/// `DELETE /register/{client_id}`): a client cutoff ahead of now
+/// ([`deleted_client_cutoff`]) recorded in the store and announced on `feed`, which kills
+/// its access tokens on every server; its refresh-token families revoked; then the client
+/// row deleted (which moves the clients generation, so client caches drop it). The
+/// revocations come *before* the deletion, so a failure leaves the client in place with
+/// its tokens revoked (the safe side) and the deletion can simply be retried.
+///
+/// `Ok(None)` when there is no such client.
+pub async fn delete_client_and_tokens(
+    clients: &dyn crate::ports::ClientStore,
+    refresh: &dyn RefreshStore,
+    feed: &dyn RevocationFeed,
+    id: &crate::ids::ClientId,
+    now: UnixTime,
+) -> Result<Option<DeletedClient>, StoreError> {
+    if clients.find_client(id).await?.is_none() {
+        return Ok(None);
+    }
+    let cutoff = Cutoff {
+        kind: CutoffKind::Client,
+        subject: id.as_str().to_owned(),
+        at: deleted_client_cutoff(now),
+    };
+    refresh
+        .set_cutoff(cutoff.kind, &cutoff.subject, cutoff.at)
+        .await?;
+    let announced = feed.publish_cutoff(&cutoff).await.is_ok();
+    let families = refresh
+        .revoke_families_of(CutoffKind::Client, id.as_str(), now)
+        .await?;
+    if !clients.delete_client(id).await? {
+        return Ok(None);
+    }
+    Ok(Some(DeletedClient {
+        cutoff,
+        families,
+        announced,
+    }))
+}
+
 /// Revoked token ids with their expiry, and per-client / per-subject cutoffs.
 #[derive(Debug, Default)]
 pub struct RevocationList {

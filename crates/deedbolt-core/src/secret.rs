@@ -31,6 +31,17 @@ impl ClientSecret {
         ))))
     }
 
+    /// A fresh bearer secret of another kind (an initial or registration access token):
+    /// 256 random bits, base64url, with `prefix`. It is hashed and verified like a client
+    /// secret.
+    pub fn generate_prefixed(prefix: &str) -> Result<Self, RandomError> {
+        let body = Zeroizing::new(rand::token::<32>()?);
+        Ok(ClientSecret(Zeroizing::new(format!(
+            "{prefix}{}",
+            body.as_str()
+        ))))
+    }
+
     /// Wraps a secret presented by a client.
     pub fn from_presented(s: String) -> Self {
         ClientSecret(Zeroizing::new(s))

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// An OAuth protocol error, shown to the client as is.
     #[error(transparent)]
     OAuth(#[from] OAuthError),
+    /// A dynamic registration refused (RFC 7591 §3.2.2): 400 with its code.
+    #[error(transparent)]
+    Registration(#[from] deedbolt_core::registration::policy::RegistrationError),
     /// The body exceeded the size limit.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -141,6 +144,7 @@ impl IntoResponse for ApiError {
                 }
                 r
             }
+            ApiError::Registration(e) => body(StatusCode::BAD_REQUEST, e.code(), e.description()),
             ApiError::PayloadTooLarge => body(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request",

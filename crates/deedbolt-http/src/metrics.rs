@@ -45,7 +45,7 @@ impl fmt::Debug for MetricsToken {
 }
 
 /// The rate limits as `/metrics` labels them; a hit of any other name counts as `other`.
-const LIMITS: [&str; 5] = ["token", "refresh", "api", "authorize", "login"];
+const LIMITS: [&str; 6] = ["token", "refresh", "api", "authorize", "register", "login"];
 
 /// The counter of `grant` in [`Metrics`]'s `tokens_issued`.
 const fn grant_slot(grant: GrantType) -> usize {
@@ -76,7 +76,7 @@ impl Metrics {
         self.tokens_issued[grant_slot(grant)].fetch_add(1, Ordering::Relaxed);
     }
     /// A request was refused by the rate limit `limit` (`token`, `refresh`, `api`,
-    /// `authorize` or `login`).
+    /// `authorize`, `register` or `login`).
     pub fn rate_limited(&self, limit: &str) {
         let i = LIMITS
             .iter()

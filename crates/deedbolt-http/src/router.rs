@@ -17,7 +17,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::api::userinfo;
-use crate::oauth::{authorize, consent, introspection, login, metadata, par, revocation, token};
+use crate::oauth::{
+    authorize, consent, introspection, login, metadata, par, registration, revocation, token,
+};
 use crate::state::AppState;
 use crate::web::cookies::CookiePolicy;
 use crate::web::form::MAX_BODY_BYTES;
@@ -87,6 +89,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/login", post(admin::login_submit))
         .route("/admin/api/audit", get(admin::api_audit))
         .route("/admin/api/alerts", get(admin::api_alerts))
+        .route(
+            "/admin/api/registration-tokens",
+            get(admin::api_registration_tokens),
+        )
         .route("/static/admin.css", get(admin::stylesheet));
 
     let cookies = state.cookies;
@@ -104,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .merge(browser)
         .merge(admin)
         .merge(crate::bff::routes())
+        .merge(registration::routes(state.services.registration.mode))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

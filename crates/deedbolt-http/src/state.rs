@@ -94,6 +94,10 @@ pub struct Services {
     pub bff: Option<Arc<Bff>>,
     /// The token that reads `/metrics`, if configured.
     pub metrics_token: Option<MetricsToken>,
+    /// Initial access tokens of dynamic client registration.
+    pub registration_tokens: Arc<dyn deedbolt_core::ports::RegistrationTokenStore>,
+    /// How `/register` admits and validates registrations.
+    pub registration: deedbolt_core::registration::RegistrationSettings,
     /// `private_key_jwt` clients' keys fetched from their `jwks_uri`, cached.
     pub client_keys: Arc<crate::oauth::client_keys::ClientKeys>,
     /// The origins whose browser apps may call discovery, the JWKS, `/token`, `/revoke`

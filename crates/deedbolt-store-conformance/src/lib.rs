@@ -28,6 +28,7 @@ mod crm;
 mod flow;
 mod pushed;
 mod refresh;
+mod registration;
 
 pub use audit::*;
 pub use clients::*;
@@ -35,6 +36,7 @@ pub use crm::*;
 pub use flow::*;
 pub use pushed::*;
 pub use refresh::*;
+pub use registration::*;
 
 /// A complete storage backend (core's [`Storage`] ports and the PropTech [`CrmStore`]);
 /// cloning shares the same database (as cloning a connection pool does), so concurrent
@@ -98,6 +100,9 @@ macro_rules! conformance_suite {
             a_transition_is_checked_against_the_stored_status,
             a_tenant_user_is_linked_once,
             the_balance_sums_the_ledger,
+            registration_tokens_round_trip_and_revoke,
+            registration_tokens_are_spent_until_used_up_or_expired,
+            a_registration_token_is_not_overspent_under_concurrency,
         );
     };
     (@tests $fresh:path, $release:path; $($name:ident),* $(,)?) => {

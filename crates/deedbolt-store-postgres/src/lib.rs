@@ -25,6 +25,8 @@
 //!   codes, the revocation list).
 //! - `pushed`: [`deedbolt_core::ports::PushedRequestStore`] (RFC 9126 pushed requests).
 //! - `refresh`: [`deedbolt_core::ports::RefreshStore`].
+//! - `registration`: [`deedbolt_core::ports::RegistrationTokenStore`] (initial access
+//!   tokens of dynamic client registration).
 //! - `audit`: [`deedbolt_core::ports::AuditStore`].
 //! - `alerts`: [`deedbolt_core::ports::AlertStore`].
 //! - `crm`: [`deedbolt_proptech::store::CrmStore`].
@@ -53,6 +55,7 @@ mod flow;
 mod keys;
 mod pushed;
 mod refresh;
+mod registration;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod users;

@@ -125,3 +125,35 @@ pub fn alert(row: &impl Columns) -> Result<StoredAlert, StoreError> {
         attempts: row.get::<i64>("attempts")?.clamp(0, i64::from(u32::MAX)) as u32,
     })
 }
+
+/// The columns [`registration_token`] reads.
+pub const REGISTRATION_TOKEN_COLUMNS: &str =
+    "id, token_hash, scopes, max_uses, uses, created_at, expires_at, revoked_at";
+
+/// A `registration_tokens` row (an initial access token of RFC 7591 §3).
+pub fn registration_token(
+    row: &impl Columns,
+) -> Result<deedbolt_core::registration::InitialAccessToken, StoreError> {
+    let hash: Option<Vec<u8>> = row.get("token_hash")?;
+    let hash = hash
+        .as_deref()
+        .and_then(SecretHash::from_bytes)
+        .ok_or_else(|| corrupt("registration token hash"))?;
+    let count = |v: i64, what| u32::try_from(v).map_err(|_| corrupt(what));
+    Ok(deedbolt_core::registration::InitialAccessToken {
+        id: row.get("id")?,
+        hash,
+        scopes: row
+            .get::<Option<String>>("scopes")?
+            .map(|s| ScopeSet::parse_stored(&s).map_err(|_| corrupt("registration token scopes")))
+            .transpose()?,
+        max_uses: row
+            .get::<Option<i64>>("max_uses")?
+            .map(|n| count(n, "registration token max_uses"))
+            .transpose()?,
+        uses: count(row.get("uses")?, "registration token uses")?,
+        created_at: UnixTime(row.get("created_at")?),
+        expires_at: UnixTime(row.get("expires_at")?),
+        revoked_at: row.get::<Option<i64>>("revoked_at")?.map(UnixTime),
+    })
+}

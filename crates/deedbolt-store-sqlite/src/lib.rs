@@ -16,6 +16,8 @@
 //!   codes, the revocation list).
 //! - `pushed`: [`deedbolt_core::ports::PushedRequestStore`] (RFC 9126 pushed requests).
 //! - `refresh`: [`deedbolt_core::ports::RefreshStore`].
+//! - `registration`: [`deedbolt_core::ports::RegistrationTokenStore`] (initial access
+//!   tokens of dynamic client registration).
 //! - `audit`: [`deedbolt_core::ports::AuditStore`].
 //! - `alerts`: [`deedbolt_core::ports::AlertStore`].
 //! - `crm`: [`deedbolt_proptech::store::CrmStore`].
@@ -46,6 +48,7 @@ mod flow;
 mod keys;
 mod pushed;
 mod refresh;
+mod registration;
 mod users;
 
 /// The SQLite backend.

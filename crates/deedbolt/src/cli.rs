@@ -1,7 +1,6 @@
 //! The command line: `deedbolt serve | client | keys`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use crate::accounts::{audit_cli, register_user};
 use crate::storage::Store;
@@ -15,7 +14,6 @@ use deedbolt_core::client::{
 use deedbolt_core::clock::{Clock, SystemClock, UnixTime};
 use deedbolt_core::ids::ClientId;
 use deedbolt_core::jose::SigningAlg;
-use deedbolt_core::keyring::KeyVault;
 use deedbolt_core::redirect::RedirectUri;
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::seal::MasterKey;
@@ -26,6 +24,7 @@ use serde_json::json;
 use crate::config::{
     self, DataDirSource, FileConfig, GlobalOverrides, ServeOverrides, ServeSettings,
 };
+use crate::console::{print_table, utc, vault};
 use crate::startup::{self, Application};
 use crate::telemetry;
 
@@ -349,6 +348,9 @@ pub enum ClientCommand {
         /// The client id.
         client_id: ClientId,
     },
+    /// Initial access tokens for dynamic client registration at /register (RFC 7591).
+    #[command(subcommand)]
+    RegistrationToken(crate::registration_cli::RegistrationTokenCommand),
 }
 
 /// `keys` subcommands.
@@ -487,14 +489,6 @@ fn refuse_implicit_data_dir(common: &config::CommonSettings) -> anyhow::Result<(
     Ok(())
 }
 
-pub(crate) fn vault(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<KeyVault> {
-    let master = config::master_key_from_env()?;
-    if master.is_none() {
-        startup::warn_development_mode(data_dir);
-    }
-    Ok(KeyVault::new(store.clone(), master.map(Arc::new)))
-}
-
 fn client_json(c: &Client) -> serde_json::Value {
     let mut v = json!({
         "client_id": c.id,
@@ -627,6 +621,9 @@ async fn client_command(
 ) -> anyhow::Result<()> {
     let now = SystemClock.now();
     match cmd {
+        ClientCommand::RegistrationToken(cmd) => {
+            crate::registration_cli::run(store, data_dir, cmd, now).await
+        }
         ClientCommand::Create {
             name,
             grants,
@@ -828,13 +825,18 @@ async fn client_command(
             Ok(())
         }
         ClientCommand::Delete { client_id } => {
-            if store.find_client(&client_id).await?.is_none() {
+            let Some(deleted) = deedbolt_core::revocation::delete_client_and_tokens(
+                store.as_ref(),
+                store.as_ref(),
+                feed,
+                &client_id,
+                now,
+            )
+            .await?
+            else {
                 bail!("no client with id {client_id}");
-            }
-            let families = revoke_client_tokens(store, feed, &client_id, now).await?;
-            if !store.delete_client(&client_id).await? {
-                bail!("no client with id {client_id}");
-            }
+            };
+            let families = deleted.families;
             audit_cli(
                 store,
                 AuditRecord::new(AuditKind::ClientDeleted, true, now)
@@ -937,48 +939,6 @@ async fn keys_command(
 }
 
 /// A time as people read it: `2026-12-06 01:45:10 UTC`.
-fn utc(at: UnixTime) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(at.0) {
-        Ok(t) => format!(
-            "{}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => at.0.to_string(),
-    }
-}
-
-/// Prints `rows` under `headers`, each column as wide as its widest cell (the last one
-/// unpadded).
-fn print_table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) {
-    let mut widths = headers.map(|h| h.chars().count());
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; N]| {
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == N {
-                out.push_str(cell);
-            } else {
-                out.push_str(cell);
-                out.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
-            }
-        }
-        println!("{}", out.trim_end());
-    };
-    line(headers);
-    for row in rows {
-        line(row.each_ref().map(String::as_str));
-    }
-}
-
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     if from_stdin {
         let mut line = String::new();
@@ -1113,25 +1073,6 @@ async fn user_command(store: &Store, feed: &Announcer, cmd: UserCommand) -> anyh
     }
 }
 
-/// Revokes everything issued to a client that is being deleted: a client cutoff ahead of
-/// now ([`deedbolt_core::revocation::deleted_client_cutoff`]) kills its access tokens on
-/// every server at its next sync, and its refresh-token families are revoked. Runs
-/// *before* the client row is deleted, so a failure leaves the client in place with its
-/// tokens revoked (the safe side) and the deletion can simply be retried.
-async fn revoke_client_tokens(
-    store: &Store,
-    feed: &Announcer,
-    client_id: &ClientId,
-    now: UnixTime,
-) -> anyhow::Result<u64> {
-    use deedbolt_core::ports::CutoffKind;
-    let cutoff = deedbolt_core::revocation::deleted_client_cutoff(now);
-    cut_off(store, feed, CutoffKind::Client, client_id.as_str(), cutoff).await?;
-    Ok(store
-        .revoke_families_of(CutoffKind::Client, client_id.as_str(), now)
-        .await?)
-}
-
 /// The user with this email, or a clear error.
 async fn user_by_email(store: &Store, email: &str) -> anyhow::Result<User> {
     let email = Email::parse(email)?;
@@ -1203,6 +1144,30 @@ impl Announcer {
         }
     }
 
+    /// Announces a revocation of one token, like [`Announcer::announce`] does a cutoff.
+    async fn announce_revoked(&self, revoked: &deedbolt_core::revocation::Revoked) {
+        use deedbolt_core::revocation::RevocationFeed as _;
+        let Some(redis) = &self.redis else { return };
+        let sent = match deedbolt_store_redis::RedisStore::connect(
+            redis.url.expose(),
+            &redis.prefix,
+        )
+        .await
+        {
+            Ok(feed) => feed.publish(revoked).await.map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::Error::from(e)),
+        };
+        if let Err(e) = sent {
+            self.delivered
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            eprintln!(
+                "warning: could not announce the revocation on Redis {} ({e:#}); it is stored, \
+                 and running servers apply it at their next sync",
+                redis.url
+            );
+        }
+    }
+
     /// Tells the operator when running servers stop accepting `what`.
     fn explain(&self, what: &str) {
         if self.redis.is_some() && self.delivered.load(std::sync::atomic::Ordering::SeqCst) {
@@ -1213,6 +1178,29 @@ impl Announcer {
                  (--key-refresh-interval, 1s by default)."
             );
         }
+    }
+}
+
+/// The CLI's announcements as a [`deedbolt_core::revocation::RevocationFeed`], so the
+/// shared deletion path ([`deedbolt_core::revocation::delete_client_and_tokens`]) can use
+/// them. A failed announcement is reported to the operator, never an error: the store
+/// holds the revocation.
+#[async_trait::async_trait]
+impl deedbolt_core::revocation::RevocationFeed for Announcer {
+    async fn publish(
+        &self,
+        revoked: &deedbolt_core::revocation::Revoked,
+    ) -> Result<(), deedbolt_core::ports::StoreError> {
+        self.announce_revoked(revoked).await;
+        Ok(())
+    }
+
+    async fn publish_cutoff(
+        &self,
+        cutoff: &deedbolt_core::revocation::Cutoff,
+    ) -> Result<(), deedbolt_core::ports::StoreError> {
+        self.announce(cutoff.clone()).await;
+        Ok(())
     }
 }
 

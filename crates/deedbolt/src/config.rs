@@ -51,6 +51,10 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_RATE_LIMIT_API",
     "DEEDBOLT_RATE_LIMIT_LOGIN",
     "DEEDBOLT_RATE_LIMIT_AUTHORIZE",
+    "DEEDBOLT_RATE_LIMIT_REGISTER",
+    "DEEDBOLT_REGISTRATION",
+    "DEEDBOLT_REGISTRATION_SCOPE",
+    "DEEDBOLT_REGISTRATION_REDIRECT_HOSTS",
     "DEEDBOLT_TRUSTED_PROXIES",
     "DEEDBOLT_CORS_ORIGINS",
     "DEEDBOLT_AUDIT_RETENTION",
@@ -231,6 +235,26 @@ config_layer! {
         /// [default: false].
         #[arg(long, env = "DEEDBOLT_REQUIRE_PAR")]
         pub require_par: Option<bool>,
+        /// Dynamic client registration at /register (RFC 7591): `token` (an initial access
+        /// token from `deedbolt client registration-token create` is required), `open`
+        /// (anyone may register, within --registration-scope) or `off` (404, not in
+        /// discovery) [default: token].
+        #[arg(long, env = "DEEDBOLT_REGISTRATION")]
+        pub registration: Option<String>,
+        /// The most a dynamically registered client may get when its initial access token
+        /// names no scope, or in open registration (administration scopes never)
+        /// [default: openid profile email property:read tenant:read maintenance:request].
+        #[arg(long, env = "DEEDBOLT_REGISTRATION_SCOPE")]
+        pub registration_scope: Option<String>,
+        /// Comma-separated hosts that dynamically registered https redirect URIs may use:
+        /// `app.example.com`, or `*.tenant.example` for one label under it (a list in the
+        /// config file) [default: any host].
+        #[arg(long, env = "DEEDBOLT_REGISTRATION_REDIRECT_HOSTS", value_delimiter = ',')]
+        pub registration_redirect_hosts: Option<Vec<String>>,
+        /// Registration requests (/register and /register/{client_id}) per client IP,
+        /// COUNT/WINDOW or `off` [default: 20/1h].
+        #[arg(long, env = "DEEDBOLT_RATE_LIMIT_REGISTER")]
+        pub rate_limit_register: Option<String>,
         /// Comma-separated IPs of reverse proxies whose X-Forwarded-For is believed (a list
         /// in the config file) [default: none].
         #[arg(long, env = "DEEDBOLT_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -711,6 +735,8 @@ pub struct ServeSettings {
     pub tls: Option<CertFiles>,
     /// The mutual-TLS listener, if configured.
     pub mtls: Option<MtlsSettings>,
+    /// Dynamic client registration.
+    pub registration: deedbolt_core::registration::RegistrationSettings,
 }
 
 /// Where the shared fast state (rate limits, revocation propagation) lives when scaled out.
@@ -970,6 +996,7 @@ impl ServeSettings {
             api: limit(o.rate_limit_api, "1000/1h", "API")?,
             login: limit(o.rate_limit_login, "5/15m", "login")?,
             authorize: limit(o.rate_limit_authorize, "60/1m", "authorize")?,
+            register: limit(o.rate_limit_register, "20/1h", "register")?,
         };
         let profile = common.profile;
         let require_par = match o.require_par {
@@ -980,6 +1007,11 @@ impl ServeSettings {
             Some(required) => required,
             None => profile.requires_par(),
         };
+        let registration = registration_settings(
+            o.registration,
+            o.registration_scope,
+            o.registration_redirect_hosts,
+        )?;
         let trusted_proxies = o
             .trusted_proxies
             .unwrap_or_default()
@@ -1082,8 +1114,55 @@ impl ServeSettings {
             redis,
             tls,
             mtls,
+            registration,
         })
     }
+}
+
+/// The default `--registration-scope`: what a dynamically registered client may get
+/// unless its initial access token says otherwise. No write scope, nothing financial,
+/// nothing administrative: more takes an operator's token with `--scope`.
+pub const DEFAULT_REGISTRATION_SCOPE: &str =
+    "openid profile email property:read tenant:read maintenance:request";
+
+/// The dynamic-registration settings from their three layers' values.
+fn registration_settings(
+    mode: Option<String>,
+    scope: Option<String>,
+    hosts: Option<Vec<String>>,
+) -> anyhow::Result<deedbolt_core::registration::RegistrationSettings> {
+    use deedbolt_core::registration::policy::{HostPattern, RegistrationPolicy};
+    let mode: deedbolt_core::registration::RegistrationMode = mode
+        .as_deref()
+        .unwrap_or("token")
+        .parse()
+        .context("invalid --registration")?;
+    let open_scopes: deedbolt_core::scope::ScopeSet = scope
+        .as_deref()
+        .unwrap_or(DEFAULT_REGISTRATION_SCOPE)
+        .parse()
+        .context("invalid --registration-scope")?;
+    if open_scopes
+        .iter()
+        .any(deedbolt_core::scope::Scope::is_admin)
+    {
+        bail!("--registration-scope cannot include administration scopes");
+    }
+    let redirect_hosts = hosts
+        .unwrap_or_default()
+        .iter()
+        .map(|h| h.trim())
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            h.parse::<HostPattern>()
+                .context("invalid --registration-redirect-hosts")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(deedbolt_core::registration::RegistrationSettings {
+        mode,
+        open_scopes,
+        policy: RegistrationPolicy { redirect_hosts },
+    })
 }
 
 /// The extra outbound trust roots from `--outbound-ca-file` (none without it).

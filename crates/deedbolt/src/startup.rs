@@ -371,6 +371,8 @@ impl Application {
             cors: settings.cors.clone(),
             mtls: mtls_base_url
                 .map(|base_url| deedbolt_http::oauth::mtls::MtlsEndpoints { base_url }),
+            registration_tokens: store_arc.clone(),
+            registration: settings.registration.clone(),
             clients: clients.clone(),
             crm: store_arc.clone(),
             users: store_arc.clone(),

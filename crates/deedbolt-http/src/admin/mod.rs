@@ -358,6 +358,40 @@ pub async fn api_alerts(
     Ok(page_response(items, limit, |a: &StoredAlert| a.id))
 }
 
+/// `GET /admin/api/registration-tokens`: the initial access tokens of dynamic client
+/// registration (RFC 7591 §3), oldest first, with their state at this moment: ids, scopes,
+/// uses and times only (the tokens themselves are not stored). They are issued and revoked
+/// with `deedbolt client registration-token`.
+#[tracing::instrument(skip_all)]
+pub async fn api_registration_tokens(
+    State(state): State<AppState>,
+    AdminToken(_admin): AdminToken,
+) -> Result<Response, ApiError> {
+    let now = state.services.clock.now();
+    let items: Vec<Value> = state
+        .services
+        .registration_tokens
+        .list_registration_tokens()
+        .await?
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id,
+                "scope": t.scopes.map(|s| s.to_string()),
+                "max_uses": t.max_uses,
+                "uses": t.uses,
+                "created_at": t.created_at,
+                "expires_at": t.expires_at,
+                "revoked_at": t.revoked_at,
+                "state": t.state_at(now),
+            })
+        })
+        .collect();
+    let mut response = Json(json!({ "items": items })).into_response();
+    no_store(response.headers_mut());
+    Ok(response)
+}
+
 // ---------------------------------------------------------------------------------------
 // The dashboard: login
 // ---------------------------------------------------------------------------------------

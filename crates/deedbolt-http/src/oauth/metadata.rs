@@ -1,9 +1,9 @@
 //! Discovery: RFC 8414 authorization-server metadata, OpenID Connect Discovery 1.0 and
 //! the JWKS (RFC 7517).
 //!
-//! The two metadata documents depend only on the start-up settings: [`routes`] serializes
-//! them once and serves the bytes. The security profile removes what it does not allow
-//! ([`crate::oauth::profile::restrict_discovery`]).
+//! The two metadata documents depend only on the configuration (the issuer and what is
+//! switched on): [`routes`] serializes them once and serves the bytes. The security
+//! profile removes what it does not allow ([`crate::oauth::profile::restrict_discovery`]).
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -16,6 +16,8 @@ use deedbolt_core::client_jwks::AssertionAlg;
 use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::scope::Scope;
 use serde_json::json;
+
+use deedbolt_core::registration::RegistrationMode;
 
 use crate::state::{AppState, Services};
 
@@ -49,6 +51,10 @@ fn common(services: &Services) -> serde_json::Value {
         "pushed_authorization_request_endpoint": format!("{issuer}/par"),
         "require_pushed_authorization_requests": services.require_par,
     });
+    // RFC 7591 §3 (RFC 8414 §2): only when dynamic registration is on.
+    if services.registration.mode != RegistrationMode::Off {
+        doc["registration_endpoint"] = json!(format!("{issuer}/register"));
+    }
     // RFC 8705 §3.3, §5: the mutual-TLS listener, if one runs.
     if let Some(mtls) = &services.mtls {
         mtls.describe(&mut doc);
@@ -56,14 +62,14 @@ fn common(services: &Services) -> serde_json::Value {
     doc
 }
 
-/// The RFC 8414 metadata document.
+/// The RFC 8414 metadata document of this configuration.
 pub fn metadata_document(services: &Services) -> Bytes {
     let mut doc = common(services);
     crate::oauth::profile::restrict_discovery(&mut doc, services.profile);
     Bytes::from(doc.to_string())
 }
 
-/// The OpenID Connect Discovery 1.0 document.
+/// The OpenID Connect Discovery 1.0 document of this configuration.
 pub fn openid_configuration(services: &Services) -> Bytes {
     let mut doc = common(services);
     doc["subject_types_supported"] = json!(["public"]);
@@ -102,7 +108,7 @@ fn json_response(body: Bytes, cache: &'static str) -> Response {
 }
 
 /// `GET /.well-known/oauth-authorization-server`, `GET /.well-known/openid-configuration`
-/// and `GET /jwks.json`.
+/// and `GET /jwks.json` of this configuration.
 pub fn routes(services: &Services) -> Router<AppState> {
     let metadata = metadata_document(services);
     let openid = openid_configuration(services);

@@ -19,6 +19,8 @@ pub struct RateLimits {
     pub login: Option<RateLimit>,
     /// Authorization requests per client IP.
     pub authorize: Option<RateLimit>,
+    /// Dynamic-registration requests per client IP.
+    pub register: Option<RateLimit>,
 }
 
 /// The name of a limit, as it appears in the `RateLimit` headers, the 429's description
@@ -35,6 +37,8 @@ pub enum Policy {
     Authorize,
     /// Pushed authorization requests (RFC 9126) per client, with the token limit.
     Par,
+    /// Dynamic-registration requests per client IP.
+    Register,
 }
 
 impl Policy {
@@ -46,6 +50,7 @@ impl Policy {
             Policy::Api => "api",
             Policy::Authorize => "authorize",
             Policy::Par => "par",
+            Policy::Register => "register",
         }
     }
 }

@@ -102,6 +102,7 @@ pub async fn try_spawn_app(opts: Options) -> anyhow::Result<TestApp> {
         &mut overrides.rate_limit_refresh,
         &mut overrides.rate_limit_api,
         &mut overrides.rate_limit_authorize,
+        &mut overrides.rate_limit_register,
     ] {
         limit.get_or_insert_with(|| "1000000/1h".into());
     }

@@ -24,6 +24,7 @@ mod par;
 mod postgres;
 mod private_key_jwt;
 mod refresh;
+mod registration;
 mod token;
 
 mod cli;

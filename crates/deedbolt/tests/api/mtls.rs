@@ -1087,3 +1087,76 @@ async fn under_fapi2_certificate_clients_authenticate_and_their_tokens_are_bound
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_self_signed_client_registered_at_the_registration_endpoint_authenticates() {
+    use base64::Engine as _;
+    let pki = Pki::new();
+    let mut opts = pki.mtls_only_options();
+    opts.overrides.registration = Some("open".into());
+    opts.overrides.registration_scope = Some("property:read".into());
+    let app = spawn_app_with(opts).await;
+    let mtls = mtls_base(&app).to_owned();
+    let own = self_signed("registered-bot");
+    // The certificate's own P-256 key, with the certificate as its x5c.
+    let raw = own.key.public_key_raw();
+    assert_eq!(raw.len(), 65, "an uncompressed P-256 point");
+    let b64url = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwk = serde_json::json!({
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64url(&raw[1..33]),
+        "y": b64url(&raw[33..]),
+        "x5c": [base64::engine::general_purpose::STANDARD.encode(&own.der)],
+    });
+    let register = |body: Value| {
+        app.http
+            .post(format!("{}/register", app.base))
+            .json(&body)
+            .send()
+    };
+    let res = register(serde_json::json!({
+        "grant_types": ["client_credentials"],
+        "scope": "property:read",
+        "token_endpoint_auth_method": "self_signed_tls_client_auth",
+        "jwks": {"keys": [jwk.clone()]},
+        "tls_client_certificate_bound_access_tokens": true,
+    }))
+    .await
+    .expect("register");
+    assert_eq!(res.status(), 201);
+    let registered: Value = res.json().await.expect("JSON");
+    assert!(registered.get("client_secret").is_none());
+    let id = client_id(&registered);
+    let token = access_token(
+        &token_request(&pki.client(Some(&own)), &mtls, &id)
+            .await
+            .expect("token"),
+    );
+    assert_eq!(
+        crate::helpers::jwt_part(&token, 1)["cnf"]["x5t#S256"],
+        own.thumbprint()
+    );
+    // A key without its certificate cannot be a self-signed client's registration.
+    let mut bare = jwk.clone();
+    if let Some(o) = bare.as_object_mut() {
+        o.remove("x5c");
+    }
+    let res = register(serde_json::json!({
+        "grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": "self_signed_tls_client_auth",
+        "jwks": {"keys": [bare]},
+    }))
+    .await
+    .expect("register");
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.expect("JSON");
+    assert_eq!(body["error"], "invalid_client_metadata");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("x5c")),
+        "{body}"
+    );
+    app.stop().await;
+}

@@ -1,0 +1,16 @@
+-- Initial access tokens of dynamic client registration (RFC 7591 §3), issued by
+-- `deedbolt client registration-token create`. Only the keyed hash of a token is stored.
+CREATE TABLE registration_tokens (
+    id          TEXT PRIMARY KEY NOT NULL,
+    -- HMAC-SHA-256 of the token under the server pepper; never the token itself.
+    token_hash  BLOB NOT NULL UNIQUE,
+    -- The most a registered client may get (canonical scope string); NULL: the server's
+    -- open-registration scope set.
+    scopes      TEXT,
+    -- NULL: any number of registrations until the token expires.
+    max_uses    INTEGER CHECK (max_uses IS NULL OR max_uses > 0),
+    uses        INTEGER NOT NULL DEFAULT 0 CHECK (uses >= 0),
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+) STRICT;
