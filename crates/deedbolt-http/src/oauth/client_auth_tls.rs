@@ -14,6 +14,7 @@ use deedbolt_core::certauth::{self, ByCertificate, CertificateEvidence, Certific
 use deedbolt_core::client::Client;
 use deedbolt_core::dn::DistinguishedName;
 use deedbolt_core::error::OAuthError;
+use deedbolt_core::token::{AccessTokenClaims, Confirmation};
 use deedbolt_guard::{CertificateTrust, ClientCertificate};
 use x509_parser::extensions::GeneralName;
 
@@ -113,6 +114,18 @@ pub fn certificate_binding(
             ))
         }
         None => Ok(None),
+    }
+}
+
+/// Binds `claims` to the certificate thumbprint `bound` (from [`certificate_binding`]), if
+/// any: sets `cnf.x5t#S256` and keeps a confirmation already there (a DPoP `jkt`), so the
+/// order in which the bindings are applied does not matter.
+pub fn bind(claims: &mut AccessTokenClaims, bound: Option<String>) {
+    if let Some(x5t) = bound {
+        claims
+            .cnf
+            .get_or_insert_with(Confirmation::default)
+            .x5t_s256 = Some(x5t);
     }
 }
 

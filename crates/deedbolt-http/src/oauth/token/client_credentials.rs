@@ -15,7 +15,6 @@ use crate::oauth::client_auth_tls;
 use crate::state::AppState;
 use crate::web::form::FormParams;
 use crate::web::rate_limit::Policy;
-use deedbolt_core::token::Confirmation;
 use deedbolt_guard::ClientCertificate;
 
 pub(super) async fn client_credentials(
@@ -69,7 +68,7 @@ pub(super) async fn client_credentials(
         .policy
         .client_credentials_claims(&auth, scope, services.clock.now())
         .map_err(ApiError::internal)?;
-    claims.cnf = bound.map(Confirmation::certificate);
+    client_auth_tls::bind(&mut claims, bound);
     let jwt = sign_access_token(state, &claims)?;
     tracing::debug!(jti = %claims.jti, scope = %scope, "access token issued");
     services.metrics.token_issued(GrantType::ClientCredentials);

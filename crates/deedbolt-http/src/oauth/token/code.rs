@@ -20,7 +20,6 @@ use crate::oauth::revocation::{announce, revoke};
 use crate::state::AppState;
 use crate::web::form::FormParams;
 use crate::web::rate_limit::Policy;
-use deedbolt_core::token::Confirmation;
 use deedbolt_guard::ClientCertificate;
 
 /// A code redeemed a second time by its own client, with the right verifier (RFC 6749
@@ -145,7 +144,7 @@ pub(super) async fn authorization_code(
     let mut claims = policy
         .code_claims(&auth, &grant, pkce, now)
         .map_err(ApiError::internal)?;
-    claims.cnf = bound.map(Confirmation::certificate);
+    client_auth_tls::bind(&mut claims, bound);
     let access = sign_access_token(state, &claims)?;
     // The family exists, with this access token in it, before the token is recorded on the
     // code: a replay that finds the token recorded then finds the family too and revokes it

@@ -28,7 +28,6 @@ use crate::oauth::revocation::{announce, revoke};
 use crate::state::AppState;
 use crate::web::form::FormParams;
 use crate::web::rate_limit::Policy;
-use deedbolt_core::token::Confirmation;
 use deedbolt_guard::ClientCertificate;
 
 fn invalid_grant(d: &'static str) -> ApiError {
@@ -41,7 +40,7 @@ async fn family_access_token(
     client: &TokenClient,
     record: &RefreshRecord,
     scope: ScopeSet,
-    cnf: Option<Confirmation>,
+    certificate: Option<String>,
     now: UnixTime,
 ) -> Result<String, ApiError> {
     let s = &state.services;
@@ -50,7 +49,7 @@ async fn family_access_token(
         .policy
         .refresh_claims(client, record, scope, now)
         .map_err(ApiError::internal)?;
-    claims.cnf = cnf;
+    client_auth_tls::bind(&mut claims, certificate);
     let jwt = sign_access_token(state, &claims)?;
     if s.refresh
         .record_family_access(family_id, &claims.jti, claims.exp)
@@ -212,15 +211,7 @@ pub(crate) async fn refresh_token_grant(
                 // Another request rotated it between our read and our update.
                 return concurrent_use(state, &presented, &record.family_id, now).await;
             }
-            let access = family_access_token(
-                state,
-                &auth,
-                &record,
-                scope,
-                bound.map(Confirmation::certificate),
-                now,
-            )
-            .await?;
+            let access = family_access_token(state, &auth, &record, scope, bound, now).await?;
             let pair = CachedPair {
                 access,
                 refresh: new.expose().to_owned(),
