@@ -19,6 +19,8 @@
 //! // then, per request: if let Some(c) = &cert { req.extensions_mut().insert(c.clone()); }
 //! ```
 //!
+//! (`tests/mtls.rs` of this crate does exactly this in front of a tower service.)
+//!
 //! A token whose claims carry `cnf.x5t#S256` is then accepted only when the request carries
 //! a [`ClientCertificate`] whose SHA-256 thumbprint is that value; otherwise the guard answers
 //! 401 `invalid_token`. A token without `cnf` is a bearer token and needs no certificate.
