@@ -20,8 +20,9 @@ use crate::secret::{ClientSecret, SecretHasher};
 use crate::token::AccessTokenLifetime;
 
 /// Proof that a confidential client authenticated in this request: by its secret (only
-/// [`authenticate_client`]) or by a client assertion (only
-/// `crate::assertion::RedeemedAssertion::authenticate`). A public client never gets one.
+/// [`authenticate_client`]), by a client assertion (only
+/// `crate::assertion::RedeemedAssertion::authenticate`) or by its registered TLS
+/// certificate (only [`crate::certauth::authenticate`]). A public client never gets one.
 #[derive(Debug)]
 pub struct ClientAuthenticated {
     client: Client,
@@ -29,7 +30,8 @@ pub struct ClientAuthenticated {
 
 impl ClientAuthenticated {
     /// The proof for `client`, for the other authentication methods' checks in this crate
-    /// (`crate::assertion::RedeemedAssertion::authenticate`); nothing outside makes one.
+    /// (`crate::assertion::RedeemedAssertion::authenticate`,
+    /// [`crate::certauth::authenticate`]); nothing outside makes one.
     pub(crate) fn new(client: Client) -> Self {
         ClientAuthenticated { client }
     }

@@ -18,6 +18,7 @@
 //! - [`client_jwks`]: a client's public keys (`jwks`/`jwks_uri` content), validated.
 //! - [`assertion`]: `private_key_jwt` client assertions (RFC 7523): parsing and verification.
 //! - [`cache`]: a read-through client cache kept fresh by a change counter.
+//! - [`certauth`]: client authentication by TLS certificate (RFC 8705 §2).
 //! - [`grant`]: client authentication (with proof values) and the client-credentials grant.
 //! - [`flow`]: the authorization-code flow: request validation, codes, ID tokens.
 //! - [`issue`]: token issuance: every access-token and ID-token claim set, built in one
@@ -35,6 +36,7 @@
 //! - [`replay`]: the in-process cache of single-use values (DPoP and assertion `jti`s).
 //! - [`grace`]: the port keeping recent rotations' answers for the grace period.
 //! - [`detect`]: suspicious-activity rules and token-usage anomaly scoring.
+//! - [`dn`]: RFC 4514 distinguished names as `tls_client_auth` clients register them.
 //! - [`token`]: access-token claim sets and lifetimes.
 //! - [`error`]: the RFC 6749 §5.2 error codes.
 //! - [`text`]: bounded echoes of client input in error messages.
@@ -55,10 +57,12 @@
 pub mod assertion;
 pub mod audit;
 pub mod cache;
+pub mod certauth;
 pub mod client;
 pub mod client_jwks;
 pub mod clock;
 pub mod detect;
+pub mod dn;
 pub mod error;
 pub mod flow;
 pub mod grace;

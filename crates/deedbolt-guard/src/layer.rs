@@ -25,6 +25,7 @@ use http_body_util::BodyExt as _;
 use tower::{Layer, Service};
 
 use crate::dpop::{DpopError, DpopRequest, DpopVerifier, Jkt, DPOP_SIGNING_ALGS};
+use crate::mtls::ClientCertificate;
 use crate::verify::{parse_authorization, BearerError, Scheme, TokenRejection, Verifier};
 
 /// The request header carrying a DPoP proof.
@@ -123,7 +124,7 @@ impl Guard {
         };
         match scheme {
             Scheme::Bearer => {
-                let claims = self.bearer(token).map_err(denial)?;
+                let claims = self.bearer(token, &parts.extensions).map_err(denial)?;
                 Ok(Authorized {
                     claims,
                     dpop_jkt: None,
@@ -131,7 +132,13 @@ impl Guard {
             }
             Scheme::Dpop => {
                 let (claims, jkt) = self
-                    .dpop(&parts.method, parts.uri.path(), &parts.headers, token)
+                    .dpop(
+                        &parts.method,
+                        parts.uri.path(),
+                        &parts.headers,
+                        &parts.extensions,
+                        token,
+                    )
                     .await
                     .map_err(denial)?;
                 Ok(Authorized {
@@ -147,12 +154,18 @@ impl Guard {
         self.dpop.as_ref().and_then(|d| d.verifier.nonce())
     }
 
-    /// A bearer token: verified, and refused if it is DPoP-bound (RFC 9449 §7.2).
-    fn bearer(&self, token: &str) -> Result<Arc<AccessTokenClaims>, Denial> {
+    /// A bearer token: verified, refused if it is DPoP-bound (RFC 9449 §7.2) or bound to a
+    /// certificate the request did not present (RFC 8705 §3).
+    fn bearer(
+        &self,
+        token: &str,
+        extensions: &http::Extensions,
+    ) -> Result<Arc<AccessTokenClaims>, Denial> {
         let claims = self.verifier.check(token).map_err(rejected)?;
         if claims.cnf.as_ref().is_some_and(|c| c.jkt.is_some()) {
             return Err(Denial::InvalidToken(BOUND_AS_BEARER));
         }
+        certificate_bound(&claims, extensions)?;
         Ok(claims)
     }
 
@@ -162,6 +175,7 @@ impl Guard {
         method: &http::Method,
         path: &str,
         headers: &http::HeaderMap,
+        extensions: &http::Extensions,
         token: &str,
     ) -> Result<(Arc<AccessTokenClaims>, Jkt), Denial> {
         let Some(settings) = &self.dpop else {
@@ -169,6 +183,7 @@ impl Guard {
             return Err(Denial::NoToken);
         };
         let claims = self.verifier.check(token).map_err(rejected)?;
+        certificate_bound(&claims, extensions)?;
         let Some(bound) = claims.cnf.as_ref().and_then(|c| c.jkt.clone()) else {
             return Err(Denial::InvalidToken(NOT_BOUND));
         };
@@ -239,6 +254,24 @@ const BOUND_AS_BEARER: &str =
     "the token is DPoP-bound and must be presented with the DPoP scheme and a proof";
 /// The description of a bearer token presented with the DPoP scheme.
 const NOT_BOUND: &str = "the token is not DPoP-bound; present it as a Bearer token";
+
+/// RFC 8705 §3: a certificate-bound token only with its certificate (the TLS listener puts
+/// the client's certificate into the request extensions).
+fn certificate_bound(
+    claims: &AccessTokenClaims,
+    extensions: &http::Extensions,
+) -> Result<(), Denial> {
+    if crate::mtls::certificate_binding_holds(
+        claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref()),
+        extensions.get::<ClientCertificate>(),
+    ) {
+        Ok(())
+    } else {
+        Err(Denial::InvalidToken(
+            "the access token is bound to a TLS client certificate this request did not present",
+        ))
+    }
+}
 
 fn rejected(rejection: TokenRejection) -> Denial {
     tracing::debug!(reason = %rejection, "access token rejected");
@@ -369,7 +402,7 @@ impl RequireScopes {
     fn check<B>(&self, req: &Request<B>) -> Result<Authorized, Denial> {
         Self::query_token(req)?;
         let (_, token) = Self::parse(req)?;
-        let claims = self.guard.bearer(token)?;
+        let claims = self.guard.bearer(token, req.extensions())?;
         self.allowed(&claims)?;
         Ok(Authorized {
             claims,
@@ -386,7 +419,13 @@ impl RequireScopes {
             (Scheme::Dpop, token) => {
                 let (claims, jkt) = self
                     .guard
-                    .dpop(&req.method, req.uri.path(), &req.headers, token)
+                    .dpop(
+                        &req.method,
+                        req.uri.path(),
+                        &req.headers,
+                        &req.extensions,
+                        token,
+                    )
                     .await?;
                 self.allowed(&claims)?;
                 Ok(Authorized {

@@ -18,8 +18,9 @@
 //! refused with `invalid_request`, alone or next to the header); the JOSE header (`alg` on the allow-list ES256/RS256/EdDSA, `typ`
 //! `at+jwt`, a `kid`, no `crit`; `jku`, `x5u` and embedded `jwk` are never followed); the
 //! key by `kid` with its algorithm pinned; the signature; `exp`, `nbf` and `iat` against
-//! an injected clock with a small leeway; `iss` and `aud`; the required claims; then the
-//! route's scopes.
+//! an injected clock with a small leeway; `iss` and `aud`; the required claims; a
+//! certificate binding (`cnf.x5t#S256`, RFC 8705 §3: see [`mtls`] for how the request's
+//! client certificate is passed in); then the route's scopes.
 //!
 //! Failures are answered as RFC 6750 §3 says: 401 with
 //! `WWW-Authenticate: Bearer error="invalid_token"` for a bad token, 401 with a bare
@@ -59,10 +60,12 @@ mod cache;
 pub mod dpop;
 mod keys;
 mod layer;
+pub mod mtls;
 mod verify;
 
 pub use keys::{BadJwk, KeyResolver, StaticKeys, VerifyingKey};
 pub use layer::{Authorized, Guard, GuardRefusal, GuardService, RequireScopes, MAX_FORM_BYTES};
+pub use mtls::{certificate_binding_holds, x5t_s256, CertificateTrust, ClientCertificate};
 pub use verify::{
     parse_authorization, parse_bearer, BearerError, RevocationCheck, Scheme, TokenRejection,
     Verifier,

@@ -105,6 +105,8 @@ pub struct Services {
     /// The origins whose browser apps may call discovery, the JWKS, `/token`, `/revoke`
     /// and `/userinfo` (none by default).
     pub cors: crate::web::cors::CorsOrigins,
+    /// The mutual-TLS listener (RFC 8705), if one runs.
+    pub mtls: Option<crate::oauth::mtls::MtlsEndpoints>,
 }
 
 impl std::fmt::Debug for Services {

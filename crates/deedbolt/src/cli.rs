@@ -110,10 +110,12 @@ where
 }
 
 /// The `--auth-method` names, for [`one_of`].
-const AUTH_METHODS: [&str; 4] = [
+const AUTH_METHODS: [&str; 6] = [
     "client_secret_basic",
     "client_secret_post",
     "private_key_jwt",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
     "none",
 ];
 
@@ -293,11 +295,15 @@ pub enum ClientCommand {
         /// How the client authenticates (its `token_endpoint_auth_method`):
         /// client_secret_basic or client_secret_post (a generated secret, accepted by Basic
         /// or in the body either way), private_key_jwt (a JWT signed with a key of
-        /// --jwks-file or --jwks-uri; no secret), none (with --public) [default:
-        /// client_secret_basic, none with --public].
+        /// --jwks-file or --jwks-uri; no secret), tls_client_auth or
+        /// self_signed_tls_client_auth (RFC 8705: a client certificate over the mutual-TLS
+        /// listener, see --tls-subject-dn and --jwks-file; no secret), none (with --public)
+        /// [default: client_secret_basic, none with --public].
         #[arg(long, value_parser = one_of::<AuthMethod>(AUTH_METHODS))]
         auth_method: Option<AuthMethod>,
-        /// private_key_jwt: a JSON file holding the client's public JWK Set.
+        /// private_key_jwt: a JSON file holding the client's public JWK Set;
+        /// self_signed_tls_client_auth: a JWK Set whose keys carry the client's self-signed
+        /// certificate(s) as their first `x5c` entry.
         #[arg(long, conflicts_with = "jwks_uri")]
         jwks_file: Option<PathBuf>,
         /// private_key_jwt: the https URL where the client publishes its public JWK Set.
@@ -307,6 +313,9 @@ pub enum ClientCommand {
         /// or EdDSA) [default: any of them].
         #[arg(long)]
         auth_signing_alg: Option<String>,
+        /// The mutual-TLS names and certificate binding (RFC 8705).
+        #[command(flatten)]
+        tls: Box<crate::client_auth_args::ClientAuthArgs>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -481,7 +490,7 @@ fn refuse_implicit_data_dir(common: &config::CommonSettings) -> anyhow::Result<(
 }
 
 fn client_json(c: &Client) -> serde_json::Value {
-    json!({
+    let mut v = json!({
         "client_id": c.id,
         "name": c.name,
         "grant_types": c.grant_types,
@@ -496,7 +505,16 @@ fn client_json(c: &Client) -> serde_json::Value {
         "id_token_signed_response_alg": c.id_token_alg,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
-    })
+    });
+    // The registration metadata (RFC 7591 names), next to the fields above.
+    if let (Some(obj), Ok(serde_json::Value::Object(meta))) =
+        (v.as_object_mut(), serde_json::to_value(&c.metadata))
+    {
+        for (key, value) in meta {
+            obj.entry(key).or_insert(value);
+        }
+    }
+    v
 }
 
 fn print_client(c: &Client) {
@@ -619,6 +637,7 @@ async fn client_command(
             jwks_file,
             jwks_uri,
             auth_signing_alg,
+            tls,
             json,
         } => {
             let redirect_uris = redirect_uris
@@ -644,6 +663,14 @@ async fn client_command(
             )?
             .with_id_token_alg(id_token_alg.unwrap_or(DEFAULT_ID_TOKEN_ALG));
             let new = match auth_method {
+                Some(
+                    method @ (AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth),
+                ) => {
+                    if jwks_uri.is_some() || auth_signing_alg.is_some() {
+                        bail!("--jwks-uri and --auth-signing-alg are for private_key_jwt");
+                    }
+                    new.with_metadata(tls.metadata(method, jwks_file.as_deref())?)?
+                }
                 Some(AuthMethod::PrivateKeyJwt) => {
                     new.with_metadata(crate::client_keys::private_key_jwt_metadata(
                         jwks_file.as_deref(),
@@ -652,6 +679,7 @@ async fn client_command(
                     )?)?
                 }
                 other => {
+                    tls.refuse_names_without_tls_client_auth()?;
                     crate::client_keys::refuse_keys_without_private_key_jwt(
                         jwks_file.as_deref(),
                         jwks_uri.as_deref(),
@@ -666,6 +694,9 @@ async fn client_command(
                     }
                 }
             };
+            // Any client's tokens may be required to be certificate-bound (RFC 8705 §3.4).
+            let mut new = new;
+            new.metadata.tls_client_certificate_bound_access_tokens = tls.tls_bound_tokens;
             let properties = if properties.is_empty() {
                 None
             } else {

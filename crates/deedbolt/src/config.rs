@@ -66,6 +66,13 @@ pub const KNOWN_ENV: &[&str] = &[
     "DEEDBOLT_BFF_SCOPE",
     "DEEDBOLT_BFF_REFRESH_BEFORE",
     "DEEDBOLT_METRICS_LISTEN",
+    "DEEDBOLT_TLS_CERT",
+    "DEEDBOLT_TLS_KEY",
+    "DEEDBOLT_MTLS_LISTEN",
+    "DEEDBOLT_MTLS_CLIENT_CA",
+    "DEEDBOLT_MTLS_BASE_URL",
+    "DEEDBOLT_MTLS_CERT",
+    "DEEDBOLT_MTLS_KEY",
     "DEEDBOLT_OUTBOUND_CA_FILE",
     "DEEDBOLT_OUTBOUND_ALLOW_PRIVATE_NETWORKS",
     METRICS_TOKEN_ENV,
@@ -299,6 +306,33 @@ config_layer! {
         /// [default: off; required, and not to be turned off, under `--profile fapi2`].
         #[arg(long, env = "DEEDBOLT_DPOP_NONCE")]
         pub dpop_nonce: Option<String>,
+        /// PEM certificate chain (leaf first) that makes the main listener HTTPS; needs
+        /// --tls-key [default: none, plain HTTP].
+        #[arg(long, env = "DEEDBOLT_TLS_CERT")]
+        pub tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert [default: none].
+        #[arg(long, env = "DEEDBOLT_TLS_KEY")]
+        pub tls_key: Option<PathBuf>,
+        /// A second, mutual-TLS listener (RFC 8705) that requests client certificates:
+        /// tls_client_auth, self_signed_tls_client_auth and certificate-bound tokens. Needs
+        /// --tls-cert and --tls-key, or --mtls-cert and --mtls-key [default: none].
+        #[arg(long, env = "DEEDBOLT_MTLS_LISTEN")]
+        pub mtls_listen: Option<String>,
+        /// PEM bundle of the CA(s) that issue client certificates for tls_client_auth;
+        /// without it only self-signed certificates are accepted [default: none].
+        #[arg(long, env = "DEEDBOLT_MTLS_CLIENT_CA")]
+        pub mtls_client_ca: Option<PathBuf>,
+        /// Public https URL of the mTLS listener, for the discovery document's
+        /// mtls_endpoint_aliases [default: https://<mtls listen address>].
+        #[arg(long, env = "DEEDBOLT_MTLS_BASE_URL")]
+        pub mtls_base_url: Option<String>,
+        /// PEM certificate chain of the mTLS listener alone, e.g. when the main listener
+        /// stays plain HTTP behind a TLS-terminating proxy [default: --tls-cert].
+        #[arg(long, env = "DEEDBOLT_MTLS_CERT")]
+        pub mtls_cert: Option<PathBuf>,
+        /// PEM private key of --mtls-cert [default: --tls-key].
+        #[arg(long, env = "DEEDBOLT_MTLS_KEY")]
+        pub mtls_key: Option<PathBuf>,
         /// A PEM file of extra CA certificates trusted for outbound https fetches of
         /// clients' key sets (`jwks_uri` of private_key_jwt clients), e.g. an internal CA;
         /// the public web PKI roots stay trusted [default: none].
@@ -496,6 +530,109 @@ pub struct CommonSettings {
     pub profile: deedbolt_core::profile::Profile,
 }
 
+/// A PEM certificate chain (leaf first) and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+/// The mutual-TLS listener (RFC 8705).
+#[derive(Debug, Clone)]
+pub struct MtlsSettings {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// The server certificate it presents: `--mtls-cert`/`--mtls-key`, else the main
+    /// listener's.
+    pub identity: CertFiles,
+    /// The CA bundle client certificates may chain to (tls_client_auth); `None`: only
+    /// self-signed certificates are accepted.
+    pub client_ca: Option<PathBuf>,
+    /// Its public base URL, if configured; otherwise `https://<bound address>`.
+    pub base_url: Option<String>,
+}
+
+/// A certificate and its key, both or neither.
+fn cert_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    flags: &str,
+) -> anyhow::Result<Option<CertFiles>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(CertFiles { cert, key })),
+        (None, None) => Ok(None),
+        _ => bail!("{flags} go together"),
+    }
+}
+
+/// The TLS settings from their flags: the main listener's certificate, and the mTLS
+/// listener with its own certificate or the main one, its own address, and an explicit
+/// base URL when it listens on a wildcard address (like the issuer).
+fn tls_settings(
+    o: &mut ServeOverrides,
+    listen: SocketAddr,
+) -> anyhow::Result<(Option<CertFiles>, Option<MtlsSettings>)> {
+    let main = cert_files(
+        o.tls_cert.take(),
+        o.tls_key.take(),
+        "--tls-cert and --tls-key",
+    )?;
+    let own = cert_files(
+        o.mtls_cert.take(),
+        o.mtls_key.take(),
+        "--mtls-cert and --mtls-key",
+    )?;
+    let Some(text) = o.mtls_listen.take() else {
+        if o.mtls_client_ca.is_some() || o.mtls_base_url.is_some() || own.is_some() {
+            bail!("--mtls-client-ca, --mtls-base-url and --mtls-cert need --mtls-listen");
+        }
+        return Ok((main, None));
+    };
+    let at: SocketAddr = text
+        .parse()
+        .with_context(|| format!("invalid mTLS listen address `{text}` (expected IP:PORT)"))?;
+    if at == listen && at.port() != 0 {
+        bail!("the mTLS listener must not use the main listen address {listen}");
+    }
+    let base_url = o.mtls_base_url.take();
+    match &base_url {
+        Some(url) => validate_mtls_base_url(url)?,
+        None if at.ip().is_unspecified() => bail!(
+            "listening for mTLS on {at} needs --mtls-base-url (DEEDBOLT_MTLS_BASE_URL), the \
+             public https URL of that listener"
+        ),
+        None => {}
+    }
+    let Some(identity) = own.or_else(|| main.clone()) else {
+        bail!(
+            "--mtls-listen needs a server certificate: set --tls-cert and --tls-key (or \
+             --mtls-cert and --mtls-key for the mTLS listener alone)"
+        );
+    };
+    let mtls = MtlsSettings {
+        listen: at,
+        identity,
+        client_ca: o.mtls_client_ca.take(),
+        base_url,
+    };
+    Ok((main, Some(mtls)))
+}
+
+/// The mTLS base URL: https, no query, fragment or trailing slash.
+fn validate_mtls_base_url(url: &str) -> anyhow::Result<()> {
+    let parsed =
+        url::Url::parse(url).with_context(|| format!("mTLS base URL `{url}` is not a URL"))?;
+    if parsed.scheme() != "https" {
+        bail!("mTLS base URL `{url}` must use https");
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() || url.ends_with('/') {
+        bail!("mTLS base URL `{url}` must not have a query, a fragment or a trailing slash");
+    }
+    Ok(())
+}
+
 /// Where [`CommonSettings::data_dir`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataDirSource {
@@ -603,6 +740,10 @@ pub struct ServeSettings {
     /// Whether DPoP proofs must carry a server nonce. A profile that requires nonces
     /// (FAPI 2.0) sets it to [`NonceMode::Required`](deedbolt_http::dpop::NonceMode).
     pub dpop_nonce: deedbolt_http::dpop::NonceMode,
+    /// HTTPS on the main listener, if configured.
+    pub tls: Option<CertFiles>,
+    /// The mutual-TLS listener, if configured.
+    pub mtls: Option<MtlsSettings>,
     /// Dynamic client registration.
     pub registration: deedbolt_core::registration::RegistrationSettings,
 }
@@ -801,13 +942,15 @@ impl ServeSettings {
         o: ServeOverrides,
         file: &FileConfig,
     ) -> anyhow::Result<Self> {
-        let o = o.over(file.serve.clone());
-        let listen_text = o.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let mut o = o.over(file.serve.clone());
+        let listen_text = o.listen.take().unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen: SocketAddr = listen_text.parse().with_context(|| {
             format!(
                 "invalid listen address `{listen_text}` (expected IP:PORT, e.g. 127.0.0.1:8080)"
             )
         })?;
+
+        let (tls, mtls) = tls_settings(&mut o, listen)?;
 
         let issuer = o.issuer;
         if let Some(issuer) = &issuer {
@@ -949,6 +1092,12 @@ impl ServeSettings {
             None | Some("off") => deedbolt_http::dpop::NonceMode::Off,
             Some(other) => bail!("invalid dpop_nonce `{other}` (expected `required` or `off`)"),
         };
+        if tls.is_some() && bff.is_some() {
+            bail!(
+                "the backend-for-frontend calls the main listener over plain HTTP on loopback: \
+                 it cannot run with --tls-cert (terminate TLS in front of deedbolt instead)"
+            );
+        }
 
         let (metrics_listen, metrics_token) = metrics_settings(o.metrics_listen, o.metrics_token)?;
         if metrics_listen.is_some_and(|m| m == listen && listen.port() != 0) {
@@ -986,6 +1135,8 @@ impl ServeSettings {
             bff,
             redis,
             dpop_nonce,
+            tls,
+            mtls,
             registration,
         })
     }
@@ -1517,6 +1668,81 @@ mod tests {
             ..Default::default()
         };
         assert!(ServeSettings::resolve(common(), same, &FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn tls_rules() {
+        let resolve =
+            |o: ServeOverrides| ServeSettings::resolve(common(), o, &FileConfig::default());
+        let err = |o: ServeOverrides| format!("{:#}", resolve(o).unwrap_err());
+        assert!(resolve(ServeOverrides::default()).unwrap().tls.is_none());
+        let cert = || Some(PathBuf::from("/tls/cert.pem"));
+        let key = || Some(PathBuf::from("/tls/key.pem"));
+        assert!(err(ServeOverrides {
+            tls_cert: cert(),
+            ..Default::default()
+        })
+        .contains("go together"));
+        assert!(err(ServeOverrides {
+            mtls_listen: Some("127.0.0.1:8443".into()),
+            ..Default::default()
+        })
+        .contains("--tls-cert"));
+        assert!(err(ServeOverrides {
+            mtls_client_ca: Some("/tls/ca.pem".into()),
+            ..Default::default()
+        })
+        .contains("need --mtls-listen"));
+        assert!(err(ServeOverrides {
+            mtls_listen: Some("127.0.0.1:8443".into()),
+            mtls_cert: cert(),
+            ..Default::default()
+        })
+        .contains("--mtls-cert and --mtls-key go together"));
+        // The mTLS listener with its own certificate; the main listener stays plain.
+        let own = resolve(ServeOverrides {
+            mtls_listen: Some("127.0.0.1:8443".into()),
+            mtls_cert: Some("/tls/mtls.pem".into()),
+            mtls_key: Some("/tls/mtls.key".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(own.tls.is_none());
+        assert_eq!(
+            own.mtls.unwrap().identity.cert,
+            PathBuf::from("/tls/mtls.pem")
+        );
+        let mtls = |listen: &str, base: Option<&str>| ServeOverrides {
+            tls_cert: cert(),
+            tls_key: key(),
+            mtls_listen: Some(listen.into()),
+            mtls_base_url: base.map(str::to_owned),
+            issuer: Some("https://as.example".into()),
+            ..Default::default()
+        };
+        assert!(err(mtls("0.0.0.0:8443", None)).contains("--mtls-base-url"));
+        assert!(err(mtls("0.0.0.0:8443", Some("http://mtls.example"))).contains("https"));
+        assert!(err(mtls("0.0.0.0:8443", Some("https://mtls.example/"))).contains("trailing"));
+        assert!(err(mtls("127.0.0.1:8080", None)).contains("main listen address"));
+        let s = resolve(mtls("0.0.0.0:8443", Some("https://mtls.example"))).unwrap();
+        let m = s.mtls.unwrap();
+        assert_eq!(m.identity.cert, PathBuf::from("/tls/cert.pem"));
+        assert_eq!(m.listen.port(), 8443);
+        assert_eq!(m.base_url.as_deref(), Some("https://mtls.example"));
+        // The same settings from the file.
+        let file: FileConfig = toml::from_str(
+            "tls_cert = \"/tls/cert.pem\"\n\
+             tls_key = \"/tls/key.pem\"\n\
+             mtls_listen = \"127.0.0.1:8443\"\n\
+             mtls_client_ca = \"/tls/ca.pem\"",
+        )
+        .unwrap();
+        let s = ServeSettings::resolve(common(), ServeOverrides::default(), &file).unwrap();
+        assert_eq!(s.tls.unwrap().cert, PathBuf::from("/tls/cert.pem"));
+        assert_eq!(
+            s.mtls.unwrap().client_ca,
+            Some(PathBuf::from("/tls/ca.pem"))
+        );
     }
 
     #[test]

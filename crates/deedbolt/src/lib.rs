@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod bff_check;
 pub mod cli;
+pub mod client_auth_args;
 pub mod client_keys;
 pub mod config;
 pub mod console;
@@ -18,3 +19,4 @@ pub mod registration_cli;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

@@ -72,6 +72,10 @@ pub struct Application {
     addr: SocketAddr,
     /// The listener serving only `/metrics`, if configured.
     metrics_listener: Option<(TcpListener, SocketAddr)>,
+    /// TLS on the main listener, if configured.
+    tls: Option<crate::tls::Tls>,
+    /// The mutual-TLS listener and its TLS, if configured.
+    mtls_listener: Option<(TcpListener, SocketAddr, crate::tls::Tls)>,
     issuer: String,
     state: AppState,
     store: Store,
@@ -172,10 +176,40 @@ impl Application {
             }
             None => None,
         };
+        // TLS: the server identities are loaded (and checked) before anything is served.
+        let tls = match &settings.tls {
+            Some(files) => Some(crate::tls::Tls::server_only(
+                crate::tls::ServerIdentity::load(&files.cert, &files.key)?,
+            )),
+            None => None,
+        };
+        let mtls_listener = match &settings.mtls {
+            Some(m) => {
+                let identity = crate::tls::ServerIdentity::load(&m.identity.cert, &m.identity.key)?;
+                let policy = crate::tls::OptionalClientCert::new(m.client_ca.as_deref())?;
+                let l = TcpListener::bind(m.listen)
+                    .await
+                    .with_context(|| format!("cannot listen for mTLS on {}", m.listen))?;
+                let bound = l.local_addr()?;
+                Some((l, bound, crate::tls::Tls::mutual(identity, policy)))
+            }
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let issuer = settings
             .issuer
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
+        let mtls_base_url =
+            settings
+                .mtls
+                .as_ref()
+                .zip(mtls_listener.as_ref())
+                .map(|(m, (_, bound, _))| {
+                    m.base_url
+                        .clone()
+                        .unwrap_or_else(|| format!("https://{bound}"))
+                });
         let audience = settings
             .audience
             .clone()
@@ -352,6 +386,8 @@ impl Application {
             bff,
             metrics_token: settings.metrics_token.clone(),
             cors: settings.cors.clone(),
+            mtls: mtls_base_url
+                .map(|base_url| deedbolt_http::oauth::mtls::MtlsEndpoints { base_url }),
             registration_tokens: store_arc.clone(),
             registration: settings.registration.clone(),
             clients: clients.clone(),
@@ -391,6 +427,8 @@ impl Application {
             listener,
             addr,
             metrics_listener,
+            tls,
+            mtls_listener,
             issuer,
             state,
             store,
@@ -422,6 +460,11 @@ impl Application {
     /// The metrics listener's bound address, if there is one.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener.as_ref().map(|(_, a)| *a)
+    }
+
+    /// The mutual-TLS listener's bound address, if there is one.
+    pub fn mtls_addr(&self) -> Option<SocketAddr> {
+        self.mtls_listener.as_ref().map(|(_, a, _)| *a)
     }
 
     /// The issuer identifier in force.
@@ -489,14 +532,33 @@ impl Application {
             let _ = stop_on_signal.send(true);
         });
         let app = deedbolt_http::router(self.state);
-        let served = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped(stop_rx))
-        .await;
-        // Also when the main listener failed: the metrics listener stops with it.
+        // The mutual-TLS listener serves the same application; its requests carry the
+        // client certificate.
+        let mtls_server = self.mtls_listener.map(|(listener, at, tls)| {
+            tracing::info!(addr = %at, "mutual-TLS listener ready");
+            let app = app.clone();
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move { tls.serve(listener, app, stop).await })
+        });
+        let served = match &self.tls {
+            Some(tls) => tls.serve(self.listener, app, stopped(stop_rx)).await,
+            None => axum::serve(
+                self.listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopped(stop_rx))
+            .await
+            .map_err(anyhow::Error::from),
+        };
+        // Also when the main listener failed: the other listeners stop with it.
         let _ = stop_tx.send(true);
+        if let Some(m) = mtls_server {
+            match m.await {
+                Ok(Err(e)) => tracing::error!(error = %e, "mTLS listener failed"),
+                Err(e) => tracing::error!(error = %e, "mTLS listener task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
         if let Some(m) = metrics_server {
             match m.await {
                 Ok(Err(e)) => tracing::error!(error = %e, "metrics listener failed"),

@@ -579,6 +579,9 @@ pub fn validate(
         software_id: req.software_id.clone(),
         software_version: req.software_version.clone(),
     };
+    // The certificate methods as the token endpoint applies them (RFC 8705 §2): a subject DN
+    // that parses, and a self-signed client's certificate in `jwks` (x5c).
+    crate::certauth::validate(auth_method, &meta).map_err(|e| metadata(e.to_string()))?;
     let client = client
         .with_metadata(meta)
         .map_err(|e| metadata(e.to_string()))?;
@@ -791,8 +794,30 @@ mod tests {
         );
         assert!(!r.needs_secret());
         assert_eq!(r.client.metadata.jwks, Some(jwk.clone()));
+        // A self-signed client's certificate is the first x5c of a key in its jwks; a
+        // jwks_uri is not read for it, nor is a key without a certificate enough.
+        assert_eq!(
+            code(
+                json!({"redirect_uris": cb, "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://app.example.com/jwks"})
+            ),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code(
+                json!({"redirect_uris": cb, "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks": jwk})
+            ),
+            "invalid_client_metadata"
+        );
+        let mut with_cert = crate::client_jwks::tests::ec_jwk("k2");
+        with_cert["x5c"] = json!(["MIIB"]);
         ok(
-            json!({"redirect_uris": cb, "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://app.example.com/jwks"}),
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks": {"keys": [with_cert]}}),
+        );
+        assert_eq!(
+            code(
+                json!({"redirect_uris": cb, "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "CN=a,"})
+            ),
+            "invalid_client_metadata"
         );
         assert_eq!(
             code(

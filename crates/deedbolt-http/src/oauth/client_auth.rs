@@ -23,10 +23,13 @@ use deedbolt_core::ids::ClientId;
 use deedbolt_core::secret::ClientSecret;
 
 use crate::error::ApiError;
+use crate::oauth::client_auth_tls;
 use crate::oauth::private_key_jwt;
 use crate::state::AppState;
 use crate::web::client_ip::client_ip;
 use crate::web::form::FormParams;
+use deedbolt_core::certauth::ByCertificate;
+use deedbolt_guard::ClientCertificate;
 
 /// How the client authenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +45,8 @@ pub enum AuthMethod {
 pub enum Presented {
     /// A secret, by Basic or in the body.
     Secret(PresentedCredentials),
-    /// Only a `client_id` in the body: a public client (`token_endpoint_auth_method=none`).
+    /// Only a `client_id` in the body: a public client (`token_endpoint_auth_method=none`),
+    /// or a certificate client (RFC 8705 §2) on the mutual-TLS listener.
     PublicId(ClientId),
     /// A signed JWT (`private_key_jwt`, RFC 7523), not yet verified.
     Assertion(PresentedAssertion),
@@ -57,6 +61,7 @@ impl Presented {
                 AuthMethod::ClientSecretBasic => Registered::ClientSecretBasic,
                 AuthMethod::ClientSecretPost => Registered::ClientSecretPost,
             },
+            // Or a certificate method (RFC 8705), known only after the look-up.
             Presented::PublicId(_) => Registered::None,
             Presented::Assertion(_) => Registered::PrivateKeyJwt,
         }
@@ -199,18 +204,24 @@ pub(crate) async fn audit_client_auth_failure(
         .await;
 }
 
-/// Authenticates a confidential client by secret, or identifies a public one by id: only
-/// the former carries the [`deedbolt_core::grant::ClientAuthenticated`] proof. A method the
-/// security profile does not allow is refused first (`invalid_client`, FAPI 2.0 §5.3.2.1),
-/// before any look-up.
+/// Authenticates a confidential client by secret, assertion or (over mutual TLS, for a
+/// client registered for it) certificate, or identifies a public one by id: only the
+/// former carry the [`deedbolt_core::grant::ClientAuthenticated`] proof. A method the
+/// security profile does not allow is refused first (`invalid_client`, FAPI 2.0
+/// §5.3.2.1), before any look-up; a bare `client_id` next to a client certificate is
+/// judged once the look-up tells `none` from a certificate method.
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
+    tls: Option<&ClientCertificate>,
     params: &mut FormParams,
 ) -> Result<TokenClient, ApiError> {
     let services = &state.services;
     let presented = extract_any(headers, params)?;
-    services.profile.check_auth_method(presented.method())?;
+    let certificate_pending = matches!(presented, Presented::PublicId(_)) && tls.is_some();
+    if !certificate_pending {
+        services.profile.check_auth_method(presented.method())?;
+    }
     match presented {
         Presented::Secret(presented) => {
             tracing::Span::current().record("client_id", presented.client_id.as_str());
@@ -221,7 +232,23 @@ pub(crate) async fn authenticate(
         Presented::PublicId(id) => {
             tracing::Span::current().record("client_id", id.as_str());
             let found = services.clients.find_client(&id).await?;
-            Ok(TokenClient::Public(grant::identify_public_client(found)?))
+            // RFC 8705 §2: a client registered for a certificate method proves itself by
+            // the mutual-TLS certificate; any other client naming itself is public.
+            match client_auth_tls::authenticate(found, tls)? {
+                ByCertificate::Authenticated(auth) => {
+                    services
+                        .profile
+                        .check_auth_method(auth.client().auth_method())?;
+                    Ok(TokenClient::Confidential(auth))
+                }
+                ByCertificate::NotACertificateClient(found) => {
+                    // Not a certificate client: a bare client_id is `none`.
+                    services
+                        .profile
+                        .check_auth_method(deedbolt_core::client::AuthMethod::None)?;
+                    Ok(TokenClient::Public(grant::identify_public_client(found)?))
+                }
+            }
         }
         Presented::Assertion(assertion) => Ok(TokenClient::Confidential(
             private_key_jwt::authenticate(state, assertion).await?,
@@ -235,10 +262,11 @@ pub(crate) async fn authenticated(
     state: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
+    tls: Option<&ClientCertificate>,
     params: &mut FormParams,
     endpoint: &str,
 ) -> Result<TokenClient, ApiError> {
-    match authenticate(state, headers, params).await {
+    match authenticate(state, headers, tls, params).await {
         Err(e @ ApiError::OAuth(OAuthError::InvalidClient(_))) => {
             audit_client_auth_failure(state, peer, headers, endpoint).await;
             Err(e)

@@ -7,10 +7,12 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use deedbolt_core::client::IntrospectedToken;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::grant::TokenClient;
 use deedbolt_core::refresh::{RefreshToken, TokenState, REFRESH_TOKEN_PREFIX};
+use deedbolt_guard::ClientCertificate;
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -28,11 +30,20 @@ use crate::web::no_store::no_store_json;
 pub async fn introspect_endpoint(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<Extension<ClientCertificate>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let mut params = read_form_params(&headers, body).await?;
-    let auth = authenticated(&state, peer, &headers, &mut params, "introspect").await?;
+    let auth = authenticated(
+        &state,
+        peer,
+        &headers,
+        tls.as_ref().map(|Extension(c)| c),
+        &mut params,
+        "introspect",
+    )
+    .await?;
     // A public client proves nothing by presenting its id (RFC 7662 §2.1: the endpoint
     // requires authorization).
     let TokenClient::Confidential(auth) = auth else {
@@ -115,6 +126,9 @@ pub async fn introspect_endpoint(
             "iat": claims.iat,
             "jti": claims.jti,
     });
+    // The token's confirmation: `jkt` of a DPoP-bound token (RFC 9449 §6.2), `x5t#S256` of a
+    // certificate-bound one (RFC 8705 §3.2), so a resource server that introspects can
+    // check the binding.
     if let Some(cnf) = &claims.cnf {
         answer["cnf"] = json!(cnf);
     }

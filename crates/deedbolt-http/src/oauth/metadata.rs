@@ -56,6 +56,10 @@ fn common(services: &Services) -> serde_json::Value {
     if services.registration.mode != RegistrationMode::Off {
         doc["registration_endpoint"] = json!(format!("{issuer}/register"));
     }
+    // RFC 8705 §3.3, §5: the mutual-TLS listener, if one runs.
+    if let Some(mtls) = &services.mtls {
+        mtls.describe(&mut doc);
+    }
     doc
 }
 

@@ -28,11 +28,13 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::header::USER_AGENT;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use deedbolt_core::audit::{AuditKind, AuditRecord};
 use deedbolt_core::client::Client;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::flow::{AuthorizationRequest, AuthorizeError, AuthzErrorCode, RedirectError};
 use deedbolt_core::par::{self, RequestUri, PUSHED_REQUEST_LIFETIME_SECS};
+use deedbolt_guard::ClientCertificate;
 use serde::Serialize;
 
 use crate::error::ApiError;
@@ -57,16 +59,19 @@ struct PushedResponse<'a> {
 pub async fn par_endpoint(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<Extension<ClientCertificate>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let services = &state.services;
+    // Certificate clients (RFC 8705) push over the mutual-TLS listener.
+    let tls = tls.as_ref().map(|Extension(c)| c);
     let ip = client_ip(peer, &headers, &services.trusted_proxies).to_string();
     let mut audit = TokenAudit {
         ip: ip.clone(),
         ..TokenAudit::default()
     };
-    let result = push(&state, &headers, body, &mut audit)
+    let result = push(&state, &headers, tls, body, &mut audit)
         .await
         .map(|r| crate::oauth::token::dpop::with_nonce(&state, r));
     let now = services.clock.now();
@@ -106,13 +111,14 @@ pub async fn par_endpoint(
 async fn push(
     state: &AppState,
     headers: &HeaderMap,
+    tls: Option<&ClientCertificate>,
     body: Body,
     audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
     let services = &state.services;
     let mut params = read_form_params(headers, body).await?;
     audit.claimed_client = client_auth::claimed_client_id(headers, &params);
-    let auth = client_auth::authenticate(state, headers, &mut params).await?;
+    let auth = client_auth::authenticate(state, headers, tls, &mut params).await?;
     let client = auth.client();
     audit.client_id = Some(client.id.to_string());
     let allowance = crate::limits::check(

@@ -8,8 +8,10 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::refresh::{RefreshToken, REFRESH_TOKEN_PREFIX};
+use deedbolt_guard::ClientCertificate;
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -26,11 +28,20 @@ use crate::web::no_store::no_store_json;
 pub async fn revoke_endpoint(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<Extension<ClientCertificate>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let mut params = read_form_params(&headers, body).await?;
-    let auth = authenticated(&state, peer, &headers, &mut params, "revoke").await?;
+    let auth = authenticated(
+        &state,
+        peer,
+        &headers,
+        tls.as_ref().map(|Extension(c)| c),
+        &mut params,
+        "revoke",
+    )
+    .await?;
     let token = params
         .take("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;

@@ -30,6 +30,8 @@ pub struct TestApp {
     pub database_url: Option<String>,
     /// An HTTP client.
     pub http: reqwest::Client,
+    /// `https://127.0.0.1:PORT` of the mutual-TLS listener, if one runs.
+    pub mtls_base: Option<String>,
     /// The master key given to the server and the CLI, if any.
     pub master_key: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -112,6 +114,7 @@ pub async fn try_spawn_app(opts: Options) -> anyhow::Result<TestApp> {
         database_url: opts.database_url.as_deref().map(str::parse).transpose()?,
         ..opts.global
     })?;
+    let tls = overrides.tls_cert.is_some();
     let settings = ServeSettings::resolve(common, overrides, &FileConfig::default())?;
     let master = opts
         .master_key
@@ -124,7 +127,10 @@ pub async fn try_spawn_app(opts: Options) -> anyhow::Result<TestApp> {
         deedbolt::startup::Demo::Off
     };
     let app = Application::build_with(settings, master, demo).await?;
-    let base = format!("http://{}", app.addr());
+    // https when the main listener speaks TLS.
+    let scheme = if tls { "https" } else { "http" };
+    let base = format!("{scheme}://{}", app.addr());
+    let mtls_base = app.mtls_addr().map(|a| format!("https://{a}"));
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -137,6 +143,7 @@ pub async fn try_spawn_app(opts: Options) -> anyhow::Result<TestApp> {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client"),
+        mtls_base,
         master_key: opts.master_key,
         shutdown: Some(tx),
         handle: Some(handle),
@@ -294,6 +301,7 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
+            mtls_base: None,
             master_key,
             shutdown: None,
             handle: None,

@@ -18,6 +18,7 @@ mod fapi2;
 mod headers;
 mod id_tokens;
 mod instances;
+mod mtls;
 mod openapi;
 mod par;
 mod postgres;

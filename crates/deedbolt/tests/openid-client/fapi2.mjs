@@ -10,11 +10,12 @@
 //      API with the DPoP-bound access token, refreshes with a proof of the same key, and
 //      prints {"token_type", "access_claims", "claims", "userinfo", "api_status",
 //      "refreshed_token_type", "refreshed_claims"} — or {"error": message} on failure.
-import { generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { Issuer, generators } from 'openid-client';
 
-const { ISSUER, CLIENT_ID, CLIENT_JWK, REDIRECT_URI, SCOPE, API_URL } = process.env;
+const { ISSUER, CLIENT_ID, CLIENT_KEY_PKCS8, CLIENT_KID, REDIRECT_URI, SCOPE, API_URL } =
+  process.env;
 
 function out(value) {
   process.stdout.write(`${JSON.stringify(value)}\n`);
@@ -26,6 +27,14 @@ function payload(jwt) {
 
 async function main() {
   const issuer = await Issuer.discover(ISSUER);
+  // The client's registered ES256 key, handed over as PKCS#8 DER (base64).
+  const clientJwk = createPrivateKey({
+    key: Buffer.from(CLIENT_KEY_PKCS8, 'base64'),
+    format: 'der',
+    type: 'pkcs8',
+  }).export({ format: 'jwk' });
+  clientJwk.kid = CLIENT_KID;
+  clientJwk.alg = 'ES256';
   const client = new issuer.Client(
     {
       client_id: CLIENT_ID,
@@ -35,7 +44,7 @@ async function main() {
       response_types: ['code'],
       id_token_signed_response_alg: 'ES256',
     },
-    { keys: [JSON.parse(CLIENT_JWK)] },
+    { keys: [clientJwk] },
   );
   const { privateKey: dpop } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const codeVerifier = generators.codeVerifier();

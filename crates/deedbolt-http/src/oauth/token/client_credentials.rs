@@ -11,21 +11,25 @@ use deedbolt_core::grant::{self, AccessToken, TokenClient, TokenResponse};
 use super::{sign_access_token, token_response, TokenAudit};
 use crate::error::ApiError;
 use crate::oauth::client_auth::authenticate;
+use crate::oauth::client_auth_tls;
 use crate::state::AppState;
 use crate::web::form::FormParams;
 use crate::web::rate_limit::Policy;
+use deedbolt_guard::ClientCertificate;
 
 pub(super) async fn client_credentials(
     state: &AppState,
     headers: &HeaderMap,
+    tls: Option<&ClientCertificate>,
     params: &mut FormParams,
     audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
     let services = &state.services;
     // A public client cannot be registered for client credentials, so the grant check in
     // `client_credentials_scope` refuses it.
-    let auth = authenticate(state, headers, params).await?;
+    let auth = authenticate(state, headers, tls, params).await?;
     audit.client_id = Some(auth.client().id.to_string());
+    let bound = client_auth_tls::certificate_binding(auth.client(), tls)?;
     // An authenticated request: scopes beyond the registration may alert. (No `scope`
     // means the registered scopes; the first use of privileged ones is judged on issuance.)
     let requested = match params.get("scope") {
@@ -66,6 +70,7 @@ pub(super) async fn client_credentials(
         .client_credentials_claims(&auth, scope, services.clock.now())
         .map_err(ApiError::internal)?;
     proof.bind(&mut claims);
+    client_auth_tls::bind(&mut claims, bound);
     let jwt = sign_access_token(state, &claims)?;
     tracing::debug!(jti = %claims.jti, scope = %scope, "access token issued");
     services.metrics.token_issued(GrantType::ClientCredentials);

@@ -15,10 +15,12 @@ use deedbolt_core::ports::Redemption;
 use super::{refresh, sign_access_token, token_response, TokenAudit};
 use crate::error::ApiError;
 use crate::oauth::client_auth::authenticate;
+use crate::oauth::client_auth_tls;
 use crate::oauth::revocation::{announce, revoke};
 use crate::state::AppState;
 use crate::web::form::FormParams;
 use crate::web::rate_limit::Policy;
+use deedbolt_guard::ClientCertificate;
 
 /// A code redeemed a second time by its own client, with the right verifier (RFC 6749
 /// §4.1.2): revokes the access token issued from the first redemption and the refresh
@@ -52,12 +54,16 @@ async fn replayed(
 pub(super) async fn authorization_code(
     state: &AppState,
     headers: &HeaderMap,
+    tls: Option<&ClientCertificate>,
     params: &mut FormParams,
     audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
     let services = &state.services;
-    let auth = authenticate(state, headers, params).await?;
+    let auth = authenticate(state, headers, tls, params).await?;
     audit.client_id = Some(auth.client().id.to_string());
+    // Before the code is spent: a client whose tokens must be certificate-bound and that
+    // presented no certificate keeps its code.
+    let bound = client_auth_tls::certificate_binding(auth.client(), tls)?;
     // A public client proves nothing by presenting its id: it is limited per client and IP
     // before any work. A confidential client is limited per client and user, below.
     let public_allowance = if auth.kind() == ClientKind::Public {
@@ -147,6 +153,7 @@ pub(super) async fn authorization_code(
         .code_claims(&auth, &grant, pkce, now)
         .map_err(ApiError::internal)?;
     proof.bind(&mut claims);
+    client_auth_tls::bind(&mut claims, bound);
     let access = sign_access_token(state, &claims)?;
     // The family exists, with this access token in it, before the token is recorded on the
     // code: a replay that finds the token recorded then finds the family too and revokes it

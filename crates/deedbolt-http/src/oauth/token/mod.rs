@@ -18,12 +18,14 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::header::USER_AGENT;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use deedbolt_core::audit::{AuditKind, AuditRecord};
 use deedbolt_core::client::ClientKind;
 use deedbolt_core::client::GrantType;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::grant::{TokenClient, TokenResponse};
 use deedbolt_core::token::{AccessTokenClaims, ACCESS_TOKEN_TYP};
+use deedbolt_guard::ClientCertificate;
 
 use crate::error::ApiError;
 use crate::oauth::client_auth;
@@ -70,16 +72,19 @@ impl TokenAudit {
 pub async fn token(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<Extension<ClientCertificate>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let services = &state.services;
+    // Only requests on the mutual-TLS listener carry a client certificate.
+    let tls = tls.as_ref().map(|Extension(c)| c);
     let ip = client_ip(peer, &headers, &services.trusted_proxies).to_string();
     let mut audit = TokenAudit {
         ip: ip.clone(),
         ..TokenAudit::default()
     };
-    let result = token_inner(&state, &headers, body, &mut audit)
+    let result = token_inner(&state, &headers, tls, body, &mut audit)
         .await
         .map(|r| dpop::with_nonce(&state, r));
     let now = services.clock.now();
@@ -132,6 +137,7 @@ pub async fn token(
 async fn token_inner(
     state: &AppState,
     headers: &HeaderMap,
+    tls: Option<&ClientCertificate>,
     body: Body,
     audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
@@ -154,13 +160,13 @@ async fn token_inner(
     audit.claimed_client = client_auth::claimed_client_id(headers, &params);
     match grant_type {
         GrantType::ClientCredentials => {
-            client_credentials::client_credentials(state, headers, &mut params, audit).await
+            client_credentials::client_credentials(state, headers, tls, &mut params, audit).await
         }
         GrantType::AuthorizationCode => {
-            code::authorization_code(state, headers, &mut params, audit).await
+            code::authorization_code(state, headers, tls, &mut params, audit).await
         }
         GrantType::RefreshToken => {
-            refresh::refresh_token_grant(state, headers, &mut params, audit).await
+            refresh::refresh_token_grant(state, headers, tls, &mut params, audit).await
         }
     }
 }

@@ -25,10 +25,12 @@ use super::grace::CachedPair;
 use super::{sign_access_token, token_response, TokenAudit};
 use crate::error::ApiError;
 use crate::oauth::client_auth::authenticate;
+use crate::oauth::client_auth_tls;
 use crate::oauth::revocation::{announce, revoke};
 use crate::state::AppState;
 use crate::web::form::FormParams;
 use crate::web::rate_limit::Policy;
+use deedbolt_guard::ClientCertificate;
 
 fn invalid_grant(d: &'static str) -> ApiError {
     OAuthError::InvalidGrant(Cow::Borrowed(d)).into()
@@ -41,6 +43,7 @@ async fn family_access_token(
     record: &RefreshRecord,
     scope: ScopeSet,
     proof: &TokenProof,
+    certificate: Option<String>,
     now: UnixTime,
 ) -> Result<String, ApiError> {
     let s = &state.services;
@@ -50,6 +53,7 @@ async fn family_access_token(
         .refresh_claims(client, record, scope, now)
         .map_err(ApiError::internal)?;
     proof.bind(&mut claims);
+    client_auth_tls::bind(&mut claims, certificate);
     let jwt = sign_access_token(state, &claims)?;
     if s.refresh
         .record_family_access(family_id, &claims.jti, claims.exp)
@@ -121,12 +125,14 @@ fn respond(pair: CachedPair) -> Response {
 pub(crate) async fn refresh_token_grant(
     state: &AppState,
     headers: &HeaderMap,
+    tls: Option<&ClientCertificate>,
     params: &mut FormParams,
     audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
     let s = &state.services;
-    let auth = authenticate(state, headers, params).await?;
+    let auth = authenticate(state, headers, tls, params).await?;
     audit.client_id = Some(auth.client().id.to_string());
+    let bound = client_auth_tls::certificate_binding(auth.client(), tls)?;
     if !auth.client().allows_grant(GrantType::RefreshToken) {
         return Err(OAuthError::UnauthorizedClient(Cow::Borrowed(
             "this client is not registered for the refresh_token grant",
@@ -220,7 +226,8 @@ pub(crate) async fn refresh_token_grant(
                 // Another request rotated it between our read and our update.
                 return concurrent_use(state, &presented, &record.family_id, now).await;
             }
-            let access = family_access_token(state, &auth, &record, scope, &proof, now).await?;
+            let access =
+                family_access_token(state, &auth, &record, scope, &proof, bound, now).await?;
             let pair = CachedPair {
                 dpop: proof.jkt().is_some(),
                 access,

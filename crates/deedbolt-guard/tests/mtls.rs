@@ -1,0 +1,102 @@
+//! Certificate-bound tokens (RFC 8705 §3) at the guard, the way any resource server uses
+//! it: whatever terminates mutual TLS puts the connection's client certificate into the
+//! request extensions as a `ClientCertificate`; a token with `cnf.x5t#S256` passes only with
+//! that certificate.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use deedbolt_core::clock::{ManualClock, UnixTime};
+use deedbolt_core::ids::{ClientId, TokenId};
+use deedbolt_core::jose::{JwkSet, SigningAlg, SigningKey};
+use deedbolt_core::scope::ScopeSet;
+use deedbolt_core::token::{AccessTokenClaims, Confirmation, ACCESS_TOKEN_TYP};
+use deedbolt_guard::{CertificateTrust, ClientCertificate, Guard, StaticKeys, Verifier};
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tower::{Layer, ServiceExt};
+
+const NOW: i64 = 1_800_000_000;
+
+struct Fixture {
+    key: SigningKey,
+    guard: Guard,
+}
+
+fn fixture() -> Fixture {
+    let (key, _) = SigningKey::generate(SigningAlg::ES256).unwrap();
+    let set = JwkSet {
+        keys: vec![key.public_jwk().clone()],
+    };
+    let keys = Arc::new(StaticKeys::from_jwks(&set).unwrap());
+    let clock = Arc::new(ManualClock::new(UnixTime(NOW)));
+    let guard = Guard::new(Verifier::new("https://as", "https://as/api", keys, clock));
+    Fixture { key, guard }
+}
+
+fn token(f: &Fixture, cnf: Option<Confirmation>) -> String {
+    let claims = AccessTokenClaims {
+        iss: "https://as".into(),
+        sub: "dbc_a".into(),
+        aud: "https://as/api".into(),
+        exp: UnixTime(NOW + 900),
+        iat: UnixTime(NOW),
+        nbf: None,
+        jti: TokenId::generate().unwrap(),
+        client_id: ClientId::parse("dbc_a").unwrap(),
+        scope: "property:read".parse().unwrap(),
+        cnf,
+    };
+    f.key.sign_jwt(ACCESS_TOKEN_TYP, &claims).unwrap()
+}
+
+/// One request through `require(property:read)`, with the certificate as an extension.
+async fn call(f: &Fixture, token: &str, cert: Option<&ClientCertificate>) -> Response<String> {
+    let inner = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new("handler".to_owned()))
+    });
+    let service = f
+        .guard
+        .require("property:read".parse::<ScopeSet>().unwrap())
+        .layer(inner);
+    let mut req = Request::builder()
+        .uri("/api/properties")
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap();
+    if let Some(c) = cert {
+        req.extensions_mut().insert(c.clone());
+    }
+    service.oneshot(req).await.unwrap()
+}
+
+fn cert(der: &[u8]) -> ClientCertificate {
+    ClientCertificate::new(der.to_vec(), CertificateTrust::CaVerified)
+}
+
+#[tokio::test]
+async fn a_bound_token_passes_only_with_its_certificate() {
+    let f = fixture();
+    let mine = cert(b"my certificate");
+    let bound = token(&f, Some(Confirmation::certificate(mine.x5t_s256())));
+    assert_eq!(call(&f, &bound, Some(&mine)).await.status(), StatusCode::OK);
+    for presented in [None, Some(cert(b"another certificate"))] {
+        let res = call(&f, &bound, presented.as_ref()).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let challenge = res.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    }
+}
+
+#[tokio::test]
+async fn an_unbound_token_needs_no_certificate() {
+    let f = fixture();
+    let bearer = token(&f, None);
+    assert_eq!(call(&f, &bearer, None).await.status(), StatusCode::OK);
+    assert_eq!(
+        call(&f, &bearer, Some(&cert(b"any"))).await.status(),
+        StatusCode::OK
+    );
+}
