@@ -15,6 +15,7 @@ mod code_flow;
 mod cors;
 mod crm;
 mod fapi2;
+mod fapi2_e2e;
 mod headers;
 mod id_tokens;
 mod instances;
