@@ -25,12 +25,12 @@ use crate::refresh::{
 const CB: &str = crate::refresh::CB;
 
 /// A DPoP proof key held by a test client.
-struct DpopKey(SigningKey);
+pub(crate) struct DpopKey(SigningKey);
 
 static JTI: AtomicU64 = AtomicU64::new(0);
 
 impl DpopKey {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_alg(SigningAlg::ES256)
     }
 
@@ -69,8 +69,15 @@ impl DpopKey {
         json!({"jti": format!("jti-{}-{n}", unix_now()), "htm": htm, "htu": htu, "iat": unix_now()})
     }
 
+    /// A proof for `POST {base}/token` carrying the server's `nonce`.
+    pub(crate) fn token_proof_with_nonce(&self, app: &TestApp, nonce: &str) -> String {
+        let mut c = Self::claims("POST", &format!("{}/token", app.base));
+        c["nonce"] = json!(nonce);
+        self.sign(&self.header(), &c)
+    }
+
     /// A proof for `POST {base}/token`.
-    fn token_proof(&self, app: &TestApp) -> String {
+    pub(crate) fn token_proof(&self, app: &TestApp) -> String {
         self.sign(
             &self.header(),
             &Self::claims("POST", &format!("{}/token", app.base)),

@@ -375,4 +375,43 @@ async fn a_private_key_jwt_client_pushes_and_gets_a_code_but_no_unbound_token() 
     assert_eq!(res.status(), 400);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["error"], "invalid_request", "{v}");
+
+    // The refusal came before the code was spent: the client adds a DPoP proof (first
+    // learning the server nonce the profile requires) and redeems the same code.
+    let code_form = |assertion: String| {
+        format!(
+            "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}&{}",
+            params["code"],
+            url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>(),
+            req.verifier,
+            assertion
+        )
+    };
+    let dpop = crate::dpop::DpopKey::new();
+    let post = |form: String, proof: String| {
+        app.http
+            .post(app.url("/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("DPoP", proof)
+            .body(form)
+            .send()
+    };
+    let res = post(
+        code_form(assertion_params(&app, &client.id, &key)),
+        dpop.token_proof(&app),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 400);
+    let nonce = res.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"], "use_dpop_nonce", "{v}");
+    let res = post(
+        code_form(assertion_params(&app, &client.id, &key)),
+        dpop.token_proof_with_nonce(&app, &nonce),
+    )
+    .await
+    .unwrap();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["token_type"], "DPoP", "the code was still good: {v}");
 }

@@ -65,6 +65,7 @@ pub(super) async fn client_credentials(
     };
     let scope = grant::client_credentials_scope(&auth, params.get("scope"))?;
     let proof = super::dpop::token_proof(state, headers, auth.client()).await?;
+    super::require_sender_constraint(state, &proof, bound.as_ref())?;
     let mut claims = services
         .policy
         .client_credentials_claims(&auth, scope, services.clock.now())

@@ -105,6 +105,7 @@ pub(super) async fn authorization_code(
     // The proof, and the key the code is bound to (`dpop_jkt`, RFC 9449 §10), before the
     // code is spent.
     let proof = super::dpop::token_proof(state, headers, auth.client()).await?;
+    super::require_sender_constraint(state, &proof, bound.as_ref())?;
     proof.require_key(
         state,
         stored.dpop_jkt.as_deref(),

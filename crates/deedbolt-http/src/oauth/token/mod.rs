@@ -24,7 +24,7 @@ use deedbolt_core::client::ClientKind;
 use deedbolt_core::client::GrantType;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::grant::{TokenClient, TokenResponse};
-use deedbolt_core::token::{AccessTokenClaims, ACCESS_TOKEN_TYP};
+use deedbolt_core::token::{AccessTokenClaims, Confirmation, ACCESS_TOKEN_TYP};
 use deedbolt_guard::ClientCertificate;
 
 use crate::error::ApiError;
@@ -169,6 +169,28 @@ async fn token_inner(
             refresh::refresh_token_grant(state, headers, tls, &mut params, audit).await
         }
     }
+}
+
+/// Under a profile that issues only sender-constrained tokens (FAPI 2.0), refuses a request
+/// that binds to neither a DPoP key nor a client certificate, once the client is
+/// authenticated and before its grant changes anything: no code is spent and no refresh
+/// token rotated for a token that could never be issued. [`sign_access_token`] checks the
+/// claims themselves again.
+pub(crate) fn require_sender_constraint(
+    state: &AppState,
+    proof: &dpop::TokenProof,
+    certificate: Option<&String>,
+) -> Result<(), ApiError> {
+    let offered = match (proof.jkt(), certificate) {
+        (Some(jkt), _) => Some(Confirmation::dpop(jkt.as_str())),
+        (None, Some(x5t)) => Some(Confirmation::certificate(x5t.as_str())),
+        (None, None) => None,
+    };
+    state
+        .services
+        .profile
+        .check_sender_constraint(offered.as_ref())?;
+    Ok(())
 }
 
 /// Signs an access token: the one place every grant signs one, and so the last check

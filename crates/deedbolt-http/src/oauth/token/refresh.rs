@@ -154,6 +154,7 @@ pub(crate) async fn refresh_token_grant(
         None
     };
     let proof = dpop::token_proof(state, headers, auth.client()).await?;
+    super::require_sender_constraint(state, &proof, bound.as_ref())?;
     let presented = params
         .take("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
