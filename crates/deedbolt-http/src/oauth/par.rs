@@ -25,11 +25,10 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::USER_AGENT;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
-use deedbolt_core::audit::{AuditKind, AuditRecord};
+use deedbolt_core::audit::AuditKind;
 use deedbolt_core::client::Client;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::flow::{AuthorizationRequest, AuthorizeError, AuthzErrorCode, RedirectError};
@@ -40,7 +39,7 @@ use serde::Serialize;
 use crate::error::ApiError;
 use crate::oauth::client_auth;
 use crate::oauth::request::validate_request;
-use crate::oauth::token::TokenAudit;
+use crate::oauth::token::{Outcome, TokenAudit};
 use crate::state::AppState;
 use crate::web::client_ip::client_ip;
 use crate::web::form::read_form_params;
@@ -74,37 +73,16 @@ pub async fn par_endpoint(
     let result = push(&state, &headers, tls, body, &mut audit)
         .await
         .map(|r| crate::oauth::token::dpop::with_nonce(&state, r));
-    let now = services.clock.now();
-    let (kind, error) = match &result {
-        Ok(_) => (AuditKind::PushedAuthorizationRequest, None),
-        Err(ApiError::OAuth(e @ OAuthError::InvalidClient(_))) => {
-            services.security.auth_failure(&ip, now).await;
-            if audit.client_id.is_none() {
-                audit.client_id = audit.claimed_client.take();
-            }
-            (AuditKind::ClientAuthFailed, Some(e.code()))
-        }
-        Err(ApiError::OAuth(e)) => (AuditKind::PushedAuthorizationRequest, Some(e.code())),
-        Err(ApiError::Dpop { error, .. }) => {
-            (AuditKind::PushedAuthorizationRequest, Some(error.code()))
-        }
-        Err(ApiError::RateLimited { .. }) => (AuditKind::RateLimited, Some("rate_limit_exceeded")),
-        Err(_) => (AuditKind::PushedAuthorizationRequest, Some("server_error")),
-    };
-    let mut record = AuditRecord::new(kind, error.is_none(), now)
-        .ip(&ip)
-        .user_agent(headers.get(USER_AGENT).and_then(|v| v.to_str().ok()))
-        .detail("endpoint=par");
-    if let Some(c) = &audit.client_id {
-        record = record.client(c);
-    }
-    if let Some(sc) = &audit.scope {
-        record = record.scope(sc);
-    }
-    if let Some(e) = error {
-        record = record.error(e);
-    }
-    services.audit.record(record).await;
+    audit
+        .finish(
+            &state,
+            &headers,
+            Outcome::of(&result),
+            AuditKind::PushedAuthorizationRequest,
+            AuditKind::PushedAuthorizationRequest,
+            Some("endpoint=par".to_owned()),
+        )
+        .await;
     result
 }
 

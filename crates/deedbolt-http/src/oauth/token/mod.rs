@@ -48,7 +48,85 @@ pub(crate) struct TokenAudit {
     pub(crate) ip: String,
 }
 
+/// How a client-authenticated request ended, for its audit record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Outcome {
+    /// Answered with success.
+    Done,
+    /// The client did not authenticate (`invalid_client`).
+    ClientAuthFailed(&'static str),
+    /// Throttled.
+    RateLimited,
+    /// Refused with this error code.
+    Refused(&'static str),
+}
+
+impl Outcome {
+    /// The outcome of `result`.
+    pub(crate) fn of(result: &Result<Response, ApiError>) -> Self {
+        match result {
+            Ok(_) => Outcome::Done,
+            Err(ApiError::OAuth(e @ OAuthError::InvalidClient(_))) => {
+                Outcome::ClientAuthFailed(e.code())
+            }
+            Err(ApiError::OAuth(e)) => Outcome::Refused(e.code()),
+            Err(ApiError::Dpop { error, .. }) => Outcome::Refused(error.code()),
+            Err(ApiError::RateLimited { .. }) => Outcome::RateLimited,
+            Err(_) => Outcome::Refused("server_error"),
+        }
+    }
+}
+
 impl TokenAudit {
+    /// Writes the audit record of a finished client-authenticated request (token or PAR):
+    /// `done` on success, `failed` on a refusal, `client_auth_failed` (which also feeds the
+    /// per-IP failure detector, naming the claimed client) when the client did not
+    /// authenticate, `rate_limited` when it was throttled. Takes the outcome as
+    /// [`Outcome::of`] read it, since a response cannot be held across the write.
+    pub(crate) async fn finish(
+        &mut self,
+        state: &AppState,
+        headers: &HeaderMap,
+        outcome: Outcome,
+        done: AuditKind,
+        failed: AuditKind,
+        detail: Option<String>,
+    ) {
+        let services = &state.services;
+        let now = services.clock.now();
+        let (kind, error) = match outcome {
+            Outcome::Done => (done, None),
+            Outcome::ClientAuthFailed(code) => {
+                services.security.auth_failure(&self.ip, now).await;
+                if self.client_id.is_none() {
+                    self.client_id = self.claimed_client.take();
+                }
+                (AuditKind::ClientAuthFailed, Some(code))
+            }
+            Outcome::RateLimited => (AuditKind::RateLimited, Some("rate_limit_exceeded")),
+            Outcome::Refused(code) => (failed, Some(code)),
+        };
+        let mut record = AuditRecord::new(kind, error.is_none(), now)
+            .ip(&self.ip)
+            .user_agent(headers.get(USER_AGENT).and_then(|v| v.to_str().ok()));
+        if let Some(d) = detail {
+            record = record.detail(d);
+        }
+        if let Some(c) = &self.client_id {
+            record = record.client(c);
+        }
+        if let Some(u) = &self.user_id {
+            record = record.user(u);
+        }
+        if let Some(sc) = &self.scope {
+            record = record.scope(sc);
+        }
+        if let Some(e) = error {
+            record = record.error(e);
+        }
+        services.audit.record(record).await;
+    }
+
     /// The rate-limit key of an authenticated client. A public client proves nothing by
     /// presenting its id, so anyone could spend its quota: its limit is also keyed by IP.
     pub(crate) fn limit_key(&self, auth: &TokenClient) -> String {
@@ -87,50 +165,24 @@ pub async fn token(
     let result = token_inner(&state, &headers, tls, body, &mut audit)
         .await
         .map(|r| dpop::with_nonce(&state, r));
-    let now = services.clock.now();
-    let (kind, success, error) = match &result {
-        Ok(_) if audit.grant == Some(GrantType::RefreshToken) => {
-            (AuditKind::TokenRefreshed, true, None)
-        }
-        Ok(_) => (AuditKind::TokenIssued, true, None),
-        Err(ApiError::OAuth(e @ OAuthError::InvalidClient(_))) => {
-            services.security.auth_failure(&ip, now).await;
-            if audit.client_id.is_none() {
-                audit.client_id = audit.claimed_client.take();
-            }
-            (AuditKind::ClientAuthFailed, false, Some(e.code()))
-        }
-        Err(ApiError::OAuth(e)) => (AuditKind::TokenRequestFailed, false, Some(e.code())),
-        Err(ApiError::Dpop { error, .. }) => {
-            (AuditKind::TokenRequestFailed, false, Some(error.code()))
-        }
-        Err(ApiError::RateLimited { .. }) => {
-            (AuditKind::RateLimited, false, Some("rate_limit_exceeded"))
-        }
-        Err(_) => (AuditKind::TokenRequestFailed, false, Some("server_error")),
+    let done = match (&result, audit.grant) {
+        (Ok(_), Some(GrantType::RefreshToken)) => AuditKind::TokenRefreshed,
+        _ => AuditKind::TokenIssued,
     };
-    let mut record = AuditRecord::new(kind, success, now)
-        .ip(&ip)
-        .user_agent(headers.get(USER_AGENT).and_then(|v| v.to_str().ok()));
-    if let Some(g) = audit.grant {
-        record = record.detail(match &audit.jti {
-            Some(j) => format!("grant={g} jti={j}"),
-            None => format!("grant={g}"),
-        });
-    }
-    if let Some(c) = &audit.client_id {
-        record = record.client(c);
-    }
-    if let Some(u) = &audit.user_id {
-        record = record.user(u);
-    }
-    if let Some(sc) = &audit.scope {
-        record = record.scope(sc);
-    }
-    if let Some(e) = error {
-        record = record.error(e);
-    }
-    services.audit.record(record).await;
+    let detail = audit.grant.map(|g| match &audit.jti {
+        Some(j) => format!("grant={g} jti={j}"),
+        None => format!("grant={g}"),
+    });
+    audit
+        .finish(
+            &state,
+            &headers,
+            Outcome::of(&result),
+            done,
+            AuditKind::TokenRequestFailed,
+            detail,
+        )
+        .await;
     result
 }
 
