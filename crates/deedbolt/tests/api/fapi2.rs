@@ -265,23 +265,41 @@ fn p256_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
     (jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()), jwk)
 }
 
-/// A `private_key_jwt` client of `app` (registered through the CLI, then given its key).
+/// A `private_key_jwt` client of `app`, registered through the CLI with its public key.
 async fn private_key_jwt_client(
     app: &TestApp,
     grants: &[&str],
 ) -> (CodeClient, jsonwebtoken::EncodingKey) {
-    use deedbolt_core::client::AuthMethod;
-    use deedbolt_core::ports::ClientStore;
-    let client = app.create_code_client("tenant:read", &[CB], false, grants);
     let (key, jwk) = p256_key("k1");
-    let store = open_store(app).await;
-    let id = ClientId::parse(&client.id).unwrap();
-    let mut c = store.find_client(&id).await.unwrap().expect("client");
-    c.metadata.token_endpoint_auth_method = Some(AuthMethod::PrivateKeyJwt);
-    c.metadata.jwks = Some(serde_json::json!({ "keys": [jwk] }));
-    c.secret_hash = None;
-    assert!(store.update_client(&c).await.unwrap());
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await; // the client cache
+    let jwks_file = app.data_dir.path().join("pkjwt.jwks.json");
+    std::fs::write(&jwks_file, serde_json::json!({ "keys": [jwk] }).to_string())
+        .expect("write jwks");
+    let mut args = vec![
+        "client",
+        "create",
+        "--name",
+        "pkjwt-client",
+        "--grant",
+        "authorization_code",
+        "--scope",
+        "tenant:read",
+        "--redirect-uri",
+        CB,
+        "--auth-method",
+        "private_key_jwt",
+        "--jwks-file",
+        jwks_file.to_str().expect("path"),
+        "--json",
+    ];
+    for g in grants {
+        args.extend(["--grant", *g]);
+    }
+    let v = app.cli_json(&args);
+    assert!(v.get("client_secret").is_none(), "no secret: {v}");
+    let client = CodeClient {
+        id: v["client_id"].as_str().expect("client_id").to_owned(),
+        secret: None,
+    };
     (client, key)
 }
 
