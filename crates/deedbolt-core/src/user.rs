@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use argon2_rust::params::Memory;
 use argon2_rust::{Algorithm, Argon2, Hasher, Params, Version};
@@ -252,14 +252,17 @@ pub struct HashError(String);
 ///
 /// The implementation is `argon2-rust` (a port of the reference implementation, checked
 /// bit for bit against its test vectors) for its SIMD compression function, and each hash
-/// runs in a kept arena instead of 19 MiB mapped, faulted in and unmapped per call. Up to
-/// one arena per core is kept between calls; more concurrent calls borrow fresh ones that
-/// are freed afterwards, so memory held at rest is bounded. An arena is wiped whenever a
+/// runs in a kept arena instead of 19 MiB mapped, faulted in and unmapped per call. There
+/// is one arena per core, made on first use: a call waits for a free one, so at most one
+/// hash per core runs at a time (more would only share the cores and fault in more
+/// memory), and the memory is bounded at 19 MiB per core. An arena is wiped whenever a
 /// call returns. See docs/benchmarks.md for what each of the two changes is worth.
 pub struct PasswordHasher {
     argon2: Argon2,
-    /// Idle arenas, at most `keep`.
-    idle: Mutex<Vec<Hasher>>,
+    arenas: Mutex<Arenas>,
+    /// Signalled when an arena is returned.
+    returned: Condvar,
+    /// How many arenas there may be (the number of cores).
     keep: usize,
     /// Verified against for unknown users, so both paths cost one argon2id.
     dummy: String,
@@ -268,6 +271,28 @@ pub struct PasswordHasher {
 impl fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PasswordHasher(argon2id)")
+    }
+}
+
+/// The arenas of a [`PasswordHasher`].
+struct Arenas {
+    idle: Vec<Hasher>,
+    /// Arenas in existence, idle or lent.
+    made: usize,
+}
+
+/// An arena on loan: returned to its owner when dropped.
+struct Lent<'a> {
+    owner: &'a PasswordHasher,
+    hasher: Option<Hasher>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.hasher.take() {
+            self.owner.lock_arenas().idle.push(h);
+            self.owner.returned.notify_one();
+        }
     }
 }
 
@@ -288,7 +313,11 @@ impl PasswordHasher {
         let keep = std::thread::available_parallelism().map_or(2, usize::from);
         let mut hasher = PasswordHasher {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
-            idle: Mutex::new(Vec::with_capacity(keep)),
+            arenas: Mutex::new(Arenas {
+                idle: Vec::with_capacity(keep),
+                made: 0,
+            }),
+            returned: Condvar::new(),
             keep,
             dummy: String::new(),
         };
@@ -296,18 +325,36 @@ impl PasswordHasher {
         Ok(hasher)
     }
 
-    /// Runs `f` with an arena: a kept one if any is idle, else a new one, which is kept
-    /// afterwards only while fewer than one per core are.
+    /// Runs `f` with an arena: an idle one, a new one while there are fewer than one per
+    /// core, or else the first one returned. The arena goes back even if `f` panics.
     fn with_arena<R>(&self, f: impl FnOnce(&mut Hasher) -> R) -> R {
-        let taken = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut hasher = taken.unwrap_or_else(|| self.argon2.hasher());
-        let out = f(&mut hasher);
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.keep {
-                idle.push(hasher);
+        let mut arenas = self.lock_arenas();
+        let hasher = loop {
+            if let Some(h) = arenas.idle.pop() {
+                break h;
             }
+            if arenas.made < self.keep {
+                arenas.made += 1;
+                break self.argon2.hasher();
+            }
+            arenas = self
+                .returned
+                .wait(arenas)
+                .unwrap_or_else(|e| e.into_inner());
+        };
+        drop(arenas);
+        let mut lent = Lent {
+            owner: self,
+            hasher: Some(hasher),
+        };
+        match lent.hasher.as_mut() {
+            Some(h) => f(h),
+            None => unreachable!("an arena is lent until dropped"),
         }
-        out
+    }
+
+    fn lock_arenas(&self) -> MutexGuard<'_, Arenas> {
+        self.arenas.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The PHC string to store for `password`.
@@ -366,22 +413,38 @@ mod tests {
         assert!(h.verify(&Password::presented("correct horse battery".into()), stored));
         assert!(!h.verify(&Password::presented("correct horse batterY".into()), stored));
         let argon2i = stored.replacen("argon2id", "argon2i", 1);
-        assert!(!h.verify(&Password::presented("correct horse battery".into()), &argon2i));
+        assert!(!h.verify(
+            &Password::presented("correct horse battery".into()),
+            &argon2i
+        ));
     }
 
     #[test]
-    fn arenas_are_kept_up_to_one_per_core() {
+    fn there_is_at_most_one_arena_per_core_and_each_is_reused() {
         let h = PasswordHasher::new().unwrap();
         let pw = Password::presented("correct horse battery".into());
         let stored = h.hash(&pw).unwrap();
         std::thread::scope(|s| {
-            for _ in 0..h.keep + 2 {
+            for _ in 0..h.keep + 3 {
                 s.spawn(|| assert!(h.verify(&pw, &stored)));
             }
         });
-        let idle = h.idle.lock().unwrap();
-        assert!(!idle.is_empty() && idle.len() <= h.keep, "{} kept", idle.len());
-        assert!(idle.iter().all(|a| a.reserved_blocks() >= 19 * 1024));
+        let arenas = h.lock_arenas();
+        assert!(arenas.made <= h.keep, "{} arenas", arenas.made);
+        assert_eq!(arenas.idle.len(), arenas.made, "every arena returned");
+        assert!(arenas.idle.iter().all(|a| a.reserved_blocks() >= 19 * 1024));
+    }
+
+    #[test]
+    fn an_arena_comes_back_when_the_hash_panics() {
+        let h = PasswordHasher::new().unwrap();
+        let made = h.lock_arenas().made;
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            h.with_arena(|_| panic!("boom"))
+        }));
+        assert!(panicked.is_err());
+        let arenas = h.lock_arenas();
+        assert_eq!((arenas.made, arenas.idle.len()), (made, made));
     }
 
     #[test]

@@ -55,6 +55,10 @@ mod users;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The audit writer's own connection (the main pool for an in-memory database): its
+    /// page cache stays warm between batches instead of being re-read by whichever pooled
+    /// connection comes next, and a batch never waits for a pooled connection.
+    audit: SqlitePool,
 }
 
 /// Why the database could not be opened.
@@ -146,16 +150,24 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        let connect_error = |source| OpenError::Connect {
+            path: path.display().to_string(),
+            source,
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(connect_error)?;
+        let store = Self::migrated(pool).await?;
+        let audit = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
             .connect_with(options)
             .await
-            .map_err(|source| OpenError::Connect {
-                path: path.display().to_string(),
-                source,
-            })?;
-        Self::migrated(pool).await
+            .map_err(connect_error)?;
+        Ok(SqliteStore { audit, ..store })
     }
 
     /// A fresh private in-memory database, for tests.
@@ -182,11 +194,15 @@ impl SqliteStore {
 
     async fn migrated(pool: SqlitePool) -> Result<Self, OpenError> {
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            audit: pool.clone(),
+            pool,
+        })
     }
 
-    /// Closes the pool, waiting for connections to finish.
+    /// Closes the pools, waiting for connections to finish.
     pub async fn close(&self) {
+        self.audit.close().await;
         self.pool.close().await;
     }
 }
@@ -194,7 +210,7 @@ impl SqliteStore {
 #[async_trait]
 impl Storage for SqliteStore {
     async fn close(&self) {
-        self.pool.close().await;
+        SqliteStore::close(self).await;
     }
 }
 

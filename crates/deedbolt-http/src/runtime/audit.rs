@@ -61,14 +61,17 @@ pub async fn run_writer(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        // Group commit: gather what arrives within a few milliseconds into one write, so
-        // that under load a commit carries hundreds of records, not one.
-        let deadline = tokio::time::Instant::now() + GATHER;
-        while batch.len() < BATCH {
-            let room = BATCH - batch.len();
-            match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+        // Group commit: let what arrives within a few milliseconds gather in the channel,
+        // then take it all, so that under load a commit carries hundreds of records and
+        // the writer wakes once per batch (a wake-up per record, often on the other core,
+        // cost more CPU than writing the record).
+        if batch.len() < BATCH {
+            tokio::time::sleep(GATHER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
             }
         }
         let mut delay = Duration::from_millis(50);
