@@ -53,6 +53,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_DIR = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 BIN = TARGET_DIR / "release" / "deedbolt"
+# The floor: a bare axum server signing a token per request (crates/deedbolt-http/examples/floor.rs).
+FLOOR_BIN = TARGET_DIR / "release" / "examples" / "floor"
 # Set by --server-logs: the folder the servers' warnings and errors are written to.
 SERVER_LOGS = None
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -430,6 +432,35 @@ def flow_worker(port, client_id, email, password, stop, results):
     results.put((latencies, errors))
 
 
+def run_floor(args, concurrency):
+    """The token scenario against the floor server: what a bare Rust server that only signs
+    can do on this machine right now, to read deedbolt's figures against."""
+    port = free_port()
+    proc = subprocess.Popen([str(FLOOR_BIN), f"127.0.0.1:{port}", args.alg], stdout=subprocess.DEVNULL)
+    rows = []
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        for c in concurrency:
+            row = run_wrk(f"http://127.0.0.1:{port}/token", proc.pid, c, args.duration, "POST",
+                          "grant_type=client_credentials", {"Content-Type": "application/x-www-form-urlencoded"})
+            rows.append(row)
+            print(f"floor    {'token (sign only)':<26} c={c:<3} {row['rps']:>9.0f} req/s  p50 {row['p50_ms']:.2f} ms  "
+                  f"p99 {row['p99_ms']:.2f} ms  {row['cpu_us_per_request']:>6.1f} µs CPU/req  "
+                  f"wrk {row['driver_cpu_us_per_request']:>5.1f} µs", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return {"token_sign_only": rows}
+
+
 def scenarios_for(server_base, basic, token, introspect_path=None, api=True):
     auth = {"Authorization": "Basic " + basic, "Content-Type": "application/x-www-form-urlencoded"}
     out = {"token_client_credentials": dict(url=server_base + "/token", method="POST",
@@ -538,6 +569,8 @@ def main():
                     help="2-second run at c=32 on the debug build, no peer: checks the script, measures nothing")
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--no-build", action="store_true", help="use the existing release binary")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="skip the floor (a bare axum server signing a token per request)")
     ap.add_argument("--only", action="append", choices=["token_client_credentials", "introspection",
                                                         "api_properties", "code_flow_with_login"],
                     help="run only this scenario (repeatable) [default: all]")
@@ -571,6 +604,9 @@ def main():
         sys.exit("wrk is required: apt-get install wrk")
     if not args.no_build:
         subprocess.run(["cargo", "build", *profile, "-p", "deedbolt"], cwd=ROOT, check=True)
+        if not args.no_floor and not args.smoke:
+            subprocess.run(["cargo", "build", *profile, "-p", "deedbolt-http", "--example", "floor"], cwd=ROOT,
+                           check=True)
 
     results = {"alg": args.alg, "concurrency": concurrency, "duration_s": args.duration,
                "machine": {"cpus": os.cpu_count()}, "deedbolt": {}, "peer": {}}
@@ -629,6 +665,9 @@ def main():
                       f"driver {row['driver_cpu_us_per_request']:>7.1f} µs/flow  errors {row['non_2xx']}", flush=True)
         finally:
             db.stop()
+
+    if not args.no_floor and not args.smoke and args.backend == "sqlite":
+        results["floor"] = run_floor(args, concurrency)
 
     if not args.no_peer:
         peer_secret = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")

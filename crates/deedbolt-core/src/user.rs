@@ -7,6 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use argon2_rust::params::Memory;
 use argon2_rust::{Algorithm, Argon2, Hasher, Params, Version};
@@ -256,7 +257,7 @@ pub struct HashError(String);
 /// is one arena per core, made on first use: a call waits for a free one, so at most one
 /// hash per core runs at a time (more would only share the cores and fault in more
 /// memory), and the memory is bounded at 19 MiB per core. An arena is wiped whenever a
-/// call returns. See docs/benchmarks.md for what each of the two changes is worth.
+/// call returns, and freed by [`PasswordHasher::release_idle`] once logins stop. See docs/benchmarks.md for what each of the two changes is worth.
 pub struct PasswordHasher {
     argon2: Argon2,
     arenas: Mutex<Arenas>,
@@ -279,6 +280,8 @@ struct Arenas {
     idle: Vec<Hasher>,
     /// Arenas in existence, idle or lent.
     made: usize,
+    /// When an arena was last returned.
+    last_used: Instant,
 }
 
 /// An arena on loan: returned to its owner when dropped.
@@ -290,7 +293,10 @@ struct Lent<'a> {
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
         if let Some(h) = self.hasher.take() {
-            self.owner.lock_arenas().idle.push(h);
+            let mut arenas = self.owner.lock_arenas();
+            arenas.idle.push(h);
+            arenas.last_used = Instant::now();
+            drop(arenas);
             self.owner.returned.notify_one();
         }
     }
@@ -316,13 +322,29 @@ impl PasswordHasher {
             arenas: Mutex::new(Arenas {
                 idle: Vec::with_capacity(keep),
                 made: 0,
+                last_used: Instant::now(),
             }),
             returned: Condvar::new(),
             keep,
             dummy: String::new(),
         };
         hasher.dummy = hasher.hash(&Password::presented("deedbolt dummy password".into()))?;
+        // No memory held until the first login.
+        hasher.release_idle(Duration::ZERO);
         Ok(hasher)
+    }
+
+    /// Frees the idle arenas if no hash has run for `idle`, so that memory taken by a burst
+    /// of logins goes back; returns how many were freed. Arenas on loan are kept.
+    pub fn release_idle(&self, idle: Duration) -> usize {
+        let mut arenas = self.lock_arenas();
+        if arenas.last_used.elapsed() < idle {
+            return 0;
+        }
+        let freed = arenas.idle.len();
+        arenas.made -= freed;
+        arenas.idle.clear();
+        freed
     }
 
     /// Runs `f` with an arena: an idle one, a new one while there are fewer than one per
@@ -429,10 +451,18 @@ mod tests {
                 s.spawn(|| assert!(h.verify(&pw, &stored)));
             }
         });
-        let arenas = h.lock_arenas();
-        assert!(arenas.made <= h.keep, "{} arenas", arenas.made);
-        assert_eq!(arenas.idle.len(), arenas.made, "every arena returned");
-        assert!(arenas.idle.iter().all(|a| a.reserved_blocks() >= 19 * 1024));
+        {
+            let arenas = h.lock_arenas();
+            assert!(arenas.made <= h.keep, "{} arenas", arenas.made);
+            assert_eq!(arenas.idle.len(), arenas.made, "every arena returned");
+            assert!(arenas.idle.iter().all(|a| a.reserved_blocks() >= 19 * 1024));
+        }
+        // Freed only once idle for long enough; hashing still works afterwards.
+        assert_eq!(h.release_idle(Duration::from_secs(3600)), 0);
+        let made = h.lock_arenas().made;
+        assert_eq!(h.release_idle(Duration::ZERO), made);
+        assert_eq!(h.lock_arenas().made, 0);
+        assert!(h.verify(&pw, &stored));
     }
 
     #[test]

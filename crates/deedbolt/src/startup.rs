@@ -485,6 +485,7 @@ impl Application {
         let feed = self.feed_task.map(tokio::spawn);
         let refresher = tokio::spawn(sync_loop(Sync {
             security: self.security.clone(),
+            passwords: self.state.services.passwords.clone(),
             audit_retention_secs: self.settings.audit_retention_secs,
             vault: self.vault.clone(),
             ring: self.keys.clone(),
@@ -595,6 +596,7 @@ impl Application {
 /// What the sync loop keeps fresh.
 struct Sync {
     security: Arc<Security>,
+    passwords: Arc<PasswordHasher>,
     audit_retention_secs: i64,
     vault: Arc<KeyVault>,
     ring: Arc<KeyRing>,
@@ -635,6 +637,8 @@ async fn sync_loop(s: Sync) {
             tracing::error!(error = %e, "cannot prune expired flow state");
         }
         s.security.persist_usage(now).await;
+        // The argon2 arenas (19 MiB a core) go back a minute after the last login.
+        s.passwords.release_idle(std::time::Duration::from_secs(60));
         if let Err(e) = deedbolt_core::ports::AuditStore::prune_audit(
             s.store.as_ref(),
             now.minus_secs(s.audit_retention_secs),
