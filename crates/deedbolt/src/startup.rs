@@ -215,25 +215,36 @@ impl Application {
             .clone()
             .unwrap_or_else(|| format!("{issuer}/api"));
         let store_arc = store.clone();
-        let clients = Arc::new(
-            CachedClients::new(store_arc.clone(), CLIENT_CACHE_CAPACITY)
-                .await
-                .context("cannot read the client change counter")?,
-        );
+        // Three independent start-up steps at once: the revocation list (the longest, on a
+        // data directory with many revoked tokens), the client cache and the password
+        // hasher (one argon2id hash, on the blocking pool).
         let revocations = Arc::new(RevocationList::new());
-        revocations
-            .sync(store_arc.as_ref(), clock.now())
-            .await
-            .context("cannot load the revocation list")?;
-        revocations
-            .sync_cutoffs(store_arc.as_ref(), clock.now())
-            .await
-            .context("cannot load revocation cutoffs")?;
-        let passwords = Arc::new(
-            tokio::task::spawn_blocking(PasswordHasher::new)
-                .await
-                .context("cannot start the password hasher")??,
-        );
+        let (clients, (), passwords) = tokio::try_join!(
+            async {
+                CachedClients::new(store_arc.clone(), CLIENT_CACHE_CAPACITY)
+                    .await
+                    .context("cannot read the client change counter")
+            },
+            async {
+                revocations
+                    .sync(store_arc.as_ref(), clock.now())
+                    .await
+                    .context("cannot load the revocation list")?;
+                revocations
+                    .sync_cutoffs(store_arc.as_ref(), clock.now())
+                    .await
+                    .context("cannot load revocation cutoffs")?;
+                anyhow::Ok(())
+            },
+            async {
+                tokio::task::spawn_blocking(PasswordHasher::new)
+                    .await
+                    .context("cannot start the password hasher")?
+                    .context("cannot start the password hasher")
+            },
+        )?;
+        let clients = Arc::new(clients);
+        let passwords = Arc::new(passwords);
         // The shared fast state, chosen once: Redis when configured (several instances),
         // otherwise in this process.
         let shared = match &settings.redis {
