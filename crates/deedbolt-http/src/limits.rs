@@ -6,8 +6,6 @@
 //! The limiter logic (GCRA) and its store are in `deedbolt-core`; this module only picks
 //! keys and turns outcomes into headers or a 429.
 
-use std::net::SocketAddr;
-
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +14,6 @@ use deedbolt_guard::Authorized;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::web::client_ip::forwarded_client_ip;
 use crate::web::rate_limit::{Allowance, Policy};
 
 /// Counts one request under `policy` for `key`; `Ok(None)` when the limit is off.
@@ -74,28 +71,6 @@ pub async fn check(
             })
         }
     }
-}
-
-/// Middleware: a request from a trusted proxy whose `X-Forwarded-For` does not name the
-/// client's address is refused (400 `invalid_request`) before any handler keys a limit,
-/// a throttle or an audit record on it.
-pub async fn refuse_malformed_forwarded_for(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    if let Some(peer) = peer {
-        let trusted = &state.services.trusted_proxies;
-        if let Err(e) = forwarded_client_ip(peer, request.headers(), trusted) {
-            tracing::warn!(proxy = %peer.ip(), "{e}; request refused");
-            return ApiError::BadRequest(format!("{e}")).into_response();
-        }
-    }
-    next.run(request).await
 }
 
 /// Middleware for API routes, inside the guard: limits calls per client.

@@ -1,6 +1,6 @@
 //! The operator's endpoints: `/healthz`, `/readyz` and `/metrics` (on the public listener
 //! with the metrics token, and alone on the metrics listener), and the middleware that
-//! times every request for the metrics ([`track_requests`]).
+//! times every request for the metrics ([`crate::web::edge`]).
 //!
 //! The counters tell an outsider how busy the server is and when alerts fire, so they are
 //! not public: on the public listener `/metrics` needs the metrics token
@@ -9,12 +9,9 @@
 //! (`--metrics-listen`, for a private network) serves `/metrics` and nothing else; it
 //! too asks for the token when one is configured.
 
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -117,26 +114,4 @@ pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(private_metrics))
         .with_state(state)
-}
-
-/// Middleware: times every request and counts it under its route template and status.
-pub async fn track_requests(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    // An `Arc` clone, no allocation: the template outlives the request below.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
-    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let route = route
-        .as_ref()
-        .map_or(crate::request_metrics::UNMATCHED, MatchedPath::as_str);
-    state
-        .services
-        .metrics
-        .requests
-        .observe(route, response.status().as_u16(), micros);
-    response
 }

@@ -4,10 +4,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
-use axum::http::header::{
-    HeaderName, CONTENT_TYPE, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
-    X_FRAME_OPTIONS,
-};
+use axum::http::header::{CONTENT_TYPE, STRICT_TRANSPORT_SECURITY};
 use axum::http::{HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
@@ -23,7 +20,6 @@ use crate::oauth::{
 use crate::state::AppState;
 use crate::web::cookies::CookiePolicy;
 use crate::web::form::MAX_BODY_BYTES;
-use crate::web::no_store::no_store_for_private_data;
 use crate::web::pages;
 use crate::{admin, ops};
 
@@ -116,34 +112,10 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(SetResponseHeaderLayer::overriding(
-            X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("content-security-policy"),
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::limits::refuse_malformed_forwarded_for,
-        ))
-        // Outside the timeout, so a 408 on /api carries it too.
-        .layer(axum::middleware::from_fn(no_store_for_private_data))
+        // Forwarded-for check, no-store, security headers and request metrics, in one
+        // layer outside the timeout (so a 408 carries them and is counted).
+        .layer(crate::web::edge::EdgeLayer::new(state.clone()))
         .layer(crate::web::access_log::AccessLogLayer)
-        // Outermost: the latency includes every layer, and a 408 is counted as one.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            ops::track_requests,
-        ))
         .with_state(state);
     if cookies == CookiePolicy::Secure {
         app.layer(SetResponseHeaderLayer::overriding(

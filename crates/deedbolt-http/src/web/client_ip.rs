@@ -64,7 +64,7 @@ pub fn forwarded_client_ip(
 }
 
 /// [`forwarded_client_ip`] for handlers: the router has already refused requests whose
-/// `X-Forwarded-For` is malformed ([`refuse_malformed_forwarded_for`]), so the peer
+/// `X-Forwarded-For` is malformed ([`crate::web::edge`]), so the peer
 /// fallback here is never reached behind it.
 pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
     forwarded_client_ip(peer, headers, trusted).unwrap_or_else(|_| peer.ip())

@@ -8,6 +8,7 @@ pub mod cookies;
 pub mod cors;
 pub mod csrf;
 pub mod dpop;
+pub mod edge;
 pub mod form;
 pub mod no_store;
 pub mod pages;

@@ -2,10 +2,8 @@
 //! log, which no browser or shared cache may keep (RFC 6749 §5.1, RFC 7009, RFC 7662).
 //! `Pragma: no-cache` goes with it for HTTP/1.0 caches, as RFC 6749 §5.1 shows.
 
-use axum::extract::Request;
 use axum::http::header::{CACHE_CONTROL, PRAGMA};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -19,23 +17,5 @@ pub fn no_store(headers: &mut HeaderMap) {
 pub fn no_store_json(status: StatusCode, body: impl serde::Serialize) -> Response {
     let mut response = (status, Json(body)).into_response();
     no_store(response.headers_mut());
-    response
-}
-
-/// Middleware: `Cache-Control: no-store` on every `/api` and `/admin` response, errors
-/// included (a 408 from the timeout too, as it runs outside it): they carry personal and
-/// financial data (tenancies, ledgers) and the audit log, which no browser or shared cache
-/// should keep.
-pub async fn no_store_for_private_data(request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let private = ["/api", "/admin"]
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
-    let mut response = next.run(request).await;
-    if private {
-        response
-            .headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
     response
 }
