@@ -15,25 +15,24 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
     rows::audit(&Cols(row))
 }
 
+/// The most rows in one INSERT (11 parameters each, well under SQLite's 32,766); the audit
+/// writer's batches are this size at most.
+const MAX_ROWS: usize = 512;
+
 #[async_trait]
 impl AuditStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn insert_audit(&self, records: &[AuditRecord]) -> Result<u64, StoreError> {
-        // One transaction per batch on the audit writer's own connection (group commit):
-        // a commit rewrites the last page of the table and of each index, so one commit
-        // for a whole batch instead of one per statement halves the pages written to the
-        // WAL under load. Inside it, multi-row INSERTs of a few fixed sizes, so the
-        // connection prepares at most five statements instead of one per batch length.
-        let mut tx = self.audit.begin().await.map_err(backend)?;
-        let mut rest = records;
-        while !rest.is_empty() {
-            let size = [256, 64, 16, 4, 1]
-                .into_iter()
-                .find(|n| *n <= rest.len())
-                .unwrap_or(1);
-            let (chunk, tail) = rest.split_at(size);
-            rest = tail;
-            let mut sql = String::from(
+        // One multi-row INSERT per batch (group commit for the audit writer) on the writer's
+        // own connection: atomic, one commit, one round trip to sqlx's worker, and no
+        // transaction held open across awaits (the write lock is never held while this
+        // task waits to be polled). A commit rewrites the last page of the table and of
+        // each index, so one per batch rather than one per fixed-size chunk writes fewer
+        // pages to the WAL. Statements of other sizes than a full batch are not kept
+        // prepared, so the connection's statement cache holds one of these at most.
+        for chunk in records.chunks(MAX_ROWS) {
+            let mut sql = String::with_capacity(130 + 36 * chunk.len());
+            sql.push_str(
                 "INSERT INTO audit_log (at, kind, success, client_id, user_id, ip, user_agent, scope, error, session, detail) VALUES ",
             );
             for i in 0..chunk.len() {
@@ -42,7 +41,7 @@ impl AuditStore for SqliteStore {
                 }
                 sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
             }
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).persistent(chunk.len() == MAX_ROWS);
             for r in chunk {
                 q = q
                     .bind(r.at.0)
@@ -57,9 +56,8 @@ impl AuditStore for SqliteStore {
                     .bind(&r.session)
                     .bind(&r.detail);
             }
-            q.execute(&mut *tx).await.map_err(backend)?;
+            q.execute(&self.audit).await.map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)?;
         Ok(records.len() as u64)
     }
 
