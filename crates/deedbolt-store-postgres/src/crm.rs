@@ -56,7 +56,7 @@ struct Table<T> {
     /// The alias (for the id column and keyset pages).
     alias: &'static str,
     /// Appends the viewer's predicate.
-    scope: fn(&mut QueryBuilder<'_, Postgres>, &Viewer),
+    scope: fn(&mut dyn deedbolt_store_sql::crm::SqlSink, &Viewer),
     /// Maps a row.
     row: fn(&PgRow) -> Result<T, StoreError>,
 }

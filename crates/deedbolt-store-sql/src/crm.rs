@@ -1,6 +1,7 @@
 //! The PropTech tables on SQL: rows back into [`deedbolt_proptech`] values, and the
-//! predicates and paging clauses that every CRM query appends, generic over the sqlx
-//! [`Database`] because the SQL they append is the same on SQLite and PostgreSQL.
+//! predicates and paging clauses that every CRM query appends, written to a [`SqlSink`]
+//! because the SQL they append is the same on SQLite and PostgreSQL and for sqlx and the
+//! SQLite store's synchronous read path.
 //!
 //! Column and table names in the pushed SQL come from constants here and in the stores,
 //! and sort fields from the fixed lists in `deedbolt_proptech` (never from a request);
@@ -20,36 +21,92 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::{corrupt, Columns};
 
+/// A value bound to a query.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SqlValue {
+    /// An integer.
+    Int(i64),
+    /// Text.
+    Text(String),
+}
+
+impl From<i64> for SqlValue {
+    fn from(v: i64) -> Self {
+        SqlValue::Int(v)
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(v: String) -> Self {
+        SqlValue::Text(v)
+    }
+}
+
+/// Where the builders below write a query: SQL text and bound values. sqlx's
+/// [`QueryBuilder`] is one (for both stores); a synchronous driver's statement is another
+/// (the SQLite store's inline read path).
+pub trait SqlSink {
+    /// Appends SQL text.
+    fn push_sql(&mut self, sql: &str);
+    /// Appends a placeholder bound to `value`.
+    fn bind(&mut self, value: SqlValue);
+}
+
+impl dyn SqlSink + '_ {
+    /// Appends SQL text.
+    pub fn push(&mut self, sql: impl AsRef<str>) -> &mut Self {
+        self.push_sql(sql.as_ref());
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub fn push_bind(&mut self, value: impl Into<SqlValue>) -> &mut Self {
+        self.bind(value.into());
+        self
+    }
+}
+
+impl<'args, DB> SqlSink for QueryBuilder<'args, DB>
+where
+    DB: Database,
+    i64: 'args + Encode<'args, DB> + Type<DB>,
+    String: 'args + Encode<'args, DB> + Type<DB>,
+{
+    fn push_sql(&mut self, sql: &str) {
+        self.push(sql);
+    }
+
+    fn bind(&mut self, value: SqlValue) {
+        match value {
+            SqlValue::Int(v) => self.push_bind(v),
+            SqlValue::Text(v) => self.push_bind(v),
+        };
+    }
+}
+
 /// The ledger columns (with the tenant's currency) that [`entry`] reads, for
 /// `… FROM ledger_entries e JOIN tenants t ON t.id = e.tenant_id`.
 pub const ENTRY_COLS: &str = "e.id, e.tenant_id, e.kind, e.amount_minor, t.currency, \
      e.description, e.effective_on, e.created_at, e.created_by";
 
 /// ` AND <column> IN (ids…)` (` AND 1 = 0` for no ids: nothing).
-pub fn push_in<DB>(qb: &mut QueryBuilder<'_, DB>, column: &str, ids: &[i64])
-where
-    DB: Database,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-{
+pub fn push_in(qb: &mut dyn SqlSink, column: &str, ids: &[i64]) {
     if ids.is_empty() {
         qb.push(" AND 1 = 0");
         return;
     }
     qb.push(format!(" AND {column} IN ("));
-    let mut list = qb.separated(", ");
-    for id in ids {
-        list.push_bind(*id);
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            qb.push(", ");
+        }
+        qb.push_bind(*id);
     }
-    list.push_unseparated(")");
+    qb.push(")");
 }
 
 /// ` AND <the viewer may see property p>`.
-pub fn push_property_scope<DB>(qb: &mut QueryBuilder<'_, DB>, viewer: &Viewer)
-where
-    DB: Database,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-{
+pub fn push_property_scope(qb: &mut dyn SqlSink, viewer: &Viewer) {
     match viewer {
         Viewer::Portfolio => {}
         Viewer::Properties { ids } => push_in(qb, "p.id", ids),
@@ -66,12 +123,7 @@ where
 }
 
 /// ` AND <the viewer may see tenant t>` (and with it the tenant's ledger).
-pub fn push_tenant_scope<DB>(qb: &mut QueryBuilder<'_, DB>, viewer: &Viewer)
-where
-    DB: Database,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-{
+pub fn push_tenant_scope(qb: &mut dyn SqlSink, viewer: &Viewer) {
     match viewer {
         Viewer::Portfolio => {}
         Viewer::Properties { ids } => push_in(qb, "t.property_id", ids),
@@ -89,12 +141,7 @@ where
 
 /// ` AND <the viewer may see maintenance request m>`: a manager sees the requests of the
 /// properties they manage, a tenant their own.
-pub fn push_request_scope<DB>(qb: &mut QueryBuilder<'_, DB>, viewer: &Viewer)
-where
-    DB: Database,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-{
+pub fn push_request_scope(qb: &mut dyn SqlSink, viewer: &Viewer) {
     match viewer {
         Viewer::Portfolio => {}
         Viewer::Properties { ids } => push_in(qb, "m.property_id", ids),
@@ -112,12 +159,7 @@ where
 }
 
 /// ` AND (keyset after the cursor) ORDER BY <sort>, <alias>.id LIMIT limit + 1`.
-pub fn push_page<DB>(qb: &mut QueryBuilder<'_, DB>, alias: &str, params: &ListParams)
-where
-    DB: Database,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-{
+pub fn push_page(qb: &mut dyn SqlSink, alias: &str, params: &ListParams) {
     let col = format!("{alias}.{}", params.sort.field);
     let (op, dir) = if params.sort.descending {
         ("<", "DESC")
@@ -137,12 +179,7 @@ where
         .push_bind(i64::from(params.limit) + 1);
 }
 
-fn push_value<DB>(qb: &mut QueryBuilder<'_, DB>, value: &SortValue)
-where
-    DB: Database,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-{
+fn push_value(qb: &mut dyn SqlSink, value: &SortValue) {
     match value {
         SortValue::Int(n) => qb.push_bind(*n),
         SortValue::Text(s) => qb.push_bind(s.clone()),
@@ -233,11 +270,7 @@ pub fn request(row: &impl Columns) -> Result<MaintenanceRequest, StoreError> {
 }
 
 /// ` AND <the property filter>` (on alias `p`).
-pub fn push_property_filter<DB>(qb: &mut QueryBuilder<'_, DB>, filter: &PropertyFilter)
-where
-    DB: Database,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-{
+pub fn push_property_filter(qb: &mut dyn SqlSink, filter: &PropertyFilter) {
     if let Some(kind) = filter.kind {
         qb.push(" AND p.kind = ")
             .push_bind(kind.as_str().to_owned());
@@ -249,22 +282,14 @@ where
 }
 
 /// ` AND <the tenant filter>` (on alias `t`).
-pub fn push_tenant_filter<DB>(qb: &mut QueryBuilder<'_, DB>, filter: &TenantFilter)
-where
-    DB: Database,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-{
+pub fn push_tenant_filter(qb: &mut dyn SqlSink, filter: &TenantFilter) {
     if let Some(p) = filter.property_id {
         qb.push(" AND t.property_id = ").push_bind(p);
     }
 }
 
 /// ` AND <the ledger filter>` (on alias `e`).
-pub fn push_entry_filter<DB>(qb: &mut QueryBuilder<'_, DB>, filter: &EntryFilter)
-where
-    DB: Database,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-{
+pub fn push_entry_filter(qb: &mut dyn SqlSink, filter: &EntryFilter) {
     if let Some(kind) = filter.kind {
         qb.push(" AND e.kind = ")
             .push_bind(kind.as_str().to_owned());
@@ -280,12 +305,7 @@ where
 }
 
 /// ` AND <the maintenance-request filter>` (on alias `m`).
-pub fn push_request_filter<DB>(qb: &mut QueryBuilder<'_, DB>, filter: &RequestFilter)
-where
-    DB: Database,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-{
+pub fn push_request_filter(qb: &mut dyn SqlSink, filter: &RequestFilter) {
     if let Some(s) = filter.status {
         qb.push(" AND m.status = ").push_bind(s.as_str().to_owned());
     }

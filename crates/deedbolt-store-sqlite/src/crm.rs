@@ -23,11 +23,13 @@ use deedbolt_proptech::tenant::{NewTenant, Tenant, TenantChanges, TenantFilter};
 use deedbolt_proptech::{FieldError, Viewer};
 use deedbolt_store_sql::crm::{
     self as sql, push_entry_filter, push_page, push_property_filter, push_property_scope,
-    push_request_filter, push_request_scope, push_tenant_filter, push_tenant_scope, ENTRY_COLS,
+    push_request_filter, push_request_scope, push_tenant_filter, push_tenant_scope, SqlSink,
+    ENTRY_COLS,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
+use crate::read::{MapRow, Query};
 use crate::{backend, corrupt, Cols, SqliteStore};
 
 fn property_from_row(row: &SqliteRow) -> Result<Property, StoreError> {
@@ -53,9 +55,11 @@ struct Table<T> {
     /// The alias (for the id column and keyset pages).
     alias: &'static str,
     /// Appends the viewer's predicate.
-    scope: fn(&mut QueryBuilder<'_, Sqlite>, &Viewer),
+    scope: fn(&mut dyn SqlSink, &Viewer),
     /// Maps a row.
     row: fn(&SqliteRow) -> Result<T, StoreError>,
+    /// Maps a row of the inline read path.
+    read: MapRow<T>,
 }
 
 const PROPERTIES: Table<Property> = Table {
@@ -64,6 +68,7 @@ const PROPERTIES: Table<Property> = Table {
     alias: "p",
     scope: push_property_scope,
     row: property_from_row,
+    read: |r| sql::property(r),
 };
 
 const TENANTS: Table<Tenant> = Table {
@@ -72,6 +77,7 @@ const TENANTS: Table<Tenant> = Table {
     alias: "t",
     scope: push_tenant_scope,
     row: tenant_from_row,
+    read: |r| sql::tenant(r),
 };
 
 const REQUESTS: Table<MaintenanceRequest> = Table {
@@ -81,6 +87,7 @@ const REQUESTS: Table<MaintenanceRequest> = Table {
     alias: "m",
     scope: push_request_scope,
     row: request_from_row,
+    read: |r| sql::request(r),
 };
 
 impl<T> Table<T> {
@@ -99,7 +106,7 @@ impl<T> Table<T> {
         id: i64,
     ) -> Result<Option<T>, StoreError> {
         let mut qb = self.query(viewer);
-        qb.push(format!(" AND {}.id = ", self.alias)).push_bind(id);
+        push_id(&mut qb, self.alias, id);
         let row = qb
             .build()
             .fetch_optional(&mut *conn)
@@ -119,6 +126,57 @@ impl<T> Table<T> {
         let rows = qb.build().fetch_all(pool).await.map_err(backend)?;
         rows.iter().map(self.row).collect()
     }
+
+    /// A [`Table::query`] for the inline read path.
+    fn read_query(&self, viewer: &Viewer) -> Query {
+        let mut q = Query::new(self.select);
+        (self.scope)(&mut q, viewer);
+        q
+    }
+
+    /// One page of the rows the viewer can see that `filter` keeps, in `params`' order:
+    /// inline when the store has a reader (see `read.rs`), else through sqlx.
+    async fn list(
+        &self,
+        store: &SqliteStore,
+        viewer: &Viewer,
+        params: &ListParams,
+        filter: impl Fn(&mut dyn SqlSink) + Send + Sync,
+    ) -> Result<Vec<T>, StoreError> {
+        if let Some(reader) = &store.reader {
+            let mut q = self.read_query(viewer);
+            filter(&mut q);
+            push_page(&mut q, self.alias, params);
+            if let Some(rows) = reader.rows(&q, self.read)? {
+                return Ok(rows);
+            }
+        }
+        let mut qb = self.query(viewer);
+        filter(&mut qb);
+        self.page(&store.pool, qb, params).await
+    }
+
+    /// [`Table::visible`] outside a transaction: inline when the store has a reader.
+    async fn find(
+        &self,
+        store: &SqliteStore,
+        viewer: &Viewer,
+        id: i64,
+    ) -> Result<Option<T>, StoreError> {
+        if let Some(reader) = &store.reader {
+            let mut q = self.read_query(viewer);
+            push_id(&mut q, self.alias, id);
+            if let Some(rows) = reader.rows(&q, self.read)? {
+                return Ok(rows.into_iter().next());
+            }
+        }
+        self.visible(&mut *store.acquire().await?, viewer, id).await
+    }
+}
+
+/// ` AND <alias>.id = <id>`.
+fn push_id(q: &mut dyn SqlSink, alias: &str, id: i64) {
+    q.push(format!(" AND {alias}.id = ")).push_bind(id);
 }
 
 /// Checks that `user` may be linked to a tenant record: it exists, has role tenant and is
@@ -207,9 +265,7 @@ impl CrmStore for SqliteStore {
         viewer: &Viewer,
         id: i64,
     ) -> Result<Option<Property>, StoreError> {
-        PROPERTIES
-            .visible(&mut *self.acquire().await?, viewer, id)
-            .await
+        PROPERTIES.find(self, viewer, id).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
@@ -219,9 +275,9 @@ impl CrmStore for SqliteStore {
         params: &ListParams,
         filter: &PropertyFilter,
     ) -> Result<Vec<Property>, StoreError> {
-        let mut qb = PROPERTIES.query(viewer);
-        push_property_filter(&mut qb, filter);
-        PROPERTIES.page(&self.pool, qb, params).await
+        PROPERTIES
+            .list(self, viewer, params, |q| push_property_filter(q, filter))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
@@ -302,9 +358,7 @@ impl CrmStore for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn find_tenant(&self, viewer: &Viewer, id: i64) -> Result<Option<Tenant>, StoreError> {
-        TENANTS
-            .visible(&mut *self.acquire().await?, viewer, id)
-            .await
+        TENANTS.find(self, viewer, id).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
@@ -331,9 +385,9 @@ impl CrmStore for SqliteStore {
         params: &ListParams,
         filter: &TenantFilter,
     ) -> Result<Vec<Tenant>, StoreError> {
-        let mut qb = TENANTS.query(viewer);
-        push_tenant_filter(&mut qb, filter);
-        TENANTS.page(&self.pool, qb, params).await
+        TENANTS
+            .list(self, viewer, params, |q| push_tenant_filter(q, filter))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
@@ -561,9 +615,7 @@ impl CrmStore for SqliteStore {
         viewer: &Viewer,
         id: i64,
     ) -> Result<Option<MaintenanceRequest>, StoreError> {
-        REQUESTS
-            .visible(&mut *self.acquire().await?, viewer, id)
-            .await
+        REQUESTS.find(self, viewer, id).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
@@ -573,9 +625,9 @@ impl CrmStore for SqliteStore {
         params: &ListParams,
         filter: &RequestFilter,
     ) -> Result<Vec<MaintenanceRequest>, StoreError> {
-        let mut qb = REQUESTS.query(viewer);
-        push_request_filter(&mut qb, filter);
-        REQUESTS.page(&self.pool, qb, params).await
+        REQUESTS
+            .list(self, viewer, params, |q| push_request_filter(q, filter))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]

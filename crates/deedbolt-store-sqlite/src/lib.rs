@@ -20,7 +20,8 @@
 //!   tokens of dynamic client registration).
 //! - `audit`: [`deedbolt_core::ports::AuditStore`].
 //! - `alerts`: [`deedbolt_core::ports::AlertStore`].
-//! - `crm`: [`deedbolt_proptech::store::CrmStore`].
+//! - `crm`: [`deedbolt_proptech::store::CrmStore`]; its reads of properties, tenants and
+//!   maintenance requests run inline through `read` (rusqlite) rather than through sqlx.
 //!
 //! Every port method runs in a `debug` span named after it (`skip_all`: no argument is
 //! recorded, so no secret reaches a log, and a disabled span costs one cached check).
@@ -47,6 +48,7 @@ mod crm;
 mod flow;
 mod keys;
 mod pushed;
+mod read;
 mod refresh;
 mod registration;
 mod users;
@@ -59,6 +61,9 @@ pub struct SqliteStore {
     /// page cache stays warm between batches instead of being re-read by whichever pooled
     /// connection comes next, and a batch never waits for a pooled connection.
     audit: SqlitePool,
+    /// The inline read path for the PropTech API's reads (`read.rs`); none for an
+    /// in-memory database, which only sqlx's one connection can see.
+    reader: Option<std::sync::Arc<read::Reader>>,
 }
 
 /// Why the database could not be opened.
@@ -167,7 +172,11 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(connect_error)?;
-        Ok(SqliteStore { audit, ..store })
+        Ok(SqliteStore {
+            audit,
+            reader: Some(std::sync::Arc::new(read::Reader::new(path))),
+            ..store
+        })
     }
 
     /// A fresh private in-memory database, for tests.
@@ -197,7 +206,13 @@ impl SqliteStore {
         Ok(SqliteStore {
             audit: pool.clone(),
             pool,
+            reader: None,
         })
+    }
+
+    /// The database file, for a database opened from one.
+    pub fn path(&self) -> Option<&Path> {
+        self.reader.as_deref().map(read::Reader::path)
     }
 
     /// Closes the pools, waiting for connections to finish.
