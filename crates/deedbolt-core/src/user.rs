@@ -287,18 +287,18 @@ struct Arenas {
 /// An arena on loan: returned to its owner when dropped.
 struct Lent<'a> {
     owner: &'a PasswordHasher,
-    hasher: Option<Hasher>,
+    hasher: Hasher,
 }
 
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
-        if let Some(h) = self.hasher.take() {
-            let mut arenas = self.owner.lock_arenas();
-            arenas.idle.push(h);
-            arenas.last_used = Instant::now();
-            drop(arenas);
-            self.owner.returned.notify_one();
-        }
+        // `Argon2::hasher` allocates nothing: the placeholder holds no arena.
+        let h = std::mem::replace(&mut self.hasher, self.owner.argon2.hasher());
+        let mut arenas = self.owner.lock_arenas();
+        arenas.idle.push(h);
+        arenas.last_used = Instant::now();
+        drop(arenas);
+        self.owner.returned.notify_one();
     }
 }
 
@@ -367,12 +367,9 @@ impl PasswordHasher {
         drop(arenas);
         let mut lent = Lent {
             owner: self,
-            hasher: Some(hasher),
+            hasher,
         };
-        match lent.hasher.as_mut() {
-            Some(h) => f(h),
-            None => unreachable!("an arena is lent until dropped"),
-        }
+        f(&mut lent.hasher)
     }
 
     fn lock_arenas(&self) -> MutexGuard<'_, Arenas> {

@@ -111,17 +111,15 @@ where
         // An `Arc` clone, no allocation.
         let route = request.extensions().get::<MatchedPath>().cloned();
         let private = is_private(request.uri().path());
-        let refused = refusal(&self.state, &request);
-        let inner = match refused {
-            None => Some(self.inner.call(request)),
-            Some(_) => None,
+        let answer = match refusal(&self.state, &request) {
+            Some(refused) => Err(refused),
+            None => Ok(self.inner.call(request)),
         };
         let state = self.state.clone();
         Box::pin(async move {
-            let mut response = match (refused, inner) {
-                (Some(refused), _) => refused,
-                (None, Some(inner)) => inner.await?,
-                (None, None) => unreachable!("a request is either refused or served"),
+            let mut response = match answer {
+                Err(refused) => refused,
+                Ok(served) => served.await?,
             };
             let headers = response.headers_mut();
             headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
