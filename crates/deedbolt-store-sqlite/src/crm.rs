@@ -488,6 +488,25 @@ impl CrmStore for SqliteStore {
         params: &ListParams,
         filter: &EntryFilter,
     ) -> Result<Option<Vec<LedgerEntry>>, StoreError> {
+        if let Some(reader) = &self.reader {
+            let mut q = TENANTS.read_query(viewer);
+            push_id(&mut q, TENANTS.alias, tenant_id);
+            if let Some(tenants) = reader.rows(&q, TENANTS.read)? {
+                if tenants.is_empty() {
+                    return Ok(None);
+                }
+                let mut q = Query::new(&format!(
+                    "SELECT {ENTRY_COLS} FROM ledger_entries e JOIN tenants t ON t.id = e.tenant_id \
+                     WHERE e.tenant_id = "
+                ));
+                (&mut q as &mut dyn SqlSink).push_bind(tenant_id);
+                push_entry_filter(&mut q, filter);
+                push_page(&mut q, "e", params);
+                if let Some(rows) = reader.rows(&q, |r| sql::entry(r))? {
+                    return Ok(Some(rows));
+                }
+            }
+        }
         let mut conn = self.acquire().await?;
         if TENANTS
             .visible(&mut conn, viewer, tenant_id)
@@ -517,14 +536,26 @@ impl CrmStore for SqliteStore {
         tenant_id: i64,
         entry_id: i64,
     ) -> Result<Option<LedgerEntry>, StoreError> {
-        let mut qb = QueryBuilder::new(format!(
+        let select = format!(
             "SELECT {ENTRY_COLS} FROM ledger_entries e JOIN tenants t ON t.id = e.tenant_id \
-             WHERE e.id = "
-        ));
-        qb.push_bind(entry_id)
-            .push(" AND e.tenant_id = ")
-            .push_bind(tenant_id);
-        push_tenant_scope(&mut qb, viewer);
+             WHERE 1"
+        );
+        let narrow = |q: &mut dyn SqlSink| {
+            q.push(" AND e.id = ")
+                .push_bind(entry_id)
+                .push(" AND e.tenant_id = ")
+                .push_bind(tenant_id);
+            push_tenant_scope(q, viewer);
+        };
+        if let Some(reader) = &self.reader {
+            let mut q = Query::new(&select);
+            narrow(&mut q);
+            if let Some(rows) = reader.rows(&q, |r| sql::entry(r))? {
+                return Ok(rows.into_iter().next());
+            }
+        }
+        let mut qb = QueryBuilder::new(select);
+        narrow(&mut qb);
         let row = qb
             .build()
             .fetch_optional(&self.pool)

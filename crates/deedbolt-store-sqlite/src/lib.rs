@@ -20,8 +20,9 @@
 //!   tokens of dynamic client registration).
 //! - `audit`: [`deedbolt_core::ports::AuditStore`].
 //! - `alerts`: [`deedbolt_core::ports::AlertStore`].
-//! - `crm`: [`deedbolt_proptech::store::CrmStore`]; its reads of properties, tenants and
-//!   maintenance requests run inline through `read` (rusqlite) rather than through sqlx.
+//! - `crm`: [`deedbolt_proptech::store::CrmStore`]; its reads of properties, tenants, ledger
+//!   entries and maintenance requests run inline through `read` (rusqlite) rather than
+//!   through sqlx.
 //!
 //! Every port method runs in a `debug` span named after it (`skip_all`: no argument is
 //! recorded, so no secret reaches a log, and a disabled span costs one cached check).

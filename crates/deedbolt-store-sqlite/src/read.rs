@@ -1,5 +1,5 @@
 //! The inline read path: the PropTech API's reads (lists and single records of properties,
-//! tenants and maintenance requests) run on the calling thread through a few rusqlite
+//! tenants, ledger entries and maintenance requests) run on the calling thread through a few rusqlite
 //! connections to the same file, instead of through sqlx.
 //!
 //! sqlx runs each SQLite connection on a worker thread of its own and hands every query and
