@@ -115,27 +115,7 @@ impl<T> Table<T> {
         row.as_ref().map(self.row).transpose()
     }
 
-    /// One page of `qb` (a [`Table::query`] with filters) in `params`' order.
-    async fn page(
-        &self,
-        pool: &sqlx::SqlitePool,
-        mut qb: QueryBuilder<'_, Sqlite>,
-        params: &ListParams,
-    ) -> Result<Vec<T>, StoreError> {
-        push_page(&mut qb, self.alias, params);
-        let rows = qb.build().fetch_all(pool).await.map_err(backend)?;
-        rows.iter().map(self.row).collect()
-    }
-
-    /// A [`Table::query`] for the inline read path.
-    fn read_query(&self, viewer: &Viewer) -> Query {
-        let mut q = Query::new(self.select);
-        (self.scope)(&mut q, viewer);
-        q
-    }
-
-    /// One page of the rows the viewer can see that `filter` keeps, in `params`' order:
-    /// inline when the store has a reader (see `read.rs`), else through sqlx.
+    /// One page of the rows the viewer can see that `filter` keeps, in `params`' order.
     async fn list(
         &self,
         store: &SqliteStore,
@@ -143,35 +123,37 @@ impl<T> Table<T> {
         params: &ListParams,
         filter: impl Fn(&mut dyn SqlSink) + Send + Sync,
     ) -> Result<Vec<T>, StoreError> {
-        if let Some(reader) = &store.reader {
-            let mut q = self.read_query(viewer);
-            filter(&mut q);
-            push_page(&mut q, self.alias, params);
-            if let Some(rows) = reader.rows(&q, self.read)? {
-                return Ok(rows);
-            }
-        }
-        let mut qb = self.query(viewer);
-        filter(&mut qb);
-        self.page(&store.pool, qb, params).await
+        let narrow = |q: &mut dyn SqlSink| {
+            (self.scope)(q, viewer);
+            filter(q);
+            push_page(q, self.alias, params);
+        };
+        store
+            .read_rows(self.select, narrow, self.read, self.row)
+            .await
     }
 
-    /// [`Table::visible`] outside a transaction: inline when the store has a reader.
+    /// [`Table::visible`] outside a transaction.
     async fn find(
         &self,
         store: &SqliteStore,
         viewer: &Viewer,
         id: i64,
     ) -> Result<Option<T>, StoreError> {
-        if let Some(reader) = &store.reader {
-            let mut q = self.read_query(viewer);
-            push_id(&mut q, self.alias, id);
-            if let Some(rows) = reader.rows(&q, self.read)? {
-                return Ok(rows.into_iter().next());
-            }
-        }
-        self.visible(&mut *store.acquire().await?, viewer, id).await
+        let narrow = |q: &mut dyn SqlSink| {
+            (self.scope)(q, viewer);
+            push_id(q, self.alias, id);
+        };
+        let rows = store.read_rows(self.select, narrow, self.read, self.row);
+        Ok(rows.await?.into_iter().next())
     }
+}
+
+/// `SELECT` the ledger columns `WHERE 1`, to which predicates are appended.
+fn entries_select() -> String {
+    format!(
+        "SELECT {ENTRY_COLS} FROM ledger_entries e JOIN tenants t ON t.id = e.tenant_id WHERE 1"
+    )
 }
 
 /// ` AND <alias>.id = <id>`.
@@ -224,8 +206,27 @@ impl SqliteStore {
             .map_err(backend)
     }
 
-    async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<Sqlite>, StoreError> {
-        self.pool.acquire().await.map_err(backend)
+    /// The rows of `select` narrowed by `narrow`, mapped: inline through the reader when
+    /// there is one and the database is not busy (see `read.rs`), else through sqlx. The
+    /// same builders write both queries, so they are the same SQL.
+    async fn read_rows<T>(
+        &self,
+        select: &str,
+        narrow: impl Fn(&mut dyn SqlSink) + Send + Sync,
+        read: MapRow<T>,
+        row: fn(&SqliteRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        if let Some(reader) = &self.reader {
+            let mut q = Query::new(select);
+            narrow(&mut q);
+            if let Some(rows) = reader.rows(&q, read)? {
+                return Ok(rows);
+            }
+        }
+        let mut qb = QueryBuilder::<Sqlite>::new(select);
+        narrow(&mut qb);
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(row).collect()
     }
 }
 
@@ -468,13 +469,11 @@ impl CrmStore for SqliteStore {
         .into_iter()
         .next()
         .ok_or_else(|| corrupt("no row returned"))?;
-        let row = sqlx::query(&format!(
-            "SELECT {ENTRY_COLS} FROM ledger_entries e JOIN tenants t ON t.id = e.tenant_id WHERE e.id = ?"
-        ))
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let row = sqlx::query(&format!("{} AND e.id = ?", entries_select()))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
         let entry = entry_from_row(&row)?;
         tx.commit().await.map_err(backend)?;
         Ok(Write::Done(entry))
@@ -488,45 +487,17 @@ impl CrmStore for SqliteStore {
         params: &ListParams,
         filter: &EntryFilter,
     ) -> Result<Option<Vec<LedgerEntry>>, StoreError> {
-        if let Some(reader) = &self.reader {
-            let mut q = TENANTS.read_query(viewer);
-            push_id(&mut q, TENANTS.alias, tenant_id);
-            if let Some(tenants) = reader.rows(&q, TENANTS.read)? {
-                if tenants.is_empty() {
-                    return Ok(None);
-                }
-                let mut q = Query::new(&format!(
-                    "SELECT {ENTRY_COLS} FROM ledger_entries e JOIN tenants t ON t.id = e.tenant_id \
-                     WHERE e.tenant_id = "
-                ));
-                (&mut q as &mut dyn SqlSink).push_bind(tenant_id);
-                push_entry_filter(&mut q, filter);
-                push_page(&mut q, "e", params);
-                if let Some(rows) = reader.rows(&q, |r| sql::entry(r))? {
-                    return Ok(Some(rows));
-                }
-            }
-        }
-        let mut conn = self.acquire().await?;
-        if TENANTS
-            .visible(&mut conn, viewer, tenant_id)
-            .await?
-            .is_none()
-        {
+        if TENANTS.find(self, viewer, tenant_id).await?.is_none() {
             return Ok(None);
         }
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT {ENTRY_COLS} FROM ledger_entries e JOIN tenants t ON t.id = e.tenant_id \
-             WHERE e.tenant_id = "
-        ));
-        qb.push_bind(tenant_id);
-        push_entry_filter(&mut qb, filter);
-        push_page(&mut qb, "e", params);
-        let rows = qb.build().fetch_all(&mut *conn).await.map_err(backend)?;
-        rows.iter()
-            .map(entry_from_row)
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
+        let narrow = |q: &mut dyn SqlSink| {
+            q.push(" AND e.tenant_id = ").push_bind(tenant_id);
+            push_entry_filter(q, filter);
+            push_page(q, "e", params);
+        };
+        let select = entries_select();
+        let rows = self.read_rows(&select, narrow, |r| sql::entry(r), entry_from_row);
+        rows.await.map(Some)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
@@ -536,10 +507,6 @@ impl CrmStore for SqliteStore {
         tenant_id: i64,
         entry_id: i64,
     ) -> Result<Option<LedgerEntry>, StoreError> {
-        let select = format!(
-            "SELECT {ENTRY_COLS} FROM ledger_entries e JOIN tenants t ON t.id = e.tenant_id \
-             WHERE 1"
-        );
         let narrow = |q: &mut dyn SqlSink| {
             q.push(" AND e.id = ")
                 .push_bind(entry_id)
@@ -547,21 +514,9 @@ impl CrmStore for SqliteStore {
                 .push_bind(tenant_id);
             push_tenant_scope(q, viewer);
         };
-        if let Some(reader) = &self.reader {
-            let mut q = Query::new(&select);
-            narrow(&mut q);
-            if let Some(rows) = reader.rows(&q, |r| sql::entry(r))? {
-                return Ok(rows.into_iter().next());
-            }
-        }
-        let mut qb = QueryBuilder::new(select);
-        narrow(&mut qb);
-        let row = qb
-            .build()
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(entry_from_row).transpose()
+        let select = entries_select();
+        let rows = self.read_rows(&select, narrow, |r| sql::entry(r), entry_from_row);
+        Ok(rows.await?.into_iter().next())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
