@@ -257,7 +257,8 @@ pub struct HashError(String);
 /// is one arena per core, made on first use: a call waits for a free one, so at most one
 /// hash per core runs at a time (more would only share the cores and fault in more
 /// memory), and the memory is bounded at 19 MiB per core. An arena is wiped whenever a
-/// call returns, and freed by [`PasswordHasher::release_idle`] once logins stop. See docs/benchmarks.md for what each of the two changes is worth.
+/// call returns, and freed by [`PasswordHasher::release_idle`] once logins stop. See
+/// docs/benchmarks.md for what each of the two changes is worth.
 pub struct PasswordHasher {
     argon2: Argon2,
     arenas: Mutex<Arenas>,

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use axum::routing::post;
 use axum::{Json, Router};
+use deedbolt_core::clock::{Clock as _, SystemClock};
+use deedbolt_core::ids::TokenId;
 use deedbolt_core::jose::{SigningAlg, SigningKey};
 use serde_json::json;
 
@@ -38,14 +40,12 @@ async fn main() {
         post(move || {
             let key = key.clone();
             async move {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let mut jti = [0u8; 16];
-                deedbolt_core::rand::fill(&mut jti).expect("random");
+                let now = SystemClock.now().0;
+                // A fresh id the way the token endpoint makes one.
+                let jti = TokenId::generate().expect("random");
                 let claims = json!({
                     "iss": "http://127.0.0.1", "sub": "bench", "aud": "http://127.0.0.1/api",
-                    "iat": now, "exp": now + 600, "jti": hex(&jti),
+                    "iat": now, "exp": now + 600, "jti": jti,
                     "client_id": "bench", "scope": "property:read",
                 });
                 let token = key.sign_jwt("at+jwt", &claims).expect("sign");
@@ -56,8 +56,4 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
     println!("listening on {}", listener.local_addr().expect("addr"));
     axum::serve(listener, app).await.expect("serve");
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -25,7 +25,8 @@ use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::header::{
-    HeaderName, CACHE_CONTROL, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
 };
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
@@ -125,9 +126,8 @@ where
             headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
             headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
             headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-            let csp = HeaderName::from_static("content-security-policy");
-            if !headers.contains_key(&csp) {
-                headers.insert(csp, HeaderValue::from_static(CSP));
+            if !headers.contains_key(CONTENT_SECURITY_POLICY) {
+                headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
             }
             if private {
                 headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
