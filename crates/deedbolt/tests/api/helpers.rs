@@ -1219,8 +1219,12 @@ pub fn redis_url() -> Option<String> {
 // ---------------------------------------------------------------------------------------
 
 /// The folder of the Node.js relying-party scripts (openid-client, pinned in package.json).
+/// The crate folder is read when the test runs (cargo sets it then too): a test binary
+/// reused from a build cache made in another checkout would otherwise look in that one.
 pub fn openid_client_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openid-client")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("tests/openid-client")
 }
 
 /// Installs openid-client once (`scripts/test` installs it before the suite; this covers a
