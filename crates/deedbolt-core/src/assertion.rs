@@ -7,15 +7,19 @@
 //! and each step's output is the next one's input, so none can be skipped:
 //!
 //! 1. [`PresentedAssertion::parse`]: the compact JWS shape, the header (`alg` one of
-//!    [`AssertionAlg`] — never `none` or `HS*` —, no `crit`) and the *claimed* client (`sub`),
+//!    [`AssertionAlg`] — never `none` or `HS*` —, no `crit`, a `typ`, if any, that is
+//!    [`CLIENT_AUTHENTICATION_TYP`] or `JWT`) and the *claimed* client (`sub`),
 //!    read before any verification and used only to look the client and its keys up;
 //! 2. [`verify`]: the signature with the client's registered key (the `kid`'s key, or
 //!    each key allowing the `alg` when there is no `kid`; the client's registered
 //!    `token_endpoint_auth_signing_alg` when it has one) and the claims:
-//!    `iss` = `sub` = client id; `aud` names the issuer or the token endpoint; `exp`
+//!    `iss` = `sub` = client id; `aud` is the issuer identifier and nothing else (RFC 10070,
+//!    which updates RFC 7523 and RFC 9126 against audience injection: an assertion made
+//!    for a token endpoint URL that another server advertised could be replayed here); `exp`
 //!    present, not passed and at most [`MAX_LIFETIME_SECS`] away (so assertions cannot be
 //!    minted for long replay windows); `nbf` and `iat` not in the future; a `jti` present.
-//!    Times allow [`LEEWAY_SECS`] of clock skew. The result is a [`VerifiedAssertion`];
+//!    Times are JSON numbers, fractions allowed (RFC 7519 §2 NumericDate), and allow
+//!    [`LEEWAY_SECS`] of clock skew. The result is a [`VerifiedAssertion`];
 //! 3. its single use, through the replay cache port ([`VerifiedAssertion::replay_key`],
 //!    kept until the assertion expires), whose [`RedeemedAssertion`] becomes the
 //!    [`ClientAuthenticated`] proof.
@@ -44,6 +48,10 @@ use crate::ports::{ReplayCache, StoreError};
 
 /// The `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// The explicit `typ` of a client authentication JWT (RFC 10070 §4, which says clients
+/// SHOULD send it). `JWT` or no `typ` are accepted too; any other type, e.g. `dpop+jwt`
+/// or `at+jwt`, names a different kind of token and is refused (RFC 8725 §3.11).
+pub const CLIENT_AUTHENTICATION_TYP: &str = "client-authentication+jwt";
 /// The longest an assertion may be valid for, counted from now (and from its `iat`):
 /// five minutes.
 pub const MAX_LIFETIME_SECS: i64 = 300;
@@ -66,6 +74,9 @@ pub enum AssertionError {
     /// client's registered `token_endpoint_auth_signing_alg`.
     #[error("client_assertion signing algorithm is not accepted")]
     Algorithm,
+    /// The header's `typ` names another kind of JWT.
+    #[error("client_assertion typ must be client-authentication+jwt or JWT")]
+    Type,
     /// The header has a `crit` member; no JWS extension is understood here.
     #[error("client_assertion uses critical header extensions that are not understood")]
     Critical,
@@ -79,8 +90,9 @@ pub enum AssertionError {
     /// `iss` and `sub` are not both the client id (RFC 7523 §3 items 1 and 2).
     #[error("client_assertion iss and sub must both be the client_id")]
     Issuer,
-    /// `aud` does not name this authorization server (RFC 7523 §3 item 3).
-    #[error("client_assertion aud must contain the issuer identifier or the token endpoint URL")]
+    /// `aud` is not this server's issuer identifier alone (RFC 7523 §3 item 3 as updated
+    /// by RFC 10070).
+    #[error("client_assertion aud must be the issuer identifier, and only it")]
     Audience,
     /// No `exp` (RFC 7523 §3 item 4).
     #[error("client_assertion must have an exp claim")]
@@ -114,6 +126,8 @@ impl From<AssertionError> for OAuthError {
 #[derive(Deserialize)]
 struct RawHeader {
     alg: String,
+    #[serde(default)]
+    typ: Option<String>,
     #[serde(default)]
     kid: Option<String>,
     #[serde(default)]
@@ -164,6 +178,18 @@ impl PresentedAssertion {
         if header.crit.is_some() {
             return Err(AssertionError::Critical);
         }
+        if let Some(typ) = header.typ.as_deref() {
+            // RFC 7515 §4.1.9: a media type, the `application/` prefix optional.
+            let typ = typ
+                .get(..12)
+                .filter(|p| p.eq_ignore_ascii_case("application/"))
+                .map_or(typ, |_| &typ[12..]);
+            if !typ.eq_ignore_ascii_case(CLIENT_AUTHENTICATION_TYP)
+                && !typ.eq_ignore_ascii_case("JWT")
+            {
+                return Err(AssertionError::Type);
+            }
+        }
         let alg: AssertionAlg = header.alg.parse().map_err(|_| AssertionError::Algorithm)?;
         let claims = b64_json(claims)?;
         let subject = claims
@@ -211,9 +237,12 @@ pub fn claimed_subject(raw: &str) -> Option<ClientId> {
 /// What the assertion must match besides the client's keys.
 #[derive(Debug, Clone, Copy)]
 pub struct AssertionRules<'a> {
-    /// Accepted `aud` values: the issuer identifier and the token endpoint URL (and, for
-    /// an endpoint that RFC 9126 lets name itself, that endpoint's URL).
-    pub audiences: &'a [&'a str],
+    /// The issuer identifier: the one `aud` value accepted, at every endpoint (RFC 10070
+    /// §3 and §5, updating RFC 7523 §3 and RFC 9126 §2).
+    pub issuer: &'a str,
+    /// Whether `aud` must be the issuer as a JSON string, not a one-element array (FAPI
+    /// 2.0 SP §5.3.2.1).
+    pub audience_as_string: bool,
     /// The client's registered `token_endpoint_auth_signing_alg`, if any.
     pub required_alg: Option<AssertionAlg>,
     /// Now.
@@ -229,11 +258,30 @@ enum Audience {
 }
 
 impl Audience {
-    fn contains_any(&self, accepted: &[&str]) -> bool {
+    /// Whether `issuer` is the sole audience: the string, or (unless `string_only`) an
+    /// array of just it.
+    fn is_only(&self, issuer: &str, string_only: bool) -> bool {
         match self {
-            Audience::One(a) => accepted.contains(&a.as_str()),
-            Audience::Many(all) => all.iter().any(|a| accepted.contains(&a.as_str())),
+            Audience::One(a) => a == issuer,
+            Audience::Many(all) => !string_only && matches!(all.as_slice(), [a] if a == issuer),
         }
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): seconds, possibly with a fraction.
+#[derive(Deserialize, Clone, Copy)]
+struct NumericDate(f64);
+
+impl NumericDate {
+    /// Rounded towards the past: for an expiry, the stricter reading.
+    fn floor(self) -> i64 {
+        // `as` saturates; JSON numbers are finite.
+        self.0.floor() as i64
+    }
+
+    /// Rounded towards the future: for a start time, the stricter reading.
+    fn ceil(self) -> i64 {
+        self.0.ceil() as i64
     }
 }
 
@@ -246,11 +294,11 @@ struct Claims {
     #[serde(default)]
     aud: Option<Audience>,
     #[serde(default)]
-    exp: Option<i64>,
+    exp: Option<NumericDate>,
     #[serde(default)]
-    nbf: Option<i64>,
+    nbf: Option<NumericDate>,
     #[serde(default)]
-    iat: Option<i64>,
+    iat: Option<NumericDate>,
     #[serde(default)]
     jti: Option<String>,
 }
@@ -364,19 +412,19 @@ fn check_claims(
     if !claims
         .aud
         .as_ref()
-        .is_some_and(|aud| aud.contains_any(rules.audiences))
+        .is_some_and(|aud| aud.is_only(rules.issuer, rules.audience_as_string))
     {
         return Err(AssertionError::Audience);
     }
     let now = rules.now.0;
-    let exp = claims.exp.ok_or(AssertionError::NoExpiry)?;
+    let exp = claims.exp.ok_or(AssertionError::NoExpiry)?.floor();
     if exp.saturating_add(LEEWAY_SECS) <= now {
         return Err(AssertionError::Expired);
     }
     if exp > now.saturating_add(MAX_LIFETIME_SECS + LEEWAY_SECS) {
         return Err(AssertionError::TooLongLived);
     }
-    if let Some(iat) = claims.iat {
+    if let Some(iat) = claims.iat.map(NumericDate::ceil) {
         if iat > now.saturating_add(LEEWAY_SECS) {
             return Err(AssertionError::NotYetValid);
         }
@@ -386,6 +434,7 @@ fn check_claims(
     }
     if claims
         .nbf
+        .map(NumericDate::ceil)
         .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS))
     {
         return Err(AssertionError::NotYetValid);
@@ -453,7 +502,8 @@ mod tests {
             &id,
             &s.jwks,
             &AssertionRules {
-                audiences: &[ISSUER, TOKEN],
+                issuer: ISSUER,
+                audience_as_string: false,
                 required_alg: None,
                 now: UnixTime(NOW),
             },
@@ -473,8 +523,13 @@ mod tests {
         assert_eq!(v.replay_key(), "assertion:dbc_a:j1");
         assert_eq!(v.remember_until(), UnixTime(NOW + 60 + LEEWAY_SECS));
         assert!(check(&s, &sign(&s, None, &claims())).is_ok());
-        let token_aud = with(|c| c["aud"] = json!(["x", TOKEN]));
-        assert!(check(&s, &sign(&s, None, &token_aud)).is_ok());
+        let one_element = with(|c| c["aud"] = json!([ISSUER]));
+        assert!(check(&s, &sign(&s, None, &one_element)).is_ok());
+        let fractions = with(|c| {
+            c["exp"] = json!(NOW as f64 + 60.5);
+            c["iat"] = json!(NOW as f64 - 0.25)
+        });
+        assert!(check(&s, &sign(&s, None, &fractions)).is_ok());
     }
 
     #[test]
@@ -499,6 +554,20 @@ mod tests {
             (
                 with(|c| c["aud"] = json!("https://other")),
                 AssertionError::Audience,
+            ),
+            // RFC 10070: never the token endpoint URL, never beside other audiences.
+            (with(|c| c["aud"] = json!(TOKEN)), AssertionError::Audience),
+            (
+                with(|c| c["aud"] = json!([ISSUER, TOKEN])),
+                AssertionError::Audience,
+            ),
+            (
+                with(|c| c["aud"] = json!(["x", ISSUER])),
+                AssertionError::Audience,
+            ),
+            (
+                with(|c| c["iat"] = json!(NOW as f64 + LEEWAY_SECS as f64 + 0.5)),
+                AssertionError::NotYetValid,
             ),
             (
                 with(|c| {
@@ -599,6 +668,53 @@ mod tests {
     }
 
     #[test]
+    fn a_string_audience_can_be_required() {
+        let s = signer("k1");
+        let rules = |audience_as_string| AssertionRules {
+            issuer: ISSUER,
+            audience_as_string,
+            required_alg: None,
+            now: UnixTime(NOW),
+        };
+        let id = ClientId::parse("dbc_a").unwrap();
+        let array =
+            PresentedAssertion::parse(&sign(&s, None, &with(|c| c["aud"] = json!([ISSUER]))))
+                .unwrap();
+        assert!(verify(&array, &id, &s.jwks, &rules(false)).is_ok());
+        assert_eq!(
+            verify(&array, &id, &s.jwks, &rules(true)).unwrap_err(),
+            AssertionError::Audience
+        );
+        let string = PresentedAssertion::parse(&sign(&s, None, &claims())).unwrap();
+        assert!(verify(&string, &id, &s.jwks, &rules(true)).is_ok());
+    }
+
+    #[test]
+    fn a_typ_must_name_a_client_authentication_jwt() {
+        let s = signer("k1");
+        for (typ, ok) in [
+            (Some("client-authentication+jwt"), true),
+            (Some("application/client-authentication+JWT"), true),
+            (Some("JWT"), true),
+            (None, true),
+            (Some("dpop+jwt"), false),
+            (Some("at+jwt"), false),
+            (Some("application/"), false),
+        ] {
+            let mut h = Header::new(jsonwebtoken::Algorithm::ES256);
+            h.typ = typ.map(str::to_owned);
+            let token = jsonwebtoken::encode(&h, &claims(), &s.key).unwrap();
+            match PresentedAssertion::parse(&token) {
+                Ok(_) => assert!(ok, "{typ:?} was accepted"),
+                Err(e) => {
+                    assert!(!ok, "{typ:?} was refused");
+                    assert_eq!(e, AssertionError::Type);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_registered_alg_is_enforced() {
         let s = signer("k1");
         let presented = PresentedAssertion::parse(&sign(&s, None, &claims())).unwrap();
@@ -607,7 +723,8 @@ mod tests {
             &ClientId::parse("dbc_a").unwrap(),
             &s.jwks,
             &AssertionRules {
-                audiences: &[ISSUER],
+                issuer: ISSUER,
+                audience_as_string: false,
                 required_alg: Some(AssertionAlg::PS256),
                 now: UnixTime(NOW),
             },

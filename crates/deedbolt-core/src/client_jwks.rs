@@ -13,6 +13,12 @@
 //!   of those and fit the key type; a `use` member, when present, must be `sig`;
 //! - `kid`s unique, so a `kid` in an assertion header names at most one key.
 //!
+//! A set a client *publishes* at its `jwks_uri` is read by [`ClientJwks::parse_published`],
+//! which skips keys that are not for signing with an algorithm accepted here (OpenID
+//! Connect Registration §2 lets a published set carry encryption keys, `use: enc`, and a
+//! client may also publish keys of other types for other servers); private key material
+//! anywhere still refuses the whole set, and at least one usable key must remain.
+//!
 //! The signing algorithms a client may use are [`AssertionAlg`]: asymmetric only, so `none`
 //! and the HMAC family cannot even be named.
 
@@ -184,6 +190,19 @@ const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
 impl ClientJwks {
     /// Validates a JWK Set (see the module documentation for the rules).
     pub fn parse(set: &Value) -> Result<Self, JwksError> {
+        Self::parse_with(set, false)
+    }
+
+    /// Validates a JWK Set a client publishes at its `jwks_uri`: like [`ClientJwks::parse`],
+    /// but keys that cannot verify an assertion here (another `use`, key type, curve or
+    /// `alg`, a short RSA modulus, malformed parameters) are skipped instead of refusing
+    /// the set. Private key material still refuses it, and so does a set with no usable
+    /// key (with the first skipped key's reason).
+    pub fn parse_published(set: &Value) -> Result<Self, JwksError> {
+        Self::parse_with(set, true)
+    }
+
+    fn parse_with(set: &Value, skip_unusable: bool) -> Result<Self, JwksError> {
         let keys = set
             .get("keys")
             .and_then(Value::as_array)
@@ -196,8 +215,17 @@ impl ClientJwks {
         }
         let mut kids = HashSet::new();
         let mut parsed = Vec::with_capacity(keys.len());
+        let mut first_skipped = None;
         for (i, jwk) in keys.iter().enumerate() {
-            let key = parse_key(i, jwk)?;
+            let key = match parse_key(i, jwk) {
+                Ok(key) => key,
+                Err(e @ JwksError::PrivateMember(..)) => return Err(e),
+                Err(e) if skip_unusable => {
+                    first_skipped.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(kid) = &key.kid {
                 if !kids.insert(kid.clone()) {
                     return Err(JwksError::DuplicateKid(name(i, jwk)));
@@ -205,13 +233,22 @@ impl ClientJwks {
             }
             parsed.push(key);
         }
+        if parsed.is_empty() {
+            return Err(first_skipped.unwrap_or(JwksError::Empty));
+        }
         Ok(ClientJwks { keys: parsed })
     }
 
-    /// Parses JWK Set text (a file, a fetched document).
+    /// Parses JWK Set text (a file) with [`ClientJwks::parse`].
     pub fn parse_json(text: &[u8]) -> Result<(Self, Value), JwksError> {
         let value: Value = serde_json::from_slice(text).map_err(|_| JwksError::NotASet)?;
         Ok((ClientJwks::parse(&value)?, value))
+    }
+
+    /// Parses a fetched JWK Set document with [`ClientJwks::parse_published`].
+    pub fn parse_published_json(text: &[u8]) -> Result<Self, JwksError> {
+        let value: Value = serde_json::from_slice(text).map_err(|_| JwksError::NotASet)?;
+        ClientJwks::parse_published(&value)
     }
 
     /// The keys.
@@ -430,6 +467,35 @@ pub(crate) mod tests {
         assert!(matches!(
             ClientJwks::parse(&json!({"keys": [k]})),
             Err(JwksError::Use(_))
+        ));
+    }
+
+    #[test]
+    fn a_published_set_may_carry_keys_for_other_uses() {
+        let mut enc = ec_jwk("enc");
+        enc["use"] = json!("enc");
+        let p384 = json!({"kty": "EC", "crv": "P-384", "kid": "p384", "x": "AA", "y": "AA"});
+        let mut rsa_oaep = ec_jwk("oaep");
+        rsa_oaep["alg"] = json!("RSA-OAEP");
+        let set = json!({"keys": [enc, ec_jwk("sig"), p384, rsa_oaep]});
+        assert!(matches!(ClientJwks::parse(&set), Err(JwksError::Use(_))));
+        let keys = ClientJwks::parse_published(&set).unwrap();
+        assert_eq!(keys.keys().len(), 1);
+        assert!(keys.has_kid("sig"));
+        // Nothing usable: the first reason.
+        let mut only_enc = ec_jwk("enc");
+        only_enc["use"] = json!("enc");
+        assert!(matches!(
+            ClientJwks::parse_published(&json!({"keys": [only_enc]})),
+            Err(JwksError::Use(_))
+        ));
+        // Private material anywhere refuses the set.
+        let mut private = ec_jwk("priv");
+        private["use"] = json!("enc");
+        private["d"] = json!("AA");
+        assert!(matches!(
+            ClientJwks::parse_published(&json!({"keys": [ec_jwk("sig"), private]})),
+            Err(JwksError::PrivateMember(..))
         ));
     }
 

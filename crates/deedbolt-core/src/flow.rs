@@ -28,8 +28,9 @@ use crate::scope::{Scope, ScopeSet};
 /// minutes; a real client redeems within a second).
 pub const CODE_LIFETIME_SECS: i64 = 60;
 
-/// Bounds on `state` and `nonce`, which are echoed back and stored.
-const MAX_STATE_LEN: usize = 512;
+/// Bounds on `state` and `nonce`, which are echoed back and stored. FAPI 2.0 SP §5.3.2.2
+/// NOTE 4 warns that clients may send a `state` "in excess of 1000 characters".
+const MAX_STATE_LEN: usize = 2048;
 
 /// The error codes of the authorization endpoint (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,8 @@
 //! endpoint agrees: client authentication ([`Profile::allows_auth_method`]), the
 //! authorization endpoint ([`Profile::requires_par`]), issuance
 //! ([`Profile::check_sender_constraint`], [`Profile::code_lifetime_secs`]), the
-//! `private_key_jwt` audience ([`Profile::issuer_is_the_only_assertion_audience`]) and
-//! DPoP nonces ([`Profile::dpop_nonce_required`]). Discovery lists only what the profile
+//! `private_key_jwt` audience ([`Profile::assertion_audience_must_be_a_string`]),
+//! algorithms ([`Profile::allows_jws_alg`]) and DPoP nonces ([`Profile::dpop_nonce_required`]). Discovery lists only what the profile
 //! allows.
 //!
 //! What deedbolt already does in every profile is not repeated here (§5.3.2.2): PKCE with
@@ -147,14 +147,36 @@ impl Profile {
         }
     }
 
-    /// Whether a `private_key_jwt` client assertion must name the issuer identifier, and
-    /// nothing else, as its audience (otherwise the token endpoint URL is accepted too).
+    /// Whether a `private_key_jwt` client assertion's `aud` must be the issuer identifier
+    /// as a JSON string (in every profile it is the issuer alone, RFC 10070; the default
+    /// profile also takes it as a one-element array, which RFC 10070 allows).
     ///
     /// FAPI 2.0 SP §5.3.2.1: "shall only accept its issuer identifier value (as defined in
     /// [RFC8414]) as a string in the `aud` claim received in client authentication
     /// assertions".
-    pub const fn issuer_is_the_only_assertion_audience(self) -> bool {
+    pub const fn assertion_audience_must_be_a_string(self) -> bool {
         matches!(self, Profile::Fapi2)
+    }
+
+    /// Whether JWS algorithm `alg` may sign what this server verifies or issues: client
+    /// assertions, DPoP proofs and ID tokens.
+    ///
+    /// FAPI 2.0 SP §5.4.1: "shall use PS256, ES256, or EdDSA (using the Ed25519 variant)
+    /// algorithms", so RS256 (PKCS#1 v1.5) is refused under the profile.
+    pub fn allows_jws_alg(self, alg: &str) -> bool {
+        match self {
+            Profile::Default => true,
+            Profile::Fapi2 => matches!(alg, "PS256" | "ES256" | "EdDSA"),
+        }
+    }
+
+    /// The ID-token algorithm of a client that names none: OpenID Connect's RS256
+    /// (Registration §2), or ES256 under fapi2, which does not allow RS256 (§5.4.1).
+    pub const fn default_id_token_alg(self) -> crate::jose::SigningAlg {
+        match self {
+            Profile::Default => crate::client::DEFAULT_ID_TOKEN_ALG,
+            Profile::Fapi2 => crate::jose::SigningAlg::ES256,
+        }
     }
 
     /// Whether DPoP proofs must carry a server-provided nonce (RFC 9449 §8). FAPI 2.0 SP
@@ -219,7 +241,10 @@ mod tests {
         let p = Profile::Default;
         assert!(!p.requires_par());
         assert!(!p.requires_sender_constraint());
-        assert!(!p.issuer_is_the_only_assertion_audience());
+        assert!(!p.assertion_audience_must_be_a_string());
+        assert!(["RS256", "PS256", "ES256", "EdDSA"]
+            .into_iter()
+            .all(|a| p.allows_jws_alg(a)));
         assert!(!p.dpop_nonce_required());
         assert!(ALL_METHODS.into_iter().all(|m| p.allows_auth_method(m)));
         assert!(p.check_sender_constraint(None).is_ok());
@@ -274,7 +299,12 @@ mod tests {
         let p = Profile::Fapi2;
         assert!(p.requires_par());
         assert!(p.code_lifetime_secs() <= FAPI2_MAX_CODE_LIFETIME_SECS);
-        assert!(p.issuer_is_the_only_assertion_audience());
+        assert!(p.assertion_audience_must_be_a_string());
+        assert!(!p.allows_jws_alg("RS256"));
+        assert!(p.allows_jws_alg(p.default_id_token_alg().as_str()));
+        assert!(["PS256", "ES256", "EdDSA"]
+            .into_iter()
+            .all(|a| p.allows_jws_alg(a)));
         assert!(p.dpop_nonce_required());
         assert!(p.allows_response_type("code"));
         assert!(!p.allows_response_type("code id_token"));

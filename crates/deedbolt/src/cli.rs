@@ -9,7 +9,6 @@ use clap::{Args, Parser, Subcommand};
 use deedbolt_core::audit::{AuditFilter, AuditKind, AuditRecord};
 use deedbolt_core::client::{
     AuthMethod, Client, ClientKind, ClientMetadata, ClientName, GrantType, NewClient,
-    DEFAULT_ID_TOKEN_ALG,
 };
 use deedbolt_core::clock::{Clock, SystemClock, UnixTime};
 use deedbolt_core::ids::ClientId;
@@ -289,7 +288,8 @@ pub enum ClientCommand {
         #[arg(long = "property")]
         properties: Vec<i64>,
         /// The algorithm of the client's ID tokens (its `id_token_signed_response_alg`):
-        /// ES256, RS256 or EdDSA [default: RS256, as OpenID Connect defines it].
+        /// ES256, RS256 or EdDSA [default: RS256, as OpenID Connect defines it; ES256 under
+        /// --profile fapi2, which does not allow RS256].
         #[arg(long, value_parser = one_of::<SigningAlg>(SigningAlg::ALL.map(SigningAlg::as_str)))]
         id_token_alg: Option<SigningAlg>,
         /// How the client authenticates (its `token_endpoint_auth_method`):
@@ -610,6 +610,14 @@ fn warn_outside_profile(profile: deedbolt_core::profile::Profile, client: &Clien
              (register it with private_key_jwt, tls_client_auth or self_signed_tls_client_auth)"
         );
     }
+    let alg = client.id_token_alg;
+    if !profile.allows_jws_alg(alg.as_str()) {
+        eprintln!(
+            "warning: the {profile} profile does not allow {alg} ID tokens: servers running with \
+             --profile {profile} will refuse this client's OpenID requests (use --id-token-alg \
+             ES256 or EdDSA)"
+        );
+    }
 }
 
 async fn client_command(
@@ -661,7 +669,7 @@ async fn client_command(
                 redirect_uris,
                 kind,
             )?
-            .with_id_token_alg(id_token_alg.unwrap_or(DEFAULT_ID_TOKEN_ALG));
+            .with_id_token_alg(id_token_alg.unwrap_or(profile.default_id_token_alg()));
             let new = match auth_method {
                 Some(
                     method @ (AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth),

@@ -1017,6 +1017,12 @@ impl ServeSettings {
             Some(required) => required,
             None => profile.requires_par(),
         };
+        if !profile.allows_jws_alg(signing_alg.as_str()) {
+            bail!(
+                "signing_alg {signing_alg} is not allowed under the {profile} profile \
+                 (FAPI 2.0 allows PS256, ES256 and EdDSA): use ES256 or EdDSA"
+            );
+        }
         let registration = registration_settings(
             o.registration,
             o.registration_scope,
@@ -1778,9 +1784,16 @@ mod tests {
             require_par: Some(false),
             ..Default::default()
         };
-        let err = ServeSettings::resolve(fapi2, off, &FileConfig::default()).unwrap_err();
+        let err = ServeSettings::resolve(fapi2.clone(), off, &FileConfig::default()).unwrap_err();
         assert!(err.to_string().contains("fapi2"), "{err}");
         assert!(parse_file("profile = \"fapi1\"").is_err());
+        // FAPI 2.0 SP §5.4.1: no RS256 access tokens.
+        let rs256 = ServeOverrides {
+            signing_alg: Some("RS256".into()),
+            ..Default::default()
+        };
+        let err = ServeSettings::resolve(fapi2, rs256, &FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("RS256"), "{err}");
     }
 
     #[test]

@@ -181,27 +181,28 @@ pub fn extract_any(headers: &HeaderMap, params: &mut FormParams) -> Result<Prese
     }))
 }
 
-/// Audits a failed client authentication at `endpoint` and feeds the per-IP detector.
+/// Audits a failed client authentication at `endpoint`, naming the client the request
+/// claimed to be (if any), and feeds the per-IP detector.
 pub(crate) async fn audit_client_auth_failure(
     state: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
     endpoint: &str,
+    claimed: Option<&str>,
 ) {
     let services = &state.services;
     let now = services.clock.now();
     let ip = client_ip(peer, headers, &services.trusted_proxies).to_string();
     services.security.auth_failure(&ip, now).await;
-    services
-        .audit
-        .record(
-            AuditRecord::new(AuditKind::ClientAuthFailed, false, now)
-                .ip(&ip)
-                .user_agent(headers.get(USER_AGENT).and_then(|v| v.to_str().ok()))
-                .error("invalid_client")
-                .detail(format!("endpoint={endpoint}")),
-        )
-        .await;
+    let mut record = AuditRecord::new(AuditKind::ClientAuthFailed, false, now)
+        .ip(&ip)
+        .user_agent(headers.get(USER_AGENT).and_then(|v| v.to_str().ok()))
+        .error("invalid_client")
+        .detail(format!("endpoint={endpoint}"));
+    if let Some(id) = claimed {
+        record = record.client(id);
+    }
+    services.audit.record(record).await;
 }
 
 /// Authenticates a confidential client by secret, assertion or (over mutual TLS, for a
@@ -266,9 +267,11 @@ pub(crate) async fn authenticated(
     params: &mut FormParams,
     endpoint: &str,
 ) -> Result<TokenClient, ApiError> {
+    // Read before authentication takes the credentials out of the form.
+    let claimed = claimed_client_id(headers, params);
     match authenticate(state, headers, tls, params).await {
         Err(e @ ApiError::OAuth(OAuthError::InvalidClient(_))) => {
-            audit_client_auth_failure(state, peer, headers, endpoint).await;
+            audit_client_auth_failure(state, peer, headers, endpoint, claimed.as_deref()).await;
             Err(e)
         }
         other => other,

@@ -448,7 +448,7 @@ impl ClientKeys {
                     }
                 })?
                 .to_bytes();
-            let (keys, _) = ClientJwks::parse_json(&body)?;
+            let keys = ClientJwks::parse_published_json(&body)?;
             return Ok((keys, ttl));
         }
         Err(KeysError::Redirects)

@@ -7,7 +7,7 @@
 //! that it registered `private_key_jwt` (one method per client: a secret client's
 //! assertion, or a `private_key_jwt` client's secret, is refused); get its keys, inline or
 //! from its `jwks_uri` ([`crate::oauth::client_keys`]); verify signature and claims
-//! against the issuer and the token endpoint URL; record the `jti` in the replay cache until
+//! against the issuer identifier, the only audience accepted (RFC 10070); record the `jti` in the replay cache until
 //! the assertion expires (a second use is `invalid_client`); only then is there a
 //! `ClientAuthenticated` proof.
 //!
@@ -77,18 +77,6 @@ pub(crate) fn presented(
     Ok(presented)
 }
 
-/// The `aud` values an assertion may name, at every endpoint: the issuer identifier, the
-/// token endpoint URL (RFC 7523 §3 item 3; FAPI 2.0 and RFC 7523bis prefer the issuer) and
-/// the pushed authorization request endpoint URL (which RFC 9126 §2 says MUST be accepted
-/// there; all three name this server alone).
-pub fn accepted_audiences(issuer: &str) -> [String; 3] {
-    [
-        issuer.to_owned(),
-        format!("{issuer}/token"),
-        format!("{issuer}/par"),
-    ]
-}
-
 /// Authenticates the client of `presented`.
 pub(crate) async fn authenticate(
     state: &AppState,
@@ -97,6 +85,10 @@ pub(crate) async fn authenticate(
     let services = &state.services;
     let client_id = presented.claimed_client_id().clone();
     tracing::Span::current().record("client_id", client_id.as_str());
+    // FAPI 2.0 SP §5.4.1: no RS256 under the profile.
+    if !services.profile.allows_jws_alg(presented.alg().as_str()) {
+        return Err(refuse(AssertionError::Algorithm));
+    }
     let client = match services.clients.find_client(&client_id).await? {
         Some(c) if c.auth_method() == AuthMethod::PrivateKeyJwt => c,
         _ => return Err(refuse(AssertionError::Failed)),
@@ -119,20 +111,13 @@ pub(crate) async fn authenticate(
             refuse(AssertionError::Failed)
         })?),
     };
-    let accepted = accepted_audiences(&services.policy.issuer);
-    let accepted = accepted.each_ref().map(String::as_str);
-    // FAPI 2.0 §5.3.2.1: the issuer identifier only; otherwise any URL naming this server.
-    let audiences = if services.profile.issuer_is_the_only_assertion_audience() {
-        &accepted[..1]
-    } else {
-        &accepted[..]
-    };
     let verified = assertion::verify(
         &presented,
         &client.id,
         &keys,
         &AssertionRules {
-            audiences,
+            issuer: &services.policy.issuer,
+            audience_as_string: services.profile.assertion_audience_must_be_a_string(),
             required_alg,
             now: services.clock.now(),
         },

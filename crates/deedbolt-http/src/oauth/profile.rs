@@ -17,11 +17,26 @@ const AUTH_METHOD_LISTS: [&str; 3] = [
     "introspection_endpoint_auth_methods_supported",
 ];
 
+/// The metadata keys listing JWS algorithms (RFC 8414 §2, RFC 9449 §5.1, OpenID Connect
+/// Discovery §3).
+const ALG_LISTS: [&str; 5] = [
+    "token_endpoint_auth_signing_alg_values_supported",
+    "revocation_endpoint_auth_signing_alg_values_supported",
+    "introspection_endpoint_auth_signing_alg_values_supported",
+    "dpop_signing_alg_values_supported",
+    "id_token_signing_alg_values_supported",
+];
+
 /// Removes from a discovery document what `profile` does not allow, and states what it
 /// requires: only the allowed client authentication methods (a method this server does
-/// not know is dropped too), and `require_pushed_authorization_requests: true` when every
-/// request must be pushed (RFC 9126 §5).
+/// not know is dropped too) and JWS algorithms, and `require_pushed_authorization_requests:
+/// true` when every request must be pushed (RFC 9126 §5).
 pub fn restrict_discovery(doc: &mut Value, profile: Profile) {
+    for key in ALG_LISTS {
+        if let Some(Value::Array(algs)) = doc.get_mut(key) {
+            algs.retain(|a| a.as_str().is_some_and(|a| profile.allows_jws_alg(a)));
+        }
+    }
     for key in AUTH_METHOD_LISTS {
         if let Some(Value::Array(methods)) = doc.get_mut(key) {
             methods.retain(|m| {
@@ -48,6 +63,8 @@ mod tests {
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "self_signed_tls_client_auth"],
             "require_pushed_authorization_requests": false,
+            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256", "RS256", "EdDSA"],
+            "id_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
         })
     }
 
@@ -72,5 +89,13 @@ mod tests {
             json!(["self_signed_tls_client_auth"])
         );
         assert_eq!(d["require_pushed_authorization_requests"], json!(true));
+        assert_eq!(
+            d["token_endpoint_auth_signing_alg_values_supported"],
+            json!(["ES256", "PS256", "EdDSA"])
+        );
+        assert_eq!(
+            d["id_token_signing_alg_values_supported"],
+            json!(["ES256", "EdDSA"])
+        );
     }
 }

@@ -3,14 +3,18 @@
 //! around [`AuthorizationRequest::validate`].
 
 use deedbolt_core::client::Client;
-use deedbolt_core::flow::{AuthorizationRequest, AuthorizeError, Params};
+use deedbolt_core::flow::{AuthorizationRequest, AuthorizeError, AuthzErrorCode, Params};
+use deedbolt_core::scope::Scope;
 
 use crate::state::AppState;
 
 /// Validates an authorization request's parameters for `client`: the one rule set of
 /// `/authorize` and of pushed requests at `/par` ([`crate::oauth::par`]). A request that
 /// passed the client, redirect-URI and PKCE checks but names scopes beyond the client's
-/// registration feeds the unusual-scope rule here, wherever it arrived.
+/// registration feeds the unusual-scope rule here, wherever it arrived. A request for an
+/// ID token whose algorithm the security profile forbids (a client registered with RS256
+/// under `--profile fapi2`, FAPI 2.0 SP §5.4.1) is refused before the user sees anything,
+/// rather than after its code is spent.
 pub(crate) async fn validate_request(
     state: &AppState,
     params: &(dyn Params + Sync),
@@ -18,6 +22,20 @@ pub(crate) async fn validate_request(
     duplicate: Option<&str>,
 ) -> Result<AuthorizationRequest, AuthorizeError> {
     let result = AuthorizationRequest::validate(params, client, duplicate);
+    if let (Ok(request), Some(c)) = (&result, client) {
+        if request.scope.contains(Scope::Openid)
+            && !state
+                .services
+                .profile
+                .allows_jws_alg(c.id_token_alg.as_str())
+        {
+            return Err(AuthorizeError::Redirect(request.error(
+                AuthzErrorCode::UnauthorizedClient,
+                "this client's ID tokens are registered as RS256, which the server's fapi2 \
+                 profile does not allow: register id_token_signed_response_alg ES256 or EdDSA",
+            )));
+        }
+    }
     if let (Err(AuthorizeError::ScopeBeyondRegistration { requested, .. }), Some(c)) =
         (&result, client)
     {

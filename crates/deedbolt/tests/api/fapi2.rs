@@ -270,6 +270,16 @@ async fn private_key_jwt_client(
     app: &TestApp,
     grants: &[&str],
 ) -> (CodeClient, jsonwebtoken::EncodingKey) {
+    private_key_jwt_client_with(app, grants, "tenant:read", &[]).await
+}
+
+/// [`private_key_jwt_client`] with these scopes and more `client create` arguments.
+async fn private_key_jwt_client_with(
+    app: &TestApp,
+    grants: &[&str],
+    scope: &str,
+    extra: &[&str],
+) -> (CodeClient, jsonwebtoken::EncodingKey) {
     let (key, jwk) = p256_key("k1");
     let jwks_file = app.data_dir.path().join("pkjwt.jwks.json");
     std::fs::write(&jwks_file, serde_json::json!({ "keys": [jwk] }).to_string())
@@ -282,7 +292,7 @@ async fn private_key_jwt_client(
         "--grant",
         "authorization_code",
         "--scope",
-        "tenant:read",
+        scope,
         "--redirect-uri",
         CB,
         "--auth-method",
@@ -294,6 +304,7 @@ async fn private_key_jwt_client(
     for g in grants {
         args.extend(["--grant", *g]);
     }
+    args.extend(extra);
     let v = app.cli_json(&args);
     assert!(v.get("client_secret").is_none(), "no secret: {v}");
     let client = CodeClient {
@@ -306,14 +317,38 @@ async fn private_key_jwt_client(
 /// The RFC 7523 client-authentication parameters: an ES256 assertion with the issuer as
 /// its only audience (FAPI 2.0 SP §5.3.2.1).
 fn assertion_params(app: &TestApp, client_id: &str, key: &jsonwebtoken::EncodingKey) -> String {
+    assertion_params_with(
+        client_id,
+        key,
+        jsonwebtoken::Algorithm::ES256,
+        app.base.as_str().into(),
+    )
+}
+
+/// [`assertion_params`] with this header `alg` (the signature is made with ES256
+/// whatever it says) and `aud`.
+fn assertion_params_with(
+    client_id: &str,
+    key: &jsonwebtoken::EncodingKey,
+    alg: jsonwebtoken::Algorithm,
+    aud: Value,
+) -> String {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.kid = Some("k1".into());
     let now = unix_now();
     let claims = serde_json::json!({
-        "iss": client_id, "sub": client_id, "aud": app.base,
+        "iss": client_id, "sub": client_id, "aud": aud,
         "jti": crate::helpers::random_b64url(16), "iat": now, "exp": now + 60,
     });
-    let jwt = jsonwebtoken::encode(&header, &claims, key).expect("sign");
+    let mut jwt = jsonwebtoken::encode(&header, &claims, key).expect("sign");
+    if alg != jsonwebtoken::Algorithm::ES256 {
+        // Another alg in the header: the profile must refuse it before any key is tried.
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = b64.encode(serde_json::json!({"alg": alg, "kid": "k1"}).to_string());
+        let rest = jwt.split_once('.').expect("JWS").1.to_owned();
+        jwt = format!("{header}.{rest}");
+    }
     url::form_urlencoded::Serializer::new(String::new())
         .append_pair("client_id", client_id)
         .append_pair(
@@ -432,4 +467,90 @@ async fn a_private_key_jwt_client_pushes_and_gets_a_code_but_no_unbound_token() 
     .unwrap();
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["token_type"], "DPoP", "the code was still good: {v}");
+}
+
+#[tokio::test]
+async fn client_assertions_name_the_issuer_as_a_string_and_are_never_rs256() {
+    let app = fapi2_app().await;
+    let (client, key) = private_key_jwt_client(&app, &["client_credentials"]).await;
+    let app = &app;
+    let grant = |params: String| {
+        let form = format!("grant_type=client_credentials&{params}");
+        async move {
+            let res = app.post_token(None, &form).await;
+            assert_eq!(res.status(), 401);
+            let v: Value = res.json().await.expect("error JSON");
+            assert_eq!(v["error"], "invalid_client", "{v}");
+            v["error_description"].as_str().unwrap_or("").to_owned()
+        }
+    };
+    let es256 = jsonwebtoken::Algorithm::ES256;
+    // FAPI 2.0 SP §5.3.2.1: "as a string"; the default profile also takes [issuer].
+    let d = grant(assertion_params_with(
+        &client.id,
+        &key,
+        es256,
+        serde_json::json!([app.base]),
+    ))
+    .await;
+    assert!(d.contains("aud must be the issuer"), "{d}");
+    // FAPI 2.0 SP §5.4.1: PS256, ES256 or EdDSA only.
+    let d = grant(assertion_params_with(
+        &client.id,
+        &key,
+        jsonwebtoken::Algorithm::RS256,
+        app.base.as_str().into(),
+    ))
+    .await;
+    assert!(d.contains("algorithm"), "{d}");
+    // The same client with a good assertion passes authentication (and is then refused
+    // only for the missing sender constraint).
+    let form = format!(
+        "grant_type=client_credentials&{}",
+        assertion_params(app, &client.id, &key)
+    );
+    assert_eq!(app.post_token(None, &form).await.status(), 400);
+}
+
+#[tokio::test]
+async fn a_client_with_rs256_id_tokens_is_refused_before_the_user_sees_anything() {
+    let app = fapi2_app().await;
+    // Explicitly RS256 (the CLI warns); without --id-token-alg the profile's default is ES256.
+    let (client, key) = private_key_jwt_client_with(
+        &app,
+        &[],
+        "openid tenant:read",
+        &["--profile", "fapi2", "--id-token-alg", "RS256"],
+    )
+    .await;
+    let req = Pushed::new("openid tenant:read");
+    let push = |client_id: &str, key: &jsonwebtoken::EncodingKey| {
+        let form = format!(
+            "{}&{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(req.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .finish(),
+            assertion_params(&app, client_id, key)
+        );
+        app.http
+            .post(app.url("/par"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+    };
+    let res = push(&client.id, &key).await.unwrap();
+    assert_eq!(res.status(), 400);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"], "unauthorized_client", "{v}");
+    assert!(
+        v["error_description"].as_str().unwrap().contains("RS256"),
+        "{v}"
+    );
+
+    let (es256_client, key) =
+        private_key_jwt_client_with(&app, &[], "openid tenant:read", &["--profile", "fapi2"]).await;
+    let res = push(&es256_client.id, &key).await.unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let shown = app.cli_json(&["client", "show", &es256_client.id, "--json"]);
+    assert_eq!(shown["id_token_signed_response_alg"], "ES256", "{shown}");
 }

@@ -175,13 +175,14 @@ async fn client_credentials_with_an_inline_jwks() {
     assert_eq!(jwt_part(&token, 1)["scope"], SCOPE);
     assert_eq!(app.get("/api/properties", Some(&token)).await.status(), 200);
 
-    // aud = the token endpoint URL, as an array, with a matching body client_id, no kid.
-    let token_endpoint = format!("{}/token", app.base);
+    // aud = the issuer as a one-element array, typ client-authentication+jwt (RFC 10070),
+    // with a matching body client_id, no kid.
     let now = unix_now();
     let mut header = Header::new(Algorithm::ES256);
     header.kid = None;
+    header.typ = Some("client-authentication+jwt".into());
     let claims = json!({
-        "iss": id, "sub": id, "aud": ["https://elsewhere.example", token_endpoint],
+        "iss": id, "sub": id, "aud": [app.base],
         "exp": now + 120, "jti": random_b64url(16),
     });
     let assertion = jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap();
@@ -222,6 +223,41 @@ async fn each_bad_assertion_is_invalid_client_and_audited() {
             "wrong aud",
             key.assertion(&app, &id, |c| c["aud"] = json!("https://other.example")),
             "aud",
+        ),
+        // RFC 10070 (audience injection): the issuer identifier alone, never an endpoint
+        // URL, never beside another audience.
+        (
+            "token endpoint aud",
+            key.assertion(&app, &id, |c| {
+                c["aud"] = json!(format!("{}/token", app.base))
+            }),
+            "aud must be the issuer",
+        ),
+        (
+            "issuer among other audiences",
+            key.assertion(&app, &id, |c| {
+                c["aud"] = json!(["https://elsewhere.example", app.base])
+            }),
+            "aud must be the issuer",
+        ),
+        (
+            "another kind of JWT",
+            {
+                let mut header = Header::new(Algorithm::ES256);
+                header.kid = Some("k1".into());
+                header.typ = Some("dpop+jwt".into());
+                let claims = json!({
+                    "iss": id, "sub": id, "aud": app.base,
+                    "exp": now + 60, "jti": random_b64url(16),
+                });
+                jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
+            },
+            "typ",
+        ),
+        (
+            "fractional exp",
+            key.assertion(&app, &id, |c| c["exp"] = json!(now as f64 - 60.5)),
+            "expired",
         ),
         (
             "expired",
@@ -492,6 +528,44 @@ async fn revocation_and_introspection_accept_assertions() {
     )
     .await;
     invalid_client(res, "revocation with a wrong aud").await;
+
+    // /par too takes only the issuer (RFC 10070 updates RFC 9126 §2, which had also
+    // allowed the token and PAR endpoint URLs).
+    let res = post_form(
+        &app,
+        "/par",
+        with_assertion(
+            &key.assertion(&app, &id, |c| c["aud"] = json!(format!("{}/par", app.base))),
+            "response_type=code",
+        ),
+    )
+    .await;
+    let description = invalid_client(res, "a push naming the PAR endpoint as aud").await;
+    assert!(
+        description.contains("aud must be the issuer"),
+        "{description}"
+    );
+
+    // The failures at /introspect and /revoke are audited under the client they claimed.
+    let records = || {
+        let out = app.cli(&["audit", "search", "--type", "client_auth_failed", "--json"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect::<Vec<_>>()
+    };
+    for endpoint in ["introspect", "revoke"] {
+        eventually(
+            &format!("the failure at /{endpoint} names the client"),
+            || {
+                let found = records().iter().any(|r| {
+                    r["detail"] == format!("endpoint={endpoint}") && r["client_id"] == id.as_str()
+                });
+                async move { found }
+            },
+        )
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -735,11 +809,16 @@ async fn jwks_uri_over_https_is_fetched_cached_and_refetched_for_a_new_kid() {
     assert_eq!(res.status(), 200);
     assert_eq!(server.hits(), 1, "served from the cache");
 
-    // The client rotates: an assertion with the new kid triggers one refetch.
+    // The client rotates: an assertion with the new kid triggers one refetch. Its set now
+    // also publishes an encryption key (OpenID Connect Registration §2 allows that), which
+    // is skipped rather than spoiling the set.
     let new = ClientKey::generate("2026-02");
+    let mut enc = ClientKey::generate("enc-1").jwk;
+    enc["use"] = json!("enc");
+    enc["alg"] = json!("ECDH-ES");
     server.serve(
         "/client/jwks.json",
-        Answer::Json(json!({ "keys": [old.jwk, new.jwk] }).to_string()),
+        Answer::Json(json!({ "keys": [old.jwk, enc, new.jwk] }).to_string()),
     );
     let res = client_credentials(&app, &new.assertion(&app, &id, |_| {})).await;
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
