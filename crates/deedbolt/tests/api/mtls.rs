@@ -385,6 +385,53 @@ async fn the_mtls_listener_accepts_ca_issued_and_self_signed_certificates_only()
         res.is_err(),
         "a certificate from another CA must be refused"
     );
+    // Expired, whether CA-issued or self-signed: the handshake fails.
+    let expire = |mut params: CertificateParams| {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        params
+    };
+    let key = KeyPair::generate().expect("key");
+    let cert = expire(client_params(
+        "valuation-bot",
+        "Acme Valuations",
+        Vec::new(),
+    ))
+    .signed_by(&key, &pki.client_ca.issuer)
+    .expect("expired cert");
+    let expired = Identity::new(cert.der().clone(), cert.pem(), key);
+    assert!(
+        pki.client(Some(&expired)).get(&url, None).await.is_err(),
+        "an expired CA-issued certificate must be refused"
+    );
+    let key = KeyPair::generate().expect("key");
+    let cert = expire(client_params(
+        "self-signed-bot",
+        "Self Signed Ltd",
+        Vec::new(),
+    ))
+    .self_signed(&key)
+    .expect("expired self-signed cert");
+    let expired = Identity::new(cert.der().clone(), cert.pem(), key);
+    assert!(
+        pki.client(Some(&expired)).get(&url, None).await.is_err(),
+        "an expired self-signed certificate must be refused"
+    );
+    // Issued by the client CA for servers only (extended key usage serverAuth).
+    let mut params = client_params("valuation-bot", "Acme Valuations", Vec::new());
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().expect("key");
+    let cert = params
+        .signed_by(&key, &pki.client_ca.issuer)
+        .expect("server-only cert");
+    let server_only = Identity::new(cert.der().clone(), cert.pem(), key);
+    assert!(
+        pki.client(Some(&server_only))
+            .get(&url, None)
+            .await
+            .is_err(),
+        "a certificate not for client authentication must be refused"
+    );
     app.stop().await;
 }
 

@@ -255,6 +255,33 @@ async fn each_bad_assertion_is_invalid_client_and_audited() {
             "typ",
         ),
         (
+            "a key of its own in the header (jwk, jku and x5u are never followed)",
+            {
+                let attacker = ClientKey::generate("k1");
+                let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+                let message = format!(
+                    "{}.{}",
+                    enc(json!({
+                        "alg": "ES256", "jwk": attacker.jwk,
+                        "jku": "https://attacker.example/jwks.json",
+                        "x5u": "https://attacker.example/cert.pem",
+                    })),
+                    enc(json!({
+                        "iss": id, "sub": id, "aud": app.base,
+                        "exp": now + 60, "jti": random_b64url(16),
+                    }))
+                );
+                let signature = jsonwebtoken::crypto::sign(
+                    message.as_bytes(),
+                    &attacker.encoding,
+                    Algorithm::ES256,
+                )
+                .unwrap();
+                format!("{message}.{signature}")
+            },
+            "authentication failed",
+        ),
+        (
             "fractional exp",
             key.assertion(&app, &id, |c| c["exp"] = json!(now as f64 - 60.5)),
             "expired",
