@@ -248,6 +248,10 @@ fn refusal(state: &AppState, client_id: Option<&str>, e: AuthorizeError) -> Resp
     }
 }
 
+/// Why a request that was not pushed is refused when pushing is required.
+const PAR_REQUIRED: &str = "pushed authorization requests (RFC 9126) are required: \
+     send the request to the pushed_authorization_request_endpoint first";
+
 /// The request to answer: the pushed one `request_uri` names (RFC 9126 §4), or the
 /// parameters themselves when the client need not push them.
 async fn resolve_request(
@@ -282,26 +286,29 @@ async fn resolve_request(
             )),
         });
     }
-    let request = match validate_request(state, params, client, params.duplicate.as_deref()).await {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(refusal(state, client_id, e))),
-    };
+    let validated = validate_request(state, params, client, params.duplicate.as_deref()).await;
     // A client that must push (RFC 9126 §4): "the authorization server will refuse, using
     // the invalid_request error code, to process any request to the authorization endpoint
     // that does not have a request_uri parameter with a value obtained from the PAR
-    // endpoint". The request validated, so its redirect URI is the client's.
-    if let Some(client) = client {
-        if ParRequirement::of(state.services.require_par, client).is_required() {
-            return Ok(Err(redirect_error(
-                state,
-                &request.error(
-                    AuthzErrorCode::InvalidRequest,
-                    "pushed authorization requests (RFC 9126) are required: \
-                     send the request to the pushed_authorization_request_endpoint first",
-                ),
-            )));
-        }
+    // endpoint". That is the answer whatever else is wrong with the request, once its
+    // redirect URI is known to be the client's (otherwise: an error page, never a redirect).
+    if client.is_some_and(|c| ParRequirement::of(state.services.require_par, c).is_required()) {
+        let redirect = match validated {
+            Ok(request) => request.error(AuthzErrorCode::InvalidRequest, PAR_REQUIRED),
+            Err(AuthorizeError::Redirect(e))
+            | Err(AuthorizeError::ScopeBeyondRegistration { error: e, .. }) => RedirectError {
+                error: AuthzErrorCode::InvalidRequest,
+                description: PAR_REQUIRED.into(),
+                ..e
+            },
+            Err(e @ AuthorizeError::NoRedirect(_)) => return Ok(Err(refusal(state, client_id, e))),
+        };
+        return Ok(Err(redirect_error(state, &redirect)));
     }
+    let request = match validated {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(refusal(state, client_id, e))),
+    };
     Ok(Ok(request))
 }
 

@@ -154,6 +154,36 @@ async fn an_authorization_request_that_was_not_pushed_is_refused() {
     assert_eq!(params["error"], "invalid_request");
     assert_eq!(params["state"], req.state);
     assert_eq!(params["iss"], app.base);
+
+    // Whatever else is wrong with it (RFC 9126 §4 names invalid_request for any request
+    // that was not pushed), once the redirect URI is the client's.
+    for (what, req) in [
+        (
+            "a response type",
+            Pushed::new("tenant:read").set("response_type", "token"),
+        ),
+        ("a scope", Pushed::new("financial:read")),
+        ("PKCE", Pushed::new("tenant:read").without("code_challenge")),
+    ] {
+        let res = app
+            .browser_get(&req.authorize_path(&client.id), &Jar::default())
+            .await;
+        assert_eq!(res.status(), 303, "{what}");
+        let params = callback(&location(&res).expect("redirect"));
+        assert_eq!(params["error"], "invalid_request", "{what}: {params:?}");
+        assert!(
+            params["error_description"].contains("pushed authorization requests"),
+            "{what}: {params:?}"
+        );
+        assert_eq!(params["state"], req.state, "{what}");
+    }
+    // An unregistered redirect URI is still an error page, never a redirect.
+    let req = Pushed::new("tenant:read").set("redirect_uri", "https://evil.example/cb");
+    let res = app
+        .browser_get(&req.authorize_path(&client.id), &Jar::default())
+        .await;
+    assert_eq!(res.status(), 400);
+    assert!(location(&res).is_none());
 }
 
 /// A stored pushed request for `client` (what `/par` keeps after a private_key_jwt or
