@@ -1,7 +1,9 @@
-//! Token signing and client-secret verification against their cryptographic floor.
+//! Token signing and client authentication against their cryptographic floor.
 //!
 //! Each `sign_jwt/*` figure should be read as a ratio to the matching `floor/sign/*`
 //! figure (the bare aws-lc-rs signature over a message of the same size).
+//! `client_assertion/verify/*` is what a `private_key_jwt` client costs per request
+//! (parse, signature, claims; not the replay cache), beside `client_secret/verify`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use deedbolt_core::client::{Client, ClientName, GrantType};
@@ -77,6 +79,35 @@ fn client_auth(c: &mut Criterion) {
     });
 }
 
+fn client_assertions(c: &mut Criterion) {
+    use deedbolt_core::assertion::{self, AssertionRules, PresentedAssertion};
+    use deedbolt_core::client_jwks::ClientJwks;
+    let issuer = "https://auth.example.com";
+    let id = ClientId::generate().unwrap();
+    let now = UnixTime(1_800_000_000);
+    for alg in SigningAlg::ALL {
+        let (key, _) = SigningKey::generate(alg).unwrap();
+        let jwks = ClientJwks::parse(&serde_json::json!({ "keys": [key.public_jwk()] })).unwrap();
+        let claims = serde_json::json!({
+            "iss": id.as_str(), "sub": id.as_str(), "aud": issuer,
+            "iat": now.0, "exp": now.0 + 60, "jti": "bench-jti-0123456789",
+        });
+        let jwt = key.sign_jwt("client-authentication+jwt", &claims).unwrap();
+        let rules = AssertionRules {
+            issuer,
+            audience_as_string: false,
+            required_alg: None,
+            now,
+        };
+        c.bench_function(&format!("client_assertion/verify/{alg}"), |b| {
+            b.iter(|| {
+                let presented = PresentedAssertion::parse(black_box(&jwt)).unwrap();
+                assertion::verify(&presented, &id, &jwks, &rules).unwrap()
+            })
+        });
+    }
+}
+
 fn pkce_and_password(c: &mut Criterion) {
     use deedbolt_core::pkce::{verify, CodeChallenge, CodeVerifier};
     use deedbolt_core::user::{Password, PasswordHasher};
@@ -107,7 +138,13 @@ fn pkce_and_password(c: &mut Criterion) {
 #[allow(missing_docs)]
 mod group {
     use super::*;
-    criterion_group!(benches, signing, client_auth, pkce_and_password);
+    criterion_group!(
+        benches,
+        signing,
+        client_auth,
+        client_assertions,
+        pkce_and_password
+    );
 }
 
 criterion_main!(group::benches);
