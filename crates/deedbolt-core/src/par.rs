@@ -92,6 +92,21 @@ impl RequestUri {
         out.copy_from_slice(digest::digest(&digest::SHA256, self.0.as_bytes()).as_ref());
         out
     }
+
+    /// The id of the sign-in that the first use of this reference at `/authorize` starts
+    /// (the `req` of the login and consent forms): derived from the reference, so that
+    /// loading the same `/authorize` URL again finds that sign-in instead of failing. The
+    /// reference is thereby spent when the user completes the authorization, not when a
+    /// browser or a scanner first loads the page (FAPI 2.0 SP §5.3.2.2 NOTE 3). Whoever
+    /// can compute it holds the reference, which could start the same sign-in anyway; a
+    /// domain prefix keeps it apart from [`RequestUri::storage_key`].
+    pub fn sign_in_id(&self) -> String {
+        use base64::Engine as _;
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(b"deedbolt pushed sign-in\0");
+        ctx.update(self.0.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ctx.finish().as_ref())
+    }
 }
 
 /// Who decides that a client must push its authorization requests (RFC 9126 §5, §6).
@@ -257,6 +272,18 @@ mod tests {
         assert!(ParRequirement::of(true, &c).is_required());
         c.metadata.require_pushed_authorization_requests = true;
         assert_eq!(ParRequirement::of(false, &c), ParRequirement::Client);
+    }
+
+    #[test]
+    fn a_reference_names_one_sign_in_apart_from_its_storage_key() {
+        use base64::Engine as _;
+        let a = RequestUri::generate().unwrap();
+        let b = RequestUri::generate().unwrap();
+        assert_eq!(a.sign_in_id(), a.clone().sign_in_id());
+        assert_ne!(a.sign_in_id(), b.sign_in_id());
+        let storage = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(a.storage_key());
+        assert_ne!(a.sign_in_id(), storage);
+        assert_eq!(a.sign_in_id().len(), 43);
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! `client_id` and `request_uri` name it, and a client that must push (its registration,
 //! `--require-par` or the profile) is refused without one.
 //!
-//! A validated request is stored server-side under a random id (`req`) for ten minutes
-//! while the user logs in and consents; the forms carry only that id and a CSRF token.
+//! A validated request is stored server-side under a random id (`req`; for a pushed
+//! request, one derived from its reference) for ten minutes while the user logs in and
+//! consents; the forms carry only that id and a CSRF token.
 //!
 //! Anyone can send authorization requests, so what one sender can cost is bounded: the
 //! requests are rate-limited per client IP (`--rate-limit-authorize`; over it a 429 page,
@@ -252,13 +253,22 @@ fn refusal(state: &AppState, client_id: Option<&str>, e: AuthorizeError) -> Resp
 const PAR_REQUIRED: &str = "pushed authorization requests (RFC 9126) are required: \
      send the request to the pushed_authorization_request_endpoint first";
 
+/// The request to answer, and the sign-in it belongs to.
+enum Resolved {
+    /// A request to start a sign-in for, under this id (a pushed request's is derived
+    /// from its reference) or a fresh random one.
+    Start(AuthorizationRequest, Option<String>),
+    /// A pushed request whose sign-in an earlier load started: continue it.
+    Resume(String, AuthorizationRequest),
+}
+
 /// The request to answer: the pushed one `request_uri` names (RFC 9126 §4), or the
 /// parameters themselves when the client need not push them.
 async fn resolve_request(
     state: &AppState,
     params: &Pairs,
     client: Option<&Client>,
-) -> Result<Result<AuthorizationRequest, Response>, ApiError> {
+) -> Result<Result<Resolved, Response>, ApiError> {
     let client_id = params.get("client_id");
     if let Some(request_uri) = params.get("request_uri") {
         let Some(client) = client else {
@@ -277,7 +287,14 @@ async fn resolve_request(
             )));
         }
         return Ok(match par::take(state, request_uri, client).await? {
-            Ok(request) => Ok(request),
+            Ok(par::Taken::Fresh {
+                request,
+                sign_in_id,
+            }) => Ok(Resolved::Start(request, Some(sign_in_id))),
+            Ok(par::Taken::Resumed {
+                sign_in_id,
+                request,
+            }) => Ok(Resolved::Resume(sign_in_id, request)),
             Err(par::TakeError::Invalid(e)) => Err(refusal(state, client_id, e)),
             Err(par::TakeError::Unusable) => Err(pages::error_page(
                 StatusCode::BAD_REQUEST,
@@ -309,7 +326,7 @@ async fn resolve_request(
         Ok(r) => r,
         Err(e) => return Ok(Err(refusal(state, client_id, e))),
     };
-    Ok(Ok(request))
+    Ok(Ok(Resolved::Start(request, None)))
 }
 
 async fn authorize_inner(
@@ -325,29 +342,39 @@ async fn authorize_inner(
         ));
     }
     let client = find_client(state, params.get("client_id")).await?;
-    let request = match resolve_request(state, params, client.as_ref()).await? {
-        Ok(r) => r,
+    let (req_id, request, resumed) = match resolve_request(state, params, client.as_ref()).await? {
+        Ok(Resolved::Start(request, id)) => (id, request, false),
+        Ok(Resolved::Resume(id, request)) => (Some(id), request, true),
         Err(refused) => return Ok(refused),
     };
     if session.is_none() && request.prompt == Prompt::None {
+        // The answer ends the sign-in (and with it a pushed request's reference).
+        if let Some(id) = req_id.as_deref().filter(|_| resumed) {
+            delete_pending(state, id).await?;
+        }
         return Ok(redirect_error(
             state,
             &request.error(AuthzErrorCode::LoginRequired, "the user is not signed in"),
         ));
     }
-    let now = state.services.clock.now();
-    let req_id = rand::token::<16>().map_err(ApiError::internal)?;
-    state
-        .services
-        .flow
-        .put_pending(
-            &req_id,
-            &request,
-            now.plus_secs(PENDING_SECS),
-            ip,
-            MAX_PENDING_PER_IP,
-        )
-        .await?;
+    let req_id = match req_id {
+        Some(id) => id,
+        None => rand::token::<16>().map_err(ApiError::internal)?,
+    };
+    if !resumed {
+        let now = state.services.clock.now();
+        state
+            .services
+            .flow
+            .put_pending(
+                &req_id,
+                &request,
+                now.plus_secs(PENDING_SECS),
+                ip,
+                MAX_PENDING_PER_IP,
+            )
+            .await?;
+    }
     match session {
         // `prompt=login` asks for the password again even with a session.
         Some(session) if request.prompt != Prompt::Login => {

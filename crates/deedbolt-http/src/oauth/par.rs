@@ -16,9 +16,13 @@
 //! whose §6.3 says the server "MUST only use the parameters in the Request Object, even if
 //! the same parameter is provided in the query parameter". Other parameters are therefore
 //! ignored, not refused. The stored request is taken once ([`take`]), validated again
-//! against the client as registered now (§4), and then follows the ordinary sign-in. An
-//! unknown, expired, spent or foreign reference gets an error page, never a redirect:
-//! without the stored request there is no redirect URI known to be the client's.
+//! against the client as registered now (§4), and then follows the ordinary sign-in,
+//! stored under an id derived from the reference: loading the same URL again continues
+//! that sign-in, and the reference is spent when the user's answer goes back to the client
+//! (FAPI 2.0 SP §5.3.2.2 NOTE 3: at the point of authorization, not when a browser or a
+//! scanner first loads the page). An unknown, expired, spent or foreign reference gets an
+//! error page, never a redirect: without the stored request there is no redirect URI known
+//! to be the client's.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -166,6 +170,26 @@ fn pushed_error(e: AuthorizeError) -> ApiError {
     .into()
 }
 
+/// What `/authorize` gets from a `request_uri`.
+#[derive(Debug)]
+pub(crate) enum Taken {
+    /// The pushed request, taken now (single use): start its sign-in under `sign_in_id`.
+    Fresh {
+        /// The request, validated again.
+        request: AuthorizationRequest,
+        /// The id its sign-in must be stored under ([`RequestUri::sign_in_id`]).
+        sign_in_id: String,
+    },
+    /// The reference was taken by an earlier load whose sign-in is still in progress:
+    /// continue that one (FAPI 2.0 SP §5.3.2.2 NOTE 3).
+    Resumed {
+        /// The sign-in's id.
+        sign_in_id: String,
+        /// Its request.
+        request: AuthorizationRequest,
+    },
+}
+
 /// Why `/authorize` could not use a `request_uri`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TakeError {
@@ -178,24 +202,44 @@ pub(crate) enum TakeError {
 }
 
 /// Takes the pushed request `request_uri` refers to for `client` (single use), and
-/// validates it again against the client as registered now (RFC 9126 §4).
+/// validates it again against the client as registered now (RFC 9126 §4). A reference
+/// already taken whose sign-in has not been answered yet resumes that sign-in, so a page
+/// loaded twice (a browser preloading it, a scanner following the link) does not spend
+/// the reference: the sign-in is forgotten, and the reference with it, when the user's
+/// answer is sent back to the client.
 pub(crate) async fn take(
     state: &AppState,
     request_uri: &str,
     client: &Client,
-) -> Result<Result<AuthorizationRequest, TakeError>, ApiError> {
+) -> Result<Result<Taken, TakeError>, ApiError> {
     let Ok(uri) = RequestUri::parse(request_uri) else {
         return Ok(Err(TakeError::Unusable));
     };
     let now = state.services.clock.now();
+    let sign_in_id = uri.sign_in_id();
     let Some(stored) = state
         .services
         .pushed
         .take_pushed(&uri.storage_key(), &client.id, now)
         .await?
     else {
-        tracing::info!(client_id = %client.id, "unusable request_uri at the authorization endpoint");
-        return Ok(Err(TakeError::Unusable));
+        let resumed = state.services.flow.get_pending(&sign_in_id, now).await?;
+        return Ok(match resumed {
+            Some(request) if request.client_id == client.id => Ok(Taken::Resumed {
+                sign_in_id,
+                request,
+            }),
+            _ => {
+                tracing::info!(client_id = %client.id, "unusable request_uri at the authorization endpoint");
+                Err(TakeError::Unusable)
+            }
+        });
     };
-    Ok(par::revalidate(&stored, client).map_err(TakeError::Invalid))
+    Ok(match par::revalidate(&stored, client) {
+        Ok(request) => Ok(Taken::Fresh {
+            request,
+            sign_in_id,
+        }),
+        Err(e) => Err(TakeError::Invalid(e)),
+    })
 }

@@ -247,19 +247,49 @@ async fn discovery_advertises_the_endpoint() {
     }
 }
 
+/// RFC 9126 §4 single use, spent at the point of authorization rather than when the page
+/// first loads (FAPI 2.0 SP §5.3.2.2 NOTE 3): a browser preloading the URL, or a scanner
+/// following it, must not spend it before the user gets there.
 #[tokio::test]
-async fn a_request_uri_is_used_once() {
+async fn a_request_uri_is_spent_when_the_user_answers_not_when_the_page_loads() {
     let (app, client) = setup(false).await;
-    let uri = pushed_uri(push(&app, &client, &Pushed::new("tenant:read")).await).await;
-    let first = app
+    let req = Pushed::new("tenant:read");
+    let uri = pushed_uri(push(&app, &client, &req).await).await;
+    let preload = app
         .browser_get(&authorize_uri(&client.id, &uri), &Jar::default())
         .await;
-    assert_eq!(first.status(), 303);
-    assert!(location(&first).expect("login").starts_with("/login?req="));
+    assert_eq!(preload.status(), 303);
+    let sign_in = location(&preload).expect("login");
+    assert!(sign_in.starts_with("/login?req="), "{sign_in}");
+    // Loaded again (by the user this time): the same sign-in, not an error.
     let again = app
         .browser_get(&authorize_uri(&client.id, &uri), &Jar::default())
         .await;
-    let page = expect_error_page(again).await;
+    assert_eq!(location(&again).as_deref(), Some(sign_in.as_str()));
+    // Another client still cannot use it.
+    let other = app.create_code_client("tenant:read", &[CB], false, &[]);
+    expect_error_page(
+        app.browser_get(&authorize_uri(&other.id, &uri), &Jar::default())
+            .await,
+    )
+    .await;
+    let back = app
+        .sign_in_through_pages(
+            &authorize_uri(&client.id, &uri),
+            TENANT,
+            PASSWORD,
+            "approve",
+            &mut Jar::default(),
+        )
+        .await;
+    let params = callback(&back);
+    assert_eq!(params["state"], req.state);
+    assert!(params.contains_key("code"), "{params:?}");
+    // Answered: now it is spent.
+    let after = app
+        .browser_get(&authorize_uri(&client.id, &uri), &Jar::default())
+        .await;
+    let page = expect_error_page(after).await;
     assert!(page.contains("expired or was already used"), "{page}");
 }
 
