@@ -1112,3 +1112,92 @@ async fn a_registered_private_key_jwt_client_authenticates_with_an_assertion() {
         "invalid_client_metadata"
     );
 }
+
+/// `grant_type=refresh_token` for a confidential registered client: (status, body).
+async fn refresh(app: &TestApp, client: &CodeClient, token: &str) -> (StatusCode, Value) {
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "refresh_token")
+        .append_pair("refresh_token", token)
+        .finish();
+    let res = app.post_token(Some(&client.creds()), &form).await;
+    let status = res.status();
+    (status, res.json().await.expect("token JSON"))
+}
+
+/// Registers a confidential code client with refresh tokens for `scope` at [`CB`]:
+/// the registration answer and the client.
+async fn code_client(app: &TestApp, bearer: &str, scope: &str) -> (Value, CodeClient) {
+    let v = registered(
+        app,
+        Some(bearer),
+        &json!({
+            "client_name": "Tenant portal",
+            "redirect_uris": [CB],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scope": scope,
+        }),
+    )
+    .await;
+    let client = CodeClient {
+        id: v["client_id"].as_str().unwrap().to_owned(),
+        secret: Some(v["client_secret"].as_str().unwrap().to_owned()),
+    };
+    (v, client)
+}
+
+#[tokio::test]
+async fn a_refresh_after_an_update_narrowed_the_scope_gets_only_the_new_scope() {
+    let app = app_with(|_| {}).await;
+    app.create_user("tess@example.com", "tenant", "correct horse battery");
+    let (_, token) = initial_token(&app, &["--expires-in", "10m"]);
+    let (v, client) = code_client(&app, &token, "openid tenant:read").await;
+    let tokens = app
+        .user_tokens(
+            &client,
+            CB,
+            "openid tenant:read",
+            "tess@example.com",
+            "correct horse battery",
+        )
+        .await;
+    let rt = tokens["refresh_token"].as_str().expect("a refresh token");
+    assert_eq!(
+        app.get("/api/tenants", tokens["access_token"].as_str())
+            .await
+            .status(),
+        200
+    );
+
+    // The client's own update drops tenant:read.
+    let res = manage(
+        &app,
+        reqwest::Method::PUT,
+        v["registration_client_uri"].as_str().unwrap(),
+        v["registration_access_token"].as_str(),
+        Some(&json!({
+            "client_id": client.id,
+            "redirect_uris": [CB],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scope": "openid",
+        })),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+
+    // The refresh yields only what the client is registered for now.
+    let (status, body) = refresh(&app, &client, rt).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "openid", "{body}");
+    let access = body["access_token"].as_str().unwrap();
+    assert_eq!(
+        crate::helpers::jwt_part(access, 1)["scope"],
+        "openid",
+        "the access token carries no removed scope"
+    );
+    assert_eq!(
+        app.get("/api/tenants", Some(access)).await.status(),
+        403,
+        "the API refuses the removed scope"
+    );
+
+}
