@@ -33,7 +33,7 @@ use deedbolt_core::registration::policy::{
     validate, RegistrationError, RegistrationRequest, ValidRegistration,
 };
 use deedbolt_core::registration::{
-    looks_like_initial_token, InitialAccessToken, RegistrationMode,
+    looks_like_initial_token, voids_consents, InitialAccessToken, RegistrationMode,
     REGISTRATION_ACCESS_TOKEN_PREFIX,
 };
 use deedbolt_core::scope::ScopeSet;
@@ -517,11 +517,23 @@ async fn update_inner(
             "the registration access token was already used for an update",
         ));
     }
+    // Remembered consents were given to the client as it was: after a change to where
+    // codes go, its name or how it authenticates, every user sees the consent page again.
+    // Forgotten before the update (so a failure cannot leave the new registration with the
+    // old consents) and again after it (a consent saved in between was to the old one).
+    let voids = voids_consents(&current, &updated);
+    let mut forgotten = 0;
+    if voids {
+        forgotten += services.flow.revoke_client_consents(&current.id).await?;
+    }
     if !services.clients.update_client(&updated).await? {
         // Deleted meanwhile: as for an unknown client.
         return Err(invalid_token(
             "the registration access token is not valid for this client",
         ));
+    }
+    if voids {
+        forgotten += services.flow.revoke_client_consents(&current.id).await?;
     }
     services
         .audit
@@ -531,7 +543,8 @@ async fn update_inner(
                 .client(&updated.id)
                 .scope(updated.scopes)
                 .detail(format!(
-                    "registration access token rotated; token_endpoint_auth_method={}",
+                    "registration access token rotated; token_endpoint_auth_method={}; \
+                     remembered consents forgotten: {forgotten}",
                     updated.auth_method().as_str()
                 )),
         )

@@ -1201,3 +1201,104 @@ async fn a_refresh_after_an_update_narrowed_the_scope_gets_only_the_new_scope() 
     );
 
 }
+
+/// Where a browser with `jar` ends up after `/authorize` for `client_id` at
+/// `redirect_uri`: `Ok(callback)` when it is sent back to the client at once (consent
+/// remembered), `Err(html)` when a page of this server (the consent page) is shown.
+async fn authorize_with_session(
+    app: &TestApp,
+    client_id: &str,
+    redirect_uri: &str,
+    scope: &str,
+    jar: &mut crate::helpers::Jar,
+) -> Result<String, String> {
+    let (_, challenge) = crate::helpers::pkce_pair();
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("scope", scope)
+        .append_pair("state", "st")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .finish();
+    let mut next = format!("/authorize?{query}");
+    for _ in 0..5 {
+        let res = app.browser_get(&next, jar).await;
+        jar.store(&res);
+        match crate::helpers::location(&res) {
+            Some(to) if to.starts_with('/') || to.starts_with(&app.base) => next = to,
+            Some(to) => return Ok(to),
+            None => return Err(res.text().await.expect("a page")),
+        }
+    }
+    panic!("too many redirects from /authorize");
+}
+
+#[tokio::test]
+async fn an_update_that_moves_the_redirect_uri_asks_every_user_to_consent_again() {
+    let app = app_with(|_| {}).await;
+    app.create_user("tess@example.com", "tenant", "correct horse battery");
+    let (_, token) = initial_token(&app, &["--expires-in", "10m"]);
+    let (v, client) = code_client(&app, &token, "openid tenant:read").await;
+    let uri = v["registration_client_uri"].as_str().unwrap().to_owned();
+    let scope = "openid tenant:read";
+
+    // The user approves once; the next authorization skips the consent page.
+    let mut jar = crate::helpers::Jar::default();
+    let (_, challenge) = crate::helpers::pkce_pair();
+    let first = format!(
+        "/authorize?response_type=code&client_id={}&redirect_uri={CB}&scope=openid%20tenant%3Aread&state=s&code_challenge={challenge}&code_challenge_method=S256",
+        client.id
+    );
+    let back = app
+        .sign_in_through_pages(
+            &first,
+            "tess@example.com",
+            "correct horse battery",
+            "approve",
+            &mut jar,
+        )
+        .await;
+    assert!(back.starts_with(CB), "{back}");
+    let again = authorize_with_session(&app, &client.id, CB, scope, &mut jar).await;
+    assert!(again.is_ok_and(|to| to.starts_with(CB)), "consent remembered");
+
+    // An update that changes only informational metadata keeps the consent.
+    let mut body = json!({
+        "client_id": client.id,
+        "client_name": "Tenant portal",
+        "redirect_uris": [CB],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "scope": scope,
+        "contacts": ["ops@example.com"],
+    });
+    let res = manage(
+        &app,
+        reqwest::Method::PUT,
+        &uri,
+        v["registration_access_token"].as_str(),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let rat = res.json::<Value>().await.unwrap()["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let again = authorize_with_session(&app, &client.id, CB, scope, &mut jar).await;
+    assert!(again.is_ok(), "a contacts change keeps the consent");
+
+    // The registration access token moves the redirect URI to another host: the user
+    // sees the consent page again.
+    let moved = "https://other.example.com/steal";
+    body["redirect_uris"] = json!([moved]);
+    let res = manage(&app, reqwest::Method::PUT, &uri, Some(&rat), Some(&body)).await;
+    assert_eq!(res.status(), 200);
+    let shown = authorize_with_session(&app, &client.id, moved, scope, &mut jar).await;
+    let html = shown.expect_err("the consent page is shown again, no code is sent");
+    assert!(
+        html.contains("name=\"decision\""),
+        "the consent form: {html}"
+    );
+}
