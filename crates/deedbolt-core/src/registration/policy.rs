@@ -26,8 +26,12 @@
 //! - **Scopes** (`invalid_client_metadata`): known scopes, never an administration scope,
 //!   and within what this registration may get (the initial access token's scopes, or the
 //!   open-registration set); none asked: all of those.
-//! - **Client authentication** (`invalid_client_metadata`): one of the RFC 7591 methods
-//!   this server knows; `private_key_jwt` and `self_signed_tls_client_auth` need exactly
+//! - **Client authentication** (`invalid_client_metadata`): one of the methods the token
+//!   endpoint accepts ([`RegistrationPolicy::auth_methods`]: what discovery publishes; no
+//!   secrets or public clients under `--profile fapi2`, no certificate methods without a
+//!   mutual-TLS listener), given explicitly when the RFC 7591 default `client_secret_basic`
+//!   is not among them; `tls_client_certificate_bound_access_tokens` only with mutual TLS;
+//!   `private_key_jwt` and `self_signed_tls_client_auth` need exactly
 //!   one of `jwks` and `jwks_uri` (`jwks` checked as [`ClientJwks::parse`] checks every
 //!   client key set: public keys only, supported key types, unique `kid`s), an assertion
 //!   algorithm of [`AssertionAlg`] if one is named, and
@@ -191,11 +195,39 @@ impl std::fmt::Display for HostPattern {
     }
 }
 
-/// The server's registration policy (from `--registration-*`).
-#[derive(Clone, Debug, Default)]
+/// The server's registration policy: the redirect-URI hosts from
+/// `--registration-redirect-hosts`, and what the server's token endpoint accepts, so
+/// that nothing is registered that could never authenticate or get a token.
+#[derive(Clone, Debug)]
 pub struct RegistrationPolicy {
     /// The hosts registered `https` redirect URIs may use; empty: any host.
     pub redirect_hosts: Vec<HostPattern>,
+    /// The client authentication methods the token endpoint accepts: the server sets them
+    /// at start-up from what discovery publishes as `token_endpoint_auth_methods_supported`
+    /// (the security profile and whether a mutual-TLS listener runs decide). Default:
+    /// every method this server implements.
+    pub auth_methods: Vec<AuthMethod>,
+    /// Whether certificate-bound access tokens can be issued (RFC 8705 §3: a mutual-TLS
+    /// listener runs). Default: yes; the server sets it at start-up.
+    pub certificate_bound_tokens: bool,
+}
+
+impl Default for RegistrationPolicy {
+    fn default() -> Self {
+        RegistrationPolicy {
+            redirect_hosts: Vec::new(),
+            auth_methods: AuthMethod::ALL.to_vec(),
+            certificate_bound_tokens: true,
+        }
+    }
+}
+
+impl RegistrationPolicy {
+    /// The accepted methods, for error messages.
+    fn accepted_methods(&self) -> String {
+        let names: Vec<&str> = self.auth_methods.iter().map(|m| m.as_str()).collect();
+        names.join(", ")
+    }
 }
 
 /// An RFC 7591 §2 registration request (or an RFC 7592 §2.2 update) as sent: every
@@ -376,7 +408,8 @@ pub fn validate(
         ));
     }
 
-    // How the client authenticates decides whether it is public.
+    // How the client authenticates decides whether it is public. Only what the token
+    // endpoint accepts: a client registered with another method could never get a token.
     let auth_method = match &req.token_endpoint_auth_method {
         None => AuthMethod::ClientSecretBasic, // RFC 7591 §2's default
         Some(m) => m.parse::<AuthMethod>().map_err(|_| {
@@ -386,6 +419,27 @@ pub fn validate(
             ))
         })?,
     };
+    if !policy.auth_methods.contains(&auth_method) {
+        return Err(metadata(match &req.token_endpoint_auth_method {
+            // Not silently: the RFC's default would make a client that cannot authenticate.
+            None => format!(
+                "token_endpoint_auth_method is required here: its default, client_secret_basic \
+                 (RFC 7591 §2), is not accepted by this server (accepted: {})",
+                policy.accepted_methods()
+            ),
+            Some(_) => format!(
+                "token_endpoint_auth_method `{}` is not accepted by this server (accepted: {})",
+                auth_method.as_str(),
+                policy.accepted_methods()
+            ),
+        }));
+    }
+    if req.tls_client_certificate_bound_access_tokens && !policy.certificate_bound_tokens {
+        return Err(metadata(
+            "tls_client_certificate_bound_access_tokens needs mutual TLS (RFC 8705), which \
+             this server does not offer",
+        ));
+    }
     let kind = if auth_method == AuthMethod::None {
         ClientKind::Public
     } else {
@@ -695,6 +749,7 @@ mod tests {
     fn host_patterns_constrain_https_hosts_only() {
         let policy = RegistrationPolicy {
             redirect_hosts: vec!["*.tenant.example".parse().unwrap()],
+            ..RegistrationPolicy::default()
         };
         let check =
             |u: &str| validate(&req(json!({"redirect_uris": [u]})), &policy, all()).map(|_| ());
@@ -893,6 +948,31 @@ mod tests {
             json!({"redirect_uris": cb, "id_token_signed_response_alg": "ES256", "unknown_thing": 1}),
         );
         assert_eq!(r.client.id_token_alg, SigningAlg::ES256);
+    }
+
+    #[test]
+    fn only_methods_the_token_endpoint_accepts_are_registered() {
+        let fapi2 = RegistrationPolicy {
+            auth_methods: vec![AuthMethod::PrivateKeyJwt],
+            certificate_bound_tokens: false,
+            ..RegistrationPolicy::default()
+        };
+        let check = |v: serde_json::Value| validate(&req(v), &fapi2, all());
+        let cc = json!({"grant_types": ["client_credentials"], "scope": "property:read"});
+        let e = check(cc.clone()).unwrap_err();
+        assert_eq!(e.code(), "invalid_client_metadata");
+        assert!(e.description().contains("is required here"), "{e}");
+        let mut public = json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"});
+        assert!(check(public.clone()).is_err());
+        public["token_endpoint_auth_method"] = json!("tls_client_auth");
+        public["tls_client_auth_subject_dn"] = json!("CN=app");
+        assert!(check(public).is_err());
+        let mut bound = cc.clone();
+        bound["token_endpoint_auth_method"] = json!("private_key_jwt");
+        bound["jwks"] = json!({"keys": [crate::client_jwks::tests::ec_jwk("k1")]});
+        assert!(check(bound.clone()).is_ok());
+        bound["tls_client_certificate_bound_access_tokens"] = json!(true);
+        assert!(check(bound).is_err());
     }
 
     #[test]

@@ -1302,3 +1302,84 @@ async fn an_update_that_moves_the_redirect_uri_asks_every_user_to_consent_again(
         "the consent form: {html}"
     );
 }
+
+/// A public EC P-256 key set, as a `private_key_jwt` client registers it.
+fn ec_jwks() -> Value {
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let public = pair.public_key().as_ref().to_vec();
+    json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
+        "x": URL_SAFE_NO_PAD.encode(&public[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&public[33..65]),
+    }]})
+}
+
+/// Registers `body` expecting a 400 `invalid_client_metadata`; returns its description.
+async fn refused_metadata(app: &TestApp, bearer: &str, body: &Value) -> String {
+    let res = register(app, Some(bearer), body).await;
+    let status = res.status();
+    let v: Value = res.json().await.expect("JSON");
+    assert_eq!(status, 400, "{body} -> {v}");
+    assert_eq!(v["error"], "invalid_client_metadata", "{body} -> {v}");
+    v["error_description"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn under_fapi2_only_clients_the_token_endpoint_accepts_are_registered() {
+    let app = spawn_app_with(crate::helpers::fapi2_options()).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    let cc = json!({"grant_types": ["client_credentials"], "scope": "property:read"});
+
+    // No method: the RFC 7591 default, client_secret_basic, is not allowed under FAPI 2.0,
+    // so the method must be given (not a client that can never authenticate).
+    let why = refused_metadata(&app, &token, &cc).await;
+    assert!(why.contains("token_endpoint_auth_method is required"), "{why}");
+    for method in ["client_secret_basic", "client_secret_post", "none"] {
+        let mut body = cc.clone();
+        body["token_endpoint_auth_method"] = json!(method);
+        if method == "none" {
+            body = json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"});
+        }
+        let why = refused_metadata(&app, &token, &body).await;
+        assert!(why.contains("not accepted"), "{method}: {why}");
+    }
+    // No mutual-TLS listener here: no certificate methods either.
+    let mut tls = cc.clone();
+    tls["token_endpoint_auth_method"] = json!("tls_client_auth");
+    tls["tls_client_auth_subject_dn"] = json!("CN=bot");
+    refused_metadata(&app, &token, &tls).await;
+    assert!(clients(&app).is_empty(), "nothing was stored");
+
+    // private_key_jwt is accepted, and the answer says PAR is required.
+    let mut body = cc.clone();
+    body["token_endpoint_auth_method"] = json!("private_key_jwt");
+    body["jwks"] = ec_jwks();
+    let v = registered(&app, Some(&token), &body).await;
+    assert_eq!(v["token_endpoint_auth_method"], "private_key_jwt");
+    assert!(v.get("client_secret").is_none());
+    assert_eq!(v["require_pushed_authorization_requests"], true, "{v}");
+}
+
+#[tokio::test]
+async fn without_mutual_tls_certificate_methods_and_bound_tokens_are_refused() {
+    let app = app_with(|_| {}).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    let cc = json!({"grant_types": ["client_credentials"], "scope": "property:read"});
+    let mut tls = cc.clone();
+    tls["token_endpoint_auth_method"] = json!("tls_client_auth");
+    tls["tls_client_auth_subject_dn"] = json!("CN=bot");
+    let why = refused_metadata(&app, &token, &tls).await;
+    assert!(why.contains("not accepted"), "{why}");
+    let mut bound = cc.clone();
+    bound["tls_client_certificate_bound_access_tokens"] = json!(true);
+    let why = refused_metadata(&app, &token, &bound).await;
+    assert!(why.contains("mutual TLS"), "{why}");
+    assert!(clients(&app).is_empty(), "nothing was stored");
+    // The default method is fine here, and PAR is not required of this client.
+    let v = registered(&app, Some(&token), &cc).await;
+    assert_eq!(v["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(v["require_pushed_authorization_requests"], false);
+}
