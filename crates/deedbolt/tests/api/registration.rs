@@ -1383,3 +1383,71 @@ async fn without_mutual_tls_certificate_methods_and_bound_tokens_are_refused() {
     assert_eq!(v["token_endpoint_auth_method"], "client_secret_basic");
     assert_eq!(v["require_pushed_authorization_requests"], false);
 }
+
+#[tokio::test]
+async fn invisible_or_bidi_spoofed_names_are_refused_and_consent_shows_the_redirect_host() {
+    let app = app_with(|_| {}).await;
+    app.create_user("tess@example.com", "tenant", "correct horse battery");
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    for name in [
+        "\u{200b}\u{200b}",
+        "abc\u{202e}gnp.exe",
+        "Portal\u{2066}",
+        "\u{feff}Portal",
+        "\u{3164}",
+    ] {
+        let mut body = machine("property:read");
+        body["client_name"] = json!(name);
+        let why = refused_metadata(&app, &token, &body).await;
+        assert!(why.contains("client_name"), "{name:?}: {why}");
+    }
+    assert!(clients(&app).is_empty(), "nothing was stored");
+    // The CLI parses names with the same rule.
+    let out = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "abc\u{202e}gnp.exe",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "property:read",
+    ]);
+    assert!(!out.status.success(), "the CLI refuses it too");
+    assert!(clients(&app).is_empty());
+
+    // The consent page names the host the code will be sent to.
+    let (_, client) = code_client(&app, &token, "openid tenant:read").await;
+    let mut jar = crate::helpers::Jar::default();
+    let (_, challenge) = crate::helpers::pkce_pair();
+    let authorize = format!(
+        "/authorize?response_type=code&client_id={}&redirect_uri={CB}&scope=openid%20tenant%3Aread&state=s&code_challenge={challenge}&code_challenge_method=S256",
+        client.id
+    );
+    let res = app.browser_get(&authorize, &jar).await;
+    let login = crate::helpers::location(&res).expect("to the login page");
+    let res = app.browser_get(&login, &jar).await;
+    jar.store(&res);
+    let html = res.text().await.unwrap();
+    let csrf = crate::helpers::hidden_input(&html, "csrf").unwrap();
+    let req = crate::helpers::hidden_input(&html, "req").unwrap();
+    let res = app
+        .browser_post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("req", &req),
+                ("email", "tess@example.com"),
+                ("password", "correct horse battery"),
+            ],
+            &jar,
+        )
+        .await;
+    jar.store(&res);
+    let consent = crate::helpers::location(&res).expect("to the consent page");
+    let html = app.browser_get(&consent, &jar).await.text().await.unwrap();
+    assert!(
+        html.contains("id=\"redirect-host\"") && html.contains("<strong>app.example.com</strong>"),
+        "the consent page shows where the code goes: {html}"
+    );
+}
