@@ -152,8 +152,21 @@ async fn read_request(headers: &HeaderMap, body: Body) -> Result<RegistrationReq
         return Err(ApiError::UnsupportedMediaType("application/json"));
     }
     let bytes = read_body(headers, body).await?;
+    // RFC 7591 §3.1 (and RFC 7592 §2.2): "a JSON document consisting of a JSON object".
+    // serde would also decode the struct from an array, positionally; only an object is
+    // metadata. Checked on the first token rather than by decoding into a map first, so
+    // that serde still refuses a repeated member (`duplicate field`) instead of a map
+    // silently keeping the last one.
+    if bytes.iter().find(|b| !b" \t\r\n".contains(b)) != Some(&b'{') {
+        return Err(ApiError::Registration(
+            RegistrationError::InvalidClientMetadata(
+                "the body must be a JSON object of client metadata (RFC 7591 §3.1)".into(),
+            ),
+        ));
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
-        // serde's message names the field and the expected type; never the value.
+        // serde's message names the field and the expected type, and can quote the value
+        // sent: it goes back only to its sender (this answer), never to the log or audit.
         let what: String = e.to_string().chars().take(200).collect();
         ApiError::Registration(RegistrationError::InvalidClientMetadata(format!(
             "the body is not valid registration metadata: {what}"

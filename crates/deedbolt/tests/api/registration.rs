@@ -1451,3 +1451,42 @@ async fn invisible_or_bidi_spoofed_names_are_refused_and_consent_shows_the_redir
         "the consent page shows where the code goes: {html}"
     );
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_refused() {
+    let app = app_with(|_| {}).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    // serde would read an array positionally as the struct (RFC 7591 §3.1 asks for an
+    // object): [client_id, client_secret, redirect_uris].
+    for body in [
+        json!([null, null, [CB]]),
+        json!("redirect_uris"),
+        json!(null),
+        json!(7),
+    ] {
+        refused_metadata(&app, &token, &body).await;
+    }
+    assert!(clients(&app).is_empty(), "nothing was stored");
+    let v = registered(&app, Some(&token), &machine("property:read")).await;
+    let id = v["client_id"].as_str().unwrap();
+    let uri = v["registration_client_uri"].as_str().unwrap();
+    let rat = v["registration_access_token"].as_str().unwrap();
+    let res = manage(&app, reqwest::Method::PUT, uri, Some(rat), Some(&json!([id]))).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_client_metadata"
+    );
+    // Whitespace before the object is still JSON.
+    let res = app
+        .http
+        .post(format!("{}/register", app.base))
+        .header("content-type", "application/json")
+        .bearer_auth(&token)
+        .body(format!(" \n{}", machine("property:read")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+}
+
