@@ -231,14 +231,17 @@ impl RegistrationPolicy {
 }
 
 /// An RFC 7591 §2 registration request (or an RFC 7592 §2.2 update) as sent: every
-/// field optional; unknown fields are ignored. Types are checked by serde (a wrong type is
-/// `invalid_client_metadata`), values by [`validate`].
+/// field optional, and `null` the same as omitted for every field (RFC 7592 §2.2: omitted
+/// fields "MUST be treated as null or empty values"); unknown fields are ignored. Types
+/// are checked by serde (a wrong type is `invalid_client_metadata`), values by
+/// [`validate`].
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 #[allow(missing_docs)] // the RFC 7591 §2 / RFC 7592 / RFC 8705 §2.1.2 metadata names
 pub struct RegistrationRequest {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
     pub redirect_uris: Vec<String>,
     pub token_endpoint_auth_method: Option<String>,
     pub token_endpoint_auth_signing_alg: Option<String>,
@@ -248,6 +251,7 @@ pub struct RegistrationRequest {
     pub client_uri: Option<String>,
     pub logo_uri: Option<String>,
     pub scope: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
     pub contacts: Vec<String>,
     pub tos_uri: Option<String>,
     pub policy_uri: Option<String>,
@@ -262,9 +266,21 @@ pub struct RegistrationRequest {
     pub tls_client_auth_san_uri: Option<String>,
     pub tls_client_auth_san_ip: Option<String>,
     pub tls_client_auth_san_email: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
     pub require_pushed_authorization_requests: bool,
+    #[serde(deserialize_with = "null_as_default")]
     pub dpop_bound_access_tokens: bool,
+    #[serde(deserialize_with = "null_as_default")]
     pub tls_client_certificate_bound_access_tokens: bool,
+}
+
+/// `null` as the type's default (an empty list, `false`), like an omitted field.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 /// A registration that passed [`validate`]: the client to store (without its id and
@@ -973,6 +989,21 @@ mod tests {
         assert!(check(bound.clone()).is_ok());
         bound["tls_client_certificate_bound_access_tokens"] = json!(true);
         assert!(check(bound).is_err());
+    }
+
+    #[test]
+    fn null_is_the_same_as_omitted_for_every_field() {
+        let r = ok(json!({
+            "redirect_uris": ["https://app.example.com/cb"],
+            "contacts": null, "client_name": null, "scope": null, "logo_uri": null,
+            "require_pushed_authorization_requests": null,
+            "dpop_bound_access_tokens": null,
+            "tls_client_certificate_bound_access_tokens": null,
+        }));
+        assert!(r.client.metadata.contacts.is_empty());
+        assert!(!r.client.metadata.require_pushed_authorization_requests);
+        let r = ok(json!({"grant_types": ["client_credentials"], "redirect_uris": null}));
+        assert!(r.client.redirect_uris.is_empty());
     }
 
     #[test]

@@ -1490,3 +1490,36 @@ async fn a_body_that_is_not_a_json_object_is_refused() {
     assert_eq!(res.status(), 201);
 }
 
+#[tokio::test]
+async fn null_is_treated_as_omitted_for_every_field() {
+    let app = app_with(|_| {}).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    let mut body = machine("property:read");
+    for field in [
+        "redirect_uris",
+        "contacts",
+        "require_pushed_authorization_requests",
+        "dpop_bound_access_tokens",
+        "tls_client_certificate_bound_access_tokens",
+        "logo_uri",
+        "response_types",
+    ] {
+        body[field] = Value::Null;
+    }
+    let v = registered(&app, Some(&token), &body).await;
+    assert_eq!(v["redirect_uris"], json!([]));
+    assert_eq!(v["require_pushed_authorization_requests"], false);
+    assert!(v.get("contacts").is_none());
+    // The same in an update (RFC 7592 §2.2).
+    body["client_id"] = v["client_id"].clone();
+    let res = manage(
+        &app,
+        reqwest::Method::PUT,
+        v["registration_client_uri"].as_str().unwrap(),
+        v["registration_access_token"].as_str(),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+}
+
