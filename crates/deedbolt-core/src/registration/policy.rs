@@ -338,6 +338,9 @@ fn https_url(field: &str, value: &Option<String>) -> Result<(), RegistrationErro
     Ok(())
 }
 
+/// Why an `http` redirect URI is refused.
+const HTTP_LOOPBACK_ONLY: &str = "http is allowed only on the loopback addresses 127.0.0.1 and [::1] (RFC 8252 §7.3; not localhost, §8.3)";
+
 /// Checks one redirect URI against the policy (see the module doc).
 fn check_redirect(
     raw: &str,
@@ -363,6 +366,8 @@ fn check_redirect(
             RedirectUriError::NotAbsolute => {
                 "must be an absolute URI with a host and without userinfo".to_owned()
             }
+            // The general text allows `localhost`, which registration refuses.
+            RedirectUriError::InsecureHttp => HTTP_LOOPBACK_ONLY.to_owned(),
             other => other.to_string(),
         };
         redirect(format!("{shown}: {why}"))
@@ -395,9 +400,7 @@ fn check_redirect(
                 Some(url::Host::Ipv4(ip)) if ip.is_loopback() && ip.octets() == [127, 0, 0, 1]
             ) || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback());
             if !loopback {
-                return Err(redirect(format!(
-                    "{shown}: http is allowed only on the loopback addresses 127.0.0.1 and [::1] (RFC 8252 §7.3; not localhost, §8.3)"
-                )));
+                return Err(redirect(format!("{shown}: {HTTP_LOOPBACK_ONLY}")));
             }
         }
         _ => {
@@ -1004,6 +1007,14 @@ mod tests {
         assert!(!r.client.metadata.require_pushed_authorization_requests);
         let r = ok(json!({"grant_types": ["client_credentials"], "redirect_uris": null}));
         assert!(r.client.redirect_uris.is_empty());
+    }
+
+    #[test]
+    fn the_http_redirect_text_never_offers_localhost() {
+        for uri in ["http://app.example.com/cb", "http://10.0.0.1/cb"] {
+            let e = err(json!({"redirect_uris": [uri]}));
+            assert!(e.description().contains("not localhost"), "{e}");
+        }
     }
 
     #[test]

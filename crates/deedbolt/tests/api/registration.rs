@@ -1523,3 +1523,24 @@ async fn null_is_treated_as_omitted_for_every_field() {
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
 }
 
+#[tokio::test]
+async fn an_http_redirect_uri_is_refused_without_offering_localhost() {
+    let app = app_with(|_| {}).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    let res = register(
+        &app,
+        Some(&token),
+        &json!({"redirect_uris": ["http://app.example.com/cb"]}),
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_redirect_uri");
+    let why = v["error_description"].as_str().unwrap();
+    assert!(
+        why.contains("127.0.0.1") && why.contains("not localhost"),
+        "{why}"
+    );
+    assert!(!why.contains("and localhost"), "{why}");
+}
+
