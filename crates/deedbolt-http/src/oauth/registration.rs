@@ -19,6 +19,7 @@
 use std::net::SocketAddr;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::{HeaderMap, StatusCode};
@@ -144,6 +145,13 @@ fn token_required(description: &'static str) -> ApiError {
         presented: false,
         description,
     }
+}
+
+/// The `{client_id}` of a management path. A segment that is not UTF-8 (`/register/%FF`)
+/// names no client: it becomes an empty id, which [`managed_client`] refuses with the
+/// same 401 `invalid_token` as any unknown client, instead of axum's plain-text 400.
+fn path_client_id(path: Result<Path<String>, PathRejection>) -> String {
+    path.map(|Path(id)| id).unwrap_or_default()
 }
 
 /// Reads the JSON body into a registration request (RFC 7591 §3.1: `application/json`).
@@ -400,14 +408,16 @@ async fn managed_client(
 /// registration access token the request presented (RFC 7592 §3 requires it in the
 /// answer; it is not rotated by a read). The client secret is stored as a hash only, so it
 /// is not in it.
-#[tracing::instrument(skip_all, fields(client_id = %client_id))]
+#[tracing::instrument(skip_all, fields(client_id = tracing::field::Empty))]
 pub async fn read(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(client_id): Path<String>,
+    client_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     let caller = Caller::of(&state, peer, &headers);
+    let client_id = path_client_id(client_id);
+    tracing::Span::current().record("client_id", client_id.as_str());
     let result = async {
         limit(&state, &caller).await?;
         let (client, presented) = managed_client(&state, &headers, &client_id).await?;
@@ -428,15 +438,17 @@ pub async fn read(
 /// `PUT /register/{client_id}` (RFC 7592 §2.2): replaces the registration with the
 /// request's metadata (validated like a new one), rotates the registration access token
 /// and answers with the new one.
-#[tracing::instrument(skip_all, fields(client_id = %client_id))]
+#[tracing::instrument(skip_all, fields(client_id = tracing::field::Empty))]
 pub async fn update(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(client_id): Path<String>,
+    client_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let caller = Caller::of(&state, peer, &headers);
+    let client_id = path_client_id(client_id);
+    tracing::Span::current().record("client_id", client_id.as_str());
     match update_inner(&state, &caller, &client_id, &headers, body).await {
         Ok(r) => r,
         Err(e) => refused(&state, &caller, Some(&client_id), e)
@@ -574,14 +586,16 @@ async fn update_inner(
 /// `DELETE /register/{client_id}` (RFC 7592 §2.3): deletes the client the way
 /// `deedbolt client delete` does: its access tokens stop working on every instance, its
 /// refresh-token families are revoked, and client caches drop it. 204.
-#[tracing::instrument(skip_all, fields(client_id = %client_id))]
+#[tracing::instrument(skip_all, fields(client_id = tracing::field::Empty))]
 pub async fn delete(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(client_id): Path<String>,
+    client_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     let caller = Caller::of(&state, peer, &headers);
+    let client_id = path_client_id(client_id);
+    tracing::Span::current().record("client_id", client_id.as_str());
     let result = async {
         limit(&state, &caller).await?;
         let (client, _) = managed_client(&state, &headers, &client_id).await?;

@@ -1544,3 +1544,33 @@ async fn an_http_redirect_uri_is_refused_without_offering_localhost() {
     assert!(!why.contains("and localhost"), "{why}");
 }
 
+#[tokio::test]
+async fn a_client_id_that_is_not_utf8_is_the_same_401_as_an_unknown_one() {
+    let app = app_with(|_| {}).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    let v = registered(&app, Some(&token), &machine("property:read")).await;
+    let rat = v["registration_access_token"].as_str().unwrap();
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let res = manage(
+            &app,
+            method.clone(),
+            &format!("{}/register/%FF", app.base),
+            Some(rat),
+            (method == reqwest::Method::PUT).then_some(&json!({})),
+        )
+        .await;
+        assert_eq!(res.status(), 401, "{method}");
+        assert!(crate::helpers::www_authenticate(&res).contains("invalid_token"));
+        assert_eq!(
+            res.headers()["content-type"].to_str().unwrap(),
+            "application/json",
+            "{method}"
+        );
+        assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_token");
+    }
+}
+
