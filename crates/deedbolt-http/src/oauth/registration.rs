@@ -329,22 +329,32 @@ async fn register_inner(
     let valid = validate(&request, &services.registration.policy, allowed)
         .map_err(ApiError::Registration)?;
     let (client, secret, registration_token) = new_client(state, valid)?;
-    // Spend the initial token only now, so a refused registration costs no use; the spend
-    // is atomic, so a token with N uses left registers at most N clients.
+    services.clients.insert_client(&client).await?;
+    // Spend the initial token only after the client is stored, so neither a refused nor a
+    // failed registration costs a use. The spend is one conditional update, so with N uses
+    // left at most N registrations win it; one that loses (or fails to spend) deletes the
+    // client it just stored, whose credentials nobody has been shown.
     if let Some(token) = &token {
         let now = services.clock.now();
-        if services
+        let spent = services
             .registration_tokens
             .spend_registration_token(&token.hash, now)
-            .await?
-            .is_none()
-        {
+            .await;
+        if !matches!(spent, Ok(Some(_))) {
+            if let Err(e) = services.clients.delete_client(&client.id).await {
+                tracing::warn!(
+                    error.message = %e,
+                    client_id = %client.id,
+                    "could not delete a registered client whose initial access token use was not spent; \
+                     nobody holds its credentials"
+                );
+            }
+            spent?;
             return Err(invalid_token(
                 "the initial access token is not valid (unknown, expired, used up or revoked)",
             ));
         }
     }
-    services.clients.insert_client(&client).await?;
     tracing::Span::current().record("client_id", client.id.as_str());
     let via = token.as_ref().map_or_else(
         || "open registration".to_owned(),
@@ -532,7 +542,11 @@ async fn update_inner(
     // Each registration access token makes at most one update, also when two updates
     // race (on any instance): the first to get here spends it in the replay cache. The
     // entry needs to outlive only this request, after which the token's hash is no longer
-    // stored; validation failures above do not spend it.
+    // stored; validation failures above do not spend it. It is spent before the store
+    // write, which is what makes racing updates exclusive: if that write then fails (a
+    // store error, answered 500), the registration is unchanged and the token still reads
+    // and deletes it, but makes no update until the entry expires
+    // (REGISTRATION_TOKEN_SPEND_SECS). docs/registration.md says so.
     let spent = format!(
         "regtoken:{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD

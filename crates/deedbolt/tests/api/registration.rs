@@ -1574,3 +1574,34 @@ async fn a_client_id_that_is_not_utf8_is_the_same_401_as_an_unknown_one() {
     }
 }
 
+/// Runs `sql` on the test server's SQLite database (beside the server's connections).
+async fn sqlite_exec(app: &TestApp, sql: &str) {
+    let path = app.data_dir.path().join("deedbolt.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("open the database");
+    sqlx::query(sql).execute(&pool).await.expect(sql);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_registration_whose_store_write_fails_spends_no_initial_token_use() {
+    let app = app_with(|_| {}).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h", "--max-uses", "1"]);
+    sqlite_exec(
+        &app,
+        "CREATE TRIGGER fail_clients BEFORE INSERT ON clients \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    .await;
+    let res = register(&app, Some(&token), &machine("property:read")).await;
+    assert_eq!(res.status(), 500);
+    assert!(clients(&app).is_empty());
+    assert_eq!(tokens(&app)[0]["uses"], 0, "the failed registration spent no use");
+    sqlite_exec(&app, "DROP TRIGGER fail_clients").await;
+    // The one use is still there.
+    registered(&app, Some(&token), &machine("property:read")).await;
+    assert_eq!(tokens(&app)[0]["uses"], 1);
+    assert_eq!(clients(&app).len(), 1);
+}
