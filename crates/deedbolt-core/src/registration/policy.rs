@@ -981,7 +981,8 @@ mod tests {
         let e = check(cc.clone()).unwrap_err();
         assert_eq!(e.code(), "invalid_client_metadata");
         assert!(e.description().contains("is required here"), "{e}");
-        let mut public = json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"});
+        let mut public =
+            json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"});
         assert!(check(public.clone()).is_err());
         public["token_endpoint_auth_method"] = json!("tls_client_auth");
         public["tls_client_auth_subject_dn"] = json!("CN=app");

@@ -34,7 +34,10 @@ pub fn token_auth_methods(services: &Services) -> Vec<AuthMethod> {
         AuthMethod::None,
     ];
     if services.mtls.is_some() {
-        methods.extend([AuthMethod::TlsClientAuth, AuthMethod::SelfSignedTlsClientAuth]);
+        methods.extend([
+            AuthMethod::TlsClientAuth,
+            AuthMethod::SelfSignedTlsClientAuth,
+        ]);
     }
     methods.retain(|m| services.profile.allows_auth_method(*m));
     methods

@@ -213,9 +213,8 @@ fn client_document(
     doc["id_token_signed_response_alg"] = json!(client.id_token_alg);
     // RFC 9126 §6: whether this client must push its requests, which it must when the
     // server requires it of every client (`--require-par`, `--profile fapi2`).
-    doc["require_pushed_authorization_requests"] = json!(
-        client.metadata.require_pushed_authorization_requests || state.services.require_par
-    );
+    doc["require_pushed_authorization_requests"] =
+        json!(client.metadata.require_pushed_authorization_requests || state.services.require_par);
     doc["registration_client_uri"] = json!(format!("{issuer}/register/{}", client.id));
     if client.secret_hash.is_some() {
         // The secret never expires (RFC 7591 §3.2.1: 0), and is shown only when made.

@@ -1199,7 +1199,6 @@ async fn a_refresh_after_an_update_narrowed_the_scope_gets_only_the_new_scope() 
         403,
         "the API refuses the removed scope"
     );
-
 }
 
 /// Where a browser with `jar` ends up after `/authorize` for `client_id` at
@@ -1262,7 +1261,10 @@ async fn an_update_that_moves_the_redirect_uri_asks_every_user_to_consent_again(
         .await;
     assert!(back.starts_with(CB), "{back}");
     let again = authorize_with_session(&app, &client.id, CB, scope, &mut jar).await;
-    assert!(again.is_ok_and(|to| to.starts_with(CB)), "consent remembered");
+    assert!(
+        again.is_ok_and(|to| to.starts_with(CB)),
+        "consent remembered"
+    );
 
     // An update that changes only informational metadata keeps the consent.
     let mut body = json!({
@@ -1324,7 +1326,10 @@ async fn refused_metadata(app: &TestApp, bearer: &str, body: &Value) -> String {
     let v: Value = res.json().await.expect("JSON");
     assert_eq!(status, 400, "{body} -> {v}");
     assert_eq!(v["error"], "invalid_client_metadata", "{body} -> {v}");
-    v["error_description"].as_str().unwrap_or_default().to_owned()
+    v["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -1336,7 +1341,10 @@ async fn under_fapi2_only_clients_the_token_endpoint_accepts_are_registered() {
     // No method: the RFC 7591 default, client_secret_basic, is not allowed under FAPI 2.0,
     // so the method must be given (not a client that can never authenticate).
     let why = refused_metadata(&app, &token, &cc).await;
-    assert!(why.contains("token_endpoint_auth_method is required"), "{why}");
+    assert!(
+        why.contains("token_endpoint_auth_method is required"),
+        "{why}"
+    );
     for method in ["client_secret_basic", "client_secret_post", "none"] {
         let mut body = cc.clone();
         body["token_endpoint_auth_method"] = json!(method);
@@ -1471,7 +1479,14 @@ async fn a_body_that_is_not_a_json_object_is_refused() {
     let id = v["client_id"].as_str().unwrap();
     let uri = v["registration_client_uri"].as_str().unwrap();
     let rat = v["registration_access_token"].as_str().unwrap();
-    let res = manage(&app, reqwest::Method::PUT, uri, Some(rat), Some(&json!([id]))).await;
+    let res = manage(
+        &app,
+        reqwest::Method::PUT,
+        uri,
+        Some(rat),
+        Some(&json!([id])),
+    )
+    .await;
     assert_eq!(res.status(), 400);
     assert_eq!(
         res.json::<Value>().await.unwrap()["error"],
@@ -1598,7 +1613,11 @@ async fn a_registration_whose_store_write_fails_spends_no_initial_token_use() {
     let res = register(&app, Some(&token), &machine("property:read")).await;
     assert_eq!(res.status(), 500);
     assert!(clients(&app).is_empty());
-    assert_eq!(tokens(&app)[0]["uses"], 0, "the failed registration spent no use");
+    assert_eq!(
+        tokens(&app)[0]["uses"],
+        0,
+        "the failed registration spent no use"
+    );
     sqlite_exec(&app, "DROP TRIGGER fail_clients").await;
     // The one use is still there.
     registered(&app, Some(&token), &machine("property:read")).await;
