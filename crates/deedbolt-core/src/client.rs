@@ -222,16 +222,71 @@ pub struct ClientMetadata {
     pub software_version: Option<String>,
 }
 
-/// A client's display name: 1 to 100 printable characters.
+/// A client's display name, as the login and consent pages show it to users: 1 to 100
+/// characters, at least one of them visible, and none that hides or reorders text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct ClientName(String);
 
+/// Letters that render as nothing (Hangul fillers, the blank Braille pattern): not
+/// visible, although their category says letter or symbol.
+const BLANK_GRAPHICS: [char; 5] = ['\u{115F}', '\u{1160}', '\u{2800}', '\u{3164}', '\u{FFA0}'];
+
+/// Whether `c` hides or reorders text: controls (Cc), format characters (Cf: zero-width
+/// spaces and joiners, bidi embeddings, overrides and isolates, the BOM, …) and the line
+/// and paragraph separators.
+fn is_hidden(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory as _};
+    matches!(
+        c.general_category(),
+        G::Control | G::Format | G::LineSeparator | G::ParagraphSeparator
+    )
+}
+
+/// Whether `c` shows something: a letter, number, punctuation or symbol.
+fn is_visible(c: char) -> bool {
+    use unicode_properties::{GeneralCategoryGroup as G, UnicodeGeneralCategory as _};
+    matches!(
+        c.general_category_group(),
+        G::Letter | G::Number | G::Punctuation | G::Symbol
+    ) && !BLANK_GRAPHICS.contains(&c)
+}
+
 impl ClientName {
-    /// Parses a name, trimming surrounding whitespace.
+    /// Parses a name, trimming surrounding whitespace. Refused: an empty or longer than
+    /// 100 characters name, one with a control or format character (general category Cc
+    /// or Cf: zero-width characters, bidi overrides such as `abc\u{202E}gnp.exe`), and one
+    /// with no visible character, so the consent page cannot show an invisible or
+    /// reordered name. The CLI and `/register` both parse names here.
+    ///
+    /// ```
+    /// use deedbolt_core::client::ClientName;
+    /// assert!(ClientName::parse("  Tenant portal ").is_ok_and(|n| n.as_str() == "Tenant portal"));
+    /// assert!(ClientName::parse("Zürich Immobilien 🏠").is_ok());
+    /// assert!(ClientName::parse("\u{200B}\u{200B}").is_err()); // zero-width spaces
+    /// assert!(ClientName::parse("abc\u{202E}gnp.exe").is_err()); // right-to-left override
+    /// assert!(ClientName::parse("App\u{2066}").is_err()); // a bidi isolate
+    /// assert!(ClientName::parse("\u{3164}\u{3000}").is_err()); // a filler and a space
+    /// assert!(ClientName::parse("a\nb").is_err());
+    /// assert!(ClientName::parse(&"x".repeat(101)).is_err());
+    /// ```
     pub fn parse(s: &str) -> Result<Self, ClientRuleError> {
         let s = s.trim();
-        if s.is_empty() || s.chars().count() > 100 || s.chars().any(char::is_control) {
+        if s.is_empty()
+            || s.chars().count() > 100
+            || s.chars().any(is_hidden)
+            || !s.chars().any(is_visible)
+        {
+            return Err(ClientRuleError::Name);
+        }
+        Ok(ClientName(s.to_owned()))
+    }
+
+    /// A name read back from storage, under the rule it was stored with (non-empty, no
+    /// control characters): a client named before [`ClientName::parse`] refused format
+    /// characters still loads. The pages show the redirect host beside the name.
+    pub fn from_stored(s: &str) -> Result<Self, ClientRuleError> {
+        if s.trim().is_empty() || s.chars().any(char::is_control) {
             return Err(ClientRuleError::Name);
         }
         Ok(ClientName(s.to_owned()))
@@ -247,7 +302,7 @@ impl ClientName {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientRuleError {
     /// Bad name.
-    #[error("client name must be 1 to 100 printable characters")]
+    #[error("client name must be 1 to 100 characters with at least one visible character, and no control or format characters (such as zero-width or bidi control characters)")]
     Name,
     /// No grant types.
     #[error("a client needs at least one grant type")]

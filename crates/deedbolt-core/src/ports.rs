@@ -287,6 +287,9 @@ pub trait FlowStore: Send + Sync + 'static {
         user: &UserId,
         client: Option<&ClientId>,
     ) -> Result<u64, StoreError>;
+    /// Forgets every user's consent to `client` (its registration changed what the users
+    /// agreed to: where codes go, its name, how it authenticates); returns how many.
+    async fn revoke_client_consents(&self, client: &ClientId) -> Result<u64, StoreError>;
 
     /// Stores a new code under its hash.
     async fn insert_code(&self, hash: &[u8; 32], grant: &CodeGrant) -> Result<(), StoreError>;

@@ -254,6 +254,40 @@ pub fn bound_by_user(scope: ScopeSet, role: Option<Role>) -> UserBound {
     }
 }
 
+/// What the client, as it is registered *now*, allows a refresh to issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientBound {
+    /// Issue this scope: the rotation's scope within the client's current scopes.
+    Scope(ScopeSet),
+    /// The client is no longer registered for any of the scope: refuse (`invalid_grant`).
+    NothingRegistered,
+}
+
+/// Bounds a rotation by the client's current registration (`registered`, its `scopes`).
+/// A client's scopes can shrink after the family was granted (an RFC 7592 update, or any
+/// other change to the stored client); `/authorize` then refuses the removed scopes, and
+/// a refresh must not hand them out either, or a narrowing would never take effect for the
+/// users who had already signed in.
+///
+/// ```
+/// use deedbolt_core::refresh::{bound_by_client, ClientBound};
+/// use deedbolt_core::scope::ScopeSet;
+/// let granted: ScopeSet = "openid tenant:read".parse().unwrap();
+/// let now: ScopeSet = "openid".parse().unwrap();
+/// assert_eq!(bound_by_client(granted, now), ClientBound::Scope(now));
+/// assert_eq!(bound_by_client(granted, granted), ClientBound::Scope(granted));
+/// let other: ScopeSet = "property:read".parse().unwrap();
+/// assert_eq!(bound_by_client(granted, other), ClientBound::NothingRegistered);
+/// ```
+pub fn bound_by_client(scope: ScopeSet, registered: ScopeSet) -> ClientBound {
+    let bounded = scope.intersection(&registered);
+    if bounded.is_empty() {
+        ClientBound::NothingRegistered
+    } else {
+        ClientBound::Scope(bounded)
+    }
+}
+
 /// A refresh token in plain text. Zeroed on drop, redacted in `Debug`.
 pub struct RefreshToken(zeroize::Zeroizing<String>);
 

@@ -12,6 +12,7 @@ pub mod policy;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::client::Client;
 use crate::clock::UnixTime;
 use crate::rand::{self, RandomError};
 use crate::scope::ScopeSet;
@@ -29,6 +30,21 @@ pub const MAX_TOKEN_USES: u32 = 1_000_000;
 
 /// The longest an initial access token may live: a year.
 pub const MAX_TOKEN_LIFETIME_SECS: i64 = 366 * 86_400;
+
+/// Whether a change from `before` to `after` voids the consents users gave the client:
+/// a different set of redirect URIs (where codes go), name (what users agreed to), kind
+/// or authentication method (who can redeem the codes), or scopes beyond the old ones.
+/// Remembered consents were given to the client as it was; after such a change the users
+/// must see the consent page again, or whoever holds a registration access token could
+/// point every remembered consent at a new host without anyone noticing. Narrowing the
+/// scopes, or changing only informational metadata, keeps them.
+pub fn voids_consents(before: &Client, after: &Client) -> bool {
+    before.redirect_uris != after.redirect_uris
+        || before.name != after.name
+        || before.kind != after.kind
+        || before.auth_method() != after.auth_method()
+        || !after.scopes.is_subset(&before.scopes)
+}
 
 /// How `/register` admits registrations (`--registration`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

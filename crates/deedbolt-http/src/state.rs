@@ -151,7 +151,11 @@ impl Deref for AppState {
 
 impl AppState {
     /// Builds the state and the guard.
-    pub fn new(services: Services) -> Self {
+    pub fn new(mut services: Services) -> Self {
+        // Registration accepts exactly what the token endpoint does (and discovery says).
+        services.registration.policy.auth_methods =
+            crate::oauth::metadata::token_auth_methods(&services);
+        services.registration.policy.certificate_bound_tokens = services.mtls.is_some();
         let verifier = Verifier::new(
             services.policy.issuer.clone(),
             services.policy.audience.clone(),

@@ -136,6 +136,27 @@ pub async fn consents_merge_and_are_revoked_per_client_or_all(store: &impl Backe
     assert_eq!(store.find_consent(&user, &app).await.unwrap(), None);
 }
 
+/// A client's consents are forgotten for every user at once, and only that client's.
+pub async fn a_clients_consents_are_revoked_for_every_user(store: &impl Backend) {
+    let tina = user(store, "tina@example.com", Role::Tenant).await;
+    let tom = user(store, "tom@example.com", Role::Tenant).await;
+    let spa = ClientId::parse("dbc_spa").unwrap();
+    let app = ClientId::parse("dbc_app").unwrap();
+    let read: ScopeSet = "tenant:read".parse().unwrap();
+    for (u, c) in [(&tina, &spa), (&tom, &spa), (&tina, &app)] {
+        store.save_consent(u, c, read, UnixTime(1)).await.unwrap();
+    }
+    assert_eq!(store.revoke_client_consents(&spa).await.unwrap(), 2);
+    assert_eq!(store.find_consent(&tina, &spa).await.unwrap(), None);
+    assert_eq!(store.find_consent(&tom, &spa).await.unwrap(), None);
+    assert_eq!(
+        store.find_consent(&tina, &app).await.unwrap(),
+        Some(read),
+        "another client's consent stays"
+    );
+    assert_eq!(store.revoke_client_consents(&spa).await.unwrap(), 0);
+}
+
 /// Concurrent consents to different scopes all end up granted (none overwrites another).
 pub async fn concurrent_consents_are_all_kept(store: &impl Backend) {
     let user = user(store, "tina@example.com", Role::Tenant).await;

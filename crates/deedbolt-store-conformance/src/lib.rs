@@ -70,6 +70,7 @@ macro_rules! conformance_suite {
             sessions_live_until_they_expire_or_end,
             an_empty_consent_round_trips_and_merges,
             consents_merge_and_are_revoked_per_client_or_all,
+            a_clients_consents_are_revoked_for_every_user,
             concurrent_consents_are_all_kept,
             a_pending_request_with_an_empty_scope_reads_back,
             one_owner_keeps_only_its_newest_pending_requests,

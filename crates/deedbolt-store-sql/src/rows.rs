@@ -43,7 +43,7 @@ pub fn client(row: &impl Columns) -> Result<Client, StoreError> {
         .transpose()?;
     Ok(Client {
         id: ClientId::parse(&id).map_err(|_| corrupt("client id"))?,
-        name: ClientName::parse(&name).map_err(|_| corrupt("client name"))?,
+        name: ClientName::from_stored(&name).map_err(|_| corrupt("client name"))?,
         secret_hash,
         grant_types,
         scopes: ScopeSet::parse_stored(&scopes).map_err(|_| corrupt("scopes"))?,

@@ -229,6 +229,16 @@ impl FlowStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
+    async fn revoke_client_consents(&self, client: &ClientId) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM consents WHERE client_id = ?")
+            .bind(client.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "sqlite"))]
     async fn insert_code(&self, hash: &[u8; 32], grant: &CodeGrant) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO auth_codes (code_hash, grant_json, expires_at) VALUES (?, ?, ?)")
             .bind(&hash[..])

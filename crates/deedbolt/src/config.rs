@@ -1191,7 +1191,11 @@ fn registration_settings(
     Ok(deedbolt_core::registration::RegistrationSettings {
         mode,
         open_scopes,
-        policy: RegistrationPolicy { redirect_hosts },
+        policy: RegistrationPolicy {
+            redirect_hosts,
+            // Replaced at start-up by what the token endpoint accepts (AppState::new).
+            ..RegistrationPolicy::default()
+        },
     })
 }
 

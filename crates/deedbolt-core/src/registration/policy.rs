@@ -26,8 +26,12 @@
 //! - **Scopes** (`invalid_client_metadata`): known scopes, never an administration scope,
 //!   and within what this registration may get (the initial access token's scopes, or the
 //!   open-registration set); none asked: all of those.
-//! - **Client authentication** (`invalid_client_metadata`): one of the RFC 7591 methods
-//!   this server knows; `private_key_jwt` and `self_signed_tls_client_auth` need exactly
+//! - **Client authentication** (`invalid_client_metadata`): one of the methods the token
+//!   endpoint accepts ([`RegistrationPolicy::auth_methods`]: what discovery publishes; no
+//!   secrets or public clients under `--profile fapi2`, no certificate methods without a
+//!   mutual-TLS listener), given explicitly when the RFC 7591 default `client_secret_basic`
+//!   is not among them; `tls_client_certificate_bound_access_tokens` only with mutual TLS;
+//!   `private_key_jwt` and `self_signed_tls_client_auth` need exactly
 //!   one of `jwks` and `jwks_uri` (`jwks` checked as [`ClientJwks::parse`] checks every
 //!   client key set: public keys only, supported key types, unique `kid`s), an assertion
 //!   algorithm of [`AssertionAlg`] if one is named, and
@@ -191,22 +195,53 @@ impl std::fmt::Display for HostPattern {
     }
 }
 
-/// The server's registration policy (from `--registration-*`).
-#[derive(Clone, Debug, Default)]
+/// The server's registration policy: the redirect-URI hosts from
+/// `--registration-redirect-hosts`, and what the server's token endpoint accepts, so
+/// that nothing is registered that could never authenticate or get a token.
+#[derive(Clone, Debug)]
 pub struct RegistrationPolicy {
     /// The hosts registered `https` redirect URIs may use; empty: any host.
     pub redirect_hosts: Vec<HostPattern>,
+    /// The client authentication methods the token endpoint accepts: the server sets them
+    /// at start-up from what discovery publishes as `token_endpoint_auth_methods_supported`
+    /// (the security profile and whether a mutual-TLS listener runs decide). Default:
+    /// every method this server implements.
+    pub auth_methods: Vec<AuthMethod>,
+    /// Whether certificate-bound access tokens can be issued (RFC 8705 §3: a mutual-TLS
+    /// listener runs). Default: yes; the server sets it at start-up.
+    pub certificate_bound_tokens: bool,
+}
+
+impl Default for RegistrationPolicy {
+    fn default() -> Self {
+        RegistrationPolicy {
+            redirect_hosts: Vec::new(),
+            auth_methods: AuthMethod::ALL.to_vec(),
+            certificate_bound_tokens: true,
+        }
+    }
+}
+
+impl RegistrationPolicy {
+    /// The accepted methods, for error messages.
+    fn accepted_methods(&self) -> String {
+        let names: Vec<&str> = self.auth_methods.iter().map(|m| m.as_str()).collect();
+        names.join(", ")
+    }
 }
 
 /// An RFC 7591 §2 registration request (or an RFC 7592 §2.2 update) as sent: every
-/// field optional; unknown fields are ignored. Types are checked by serde (a wrong type is
-/// `invalid_client_metadata`), values by [`validate`].
+/// field optional, and `null` the same as omitted for every field (RFC 7592 §2.2: omitted
+/// fields "MUST be treated as null or empty values"); unknown fields are ignored. Types
+/// are checked by serde (a wrong type is `invalid_client_metadata`), values by
+/// [`validate`].
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 #[allow(missing_docs)] // the RFC 7591 §2 / RFC 7592 / RFC 8705 §2.1.2 metadata names
 pub struct RegistrationRequest {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
     pub redirect_uris: Vec<String>,
     pub token_endpoint_auth_method: Option<String>,
     pub token_endpoint_auth_signing_alg: Option<String>,
@@ -216,6 +251,7 @@ pub struct RegistrationRequest {
     pub client_uri: Option<String>,
     pub logo_uri: Option<String>,
     pub scope: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
     pub contacts: Vec<String>,
     pub tos_uri: Option<String>,
     pub policy_uri: Option<String>,
@@ -230,9 +266,21 @@ pub struct RegistrationRequest {
     pub tls_client_auth_san_uri: Option<String>,
     pub tls_client_auth_san_ip: Option<String>,
     pub tls_client_auth_san_email: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
     pub require_pushed_authorization_requests: bool,
+    #[serde(deserialize_with = "null_as_default")]
     pub dpop_bound_access_tokens: bool,
+    #[serde(deserialize_with = "null_as_default")]
     pub tls_client_certificate_bound_access_tokens: bool,
+}
+
+/// `null` as the type's default (an empty list, `false`), like an omitted field.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 /// A registration that passed [`validate`]: the client to store (without its id and
@@ -290,6 +338,9 @@ fn https_url(field: &str, value: &Option<String>) -> Result<(), RegistrationErro
     Ok(())
 }
 
+/// Why an `http` redirect URI is refused.
+const HTTP_LOOPBACK_ONLY: &str = "http is allowed only on the loopback addresses 127.0.0.1 and [::1] (RFC 8252 §7.3; not localhost, §8.3)";
+
 /// Checks one redirect URI against the policy (see the module doc).
 fn check_redirect(
     raw: &str,
@@ -315,6 +366,8 @@ fn check_redirect(
             RedirectUriError::NotAbsolute => {
                 "must be an absolute URI with a host and without userinfo".to_owned()
             }
+            // The general text allows `localhost`, which registration refuses.
+            RedirectUriError::InsecureHttp => HTTP_LOOPBACK_ONLY.to_owned(),
             other => other.to_string(),
         };
         redirect(format!("{shown}: {why}"))
@@ -347,9 +400,7 @@ fn check_redirect(
                 Some(url::Host::Ipv4(ip)) if ip.is_loopback() && ip.octets() == [127, 0, 0, 1]
             ) || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback());
             if !loopback {
-                return Err(redirect(format!(
-                    "{shown}: http is allowed only on the loopback addresses 127.0.0.1 and [::1] (RFC 8252 §7.3; not localhost, §8.3)"
-                )));
+                return Err(redirect(format!("{shown}: {HTTP_LOOPBACK_ONLY}")));
             }
         }
         _ => {
@@ -376,7 +427,8 @@ pub fn validate(
         ));
     }
 
-    // How the client authenticates decides whether it is public.
+    // How the client authenticates decides whether it is public. Only what the token
+    // endpoint accepts: a client registered with another method could never get a token.
     let auth_method = match &req.token_endpoint_auth_method {
         None => AuthMethod::ClientSecretBasic, // RFC 7591 §2's default
         Some(m) => m.parse::<AuthMethod>().map_err(|_| {
@@ -386,6 +438,27 @@ pub fn validate(
             ))
         })?,
     };
+    if !policy.auth_methods.contains(&auth_method) {
+        return Err(metadata(match &req.token_endpoint_auth_method {
+            // Not silently: the RFC's default would make a client that cannot authenticate.
+            None => format!(
+                "token_endpoint_auth_method is required here: its default, client_secret_basic \
+                 (RFC 7591 §2), is not accepted by this server (accepted: {})",
+                policy.accepted_methods()
+            ),
+            Some(_) => format!(
+                "token_endpoint_auth_method `{}` is not accepted by this server (accepted: {})",
+                auth_method.as_str(),
+                policy.accepted_methods()
+            ),
+        }));
+    }
+    if req.tls_client_certificate_bound_access_tokens && !policy.certificate_bound_tokens {
+        return Err(metadata(
+            "tls_client_certificate_bound_access_tokens needs mutual TLS (RFC 8705), which \
+             this server does not offer",
+        ));
+    }
     let kind = if auth_method == AuthMethod::None {
         ClientKind::Public
     } else {
@@ -695,6 +768,7 @@ mod tests {
     fn host_patterns_constrain_https_hosts_only() {
         let policy = RegistrationPolicy {
             redirect_hosts: vec!["*.tenant.example".parse().unwrap()],
+            ..RegistrationPolicy::default()
         };
         let check =
             |u: &str| validate(&req(json!({"redirect_uris": [u]})), &policy, all()).map(|_| ());
@@ -893,6 +967,55 @@ mod tests {
             json!({"redirect_uris": cb, "id_token_signed_response_alg": "ES256", "unknown_thing": 1}),
         );
         assert_eq!(r.client.id_token_alg, SigningAlg::ES256);
+    }
+
+    #[test]
+    fn only_methods_the_token_endpoint_accepts_are_registered() {
+        let fapi2 = RegistrationPolicy {
+            auth_methods: vec![AuthMethod::PrivateKeyJwt],
+            certificate_bound_tokens: false,
+            ..RegistrationPolicy::default()
+        };
+        let check = |v: serde_json::Value| validate(&req(v), &fapi2, all());
+        let cc = json!({"grant_types": ["client_credentials"], "scope": "property:read"});
+        let e = check(cc.clone()).unwrap_err();
+        assert_eq!(e.code(), "invalid_client_metadata");
+        assert!(e.description().contains("is required here"), "{e}");
+        let mut public =
+            json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"});
+        assert!(check(public.clone()).is_err());
+        public["token_endpoint_auth_method"] = json!("tls_client_auth");
+        public["tls_client_auth_subject_dn"] = json!("CN=app");
+        assert!(check(public).is_err());
+        let mut bound = cc.clone();
+        bound["token_endpoint_auth_method"] = json!("private_key_jwt");
+        bound["jwks"] = json!({"keys": [crate::client_jwks::tests::ec_jwk("k1")]});
+        assert!(check(bound.clone()).is_ok());
+        bound["tls_client_certificate_bound_access_tokens"] = json!(true);
+        assert!(check(bound).is_err());
+    }
+
+    #[test]
+    fn null_is_the_same_as_omitted_for_every_field() {
+        let r = ok(json!({
+            "redirect_uris": ["https://app.example.com/cb"],
+            "contacts": null, "client_name": null, "scope": null, "logo_uri": null,
+            "require_pushed_authorization_requests": null,
+            "dpop_bound_access_tokens": null,
+            "tls_client_certificate_bound_access_tokens": null,
+        }));
+        assert!(r.client.metadata.contacts.is_empty());
+        assert!(!r.client.metadata.require_pushed_authorization_requests);
+        let r = ok(json!({"grant_types": ["client_credentials"], "redirect_uris": null}));
+        assert!(r.client.redirect_uris.is_empty());
+    }
+
+    #[test]
+    fn the_http_redirect_text_never_offers_localhost() {
+        for uri in ["http://app.example.com/cb", "http://10.0.0.1/cb"] {
+            let e = err(json!({"redirect_uris": [uri]}));
+            assert!(e.description().contains("not localhost"), "{e}");
+        }
     }
 
     #[test]

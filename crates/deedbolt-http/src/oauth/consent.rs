@@ -52,6 +52,7 @@ pub async fn consent_page(
     let name = client_name(&state, &request.client_id).await?;
     Ok(pages::consent(
         &name,
+        &pages::redirect_destination(&request.redirect_uri),
         user.email.as_str(),
         granted,
         &req_id,

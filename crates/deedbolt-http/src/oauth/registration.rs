@@ -19,6 +19,7 @@
 use std::net::SocketAddr;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::{HeaderMap, StatusCode};
@@ -33,7 +34,7 @@ use deedbolt_core::registration::policy::{
     validate, RegistrationError, RegistrationRequest, ValidRegistration,
 };
 use deedbolt_core::registration::{
-    looks_like_initial_token, InitialAccessToken, RegistrationMode,
+    looks_like_initial_token, voids_consents, InitialAccessToken, RegistrationMode,
     REGISTRATION_ACCESS_TOKEN_PREFIX,
 };
 use deedbolt_core::scope::ScopeSet;
@@ -146,14 +147,34 @@ fn token_required(description: &'static str) -> ApiError {
     }
 }
 
+/// The `{client_id}` of a management path. A segment that is not UTF-8 (`/register/%FF`)
+/// names no client: it becomes an empty id, which [`managed_client`] refuses with the
+/// same 401 `invalid_token` as any unknown client, instead of axum's plain-text 400.
+fn path_client_id(path: Result<Path<String>, PathRejection>) -> String {
+    path.map(|Path(id)| id).unwrap_or_default()
+}
+
 /// Reads the JSON body into a registration request (RFC 7591 §3.1: `application/json`).
 async fn read_request(headers: &HeaderMap, body: Body) -> Result<RegistrationRequest, ApiError> {
     if !has_content_type(headers, "application/json") {
         return Err(ApiError::UnsupportedMediaType("application/json"));
     }
     let bytes = read_body(headers, body).await?;
+    // RFC 7591 §3.1 (and RFC 7592 §2.2): "a JSON document consisting of a JSON object".
+    // serde would also decode the struct from an array, positionally; only an object is
+    // metadata. Checked on the first token rather than by decoding into a map first, so
+    // that serde still refuses a repeated member (`duplicate field`) instead of a map
+    // silently keeping the last one.
+    if bytes.iter().find(|b| !b" \t\r\n".contains(b)) != Some(&b'{') {
+        return Err(ApiError::Registration(
+            RegistrationError::InvalidClientMetadata(
+                "the body must be a JSON object of client metadata (RFC 7591 §3.1)".into(),
+            ),
+        ));
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
-        // serde's message names the field and the expected type; never the value.
+        // serde's message names the field and the expected type, and can quote the value
+        // sent: it goes back only to its sender (this answer), never to the log or audit.
         let what: String = e.to_string().chars().take(200).collect();
         ApiError::Registration(RegistrationError::InvalidClientMetadata(format!(
             "the body is not valid registration metadata: {what}"
@@ -190,6 +211,10 @@ fn client_document(
     doc["scope"] = json!(client.scopes.to_string());
     doc["token_endpoint_auth_method"] = json!(client.auth_method().as_str());
     doc["id_token_signed_response_alg"] = json!(client.id_token_alg);
+    // RFC 9126 §6: whether this client must push its requests, which it must when the
+    // server requires it of every client (`--require-par`, `--profile fapi2`).
+    doc["require_pushed_authorization_requests"] =
+        json!(client.metadata.require_pushed_authorization_requests || state.services.require_par);
     doc["registration_client_uri"] = json!(format!("{issuer}/register/{}", client.id));
     if client.secret_hash.is_some() {
         // The secret never expires (RFC 7591 §3.2.1: 0), and is shown only when made.
@@ -303,22 +328,32 @@ async fn register_inner(
     let valid = validate(&request, &services.registration.policy, allowed)
         .map_err(ApiError::Registration)?;
     let (client, secret, registration_token) = new_client(state, valid)?;
-    // Spend the initial token only now, so a refused registration costs no use; the spend
-    // is atomic, so a token with N uses left registers at most N clients.
+    services.clients.insert_client(&client).await?;
+    // Spend the initial token only after the client is stored, so neither a refused nor a
+    // failed registration costs a use. The spend is one conditional update, so with N uses
+    // left at most N registrations win it; one that loses (or fails to spend) deletes the
+    // client it just stored, whose credentials nobody has been shown.
     if let Some(token) = &token {
         let now = services.clock.now();
-        if services
+        let spent = services
             .registration_tokens
             .spend_registration_token(&token.hash, now)
-            .await?
-            .is_none()
-        {
+            .await;
+        if !matches!(spent, Ok(Some(_))) {
+            if let Err(e) = services.clients.delete_client(&client.id).await {
+                tracing::warn!(
+                    error.message = %e,
+                    client_id = %client.id,
+                    "could not delete a registered client whose initial access token use was not spent; \
+                     nobody holds its credentials"
+                );
+            }
+            spent?;
             return Err(invalid_token(
                 "the initial access token is not valid (unknown, expired, used up or revoked)",
             ));
         }
     }
-    services.clients.insert_client(&client).await?;
     tracing::Span::current().record("client_id", client.id.as_str());
     let via = token.as_ref().map_or_else(
         || "open registration".to_owned(),
@@ -382,14 +417,16 @@ async fn managed_client(
 /// registration access token the request presented (RFC 7592 §3 requires it in the
 /// answer; it is not rotated by a read). The client secret is stored as a hash only, so it
 /// is not in it.
-#[tracing::instrument(skip_all, fields(client_id = %client_id))]
+#[tracing::instrument(skip_all, fields(client_id = tracing::field::Empty))]
 pub async fn read(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(client_id): Path<String>,
+    client_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     let caller = Caller::of(&state, peer, &headers);
+    let client_id = path_client_id(client_id);
+    tracing::Span::current().record("client_id", client_id.as_str());
     let result = async {
         limit(&state, &caller).await?;
         let (client, presented) = managed_client(&state, &headers, &client_id).await?;
@@ -410,15 +447,17 @@ pub async fn read(
 /// `PUT /register/{client_id}` (RFC 7592 §2.2): replaces the registration with the
 /// request's metadata (validated like a new one), rotates the registration access token
 /// and answers with the new one.
-#[tracing::instrument(skip_all, fields(client_id = %client_id))]
+#[tracing::instrument(skip_all, fields(client_id = tracing::field::Empty))]
 pub async fn update(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(client_id): Path<String>,
+    client_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let caller = Caller::of(&state, peer, &headers);
+    let client_id = path_client_id(client_id);
+    tracing::Span::current().record("client_id", client_id.as_str());
     match update_inner(&state, &caller, &client_id, &headers, body).await {
         Ok(r) => r,
         Err(e) => refused(&state, &caller, Some(&client_id), e)
@@ -502,7 +541,11 @@ async fn update_inner(
     // Each registration access token makes at most one update, also when two updates
     // race (on any instance): the first to get here spends it in the replay cache. The
     // entry needs to outlive only this request, after which the token's hash is no longer
-    // stored; validation failures above do not spend it.
+    // stored; validation failures above do not spend it. It is spent before the store
+    // write, which is what makes racing updates exclusive: if that write then fails (a
+    // store error, answered 500), the registration is unchanged and the token still reads
+    // and deletes it, but makes no update until the entry expires
+    // (REGISTRATION_TOKEN_SPEND_SECS). docs/registration.md says so.
     let spent = format!(
         "regtoken:{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -517,11 +560,23 @@ async fn update_inner(
             "the registration access token was already used for an update",
         ));
     }
+    // Remembered consents were given to the client as it was: after a change to where
+    // codes go, its name or how it authenticates, every user sees the consent page again.
+    // Forgotten before the update (so a failure cannot leave the new registration with the
+    // old consents) and again after it (a consent saved in between was to the old one).
+    let voids = voids_consents(&current, &updated);
+    let mut forgotten = 0;
+    if voids {
+        forgotten += services.flow.revoke_client_consents(&current.id).await?;
+    }
     if !services.clients.update_client(&updated).await? {
         // Deleted meanwhile: as for an unknown client.
         return Err(invalid_token(
             "the registration access token is not valid for this client",
         ));
+    }
+    if voids {
+        forgotten += services.flow.revoke_client_consents(&current.id).await?;
     }
     services
         .audit
@@ -531,7 +586,8 @@ async fn update_inner(
                 .client(&updated.id)
                 .scope(updated.scopes)
                 .detail(format!(
-                    "registration access token rotated; token_endpoint_auth_method={}",
+                    "registration access token rotated; token_endpoint_auth_method={}; \
+                     remembered consents forgotten: {forgotten}",
                     updated.auth_method().as_str()
                 )),
         )
@@ -543,14 +599,16 @@ async fn update_inner(
 /// `DELETE /register/{client_id}` (RFC 7592 §2.3): deletes the client the way
 /// `deedbolt client delete` does: its access tokens stop working on every instance, its
 /// refresh-token families are revoked, and client caches drop it. 204.
-#[tracing::instrument(skip_all, fields(client_id = %client_id))]
+#[tracing::instrument(skip_all, fields(client_id = tracing::field::Empty))]
 pub async fn delete(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(client_id): Path<String>,
+    client_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     let caller = Caller::of(&state, peer, &headers);
+    let client_id = path_client_id(client_id);
+    tracing::Span::current().record("client_id", client_id.as_str());
     let result = async {
         limit(&state, &caller).await?;
         let (client, _) = managed_client(&state, &headers, &client_id).await?;

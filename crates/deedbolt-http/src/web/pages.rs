@@ -149,8 +149,13 @@ pub fn login(
 /// The consent page: the scopes in plain words (not their identifiers), approve or deny. Administration scopes
 /// are flagged in bold and announced by a warning above the list, since they open the
 /// security audit log and the alerts of the whole server.
+///
+/// `destination` is where the answer goes: the host of the redirect URI (see
+/// [`redirect_destination`]), shown so a user can see where they are sent whatever the
+/// client calls itself.
 pub fn consent(
     client_name: &str,
+    destination: &str,
     user_email: &str,
     scope: ScopeSet,
     req: &str,
@@ -188,6 +193,7 @@ pub fn consent(
         &format!(
             "<h1>{client} wants to access your account</h1>{warning}\
              <p>Signed in as {email}. If you allow it, {client} will be able to:</p><ul>{items}</ul>\
+             <p id=\"redirect-host\">Whatever you choose, you will be sent to <strong>{destination}</strong>.</p>\
              <form method=\"post\" action=\"/consent\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <input type=\"hidden\" name=\"req\" value=\"{req}\">\
@@ -197,10 +203,35 @@ pub fn consent(
              </div></form>",
             client = escape(client_name),
             email = escape(user_email),
+            destination = escape(destination),
             csrf = escape(csrf),
             req = escape(req),
         ),
     )
+}
+
+/// Where a redirect URI sends the browser, in words for the consent page: the host of an
+/// `https` or `http` URI (with "this device" for a loopback address), or the scheme of a
+/// native app's private-use URI.
+///
+/// ```
+/// use deedbolt_http::web::pages::redirect_destination;
+/// assert_eq!(redirect_destination("https://App.Example.com:8443/cb"), "app.example.com");
+/// assert_eq!(redirect_destination("http://127.0.0.1:5000/cb"), "127.0.0.1 (this device)");
+/// assert_eq!(redirect_destination("com.example.app:/cb"), "the app com.example.app on this device");
+/// ```
+pub fn redirect_destination(redirect_uri: &str) -> String {
+    let Ok(url) = url::Url::parse(redirect_uri) else {
+        return redirect_uri.to_owned();
+    };
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.to_owned(),
+        Some(url::Host::Ipv4(ip)) if ip.is_loopback() => format!("{ip} (this device)"),
+        Some(url::Host::Ipv6(ip)) if ip.is_loopback() => format!("[{ip}] (this device)"),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+        None => format!("the app {} on this device", url.scheme()),
+    }
 }
 
 pub(crate) fn see_other(location: &str) -> Response {

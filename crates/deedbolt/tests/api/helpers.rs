@@ -1067,6 +1067,22 @@ impl TestApp {
         email: &str,
         password: &str,
     ) -> String {
+        let v = self
+            .user_tokens(client, redirect_uri, scope, email, password)
+            .await;
+        v["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// [`TestApp::user_access_token`], returning the whole token response (with the
+    /// refresh token, when the client may have one).
+    pub async fn user_tokens(
+        &self,
+        client: &CodeClient,
+        redirect_uri: &str,
+        scope: &str,
+        email: &str,
+        password: &str,
+    ) -> Value {
         let (verifier, challenge) = pkce_pair();
         let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("response_type", "code")
@@ -1097,8 +1113,7 @@ impl TestApp {
             .finish();
         let res = self.post_token(Some(&client.creds()), &form).await;
         assert_eq!(res.status(), 200, "code redemption");
-        let v: Value = res.json().await.expect("token JSON");
-        v["access_token"].as_str().expect("access_token").to_owned()
+        res.json().await.expect("token JSON")
     }
 
     /// Raises `multiple_auth_failures` for 127.0.0.1: five token requests with a wrong

@@ -1112,3 +1112,515 @@ async fn a_registered_private_key_jwt_client_authenticates_with_an_assertion() {
         "invalid_client_metadata"
     );
 }
+
+/// `grant_type=refresh_token` for a confidential registered client: (status, body).
+async fn refresh(app: &TestApp, client: &CodeClient, token: &str) -> (StatusCode, Value) {
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "refresh_token")
+        .append_pair("refresh_token", token)
+        .finish();
+    let res = app.post_token(Some(&client.creds()), &form).await;
+    let status = res.status();
+    (status, res.json().await.expect("token JSON"))
+}
+
+/// Registers a confidential code client with refresh tokens for `scope` at [`CB`]:
+/// the registration answer and the client.
+async fn code_client(app: &TestApp, bearer: &str, scope: &str) -> (Value, CodeClient) {
+    let v = registered(
+        app,
+        Some(bearer),
+        &json!({
+            "client_name": "Tenant portal",
+            "redirect_uris": [CB],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scope": scope,
+        }),
+    )
+    .await;
+    let client = CodeClient {
+        id: v["client_id"].as_str().unwrap().to_owned(),
+        secret: Some(v["client_secret"].as_str().unwrap().to_owned()),
+    };
+    (v, client)
+}
+
+#[tokio::test]
+async fn a_refresh_after_an_update_narrowed_the_scope_gets_only_the_new_scope() {
+    let app = app_with(|_| {}).await;
+    app.create_user("tess@example.com", "tenant", "correct horse battery");
+    let (_, token) = initial_token(&app, &["--expires-in", "10m"]);
+    let (v, client) = code_client(&app, &token, "openid tenant:read").await;
+    let tokens = app
+        .user_tokens(
+            &client,
+            CB,
+            "openid tenant:read",
+            "tess@example.com",
+            "correct horse battery",
+        )
+        .await;
+    let rt = tokens["refresh_token"].as_str().expect("a refresh token");
+    assert_eq!(
+        app.get("/api/tenants", tokens["access_token"].as_str())
+            .await
+            .status(),
+        200
+    );
+
+    // The client's own update drops tenant:read.
+    let res = manage(
+        &app,
+        reqwest::Method::PUT,
+        v["registration_client_uri"].as_str().unwrap(),
+        v["registration_access_token"].as_str(),
+        Some(&json!({
+            "client_id": client.id,
+            "redirect_uris": [CB],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scope": "openid",
+        })),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+
+    // The refresh yields only what the client is registered for now.
+    let (status, body) = refresh(&app, &client, rt).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "openid", "{body}");
+    let access = body["access_token"].as_str().unwrap();
+    assert_eq!(
+        crate::helpers::jwt_part(access, 1)["scope"],
+        "openid",
+        "the access token carries no removed scope"
+    );
+    assert_eq!(
+        app.get("/api/tenants", Some(access)).await.status(),
+        403,
+        "the API refuses the removed scope"
+    );
+}
+
+/// Where a browser with `jar` ends up after `/authorize` for `client_id` at
+/// `redirect_uri`: `Ok(callback)` when it is sent back to the client at once (consent
+/// remembered), `Err(html)` when a page of this server (the consent page) is shown.
+async fn authorize_with_session(
+    app: &TestApp,
+    client_id: &str,
+    redirect_uri: &str,
+    scope: &str,
+    jar: &mut crate::helpers::Jar,
+) -> Result<String, String> {
+    let (_, challenge) = crate::helpers::pkce_pair();
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("scope", scope)
+        .append_pair("state", "st")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .finish();
+    let mut next = format!("/authorize?{query}");
+    for _ in 0..5 {
+        let res = app.browser_get(&next, jar).await;
+        jar.store(&res);
+        match crate::helpers::location(&res) {
+            Some(to) if to.starts_with('/') || to.starts_with(&app.base) => next = to,
+            Some(to) => return Ok(to),
+            None => return Err(res.text().await.expect("a page")),
+        }
+    }
+    panic!("too many redirects from /authorize");
+}
+
+#[tokio::test]
+async fn an_update_that_moves_the_redirect_uri_asks_every_user_to_consent_again() {
+    let app = app_with(|_| {}).await;
+    app.create_user("tess@example.com", "tenant", "correct horse battery");
+    let (_, token) = initial_token(&app, &["--expires-in", "10m"]);
+    let (v, client) = code_client(&app, &token, "openid tenant:read").await;
+    let uri = v["registration_client_uri"].as_str().unwrap().to_owned();
+    let scope = "openid tenant:read";
+
+    // The user approves once; the next authorization skips the consent page.
+    let mut jar = crate::helpers::Jar::default();
+    let (_, challenge) = crate::helpers::pkce_pair();
+    let first = format!(
+        "/authorize?response_type=code&client_id={}&redirect_uri={CB}&scope=openid%20tenant%3Aread&state=s&code_challenge={challenge}&code_challenge_method=S256",
+        client.id
+    );
+    let back = app
+        .sign_in_through_pages(
+            &first,
+            "tess@example.com",
+            "correct horse battery",
+            "approve",
+            &mut jar,
+        )
+        .await;
+    assert!(back.starts_with(CB), "{back}");
+    let again = authorize_with_session(&app, &client.id, CB, scope, &mut jar).await;
+    assert!(
+        again.is_ok_and(|to| to.starts_with(CB)),
+        "consent remembered"
+    );
+
+    // An update that changes only informational metadata keeps the consent.
+    let mut body = json!({
+        "client_id": client.id,
+        "client_name": "Tenant portal",
+        "redirect_uris": [CB],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "scope": scope,
+        "contacts": ["ops@example.com"],
+    });
+    let res = manage(
+        &app,
+        reqwest::Method::PUT,
+        &uri,
+        v["registration_access_token"].as_str(),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let rat = res.json::<Value>().await.unwrap()["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let again = authorize_with_session(&app, &client.id, CB, scope, &mut jar).await;
+    assert!(again.is_ok(), "a contacts change keeps the consent");
+
+    // The registration access token moves the redirect URI to another host: the user
+    // sees the consent page again.
+    let moved = "https://other.example.com/steal";
+    body["redirect_uris"] = json!([moved]);
+    let res = manage(&app, reqwest::Method::PUT, &uri, Some(&rat), Some(&body)).await;
+    assert_eq!(res.status(), 200);
+    let shown = authorize_with_session(&app, &client.id, moved, scope, &mut jar).await;
+    let html = shown.expect_err("the consent page is shown again, no code is sent");
+    assert!(
+        html.contains("name=\"decision\""),
+        "the consent form: {html}"
+    );
+}
+
+/// A public EC P-256 key set, as a `private_key_jwt` client registers it.
+fn ec_jwks() -> Value {
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let public = pair.public_key().as_ref().to_vec();
+    json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
+        "x": URL_SAFE_NO_PAD.encode(&public[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&public[33..65]),
+    }]})
+}
+
+/// Registers `body` expecting a 400 `invalid_client_metadata`; returns its description.
+async fn refused_metadata(app: &TestApp, bearer: &str, body: &Value) -> String {
+    let res = register(app, Some(bearer), body).await;
+    let status = res.status();
+    let v: Value = res.json().await.expect("JSON");
+    assert_eq!(status, 400, "{body} -> {v}");
+    assert_eq!(v["error"], "invalid_client_metadata", "{body} -> {v}");
+    v["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn under_fapi2_only_clients_the_token_endpoint_accepts_are_registered() {
+    let app = spawn_app_with(crate::helpers::fapi2_options()).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    let cc = json!({"grant_types": ["client_credentials"], "scope": "property:read"});
+
+    // No method: the RFC 7591 default, client_secret_basic, is not allowed under FAPI 2.0,
+    // so the method must be given (not a client that can never authenticate).
+    let why = refused_metadata(&app, &token, &cc).await;
+    assert!(
+        why.contains("token_endpoint_auth_method is required"),
+        "{why}"
+    );
+    for method in ["client_secret_basic", "client_secret_post", "none"] {
+        let mut body = cc.clone();
+        body["token_endpoint_auth_method"] = json!(method);
+        if method == "none" {
+            body = json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"});
+        }
+        let why = refused_metadata(&app, &token, &body).await;
+        assert!(why.contains("not accepted"), "{method}: {why}");
+    }
+    // No mutual-TLS listener here: no certificate methods either.
+    let mut tls = cc.clone();
+    tls["token_endpoint_auth_method"] = json!("tls_client_auth");
+    tls["tls_client_auth_subject_dn"] = json!("CN=bot");
+    refused_metadata(&app, &token, &tls).await;
+    assert!(clients(&app).is_empty(), "nothing was stored");
+
+    // private_key_jwt is accepted, and the answer says PAR is required.
+    let mut body = cc.clone();
+    body["token_endpoint_auth_method"] = json!("private_key_jwt");
+    body["jwks"] = ec_jwks();
+    let v = registered(&app, Some(&token), &body).await;
+    assert_eq!(v["token_endpoint_auth_method"], "private_key_jwt");
+    assert!(v.get("client_secret").is_none());
+    assert_eq!(v["require_pushed_authorization_requests"], true, "{v}");
+}
+
+#[tokio::test]
+async fn without_mutual_tls_certificate_methods_and_bound_tokens_are_refused() {
+    let app = app_with(|_| {}).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    let cc = json!({"grant_types": ["client_credentials"], "scope": "property:read"});
+    let mut tls = cc.clone();
+    tls["token_endpoint_auth_method"] = json!("tls_client_auth");
+    tls["tls_client_auth_subject_dn"] = json!("CN=bot");
+    let why = refused_metadata(&app, &token, &tls).await;
+    assert!(why.contains("not accepted"), "{why}");
+    let mut bound = cc.clone();
+    bound["tls_client_certificate_bound_access_tokens"] = json!(true);
+    let why = refused_metadata(&app, &token, &bound).await;
+    assert!(why.contains("mutual TLS"), "{why}");
+    assert!(clients(&app).is_empty(), "nothing was stored");
+    // The default method is fine here, and PAR is not required of this client.
+    let v = registered(&app, Some(&token), &cc).await;
+    assert_eq!(v["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(v["require_pushed_authorization_requests"], false);
+}
+
+#[tokio::test]
+async fn invisible_or_bidi_spoofed_names_are_refused_and_consent_shows_the_redirect_host() {
+    let app = app_with(|_| {}).await;
+    app.create_user("tess@example.com", "tenant", "correct horse battery");
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    for name in [
+        "\u{200b}\u{200b}",
+        "abc\u{202e}gnp.exe",
+        "Portal\u{2066}",
+        "\u{feff}Portal",
+        "\u{3164}",
+    ] {
+        let mut body = machine("property:read");
+        body["client_name"] = json!(name);
+        let why = refused_metadata(&app, &token, &body).await;
+        assert!(why.contains("client_name"), "{name:?}: {why}");
+    }
+    assert!(clients(&app).is_empty(), "nothing was stored");
+    // The CLI parses names with the same rule.
+    let out = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "abc\u{202e}gnp.exe",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "property:read",
+    ]);
+    assert!(!out.status.success(), "the CLI refuses it too");
+    assert!(clients(&app).is_empty());
+
+    // The consent page names the host the code will be sent to.
+    let (_, client) = code_client(&app, &token, "openid tenant:read").await;
+    let mut jar = crate::helpers::Jar::default();
+    let (_, challenge) = crate::helpers::pkce_pair();
+    let authorize = format!(
+        "/authorize?response_type=code&client_id={}&redirect_uri={CB}&scope=openid%20tenant%3Aread&state=s&code_challenge={challenge}&code_challenge_method=S256",
+        client.id
+    );
+    let res = app.browser_get(&authorize, &jar).await;
+    let login = crate::helpers::location(&res).expect("to the login page");
+    let res = app.browser_get(&login, &jar).await;
+    jar.store(&res);
+    let html = res.text().await.unwrap();
+    let csrf = crate::helpers::hidden_input(&html, "csrf").unwrap();
+    let req = crate::helpers::hidden_input(&html, "req").unwrap();
+    let res = app
+        .browser_post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("req", &req),
+                ("email", "tess@example.com"),
+                ("password", "correct horse battery"),
+            ],
+            &jar,
+        )
+        .await;
+    jar.store(&res);
+    let consent = crate::helpers::location(&res).expect("to the consent page");
+    let html = app.browser_get(&consent, &jar).await.text().await.unwrap();
+    assert!(
+        html.contains("id=\"redirect-host\"") && html.contains("<strong>app.example.com</strong>"),
+        "the consent page shows where the code goes: {html}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_refused() {
+    let app = app_with(|_| {}).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    // serde would read an array positionally as the struct (RFC 7591 §3.1 asks for an
+    // object): [client_id, client_secret, redirect_uris].
+    for body in [
+        json!([null, null, [CB]]),
+        json!("redirect_uris"),
+        json!(null),
+        json!(7),
+    ] {
+        refused_metadata(&app, &token, &body).await;
+    }
+    assert!(clients(&app).is_empty(), "nothing was stored");
+    let v = registered(&app, Some(&token), &machine("property:read")).await;
+    let id = v["client_id"].as_str().unwrap();
+    let uri = v["registration_client_uri"].as_str().unwrap();
+    let rat = v["registration_access_token"].as_str().unwrap();
+    let res = manage(
+        &app,
+        reqwest::Method::PUT,
+        uri,
+        Some(rat),
+        Some(&json!([id])),
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_client_metadata"
+    );
+    // Whitespace before the object is still JSON.
+    let res = app
+        .http
+        .post(format!("{}/register", app.base))
+        .header("content-type", "application/json")
+        .bearer_auth(&token)
+        .body(format!(" \n{}", machine("property:read")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+}
+
+#[tokio::test]
+async fn null_is_treated_as_omitted_for_every_field() {
+    let app = app_with(|_| {}).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    let mut body = machine("property:read");
+    for field in [
+        "redirect_uris",
+        "contacts",
+        "require_pushed_authorization_requests",
+        "dpop_bound_access_tokens",
+        "tls_client_certificate_bound_access_tokens",
+        "logo_uri",
+        "response_types",
+    ] {
+        body[field] = Value::Null;
+    }
+    let v = registered(&app, Some(&token), &body).await;
+    assert_eq!(v["redirect_uris"], json!([]));
+    assert_eq!(v["require_pushed_authorization_requests"], false);
+    assert!(v.get("contacts").is_none());
+    // The same in an update (RFC 7592 §2.2).
+    body["client_id"] = v["client_id"].clone();
+    let res = manage(
+        &app,
+        reqwest::Method::PUT,
+        v["registration_client_uri"].as_str().unwrap(),
+        v["registration_access_token"].as_str(),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn an_http_redirect_uri_is_refused_without_offering_localhost() {
+    let app = app_with(|_| {}).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    let res = register(
+        &app,
+        Some(&token),
+        &json!({"redirect_uris": ["http://app.example.com/cb"]}),
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_redirect_uri");
+    let why = v["error_description"].as_str().unwrap();
+    assert!(
+        why.contains("127.0.0.1") && why.contains("not localhost"),
+        "{why}"
+    );
+    assert!(!why.contains("and localhost"), "{why}");
+}
+
+#[tokio::test]
+async fn a_client_id_that_is_not_utf8_is_the_same_401_as_an_unknown_one() {
+    let app = app_with(|_| {}).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h"]);
+    let v = registered(&app, Some(&token), &machine("property:read")).await;
+    let rat = v["registration_access_token"].as_str().unwrap();
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let res = manage(
+            &app,
+            method.clone(),
+            &format!("{}/register/%FF", app.base),
+            Some(rat),
+            (method == reqwest::Method::PUT).then_some(&json!({})),
+        )
+        .await;
+        assert_eq!(res.status(), 401, "{method}");
+        assert!(crate::helpers::www_authenticate(&res).contains("invalid_token"));
+        assert_eq!(
+            res.headers()["content-type"].to_str().unwrap(),
+            "application/json",
+            "{method}"
+        );
+        assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_token");
+    }
+}
+
+/// Runs `sql` on the test server's SQLite database (beside the server's connections).
+async fn sqlite_exec(app: &TestApp, sql: &str) {
+    let path = app.data_dir.path().join("deedbolt.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("open the database");
+    sqlx::query(sql).execute(&pool).await.expect(sql);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_registration_whose_store_write_fails_spends_no_initial_token_use() {
+    let app = app_with(|_| {}).await;
+    let (_, token) = initial_token(&app, &["--expires-in", "1h", "--max-uses", "1"]);
+    sqlite_exec(
+        &app,
+        "CREATE TRIGGER fail_clients BEFORE INSERT ON clients \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    .await;
+    let res = register(&app, Some(&token), &machine("property:read")).await;
+    assert_eq!(res.status(), 500);
+    assert!(clients(&app).is_empty());
+    assert_eq!(
+        tokens(&app)[0]["uses"],
+        0,
+        "the failed registration spent no use"
+    );
+    sqlite_exec(&app, "DROP TRIGGER fail_clients").await;
+    // The one use is still there.
+    registered(&app, Some(&token), &machine("property:read")).await;
+    assert_eq!(tokens(&app)[0]["uses"], 1);
+    assert_eq!(clients(&app).len(), 1);
+}

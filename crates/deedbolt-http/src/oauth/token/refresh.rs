@@ -14,7 +14,8 @@ use deedbolt_core::ids::ClientId;
 use deedbolt_core::ports::NewFamily;
 use deedbolt_core::rand;
 use deedbolt_core::refresh::{
-    bound_by_user, decide, Decision, RefreshRecord, RefreshToken, UserBound,
+    bound_by_client, bound_by_user, decide, ClientBound, Decision, RefreshRecord, RefreshToken,
+    UserBound,
 };
 use deedbolt_core::scope::ScopeSet;
 use deedbolt_core::token::AccessTokenClaims;
@@ -199,6 +200,16 @@ pub(crate) async fn refresh_token_grant(
     let decision = decide(&record, &client_id, requested, &s.refresh_policy, now);
     match decision {
         Decision::Rotate(scope) => {
+            // The client as it is registered now: a scope removed from it since the
+            // family was granted is not issued again.
+            let scope = match bound_by_client(scope, auth.client().scopes) {
+                ClientBound::Scope(scope) => scope,
+                ClientBound::NothingRegistered => {
+                    return Err(invalid_grant(
+                        "the client is no longer registered for any of the granted scope",
+                    ))
+                }
+            };
             // The user as they are now: deleted users get nothing (and their family is
             // revoked), demoted users only what their current role may delegate.
             let user = s.users.find_user(&record.user_id).await?;
