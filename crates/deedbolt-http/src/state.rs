@@ -156,6 +156,7 @@ impl AppState {
         services.registration.policy.auth_methods =
             crate::oauth::metadata::token_auth_methods(&services);
         services.registration.policy.certificate_bound_tokens = services.mtls.is_some();
+        services.registration.policy.profile = services.profile;
         let verifier = Verifier::new(
             services.policy.issuer.clone(),
             services.policy.audience.clone(),

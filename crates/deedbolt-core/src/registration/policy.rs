@@ -53,7 +53,6 @@ use crate::client::{
     AuthMethod, ClientKind, ClientMetadata, ClientName, ClientRuleError, GrantType, NewClient,
 };
 use crate::client_jwks::{AssertionAlg, ClientJwks};
-use crate::jose::SigningAlg;
 use crate::redirect::{RedirectUri, RedirectUriError};
 use crate::scope::{Scope, ScopeSet};
 
@@ -107,6 +106,23 @@ impl RegistrationError {
 
 fn metadata(d: impl Into<String>) -> RegistrationError {
     RegistrationError::InvalidClientMetadata(d.into())
+}
+
+/// Refuses a JWS algorithm the server's profile does not allow (FAPI 2.0 SP §5.4.1: no
+/// RS256 under fapi2).
+fn refuse_outside_profile(
+    policy: &RegistrationPolicy,
+    member: &str,
+    alg: &str,
+) -> Result<(), RegistrationError> {
+    if policy.profile.allows_jws_alg(alg) {
+        Ok(())
+    } else {
+        Err(metadata(format!(
+            "{member} {alg} is not allowed by this server's {} profile (use ES256 or EdDSA)",
+            policy.profile
+        )))
+    }
 }
 
 fn redirect(d: impl Into<String>) -> RegistrationError {
@@ -210,6 +226,9 @@ pub struct RegistrationPolicy {
     /// Whether certificate-bound access tokens can be issued (RFC 8705 §3: a mutual-TLS
     /// listener runs). Default: yes; the server sets it at start-up.
     pub certificate_bound_tokens: bool,
+    /// The server's security profile: which JWS algorithms a client may register for its
+    /// ID tokens and assertions, and the ID-token algorithm of a client naming none.
+    pub profile: crate::profile::Profile,
 }
 
 impl Default for RegistrationPolicy {
@@ -218,6 +237,7 @@ impl Default for RegistrationPolicy {
             redirect_hosts: Vec::new(),
             auth_methods: AuthMethod::ALL.to_vec(),
             certificate_bound_tokens: true,
+            profile: crate::profile::Profile::Default,
         }
     }
 }
@@ -546,12 +566,20 @@ pub fn validate(
             }
             other => metadata(other.to_string()),
         })?;
-    if let Some(alg) = &req.id_token_signed_response_alg {
-        let alg: SigningAlg = alg.parse().map_err(|_| {
+    // A client naming no algorithm gets OpenID Connect's RS256, or ES256 under fapi2
+    // (FAPI 2.0 SP §5.4.1); the answer says which (RFC 7591 §3.2.1).
+    let id_token_alg = match &req.id_token_signed_response_alg {
+        Some(alg) => alg.parse().map_err(|_| {
             metadata("id_token_signed_response_alg must be one of ES256, RS256, EdDSA")
-        })?;
-        client = client.with_id_token_alg(alg);
-    }
+        })?,
+        None => policy.profile.default_id_token_alg(),
+    };
+    refuse_outside_profile(
+        policy,
+        "id_token_signed_response_alg",
+        id_token_alg.as_str(),
+    )?;
+    client = client.with_id_token_alg(id_token_alg);
 
     // Keys and certificates.
     if req.jwks.is_some() && req.jwks_uri.is_some() {
@@ -576,6 +604,7 @@ pub fn validate(
         )));
     }
     if let Some(alg) = &req.token_endpoint_auth_signing_alg {
+        refuse_outside_profile(policy, "token_endpoint_auth_signing_alg", alg)?;
         if alg.parse::<AssertionAlg>().is_err() {
             let names: Vec<&str> = AssertionAlg::ALL.iter().map(|a| a.as_str()).collect();
             return Err(metadata(format!(
@@ -966,7 +995,7 @@ mod tests {
         let r = ok(
             json!({"redirect_uris": cb, "id_token_signed_response_alg": "ES256", "unknown_thing": 1}),
         );
-        assert_eq!(r.client.id_token_alg, SigningAlg::ES256);
+        assert_eq!(r.client.id_token_alg, crate::jose::SigningAlg::ES256);
     }
 
     #[test]

@@ -1369,6 +1369,18 @@ async fn under_fapi2_only_clients_the_token_endpoint_accepts_are_registered() {
     assert_eq!(v["token_endpoint_auth_method"], "private_key_jwt");
     assert!(v.get("client_secret").is_none());
     assert_eq!(v["require_pushed_authorization_requests"], true, "{v}");
+    // FAPI 2.0 SP §5.4.1: no RS256. Without a choice, ID tokens are ES256 (and the answer
+    // says so); RS256 for ID tokens or assertions is refused.
+    assert_eq!(v["id_token_signed_response_alg"], "ES256", "{v}");
+    for (member, alg) in [
+        ("id_token_signed_response_alg", "RS256"),
+        ("token_endpoint_auth_signing_alg", "RS256"),
+    ] {
+        let mut rs256 = body.clone();
+        rs256[member] = json!(alg);
+        let why = refused_metadata(&app, &token, &rs256).await;
+        assert!(why.contains(member) && why.contains("fapi2"), "{why}");
+    }
 }
 
 #[tokio::test]
