@@ -80,6 +80,9 @@ pub enum CertRuleError {
     /// read for this method).
     #[error("self_signed_tls_client_auth needs its certificate in jwks (the first x5c entry of a key); jwks_uri is not supported for it")]
     NoCertificate,
+    /// The `jwks` of a `self_signed_tls_client_auth` client holds private key material.
+    #[error("jwks: {0}")]
+    Keys(#[from] crate::client_jwks::JwksError),
 }
 
 impl PkiRule {
@@ -145,6 +148,9 @@ pub fn validate(method: AuthMethod, m: &ClientMetadata) -> Result<(), CertRuleEr
         AuthMethod::TlsClientAuth => PkiRule::from_metadata(m).map(|_| ()),
         AuthMethod::SelfSignedTlsClientAuth => {
             let jwks = m.jwks.as_ref().ok_or(CertRuleError::NoCertificate)?;
+            // Any certificate key type will do (the TLS handshake proves its key); only
+            // public keys may be stored.
+            crate::client_jwks::refuse_private_keys(jwks)?;
             if registered_certificates(jwks).is_empty() {
                 Err(CertRuleError::NoCertificate)
             } else {
@@ -282,6 +288,23 @@ mod tests {
         assert!(matches!(
             err(|m| m.tls_client_auth_subject_dn = Some("XX=1".into())),
             CertRuleError::SubjectDn(_)
+        ));
+    }
+
+    #[test]
+    fn a_self_signed_clients_jwks_holds_public_keys_only() {
+        let meta = |key: serde_json::Value| ClientMetadata {
+            jwks: Some(serde_json::json!({ "keys": [key] })),
+            ..ClientMetadata::default()
+        };
+        let cert = STANDARD.encode(b"cert");
+        let public = serde_json::json!({"kty": "EC", "crv": "P-384", "x5c": [cert]});
+        assert!(validate(AuthMethod::SelfSignedTlsClientAuth, &meta(public.clone())).is_ok());
+        let mut private = public;
+        private["d"] = serde_json::json!("AA");
+        assert!(matches!(
+            validate(AuthMethod::SelfSignedTlsClientAuth, &meta(private)),
+            Err(CertRuleError::Keys(_))
         ));
     }
 

@@ -33,7 +33,9 @@
 //!   is not among them; `tls_client_certificate_bound_access_tokens` only with mutual TLS;
 //!   `private_key_jwt` and `self_signed_tls_client_auth` need exactly
 //!   one of `jwks` and `jwks_uri` (`jwks` checked as [`ClientJwks::parse`] checks every
-//!   client key set: public keys only, supported key types, unique `kid`s), an assertion
+//!   client key set: public keys only, supported key types, unique `kid`s; a self-signed
+//!   client's `jwks`, which carries certificates, as `crate::certauth::validate` checks it:
+//!   public keys only, a certificate in `x5c`), an assertion
 //!   algorithm of [`AssertionAlg`] if one is named, and
 //!   `tls_client_auth` exactly one subject DN or SAN (RFC 8705 §2.1.2).
 //! - **URIs** (`invalid_client_metadata`): `jwks_uri`, `client_uri`, `logo_uri`,
@@ -588,9 +590,16 @@ pub fn validate(
         ));
     }
     https_url("jwks_uri", &req.jwks_uri)?;
-    if let Some(jwks) = &req.jwks {
+    match &req.jwks {
+        // A self-signed client's jwks carries its certificates, of any key type the TLS
+        // handshake accepts: checked by certauth::validate below (public keys only, a
+        // certificate), as `deedbolt client create` checks it.
+        Some(_) if auth_method == AuthMethod::SelfSignedTlsClientAuth => {}
         // The same rules as `deedbolt client create --jwks-file` and the assertion check.
-        ClientJwks::parse(jwks).map_err(|e| metadata(format!("jwks: {e}")))?;
+        Some(jwks) => {
+            ClientJwks::parse(jwks).map_err(|e| metadata(format!("jwks: {e}")))?;
+        }
+        None => {}
     }
     if matches!(
         auth_method,
@@ -915,6 +924,20 @@ mod tests {
         with_cert["x5c"] = json!(["MIIB"]);
         ok(
             json!({"redirect_uris": cb, "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks": {"keys": [with_cert]}}),
+        );
+        // Any certificate key type (here P-384, which assertions do not use), as the CLI
+        // takes it; never a private key.
+        let p384 = json!({"kty": "EC", "crv": "P-384", "x": "AA", "y": "AA", "x5c": ["MIIB"]});
+        ok(
+            json!({"redirect_uris": cb, "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks": {"keys": [p384]}}),
+        );
+        let mut private = p384.clone();
+        private["d"] = json!("AA");
+        assert_eq!(
+            code(
+                json!({"redirect_uris": cb, "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks": {"keys": [private]}})
+            ),
+            "invalid_client_metadata"
         );
         assert_eq!(
             code(
