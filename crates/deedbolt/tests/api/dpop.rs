@@ -568,6 +568,58 @@ async fn a_public_clients_refresh_tokens_are_bound_to_its_dpop_key() {
     app.stop().await;
 }
 
+/// RFC 9449 §5: "When an authorization server supporting DPoP issues a refresh token to a
+/// public client that presents a valid DPoP proof at the token endpoint, the refresh
+/// token MUST be bound to the respective public key" — also when the code was redeemed
+/// without a proof and the first proof comes with a refresh. The grace-period answer to
+/// a retry of the old token is the bound pair, so it too needs the key.
+#[tokio::test]
+async fn a_public_clients_unbound_family_is_bound_by_its_first_refresh_with_a_proof() {
+    let app = spawn_app_with(Options {
+        overrides: ServeOverrides {
+            refresh_grace: Some("30s".into()),
+            ..ServeOverrides::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    app.create_user(RITA, "tenant", PASSWORD);
+    let spa = app.create_code_client(FULL, &[CB], true, RT);
+    let (code, verifier) = code_for(&app, &spa, &[]).await;
+    let res = redeem(&app, &spa, &code, &verifier, &[]).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer", "{body}");
+    let first = body["refresh_token"].as_str().unwrap().to_owned();
+
+    // The first refresh with a proof binds the family to its key.
+    let key = DpopKey::new();
+    let res = refresh_with(&app, &spa, &first, &[&key.token_proof(&app)]).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    let next = body["refresh_token"].as_str().unwrap().to_owned();
+
+    // The old token retried within the grace period: the bound pair only with the key.
+    let res = refresh_with(&app, &spa, &first, &[]).await;
+    expect_error(res, 400, "invalid_dpop_proof").await;
+    // The new token: useless without a proof or with another key's, and these attempts
+    // neither rotate nor revoke it.
+    let res = refresh_with(&app, &spa, &next, &[]).await;
+    expect_error(res, 400, "invalid_dpop_proof").await;
+    let thief = DpopKey::new();
+    let res = refresh_with(&app, &spa, &next, &[&thief.token_proof(&app)]).await;
+    expect_error(res, 400, "invalid_grant").await;
+    let res = refresh_with(&app, &spa, &next, &[&key.token_proof(&app)]).await;
+    assert_eq!(res.status(), 200, "the key holder refreshes");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        jwt_part(body["access_token"].as_str().unwrap(), 1)["cnf"]["jkt"],
+        key.jkt()
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_confidential_clients_refresh_tokens_are_bound_by_its_authentication_not_a_key() {
     let app = spawn_app().await;
@@ -589,6 +641,12 @@ async fn a_confidential_clients_refresh_tokens_are_bound_by_its_authentication_n
         jwt_part(body["access_token"].as_str().unwrap(), 1)["cnf"]["jkt"],
         other.jkt()
     );
+    // ... and leaves the family unbound: the next refresh without a proof gets Bearer.
+    let next = body["refresh_token"].as_str().unwrap().to_owned();
+    let res = refresh_with(&app, &web, &next, &[]).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer", "{body}");
     app.stop().await;
 }
 

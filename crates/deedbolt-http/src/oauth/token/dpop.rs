@@ -4,8 +4,8 @@
 //! (`cnf.jkt`, `token_type: DPoP`) for every grant. A client registered with
 //! `dpop_bound_access_tokens` must send one. A code requested with `dpop_jkt` is redeemed
 //! only with a proof by that key; a public client's refresh-token family is bound to the
-//! key of the proof it was issued with (a confidential client's is bound by its client
-//! authentication, §5). The proof is checked after client authentication and before the
+//! key of the first proof it sees, at code redemption or at a later refresh (a
+//! confidential client's is bound by its client authentication, §5). The proof is checked after client authentication and before the
 //! grant changes anything, so a refused proof spends no code and rotates no token.
 
 use std::borrow::Cow;
