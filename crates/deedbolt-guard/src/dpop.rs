@@ -335,8 +335,10 @@ struct ProofClaims {
 impl DpopVerifier {
     /// How old a proof may be by default (`iat` in the past).
     pub const DEFAULT_MAX_AGE_SECS: i64 = 60;
-    /// How far in the future a proof's `iat` may lie by default (clock skew).
-    pub const DEFAULT_MAX_FUTURE_SECS: i64 = 5;
+    /// How far in the future a proof's `iat` may lie by default (clock skew): 10 s, as
+    /// FAPI 2.0 Security Profile §5.3.2.1 requires of every server ("shall accept JWTs with
+    /// an `iat` value ... between 0 and 10 seconds in the future").
+    pub const DEFAULT_MAX_FUTURE_SECS: i64 = 10;
 
     /// A verifier with the default window and no nonces.
     pub fn new(clock: Arc<dyn Clock>) -> Self {

@@ -312,8 +312,10 @@ fn iat_must_be_within_the_window() {
     for (iat, ok) in [
         (NOW - 60, true),
         (NOW - 61, false),
+        // FAPI 2.0 SP §5.3.2.1: up to 10 s in the future is accepted.
         (NOW + 5, true),
-        (NOW + 6, false),
+        (NOW + 10, true),
+        (NOW + 11, false),
         (0, false),
     ] {
         let mut c = claims();

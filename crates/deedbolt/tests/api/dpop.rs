@@ -306,6 +306,12 @@ async fn the_token_endpoint_refuses_proofs_that_break_a_rule_of_section_4_3() {
         &DpopKey::claims("POST", &format!("{upper}/token?x=1")),
     );
     assert_eq!(cc(&app, &creds, &[&proof]).await.status(), 200);
+    // FAPI 2.0 SP §5.3.2.1: an `iat` up to 10 s in the future is accepted (9 s here, so
+    // the test's clock running a second behind the server's cannot fail it).
+    let mut c = fresh();
+    c["iat"] = json!(unix_now() + 9);
+    let res = cc(&app, &creds, &[&key.sign(&key.header(), &c)]).await;
+    assert_eq!(res.status(), 200, "iat 9 s ahead");
     // Refused proofs are audited as failed token requests.
     app.stop().await;
 }
