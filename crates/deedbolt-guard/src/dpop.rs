@@ -10,7 +10,7 @@
 //!    kind the `alg` needs, and the signature verifies with it;
 //! 4. the claims have `jti`, `htm`, `htu` and `iat`; `htm` is the request method; `htu`
 //!    is the request URI without query and fragment, both compared after normalisation
-//!    (scheme and host case, default port, dot segments);
+//!    ([`normalize_htu`]: scheme and host case, default port, dot segments, percent-encoding);
 //! 5. `iat` lies within the acceptance window ([`DpopVerifier::DEFAULT_MAX_AGE_SECS`] in
 //!    the past, [`DpopVerifier::DEFAULT_MAX_FUTURE_SECS`] in the future);
 //! 6. when an access token is presented with the proof, `ath` is the base64url SHA-256 of
@@ -595,9 +595,12 @@ fn public_key(
     }
 }
 
-/// `htu` as compared (RFC 9449 §4.3 check 9, RFC 3986 §6.2.2–6.2.3): scheme and host in
-/// lower case, the default port dropped, dot segments removed, an empty path as `/`, no
-/// query and no fragment. `None` for anything but an absolute http(s) URL.
+/// `htu` as compared (RFC 9449 §4.3 check 9, which asks for the syntax-based and
+/// scheme-based normalisation of RFC 3986 §6.2.2–6.2.3): scheme and host in lower case,
+/// the default port dropped, dot segments removed, an empty path as `/`, percent-encoding
+/// normalised in the path (hex digits in upper case, percent-encoded unreserved
+/// characters decoded: [`normalize_percent_encoding`]), no query and no fragment. `None`
+/// for anything but an absolute http(s) URL.
 ///
 /// ```
 /// use deedbolt_guard::dpop::normalize_htu;
@@ -606,6 +609,10 @@ fn public_key(
 ///     Some("https://as.example/token")
 /// );
 /// assert_eq!(normalize_htu("http://a:8080").as_deref(), Some("http://a:8080/"));
+/// assert_eq!(
+///     normalize_htu("https://a/%74oken/a%2fb").as_deref(),
+///     Some("https://a/token/a%2Fb")
+/// );
 /// assert_eq!(normalize_htu("/token"), None);
 /// ```
 pub fn normalize_htu(s: &str) -> Option<String> {
@@ -618,7 +625,67 @@ pub fn normalize_htu(s: &str) -> Option<String> {
     }
     url.set_query(None);
     url.set_fragment(None);
-    Some(url.to_string())
+    // Scheme, host and port as the URL parser normalised them; then the path.
+    let origin = &url[..url::Position::BeforePath];
+    Some(format!(
+        "{origin}{}",
+        normalize_percent_encoding(url.path())
+    ))
+}
+
+/// RFC 3986 §6.2.2.1–6.2.2.2 percent-encoding normalisation: every `%xx` triplet of an
+/// unreserved character (`A`–`Z`, `a`–`z`, `0`–`9`, `-`, `.`, `_`, `~`) is decoded, every
+/// other one is written with upper-case hex digits. A `%` not followed by two hex digits
+/// is left as it is.
+///
+/// ```
+/// use deedbolt_guard::dpop::normalize_percent_encoding;
+/// assert_eq!(normalize_percent_encoding("/%7euser/%41b%2fc"), "/~user/Ab%2Fc");
+/// assert_eq!(normalize_percent_encoding("/100%"), "/100%");
+/// ```
+pub fn normalize_percent_encoding(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    const UPPER_HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let triplet = (bytes[i] == b'%')
+            .then(|| {
+                let hi = hex(*bytes.get(i + 1)?)?;
+                let lo = hex(*bytes.get(i + 2)?)?;
+                Some((hi << 4) | lo)
+            })
+            .flatten();
+        match triplet {
+            Some(b) if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
+                out.push(char::from(b));
+                i += 3;
+            }
+            Some(b) => {
+                out.push('%');
+                out.push(char::from(UPPER_HEX[usize::from(b >> 4)]));
+                out.push(char::from(UPPER_HEX[usize::from(b & 0xf)]));
+                i += 3;
+            }
+            // Not a triplet: copy one character (`i` is always at a char boundary).
+            None => match s.get(i..).and_then(|rest| rest.chars().next()) {
+                Some(c) => {
+                    out.push(c);
+                    i += c.len_utf8();
+                }
+                None => break,
+            },
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -307,6 +307,59 @@ fn htu_is_compared_after_normalisation_and_without_query() {
 }
 
 #[test]
+fn htu_paths_are_compared_after_percent_encoding_normalisation() {
+    // RFC 3986 §6.2.2.1: hex digits are case-insensitive; §6.2.2.2: a percent-encoded
+    // unreserved character equals the character.
+    let key = Key::new(SigningAlg::ES256);
+    let check = |htu: &str, uri: &str| {
+        let mut c = claims();
+        c["htu"] = json!(htu);
+        let req = DpopRequest { uri, ..request() };
+        run(&verifier(), &key.proof(&c), &req)
+    };
+    for (htu, uri) in [
+        ("https://as.example/%74oken", URI),
+        ("https://as.example/%74%6F%6b%65%6E", URI),
+        (URI, "https://as.example/%74oken"),
+        ("https://as.example/p/a%2fb", "https://as.example/p/a%2Fb"),
+        ("https://as.example/p/%41bc", "https://as.example/p/Abc"),
+        ("https://as.example/p/%7Eme", "https://as.example/p/~me"),
+    ] {
+        check(htu, uri).unwrap_or_else(|e| panic!("{htu} vs {uri}: {e}"));
+    }
+    for (htu, uri) in [
+        // A reserved character and its encoding differ (§6.2.2.2 keeps them apart).
+        ("https://as.example/p/a/b", "https://as.example/p/a%2Fb"),
+        ("https://as.example/p/%41bc", "https://as.example/p/abc"),
+    ] {
+        assert_eq!(
+            check(htu, uri).unwrap_err(),
+            DpopError::Uri,
+            "{htu} vs {uri}"
+        );
+    }
+}
+
+#[test]
+fn percent_encoding_normalisation_decodes_unreserved_and_upper_cases_the_rest() {
+    for (input, want) in [
+        ("", ""),
+        ("/token", "/token"),
+        ("/%74oken", "/token"),
+        ("/%41%5a%61%7A%30%39%2D%2E%5F%7E", "/AZaz09-._~"),
+        ("/a%2fb%3a%40", "/a%2Fb%3A%40"),
+        ("/%e2%82%ac", "/%E2%82%AC"),
+        ("/%", "/%"),
+        ("/%4", "/%4"),
+        ("/%zz%4g", "/%zz%4g"),
+        ("/%%41", "/%A"),
+        ("/é%41", "/éA"),
+    ] {
+        assert_eq!(normalize_percent_encoding(input), want, "{input}");
+    }
+}
+
+#[test]
 fn iat_must_be_within_the_window() {
     let key = Key::new(SigningAlg::ES256);
     for (iat, ok) in [

@@ -316,6 +316,41 @@ async fn the_token_endpoint_refuses_proofs_that_break_a_rule_of_section_4_3() {
     app.stop().await;
 }
 
+/// RFC 9449 §4.3 asks for RFC 3986 §6.2.2 normalisation before `htu` is compared: in the
+/// path, percent-encoding hex digits are case-insensitive and a percent-encoded unreserved
+/// character is the character, at `/token` and at the API alike.
+#[tokio::test]
+async fn htu_is_compared_after_percent_encoding_normalisation() {
+    let app = spawn_app().await;
+    let creds = app.create_client("property:read");
+    let key = DpopKey::new();
+    let proof = key.sign(
+        &key.header(),
+        &DpopKey::claims("POST", &format!("{}/%74oken", app.base)),
+    );
+    let res = cc(&app, &creds, &[&proof]).await;
+    assert_eq!(res.status(), 200, "htu /%74oken at /token");
+    let token = bound_token(&app, &creds, &key).await;
+    for (path, htu_path, same) in [
+        ("/api/properties/%41bc", "/api/properties/Abc", true),
+        ("/api/properties/a%2fb", "/api/properties/a%2Fb", true),
+        ("/api/properties/%41bc", "/api/properties/abc", false),
+    ] {
+        let mut c = DpopKey::claims("GET", &format!("{}{htu_path}", app.base));
+        c["ath"] = json!(ath(&token));
+        let res = dpop_get(&app, path, &token, Some(&key.sign(&key.header(), &c))).await;
+        let challenge = www_authenticate(&res);
+        if same {
+            // Past the guard: the handler answers (no such property).
+            assert_eq!(res.status(), 404, "{path} with htu {htu_path}: {challenge}");
+        } else {
+            assert_eq!(res.status(), 401, "{path} with htu {htu_path}");
+            assert!(challenge.contains("invalid_dpop_proof"), "{challenge}");
+        }
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn the_api_accepts_a_bound_token_only_with_a_valid_proof_of_its_key() {
     let app = spawn_app().await;
