@@ -100,6 +100,50 @@ fn ps256_proofs_are_accepted() {
     assert_eq!(out.jkt.as_str(), JwkParams::Rsa { n, e }.thumbprint());
 }
 
+/// The thumbprint of a proof key, as the verifier builds it from the `jwk` header, is the
+/// published one for fixed EC and Ed25519 keys (values: see
+/// `deedbolt_core::jose` test `rfc7638_thumbprints_of_fixed_ec_and_ed25519_keys`).
+#[test]
+fn proofs_by_fixed_ec_and_ed25519_keys_yield_their_published_thumbprints() {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let b64 = |s: &str| URL_SAFE_NO_PAD.decode(s).unwrap();
+    let prove = |header: Value, sign: &dyn Fn(&[u8]) -> Vec<u8>| {
+        let msg = format!("{}.{}", b64j(&header), b64j(&claims()));
+        let proof = format!("{msg}.{}", URL_SAFE_NO_PAD.encode(sign(msg.as_bytes())));
+        run(&verifier(), &proof, &request()).unwrap().jkt
+    };
+
+    // RFC 8037 Appendix A.1 (private seed), A.2 (public key), A.3 (thumbprint).
+    let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    let ed =
+        Ed25519KeyPair::from_seed_unchecked(&b64("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"))
+            .unwrap();
+    let header = json!({"typ": "dpop+jwt", "alg": "EdDSA",
+        "jwk": {"kty": "OKP", "crv": "Ed25519", "x": x}});
+    let jkt = prove(header, &|m| ed.sign(m).as_ref().to_vec());
+    assert_eq!(jkt.as_str(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+
+    // RFC 7517 Appendix A.1 (public key) and A.2 (private `d`).
+    let (x, y) = (
+        "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+        "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM",
+    );
+    let public = [vec![4], b64(x), b64(y)].concat();
+    let ec = EcdsaKeyPair::from_private_key_and_public_key(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &b64("870MB6gfuTJ4HtUnUvYMyJpr5eUZNP4Bk43bVdj3eAE"),
+        &public,
+    )
+    .unwrap();
+    let header = json!({"typ": "dpop+jwt", "alg": "ES256",
+        "jwk": {"kty": "EC", "crv": "P-256", "x": x, "y": y}});
+    let jkt = prove(header, &|m| {
+        ec.sign(&SystemRandom::new(), m).unwrap().as_ref().to_vec()
+    });
+    assert_eq!(jkt.as_str(), "cn-I_WNMClehiVp51i_0VpOENW1upEerA8sEam5hn-s");
+}
+
 #[test]
 fn exactly_one_header_is_required() {
     let key = Key::new(SigningAlg::ES256);
