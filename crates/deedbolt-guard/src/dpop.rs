@@ -16,7 +16,9 @@
 //! 6. when an access token is presented with the proof, `ath` is the base64url SHA-256 of
 //!    that token;
 //! 7. when the server requires nonces ([`NonceMode::Required`]), `nonce` is one the server
-//!    issued recently ([`DpopNonces`]), else `use_dpop_nonce`;
+//!    issued recently ([`DpopNonces`]), else `use_dpop_nonce`; a proof that carries a
+//!    `nonce` although none is required must carry a valid one too (§8: a nonce the
+//!    server did not supply is refused), whenever the verifier has a nonce key;
 //! 8. the `jti` has not been seen before within the window: a replay cache keyed by
 //!    `dpop:` + thumbprint + `jti`, shared by every instance (the
 //!    [`ReplayCache`](deedbolt_core::ports::ReplayCache) port).
@@ -193,8 +195,10 @@ impl DpopError {
 /// resource servers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NonceMode {
-    /// Nonces are neither required nor checked; freshness rests on `iat` and the `jti`
-    /// replay cache.
+    /// Nonces are not required and not handed out with answers; freshness rests on `iat`
+    /// and the `jti` replay cache. A proof that carries a `nonce` anyway is still checked
+    /// when the verifier has a nonce key (RFC 9449 §8): an invalid one is
+    /// `use_dpop_nonce`, answered with a fresh nonce.
     #[default]
     Off,
     /// Every proof must carry a nonce issued by [`DpopNonces`] within its last two slots;
@@ -359,7 +363,9 @@ impl DpopVerifier {
         self
     }
 
-    /// Issues nonces with `nonces` and, with [`NonceMode::Required`], requires them.
+    /// Checks nonces with `nonces`: with [`NonceMode::Required`] every proof must carry
+    /// one and every answer hands out the next; with [`NonceMode::Off`] only a proof that
+    /// carries a `nonce` is checked, and nonces are handed out only with `use_dpop_nonce`.
     pub fn with_nonces(mut self, nonces: Arc<DpopNonces>, mode: NonceMode) -> Self {
         self.nonces = Some(nonces);
         self.nonce_mode = mode;
@@ -371,9 +377,28 @@ impl DpopVerifier {
         self.nonce_mode
     }
 
-    /// The nonce to send in a `DPoP-Nonce` response header now, if nonces are issued.
+    /// The nonce to send in a `DPoP-Nonce` header with every answer to a DPoP request
+    /// now: only when nonces are required (RFC 9449 §8.2, §9).
     pub fn nonce(&self) -> Option<String> {
+        match self.nonce_mode {
+            NonceMode::Required => self.fresh_nonce(),
+            NonceMode::Off => None,
+        }
+    }
+
+    /// A fresh nonce, whenever the verifier has a nonce key (whatever the mode).
+    pub fn fresh_nonce(&self) -> Option<String> {
         self.nonces.as_ref().map(|n| n.current(self.clock.now()))
+    }
+
+    /// The nonce to send with the refusal `error`: a fresh one for `use_dpop_nonce` (also
+    /// when nonces are not required and the proof carried an invalid one), otherwise the
+    /// one every answer carries ([`DpopVerifier::nonce`]).
+    pub fn refusal_nonce(&self, error: DpopError) -> Option<String> {
+        match error {
+            DpopError::UseNonce => self.fresh_nonce(),
+            _ => self.nonce(),
+        }
     }
 
     /// Checks the proof in `values` (all `DPoP` header values of the request) against
@@ -464,14 +489,15 @@ impl DpopVerifier {
                 return Err(DpopError::AccessTokenHash);
             }
         }
-        if self.nonce_mode == NonceMode::Required {
-            let fresh = match (&self.nonces, claims.nonce.as_deref()) {
-                (Some(nonces), Some(n)) => nonces.is_valid(n, now),
-                _ => false,
-            };
-            if !fresh {
-                return Err(DpopError::UseNonce);
-            }
+        // RFC 9449 §8: a nonce the server did not supply is refused, also when none is
+        // required (the server can tell whenever it has a nonce key); §8, §9: when nonces
+        // are required, a proof without one is refused too.
+        let fresh = match (&self.nonces, claims.nonce.as_deref()) {
+            (Some(nonces), Some(n)) => nonces.is_valid(n, now),
+            (None, Some(_)) | (_, None) => self.nonce_mode == NonceMode::Off,
+        };
+        if !fresh {
+            return Err(DpopError::UseNonce);
         }
         let jkt = Jkt(params.thumbprint());
         Ok((DpopProof { jkt, iat }, claims.jti))

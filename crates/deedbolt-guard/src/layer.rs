@@ -504,7 +504,11 @@ impl RequireScopes {
             }
             Denial::Dpop(e) => {
                 if e == DpopError::UseNonce {
-                    nonce = self.guard.dpop_nonce();
+                    nonce = self
+                        .guard
+                        .dpop
+                        .as_ref()
+                        .and_then(|d| d.verifier.refusal_nonce(e));
                 }
                 let (code, text) = (e.code(), e.description());
                 (

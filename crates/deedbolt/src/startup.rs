@@ -324,17 +324,15 @@ impl Application {
         // instance issues and accepts the same ones; proofs are checked the same way at
         // /token and the API.
         let dpop = {
-            use deedbolt_http::dpop::{DpopNonces, DpopVerifier, NonceMode};
-            let verifier = DpopVerifier::new(clock.clone());
-            match settings.dpop_nonce {
-                NonceMode::Required => verifier.with_nonces(
-                    Arc::new(DpopNonces::new(
-                        &pepper.derive_key(b"deedbolt dpop nonce v1"),
-                    )),
-                    NonceMode::Required,
-                ),
-                NonceMode::Off => verifier,
-            }
+            use deedbolt_http::dpop::{DpopNonces, DpopVerifier};
+            // The nonce key is there in both modes: with nonces off, a proof that carries
+            // a nonce the server did not supply is still refused (RFC 9449 §8).
+            DpopVerifier::new(clock.clone()).with_nonces(
+                Arc::new(DpopNonces::new(
+                    &pepper.derive_key(b"deedbolt dpop nonce v1"),
+                )),
+                settings.dpop_nonce,
+            )
         };
         let mut demo_seeded = None;
         let bff_config = match (settings.bff.clone(), demo) {

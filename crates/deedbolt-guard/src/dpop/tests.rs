@@ -492,10 +492,33 @@ fn nonces_are_required_when_configured_and_expire_after_two_slots() {
     let slot = DpopNonces::DEFAULT_SLOT_SECS;
     assert!(nonces.is_valid(&issued, UnixTime(NOW + slot)));
     assert!(!nonces.is_valid(&issued, UnixTime(NOW + 2 * slot)));
-    // Off: a proof without a nonce passes, and nonces are still handed out.
-    let off = DpopVerifier::new(clock).with_nonces(nonces, NonceMode::Off);
+    // Off: a proof without a nonce passes, and answers carry no nonce.
+    let off = DpopVerifier::new(clock.clone()).with_nonces(nonces.clone(), NonceMode::Off);
     assert!(run(&off, &key.proof(&claims()), &request()).is_ok());
-    assert!(off.nonce().is_some());
+    assert_eq!(off.nonce(), None);
+    // Off, but a proof carrying a nonce the server did not supply (RFC 9449 §8): refused
+    // with use_dpop_nonce and a fresh nonce to use; a valid one passes.
+    c["nonce"] = json!("made-up");
+    assert_eq!(
+        run(&off, &key.proof(&c), &request()).unwrap_err(),
+        DpopError::UseNonce
+    );
+    let fresh = off.refusal_nonce(DpopError::UseNonce).unwrap();
+    assert!(nonces.is_valid(&fresh, UnixTime(NOW)));
+    assert_eq!(off.refusal_nonce(DpopError::Replayed), None);
+    c["nonce"] = json!(fresh);
+    assert!(run(&off, &key.proof(&c), &request()).is_ok());
+    // Without a nonce key nothing can be told: a nonce claim passes in Off mode only.
+    assert!(run(&verifier(), &key.proof(&c), &request()).is_ok());
+    let keyless = DpopVerifier {
+        nonce_mode: NonceMode::Required,
+        ..verifier()
+    };
+    assert_eq!(
+        run(&keyless, &key.proof(&c), &request()).unwrap_err(),
+        DpopError::UseNonce
+    );
+    assert_eq!(v.refusal_nonce(DpopError::Replayed), v.nonce());
     assert_eq!(DpopError::UseNonce.code(), "use_dpop_nonce");
     assert_eq!(DpopError::Replayed.code(), "invalid_dpop_proof");
 }

@@ -226,7 +226,7 @@ impl FromRequestParts<AppState> for AdminToken {
                     )),
                     GuardRefusal::Dpop(error) => {
                         let nonce = (error == deedbolt_guard::dpop::DpopError::UseNonce)
-                            .then(|| state.guard.dpop_nonce())
+                            .then(|| state.services.dpop.refusal_nonce(error))
                             .flatten();
                         AdminRejection::Dpop(error, nonce)
                     }

@@ -524,6 +524,53 @@ async fn nonces_when_required_are_handed_out_and_demanded_at_the_token_endpoint_
     app.stop().await;
 }
 
+/// RFC 9449 §8: "If the `nonce` claim in the DPoP proof does not exactly match a nonce
+/// recently supplied by the authorization server to the client, the authorization server
+/// MUST reject the request" — also with nonces off (the default), where none is required:
+/// a made-up nonce is `use_dpop_nonce` with a fresh `DPoP-Nonce`, and that one works.
+#[tokio::test]
+async fn a_nonce_the_server_did_not_supply_is_refused_also_when_nonces_are_off() {
+    let app = spawn_app().await;
+    let creds = app.create_client("property:read");
+    let key = DpopKey::new();
+    let htu = format!("{}/token", app.base);
+    let mut c = DpopKey::claims("POST", &htu);
+    c["nonce"] = json!("bogus");
+    let res = cc(&app, &creds, &[&key.sign(&key.header(), &c)]).await;
+    let headers = expect_error(res, 400, "use_dpop_nonce").await;
+    let nonce = headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let mut c = DpopKey::claims("POST", &htu);
+    c["nonce"] = json!(nonce);
+    let res = cc(&app, &creds, &[&key.sign(&key.header(), &c)]).await;
+    assert_eq!(res.status(), 200, "the nonce the server supplied");
+    assert!(
+        !res.headers().contains_key("dpop-nonce"),
+        "with nonces off, answers hand out none"
+    );
+    // Without a nonce, as before.
+    let token = bound_token(&app, &creds, &key).await;
+
+    // The same at the API (§9).
+    const PATH: &str = "/api/properties";
+    let mut c = DpopKey::claims("GET", &format!("{}{PATH}", app.base));
+    c["ath"] = json!(ath(&token));
+    c["nonce"] = json!("bogus");
+    let res = dpop_get(&app, PATH, &token, Some(&key.sign(&key.header(), &c))).await;
+    assert_eq!(res.status(), 401);
+    let challenge = www_authenticate(&res);
+    assert!(
+        challenge.contains("error=\"use_dpop_nonce\""),
+        "{challenge}"
+    );
+    let nonce = res.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    let mut c = DpopKey::claims("GET", &format!("{}{PATH}", app.base));
+    c["ath"] = json!(ath(&token));
+    c["nonce"] = json!(nonce);
+    let res = dpop_get(&app, PATH, &token, Some(&key.sign(&key.header(), &c))).await;
+    assert_eq!(res.status(), 200, "{}", www_authenticate(&res));
+    app.stop().await;
+}
+
 /// Logs RITA in through `client` (public, refresh-capable) with `extra` authorization
 /// parameters; returns the code and verifier.
 async fn code_for(app: &TestApp, client: &CodeClient, extra: &[(&str, &str)]) -> (String, String) {

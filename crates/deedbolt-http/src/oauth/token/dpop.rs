@@ -69,11 +69,11 @@ impl TokenProof {
     }
 }
 
-/// A refused proof, with a fresh nonce when the server issues them.
+/// A refused proof, with a fresh nonce for `use_dpop_nonce` and when nonces are required.
 pub(crate) fn refusal(state: &AppState, error: DpopError) -> ApiError {
     ApiError::Dpop {
         error,
-        nonce: state.services.dpop.nonce(),
+        nonce: state.services.dpop.refusal_nonce(error),
     }
 }
 
