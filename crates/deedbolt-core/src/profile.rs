@@ -8,8 +8,9 @@
 //! endpoint agrees: client authentication ([`Profile::allows_auth_method`]), the
 //! authorization endpoint ([`Profile::requires_par`]), issuance
 //! ([`Profile::check_sender_constraint`], [`Profile::code_lifetime_secs`]), the
-//! `private_key_jwt` audience ([`Profile::issuer_is_the_only_assertion_audience`]) and
-//! DPoP nonces ([`Profile::dpop_nonce_required`]). Discovery lists only what the profile
+//! `private_key_jwt` audience ([`Profile::issuer_is_the_only_assertion_audience`]),
+//! DPoP nonces ([`Profile::dpop_nonce_required`]) and DPoP proof algorithms
+//! ([`Profile::allows_dpop_alg`]). Discovery lists only what the profile
 //! allows.
 //!
 //! What deedbolt already does in every profile is not repeated here (§5.3.2.2): PKCE with
@@ -165,6 +166,27 @@ impl Profile {
         matches!(self, Profile::Fapi2)
     }
 
+    /// Whether a DPoP proof (RFC 9449) may be signed with `alg`, one of the algorithms
+    /// deedbolt accepts for proofs (ES256, EdDSA, PS256, RS256); the DPoP verifier is
+    /// configured with this rule, and discovery's `dpop_signing_alg_values_supported` and
+    /// the `algs` of `DPoP` challenges follow it.
+    ///
+    /// FAPI 2.0 SP §5.4.1: "shall use `PS256`, `ES256`, or `EdDSA` (using the `Ed25519`
+    /// variant) algorithms"; RS256 (RSASSA-PKCS1-v1_5) is refused under the profile.
+    ///
+    /// ```
+    /// use deedbolt_core::profile::Profile;
+    /// assert!(Profile::Default.allows_dpop_alg("RS256"));
+    /// assert!(!Profile::Fapi2.allows_dpop_alg("RS256"));
+    /// assert!(Profile::Fapi2.allows_dpop_alg("PS256"));
+    /// ```
+    pub fn allows_dpop_alg(self, alg: &str) -> bool {
+        match self {
+            Profile::Default => true,
+            Profile::Fapi2 => matches!(alg, "PS256" | "ES256" | "EdDSA"),
+        }
+    }
+
     /// Whether `response_type` may be `value` (FAPI 2.0 SP §5.3.2.2: "shall require the
     /// value of `response_type` ... to be `code`"; deedbolt supports nothing else in any
     /// profile).
@@ -278,5 +300,13 @@ mod tests {
         assert!(p.dpop_nonce_required());
         assert!(p.allows_response_type("code"));
         assert!(!p.allows_response_type("code id_token"));
+    }
+
+    #[test]
+    fn fapi2_allows_only_ps256_es256_and_eddsa_dpop_proofs() {
+        for alg in ["ES256", "EdDSA", "PS256", "RS256"] {
+            assert!(Profile::Default.allows_dpop_alg(alg), "{alg}");
+            assert_eq!(Profile::Fapi2.allows_dpop_alg(alg), alg != "RS256", "{alg}");
+        }
     }
 }

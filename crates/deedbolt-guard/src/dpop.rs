@@ -5,7 +5,8 @@
 //!
 //! 1. exactly one `DPoP` header, holding a compact JWS (three base64url parts);
 //! 2. the header's `typ` is `dpop+jwt`, its `alg` one of [`DPOP_SIGNING_ALGS`] (asymmetric
-//!    only: `none` and HS* cannot be named), no `crit`;
+//!    only: `none` and HS* cannot be named) that the verifier accepts
+//!    ([`DpopVerifier::with_algs`]), no `crit`;
 //! 3. the `jwk` header member is a public key (no private members such as `d`) of the
 //!    kind the `alg` needs, and the signature verifies with it;
 //! 4. the claims have `jti`, `htm`, `htu` and `iat`; `htm` is the request method; `htu`
@@ -37,8 +38,10 @@ use deedbolt_core::clock::{Clock, UnixTime};
 use deedbolt_core::jose::JwkParams;
 use serde::Deserialize;
 
-/// The `alg` values accepted in DPoP proofs, as advertised in
-/// `dpop_signing_alg_values_supported` and in `WWW-Authenticate: DPoP algs="..."`.
+/// Every `alg` value a DPoP proof may be signed with. A verifier accepts these or the
+/// subset it was configured with ([`DpopVerifier::with_algs`]), and advertises that in
+/// `dpop_signing_alg_values_supported` and in `WWW-Authenticate: DPoP algs="..."`
+/// ([`DpopVerifier::algs`]).
 pub const DPOP_SIGNING_ALGS: [&str; 4] = ["ES256", "EdDSA", "PS256", "RS256"];
 
 /// The `typ` a DPoP proof must carry (RFC 9449 §4.2).
@@ -301,6 +304,8 @@ pub struct DpopVerifier {
     max_future_secs: i64,
     nonce_mode: NonceMode,
     nonces: Option<Arc<DpopNonces>>,
+    /// The accepted `alg` values, a subset of [`DPOP_SIGNING_ALGS`] in its order.
+    algs: Vec<&'static str>,
 }
 
 impl fmt::Debug for DpopVerifier {
@@ -309,6 +314,7 @@ impl fmt::Debug for DpopVerifier {
             .field("max_age_secs", &self.max_age_secs)
             .field("max_future_secs", &self.max_future_secs)
             .field("nonce_mode", &self.nonce_mode)
+            .field("algs", &self.algs)
             .finish_non_exhaustive()
     }
 }
@@ -352,7 +358,25 @@ impl DpopVerifier {
             max_future_secs: Self::DEFAULT_MAX_FUTURE_SECS,
             nonce_mode: NonceMode::Off,
             nonces: None,
+            algs: DPOP_SIGNING_ALGS.to_vec(),
         }
+    }
+
+    /// Accepts only the algorithms of [`DPOP_SIGNING_ALGS`] that `allowed` admits (e.g. a
+    /// security profile's rule: `|alg| profile.allows_dpop_alg(alg)`); proofs signed
+    /// otherwise are refused like an unknown `alg`.
+    pub fn with_algs(mut self, allowed: impl Fn(&str) -> bool) -> Self {
+        self.algs = DPOP_SIGNING_ALGS
+            .into_iter()
+            .filter(|a| allowed(a))
+            .collect();
+        self
+    }
+
+    /// The algorithms accepted, for `dpop_signing_alg_values_supported` and the `algs`
+    /// parameter of `DPoP` challenges.
+    pub fn algs(&self) -> &[&'static str] {
+        &self.algs
     }
 
     /// Changes the acceptance window for `iat`: `max_age_secs` in the past (1–600),
@@ -447,7 +471,9 @@ impl DpopVerifier {
             Some(t) if t.eq_ignore_ascii_case(DPOP_TYP) => {}
             _ => return Err(DpopError::Type),
         }
-        let alg = ProofAlg::parse(&header.alg).ok_or(DpopError::Algorithm)?;
+        let alg = ProofAlg::parse(&header.alg)
+            .filter(|_| self.algs.contains(&header.alg.as_str()))
+            .ok_or(DpopError::Algorithm)?;
         if header.crit.is_some() {
             return Err(DpopError::Critical);
         }

@@ -24,7 +24,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use tower::{Layer, Service};
 
-use crate::dpop::{DpopError, DpopRequest, DpopVerifier, Jkt, DPOP_SIGNING_ALGS};
+use crate::dpop::{DpopError, DpopRequest, DpopVerifier, Jkt};
 use crate::mtls::ClientCertificate;
 use crate::verify::{parse_authorization, BearerError, Scheme, TokenRejection, Verifier};
 
@@ -441,7 +441,12 @@ impl RequireScopes {
     fn deny<B: From<String>>(&self, denial: Denial, dpop: bool) -> Response<B> {
         let realm = &self.guard.realm;
         let dpop_on = self.guard.dpop.is_some();
-        let algs = DPOP_SIGNING_ALGS.join(" ");
+        let algs = self
+            .guard
+            .dpop
+            .as_ref()
+            .map(|d| d.verifier.algs().join(" "))
+            .unwrap_or_default();
         // The scheme of an error challenge: DPoP for a DPoP request, and for a DPoP-bound
         // token that came as a bearer token (RFC 9449 §7.2).
         let dpop_challenge = dpop

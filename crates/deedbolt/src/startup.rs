@@ -327,12 +327,16 @@ impl Application {
             use deedbolt_http::dpop::{DpopNonces, DpopVerifier};
             // The nonce key is there in both modes: with nonces off, a proof that carries
             // a nonce the server did not supply is still refused (RFC 9449 §8).
-            DpopVerifier::new(clock.clone()).with_nonces(
-                Arc::new(DpopNonces::new(
-                    &pepper.derive_key(b"deedbolt dpop nonce v1"),
-                )),
-                settings.dpop_nonce,
-            )
+            // The profile's algorithms only (FAPI 2.0 SP §5.4.1: no RS256).
+            let profile = settings.common.profile;
+            DpopVerifier::new(clock.clone())
+                .with_algs(|alg| profile.allows_dpop_alg(alg))
+                .with_nonces(
+                    Arc::new(DpopNonces::new(
+                        &pepper.derive_key(b"deedbolt dpop nonce v1"),
+                    )),
+                    settings.dpop_nonce,
+                )
         };
         let mut demo_seeded = None;
         let bff_config = match (settings.bff.clone(), demo) {

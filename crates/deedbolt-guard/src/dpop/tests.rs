@@ -218,6 +218,27 @@ fn alg_none_and_symmetric_algs_are_refused() {
 }
 
 #[test]
+fn a_verifier_restricted_to_some_algorithms_refuses_the_others() {
+    // FAPI 2.0 SP §5.4.1: PS256, ES256 and EdDSA only.
+    let fapi = verifier().with_algs(|a| a != "RS256");
+    assert_eq!(fapi.algs(), ["ES256", "EdDSA", "PS256"]);
+    assert_eq!(verifier().algs(), DPOP_SIGNING_ALGS);
+    let rsa = Key::new(SigningAlg::RS256);
+    assert!(run(&verifier(), &rsa.proof(&claims()), &request()).is_ok());
+    assert_eq!(
+        run(&fapi, &rsa.proof(&claims()), &request()).unwrap_err(),
+        DpopError::Algorithm
+    );
+    for alg in [SigningAlg::ES256, SigningAlg::EdDSA] {
+        let key = Key::new(alg);
+        assert!(
+            run(&fapi, &key.proof(&claims()), &request()).is_ok(),
+            "{alg}"
+        );
+    }
+}
+
+#[test]
 fn crit_is_refused() {
     let key = Key::new(SigningAlg::ES256);
     let mut h = key.header();
