@@ -208,6 +208,23 @@ impl Guard {
         Ok((claims, proof.jkt))
     }
 
+    /// The answer to a request that passed a [`RequireScopes`] layer for `scopes` but that
+    /// the handler refuses for want of a privilege beyond them (e.g. an administrator
+    /// role): 403 `insufficient_scope` with `description` (a fixed text: no quotes or
+    /// backslashes) and `scope` naming `scopes`, in a challenge of the scheme the token
+    /// was presented with, exactly as the layer answers a missing scope.
+    pub fn forbid<B: From<String>>(
+        &self,
+        authorized: &Authorized,
+        scopes: ScopeSet,
+        description: &'static str,
+    ) -> Response<B> {
+        self.require(scopes).deny(
+            Denial::Forbidden(description),
+            authorized.dpop_jkt.is_some(),
+        )
+    }
+
     /// The verifier, for code that checks tokens outside a tower stack.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
@@ -249,6 +266,8 @@ pub enum GuardRefusal {
     Unavailable,
 }
 
+/// The description of a token without the route's scopes.
+const MISSING_SCOPE: &str = "the token lacks a required scope";
 /// The description of a DPoP-bound token presented as a bearer token.
 const BOUND_AS_BEARER: &str =
     "the token is DPoP-bound and must be presented with the DPoP scheme and a proof";
@@ -315,7 +334,9 @@ enum Denial {
     TokenElsewhere(&'static str),
     BodyTooLarge,
     InvalidToken(&'static str),
-    InsufficientScope,
+    /// The token lacks the route's scopes, or (with its own description) a privilege the
+    /// handler requires beyond them: 403 `insufficient_scope`.
+    Forbidden(&'static str),
     /// The revocation list cannot be checked right now: 503, fail closed.
     Unavailable,
     /// A DPoP proof was refused (RFC 9449 §7.1): 401 `invalid_dpop_proof` or
@@ -394,7 +415,7 @@ impl RequireScopes {
         if allowed {
             Ok(())
         } else {
-            Err(Denial::InsufficientScope)
+            Err(Denial::Forbidden(MISSING_SCOPE))
         }
     }
 
@@ -522,15 +543,15 @@ impl RequireScopes {
                     serde_json::json!({"error": code, "error_description": text}).to_string(),
                 )
             }
-            Denial::InsufficientScope => (
+            Denial::Forbidden(text) => (
                 StatusCode::FORBIDDEN,
                 vec![challenge(format!(
-                    "error=\"insufficient_scope\", error_description=\"the token lacks a required scope\", scope=\"{}\"",
+                    "error=\"insufficient_scope\", error_description=\"{text}\", scope=\"{}\"",
                     self.scopes
                 ))],
                 serde_json::json!({
                     "error": "insufficient_scope",
-                    "error_description": "the token lacks a required scope",
+                    "error_description": text,
                     "scope": self.scopes.to_string(),
                 })
                 .to_string(),

@@ -50,7 +50,9 @@
 //! `WWW-Authenticate: DPoP error="invalid_dpop_proof", algs="…"` (or `use_dpop_nonce` with
 //! a `DPoP-Nonce` header); a request without a token is offered both the `Bearer` and the
 //! `DPoP` challenge. [`Authorized::dpop_jkt`] tells a handler which key was proven.
-//! Code that authorizes outside a tower stack uses [`Guard::authorize_request`].
+//! Code that authorizes outside a tower stack uses [`Guard::authorize_request`]; a handler
+//! behind the layer that refuses a token for a reason of its own (a role the scopes cannot
+//! express) answers with [`Guard::forbid`], in the same shape and scheme.
 //! Without `with_dpop`, the `DPoP` scheme is not accepted and bound tokens are still
 //! refused as bearer tokens.
 #![forbid(unsafe_code, unused_must_use)]

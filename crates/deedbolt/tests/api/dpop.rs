@@ -878,6 +878,85 @@ async fn userinfo_and_the_admin_api_take_dpop_tokens_and_refuse_them_as_bearer()
     app.stop().await;
 }
 
+/// The admin API checks tokens with the guard, so it answers DPoP like `/userinfo` and the
+/// API: with nonces required, the next `DPoP-Nonce` with every answer; without a token,
+/// both the `Bearer` and the `DPoP algs=…` challenge (RFC 9449 §7.1); a DPoP-bound token
+/// sent as `Bearer` gets `DPoP error="invalid_token"` (§7.2).
+#[tokio::test]
+async fn the_admin_api_answers_dpop_requests_as_userinfo_does() {
+    let app = spawn_app_with(Options {
+        overrides: ServeOverrides {
+            dpop_nonce: Some("required".into()),
+            ..ServeOverrides::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    const ADMIN: &str = "ada.nonce@example.com";
+    const SCOPE: &str = "openid email admin:read";
+    app.create_user(ADMIN, "admin", PASSWORD);
+    let web = app.create_code_client(SCOPE, &[CB], false, &[]);
+    let key = DpopKey::new();
+    let (code, verifier) = authorize_code_with(&app, &web.id, SCOPE, ADMIN, PASSWORD, &[]).await;
+    let res = redeem(&app, &web, &code, &verifier, &[&key.token_proof(&app)]).await;
+    let headers = expect_error(res, 400, "use_dpop_nonce").await;
+    let nonce = headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let proof = key.token_proof_with_nonce(&app, &nonce);
+    let res = redeem(&app, &web, &code, &verifier, &[&proof]).await;
+    assert_eq!(res.status(), 200);
+    let mut nonce = res.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    let token = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let challenges = |res: &reqwest::Response| -> Vec<String> {
+        res.headers()
+            .get_all("www-authenticate")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    for path in ["/userinfo", "/admin/api/audit"] {
+        // A proof with the current nonce: 200, and the next nonce with the answer.
+        let mut c = DpopKey::claims("GET", &format!("{}{path}", app.base));
+        c["ath"] = json!(ath(&token));
+        c["nonce"] = json!(nonce);
+        let res = dpop_get(&app, path, &token, Some(&key.sign(&key.header(), &c))).await;
+        assert_eq!(res.status(), 200, "{path}: {:?}", challenges(&res));
+        nonce = res
+            .headers()
+            .get("dpop-nonce")
+            .unwrap_or_else(|| panic!("{path}: no DPoP-Nonce with the answer"))
+            .to_str()
+            .unwrap()
+            .to_owned();
+
+        // No token: the bare Bearer challenge and the DPoP one with its algorithms.
+        let res = app.get(path, None).await;
+        assert_eq!(res.status(), 401, "{path}");
+        let got = challenges(&res);
+        assert_eq!(
+            got,
+            [
+                "Bearer realm=\"deedbolt\"",
+                "DPoP realm=\"deedbolt\", algs=\"ES256 EdDSA PS256 RS256\""
+            ],
+            "{path}"
+        );
+
+        // The bound token as a bearer token: refused in the DPoP scheme.
+        let res = app.get(path, Some(&token)).await;
+        assert_eq!(res.status(), 401, "{path}");
+        let got = challenges(&res);
+        assert_eq!(got.len(), 1, "{path}: {got:?}");
+        assert!(
+            got[0].starts_with("DPoP ") && got[0].contains("error=\"invalid_token\""),
+            "{path}: {got:?}"
+        );
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn discovery_advertises_the_dpop_algorithms() {
     let app = spawn_app().await;
