@@ -275,6 +275,33 @@ impl DpopNonces {
     }
 }
 
+/// The public base URL (scheme, host and port, no trailing slash) of the listener a
+/// request arrived on, as a request extension. A server reachable under several public
+/// URLs (deedbolt's mutual-TLS listener, advertised in `mtls_endpoint_aliases`, RFC 8705
+/// §5) tags each request of such a listener with its URL; DPoP checks then take `htu` from
+/// it rather than from the configured public base (RFC 9449 §4.3 check 9: `htu` is the
+/// URI of the request the proof came with).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerBase(String);
+
+impl ListenerBase {
+    /// The base URL `url` (a trailing slash is dropped).
+    pub fn new(url: impl Into<String>) -> Self {
+        let url = url.into();
+        ListenerBase(url.trim_end_matches('/').to_owned())
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The public URL of `path` (which starts with `/`) on this listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+}
+
 /// What a proof is checked against: the request it came with.
 #[derive(Debug, Clone, Copy)]
 pub struct DpopRequest<'a> {

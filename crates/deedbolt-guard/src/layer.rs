@@ -24,7 +24,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use tower::{Layer, Service};
 
-use crate::dpop::{DpopError, DpopRequest, DpopVerifier, Jkt};
+use crate::dpop::{DpopError, DpopRequest, DpopVerifier, Jkt, ListenerBase};
 use crate::mtls::ClientCertificate;
 use crate::verify::{parse_authorization, BearerError, Scheme, TokenRejection, Verifier};
 
@@ -88,7 +88,9 @@ impl Guard {
     /// Accepts DPoP-bound tokens (RFC 9449 §7): `Authorization: DPoP` with a proof checked
     /// by `verifier`, its `jti` recorded in `replay` (shared by every instance). The proof's
     /// `htu` must be `public_base` (the public URL of this server, e.g. the issuer; never
-    /// the bind address) followed by the request path.
+    /// the bind address) followed by the request path; a request carrying a
+    /// [`ListenerBase`] extension (it came in on a listener with a public URL of its own)
+    /// is checked against that base instead.
     pub fn with_dpop(
         mut self,
         verifier: DpopVerifier,
@@ -187,7 +189,12 @@ impl Guard {
         let Some(bound) = claims.cnf.as_ref().and_then(|c| c.jkt.clone()) else {
             return Err(Denial::InvalidToken(NOT_BOUND));
         };
-        let htu = format!("{}{path}", settings.public_base);
+        // The public URL of the listener the request came in on, if it said so; else the
+        // configured one.
+        let base = extensions
+            .get::<ListenerBase>()
+            .map_or(settings.public_base.as_str(), ListenerBase::as_str);
+        let htu = format!("{base}{path}");
         let request = DpopRequest {
             method: method.as_str(),
             uri: &htu,

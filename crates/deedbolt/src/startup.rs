@@ -210,6 +210,12 @@ impl Application {
                         .clone()
                         .unwrap_or_else(|| format!("https://{bound}"))
                 });
+        // The mTLS listener's requests carry its public URL: the htu of DPoP proofs sent
+        // to its endpoint aliases.
+        let mtls_listener = mtls_listener.map(|(l, bound, tls)| match &mtls_base_url {
+            Some(url) => (l, bound, tls.with_listener_base(url)),
+            None => (l, bound, tls),
+        });
         let audience = settings
             .audience
             .clone()

@@ -83,6 +83,15 @@ impl DpopKey {
         )
     }
 
+    /// A proof for `htm` `htu` (a full URL), with the `ath` of `token` if given.
+    pub(crate) fn proof(&self, htm: &str, htu: &str, token: Option<&str>) -> String {
+        let mut c = Self::claims(htm, htu);
+        if let Some(t) = token {
+            c["ath"] = json!(ath(t));
+        }
+        self.sign(&self.header(), &c)
+    }
+
     /// A proof for `htm` `{base}{path}` presented with `token`.
     fn api_proof(&self, app: &TestApp, htm: &str, path: &str, token: &str) -> String {
         let mut c = Self::claims(htm, &format!("{}{path}", app.base));

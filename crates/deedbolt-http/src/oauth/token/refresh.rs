@@ -126,6 +126,7 @@ pub(crate) async fn refresh_token_grant(
     state: &AppState,
     headers: &HeaderMap,
     tls: Option<&ClientCertificate>,
+    htu: &str,
     params: &mut FormParams,
     audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
@@ -153,7 +154,7 @@ pub(crate) async fn refresh_token_grant(
     } else {
         None
     };
-    let proof = dpop::token_proof(state, headers, auth.client()).await?;
+    let proof = dpop::token_proof(state, headers, htu, auth.client()).await?;
     super::require_sender_constraint(state, &proof, bound.as_ref())?;
     let presented = params
         .take("refresh_token")
