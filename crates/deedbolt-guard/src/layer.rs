@@ -88,7 +88,8 @@ impl Guard {
     /// Accepts DPoP-bound tokens (RFC 9449 §7): `Authorization: DPoP` with a proof checked
     /// by `verifier`, its `jti` recorded in `replay` (shared by every instance). The proof's
     /// `htu` must be `public_base` (the public URL of this server, e.g. the issuer; never
-    /// the bind address) followed by the request path; a request carrying a
+    /// the bind address) followed by the request path (the full one, also under an axum
+    /// `Router::nest`: see the crate docs); a request carrying a
     /// [`ListenerBase`] extension (it came in on a listener with a public URL of its own)
     /// is checked against that base instead.
     pub fn with_dpop(
@@ -136,7 +137,7 @@ impl Guard {
                 let (claims, jkt) = self
                     .dpop(
                         &parts.method,
-                        parts.uri.path(),
+                        request_path(&parts.uri, &parts.extensions),
                         &parts.headers,
                         &parts.extensions,
                         token,
@@ -280,6 +281,24 @@ const BOUND_AS_BEARER: &str =
     "the token is DPoP-bound and must be presented with the DPoP scheme and a proof";
 /// The description of a bearer token presented with the DPoP scheme.
 const NOT_BOUND: &str = "the token is not DPoP-bound; present it as a Bearer token";
+
+/// The request path as the client sent it, for `htu`. Inside an axum `Router::nest` the
+/// router hands on the URI with the nest's prefix stripped and keeps the original as
+/// axum's `OriginalUri` extension, which is read with the `axum` feature (on by default).
+/// Without it, the guard must see the full path (sit outside any nesting), or the request
+/// must carry a [`ListenerBase`] that ends with the prefix.
+#[cfg(feature = "axum")]
+fn request_path<'a>(uri: &'a http::Uri, extensions: &'a http::Extensions) -> &'a str {
+    extensions
+        .get::<axum::extract::OriginalUri>()
+        .map_or(uri.path(), |original| original.0.path())
+}
+
+/// The request path as the guard sees it (built without the `axum` feature).
+#[cfg(not(feature = "axum"))]
+fn request_path<'a>(uri: &'a http::Uri, _extensions: &'a http::Extensions) -> &'a str {
+    uri.path()
+}
 
 /// RFC 8705 §3: a certificate-bound token only with its certificate (the TLS listener puts
 /// the client's certificate into the request extensions).
@@ -449,7 +468,7 @@ impl RequireScopes {
                     .guard
                     .dpop(
                         &req.method,
-                        req.uri.path(),
+                        request_path(&req.uri, &req.extensions),
                         &req.headers,
                         &req.extensions,
                         token,
