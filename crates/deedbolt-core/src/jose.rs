@@ -423,6 +423,33 @@ mod tests {
     }
 
     #[test]
+    fn rfc7638_thumbprints_of_fixed_ec_and_ed25519_keys() {
+        // The EC P-256 public key of RFC 7517 Appendix A.1. Its thumbprint was computed
+        // independently of this code, with Python's standard library:
+        //   m = json.dumps({"crv": "P-256", "kty": "EC", "x": X, "y": Y},
+        //                  separators=(",", ":"), sort_keys=True)
+        //   base64.urlsafe_b64encode(hashlib.sha256(m.encode()).digest()).rstrip(b"=")
+        let ec = JwkParams::Ec {
+            crv: "P-256".into(),
+            x: "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4".into(),
+            y: "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM".into(),
+        };
+        assert_eq!(
+            ec.thumbprint(),
+            "cn-I_WNMClehiVp51i_0VpOENW1upEerA8sEam5hn-s"
+        );
+        // The Ed25519 key of RFC 8037 Appendix A.2, whose thumbprint Appendix A.3 gives.
+        let okp = JwkParams::Okp {
+            crv: "Ed25519".into(),
+            x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+        };
+        assert_eq!(
+            okp.thumbprint(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+
+    #[test]
     fn algorithms_parse_and_none_or_hmac_do_not() {
         assert_eq!("ES256".parse::<SigningAlg>(), Ok(SigningAlg::ES256));
         assert!("none".parse::<SigningAlg>().is_err());

@@ -424,6 +424,12 @@ pub trait RefreshStore: Send + Sync + 'static {
         now: UnixTime,
         new_expires_at: UnixTime,
     ) -> Result<bool, StoreError>;
+    /// Binds a family that has no DPoP key yet to `jkt` (RFC 9449 §5: a public client's
+    /// refresh tokens are bound to the key of the first valid proof presented with them),
+    /// in one conditional update (`WHERE dpop_jkt IS NULL`), so of concurrent binds with
+    /// different keys exactly one wins. `true` if the family is now bound to `jkt` (by
+    /// this call or an earlier one); `false` if it is bound to another key or unknown.
+    async fn bind_family_key(&self, family_id: &str, jkt: &str) -> Result<bool, StoreError>;
     /// Records an access token issued in a family. Returns `true` if the family is
     /// revoked (perhaps by a concurrent reuse), in which case the caller must revoke the
     /// token: whichever of the two transactions commits second sees the other.

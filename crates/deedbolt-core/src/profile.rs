@@ -159,10 +159,18 @@ impl Profile {
     }
 
     /// Whether JWS algorithm `alg` may sign what this server verifies or issues: client
-    /// assertions, DPoP proofs and ID tokens.
+    /// assertions, DPoP proofs (the DPoP verifier is configured with this rule, and
+    /// discovery and the `algs` of `DPoP` challenges follow it), access and ID tokens.
     ///
-    /// FAPI 2.0 SP §5.4.1: "shall use PS256, ES256, or EdDSA (using the Ed25519 variant)
-    /// algorithms", so RS256 (PKCS#1 v1.5) is refused under the profile.
+    /// FAPI 2.0 SP §5.4.1: "shall use `PS256`, `ES256`, or `EdDSA` (using the `Ed25519`
+    /// variant) algorithms", so RS256 (RSASSA-PKCS1-v1_5) is refused under the profile.
+    ///
+    /// ```
+    /// use deedbolt_core::profile::Profile;
+    /// assert!(Profile::Default.allows_jws_alg("RS256"));
+    /// assert!(!Profile::Fapi2.allows_jws_alg("RS256"));
+    /// assert!(Profile::Fapi2.allows_jws_alg("PS256"));
+    /// ```
     pub fn allows_jws_alg(self, alg: &str) -> bool {
         match self {
             Profile::Default => true,
@@ -308,5 +316,13 @@ mod tests {
         assert!(p.dpop_nonce_required());
         assert!(p.allows_response_type("code"));
         assert!(!p.allows_response_type("code id_token"));
+    }
+
+    #[test]
+    fn fapi2_allows_only_ps256_es256_and_eddsa_dpop_proofs() {
+        for alg in ["ES256", "EdDSA", "PS256", "RS256"] {
+            assert!(Profile::Default.allows_jws_alg(alg), "{alg}");
+            assert_eq!(Profile::Fapi2.allows_jws_alg(alg), alg != "RS256", "{alg}");
+        }
     }
 }

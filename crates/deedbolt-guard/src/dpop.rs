@@ -5,18 +5,21 @@
 //!
 //! 1. exactly one `DPoP` header, holding a compact JWS (three base64url parts);
 //! 2. the header's `typ` is `dpop+jwt`, its `alg` one of [`DPOP_SIGNING_ALGS`] (asymmetric
-//!    only: `none` and HS* cannot be named), no `crit`;
+//!    only: `none` and HS* cannot be named) that the verifier accepts
+//!    ([`DpopVerifier::with_algs`]), no `crit`;
 //! 3. the `jwk` header member is a public key (no private members such as `d`) of the
 //!    kind the `alg` needs, and the signature verifies with it;
 //! 4. the claims have `jti`, `htm`, `htu` and `iat`; `htm` is the request method; `htu`
 //!    is the request URI without query and fragment, both compared after normalisation
-//!    (scheme and host case, default port, dot segments);
+//!    ([`normalize_htu`]: scheme and host case, default port, dot segments, percent-encoding);
 //! 5. `iat` lies within the acceptance window ([`DpopVerifier::DEFAULT_MAX_AGE_SECS`] in
 //!    the past, [`DpopVerifier::DEFAULT_MAX_FUTURE_SECS`] in the future);
 //! 6. when an access token is presented with the proof, `ath` is the base64url SHA-256 of
 //!    that token;
 //! 7. when the server requires nonces ([`NonceMode::Required`]), `nonce` is one the server
-//!    issued recently ([`DpopNonces`]), else `use_dpop_nonce`;
+//!    issued recently ([`DpopNonces`]), else `use_dpop_nonce`; a proof that carries a
+//!    `nonce` although none is required must carry a valid one too (§8: a nonce the
+//!    server did not supply is refused), whenever the verifier has a nonce key;
 //! 8. the `jti` has not been seen before within the window: a replay cache keyed by
 //!    `dpop:` + thumbprint + `jti`, shared by every instance (the
 //!    [`ReplayCache`](deedbolt_core::ports::ReplayCache) port).
@@ -35,8 +38,10 @@ use deedbolt_core::clock::{Clock, UnixTime};
 use deedbolt_core::jose::JwkParams;
 use serde::Deserialize;
 
-/// The `alg` values accepted in DPoP proofs, as advertised in
-/// `dpop_signing_alg_values_supported` and in `WWW-Authenticate: DPoP algs="..."`.
+/// Every `alg` value a DPoP proof may be signed with. A verifier accepts these or the
+/// subset it was configured with ([`DpopVerifier::with_algs`]), and advertises that in
+/// `dpop_signing_alg_values_supported` and in `WWW-Authenticate: DPoP algs="..."`
+/// ([`DpopVerifier::algs`]).
 pub const DPOP_SIGNING_ALGS: [&str; 4] = ["ES256", "EdDSA", "PS256", "RS256"];
 
 /// The `typ` a DPoP proof must carry (RFC 9449 §4.2).
@@ -193,8 +198,10 @@ impl DpopError {
 /// resource servers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NonceMode {
-    /// Nonces are neither required nor checked; freshness rests on `iat` and the `jti`
-    /// replay cache.
+    /// Nonces are not required and not handed out with answers; freshness rests on `iat`
+    /// and the `jti` replay cache. A proof that carries a `nonce` anyway is still checked
+    /// when the verifier has a nonce key (RFC 9449 §8): an invalid one is
+    /// `use_dpop_nonce`, answered with a fresh nonce.
     #[default]
     Off,
     /// Every proof must carry a nonce issued by [`DpopNonces`] within its last two slots;
@@ -268,6 +275,33 @@ impl DpopNonces {
     }
 }
 
+/// The public base URL (scheme, host and port, no trailing slash) of the listener a
+/// request arrived on, as a request extension. A server reachable under several public
+/// URLs (deedbolt's mutual-TLS listener, advertised in `mtls_endpoint_aliases`, RFC 8705
+/// §5) tags each request of such a listener with its URL; DPoP checks then take `htu` from
+/// it rather than from the configured public base (RFC 9449 §4.3 check 9: `htu` is the
+/// URI of the request the proof came with).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerBase(String);
+
+impl ListenerBase {
+    /// The base URL `url` (a trailing slash is dropped).
+    pub fn new(url: impl Into<String>) -> Self {
+        let url = url.into();
+        ListenerBase(url.trim_end_matches('/').to_owned())
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The public URL of `path` (which starts with `/`) on this listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+}
+
 /// What a proof is checked against: the request it came with.
 #[derive(Debug, Clone, Copy)]
 pub struct DpopRequest<'a> {
@@ -297,6 +331,8 @@ pub struct DpopVerifier {
     max_future_secs: i64,
     nonce_mode: NonceMode,
     nonces: Option<Arc<DpopNonces>>,
+    /// The accepted `alg` values, a subset of [`DPOP_SIGNING_ALGS`] in its order.
+    algs: Vec<&'static str>,
 }
 
 impl fmt::Debug for DpopVerifier {
@@ -305,6 +341,7 @@ impl fmt::Debug for DpopVerifier {
             .field("max_age_secs", &self.max_age_secs)
             .field("max_future_secs", &self.max_future_secs)
             .field("nonce_mode", &self.nonce_mode)
+            .field("algs", &self.algs)
             .finish_non_exhaustive()
     }
 }
@@ -335,8 +372,10 @@ struct ProofClaims {
 impl DpopVerifier {
     /// How old a proof may be by default (`iat` in the past).
     pub const DEFAULT_MAX_AGE_SECS: i64 = 60;
-    /// How far in the future a proof's `iat` may lie by default (clock skew).
-    pub const DEFAULT_MAX_FUTURE_SECS: i64 = 5;
+    /// How far in the future a proof's `iat` may lie by default (clock skew): 10 s, as
+    /// FAPI 2.0 Security Profile §5.3.2.1 requires of every server ("shall accept JWTs with
+    /// an `iat` value ... between 0 and 10 seconds in the future").
+    pub const DEFAULT_MAX_FUTURE_SECS: i64 = 10;
 
     /// A verifier with the default window and no nonces.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
@@ -346,7 +385,25 @@ impl DpopVerifier {
             max_future_secs: Self::DEFAULT_MAX_FUTURE_SECS,
             nonce_mode: NonceMode::Off,
             nonces: None,
+            algs: DPOP_SIGNING_ALGS.to_vec(),
         }
+    }
+
+    /// Accepts only the algorithms of [`DPOP_SIGNING_ALGS`] that `allowed` admits (e.g. a
+    /// security profile's rule: `|alg| profile.allows_jws_alg(alg)`); proofs signed
+    /// otherwise are refused like an unknown `alg`.
+    pub fn with_algs(mut self, allowed: impl Fn(&str) -> bool) -> Self {
+        self.algs = DPOP_SIGNING_ALGS
+            .into_iter()
+            .filter(|a| allowed(a))
+            .collect();
+        self
+    }
+
+    /// The algorithms accepted, for `dpop_signing_alg_values_supported` and the `algs`
+    /// parameter of `DPoP` challenges.
+    pub fn algs(&self) -> &[&'static str] {
+        &self.algs
     }
 
     /// Changes the acceptance window for `iat`: `max_age_secs` in the past (1–600),
@@ -357,7 +414,9 @@ impl DpopVerifier {
         self
     }
 
-    /// Issues nonces with `nonces` and, with [`NonceMode::Required`], requires them.
+    /// Checks nonces with `nonces`: with [`NonceMode::Required`] every proof must carry
+    /// one and every answer hands out the next; with [`NonceMode::Off`] only a proof that
+    /// carries a `nonce` is checked, and nonces are handed out only with `use_dpop_nonce`.
     pub fn with_nonces(mut self, nonces: Arc<DpopNonces>, mode: NonceMode) -> Self {
         self.nonces = Some(nonces);
         self.nonce_mode = mode;
@@ -369,9 +428,28 @@ impl DpopVerifier {
         self.nonce_mode
     }
 
-    /// The nonce to send in a `DPoP-Nonce` response header now, if nonces are issued.
+    /// The nonce to send in a `DPoP-Nonce` header with every answer to a DPoP request
+    /// now: only when nonces are required (RFC 9449 §8.2, §9).
     pub fn nonce(&self) -> Option<String> {
+        match self.nonce_mode {
+            NonceMode::Required => self.fresh_nonce(),
+            NonceMode::Off => None,
+        }
+    }
+
+    /// A fresh nonce, whenever the verifier has a nonce key (whatever the mode).
+    pub fn fresh_nonce(&self) -> Option<String> {
         self.nonces.as_ref().map(|n| n.current(self.clock.now()))
+    }
+
+    /// The nonce to send with the refusal `error`: a fresh one for `use_dpop_nonce` (also
+    /// when nonces are not required and the proof carried an invalid one), otherwise the
+    /// one every answer carries ([`DpopVerifier::nonce`]).
+    pub fn refusal_nonce(&self, error: DpopError) -> Option<String> {
+        match error {
+            DpopError::UseNonce => self.fresh_nonce(),
+            _ => self.nonce(),
+        }
     }
 
     /// Checks the proof in `values` (all `DPoP` header values of the request) against
@@ -420,7 +498,9 @@ impl DpopVerifier {
             Some(t) if t.eq_ignore_ascii_case(DPOP_TYP) => {}
             _ => return Err(DpopError::Type),
         }
-        let alg = ProofAlg::parse(&header.alg).ok_or(DpopError::Algorithm)?;
+        let alg = ProofAlg::parse(&header.alg)
+            .filter(|_| self.algs.contains(&header.alg.as_str()))
+            .ok_or(DpopError::Algorithm)?;
         if header.crit.is_some() {
             return Err(DpopError::Critical);
         }
@@ -462,14 +542,15 @@ impl DpopVerifier {
                 return Err(DpopError::AccessTokenHash);
             }
         }
-        if self.nonce_mode == NonceMode::Required {
-            let fresh = match (&self.nonces, claims.nonce.as_deref()) {
-                (Some(nonces), Some(n)) => nonces.is_valid(n, now),
-                _ => false,
-            };
-            if !fresh {
-                return Err(DpopError::UseNonce);
-            }
+        // RFC 9449 §8: a nonce the server did not supply is refused, also when none is
+        // required (the server can tell whenever it has a nonce key); §8, §9: when nonces
+        // are required, a proof without one is refused too.
+        let fresh = match (&self.nonces, claims.nonce.as_deref()) {
+            (Some(nonces), Some(n)) => nonces.is_valid(n, now),
+            (None, Some(_)) | (_, None) => self.nonce_mode == NonceMode::Off,
+        };
+        if !fresh {
+            return Err(DpopError::UseNonce);
         }
         let jkt = Jkt(params.thumbprint());
         Ok((DpopProof { jkt, iat }, claims.jti))
@@ -593,9 +674,12 @@ fn public_key(
     }
 }
 
-/// `htu` as compared (RFC 9449 §4.3 check 9, RFC 3986 §6.2.2–6.2.3): scheme and host in
-/// lower case, the default port dropped, dot segments removed, an empty path as `/`, no
-/// query and no fragment. `None` for anything but an absolute http(s) URL.
+/// `htu` as compared (RFC 9449 §4.3 check 9, which asks for the syntax-based and
+/// scheme-based normalisation of RFC 3986 §6.2.2–6.2.3): scheme and host in lower case,
+/// the default port dropped, dot segments removed, an empty path as `/`, percent-encoding
+/// normalised in the path (hex digits in upper case, percent-encoded unreserved
+/// characters decoded: [`normalize_percent_encoding`]), no query and no fragment. `None`
+/// for anything but an absolute http(s) URL.
 ///
 /// ```
 /// use deedbolt_guard::dpop::normalize_htu;
@@ -604,6 +688,10 @@ fn public_key(
 ///     Some("https://as.example/token")
 /// );
 /// assert_eq!(normalize_htu("http://a:8080").as_deref(), Some("http://a:8080/"));
+/// assert_eq!(
+///     normalize_htu("https://a/%74oken/a%2fb").as_deref(),
+///     Some("https://a/token/a%2Fb")
+/// );
 /// assert_eq!(normalize_htu("/token"), None);
 /// ```
 pub fn normalize_htu(s: &str) -> Option<String> {
@@ -616,7 +704,67 @@ pub fn normalize_htu(s: &str) -> Option<String> {
     }
     url.set_query(None);
     url.set_fragment(None);
-    Some(url.to_string())
+    // Scheme, host and port as the URL parser normalised them; then the path.
+    let origin = &url[..url::Position::BeforePath];
+    Some(format!(
+        "{origin}{}",
+        normalize_percent_encoding(url.path())
+    ))
+}
+
+/// RFC 3986 §6.2.2.1–6.2.2.2 percent-encoding normalisation: every `%xx` triplet of an
+/// unreserved character (`A`–`Z`, `a`–`z`, `0`–`9`, `-`, `.`, `_`, `~`) is decoded, every
+/// other one is written with upper-case hex digits. A `%` not followed by two hex digits
+/// is left as it is.
+///
+/// ```
+/// use deedbolt_guard::dpop::normalize_percent_encoding;
+/// assert_eq!(normalize_percent_encoding("/%7euser/%41b%2fc"), "/~user/Ab%2Fc");
+/// assert_eq!(normalize_percent_encoding("/100%"), "/100%");
+/// ```
+pub fn normalize_percent_encoding(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    const UPPER_HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let triplet = (bytes[i] == b'%')
+            .then(|| {
+                let hi = hex(*bytes.get(i + 1)?)?;
+                let lo = hex(*bytes.get(i + 2)?)?;
+                Some((hi << 4) | lo)
+            })
+            .flatten();
+        match triplet {
+            Some(b) if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
+                out.push(char::from(b));
+                i += 3;
+            }
+            Some(b) => {
+                out.push('%');
+                out.push(char::from(UPPER_HEX[usize::from(b >> 4)]));
+                out.push(char::from(UPPER_HEX[usize::from(b & 0xf)]));
+                i += 3;
+            }
+            // Not a triplet: copy one character (`i` is always at a char boundary).
+            None => match s.get(i..).and_then(|rest| rest.chars().next()) {
+                Some(c) => {
+                    out.push(c);
+                    i += c.len_utf8();
+                }
+                None => break,
+            },
+        }
+    }
+    out
 }
 
 #[cfg(test)]

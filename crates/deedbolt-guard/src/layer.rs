@@ -24,7 +24,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use tower::{Layer, Service};
 
-use crate::dpop::{DpopError, DpopRequest, DpopVerifier, Jkt, DPOP_SIGNING_ALGS};
+use crate::dpop::{DpopError, DpopRequest, DpopVerifier, Jkt, ListenerBase};
 use crate::mtls::ClientCertificate;
 use crate::verify::{parse_authorization, BearerError, Scheme, TokenRejection, Verifier};
 
@@ -88,7 +88,10 @@ impl Guard {
     /// Accepts DPoP-bound tokens (RFC 9449 §7): `Authorization: DPoP` with a proof checked
     /// by `verifier`, its `jti` recorded in `replay` (shared by every instance). The proof's
     /// `htu` must be `public_base` (the public URL of this server, e.g. the issuer; never
-    /// the bind address) followed by the request path.
+    /// the bind address) followed by the request path (the full one, also under an axum
+    /// `Router::nest`: see the crate docs); a request carrying a
+    /// [`ListenerBase`] extension (it came in on a listener with a public URL of its own)
+    /// is checked against that base instead.
     pub fn with_dpop(
         mut self,
         verifier: DpopVerifier,
@@ -134,7 +137,7 @@ impl Guard {
                 let (claims, jkt) = self
                     .dpop(
                         &parts.method,
-                        parts.uri.path(),
+                        request_path(&parts.uri, &parts.extensions),
                         &parts.headers,
                         &parts.extensions,
                         token,
@@ -187,7 +190,12 @@ impl Guard {
         let Some(bound) = claims.cnf.as_ref().and_then(|c| c.jkt.clone()) else {
             return Err(Denial::InvalidToken(NOT_BOUND));
         };
-        let htu = format!("{}{path}", settings.public_base);
+        // The public URL of the listener the request came in on, if it said so; else the
+        // configured one.
+        let base = extensions
+            .get::<ListenerBase>()
+            .map_or(settings.public_base.as_str(), ListenerBase::as_str);
+        let htu = format!("{base}{path}");
         let request = DpopRequest {
             method: method.as_str(),
             uri: &htu,
@@ -206,6 +214,23 @@ impl Guard {
             return Err(Denial::Dpop(DpopError::KeyMismatch));
         }
         Ok((claims, proof.jkt))
+    }
+
+    /// The answer to a request that passed a [`RequireScopes`] layer for `scopes` but that
+    /// the handler refuses for want of a privilege beyond them (e.g. an administrator
+    /// role): 403 `insufficient_scope` with `description` (a fixed text: no quotes or
+    /// backslashes) and `scope` naming `scopes`, in a challenge of the scheme the token
+    /// was presented with, exactly as the layer answers a missing scope.
+    pub fn forbid<B: From<String>>(
+        &self,
+        authorized: &Authorized,
+        scopes: ScopeSet,
+        description: &'static str,
+    ) -> Response<B> {
+        self.require(scopes).deny(
+            Denial::Forbidden(description),
+            authorized.dpop_jkt.is_some(),
+        )
     }
 
     /// The verifier, for code that checks tokens outside a tower stack.
@@ -249,11 +274,31 @@ pub enum GuardRefusal {
     Unavailable,
 }
 
+/// The description of a token without the route's scopes.
+const MISSING_SCOPE: &str = "the token lacks a required scope";
 /// The description of a DPoP-bound token presented as a bearer token.
 const BOUND_AS_BEARER: &str =
     "the token is DPoP-bound and must be presented with the DPoP scheme and a proof";
 /// The description of a bearer token presented with the DPoP scheme.
 const NOT_BOUND: &str = "the token is not DPoP-bound; present it as a Bearer token";
+
+/// The request path as the client sent it, for `htu`. Inside an axum `Router::nest` the
+/// router hands on the URI with the nest's prefix stripped and keeps the original as
+/// axum's `OriginalUri` extension, which is read with the `axum` feature (on by default).
+/// Without it, the guard must see the full path (sit outside any nesting), or the request
+/// must carry a [`ListenerBase`] that ends with the prefix.
+#[cfg(feature = "axum")]
+fn request_path<'a>(uri: &'a http::Uri, extensions: &'a http::Extensions) -> &'a str {
+    extensions
+        .get::<axum::extract::OriginalUri>()
+        .map_or(uri.path(), |original| original.0.path())
+}
+
+/// The request path as the guard sees it (built without the `axum` feature).
+#[cfg(not(feature = "axum"))]
+fn request_path<'a>(uri: &'a http::Uri, _extensions: &'a http::Extensions) -> &'a str {
+    uri.path()
+}
 
 /// RFC 8705 §3: a certificate-bound token only with its certificate (the TLS listener puts
 /// the client's certificate into the request extensions).
@@ -315,7 +360,9 @@ enum Denial {
     TokenElsewhere(&'static str),
     BodyTooLarge,
     InvalidToken(&'static str),
-    InsufficientScope,
+    /// The token lacks the route's scopes, or (with its own description) a privilege the
+    /// handler requires beyond them: 403 `insufficient_scope`.
+    Forbidden(&'static str),
     /// The revocation list cannot be checked right now: 503, fail closed.
     Unavailable,
     /// A DPoP proof was refused (RFC 9449 §7.1): 401 `invalid_dpop_proof` or
@@ -394,7 +441,7 @@ impl RequireScopes {
         if allowed {
             Ok(())
         } else {
-            Err(Denial::InsufficientScope)
+            Err(Denial::Forbidden(MISSING_SCOPE))
         }
     }
 
@@ -421,7 +468,7 @@ impl RequireScopes {
                     .guard
                     .dpop(
                         &req.method,
-                        req.uri.path(),
+                        request_path(&req.uri, &req.extensions),
                         &req.headers,
                         &req.extensions,
                         token,
@@ -441,7 +488,12 @@ impl RequireScopes {
     fn deny<B: From<String>>(&self, denial: Denial, dpop: bool) -> Response<B> {
         let realm = &self.guard.realm;
         let dpop_on = self.guard.dpop.is_some();
-        let algs = DPOP_SIGNING_ALGS.join(" ");
+        let algs = self
+            .guard
+            .dpop
+            .as_ref()
+            .map(|d| d.verifier.algs().join(" "))
+            .unwrap_or_default();
         // The scheme of an error challenge: DPoP for a DPoP request, and for a DPoP-bound
         // token that came as a bearer token (RFC 9449 §7.2).
         let dpop_challenge = dpop
@@ -504,7 +556,11 @@ impl RequireScopes {
             }
             Denial::Dpop(e) => {
                 if e == DpopError::UseNonce {
-                    nonce = self.guard.dpop_nonce();
+                    nonce = self
+                        .guard
+                        .dpop
+                        .as_ref()
+                        .and_then(|d| d.verifier.refusal_nonce(e));
                 }
                 let (code, text) = (e.code(), e.description());
                 (
@@ -513,15 +569,15 @@ impl RequireScopes {
                     serde_json::json!({"error": code, "error_description": text}).to_string(),
                 )
             }
-            Denial::InsufficientScope => (
+            Denial::Forbidden(text) => (
                 StatusCode::FORBIDDEN,
                 vec![challenge(format!(
-                    "error=\"insufficient_scope\", error_description=\"the token lacks a required scope\", scope=\"{}\"",
+                    "error=\"insufficient_scope\", error_description=\"{text}\", scope=\"{}\"",
                     self.scopes
                 ))],
                 serde_json::json!({
                     "error": "insufficient_scope",
-                    "error_description": "the token lacks a required scope",
+                    "error_description": text,
                     "scope": self.scopes.to_string(),
                 })
                 .to_string(),

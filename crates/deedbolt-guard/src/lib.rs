@@ -32,13 +32,40 @@
 //! A token with `cnf.jkt` is bound to a DPoP key and is accepted only as
 //! `Authorization: DPoP <token>` together with a `DPoP` proof header. Turn it on with
 //! [`Guard::with_dpop`], giving a [`dpop::DpopVerifier`] (the `iat` window and, optionally,
-//! required server nonces), a [`ReplayCache`](deedbolt_core::ports::ReplayCache) shared by
-//! every instance of the resource server, and the server's public base URL:
+//! required server nonces), a [`ReplayCache`](deedbolt_core::ports::ReplayCache) that
+//! remembers each proof's `jti` for its lifetime, and the server's public base URL. The
+//! replay cache must be shared by every instance of the resource server, or a proof used
+//! at one instance could be replayed at another: for a single instance, the in-process
+//! [`MemoryReplayCache`](deedbolt_core::replay::MemoryReplayCache); for several, one in
+//! Redis (`deedbolt_store_redis::RedisStore` implements the port, with `SET NX`).
 //!
-//! ```ignore
-//! let dpop = DpopVerifier::new(clock.clone());
-//! let guard = Guard::new(verifier).with_dpop(dpop, replay, "https://api.example.com");
 //! ```
+//! use std::sync::Arc;
+//! use deedbolt_core::clock::{Clock, SystemClock};
+//! use deedbolt_core::jose::JwkSet;
+//! use deedbolt_core::replay::MemoryReplayCache;
+//! use deedbolt_guard::dpop::DpopVerifier;
+//! use deedbolt_guard::{Guard, StaticKeys, Verifier};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let jwks = JwkSet { keys: Vec::new() }; // the authorization server's JWKS
+//! let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+//! let keys = Arc::new(StaticKeys::from_jwks(&jwks)?);
+//! let verifier = Verifier::new("https://as.example.com", "https://api.example.com", keys, clock.clone());
+//! // One instance: an in-process replay cache (several: a shared one, e.g. Redis).
+//! let replay = Arc::new(MemoryReplayCache::new(clock.clone()));
+//! let dpop = DpopVerifier::new(clock);
+//! let guard = Guard::new(verifier).with_dpop(dpop, replay, "https://api.example.com");
+//! # let _ = guard;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `htu` is the public base URL followed by the request's path. Under an axum
+//! `Router::nest` the router strips the nest's prefix from the URI the guard sees; with the
+//! `axum` feature (on by default) the guard reads the full path from axum's `OriginalUri`
+//! extension instead. A server reachable under several public URLs tags each request with
+//! the URL it came in on ([`dpop::ListenerBase`]), which then replaces the base.
 //!
 //! For a `DPoP` request the guard then checks, after the token itself: that the token is
 //! DPoP-bound (`cnf.jkt`), the proof by every rule of RFC 9449 §4.3 (one header, compact
@@ -50,7 +77,9 @@
 //! `WWW-Authenticate: DPoP error="invalid_dpop_proof", algs="…"` (or `use_dpop_nonce` with
 //! a `DPoP-Nonce` header); a request without a token is offered both the `Bearer` and the
 //! `DPoP` challenge. [`Authorized::dpop_jkt`] tells a handler which key was proven.
-//! Code that authorizes outside a tower stack uses [`Guard::authorize_request`].
+//! Code that authorizes outside a tower stack uses [`Guard::authorize_request`]; a handler
+//! behind the layer that refuses a token for a reason of its own (a role the scopes cannot
+//! express) answers with [`Guard::forbid`], in the same shape and scheme.
 //! Without `with_dpop`, the `DPoP` scheme is not accepted and bound tokens are still
 //! refused as bearer tokens.
 #![forbid(unsafe_code, unused_must_use)]

@@ -78,16 +78,24 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/logout", post(login::logout))
         .route("/static/deedbolt.css", get(pages::stylesheet));
-    // The admin console: its API checks the administrator's token itself (the guard's
-    // scopes cannot express "a user whose role is admin"); the pages use the session.
+    // The admin console: its API is behind the guard like /api (admin:read), and its
+    // extractor then admits only administrators (the guard's scopes cannot express "a
+    // user whose role is admin"); the pages use the session.
+    let admin_read = admin::AdminToken::layer(&state);
     let admin = Router::new()
         .route("/admin", get(admin::dashboard))
         .route("/admin/login", post(admin::login_submit))
-        .route("/admin/api/audit", get(admin::api_audit))
-        .route("/admin/api/alerts", get(admin::api_alerts))
+        .route(
+            "/admin/api/audit",
+            get(admin::api_audit.layer(admin_read.clone())),
+        )
+        .route(
+            "/admin/api/alerts",
+            get(admin::api_alerts.layer(admin_read.clone())),
+        )
         .route(
             "/admin/api/registration-tokens",
-            get(admin::api_registration_tokens),
+            get(admin::api_registration_tokens.layer(admin_read)),
         )
         .route("/static/admin.css", get(admin::stylesheet));
 

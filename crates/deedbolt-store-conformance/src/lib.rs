@@ -87,6 +87,7 @@ macro_rules! conformance_suite {
             pushed_requests_go_with_their_client,
             a_refresh_token_rotates_once_under_concurrent_rotation,
             a_familys_dpop_binding_round_trips,
+            an_unbound_family_is_bound_to_the_first_key_only,
             revoking_a_family_revokes_its_tokens_and_access_tokens,
             an_access_token_recorded_in_a_revoked_family_must_be_revoked,
             families_of_a_client_or_user_are_revoked_together,

@@ -57,6 +57,66 @@ pub async fn a_familys_dpop_binding_round_trips(store: &impl Backend) {
     assert_eq!(plain.dpop_jkt, None);
 }
 
+/// An unbound family takes the DPoP key of the first bind and keeps it (RFC 9449 §5): a
+/// second bind with another key fails, one with the same key succeeds, its tokens read
+/// the key back, and of concurrent binds with different keys exactly one wins. A bound
+/// family never changes its key, and an unknown family binds nothing.
+pub async fn an_unbound_family_is_bound_to_the_first_key_only(store: &impl Backend) {
+    let user = UserId::generate().unwrap();
+    let first = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+    let other = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
+    store
+        .create_family(
+            &family("fam-late", "dbc_spa", &user),
+            &[31; 32],
+            UnixTime(1),
+            UnixTime(100),
+        )
+        .await
+        .unwrap();
+    assert!(store.bind_family_key("fam-late", first).await.unwrap());
+    assert!(
+        !store.bind_family_key("fam-late", other).await.unwrap(),
+        "a bound family keeps its key"
+    );
+    assert!(
+        store.bind_family_key("fam-late", first).await.unwrap(),
+        "binding again to the same key is no change"
+    );
+    let found = store.find_refresh(&[31; 32]).await.unwrap().unwrap();
+    assert_eq!(found.dpop_jkt.as_deref(), Some(first));
+    assert!(!store.bind_family_key("fam-none", first).await.unwrap());
+
+    // Concurrent binds of one unbound family, each with its own key: one key wins.
+    store
+        .create_family(
+            &family("fam-race", "dbc_spa", &user),
+            &[32; 32],
+            UnixTime(1),
+            UnixTime(100),
+        )
+        .await
+        .unwrap();
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let won = crate::race(store, 8, |s| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async move {
+            let key = format!("{n:0>43}");
+            s.bind_family_key("fam-race", &key)
+                .await
+                .unwrap()
+                .then_some(key)
+        }
+    })
+    .await
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
+    assert_eq!(won.len(), 1, "{won:?}");
+    let found = store.find_refresh(&[32; 32]).await.unwrap().unwrap();
+    assert_eq!(found.dpop_jkt.as_deref(), Some(won[0].as_str()));
+}
+
 /// Of many concurrent rotations of one refresh token exactly one succeeds, and the
 /// family then has the old token rotated and one new active token.
 pub async fn a_refresh_token_rotates_once_under_concurrent_rotation(store: &impl Backend) {

@@ -131,6 +131,31 @@ impl RefreshStore for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
+    async fn bind_family_key(&self, family_id: &str, jkt: &str) -> Result<bool, StoreError> {
+        // The conditional update is the lock: only an unbound family takes a key.
+        let bound = sqlx::query(
+            "UPDATE refresh_families SET dpop_jkt = $1 WHERE id = $2 AND dpop_jkt IS NULL",
+        )
+        .bind(jkt)
+        .bind(family_id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if bound == 1 {
+            return Ok(true);
+        }
+        // Already bound (or unknown): bound to this key counts as bound.
+        let current: Option<Option<String>> =
+            sqlx::query_scalar("SELECT dpop_jkt FROM refresh_families WHERE id = $1")
+                .bind(family_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(current.flatten().as_deref() == Some(jkt))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(store = "postgres"))]
     async fn record_family_access(
         &self,
         family_id: &str,

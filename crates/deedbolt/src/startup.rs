@@ -210,6 +210,12 @@ impl Application {
                         .clone()
                         .unwrap_or_else(|| format!("https://{bound}"))
                 });
+        // The mTLS listener's requests carry its public URL: the htu of DPoP proofs sent
+        // to its endpoint aliases.
+        let mtls_listener = mtls_listener.map(|(l, bound, tls)| match &mtls_base_url {
+            Some(url) => (l, bound, tls.with_listener_base(url)),
+            None => (l, bound, tls),
+        });
         let audience = settings
             .audience
             .clone()
@@ -324,17 +330,19 @@ impl Application {
         // instance issues and accepts the same ones; proofs are checked the same way at
         // /token and the API.
         let dpop = {
-            use deedbolt_http::dpop::{DpopNonces, DpopVerifier, NonceMode};
-            let verifier = DpopVerifier::new(clock.clone());
-            match settings.dpop_nonce {
-                NonceMode::Required => verifier.with_nonces(
+            use deedbolt_http::dpop::{DpopNonces, DpopVerifier};
+            // The nonce key is there in both modes: with nonces off, a proof that carries
+            // a nonce the server did not supply is still refused (RFC 9449 §8).
+            // The profile's algorithms only (FAPI 2.0 SP §5.4.1: no RS256).
+            let profile = settings.common.profile;
+            DpopVerifier::new(clock.clone())
+                .with_algs(|alg| profile.allows_jws_alg(alg))
+                .with_nonces(
                     Arc::new(DpopNonces::new(
                         &pepper.derive_key(b"deedbolt dpop nonce v1"),
                     )),
-                    NonceMode::Required,
-                ),
-                NonceMode::Off => verifier,
-            }
+                    settings.dpop_nonce,
+                )
         };
         let mut demo_seeded = None;
         let bff_config = match (settings.bff.clone(), demo) {

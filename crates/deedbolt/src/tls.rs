@@ -25,6 +25,7 @@ use anyhow::{bail, Context};
 use axum::extract::{ConnectInfo, Request};
 use axum::serve::IncomingStream;
 use axum::Router;
+use deedbolt_guard::dpop::ListenerBase;
 use deedbolt_guard::{CertificateTrust, ClientCertificate};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
@@ -338,6 +339,8 @@ impl axum::serve::Listener for TlsListener {
 pub struct Tls {
     identity: ServerIdentity,
     clients: Option<Arc<OptionalClientCert>>,
+    /// The listener's own public URL, put on every request it serves.
+    base: Option<ListenerBase>,
 }
 
 impl Tls {
@@ -346,6 +349,7 @@ impl Tls {
         Tls {
             identity,
             clients: None,
+            base: None,
         }
     }
 
@@ -354,12 +358,23 @@ impl Tls {
         Tls {
             identity,
             clients: Some(Arc::new(clients)),
+            base: None,
         }
     }
 
+    /// Tags every request of this listener with its public base URL (a [`ListenerBase`]
+    /// extension), for a listener published under a URL of its own: the mTLS listener's
+    /// `--mtls-base-url`, whose endpoints discovery advertises as `mtls_endpoint_aliases`.
+    /// DPoP proofs sent there name that URL as their `htu` (RFC 9449 §4.3).
+    pub fn with_listener_base(mut self, base_url: &str) -> Self {
+        self.base = Some(ListenerBase::new(base_url));
+        self
+    }
+
     /// Serves `app` over TLS on `listener` until `shutdown`, then drains open connections
-    /// like `axum::serve`. Each request carries `ConnectInfo<SocketAddr>` and, when the
-    /// connection presented an accepted client certificate, a [`ClientCertificate`].
+    /// like `axum::serve`. Each request carries `ConnectInfo<SocketAddr>`, the listener's
+    /// [`ListenerBase`] if it has one, and, when the connection presented an accepted
+    /// client certificate, a [`ClientCertificate`].
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -369,15 +384,20 @@ impl Tls {
         let config = self.identity.config(self.clients.clone())?;
         let listener = TlsListener::new(listener, config)?;
         let clients = self.clients.clone();
+        let base = self.base.clone();
         let make = tower::service_fn(move |incoming: IncomingStream<'_, TlsListener>| {
             let peer = *incoming.remote_addr();
             let cert = clients
                 .as_deref()
                 .and_then(|policy| client_certificate(policy, incoming.io()));
             let app = app.clone();
+            let base = base.clone();
             async move {
                 Ok::<_, Infallible>(app.map_request(move |mut req: Request| {
                     req.extensions_mut().insert(ConnectInfo(peer));
+                    if let Some(base) = &base {
+                        req.extensions_mut().insert(base.clone());
+                    }
                     if let Some(cert) = &cert {
                         req.extensions_mut().insert(cert.clone());
                     }

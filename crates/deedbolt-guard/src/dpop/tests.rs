@@ -100,6 +100,50 @@ fn ps256_proofs_are_accepted() {
     assert_eq!(out.jkt.as_str(), JwkParams::Rsa { n, e }.thumbprint());
 }
 
+/// The thumbprint of a proof key, as the verifier builds it from the `jwk` header, is the
+/// published one for fixed EC and Ed25519 keys (values: see
+/// `deedbolt_core::jose` test `rfc7638_thumbprints_of_fixed_ec_and_ed25519_keys`).
+#[test]
+fn proofs_by_fixed_ec_and_ed25519_keys_yield_their_published_thumbprints() {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let b64 = |s: &str| URL_SAFE_NO_PAD.decode(s).unwrap();
+    let prove = |header: Value, sign: &dyn Fn(&[u8]) -> Vec<u8>| {
+        let msg = format!("{}.{}", b64j(&header), b64j(&claims()));
+        let proof = format!("{msg}.{}", URL_SAFE_NO_PAD.encode(sign(msg.as_bytes())));
+        run(&verifier(), &proof, &request()).unwrap().jkt
+    };
+
+    // RFC 8037 Appendix A.1 (private seed), A.2 (public key), A.3 (thumbprint).
+    let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    let ed =
+        Ed25519KeyPair::from_seed_unchecked(&b64("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"))
+            .unwrap();
+    let header = json!({"typ": "dpop+jwt", "alg": "EdDSA",
+        "jwk": {"kty": "OKP", "crv": "Ed25519", "x": x}});
+    let jkt = prove(header, &|m| ed.sign(m).as_ref().to_vec());
+    assert_eq!(jkt.as_str(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+
+    // RFC 7517 Appendix A.1 (public key) and A.2 (private `d`).
+    let (x, y) = (
+        "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+        "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM",
+    );
+    let public = [vec![4], b64(x), b64(y)].concat();
+    let ec = EcdsaKeyPair::from_private_key_and_public_key(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &b64("870MB6gfuTJ4HtUnUvYMyJpr5eUZNP4Bk43bVdj3eAE"),
+        &public,
+    )
+    .unwrap();
+    let header = json!({"typ": "dpop+jwt", "alg": "ES256",
+        "jwk": {"kty": "EC", "crv": "P-256", "x": x, "y": y}});
+    let jkt = prove(header, &|m| {
+        ec.sign(&SystemRandom::new(), m).unwrap().as_ref().to_vec()
+    });
+    assert_eq!(jkt.as_str(), "cn-I_WNMClehiVp51i_0VpOENW1upEerA8sEam5hn-s");
+}
+
 #[test]
 fn exactly_one_header_is_required() {
     let key = Key::new(SigningAlg::ES256);
@@ -171,6 +215,27 @@ fn alg_none_and_symmetric_algs_are_refused() {
         run(&verifier(), &proof, &request()).unwrap_err(),
         DpopError::Algorithm
     );
+}
+
+#[test]
+fn a_verifier_restricted_to_some_algorithms_refuses_the_others() {
+    // FAPI 2.0 SP §5.4.1: PS256, ES256 and EdDSA only.
+    let fapi = verifier().with_algs(|a| a != "RS256");
+    assert_eq!(fapi.algs(), ["ES256", "EdDSA", "PS256"]);
+    assert_eq!(verifier().algs(), DPOP_SIGNING_ALGS);
+    let rsa = Key::new(SigningAlg::RS256);
+    assert!(run(&verifier(), &rsa.proof(&claims()), &request()).is_ok());
+    assert_eq!(
+        run(&fapi, &rsa.proof(&claims()), &request()).unwrap_err(),
+        DpopError::Algorithm
+    );
+    for alg in [SigningAlg::ES256, SigningAlg::EdDSA] {
+        let key = Key::new(alg);
+        assert!(
+            run(&fapi, &key.proof(&claims()), &request()).is_ok(),
+            "{alg}"
+        );
+    }
 }
 
 #[test]
@@ -307,13 +372,68 @@ fn htu_is_compared_after_normalisation_and_without_query() {
 }
 
 #[test]
+fn htu_paths_are_compared_after_percent_encoding_normalisation() {
+    // RFC 3986 §6.2.2.1: hex digits are case-insensitive; §6.2.2.2: a percent-encoded
+    // unreserved character equals the character.
+    let key = Key::new(SigningAlg::ES256);
+    let check = |htu: &str, uri: &str| {
+        let mut c = claims();
+        c["htu"] = json!(htu);
+        let req = DpopRequest { uri, ..request() };
+        run(&verifier(), &key.proof(&c), &req)
+    };
+    for (htu, uri) in [
+        ("https://as.example/%74oken", URI),
+        ("https://as.example/%74%6F%6b%65%6E", URI),
+        (URI, "https://as.example/%74oken"),
+        ("https://as.example/p/a%2fb", "https://as.example/p/a%2Fb"),
+        ("https://as.example/p/%41bc", "https://as.example/p/Abc"),
+        ("https://as.example/p/%7Eme", "https://as.example/p/~me"),
+    ] {
+        check(htu, uri).unwrap_or_else(|e| panic!("{htu} vs {uri}: {e}"));
+    }
+    for (htu, uri) in [
+        // A reserved character and its encoding differ (§6.2.2.2 keeps them apart).
+        ("https://as.example/p/a/b", "https://as.example/p/a%2Fb"),
+        ("https://as.example/p/%41bc", "https://as.example/p/abc"),
+    ] {
+        assert_eq!(
+            check(htu, uri).unwrap_err(),
+            DpopError::Uri,
+            "{htu} vs {uri}"
+        );
+    }
+}
+
+#[test]
+fn percent_encoding_normalisation_decodes_unreserved_and_upper_cases_the_rest() {
+    for (input, want) in [
+        ("", ""),
+        ("/token", "/token"),
+        ("/%74oken", "/token"),
+        ("/%41%5a%61%7A%30%39%2D%2E%5F%7E", "/AZaz09-._~"),
+        ("/a%2fb%3a%40", "/a%2Fb%3A%40"),
+        ("/%e2%82%ac", "/%E2%82%AC"),
+        ("/%", "/%"),
+        ("/%4", "/%4"),
+        ("/%zz%4g", "/%zz%4g"),
+        ("/%%41", "/%A"),
+        ("/é%41", "/éA"),
+    ] {
+        assert_eq!(normalize_percent_encoding(input), want, "{input}");
+    }
+}
+
+#[test]
 fn iat_must_be_within_the_window() {
     let key = Key::new(SigningAlg::ES256);
     for (iat, ok) in [
         (NOW - 60, true),
         (NOW - 61, false),
+        // FAPI 2.0 SP §5.3.2.1: up to 10 s in the future is accepted.
         (NOW + 5, true),
-        (NOW + 6, false),
+        (NOW + 10, true),
+        (NOW + 11, false),
         (0, false),
     ] {
         let mut c = claims();
@@ -393,10 +513,33 @@ fn nonces_are_required_when_configured_and_expire_after_two_slots() {
     let slot = DpopNonces::DEFAULT_SLOT_SECS;
     assert!(nonces.is_valid(&issued, UnixTime(NOW + slot)));
     assert!(!nonces.is_valid(&issued, UnixTime(NOW + 2 * slot)));
-    // Off: a proof without a nonce passes, and nonces are still handed out.
-    let off = DpopVerifier::new(clock).with_nonces(nonces, NonceMode::Off);
+    // Off: a proof without a nonce passes, and answers carry no nonce.
+    let off = DpopVerifier::new(clock.clone()).with_nonces(nonces.clone(), NonceMode::Off);
     assert!(run(&off, &key.proof(&claims()), &request()).is_ok());
-    assert!(off.nonce().is_some());
+    assert_eq!(off.nonce(), None);
+    // Off, but a proof carrying a nonce the server did not supply (RFC 9449 §8): refused
+    // with use_dpop_nonce and a fresh nonce to use; a valid one passes.
+    c["nonce"] = json!("made-up");
+    assert_eq!(
+        run(&off, &key.proof(&c), &request()).unwrap_err(),
+        DpopError::UseNonce
+    );
+    let fresh = off.refusal_nonce(DpopError::UseNonce).unwrap();
+    assert!(nonces.is_valid(&fresh, UnixTime(NOW)));
+    assert_eq!(off.refusal_nonce(DpopError::Replayed), None);
+    c["nonce"] = json!(fresh);
+    assert!(run(&off, &key.proof(&c), &request()).is_ok());
+    // Without a nonce key nothing can be told: a nonce claim passes in Off mode only.
+    assert!(run(&verifier(), &key.proof(&c), &request()).is_ok());
+    let keyless = DpopVerifier {
+        nonce_mode: NonceMode::Required,
+        ..verifier()
+    };
+    assert_eq!(
+        run(&keyless, &key.proof(&c), &request()).unwrap_err(),
+        DpopError::UseNonce
+    );
+    assert_eq!(v.refusal_nonce(DpopError::Replayed), v.nonce());
     assert_eq!(DpopError::UseNonce.code(), "use_dpop_nonce");
     assert_eq!(DpopError::Replayed.code(), "invalid_dpop_proof");
 }

@@ -5,8 +5,9 @@
 //!
 //! An administrator is a user whose role is `admin`, looked up on every request: a demoted
 //! user loses access at once, whatever token or session they still hold. Tokens are
-//! verified by the guard's verifier (signature, expiry, audience, revocation), exactly as
-//! for the API, and must carry the administration scope of the route: `admin:read` for
+//! checked by the guard layer, exactly as for the API (signature, expiry, audience,
+//! revocation, DPoP and certificate binding, the same refusals and challenges, DPoP
+//! nonces), and must carry the administration scope of the route: `admin:read` for
 //! every route here (all of them only read). Being an administrator is not enough: an app
 //! the administrator signed in to for something else (say `openid`) does not get to read
 //! the security audit log. Only an administrator can delegate the admin scopes, and only
@@ -23,7 +24,7 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE, WWW_AUTHENTICATE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,7 +37,7 @@ use deedbolt_core::ports::{Session, StoredAlert};
 use deedbolt_core::rand;
 use deedbolt_core::scope::Scope;
 use deedbolt_core::user::{Password, Role, User};
-use deedbolt_guard::GuardRefusal;
+use deedbolt_guard::Authorized;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -44,7 +45,6 @@ use crate::oauth::authorize::PENDING_SECS;
 use crate::oauth::login::{check_password, login_attempt, login_succeeded, read_csrf_form};
 use crate::oauth::session::{browser_record, current_session, start_session};
 use crate::state::AppState;
-use crate::web::challenge::{BearerErrorCode, Challenge};
 use crate::web::client_ip::client_ip;
 use crate::web::cookies::SameSite;
 use crate::web::form::Pairs;
@@ -65,10 +65,8 @@ const CHART_HOURS: i64 = 24;
 /// The same answer for a wrong password, an unknown email and a non-admin account, so the
 /// form reveals neither who exists nor who is an administrator.
 const INCORRECT: &str = "The email or password is incorrect.";
-/// The description of a refusal without a token (which alone gets the bare challenge).
-const NO_TOKEN: &str = "a bearer access token is required";
-/// The description of a refusal for a missing scope: the guard's words.
-const MISSING_SCOPE: &str = "the token lacks a required scope";
+/// The description of a refusal of a valid token whose subject is not an administrator.
+const NOT_ADMIN: &str = "an administrator is required";
 
 // ---------------------------------------------------------------------------------------
 // Who is an administrator
@@ -84,20 +82,33 @@ async fn admin_user(state: &AppState, id: &UserId) -> Result<Option<User>, ApiEr
         .filter(|u| u.role == Role::Admin))
 }
 
-/// An administrator proven by a bearer access token carrying `admin:read`: the one check
-/// of both API endpoints.
+/// An administrator proven by an access token carrying `admin:read`: the one check of
+/// every API endpoint.
 ///
-/// Refusals follow RFC 6750 §3 like the guard's: 401 with a `Bearer` challenge for a
-/// missing or invalid token, 400 for a malformed header, and 403 `insufficient_scope` for
-/// a valid token without `admin:read` (naming it, as the guard names a route's scopes) or
-/// whose subject is not an administrator (client-credentials tokens included: their
-/// subject is the client).
+/// The token itself is checked by the guard, as a [`RequireScopes`] layer for
+/// [`AdminToken::REQUIRED`] on each admin API route (see `crate::router`), so the admin API
+/// answers exactly as `/api` and `/userinfo` do: `Bearer`, or `DPoP` with its proof (a
+/// DPoP-bound token as `Bearer` is refused, RFC 9449 §7.2), the same RFC 6750 §3 and RFC
+/// 9449 §7.1 refusals and challenges, and the next `DPoP-Nonce` with every answer to a
+/// DPoP request when nonces are required. This extractor then admits only an
+/// administrator: a valid token whose subject is not one (client-credentials tokens
+/// included: their subject is the client) gets 403 `insufficient_scope`, in the
+/// challenge scheme the token came with.
+///
+/// [`RequireScopes`]: deedbolt_guard::RequireScopes
 pub struct AdminToken(pub User);
 
 impl AdminToken {
     /// The scope a token needs for the routes taking this extractor, which only read. A
     /// route that changes something would need [`Scope::AdminWrite`] instead.
     pub const REQUIRED: Scope = Scope::AdminRead;
+
+    /// The guard layer every route taking this extractor sits behind.
+    pub fn layer(state: &AppState) -> deedbolt_guard::RequireScopes {
+        state
+            .guard
+            .require(deedbolt_core::scope::ScopeSet::empty().with(Self::REQUIRED))
+    }
 }
 
 impl std::fmt::Debug for AdminToken {
@@ -107,22 +118,13 @@ impl std::fmt::Debug for AdminToken {
     }
 }
 
-/// Why a request to the admin API was refused.
+/// Why a request to the admin API was refused past the guard.
 #[derive(Debug)]
 pub enum AdminRejection {
-    /// No bearer token.
-    NoToken,
-    /// A malformed `Authorization` header.
-    Malformed,
-    /// The token did not verify (the fixed, safe description of why).
-    InvalidToken(&'static str),
-    /// A valid token of someone who is not an administrator.
-    NotAdmin,
-    /// A valid token without the administration scope the route requires.
-    InsufficientScope(Scope),
-    /// A DPoP token whose proof was refused (RFC 9449 §7.1), answered as the guard does.
-    Dpop(deedbolt_guard::dpop::DpopError, Option<String>),
-    /// The user store failed.
+    /// A valid token of someone who is not an administrator, answered by
+    /// [`Guard::forbid`](deedbolt_guard::Guard::forbid).
+    NotAdmin(Response),
+    /// The user store failed, or the route lacks its guard layer.
     Internal(ApiError),
 }
 
@@ -135,73 +137,18 @@ impl From<ApiError> for AdminRejection {
 
 impl IntoResponse for AdminRejection {
     fn into_response(self) -> Response {
-        use BearerErrorCode::{InsufficientScope, InvalidRequest, InvalidToken};
-        // The status, the error and its description, and the scope that was missing
-        // (named in the body and the challenge, as the guard does).
-        let (status, code, description, missing) = match self {
-            AdminRejection::Internal(e) => return e.into_response(),
-            AdminRejection::Dpop(error, nonce) => {
-                let mut response = (
-                    StatusCode::UNAUTHORIZED,
-                    Json(json!({"error": error.code(), "error_description": error.description()})),
-                )
-                    .into_response();
-                let headers = response.headers_mut();
-                let challenge = format!(
-                    "DPoP realm=\"{}\", error=\"{}\", error_description=\"{}\", algs=\"{}\"",
-                    crate::web::challenge::REALM,
-                    error.code(),
-                    error.description(),
-                    deedbolt_guard::dpop::DPOP_SIGNING_ALGS.join(" ")
-                );
-                if let Ok(v) = HeaderValue::from_str(&challenge) {
-                    headers.insert(WWW_AUTHENTICATE, v);
-                }
-                crate::web::dpop::nonce_header(nonce.as_deref(), headers);
-                no_store(headers);
-                return response;
-            }
-            AdminRejection::NoToken => (StatusCode::UNAUTHORIZED, InvalidToken, NO_TOKEN, None),
-            AdminRejection::Malformed => (
-                StatusCode::BAD_REQUEST,
-                InvalidRequest,
-                "malformed Authorization header",
-                None,
-            ),
-            AdminRejection::InvalidToken(text) => {
-                (StatusCode::UNAUTHORIZED, InvalidToken, text, None)
-            }
-            AdminRejection::NotAdmin => (
-                StatusCode::FORBIDDEN,
-                InsufficientScope,
-                "an administrator is required",
-                None,
-            ),
-            AdminRejection::InsufficientScope(scope) => (
-                StatusCode::FORBIDDEN,
-                InsufficientScope,
-                MISSING_SCOPE,
-                Some(scope),
-            ),
-        };
-        // No token at all: the bare challenge (RFC 6750 §3.1); any other refusal names
-        // its error.
-        let challenge = match missing {
-            _ if description == NO_TOKEN => Challenge::bare(),
-            Some(scope) => Challenge::error(code, description).with_scope(scope.as_str()),
-            None => Challenge::error(code, description),
-        };
-        let mut body = json!({"error": code.as_str(), "error_description": description});
-        if let Some(scope) = missing {
-            body["scope"] = json!(scope.as_str());
+        match self {
+            AdminRejection::NotAdmin(response) => response,
+            AdminRejection::Internal(e) => e.into_response(),
         }
-        let mut response = (status, Json(body)).into_response();
-        let headers = response.headers_mut();
-        challenge.apply(headers);
-        no_store(headers);
-        response
     }
 }
+
+/// The admin API route ran without the guard layer that puts [`Authorized`] in the
+/// request: a wiring mistake, refused (fail closed).
+#[derive(Debug, thiserror::Error)]
+#[error("an admin API route is not behind its guard layer")]
+struct MissingGuard;
 
 impl FromRequestParts<AppState> for AdminToken {
     type Rejection = AdminRejection;
@@ -210,45 +157,29 @@ impl FromRequestParts<AppState> for AdminToken {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        // `Bearer`, or `DPoP` with its proof; a DPoP-bound token as `Bearer` is refused
-        // (RFC 9449 §7.2), as at the API.
-        let claims = match state.guard.authorize_request(parts).await {
-            Ok(authorized) => authorized.claims,
-            Err(refusal) => {
-                tracing::debug!(?refusal, "admin API token rejected");
-                return Err(match refusal {
-                    GuardRefusal::NoToken => AdminRejection::NoToken,
-                    GuardRefusal::Malformed => AdminRejection::Malformed,
-                    GuardRefusal::InvalidToken(text) => AdminRejection::InvalidToken(text),
-                    GuardRefusal::Dpop(deedbolt_guard::dpop::DpopError::Unavailable)
-                    | GuardRefusal::Unavailable => AdminRejection::Internal(ApiError::Unavailable(
-                        Box::new(deedbolt_guard::TokenRejection::Unavailable),
-                    )),
-                    GuardRefusal::Dpop(error) => {
-                        let nonce = (error == deedbolt_guard::dpop::DpopError::UseNonce)
-                            .then(|| state.guard.dpop_nonce())
-                            .flatten();
-                        AdminRejection::Dpop(error, nonce)
-                    }
-                });
-            }
+        let Some(authorized) = parts.extensions.get::<Authorized>().cloned() else {
+            return Err(AdminRejection::Internal(ApiError::internal(MissingGuard)));
+        };
+        let claims = &authorized.claims;
+        let not_admin = || {
+            AdminRejection::NotAdmin(state.guard.forbid(
+                &authorized,
+                deedbolt_core::scope::ScopeSet::empty().with(Self::REQUIRED),
+                NOT_ADMIN,
+            ))
         };
         // A client-credentials token names the client as its subject: never a user.
         if claims.is_client_token() {
-            return Err(AdminRejection::NotAdmin);
-        }
-        if !claims.scope.contains(Self::REQUIRED) {
-            tracing::info!(sub = %claims.sub, client_id = %claims.client_id, "admin API refused a token without {}", Self::REQUIRED);
-            return Err(AdminRejection::InsufficientScope(Self::REQUIRED));
+            return Err(not_admin());
         }
         let Ok(id) = UserId::parse(&claims.sub) else {
-            return Err(AdminRejection::NotAdmin);
+            return Err(not_admin());
         };
         match admin_user(state, &id).await? {
             Some(user) => Ok(AdminToken(user)),
             None => {
                 tracing::info!(sub = %claims.sub, client_id = %claims.client_id, "admin API refused a non-admin token");
-                Err(AdminRejection::NotAdmin)
+                Err(not_admin())
             }
         }
     }

@@ -312,8 +312,10 @@ async fn resolve_request(
     if client.is_some_and(|c| ParRequirement::of(state.services.require_par, c).is_required()) {
         let redirect = match validated {
             Ok(request) => request.error(AuthzErrorCode::InvalidRequest, PAR_REQUIRED),
-            Err(AuthorizeError::Redirect(e))
-            | Err(AuthorizeError::ScopeBeyondRegistration { error: e, .. }) => RedirectError {
+            Err(
+                AuthorizeError::Redirect(e)
+                | AuthorizeError::ScopeBeyondRegistration { error: e, .. },
+            ) => RedirectError {
                 error: AuthzErrorCode::InvalidRequest,
                 description: PAR_REQUIRED.into(),
                 ..e

@@ -72,7 +72,7 @@ fn common(services: &Services) -> serde_json::Value {
         "scopes_supported": scopes,
         // RFC 9207: every authorization response carries `iss`.
         "authorization_response_iss_parameter_supported": true,
-        "dpop_signing_alg_values_supported": deedbolt_guard::dpop::DPOP_SIGNING_ALGS,
+        "dpop_signing_alg_values_supported": services.dpop.algs(),
         // RFC 9126 §5.
         "pushed_authorization_request_endpoint": format!("{issuer}/par"),
         "require_pushed_authorization_requests": services.require_par,

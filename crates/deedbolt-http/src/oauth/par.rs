@@ -63,6 +63,7 @@ pub async fn par_endpoint(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     tls: Option<Extension<ClientCertificate>>,
+    listener: Option<Extension<deedbolt_guard::dpop::ListenerBase>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -74,7 +75,8 @@ pub async fn par_endpoint(
         ip: ip.clone(),
         ..TokenAudit::default()
     };
-    let result = push(&state, &headers, tls, body, &mut audit)
+    let listener = listener.as_ref().map(|Extension(l)| l);
+    let result = push(&state, &headers, tls, listener, body, &mut audit)
         .await
         .map(|r| crate::oauth::token::dpop::with_nonce(&state, r));
     audit
@@ -94,6 +96,7 @@ async fn push(
     state: &AppState,
     headers: &HeaderMap,
     tls: Option<&ClientCertificate>,
+    listener: Option<&deedbolt_guard::dpop::ListenerBase>,
     body: Body,
     audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
@@ -123,7 +126,7 @@ async fn push(
     let mut request = validate_request(state, &params, Some(client), None)
         .await
         .map_err(pushed_error)?;
-    crate::oauth::token::dpop::bind_pushed(state, headers, &mut request).await?;
+    crate::oauth::token::dpop::bind_pushed(state, headers, listener, &mut request).await?;
     audit.scope = Some(request.scope.to_string());
     let uri = RequestUri::generate().map_err(ApiError::internal)?;
     let now = services.clock.now();

@@ -1,6 +1,7 @@
 //! The RFC 6750 `WWW-Authenticate: Bearer` challenge, built in one place for every
-//! refusal of a bearer credential here: the API's `invalid_token` answers
-//! ([`crate::error::ApiError`]), the metrics token, and the admin API.
+//! refusal of a bearer credential here outside the guard: the API's `invalid_token` answers
+//! ([`crate::error::ApiError`]) and the metrics token. (The API routes, `/userinfo` and the
+//! admin API answer through the guard, `deedbolt_guard::RequireScopes`.)
 
 use axum::http::header::WWW_AUTHENTICATE;
 use axum::http::{HeaderMap, HeaderValue};

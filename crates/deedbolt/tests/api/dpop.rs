@@ -83,6 +83,15 @@ impl DpopKey {
         )
     }
 
+    /// A proof for `htm` `htu` (a full URL), with the `ath` of `token` if given.
+    pub(crate) fn proof(&self, htm: &str, htu: &str, token: Option<&str>) -> String {
+        let mut c = Self::claims(htm, htu);
+        if let Some(t) = token {
+            c["ath"] = json!(ath(t));
+        }
+        self.sign(&self.header(), &c)
+    }
+
     /// A proof for `htm` `{base}{path}` presented with `token`.
     fn api_proof(&self, app: &TestApp, htm: &str, path: &str, token: &str) -> String {
         let mut c = Self::claims(htm, &format!("{}{path}", app.base));
@@ -306,7 +315,48 @@ async fn the_token_endpoint_refuses_proofs_that_break_a_rule_of_section_4_3() {
         &DpopKey::claims("POST", &format!("{upper}/token?x=1")),
     );
     assert_eq!(cc(&app, &creds, &[&proof]).await.status(), 200);
+    // FAPI 2.0 SP §5.3.2.1: an `iat` up to 10 s in the future is accepted (9 s here, so
+    // the test's clock running a second behind the server's cannot fail it).
+    let mut c = fresh();
+    c["iat"] = json!(unix_now() + 9);
+    let res = cc(&app, &creds, &[&key.sign(&key.header(), &c)]).await;
+    assert_eq!(res.status(), 200, "iat 9 s ahead");
     // Refused proofs are audited as failed token requests.
+    app.stop().await;
+}
+
+/// RFC 9449 §4.3 asks for RFC 3986 §6.2.2 normalisation before `htu` is compared: in the
+/// path, percent-encoding hex digits are case-insensitive and a percent-encoded unreserved
+/// character is the character, at `/token` and at the API alike.
+#[tokio::test]
+async fn htu_is_compared_after_percent_encoding_normalisation() {
+    let app = spawn_app().await;
+    let creds = app.create_client("property:read");
+    let key = DpopKey::new();
+    let proof = key.sign(
+        &key.header(),
+        &DpopKey::claims("POST", &format!("{}/%74oken", app.base)),
+    );
+    let res = cc(&app, &creds, &[&proof]).await;
+    assert_eq!(res.status(), 200, "htu /%74oken at /token");
+    let token = bound_token(&app, &creds, &key).await;
+    for (path, htu_path, same) in [
+        ("/api/properties/%41bc", "/api/properties/Abc", true),
+        ("/api/properties/a%2fb", "/api/properties/a%2Fb", true),
+        ("/api/properties/%41bc", "/api/properties/abc", false),
+    ] {
+        let mut c = DpopKey::claims("GET", &format!("{}{htu_path}", app.base));
+        c["ath"] = json!(ath(&token));
+        let res = dpop_get(&app, path, &token, Some(&key.sign(&key.header(), &c))).await;
+        let challenge = www_authenticate(&res);
+        if same {
+            // Past the guard: the handler answers (no such property).
+            assert_eq!(res.status(), 404, "{path} with htu {htu_path}: {challenge}");
+        } else {
+            assert_eq!(res.status(), 401, "{path} with htu {htu_path}");
+            assert!(challenge.contains("invalid_dpop_proof"), "{challenge}");
+        }
+    }
     app.stop().await;
 }
 
@@ -483,6 +533,53 @@ async fn nonces_when_required_are_handed_out_and_demanded_at_the_token_endpoint_
     app.stop().await;
 }
 
+/// RFC 9449 §8: "If the `nonce` claim in the DPoP proof does not exactly match a nonce
+/// recently supplied by the authorization server to the client, the authorization server
+/// MUST reject the request" — also with nonces off (the default), where none is required:
+/// a made-up nonce is `use_dpop_nonce` with a fresh `DPoP-Nonce`, and that one works.
+#[tokio::test]
+async fn a_nonce_the_server_did_not_supply_is_refused_also_when_nonces_are_off() {
+    let app = spawn_app().await;
+    let creds = app.create_client("property:read");
+    let key = DpopKey::new();
+    let htu = format!("{}/token", app.base);
+    let mut c = DpopKey::claims("POST", &htu);
+    c["nonce"] = json!("bogus");
+    let res = cc(&app, &creds, &[&key.sign(&key.header(), &c)]).await;
+    let headers = expect_error(res, 400, "use_dpop_nonce").await;
+    let nonce = headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let mut c = DpopKey::claims("POST", &htu);
+    c["nonce"] = json!(nonce);
+    let res = cc(&app, &creds, &[&key.sign(&key.header(), &c)]).await;
+    assert_eq!(res.status(), 200, "the nonce the server supplied");
+    assert!(
+        !res.headers().contains_key("dpop-nonce"),
+        "with nonces off, answers hand out none"
+    );
+    // Without a nonce, as before.
+    let token = bound_token(&app, &creds, &key).await;
+
+    // The same at the API (§9).
+    const PATH: &str = "/api/properties";
+    let mut c = DpopKey::claims("GET", &format!("{}{PATH}", app.base));
+    c["ath"] = json!(ath(&token));
+    c["nonce"] = json!("bogus");
+    let res = dpop_get(&app, PATH, &token, Some(&key.sign(&key.header(), &c))).await;
+    assert_eq!(res.status(), 401);
+    let challenge = www_authenticate(&res);
+    assert!(
+        challenge.contains("error=\"use_dpop_nonce\""),
+        "{challenge}"
+    );
+    let nonce = res.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    let mut c = DpopKey::claims("GET", &format!("{}{PATH}", app.base));
+    c["ath"] = json!(ath(&token));
+    c["nonce"] = json!(nonce);
+    let res = dpop_get(&app, PATH, &token, Some(&key.sign(&key.header(), &c))).await;
+    assert_eq!(res.status(), 200, "{}", www_authenticate(&res));
+    app.stop().await;
+}
+
 /// Logs RITA in through `client` (public, refresh-capable) with `extra` authorization
 /// parameters; returns the code and verifier.
 async fn code_for(app: &TestApp, client: &CodeClient, extra: &[(&str, &str)]) -> (String, String) {
@@ -568,6 +665,58 @@ async fn a_public_clients_refresh_tokens_are_bound_to_its_dpop_key() {
     app.stop().await;
 }
 
+/// RFC 9449 §5: "When an authorization server supporting DPoP issues a refresh token to a
+/// public client that presents a valid DPoP proof at the token endpoint, the refresh
+/// token MUST be bound to the respective public key" — also when the code was redeemed
+/// without a proof and the first proof comes with a refresh. The grace-period answer to
+/// a retry of the old token is the bound pair, so it too needs the key.
+#[tokio::test]
+async fn a_public_clients_unbound_family_is_bound_by_its_first_refresh_with_a_proof() {
+    let app = spawn_app_with(Options {
+        overrides: ServeOverrides {
+            refresh_grace: Some("30s".into()),
+            ..ServeOverrides::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    app.create_user(RITA, "tenant", PASSWORD);
+    let spa = app.create_code_client(FULL, &[CB], true, RT);
+    let (code, verifier) = code_for(&app, &spa, &[]).await;
+    let res = redeem(&app, &spa, &code, &verifier, &[]).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer", "{body}");
+    let first = body["refresh_token"].as_str().unwrap().to_owned();
+
+    // The first refresh with a proof binds the family to its key.
+    let key = DpopKey::new();
+    let res = refresh_with(&app, &spa, &first, &[&key.token_proof(&app)]).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    let next = body["refresh_token"].as_str().unwrap().to_owned();
+
+    // The old token retried within the grace period: the bound pair only with the key.
+    let res = refresh_with(&app, &spa, &first, &[]).await;
+    expect_error(res, 400, "invalid_dpop_proof").await;
+    // The new token: useless without a proof or with another key's, and these attempts
+    // neither rotate nor revoke it.
+    let res = refresh_with(&app, &spa, &next, &[]).await;
+    expect_error(res, 400, "invalid_dpop_proof").await;
+    let thief = DpopKey::new();
+    let res = refresh_with(&app, &spa, &next, &[&thief.token_proof(&app)]).await;
+    expect_error(res, 400, "invalid_grant").await;
+    let res = refresh_with(&app, &spa, &next, &[&key.token_proof(&app)]).await;
+    assert_eq!(res.status(), 200, "the key holder refreshes");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        jwt_part(body["access_token"].as_str().unwrap(), 1)["cnf"]["jkt"],
+        key.jkt()
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_confidential_clients_refresh_tokens_are_bound_by_its_authentication_not_a_key() {
     let app = spawn_app().await;
@@ -589,6 +738,12 @@ async fn a_confidential_clients_refresh_tokens_are_bound_by_its_authentication_n
         jwt_part(body["access_token"].as_str().unwrap(), 1)["cnf"]["jkt"],
         other.jkt()
     );
+    // ... and leaves the family unbound: the next refresh without a proof gets Bearer.
+    let next = body["refresh_token"].as_str().unwrap().to_owned();
+    let res = refresh_with(&app, &web, &next, &[]).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer", "{body}");
     app.stop().await;
 }
 
@@ -732,6 +887,85 @@ async fn userinfo_and_the_admin_api_take_dpop_tokens_and_refuse_them_as_bearer()
     app.stop().await;
 }
 
+/// The admin API checks tokens with the guard, so it answers DPoP like `/userinfo` and the
+/// API: with nonces required, the next `DPoP-Nonce` with every answer; without a token,
+/// both the `Bearer` and the `DPoP algs=…` challenge (RFC 9449 §7.1); a DPoP-bound token
+/// sent as `Bearer` gets `DPoP error="invalid_token"` (§7.2).
+#[tokio::test]
+async fn the_admin_api_answers_dpop_requests_as_userinfo_does() {
+    let app = spawn_app_with(Options {
+        overrides: ServeOverrides {
+            dpop_nonce: Some("required".into()),
+            ..ServeOverrides::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    const ADMIN: &str = "ada.nonce@example.com";
+    const SCOPE: &str = "openid email admin:read";
+    app.create_user(ADMIN, "admin", PASSWORD);
+    let web = app.create_code_client(SCOPE, &[CB], false, &[]);
+    let key = DpopKey::new();
+    let (code, verifier) = authorize_code_with(&app, &web.id, SCOPE, ADMIN, PASSWORD, &[]).await;
+    let res = redeem(&app, &web, &code, &verifier, &[&key.token_proof(&app)]).await;
+    let headers = expect_error(res, 400, "use_dpop_nonce").await;
+    let nonce = headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let proof = key.token_proof_with_nonce(&app, &nonce);
+    let res = redeem(&app, &web, &code, &verifier, &[&proof]).await;
+    assert_eq!(res.status(), 200);
+    let mut nonce = res.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    let token = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let challenges = |res: &reqwest::Response| -> Vec<String> {
+        res.headers()
+            .get_all("www-authenticate")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    for path in ["/userinfo", "/admin/api/audit"] {
+        // A proof with the current nonce: 200, and the next nonce with the answer.
+        let mut c = DpopKey::claims("GET", &format!("{}{path}", app.base));
+        c["ath"] = json!(ath(&token));
+        c["nonce"] = json!(nonce);
+        let res = dpop_get(&app, path, &token, Some(&key.sign(&key.header(), &c))).await;
+        assert_eq!(res.status(), 200, "{path}: {:?}", challenges(&res));
+        nonce = res
+            .headers()
+            .get("dpop-nonce")
+            .unwrap_or_else(|| panic!("{path}: no DPoP-Nonce with the answer"))
+            .to_str()
+            .unwrap()
+            .to_owned();
+
+        // No token: the bare Bearer challenge and the DPoP one with its algorithms.
+        let res = app.get(path, None).await;
+        assert_eq!(res.status(), 401, "{path}");
+        let got = challenges(&res);
+        assert_eq!(
+            got,
+            [
+                "Bearer realm=\"deedbolt\"",
+                "DPoP realm=\"deedbolt\", algs=\"ES256 EdDSA PS256 RS256\""
+            ],
+            "{path}"
+        );
+
+        // The bound token as a bearer token: refused in the DPoP scheme.
+        let res = app.get(path, Some(&token)).await;
+        assert_eq!(res.status(), 401, "{path}");
+        let got = challenges(&res);
+        assert_eq!(got.len(), 1, "{path}: {got:?}");
+        assert!(
+            got[0].starts_with("DPoP ") && got[0].contains("error=\"invalid_token\""),
+            "{path}: {got:?}"
+        );
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn discovery_advertises_the_dpop_algorithms() {
     let app = spawn_app().await;
@@ -746,6 +980,56 @@ async fn discovery_advertises_the_dpop_algorithms() {
             "{path}"
         );
     }
+    app.stop().await;
+}
+
+/// FAPI 2.0 SP §5.4.1 allows PS256, ES256 and EdDSA only: under `--profile fapi2` a proof
+/// signed RS256 is refused, and discovery does not offer RS256.
+#[tokio::test]
+async fn under_fapi2_rs256_proofs_are_refused_and_not_advertised() {
+    let app = spawn_app_with(crate::helpers::fapi2_options()).await;
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let doc: Value = app.get(path, None).await.json().await.unwrap();
+        assert_eq!(
+            doc["dpop_signing_alg_values_supported"],
+            json!(["ES256", "EdDSA", "PS256"]),
+            "{path}"
+        );
+    }
+    let (client, assertion_key) =
+        crate::fapi2::private_key_jwt_client(&app, &["client_credentials"]).await;
+    let request = |proof: String| {
+        let form = format!(
+            "grant_type=client_credentials&{}",
+            crate::fapi2::assertion_params(&app, &client.id, &assertion_key)
+        );
+        app.http
+            .post(app.url("/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("DPoP", proof)
+            .body(form)
+            .send()
+    };
+    // The profile requires nonces: learn one first.
+    let es256 = DpopKey::new();
+    let res = request(es256.token_proof(&app)).await.unwrap();
+    let headers = expect_error(res, 400, "use_dpop_nonce").await;
+    let nonce = headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let rs256 = DpopKey::with_alg(SigningAlg::RS256);
+    let res = request(rs256.token_proof_with_nonce(&app, &nonce))
+        .await
+        .unwrap();
+    let headers = expect_error(res, 400, "invalid_dpop_proof").await;
+    let nonce = headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let res = request(es256.token_proof_with_nonce(&app, &nonce))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "ES256 is allowed");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "DPoP", "{body}");
     app.stop().await;
 }
 

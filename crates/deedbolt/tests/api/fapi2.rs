@@ -296,7 +296,7 @@ fn p256_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
 }
 
 /// A `private_key_jwt` client of `app`, registered through the CLI with its public key.
-async fn private_key_jwt_client(
+pub(crate) async fn private_key_jwt_client(
     app: &TestApp,
     grants: &[&str],
 ) -> (CodeClient, jsonwebtoken::EncodingKey) {
@@ -346,7 +346,11 @@ async fn private_key_jwt_client_with(
 
 /// The RFC 7523 client-authentication parameters: an ES256 assertion with the issuer as
 /// its only audience (FAPI 2.0 SP §5.3.2.1).
-fn assertion_params(app: &TestApp, client_id: &str, key: &jsonwebtoken::EncodingKey) -> String {
+pub(crate) fn assertion_params(
+    app: &TestApp,
+    client_id: &str,
+    key: &jsonwebtoken::EncodingKey,
+) -> String {
     assertion_params_with(
         client_id,
         key,

@@ -1207,3 +1207,142 @@ async fn a_self_signed_client_registered_at_the_registration_endpoint_authentica
     );
     app.stop().await;
 }
+
+/// RFC 9449 §4.3 check 9: `htu` is the URI of the request the proof came with. On the
+/// mutual-TLS listener, whose endpoints discovery advertises as `mtls_endpoint_aliases`
+/// (RFC 8705 §5), that is the alias: a proof naming it is accepted there, and one naming
+/// the main listener is refused, at `/token`, `/par`, the API, `/userinfo` and the admin
+/// API.
+#[tokio::test]
+async fn dpop_proofs_on_the_mtls_listener_name_its_own_urls() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.mtls_only_options()).await;
+    let mtls = mtls_base(&app).to_owned();
+    let meta: Value = app
+        .get("/.well-known/oauth-authorization-server", None)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        meta["mtls_endpoint_aliases"]["token_endpoint"],
+        format!("{mtls}/token")
+    );
+    let creds = app.create_client("property:read");
+    let basic = {
+        use base64::Engine as _;
+        let pair = format!("{}:{}", creds.id, creds.secret);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    };
+    let key = crate::dpop::DpopKey::new();
+    let tls = pki.client(None);
+    let token_with = |htu: String| {
+        let proof = key.proof("POST", &htu, None);
+        let basic = basic.clone();
+        let url = format!("{mtls}/token");
+        let tls = &tls;
+        async move {
+            tls.send(
+                Method::POST,
+                &url,
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("authorization", &basic),
+                    ("dpop", &proof),
+                ],
+                Some("grant_type=client_credentials"),
+            )
+            .await
+            .expect("token")
+        }
+    };
+    // /token: the alias's URL is the htu; the main listener's is another URI.
+    let res = token_with(format!("{}/token", app.base)).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.json()["error"], "invalid_dpop_proof");
+    let res = token_with(format!("{mtls}/token")).await;
+    let token = access_token(&res);
+    assert_eq!(res.json()["token_type"], "DPoP");
+
+    // /par, with a code client's secret.
+    let web = app.create_code_client("openid property:read", &[CB], false, &[]);
+    let par_with = |htu: String| {
+        use base64::Engine as _;
+        let proof = key.proof("POST", &htu, None);
+        let pair = format!("{}:{}", web.id, web.secret.as_deref().expect("secret"));
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        );
+        let url = format!("{mtls}/par");
+        let form = format!(
+            "response_type=code&client_id={}&redirect_uri={}&scope=openid&state=s\
+             &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+            web.id,
+            url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>()
+        );
+        let tls = &tls;
+        async move {
+            tls.send(
+                Method::POST,
+                &url,
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("authorization", &basic),
+                    ("dpop", &proof),
+                ],
+                Some(&form),
+            )
+            .await
+            .expect("par")
+        }
+    };
+    let res = par_with(format!("{}/par", app.base)).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.json()["error"], "invalid_dpop_proof");
+    let res = par_with(format!("{mtls}/par")).await;
+    assert_eq!(
+        res.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&res.body)
+    );
+
+    // The guard: the API (200), /userinfo and the admin API (403: the proof passed, the
+    // token lacks their scopes); with the main listener's URL, 401 invalid_dpop_proof.
+    let dpop_auth = format!("DPoP {token}");
+    for (path, passed) in [
+        ("/api/properties", StatusCode::OK),
+        ("/userinfo", StatusCode::FORBIDDEN),
+        ("/admin/api/audit", StatusCode::FORBIDDEN),
+    ] {
+        for (base, want) in [
+            (app.base.as_str(), StatusCode::UNAUTHORIZED),
+            (&mtls, passed),
+        ] {
+            let proof = key.proof("GET", &format!("{base}{path}"), Some(&token));
+            let res = tls
+                .send(
+                    Method::GET,
+                    &format!("{mtls}{path}"),
+                    &[("authorization", &dpop_auth), ("dpop", &proof)],
+                    None,
+                )
+                .await
+                .expect("GET");
+            let challenge = res
+                .headers
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap_or("").to_owned())
+                .unwrap_or_default();
+            assert_eq!(res.status, want, "{path} with htu on {base}: {challenge}");
+            if want == StatusCode::UNAUTHORIZED {
+                assert!(challenge.contains("invalid_dpop_proof"), "{challenge}");
+            }
+        }
+    }
+    app.stop().await;
+}

@@ -21,6 +21,7 @@ pub(super) async fn client_credentials(
     state: &AppState,
     headers: &HeaderMap,
     tls: Option<&ClientCertificate>,
+    htu: &str,
     params: &mut FormParams,
     audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
@@ -64,7 +65,7 @@ pub(super) async fn client_credentials(
         .into());
     };
     let scope = grant::client_credentials_scope(&auth, params.get("scope"))?;
-    let proof = super::dpop::token_proof(state, headers, auth.client()).await?;
+    let proof = super::dpop::token_proof(state, headers, htu, auth.client()).await?;
     super::require_sender_constraint(state, &proof, bound.as_ref())?;
     let mut claims = services
         .policy

@@ -55,6 +55,7 @@ pub(super) async fn authorization_code(
     state: &AppState,
     headers: &HeaderMap,
     tls: Option<&ClientCertificate>,
+    htu: &str,
     params: &mut FormParams,
     audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
@@ -104,7 +105,7 @@ pub(super) async fn authorization_code(
     let pkce = flow::check_exchange(&auth, &stored, &exchange)?;
     // The proof, and the key the code is bound to (`dpop_jkt`, RFC 9449 §10), before the
     // code is spent.
-    let proof = super::dpop::token_proof(state, headers, auth.client()).await?;
+    let proof = super::dpop::token_proof(state, headers, htu, auth.client()).await?;
     super::require_sender_constraint(state, &proof, bound.as_ref())?;
     proof.require_key(
         state,

@@ -1,11 +1,12 @@
 //! DPoP at the token endpoint (RFC 9449 §5, §8, §10).
 //!
-//! A valid `DPoP` proof for `POST {issuer}/token` binds the access token to the proof key
+//! A valid `DPoP` proof for `POST {issuer}/token` (or the mutual-TLS listener's alias of
+//! it, for a request that came in there) binds the access token to the proof key
 //! (`cnf.jkt`, `token_type: DPoP`) for every grant. A client registered with
 //! `dpop_bound_access_tokens` must send one. A code requested with `dpop_jkt` is redeemed
 //! only with a proof by that key; a public client's refresh-token family is bound to the
-//! key of the proof it was issued with (a confidential client's is bound by its client
-//! authentication, §5). The proof is checked after client authentication and before the
+//! key of the first proof it sees, at code redemption or at a later refresh (a
+//! confidential client's is bound by its client authentication, §5). The proof is checked after client authentication and before the
 //! grant changes anything, so a refused proof spends no code and rotates no token.
 
 use std::borrow::Cow;
@@ -15,7 +16,7 @@ use axum::response::Response;
 use deedbolt_core::client::Client;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::token::{AccessTokenClaims, Confirmation};
-use deedbolt_guard::dpop::{DpopError, DpopRequest, Jkt};
+use deedbolt_guard::dpop::{DpopError, DpopRequest, Jkt, ListenerBase};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -69,20 +70,38 @@ impl TokenProof {
     }
 }
 
-/// A refused proof, with a fresh nonce when the server issues them.
+/// A refused proof, with a fresh nonce for `use_dpop_nonce` and when nonces are required.
 pub(crate) fn refusal(state: &AppState, error: DpopError) -> ApiError {
     ApiError::Dpop {
         error,
-        nonce: state.services.dpop.nonce(),
+        nonce: state.services.dpop.refusal_nonce(error),
+    }
+}
+
+/// The public URL of the endpoint at `path` as the request addressed it, for `htu`
+/// (RFC 9449 §4.3 check 9): on the listener's own public URL when the request came in on
+/// one that has it (the mutual-TLS listener's `mtls_endpoint_aliases`), else from the issuer.
+pub(crate) fn endpoint_url(
+    state: &AppState,
+    listener: Option<&ListenerBase>,
+    path: &str,
+) -> String {
+    match listener {
+        Some(base) => base.url(path),
+        None => format!(
+            "{}{path}",
+            state.services.policy.issuer.trim_end_matches('/')
+        ),
     }
 }
 
 /// Checks the request's `DPoP` proof, if any, for `client` (RFC 9449 §4.3 with `htm`
-/// `POST` and `htu` `{issuer}/token`). A client registered with
-/// `dpop_bound_access_tokens` must send one.
+/// `POST` and `htu` the token endpoint's URL on the listener the request came in on,
+/// [`endpoint_url`]). A client registered with `dpop_bound_access_tokens` must send one.
 pub(crate) async fn token_proof(
     state: &AppState,
     headers: &HeaderMap,
+    htu: &str,
     client: &Client,
 ) -> Result<TokenProof, ApiError> {
     let s = &state.services;
@@ -93,10 +112,9 @@ pub(crate) async fn token_proof(
         }
         return Ok(TokenProof(None));
     }
-    let htu = format!("{}/token", s.policy.issuer.trim_end_matches('/'));
     let request = DpopRequest {
         method: "POST",
-        uri: &htu,
+        uri: htu,
         access_token: None,
     };
     match s.dpop.check(values, &request, s.replay.as_ref()).await {
@@ -108,12 +126,14 @@ pub(crate) async fn token_proof(
     }
 }
 
-/// A `DPoP` proof sent with a pushed authorization request (RFC 9449 §10.1, `htu`
-/// `{issuer}/par`) binds the code like `dpop_jkt`: the proof key becomes the request's
-/// `dpop_jkt`, and a `dpop_jkt` that names another key is refused.
+/// A `DPoP` proof sent with a pushed authorization request (RFC 9449 §10.1, `htu` the PAR
+/// endpoint's URL on the listener the request came in on) binds the code like `dpop_jkt`:
+/// the proof key becomes the request's `dpop_jkt`, and a `dpop_jkt` that names another
+/// key is refused.
 pub(crate) async fn bind_pushed(
     state: &AppState,
     headers: &HeaderMap,
+    listener: Option<&ListenerBase>,
     request: &mut deedbolt_core::flow::AuthorizationRequest,
 ) -> Result<(), ApiError> {
     let s = &state.services;
@@ -121,7 +141,7 @@ pub(crate) async fn bind_pushed(
     if values.peek().is_none() {
         return Ok(());
     }
-    let htu = format!("{}/par", s.policy.issuer.trim_end_matches('/'));
+    let htu = endpoint_url(state, listener, "/par");
     let proof_request = DpopRequest {
         method: "POST",
         uri: &htu,

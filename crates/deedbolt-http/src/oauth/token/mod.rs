@@ -25,6 +25,7 @@ use deedbolt_core::client::GrantType;
 use deedbolt_core::error::OAuthError;
 use deedbolt_core::grant::{TokenClient, TokenResponse};
 use deedbolt_core::token::{AccessTokenClaims, Confirmation, ACCESS_TOKEN_TYP};
+use deedbolt_guard::dpop::ListenerBase;
 use deedbolt_guard::ClientCertificate;
 
 use crate::error::ApiError;
@@ -151,18 +152,21 @@ pub async fn token(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     tls: Option<Extension<ClientCertificate>>,
+    listener: Option<Extension<ListenerBase>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let services = &state.services;
-    // Only requests on the mutual-TLS listener carry a client certificate.
+    // Only requests on the mutual-TLS listener carry a client certificate, and that
+    // listener's own public URL, which DPoP proofs sent there name as their htu.
     let tls = tls.as_ref().map(|Extension(c)| c);
+    let htu = dpop::endpoint_url(&state, listener.as_ref().map(|Extension(l)| l), "/token");
     let ip = client_ip(peer, &headers, &services.trusted_proxies).to_string();
     let mut audit = TokenAudit {
         ip: ip.clone(),
         ..TokenAudit::default()
     };
-    let result = token_inner(&state, &headers, tls, body, &mut audit)
+    let result = token_inner(&state, &headers, tls, &htu, body, &mut audit)
         .await
         .map(|r| dpop::with_nonce(&state, r));
     let done = match (&result, audit.grant) {
@@ -190,6 +194,7 @@ async fn token_inner(
     state: &AppState,
     headers: &HeaderMap,
     tls: Option<&ClientCertificate>,
+    htu: &str,
     body: Body,
     audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
@@ -212,13 +217,14 @@ async fn token_inner(
     audit.claimed_client = client_auth::claimed_client_id(headers, &params);
     match grant_type {
         GrantType::ClientCredentials => {
-            client_credentials::client_credentials(state, headers, tls, &mut params, audit).await
+            client_credentials::client_credentials(state, headers, tls, htu, &mut params, audit)
+                .await
         }
         GrantType::AuthorizationCode => {
-            code::authorization_code(state, headers, tls, &mut params, audit).await
+            code::authorization_code(state, headers, tls, htu, &mut params, audit).await
         }
         GrantType::RefreshToken => {
-            refresh::refresh_token_grant(state, headers, tls, &mut params, audit).await
+            refresh::refresh_token_grant(state, headers, tls, htu, &mut params, audit).await
         }
     }
 }

@@ -127,6 +127,7 @@ pub(crate) async fn refresh_token_grant(
     state: &AppState,
     headers: &HeaderMap,
     tls: Option<&ClientCertificate>,
+    htu: &str,
     params: &mut FormParams,
     audit: &mut TokenAudit,
 ) -> Result<Response, ApiError> {
@@ -154,7 +155,7 @@ pub(crate) async fn refresh_token_grant(
     } else {
         None
     };
-    let proof = dpop::token_proof(state, headers, auth.client()).await?;
+    let proof = dpop::token_proof(state, headers, htu, auth.client()).await?;
     super::require_sender_constraint(state, &proof, bound.as_ref())?;
     let presented = params
         .take("refresh_token")
@@ -226,6 +227,26 @@ pub(crate) async fn refresh_token_grant(
                     ))
                 }
             };
+            // RFC 9449 §5: a public client's refresh token issued in answer to a valid
+            // proof MUST be bound to its key. A family started without a proof is bound
+            // here, at its first refresh with one (one conditional update: of concurrent
+            // binds with different keys one wins, and the losers are refused as if the
+            // family had been bound already). A confidential client's family is bound by
+            // its authentication and stays unbound.
+            if auth.kind() == ClientKind::Public && record.dpop_jkt.is_none() {
+                if let Some(jkt) = proof.jkt() {
+                    if !s
+                        .refresh
+                        .bind_family_key(&record.family_id, jkt.as_str())
+                        .await?
+                    {
+                        return Err(invalid_grant(
+                            "the refresh token is bound to another DPoP key",
+                        ));
+                    }
+                    tracing::info!(family_id = %record.family_id, "refresh-token family bound to the DPoP key of its first proof");
+                }
+            }
             let new = RefreshToken::generate().map_err(ApiError::internal)?;
             let expires = now
                 .plus_secs(s.refresh_policy.idle_secs)
