@@ -2,7 +2,9 @@
 //!
 //! `guard/full_check/*` (header, key lookup, signature, claims, scope) should be read as
 //! a ratio to `floor/verify/*` (the bare aws-lc-rs signature verification) plus
-//! `floor/claims_parse` (one JSON parse of the claims).
+//! `floor/claims_parse` (one JSON parse of the claims). `dpop/proof/*` is what a DPoP
+//! proof adds to a request (RFC 9449 §4.3: header, embedded key, signature, claims,
+//! thumbprint; not the replay cache), beside the same `floor/verify/*`.
 
 use std::sync::Arc;
 
@@ -97,11 +99,48 @@ fn bench(c: &mut Criterion) {
     });
 }
 
+fn dpop(c: &mut Criterion) {
+    use deedbolt_guard::dpop::{DpopRequest, DpopVerifier};
+    let b64 = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let verifier = DpopVerifier::new(Arc::new(SystemClock));
+    let token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl";
+    let request = DpopRequest {
+        method: "GET",
+        uri: "https://api.example.com/api/properties",
+        access_token: Some(token),
+    };
+    for alg in SigningAlg::ALL {
+        let (key, _) = SigningKey::generate(alg).unwrap();
+        let mut jwk = serde_json::to_value(&key.public_jwk().params).unwrap();
+        jwk.as_object_mut().unwrap().remove("alg");
+        let header = serde_json::json!({ "typ": "dpop+jwt", "alg": alg.as_str(), "jwk": jwk });
+        let now = deedbolt_core::clock::Clock::now(&SystemClock);
+        let claims = serde_json::json!({
+            "jti": "bench-proof-0123456789", "htm": "GET",
+            "htu": "https://api.example.com/api/properties", "iat": now.0,
+            "ath": deedbolt_guard::dpop::access_token_hash(token),
+        });
+        let message = format!("{}.{}", b64(&header), b64(&claims));
+        let signature = URL_SAFE_NO_PAD.encode(key.sign_bytes(message.as_bytes()).unwrap());
+        let proof = http::HeaderValue::from_str(&format!("{message}.{signature}")).unwrap();
+        assert!(verifier
+            .verify_stateless(std::iter::once(&proof), &request)
+            .is_ok());
+        c.bench_function(&format!("dpop/proof/{alg}"), |b| {
+            b.iter(|| {
+                verifier
+                    .verify_stateless(std::iter::once(black_box(&proof)), &request)
+                    .unwrap()
+            })
+        });
+    }
+}
+
 // `criterion_group!` generates an undocumented `pub fn`.
 #[allow(missing_docs)]
 mod group {
     use super::*;
-    criterion_group!(benches, bench);
+    criterion_group!(benches, bench, dpop);
 }
 
 criterion_main!(group::benches);

@@ -109,6 +109,30 @@ pub struct Services {
     pub mtls: Option<crate::oauth::mtls::MtlsEndpoints>,
 }
 
+impl Services {
+    /// The client authentication methods the token endpoint accepts: the secret methods,
+    /// `private_key_jwt` and `none`, the two certificate methods when a mutual-TLS listener
+    /// runs, less what the security profile forbids. Discovery publishes exactly these as
+    /// `token_endpoint_auth_methods_supported`, and `/register` registers only these.
+    pub fn token_auth_methods(&self) -> Vec<deedbolt_core::client::AuthMethod> {
+        use deedbolt_core::client::AuthMethod;
+        let mut methods = vec![
+            AuthMethod::ClientSecretBasic,
+            AuthMethod::ClientSecretPost,
+            AuthMethod::PrivateKeyJwt,
+            AuthMethod::None,
+        ];
+        if self.mtls.is_some() {
+            methods.extend([
+                AuthMethod::TlsClientAuth,
+                AuthMethod::SelfSignedTlsClientAuth,
+            ]);
+        }
+        methods.retain(|m| self.profile.allows_auth_method(*m));
+        methods
+    }
+}
+
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Services").finish_non_exhaustive()
@@ -153,8 +177,7 @@ impl AppState {
     /// Builds the state and the guard.
     pub fn new(mut services: Services) -> Self {
         // Registration accepts exactly what the token endpoint does (and discovery says).
-        services.registration.policy.auth_methods =
-            crate::oauth::metadata::token_auth_methods(&services);
+        services.registration.policy.auth_methods = services.token_auth_methods();
         services.registration.policy.certificate_bound_tokens = services.mtls.is_some();
         services.registration.policy.profile = services.profile;
         let verifier = Verifier::new(

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use deedbolt_core::client::AuthMethod;
 use deedbolt_core::client_jwks::AssertionAlg;
 use deedbolt_core::jose::SigningAlg;
 use deedbolt_core::scope::Scope;
@@ -21,27 +20,6 @@ use serde_json::json;
 use deedbolt_core::registration::RegistrationMode;
 
 use crate::state::{AppState, Services};
-
-/// The client authentication methods the token endpoint accepts: the secret methods,
-/// `private_key_jwt` and `none`, the two certificate methods when a mutual-TLS listener
-/// runs, less what the security profile forbids. Discovery publishes exactly these as
-/// `token_endpoint_auth_methods_supported`, and `/register` registers only these.
-pub fn token_auth_methods(services: &Services) -> Vec<AuthMethod> {
-    let mut methods = vec![
-        AuthMethod::ClientSecretBasic,
-        AuthMethod::ClientSecretPost,
-        AuthMethod::PrivateKeyJwt,
-        AuthMethod::None,
-    ];
-    if services.mtls.is_some() {
-        methods.extend([
-            AuthMethod::TlsClientAuth,
-            AuthMethod::SelfSignedTlsClientAuth,
-        ]);
-    }
-    methods.retain(|m| services.profile.allows_auth_method(*m));
-    methods
-}
 
 fn common(services: &Services) -> serde_json::Value {
     let issuer = services.policy.issuer.as_str();
@@ -58,7 +36,7 @@ fn common(services: &Services) -> serde_json::Value {
         "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "token_endpoint_auth_methods_supported": token_auth_methods(services)
+        "token_endpoint_auth_methods_supported": services.token_auth_methods()
             .iter()
             .map(|m| m.as_str())
             .collect::<Vec<_>>(),

@@ -296,7 +296,7 @@ fn p256_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
 }
 
 /// A `private_key_jwt` client of `app`, registered through the CLI with its public key.
-pub(crate) async fn private_key_jwt_client(
+async fn private_key_jwt_client(
     app: &TestApp,
     grants: &[&str],
 ) -> (CodeClient, jsonwebtoken::EncodingKey) {
@@ -346,11 +346,7 @@ async fn private_key_jwt_client_with(
 
 /// The RFC 7523 client-authentication parameters: an ES256 assertion with the issuer as
 /// its only audience (FAPI 2.0 SP §5.3.2.1).
-pub(crate) fn assertion_params(
-    app: &TestApp,
-    client_id: &str,
-    key: &jsonwebtoken::EncodingKey,
-) -> String {
+fn assertion_params(app: &TestApp, client_id: &str, key: &jsonwebtoken::EncodingKey) -> String {
     assertion_params_with(
         client_id,
         key,
@@ -587,4 +583,53 @@ async fn a_client_with_rs256_id_tokens_is_refused_before_the_user_sees_anything(
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     let shown = app.cli_json(&["client", "show", &es256_client.id, "--json"]);
     assert_eq!(shown["id_token_signed_response_alg"], "ES256", "{shown}");
+}
+
+/// FAPI 2.0 SP §5.4.1 allows PS256, ES256 and EdDSA only: under `--profile fapi2` a proof
+/// signed RS256 is refused, and discovery does not offer RS256.
+#[tokio::test]
+async fn under_fapi2_rs256_proofs_are_refused_and_not_advertised() {
+    let app = spawn_app_with(fapi2_options()).await;
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let doc: Value = app.get(path, None).await.json().await.unwrap();
+        assert_eq!(
+            doc["dpop_signing_alg_values_supported"],
+            serde_json::json!(["ES256", "EdDSA", "PS256"]),
+            "{path}"
+        );
+    }
+    let (client, assertion_key) = private_key_jwt_client(&app, &["client_credentials"]).await;
+    let request = |proof: String| {
+        let form = format!(
+            "grant_type=client_credentials&{}",
+            assertion_params(&app, &client.id, &assertion_key)
+        );
+        app.http
+            .post(app.url("/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("DPoP", proof)
+            .body(form)
+            .send()
+    };
+    // The profile requires nonces: learn one first.
+    let es256 = crate::dpop::DpopKey::new();
+    let res = request(es256.token_proof(&app)).await.unwrap();
+    let headers = crate::dpop::expect_error(res, 400, "use_dpop_nonce").await;
+    let nonce = headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let rs256 = crate::dpop::DpopKey::with_alg(deedbolt_core::jose::SigningAlg::RS256);
+    let res = request(rs256.token_proof_with_nonce(&app, &nonce))
+        .await
+        .unwrap();
+    let headers = crate::dpop::expect_error(res, 400, "invalid_dpop_proof").await;
+    let nonce = headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let res = request(es256.token_proof_with_nonce(&app, &nonce))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "ES256 is allowed");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    app.stop().await;
 }
