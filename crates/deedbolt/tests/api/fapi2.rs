@@ -14,7 +14,9 @@ use serde_json::Value;
 use crate::helpers::{
     fapi2_options, location, pkce_pair, spawn_app_with, unix_now, CodeClient, Jar, TestApp,
 };
-use crate::par::{authorize_uri, callback, open_store, push, Pushed, CB, PASSWORD, TENANT};
+use crate::par::{
+    approve_pushed, authorize_uri, callback, open_store, push, Pushed, CB, PASSWORD, TENANT,
+};
 
 async fn fapi2_app() -> TestApp {
     let app = spawn_app_with(fapi2_options()).await;
@@ -215,16 +217,7 @@ async fn codes_live_at_most_sixty_seconds() {
     let client = app.create_code_client("tenant:read", &[CB], false, &[]);
     let (uri, _) = pushed_directly(&app, &client).await;
     let before = unix_now();
-    let back = app
-        .sign_in_through_pages(
-            &authorize_uri(&client.id, &uri),
-            TENANT,
-            PASSWORD,
-            "approve",
-            &mut Jar::default(),
-        )
-        .await;
-    let params = callback(&back);
+    let params = approve_pushed(&app, &client.id, &uri).await;
     assert_eq!(params["iss"], app.base);
     let grant = open_store(&app)
         .await
@@ -436,16 +429,7 @@ async fn a_private_key_jwt_client_pushes_and_gets_a_code_but_no_unbound_token() 
         .await
         .unwrap();
     let uri = crate::par::pushed_uri(res).await;
-    let back = app
-        .sign_in_through_pages(
-            &authorize_uri(&client.id, &uri),
-            TENANT,
-            PASSWORD,
-            "approve",
-            &mut Jar::default(),
-        )
-        .await;
-    let params = callback(&back);
+    let params = approve_pushed(&app, &client.id, &uri).await;
     assert_eq!(params["state"], req.state);
     let form = format!(
         "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}&{}",

@@ -116,6 +116,25 @@ pub(crate) fn authorize_uri(client_id: &str, request_uri: &str) -> String {
     format!("/authorize?{q}")
 }
 
+/// Signs the tenant in through the pages for the pushed request `uri` of `client_id` and
+/// approves it: the parameters the client gets back.
+pub(crate) async fn approve_pushed(
+    app: &TestApp,
+    client_id: &str,
+    uri: &str,
+) -> HashMap<String, String> {
+    let back = app
+        .sign_in_through_pages(
+            &authorize_uri(client_id, uri),
+            TENANT,
+            PASSWORD,
+            "approve",
+            &mut Jar::default(),
+        )
+        .await;
+    callback(&back)
+}
+
 /// An error answered with a page, never a redirect.
 async fn expect_error_page(res: reqwest::Response) -> String {
     assert_eq!(res.status(), 400);
@@ -273,16 +292,7 @@ async fn a_request_uri_is_spent_when_the_user_answers_not_when_the_page_loads() 
             .await,
     )
     .await;
-    let back = app
-        .sign_in_through_pages(
-            &authorize_uri(&client.id, &uri),
-            TENANT,
-            PASSWORD,
-            "approve",
-            &mut Jar::default(),
-        )
-        .await;
-    let params = callback(&back);
+    let params = approve_pushed(&app, &client.id, &uri).await;
     assert_eq!(params["state"], req.state);
     assert!(params.contains_key("code"), "{params:?}");
     // Answered: now it is spent.
@@ -716,16 +726,7 @@ async fn a_request_pushed_at_one_instance_is_used_at_another_once() {
     let client = a.create_code_client("openid tenant:read", &[CB], false, &[]);
     let req = Pushed::new("tenant:read");
     let uri = pushed_uri(push(&a, &client, &req).await).await;
-    let back = b
-        .sign_in_through_pages(
-            &authorize_uri(&client.id, &uri),
-            TENANT,
-            PASSWORD,
-            "approve",
-            &mut Jar::default(),
-        )
-        .await;
-    let params = callback(&back);
+    let params = approve_pushed(&b, &client.id, &uri).await;
     assert_eq!(params["state"], req.state);
     let res = redeem(&a, &client, &params["code"], &req.verifier).await;
     assert_eq!(res.status(), 200);
