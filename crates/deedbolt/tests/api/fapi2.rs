@@ -14,9 +14,7 @@ use serde_json::Value;
 use crate::helpers::{
     fapi2_options, location, pkce_pair, spawn_app_with, unix_now, CodeClient, Jar, TestApp,
 };
-use crate::par::{
-    approve_pushed, authorize_uri, callback, open_store, push, Pushed, CB, PASSWORD, TENANT,
-};
+use crate::par::{approve_pushed, callback, open_store, push, Pushed, CB, PASSWORD, TENANT};
 
 async fn fapi2_app() -> TestApp {
     let app = spawn_app_with(fapi2_options()).await;
