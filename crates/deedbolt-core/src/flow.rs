@@ -137,6 +137,11 @@ pub struct AuthorizationRequest {
     /// redeemed with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// For a pushed request (RFC 9126): until when its `request_uri` may be used (the
+    /// `expires_in` the client was told). A sign-in it started is continued by another
+    /// load of the same URL only until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_until: Option<UnixTime>,
 }
 
 /// The parameters of an authorization request, each at most once.
@@ -283,6 +288,7 @@ impl AuthorizationRequest {
             code_challenge: challenge.as_str().to_owned(),
             prompt,
             dpop_jkt,
+            pushed_until: None,
         })
     }
 

@@ -227,6 +227,7 @@ mod tests {
             code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
             prompt,
             dpop_jkt: None,
+            pushed_until: None,
         }
     }
 

@@ -21,6 +21,7 @@ fn request(scope: ScopeSet) -> AuthorizationRequest {
         code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
         prompt: Prompt::Default,
         dpop_jkt: None,
+        pushed_until: None,
     }
 }
 

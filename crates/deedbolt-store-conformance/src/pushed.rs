@@ -22,6 +22,7 @@ async fn pushed_by_new_client(store: &impl Backend) -> AuthorizationRequest {
         code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
         prompt: Prompt::Consent,
         dpop_jkt: None,
+        pushed_until: None,
     }
 }
 

@@ -130,13 +130,11 @@ async fn push(
     audit.scope = Some(request.scope.to_string());
     let uri = RequestUri::generate().map_err(ApiError::internal)?;
     let now = services.clock.now();
+    let expires = now.plus_secs(PUSHED_REQUEST_LIFETIME_SECS);
+    request.pushed_until = Some(expires);
     services
         .pushed
-        .put_pushed(
-            &uri.storage_key(),
-            &request,
-            now.plus_secs(PUSHED_REQUEST_LIFETIME_SECS),
-        )
+        .put_pushed(&uri.storage_key(), &request, expires)
         .await?;
     tracing::info!(client_id = %client.id, scope = %request.scope, "authorization request pushed");
     let mut response = no_store_json(
@@ -228,10 +226,17 @@ pub(crate) async fn take(
     else {
         let resumed = state.services.flow.get_pending(&sign_in_id, now).await?;
         return Ok(match resumed {
-            Some(request) if request.client_id == client.id => Ok(Taken::Resumed {
-                sign_in_id,
-                request,
-            }),
+            // Continued only for its client, and only while the reference itself is valid
+            // (RFC 9126 §2.2 `expires_in`).
+            Some(request)
+                if request.client_id == client.id
+                    && request.pushed_until.is_some_and(|until| now < until) =>
+            {
+                Ok(Taken::Resumed {
+                    sign_in_id,
+                    request,
+                })
+            }
             _ => {
                 tracing::info!(client_id = %client.id, "unusable request_uri at the authorization endpoint");
                 Err(TakeError::Unusable)
@@ -239,10 +244,13 @@ pub(crate) async fn take(
         });
     };
     Ok(match par::revalidate(&stored, client) {
-        Ok(request) => Ok(Taken::Fresh {
-            request,
-            sign_in_id,
-        }),
+        Ok(mut request) => {
+            request.pushed_until = stored.pushed_until;
+            Ok(Taken::Fresh {
+                request,
+                sign_in_id,
+            })
+        }
         Err(e) => Err(TakeError::Invalid(e)),
     })
 }

@@ -199,6 +199,7 @@ async fn pushed_directly(app: &TestApp, client: &CodeClient) -> (String, String)
         code_challenge: challenge,
         prompt: Prompt::Default,
         dpop_jkt: None,
+        pushed_until: None,
     };
     let uri = RequestUri::generate().unwrap();
     open_store(app)

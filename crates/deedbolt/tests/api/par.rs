@@ -10,7 +10,7 @@ use deedbolt_core::clock::UnixTime;
 use deedbolt_core::flow::{AuthorizationRequest, Prompt};
 use deedbolt_core::ids::ClientId;
 use deedbolt_core::par::RequestUri;
-use deedbolt_core::ports::{AuditStore, ClientStore, PushedRequestStore};
+use deedbolt_core::ports::{AuditStore, ClientStore, FlowStore, PushedRequestStore};
 use deedbolt_store_sqlite::SqliteStore;
 use serde_json::Value;
 
@@ -303,6 +303,61 @@ async fn a_request_uri_is_spent_when_the_user_answers_not_when_the_page_loads() 
     assert!(page.contains("expired or was already used"), "{page}");
 }
 
+/// A sign-in started by a pushed request is continued by another load of its URL only
+/// while the reference is valid (RFC 9126 §2.2 `expires_in`), even though the sign-in
+/// itself lasts longer.
+#[tokio::test]
+async fn a_started_sign_in_is_continued_only_until_its_request_uri_expires() {
+    let (app, client) = setup(false).await;
+    let store = open_store(&app).await;
+    let (_, challenge) = pkce_pair();
+    let started = |pushed_until: i64| AuthorizationRequest {
+        client_id: ClientId::parse(&client.id).unwrap(),
+        redirect_uri: CB.into(),
+        scope: "tenant:read".parse().unwrap(),
+        state: Some("s".into()),
+        nonce: None,
+        code_challenge: challenge.clone(),
+        prompt: Prompt::Default,
+        dpop_jkt: None,
+        pushed_until: Some(UnixTime(pushed_until)),
+    };
+    // Sign-ins as the first load of each reference left them (the pushed rows are gone).
+    let (expired, live) = (
+        RequestUri::generate().unwrap(),
+        RequestUri::generate().unwrap(),
+    );
+    for (uri, until) in [(&expired, unix_now() - 1), (&live, unix_now() + 30)] {
+        store
+            .put_pending(
+                &uri.sign_in_id(),
+                &started(until),
+                UnixTime(unix_now() + 600),
+                "127.0.0.1",
+                64,
+            )
+            .await
+            .unwrap();
+    }
+    let page = expect_error_page(
+        app.browser_get(
+            &authorize_uri(&client.id, expired.as_str()),
+            &Jar::default(),
+        )
+        .await,
+    )
+    .await;
+    assert!(page.contains("expired or was already used"), "{page}");
+    let res = app
+        .browser_get(&authorize_uri(&client.id, live.as_str()), &Jar::default())
+        .await;
+    assert_eq!(
+        location(&res),
+        Some(format!("/login?req={}", live.sign_in_id())),
+        "the live one is continued"
+    );
+}
+
 #[tokio::test]
 async fn a_request_uri_is_bound_to_the_client_that_pushed_it() {
     let (app, client) = setup(false).await;
@@ -349,6 +404,7 @@ async fn an_expired_or_unknown_request_uri_is_refused() {
         code_challenge: challenge,
         prompt: Prompt::Default,
         dpop_jkt: None,
+        pushed_until: None,
     };
     let store = open_store(&app).await;
     store
