@@ -106,9 +106,12 @@ pub enum AssertionError {
     /// `nbf` or `iat` is in the future.
     #[error("client_assertion is not valid yet")]
     NotYetValid,
-    /// No `jti`, or an overlong one (RFC 7523 §3 item 7; OpenID Connect Core §9).
+    /// No `jti`, or an empty one (RFC 7523 §3 item 7; OpenID Connect Core §9).
     #[error("client_assertion must have a jti claim")]
     NoJti,
+    /// A `jti` longer than [`MAX_JTI_LEN`].
+    #[error("client_assertion jti is longer than 256 characters")]
+    LongJti,
     /// The `jti` was used before (RFC 7523 §3 item 7: single use).
     #[error("client_assertion has been used before")]
     Replayed,
@@ -440,7 +443,8 @@ fn check_claims(
         return Err(AssertionError::NotYetValid);
     }
     let jti = match claims.jti {
-        Some(jti) if !jti.is_empty() && jti.len() <= MAX_JTI_LEN => jti,
+        Some(jti) if jti.len() > MAX_JTI_LEN => return Err(AssertionError::LongJti),
+        Some(jti) if !jti.is_empty() => jti,
         _ => return Err(AssertionError::NoJti),
     };
     Ok(VerifiedAssertion {
@@ -623,6 +627,10 @@ mod tests {
                 AssertionError::NoJti,
             ),
             (with(|c| c["jti"] = json!("")), AssertionError::NoJti),
+            (
+                with(|c| c["jti"] = json!("j".repeat(MAX_JTI_LEN + 1))),
+                AssertionError::LongJti,
+            ),
             (with(|c| c["exp"] = json!("soon")), AssertionError::Claims),
         ];
         for (claims, want) in cases {

@@ -343,6 +343,17 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change the algorithm of a client's ID tokens (its `id_token_signed_response_alg`):
+    /// ES256, RS256 or EdDSA. Running servers use it within their sync interval; the
+    /// client's app must expect the new algorithm (openid-client reads it from the
+    /// client's metadata).
+    SetIdTokenAlg {
+        /// The client id.
+        client_id: ClientId,
+        /// The algorithm.
+        #[arg(value_parser = one_of::<SigningAlg>(SigningAlg::ALL.map(SigningAlg::as_str)))]
+        alg: SigningAlg,
+    },
     /// Delete a client.
     Delete {
         /// The client id.
@@ -614,8 +625,8 @@ fn warn_outside_profile(profile: deedbolt_core::profile::Profile, client: &Clien
     if !profile.allows_jws_alg(alg.as_str()) {
         eprintln!(
             "warning: the {profile} profile does not allow {alg} ID tokens: servers running with \
-             --profile {profile} will refuse this client's OpenID requests (use --id-token-alg \
-             ES256 or EdDSA)"
+             --profile {profile} will refuse this client's OpenID requests (use \
+             `client set-id-token-alg` with ES256 or EdDSA)"
         );
     }
 }
@@ -830,6 +841,27 @@ async fn client_command(
                      shown only this once."
                 );
             }
+            Ok(())
+        }
+        ClientCommand::SetIdTokenAlg { client_id, alg } => {
+            let Some(mut client) = store.find_client(&client_id).await? else {
+                bail!("no client with id {client_id}");
+            };
+            let before = client.id_token_alg;
+            client.id_token_alg = alg;
+            client.updated_at = now;
+            if !store.update_client(&client).await? {
+                bail!("no client with id {client_id}");
+            }
+            audit_cli(
+                store,
+                AuditRecord::new(AuditKind::ClientChanged, true, now)
+                    .client(&client_id)
+                    .detail(format!("ID-token algorithm {before} -> {alg} via CLI")),
+            )
+            .await?;
+            warn_outside_profile(profile, &client);
+            println!("{client_id}: ID tokens are now signed with {alg} (were {before})");
             Ok(())
         }
         ClientCommand::Delete { client_id } => {

@@ -251,6 +251,7 @@ impl Application {
         )?;
         let clients = Arc::new(clients);
         let passwords = Arc::new(passwords);
+        warn_about_clients_outside_the_profile(store_arc.as_ref(), settings.common.profile).await?;
         // The shared fast state, chosen once: Redis when configured (several instances),
         // otherwise in this process.
         let shared = match &settings.redis {
@@ -624,6 +625,36 @@ struct Sync {
     store: Store,
     clock: Arc<dyn Clock>,
     every: std::time::Duration,
+}
+
+/// Logs a warning for each client whose OpenID requests `profile` refuses: under fapi2,
+/// clients with RS256 ID tokens (FAPI 2.0 SP §5.4.1), e.g. created before the profile
+/// refused them, so the operator learns it at start rather than from a client's error.
+async fn warn_about_clients_outside_the_profile(
+    store: &dyn deedbolt_core::ports::ClientStore,
+    profile: deedbolt_core::profile::Profile,
+) -> anyhow::Result<()> {
+    if profile.allows_jws_alg(SigningAlg::RS256.as_str()) {
+        return Ok(());
+    }
+    let clients = store
+        .list_clients()
+        .await
+        .context("cannot list the clients")?;
+    for c in clients.iter().filter(|c| {
+        c.scopes.contains(deedbolt_core::scope::Scope::Openid)
+            && !profile.allows_jws_alg(c.id_token_alg.as_str())
+    }) {
+        tracing::warn!(
+            client_id = %c.id,
+            alg = %c.id_token_alg,
+            "the {profile} profile refuses this client's OpenID requests: its ID tokens are {}; \
+             change them with `deedbolt client set-id-token-alg {} ES256`",
+            c.id_token_alg,
+            c.id
+        );
+    }
+    Ok(())
 }
 
 /// Picks up what other processes (the CLI, other instances) changed: reloads keys, so

@@ -111,17 +111,18 @@ fn metadata(d: impl Into<String>) -> RegistrationError {
 }
 
 /// Refuses a JWS algorithm the server's profile does not allow (FAPI 2.0 SP §5.4.1: no
-/// RS256 under fapi2).
+/// RS256 under fapi2); `instead` names what the member may be.
 fn refuse_outside_profile(
     policy: &RegistrationPolicy,
     member: &str,
     alg: &str,
+    instead: &str,
 ) -> Result<(), RegistrationError> {
     if policy.profile.allows_jws_alg(alg) {
         Ok(())
     } else {
         Err(metadata(format!(
-            "{member} {alg} is not allowed by this server's {} profile (use ES256 or EdDSA)",
+            "{member} {alg} is not allowed by this server's {} profile (use {instead})",
             policy.profile
         )))
     }
@@ -580,6 +581,7 @@ pub fn validate(
         policy,
         "id_token_signed_response_alg",
         id_token_alg.as_str(),
+        "ES256 or EdDSA",
     )?;
     client = client.with_id_token_alg(id_token_alg);
 
@@ -613,7 +615,12 @@ pub fn validate(
         )));
     }
     if let Some(alg) = &req.token_endpoint_auth_signing_alg {
-        refuse_outside_profile(policy, "token_endpoint_auth_signing_alg", alg)?;
+        refuse_outside_profile(
+            policy,
+            "token_endpoint_auth_signing_alg",
+            alg,
+            "ES256, PS256 or EdDSA",
+        )?;
         if alg.parse::<AssertionAlg>().is_err() {
             let names: Vec<&str> = AssertionAlg::ALL.iter().map(|a| a.as_str()).collect();
             return Err(metadata(format!(

@@ -560,6 +560,14 @@ async fn a_client_with_rs256_id_tokens_is_refused_before_the_user_sees_anything(
         "{v}"
     );
 
+    // Mended with the CLI: the same client then pushes.
+    let out = app.cli(&["client", "set-id-token-alg", &client.id, "ES256"]);
+    assert!(out.status.success(), "{out:?}");
+    crate::helpers::eventually("the server sees the new algorithm", || async {
+        push(&client.id, &key).await.unwrap().status() == 201
+    })
+    .await;
+
     let (es256_client, key) =
         private_key_jwt_client_with(&app, &[], "openid tenant:read", &["--profile", "fapi2"]).await;
     let res = push(&es256_client.id, &key).await.unwrap();
@@ -615,4 +623,53 @@ async fn under_fapi2_rs256_proofs_are_refused_and_not_advertised() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["token_type"], "DPoP", "{body}");
     app.stop().await;
+}
+
+/// Clients made before the profile refused RS256 ID tokens (or under another profile) are
+/// named when a fapi2 server starts, with the command that mends them.
+#[test]
+fn a_fapi2_server_names_clients_with_rs256_id_tokens_at_start() {
+    use std::ffi::OsStr;
+    let dir = tempfile::tempdir().unwrap();
+    let created = crate::helpers::run_cli(
+        dir.path(),
+        None,
+        &[
+            "client",
+            "create",
+            "--name",
+            "older",
+            "--grant",
+            "authorization_code",
+            "--scope",
+            "openid tenant:read",
+            "--redirect-uri",
+            CB,
+            "--json",
+        ],
+    );
+    assert!(created.status.success(), "{created:?}");
+    let v: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let id = v["client_id"].as_str().unwrap().to_owned();
+    assert_eq!(v["id_token_signed_response_alg"], "RS256");
+    let mut server = crate::helpers::ServeProcess::start(
+        &[
+            OsStr::new("serve"),
+            OsStr::new("--profile"),
+            OsStr::new("fapi2"),
+            OsStr::new("--listen"),
+            OsStr::new("127.0.0.1:0"),
+            OsStr::new("--data-dir"),
+            dir.path().as_os_str(),
+        ],
+        &[],
+    );
+    server.wait_ready();
+    let warned = server
+        .logs()
+        .iter()
+        .any(|l| l.contains("WARN") && l.contains(&id) && l.contains("set-id-token-alg"));
+    server.terminate();
+    server.wait_exit(std::time::Duration::from_secs(10));
+    assert!(warned, "{:#?}", server.logs());
 }
