@@ -717,6 +717,57 @@ async fn a_public_clients_unbound_family_is_bound_by_its_first_refresh_with_a_pr
     app.stop().await;
 }
 
+/// Only the refresh that wins the rotation binds an unbound family. A thief's refresh with
+/// a proof, racing the owner's refresh (without one) and losing, gets the owner's pair
+/// from the grace period but binds nothing: the owner's next refresh still needs no proof
+/// (had the loser bound the family, the owner would be locked out and the thief hold a
+/// family bound to its key). Raced many times on a multi-threaded runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refresh_that_loses_the_rotation_race_binds_nothing() {
+    let app = spawn_app_with(Options {
+        overrides: ServeOverrides {
+            refresh_grace: Some("30s".into()),
+            ..ServeOverrides::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    app.create_user(RITA, "tenant", PASSWORD);
+    let spa = app.create_code_client(FULL, &[CB], true, RT);
+    let (code, verifier) = code_for(&app, &spa, &[]).await;
+    let res = redeem(&app, &spa, &code, &verifier, &[]).await;
+    let body: Value = res.json().await.unwrap();
+    let mut current = body["refresh_token"].as_str().unwrap().to_owned();
+    let mut owner_won = 0;
+    for _ in 0..30 {
+        let proof = DpopKey::new().token_proof(&app);
+        let proofs = [proof.as_str()];
+        let (owner, thief) = tokio::join!(
+            refresh_with(&app, &spa, &current, &[]),
+            refresh_with(&app, &spa, &current, &proofs),
+        );
+        assert_eq!(owner.status(), 200);
+        let owner: Value = owner.json().await.unwrap();
+        let thief: Value = thief.json().await.unwrap();
+        if thief["token_type"] == "DPoP" {
+            // The thief won the rotation: the family is its key's now.
+            break;
+        }
+        owner_won += 1;
+        current = owner["refresh_token"].as_str().unwrap().to_owned();
+        // The loser bound nothing: the owner's next refresh needs no proof.
+        let res = refresh_with(&app, &spa, &current, &[]).await;
+        let next: Value = res.json().await.unwrap();
+        assert_eq!(
+            next["token_type"], "Bearer",
+            "the family stayed unbound: {next}"
+        );
+        current = next["refresh_token"].as_str().unwrap().to_owned();
+    }
+    assert!(owner_won > 0, "the owner won at least one race");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_confidential_clients_refresh_tokens_are_bound_by_its_authentication_not_a_key() {
     let app = spawn_app().await;

@@ -227,26 +227,6 @@ pub(crate) async fn refresh_token_grant(
                     ))
                 }
             };
-            // RFC 9449 §5: a public client's refresh token issued in answer to a valid
-            // proof MUST be bound to its key. A family started without a proof is bound
-            // here, at its first refresh with one (one conditional update: of concurrent
-            // binds with different keys one wins, and the losers are refused as if the
-            // family had been bound already). A confidential client's family is bound by
-            // its authentication and stays unbound.
-            if auth.kind() == ClientKind::Public && record.dpop_jkt.is_none() {
-                if let Some(jkt) = proof.jkt() {
-                    if !s
-                        .refresh
-                        .bind_family_key(&record.family_id, jkt.as_str())
-                        .await?
-                    {
-                        return Err(invalid_grant(
-                            "the refresh token is bound to another DPoP key",
-                        ));
-                    }
-                    tracing::info!(family_id = %record.family_id, "refresh-token family bound to the DPoP key of its first proof");
-                }
-            }
             let new = RefreshToken::generate().map_err(ApiError::internal)?;
             let expires = now
                 .plus_secs(s.refresh_policy.idle_secs)
@@ -258,6 +238,27 @@ pub(crate) async fn refresh_token_grant(
             {
                 // Another request rotated it between our read and our update.
                 return concurrent_use(state, &presented, &record.family_id, now).await;
+            }
+            // RFC 9449 §5: a public client's refresh token issued in answer to a valid
+            // proof MUST be bound to its key. A family started without a proof is bound
+            // here, at its first refresh with one, and only by the request that won the
+            // rotation above: a request refused before or racing and losing it changes
+            // nothing. A confidential client's family is bound by its authentication and
+            // stays unbound.
+            if auth.kind() == ClientKind::Public && record.dpop_jkt.is_none() {
+                if let Some(jkt) = proof.jkt() {
+                    if !s
+                        .refresh
+                        .bind_family_key(&record.family_id, jkt.as_str())
+                        .await?
+                    {
+                        // Only code redemption binds otherwise, when the family is made.
+                        return Err(invalid_grant(
+                            "the refresh token is bound to another DPoP key",
+                        ));
+                    }
+                    tracing::info!(family_id = %record.family_id, "refresh-token family bound to the DPoP key of its first proof");
+                }
             }
             let access =
                 family_access_token(state, &auth, &record, scope, &proof, bound, now).await?;
