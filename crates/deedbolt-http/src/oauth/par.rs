@@ -243,7 +243,11 @@ pub(crate) async fn take(
             }
         });
     };
-    Ok(match par::revalidate(&stored, client) {
+    let revalidated = par::revalidate(&stored, client).and_then(|request| {
+        crate::oauth::request::id_token_alg_allowed(state, &request, client)?;
+        Ok(request)
+    });
+    Ok(match revalidated {
         Ok(mut request) => {
             request.pushed_until = stored.pushed_until;
             Ok(Taken::Fresh {

@@ -23,18 +23,7 @@ pub(crate) async fn validate_request(
 ) -> Result<AuthorizationRequest, AuthorizeError> {
     let result = AuthorizationRequest::validate(params, client, duplicate);
     if let (Ok(request), Some(c)) = (&result, client) {
-        if request.scope.contains(Scope::Openid)
-            && !state
-                .services
-                .profile
-                .allows_jws_alg(c.id_token_alg.as_str())
-        {
-            return Err(AuthorizeError::Redirect(request.error(
-                AuthzErrorCode::UnauthorizedClient,
-                "this client's ID tokens are registered as RS256, which the server's fapi2 \
-                 profile does not allow: register id_token_signed_response_alg ES256 or EdDSA",
-            )));
-        }
+        id_token_alg_allowed(state, request, c)?;
     }
     if let (Err(AuthorizeError::ScopeBeyondRegistration { requested, .. }), Some(c)) =
         (&result, client)
@@ -53,4 +42,31 @@ pub(crate) async fn validate_request(
             .await;
     }
     result
+}
+
+/// Why an ID token cannot be issued to `client` under the server's security profile.
+pub(crate) const ID_TOKEN_ALG_REFUSED: &str =
+    "this client's ID tokens are registered as RS256, which the server's fapi2 profile does \
+     not allow: register id_token_signed_response_alg ES256 or EdDSA";
+
+/// Refuses `request` if it asks for an ID token (`openid`) that `client` would get signed
+/// with an algorithm the security profile forbids (FAPI 2.0 SP §5.4.1: no RS256 under
+/// fapi2). Asked wherever a request is (re)validated: at `/authorize`, at `/par`, and when a
+/// pushed request is taken, since the client's algorithm may have changed since the push.
+pub(crate) fn id_token_alg_allowed(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    client: &Client,
+) -> Result<(), AuthorizeError> {
+    if request.scope.contains(Scope::Openid)
+        && !state
+            .services
+            .profile
+            .allows_jws_alg(client.id_token_alg.as_str())
+    {
+        return Err(AuthorizeError::Redirect(
+            request.error(AuthzErrorCode::UnauthorizedClient, ID_TOKEN_ALG_REFUSED),
+        ));
+    }
+    Ok(())
 }

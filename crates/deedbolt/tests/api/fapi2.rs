@@ -12,7 +12,8 @@ use deedbolt_core::ports::{AuditStore, FlowStore, PushedRequestStore};
 use serde_json::Value;
 
 use crate::helpers::{
-    fapi2_options, location, pkce_pair, spawn_app_with, unix_now, CodeClient, Jar, TestApp,
+    fapi2_options, jwt_part, location, pkce_pair, spawn_app_with, unix_now, CodeClient, Jar,
+    TestApp,
 };
 use crate::par::{approve_pushed, callback, open_store, push, Pushed, CB, PASSWORD, TENANT};
 
@@ -574,6 +575,124 @@ async fn a_client_with_rs256_id_tokens_is_refused_before_the_user_sees_anything(
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     let shown = app.cli_json(&["client", "show", &es256_client.id, "--json"]);
     assert_eq!(shown["id_token_signed_response_alg"], "ES256", "{shown}");
+}
+
+/// Waits until `app` has picked up `alg` as the ID-token algorithm of `client_id` (a
+/// pushed `openid` request is accepted exactly when it is ES256).
+async fn wait_for_id_token_alg(
+    app: &TestApp,
+    client_id: &str,
+    key: &jsonwebtoken::EncodingKey,
+    alg: &str,
+) {
+    crate::helpers::eventually("the server sees the new algorithm", || async {
+        let probe = Pushed::new("openid tenant:read");
+        let form = format!(
+            "{}&{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(probe.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .finish(),
+            assertion_params(app, client_id, key)
+        );
+        let status = app
+            .http
+            .post(app.url("/par"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        (status == 201) == (alg == "ES256")
+    })
+    .await;
+}
+
+/// The ID-token algorithm is checked again wherever a request or a code is used, since it
+/// can change after the push (`client set-id-token-alg`): a pushed request taken at
+/// `/authorize`, and a code at `/token` (which keeps the code for when the client is
+/// mended).
+#[tokio::test]
+async fn a_client_switched_to_rs256_after_the_push_gets_no_rs256_id_token() {
+    let app = fapi2_app().await;
+    let (client, key) =
+        private_key_jwt_client_with(&app, &[], "openid tenant:read", &["--profile", "fapi2"]).await;
+    let push = |req: &Pushed| {
+        let form = format!(
+            "{}&{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(req.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .finish(),
+            assertion_params(&app, &client.id, &key)
+        );
+        app.http
+            .post(app.url("/par"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+    };
+    let set_alg = |alg: &str| {
+        let out = app.cli(&["client", "set-id-token-alg", &client.id, alg]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    // 1. Pushed as ES256, switched to RS256 before the browser arrives: refused at
+    //    /authorize (a redirect with the error, the request being the client's).
+    let req = Pushed::new("openid tenant:read");
+    let uri = crate::par::pushed_uri(push(&req).await.unwrap()).await;
+    set_alg("RS256");
+    wait_for_id_token_alg(&app, &client.id, &key, "RS256").await;
+    let res = app
+        .browser_get(
+            &crate::par::authorize_uri(&client.id, &uri),
+            &Jar::default(),
+        )
+        .await;
+    let params = callback(&location(&res).expect("redirect"));
+    assert_eq!(params["error"], "unauthorized_client", "{params:?}");
+    assert_eq!(params["state"], req.state);
+
+    // 2. Authorized as ES256, switched to RS256 before the code is redeemed: refused at
+    //    /token, and the code is kept.
+    set_alg("ES256");
+    wait_for_id_token_alg(&app, &client.id, &key, "ES256").await;
+    let req = Pushed::new("openid tenant:read");
+    let uri = crate::par::pushed_uri(push(&req).await.unwrap()).await;
+    let params = approve_pushed(&app, &client.id, &uri).await;
+    set_alg("RS256");
+    wait_for_id_token_alg(&app, &client.id, &key, "RS256").await;
+    let dpop = crate::dpop::DpopKey::new();
+    let redeem = |proof: String| {
+        let form = format!(
+            "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}&{}",
+            params["code"],
+            url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>(),
+            req.verifier,
+            assertion_params(&app, &client.id, &key)
+        );
+        app.http
+            .post(app.url("/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("DPoP", proof)
+            .body(form)
+            .send()
+    };
+    // The profile requires DPoP nonces: learn one first.
+    let res = redeem(dpop.token_proof(&app)).await.unwrap();
+    let nonce = res.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    let res = redeem(dpop.token_proof_with_nonce(&app, &nonce))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"], "unauthorized_client", "{v}");
+    set_alg("ES256");
+    wait_for_id_token_alg(&app, &client.id, &key, "ES256").await;
+    let res = redeem(dpop.token_proof_with_nonce(&app, &nonce))
+        .await
+        .unwrap();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["token_type"], "DPoP", "the code was kept: {v}");
+    assert_eq!(jwt_part(v["id_token"].as_str().unwrap(), 0)["alg"], "ES256");
 }
 
 /// FAPI 2.0 SP §5.4.1 allows PS256, ES256 and EdDSA only: under `--profile fapi2` a proof

@@ -117,6 +117,18 @@ pub(super) async fn authorization_code(
         // older version must not turn into a token that grants nothing.
         return Err(OAuthError::InvalidGrant(Cow::Borrowed("the code grants no scope")).into());
     }
+    // FAPI 2.0 SP §5.4.1 at issuance too: the client's ID-token algorithm may have changed
+    // since the request was authorized. The code is kept for when it is mended.
+    if flow::wants_id_token(&stored)
+        && !services
+            .profile
+            .allows_jws_alg(auth.client().id_token_alg.as_str())
+    {
+        return Err(OAuthError::UnauthorizedClient(Cow::Borrowed(
+            crate::oauth::request::ID_TOKEN_ALG_REFUSED,
+        ))
+        .into());
+    }
     // A confidential client: per client *and user*, since each code stands for one
     // user's fresh login and a client serving many users (a backend-for-frontend) must not
     // share one quota among them. Checked before redemption, so a code refused for the
