@@ -110,7 +110,7 @@ pub enum AssertionError {
     #[error("client_assertion must have a jti claim")]
     NoJti,
     /// A `jti` longer than [`MAX_JTI_LEN`].
-    #[error("client_assertion jti is longer than 256 characters")]
+    #[error("client_assertion jti is longer than 256 bytes")]
     LongJti,
     /// The `jti` was used before (RFC 7523 §3 item 7: single use).
     #[error("client_assertion has been used before")]

@@ -275,13 +275,17 @@ impl ClientJwks {
 }
 
 /// Refuses a JWK Set holding private or symmetric key material in any key, whatever else
-/// the keys are: for sets that carry certificates rather than signing keys
+/// the keys are, or more than [`MAX_KEYS`] keys: for sets that carry certificates rather
+/// than signing keys
 /// (`self_signed_tls_client_auth`, RFC 8705 §2.2), so a pasted private key is never stored.
 pub fn refuse_private_keys(set: &Value) -> Result<(), JwksError> {
     let keys = set
         .get("keys")
         .and_then(Value::as_array)
         .ok_or(JwksError::NotASet)?;
+    if keys.len() > MAX_KEYS {
+        return Err(JwksError::TooManyKeys);
+    }
     for (i, jwk) in keys.iter().enumerate() {
         if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| jwk.get(**m).is_some()) {
             return Err(JwksError::PrivateMember(name(i, jwk), m));

@@ -317,12 +317,4 @@ mod tests {
         assert!(p.allows_response_type("code"));
         assert!(!p.allows_response_type("code id_token"));
     }
-
-    #[test]
-    fn fapi2_allows_only_ps256_es256_and_eddsa_dpop_proofs() {
-        for alg in ["ES256", "EdDSA", "PS256", "RS256"] {
-            assert!(Profile::Default.allows_jws_alg(alg), "{alg}");
-            assert_eq!(Profile::Fapi2.allows_jws_alg(alg), alg != "RS256", "{alg}");
-        }
-    }
 }

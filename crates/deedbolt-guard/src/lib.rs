@@ -69,7 +69,8 @@
 //!
 //! For a `DPoP` request the guard then checks, after the token itself: that the token is
 //! DPoP-bound (`cnf.jkt`), the proof by every rule of RFC 9449 §4.3 (one header, compact
-//! JWS, `typ` `dpop+jwt`, `alg` in [`dpop::DPOP_SIGNING_ALGS`], a public `jwk` that verifies
+//! JWS, `typ` `dpop+jwt`, `alg` one the verifier accepts ([`dpop::DPOP_SIGNING_ALGS`] or
+//! the subset of [`dpop::DpopVerifier::with_algs`]), a public `jwk` that verifies
 //! the signature, `htm` = the method, `htu` = the public base URL + the request path,
 //! `iat` in the window, `jti` unseen, `ath` = the token's hash, the nonce if required),
 //! and that the proof key's thumbprint is the token's `cnf.jkt`. A DPoP-bound token

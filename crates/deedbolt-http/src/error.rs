@@ -15,7 +15,7 @@ use deedbolt_core::ports::StoreError;
 use deedbolt_proptech::{FieldError, MAX_FIELD_ERRORS};
 use serde_json::json;
 
-use crate::web::challenge::{BearerErrorCode, Challenge};
+use crate::web::challenge::Challenge;
 use crate::web::no_store::no_store;
 
 /// Everything a handler can fail with.
@@ -169,7 +169,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(what) => body(StatusCode::FORBIDDEN, "forbidden", what),
             ApiError::InvalidSubject(text) => {
                 let mut r = body(StatusCode::UNAUTHORIZED, "invalid_token", text);
-                Challenge::error(BearerErrorCode::InvalidToken, text).apply(r.headers_mut());
+                Challenge::invalid_token(text).apply(r.headers_mut());
                 r
             }
             ApiError::BearerRequired {
@@ -178,7 +178,7 @@ impl IntoResponse for ApiError {
             } => {
                 let mut r = body(StatusCode::UNAUTHORIZED, "invalid_token", description);
                 let challenge = if *presented {
-                    Challenge::error(BearerErrorCode::InvalidToken, description)
+                    Challenge::invalid_token(description)
                 } else {
                     Challenge::bare()
                 };

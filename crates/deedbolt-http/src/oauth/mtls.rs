@@ -40,8 +40,9 @@ impl MtlsEndpoints {
         }
         doc["mtls_endpoint_aliases"] = aliases;
         doc["tls_client_certificate_bound_access_tokens"] = json!(true);
+        // The token endpoint's list comes from `Services::token_auth_methods`, which
+        // already has the certificate methods when this listener runs.
         for key in [
-            "token_endpoint_auth_methods_supported",
             "revocation_endpoint_auth_methods_supported",
             "introspection_endpoint_auth_methods_supported",
         ] {
@@ -63,7 +64,7 @@ mod tests {
     #[test]
     fn aliases_name_the_mtls_listener_and_the_methods_are_added_once() {
         let mut doc = json!({
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "tls_client_auth"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "tls_client_auth"],
             "pushed_authorization_request_endpoint": "https://as.example/par",
         });
         MtlsEndpoints {
@@ -79,7 +80,7 @@ mod tests {
             "https://mtls.example/par"
         );
         assert_eq!(
-            doc["token_endpoint_auth_methods_supported"],
+            doc["revocation_endpoint_auth_methods_supported"],
             json!([
                 "client_secret_basic",
                 "tls_client_auth",

@@ -204,10 +204,10 @@ pub(crate) enum TakeError {
 
 /// Takes the pushed request `request_uri` refers to for `client` (single use), and
 /// validates it again against the client as registered now (RFC 9126 §4). A reference
-/// already taken whose sign-in has not been answered yet resumes that sign-in, so a page
-/// loaded twice (a browser preloading it, a scanner following the link) does not spend
-/// the reference: the sign-in is forgotten, and the reference with it, when the user's
-/// answer is sent back to the client.
+/// already taken whose sign-in has not been answered yet resumes that sign-in while the
+/// reference is valid (its `expires_in`), so a page loaded twice (a browser preloading it,
+/// a scanner following the link) does not spend the reference: the sign-in is forgotten,
+/// and the reference with it, when the user's answer is sent back to the client.
 pub(crate) async fn take(
     state: &AppState,
     request_uri: &str,

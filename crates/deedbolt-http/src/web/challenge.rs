@@ -1,7 +1,7 @@
-//! The RFC 6750 `WWW-Authenticate: Bearer` challenge, built in one place for every
-//! refusal of a bearer credential here outside the guard: the API's `invalid_token` answers
-//! ([`crate::error::ApiError`]) and the metrics token. (The API routes, `/userinfo` and the
-//! admin API answer through the guard, `deedbolt_guard::RequireScopes`.)
+//! The RFC 6750 `WWW-Authenticate: Bearer` challenge of the refusals of a bearer credential
+//! here outside the guard: the `invalid_token` answers of [`crate::error::ApiError`]. (The
+//! API routes, `/userinfo` and the admin API answer through the guard,
+//! `deedbolt_guard::RequireScopes`, which has its own for `Bearer` and `DPoP`.)
 
 use axum::http::header::WWW_AUTHENTICATE;
 use axum::http::{HeaderMap, HeaderValue};
@@ -9,41 +9,17 @@ use axum::http::{HeaderMap, HeaderValue};
 /// The realm of every challenge.
 pub const REALM: &str = "deedbolt";
 
-/// The error codes of RFC 6750 §3.1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BearerErrorCode {
-    /// "The request is missing a required parameter, ... or is otherwise malformed."
-    /// (400)
-    InvalidRequest,
-    /// "The access token provided is expired, revoked, malformed, or invalid for other
-    /// reasons." (401)
-    InvalidToken,
-    /// "The request requires higher privileges than provided by the access token." (403)
-    InsufficientScope,
-}
-
-impl BearerErrorCode {
-    /// The code as it goes on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BearerErrorCode::InvalidRequest => "invalid_request",
-            BearerErrorCode::InvalidToken => "invalid_token",
-            BearerErrorCode::InsufficientScope => "insufficient_scope",
-        }
-    }
-}
-
 /// A `Bearer` challenge: bare (no credential was presented, RFC 6750 §3.1: "the resource
-/// server SHOULD NOT include an error code"), or with an error, its description and, for
-/// `insufficient_scope`, the scope needed.
+/// server SHOULD NOT include an error code"), or `invalid_token` ("The access token
+/// provided is expired, revoked, malformed, or invalid for other reasons.") with its
+/// description.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Challenge {
-    error: Option<(BearerErrorCode, String)>,
-    scope: Option<String>,
+    invalid_token: Option<String>,
 }
 
-/// Keeps the characters RFC 6750 §3 allows in a quoted `error_description` or `scope`
-/// (printable ASCII except `"` and `\`), so no value can break out of its quotes.
+/// Keeps the characters RFC 6750 §3 allows in a quoted `error_description` (printable
+/// ASCII except `"` and `\`), so no value can break out of its quotes.
 fn quotable(s: &str) -> String {
     s.chars()
         .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
@@ -54,36 +30,24 @@ impl Challenge {
     /// `Bearer realm="deedbolt"`: no credential was presented.
     pub fn bare() -> Self {
         Challenge {
-            error: None,
-            scope: None,
+            invalid_token: None,
         }
     }
 
-    /// A challenge with `error` and `error_description`.
-    pub fn error(code: BearerErrorCode, description: &str) -> Self {
+    /// A challenge with `error="invalid_token"` and this `error_description`.
+    pub fn invalid_token(description: &str) -> Self {
         Challenge {
-            error: Some((code, quotable(description))),
-            scope: None,
+            invalid_token: Some(quotable(description)),
         }
-    }
-
-    /// Adds the `scope` attribute (the scope the request needs).
-    pub fn with_scope(mut self, scope: &str) -> Self {
-        self.scope = Some(quotable(scope));
-        self
     }
 
     /// The header's value.
     pub fn to_header_value(&self) -> HeaderValue {
         let mut out = format!("Bearer realm=\"{REALM}\"");
-        if let Some((code, description)) = &self.error {
+        if let Some(description) = &self.invalid_token {
             out.push_str(&format!(
-                ", error=\"{}\", error_description=\"{description}\"",
-                code.as_str()
+                ", error=\"invalid_token\", error_description=\"{description}\""
             ));
-        }
-        if let Some(scope) = &self.scope {
-            out.push_str(&format!(", scope=\"{scope}\""));
         }
         // Only printable ASCII went in, so this cannot fail; the bare challenge if it did.
         HeaderValue::from_str(&out)
@@ -107,24 +71,17 @@ mod tests {
             "Bearer realm=\"deedbolt\""
         );
         assert_eq!(
-            Challenge::error(BearerErrorCode::InvalidToken, "expired").to_header_value(),
+            Challenge::invalid_token("expired").to_header_value(),
             "Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"expired\""
-        );
-        assert_eq!(
-            Challenge::error(BearerErrorCode::InsufficientScope, "needs more")
-                .with_scope("admin:read")
-                .to_header_value(),
-            "Bearer realm=\"deedbolt\", error=\"insufficient_scope\", \
-             error_description=\"needs more\", scope=\"admin:read\""
         );
     }
 
     #[test]
     fn a_description_cannot_break_out_of_its_quotes() {
-        let v = Challenge::error(BearerErrorCode::InvalidRequest, "a\"b\\c\nd").to_header_value();
+        let v = Challenge::invalid_token("a\"b\\c\nd").to_header_value();
         assert_eq!(
             v,
-            "Bearer realm=\"deedbolt\", error=\"invalid_request\", error_description=\"abcd\""
+            "Bearer realm=\"deedbolt\", error=\"invalid_token\", error_description=\"abcd\""
         );
     }
 }
