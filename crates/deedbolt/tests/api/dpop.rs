@@ -1208,9 +1208,7 @@ async fn push_with(
     req: &crate::par::Pushed,
     proofs: &[&str],
 ) -> reqwest::Response {
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(req.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .finish();
+    let body = req.form(&[]);
     let mut r = app
         .http
         .post(app.url("/par"))

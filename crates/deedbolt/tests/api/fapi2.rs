@@ -382,6 +382,50 @@ fn assertion_params_with(
         .finish()
 }
 
+/// `POST /par` of `req` for the `private_key_jwt` client `client_id`, with an assertion
+/// signed by `key`.
+async fn push_signed(
+    app: &TestApp,
+    req: &Pushed,
+    client_id: &str,
+    key: &jsonwebtoken::EncodingKey,
+) -> reqwest::Response {
+    let form = format!(
+        "{}&{}",
+        req.form(&[]),
+        assertion_params(app, client_id, key)
+    );
+    app.http
+        .post(app.url("/par"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .expect("PAR request")
+}
+
+/// The form redeeming `code` of the pushed request `req` (its verifier), with the client
+/// authentication parameters `client_auth`.
+fn code_form(code: &str, req: &Pushed, client_auth: &str) -> String {
+    format!(
+        "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={}&{client_auth}",
+        url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>(),
+        req.verifier,
+    )
+}
+
+/// `POST /token` with `form` and the DPoP proof `proof`.
+async fn token_with_proof(app: &TestApp, form: String, proof: String) -> reqwest::Response {
+    app.http
+        .post(app.url("/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("DPoP", proof)
+        .body(form)
+        .send()
+        .await
+        .expect("token request")
+}
+
 #[tokio::test]
 async fn an_access_token_without_a_sender_constraint_is_refused() {
     let app = fapi2_app().await;
@@ -413,30 +457,14 @@ async fn a_private_key_jwt_client_pushes_and_gets_a_code_but_no_unbound_token() 
     let app = fapi2_app().await;
     let (client, key) = private_key_jwt_client(&app, &[]).await;
     let req = Pushed::new("tenant:read");
-    let form = format!(
-        "{}&{}",
-        url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(req.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .finish(),
-        assertion_params(&app, &client.id, &key)
-    );
-    let res = app
-        .http
-        .post(app.url("/par"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .unwrap();
+    let res = push_signed(&app, &req, &client.id, &key).await;
     let uri = crate::par::pushed_uri(res).await;
     let params = approve_pushed(&app, &client.id, &uri).await;
     assert_eq!(params["state"], req.state);
-    let form = format!(
-        "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}&{}",
-        params["code"],
-        url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>(),
-        req.verifier,
-        assertion_params(&app, &client.id, &key)
+    let form = code_form(
+        &params["code"],
+        &req,
+        &assertion_params(&app, &client.id, &key),
     );
     let res = app.post_token(None, &form).await;
     assert_eq!(res.status(), 400);
@@ -445,40 +473,20 @@ async fn a_private_key_jwt_client_pushes_and_gets_a_code_but_no_unbound_token() 
 
     // The refusal came before the code was spent: the client adds a DPoP proof (first
     // learning the server nonce the profile requires) and redeems the same code.
-    let code_form = |assertion: String| {
-        format!(
-            "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}&{}",
-            params["code"],
-            url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>(),
-            req.verifier,
-            assertion
+    let redeem = || {
+        code_form(
+            &params["code"],
+            &req,
+            &assertion_params(&app, &client.id, &key),
         )
     };
     let dpop = crate::dpop::DpopKey::new();
-    let post = |form: String, proof: String| {
-        app.http
-            .post(app.url("/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("DPoP", proof)
-            .body(form)
-            .send()
-    };
-    let res = post(
-        code_form(assertion_params(&app, &client.id, &key)),
-        dpop.token_proof(&app),
-    )
-    .await
-    .unwrap();
+    let res = token_with_proof(&app, redeem(), dpop.token_proof(&app)).await;
     assert_eq!(res.status(), 400);
     let nonce = res.headers()["dpop-nonce"].to_str().unwrap().to_owned();
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["error"], "use_dpop_nonce", "{v}");
-    let res = post(
-        code_form(assertion_params(&app, &client.id, &key)),
-        dpop.token_proof_with_nonce(&app, &nonce),
-    )
-    .await
-    .unwrap();
+    let res = token_with_proof(&app, redeem(), dpop.token_proof_with_nonce(&app, &nonce)).await;
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["token_type"], "DPoP", "the code was still good: {v}");
 }
@@ -538,21 +546,7 @@ async fn a_client_with_rs256_id_tokens_is_refused_before_the_user_sees_anything(
     )
     .await;
     let req = Pushed::new("openid tenant:read");
-    let push = |client_id: &str, key: &jsonwebtoken::EncodingKey| {
-        let form = format!(
-            "{}&{}",
-            url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(req.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .finish(),
-            assertion_params(&app, client_id, key)
-        );
-        app.http
-            .post(app.url("/par"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-    };
-    let res = push(&client.id, &key).await.unwrap();
+    let res = push_signed(&app, &req, &client.id, &key).await;
     assert_eq!(res.status(), 400);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["error"], "unauthorized_client", "{v}");
@@ -565,13 +559,13 @@ async fn a_client_with_rs256_id_tokens_is_refused_before_the_user_sees_anything(
     let out = app.cli(&["client", "set-id-token-alg", &client.id, "ES256"]);
     assert!(out.status.success(), "{out:?}");
     crate::helpers::eventually("the server sees the new algorithm", || async {
-        push(&client.id, &key).await.unwrap().status() == 201
+        push_signed(&app, &req, &client.id, &key).await.status() == 201
     })
     .await;
 
     let (es256_client, key) =
         private_key_jwt_client_with(&app, &[], "openid tenant:read", &["--profile", "fapi2"]).await;
-    let res = push(&es256_client.id, &key).await.unwrap();
+    let res = push_signed(&app, &req, &es256_client.id, &key).await;
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     let shown = app.cli_json(&["client", "show", &es256_client.id, "--json"]);
     assert_eq!(shown["id_token_signed_response_alg"], "ES256", "{shown}");
@@ -587,22 +581,7 @@ async fn wait_for_id_token_alg(
 ) {
     crate::helpers::eventually("the server sees the new algorithm", || async {
         let probe = Pushed::new("openid tenant:read");
-        let form = format!(
-            "{}&{}",
-            url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(probe.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .finish(),
-            assertion_params(app, client_id, key)
-        );
-        let status = app
-            .http
-            .post(app.url("/par"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let status = push_signed(app, &probe, client_id, key).await.status();
         (status == 201) == (alg == "ES256")
     })
     .await;
@@ -617,20 +596,6 @@ async fn a_client_switched_to_rs256_after_the_push_gets_no_rs256_id_token() {
     let app = fapi2_app().await;
     let (client, key) =
         private_key_jwt_client_with(&app, &[], "openid tenant:read", &["--profile", "fapi2"]).await;
-    let push = |req: &Pushed| {
-        let form = format!(
-            "{}&{}",
-            url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(req.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .finish(),
-            assertion_params(&app, &client.id, &key)
-        );
-        app.http
-            .post(app.url("/par"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-    };
     let set_alg = |alg: &str| {
         let out = app.cli(&["client", "set-id-token-alg", &client.id, alg]);
         assert!(out.status.success(), "{out:?}");
@@ -638,7 +603,7 @@ async fn a_client_switched_to_rs256_after_the_push_gets_no_rs256_id_token() {
     // 1. Pushed as ES256, switched to RS256 before the browser arrives: refused at
     //    /authorize (a redirect with the error, the request being the client's).
     let req = Pushed::new("openid tenant:read");
-    let uri = crate::par::pushed_uri(push(&req).await.unwrap()).await;
+    let uri = crate::par::pushed_uri(push_signed(&app, &req, &client.id, &key).await).await;
     set_alg("RS256");
     wait_for_id_token_alg(&app, &client.id, &key, "RS256").await;
     let res = app
@@ -656,40 +621,29 @@ async fn a_client_switched_to_rs256_after_the_push_gets_no_rs256_id_token() {
     set_alg("ES256");
     wait_for_id_token_alg(&app, &client.id, &key, "ES256").await;
     let req = Pushed::new("openid tenant:read");
-    let uri = crate::par::pushed_uri(push(&req).await.unwrap()).await;
+    let uri = crate::par::pushed_uri(push_signed(&app, &req, &client.id, &key).await).await;
     let params = approve_pushed(&app, &client.id, &uri).await;
     set_alg("RS256");
     wait_for_id_token_alg(&app, &client.id, &key, "RS256").await;
     let dpop = crate::dpop::DpopKey::new();
     let redeem = |proof: String| {
-        let form = format!(
-            "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}&{}",
-            params["code"],
-            url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>(),
-            req.verifier,
-            assertion_params(&app, &client.id, &key)
+        let form = code_form(
+            &params["code"],
+            &req,
+            &assertion_params(&app, &client.id, &key),
         );
-        app.http
-            .post(app.url("/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("DPoP", proof)
-            .body(form)
-            .send()
+        token_with_proof(&app, form, proof)
     };
     // The profile requires DPoP nonces: learn one first.
-    let res = redeem(dpop.token_proof(&app)).await.unwrap();
+    let res = redeem(dpop.token_proof(&app)).await;
     let nonce = res.headers()["dpop-nonce"].to_str().unwrap().to_owned();
-    let res = redeem(dpop.token_proof_with_nonce(&app, &nonce))
-        .await
-        .unwrap();
+    let res = redeem(dpop.token_proof_with_nonce(&app, &nonce)).await;
     assert_eq!(res.status(), 400);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["error"], "unauthorized_client", "{v}");
     set_alg("ES256");
     wait_for_id_token_alg(&app, &client.id, &key, "ES256").await;
-    let res = redeem(dpop.token_proof_with_nonce(&app, &nonce))
-        .await
-        .unwrap();
+    let res = redeem(dpop.token_proof_with_nonce(&app, &nonce)).await;
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["token_type"], "DPoP", "the code was kept: {v}");
     assert_eq!(jwt_part(v["id_token"].as_str().unwrap(), 0)["alg"], "ES256");
@@ -717,27 +671,18 @@ async fn under_fapi2_rs256_proofs_are_refused_and_not_advertised() {
             "grant_type=client_credentials&{}",
             assertion_params(&app, &client.id, &assertion_key)
         );
-        app.http
-            .post(app.url("/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("DPoP", proof)
-            .body(form)
-            .send()
+        token_with_proof(&app, form, proof)
     };
     // The profile requires nonces: learn one first.
     let es256 = crate::dpop::DpopKey::new();
-    let res = request(es256.token_proof(&app)).await.unwrap();
+    let res = request(es256.token_proof(&app)).await;
     let headers = crate::dpop::expect_error(res, 400, "use_dpop_nonce").await;
     let nonce = headers["dpop-nonce"].to_str().unwrap().to_owned();
     let rs256 = crate::dpop::DpopKey::with_alg(deedbolt_core::jose::SigningAlg::RS256);
-    let res = request(rs256.token_proof_with_nonce(&app, &nonce))
-        .await
-        .unwrap();
+    let res = request(rs256.token_proof_with_nonce(&app, &nonce)).await;
     let headers = crate::dpop::expect_error(res, 400, "invalid_dpop_proof").await;
     let nonce = headers["dpop-nonce"].to_str().unwrap().to_owned();
-    let res = request(es256.token_proof_with_nonce(&app, &nonce))
-        .await
-        .unwrap();
+    let res = request(es256.token_proof_with_nonce(&app, &nonce)).await;
     assert_eq!(res.status(), 200, "ES256 is allowed");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["token_type"], "DPoP", "{body}");

@@ -65,7 +65,8 @@ impl Pushed {
         self
     }
 
-    fn form(&self, extra: &[(&str, &str)]) -> String {
+    /// The pushed parameters, and `extra`, as a form body.
+    pub(crate) fn form(&self, extra: &[(&str, &str)]) -> String {
         url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .extend_pairs(extra)
