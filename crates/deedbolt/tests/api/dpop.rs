@@ -665,13 +665,9 @@ async fn a_public_clients_refresh_tokens_are_bound_to_its_dpop_key() {
     app.stop().await;
 }
 
-/// RFC 9449 §5: "When an authorization server supporting DPoP issues a refresh token to a
-/// public client that presents a valid DPoP proof at the token endpoint, the refresh
-/// token MUST be bound to the respective public key" — also when the code was redeemed
-/// without a proof and the first proof comes with a refresh. The grace-period answer to
-/// a retry of the old token is the bound pair, so it too needs the key.
-#[tokio::test]
-async fn a_public_clients_unbound_family_is_bound_by_its_first_refresh_with_a_proof() {
+/// A server with a 30 s refresh grace period, the user Rita, and a public code client
+/// that may refresh.
+async fn spa_with_refresh_grace() -> (TestApp, CodeClient) {
     let app = spawn_app_with(Options {
         overrides: ServeOverrides {
             refresh_grace: Some("30s".into()),
@@ -682,6 +678,17 @@ async fn a_public_clients_unbound_family_is_bound_by_its_first_refresh_with_a_pr
     .await;
     app.create_user(RITA, "tenant", PASSWORD);
     let spa = app.create_code_client(FULL, &[CB], true, RT);
+    (app, spa)
+}
+
+/// RFC 9449 §5: "When an authorization server supporting DPoP issues a refresh token to a
+/// public client that presents a valid DPoP proof at the token endpoint, the refresh
+/// token MUST be bound to the respective public key" — also when the code was redeemed
+/// without a proof and the first proof comes with a refresh. The grace-period answer to
+/// a retry of the old token is the bound pair, so it too needs the key.
+#[tokio::test]
+async fn a_public_clients_unbound_family_is_bound_by_its_first_refresh_with_a_proof() {
+    let (app, spa) = spa_with_refresh_grace().await;
     let (code, verifier) = code_for(&app, &spa, &[]).await;
     let res = redeem(&app, &spa, &code, &verifier, &[]).await;
     assert_eq!(res.status(), 200);
@@ -724,16 +731,7 @@ async fn a_public_clients_unbound_family_is_bound_by_its_first_refresh_with_a_pr
 /// family bound to its key). Raced many times on a multi-threaded runtime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refresh_that_loses_the_rotation_race_binds_nothing() {
-    let app = spawn_app_with(Options {
-        overrides: ServeOverrides {
-            refresh_grace: Some("30s".into()),
-            ..ServeOverrides::default()
-        },
-        ..Options::default()
-    })
-    .await;
-    app.create_user(RITA, "tenant", PASSWORD);
-    let spa = app.create_code_client(FULL, &[CB], true, RT);
+    let (app, spa) = spa_with_refresh_grace().await;
     let new_family = || async {
         let (code, verifier) = code_for(&app, &spa, &[]).await;
         let res = redeem(&app, &spa, &code, &verifier, &[]).await;
