@@ -10,20 +10,22 @@ use axum::routing::get;
 use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use deedbolt_core::clock::{Clock, ManualClock, UnixTime};
-use deedbolt_core::ids::{ClientId, TokenId};
-use deedbolt_core::jose::{JwkSet, SigningAlg, SigningKey};
+use deedbolt_core::ids::TokenId;
+use deedbolt_core::jose::{SigningAlg, SigningKey};
 use deedbolt_core::replay::MemoryReplayCache;
 use deedbolt_core::scope::ScopeSet;
-use deedbolt_core::token::{AccessTokenClaims, Confirmation, ACCESS_TOKEN_TYP};
+use deedbolt_core::token::Confirmation;
 use deedbolt_guard::dpop::{access_token_hash, DpopVerifier};
-use deedbolt_guard::{Guard, StaticKeys, Verifier};
+use deedbolt_guard::Guard;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{Request, StatusCode};
 use serde_json::json;
 use tower::ServiceExt as _;
 
-const NOW: i64 = 1_800_000_000;
+mod common;
+
+use common::NOW;
+
 const PUBLIC: &str = "https://api.example.com";
 
 struct Fixture {
@@ -33,14 +35,8 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let (signer, _) = SigningKey::generate(SigningAlg::ES256).unwrap();
+    let (signer, clock, verifier) = common::issuer();
     let (proof_key, _) = SigningKey::generate(SigningAlg::ES256).unwrap();
-    let set = JwkSet {
-        keys: vec![signer.public_jwk().clone()],
-    };
-    let keys = Arc::new(StaticKeys::from_jwks(&set).unwrap());
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(UnixTime(NOW)));
-    let verifier = Verifier::new("https://as", "https://as/api", keys, clock.clone());
     // One instance: the in-process replay cache.
     let replay = Arc::new(MemoryReplayCache::new(clock.clone()));
     let guard = Guard::new(verifier).with_dpop(DpopVerifier::new(clock), replay, PUBLIC);
@@ -53,21 +49,8 @@ fn fixture() -> Fixture {
 
 /// An access token bound to the fixture's proof key.
 fn token(f: &Fixture) -> String {
-    let claims = AccessTokenClaims {
-        iss: "https://as".into(),
-        sub: "dbc_a".into(),
-        aud: "https://as/api".into(),
-        exp: UnixTime(NOW + 900),
-        iat: UnixTime(NOW),
-        nbf: None,
-        jti: TokenId::generate().unwrap(),
-        client_id: ClientId::parse("dbc_a").unwrap(),
-        scope: "property:read".parse().unwrap(),
-        cnf: Some(Confirmation::dpop(
-            f.proof_key.public_jwk().params.thumbprint(),
-        )),
-    };
-    f.signer.sign_jwt(ACCESS_TOKEN_TYP, &claims).unwrap()
+    let jkt = f.proof_key.public_jwk().params.thumbprint();
+    common::token(&f.signer, Some(Confirmation::dpop(jkt)))
 }
 
 /// A proof for `GET htu` with `token`, a fresh `jti` each time.

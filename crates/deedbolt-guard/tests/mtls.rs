@@ -4,21 +4,18 @@
 //! that certificate.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use bytes::Bytes;
-use deedbolt_core::clock::{ManualClock, UnixTime};
-use deedbolt_core::ids::{ClientId, TokenId};
-use deedbolt_core::jose::{JwkSet, SigningAlg, SigningKey};
+use deedbolt_core::jose::SigningKey;
 use deedbolt_core::scope::ScopeSet;
-use deedbolt_core::token::{AccessTokenClaims, Confirmation, ACCESS_TOKEN_TYP};
-use deedbolt_guard::{CertificateTrust, ClientCertificate, Guard, StaticKeys, Verifier};
+use deedbolt_core::token::Confirmation;
+use deedbolt_guard::{CertificateTrust, ClientCertificate, Guard};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt};
 
-const NOW: i64 = 1_800_000_000;
+mod common;
 
 struct Fixture {
     key: SigningKey,
@@ -26,30 +23,15 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let (key, _) = SigningKey::generate(SigningAlg::ES256).unwrap();
-    let set = JwkSet {
-        keys: vec![key.public_jwk().clone()],
-    };
-    let keys = Arc::new(StaticKeys::from_jwks(&set).unwrap());
-    let clock = Arc::new(ManualClock::new(UnixTime(NOW)));
-    let guard = Guard::new(Verifier::new("https://as", "https://as/api", keys, clock));
-    Fixture { key, guard }
+    let (key, _, verifier) = common::issuer();
+    Fixture {
+        key,
+        guard: Guard::new(verifier),
+    }
 }
 
 fn token(f: &Fixture, cnf: Option<Confirmation>) -> String {
-    let claims = AccessTokenClaims {
-        iss: "https://as".into(),
-        sub: "dbc_a".into(),
-        aud: "https://as/api".into(),
-        exp: UnixTime(NOW + 900),
-        iat: UnixTime(NOW),
-        nbf: None,
-        jti: TokenId::generate().unwrap(),
-        client_id: ClientId::parse("dbc_a").unwrap(),
-        scope: "property:read".parse().unwrap(),
-        cnf,
-    };
-    f.key.sign_jwt(ACCESS_TOKEN_TYP, &claims).unwrap()
+    common::token(&f.key, cnf)
 }
 
 /// One request through `require(property:read)`, with the certificate as an extension.
