@@ -1229,61 +1229,18 @@ async fn dpop_proofs_on_the_mtls_listener_name_its_own_urls() {
         format!("{mtls}/token")
     );
     let creds = app.create_client("property:read");
-    let basic = {
-        use base64::Engine as _;
-        let pair = format!("{}:{}", creds.id, creds.secret);
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(pair)
-        )
-    };
     let key = crate::dpop::DpopKey::new();
     let tls = pki.client(None);
-    let token_with = |htu: String| {
-        let proof = key.proof("POST", &htu, None);
-        let basic = basic.clone();
-        let url = format!("{mtls}/token");
-        let tls = &tls;
-        async move {
-            tls.send(
-                Method::POST,
-                &url,
-                &[
-                    ("content-type", "application/x-www-form-urlencoded"),
-                    ("authorization", &basic),
-                    ("dpop", &proof),
-                ],
-                Some("grant_type=client_credentials"),
-            )
-            .await
-            .expect("token")
-        }
-    };
-    // /token: the alias's URL is the htu; the main listener's is another URI.
-    let res = token_with(format!("{}/token", app.base)).await;
-    assert_eq!(res.status, StatusCode::BAD_REQUEST);
-    assert_eq!(res.json()["error"], "invalid_dpop_proof");
-    let res = token_with(format!("{mtls}/token")).await;
-    let token = access_token(&res);
-    assert_eq!(res.json()["token_type"], "DPoP");
-
-    // /par, with a code client's secret.
-    let web = app.create_code_client("openid property:read", &[CB], false, &[]);
-    let par_with = |htu: String| {
+    // A POST to `path` of the mTLS listener, as the client `id` with `secret`, with a proof
+    // naming `htu`.
+    let post = |path: &'static str, htu: String, id: &str, secret: &str, form: String| {
         use base64::Engine as _;
         let proof = key.proof("POST", &htu, None);
-        let pair = format!("{}:{}", web.id, web.secret.as_deref().expect("secret"));
         let basic = format!(
             "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(pair)
+            base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
         );
-        let url = format!("{mtls}/par");
-        let form = format!(
-            "response_type=code&client_id={}&redirect_uri={}&scope=openid&state=s\
-             &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
-            web.id,
-            url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>()
-        );
+        let url = format!("{mtls}{path}");
         let tls = &tls;
         async move {
             tls.send(
@@ -1297,8 +1254,42 @@ async fn dpop_proofs_on_the_mtls_listener_name_its_own_urls() {
                 Some(&form),
             )
             .await
-            .expect("par")
+            .expect(path)
         }
+    };
+    let token_with = |htu: String| {
+        post(
+            "/token",
+            htu,
+            &creds.id,
+            &creds.secret,
+            "grant_type=client_credentials".to_owned(),
+        )
+    };
+    // /token: the alias's URL is the htu; the main listener's is another URI.
+    let res = token_with(format!("{}/token", app.base)).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.json()["error"], "invalid_dpop_proof");
+    let res = token_with(format!("{mtls}/token")).await;
+    let token = access_token(&res);
+    assert_eq!(res.json()["token_type"], "DPoP");
+
+    // /par, with a code client's secret.
+    let web = app.create_code_client("openid property:read", &[CB], false, &[]);
+    let par_with = |htu: String| {
+        let form = format!(
+            "response_type=code&client_id={}&redirect_uri={}&scope=openid&state=s\
+             &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+            web.id,
+            url::form_urlencoded::byte_serialize(CB.as_bytes()).collect::<String>()
+        );
+        post(
+            "/par",
+            htu,
+            &web.id,
+            web.secret.as_deref().expect("secret"),
+            form,
+        )
     };
     let res = par_with(format!("{}/par", app.base)).await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
