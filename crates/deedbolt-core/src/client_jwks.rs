@@ -203,15 +203,9 @@ impl ClientJwks {
     }
 
     fn parse_with(set: &Value, skip_unusable: bool) -> Result<Self, JwksError> {
-        let keys = set
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or(JwksError::NotASet)?;
+        let keys = bounded_keys(set)?;
         if keys.is_empty() {
             return Err(JwksError::Empty);
-        }
-        if keys.len() > MAX_KEYS {
-            return Err(JwksError::TooManyKeys);
         }
         let mut kids = HashSet::new();
         let mut parsed = Vec::with_capacity(keys.len());
@@ -279,6 +273,14 @@ impl ClientJwks {
 /// than signing keys
 /// (`self_signed_tls_client_auth`, RFC 8705 §2.2), so a pasted private key is never stored.
 pub fn refuse_private_keys(set: &Value) -> Result<(), JwksError> {
+    for (i, jwk) in bounded_keys(set)?.iter().enumerate() {
+        refuse_private(i, jwk)?;
+    }
+    Ok(())
+}
+
+/// The `keys` array of a JWK Set, of at most [`MAX_KEYS`] keys.
+fn bounded_keys(set: &Value) -> Result<&[Value], JwksError> {
     let keys = set
         .get("keys")
         .and_then(Value::as_array)
@@ -286,12 +288,15 @@ pub fn refuse_private_keys(set: &Value) -> Result<(), JwksError> {
     if keys.len() > MAX_KEYS {
         return Err(JwksError::TooManyKeys);
     }
-    for (i, jwk) in keys.iter().enumerate() {
-        if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| jwk.get(**m).is_some()) {
-            return Err(JwksError::PrivateMember(name(i, jwk), m));
-        }
+    Ok(keys)
+}
+
+/// Refuses key `i` if it holds private or symmetric key material.
+fn refuse_private(i: usize, jwk: &Value) -> Result<(), JwksError> {
+    match PRIVATE_MEMBERS.iter().find(|m| jwk.get(**m).is_some()) {
+        Some(m) => Err(JwksError::PrivateMember(name(i, jwk), m)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// How a key is named in an error message: its position, and its `kid` if short and plain.
@@ -320,9 +325,7 @@ fn parse_key(i: usize, jwk: &Value) -> Result<ClientKey, JwksError> {
     let obj = jwk
         .as_object()
         .ok_or_else(|| JwksError::Malformed(who.clone()))?;
-    if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| obj.contains_key(**m)) {
-        return Err(JwksError::PrivateMember(who, m));
-    }
+    refuse_private(i, jwk)?;
     if let Some(u) = obj.get("use") {
         if u.as_str() != Some("sig") {
             return Err(JwksError::Use(who));

@@ -17,13 +17,13 @@ const AUTH_METHOD_LISTS: [&str; 3] = [
     "introspection_endpoint_auth_methods_supported",
 ];
 
-/// The metadata keys listing JWS algorithms (RFC 8414 §2, RFC 9449 §5.1, OpenID Connect
-/// Discovery §3).
-const ALG_LISTS: [&str; 5] = [
+/// The metadata keys listing JWS algorithms (RFC 8414 §2, OpenID Connect Discovery §3).
+/// Not `dpop_signing_alg_values_supported`: discovery takes that from the DPoP verifier,
+/// which is configured with the profile's algorithms already.
+const ALG_LISTS: [&str; 4] = [
     "token_endpoint_auth_signing_alg_values_supported",
     "revocation_endpoint_auth_signing_alg_values_supported",
     "introspection_endpoint_auth_signing_alg_values_supported",
-    "dpop_signing_alg_values_supported",
     "id_token_signing_alg_values_supported",
 ];
 
