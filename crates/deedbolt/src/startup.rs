@@ -251,7 +251,15 @@ impl Application {
         )?;
         let clients = Arc::new(clients);
         let passwords = Arc::new(passwords);
-        warn_about_clients_outside_the_profile(store_arc.as_ref(), settings.common.profile).await?;
+        // Advice for the operator, off the start-up path: it reads every client.
+        let (advice_store, profile) = (store_arc.clone(), settings.common.profile);
+        tokio::spawn(async move {
+            if let Err(e) =
+                warn_about_clients_outside_the_profile(advice_store.as_ref(), profile).await
+            {
+                tracing::warn!(error = %e, "cannot check the clients against the profile");
+            }
+        });
         // The shared fast state, chosen once: Redis when configured (several instances),
         // otherwise in this process.
         let shared = match &settings.redis {
@@ -630,6 +638,7 @@ struct Sync {
 /// Logs a warning for each client whose OpenID requests `profile` refuses: under fapi2,
 /// clients with RS256 ID tokens (FAPI 2.0 SP §5.4.1), e.g. created before the profile
 /// refused them, so the operator learns it at start rather than from a client's error.
+/// Runs in the background after start-up: it reads every client.
 async fn warn_about_clients_outside_the_profile(
     store: &dyn deedbolt_core::ports::ClientStore,
     profile: deedbolt_core::profile::Profile,

@@ -690,7 +690,8 @@ async fn under_fapi2_rs256_proofs_are_refused_and_not_advertised() {
 }
 
 /// Clients made before the profile refused RS256 ID tokens (or under another profile) are
-/// named when a fapi2 server starts, with the command that mends them.
+/// named when a fapi2 server starts (in the background, once it is up), with the command
+/// that mends them.
 #[test]
 fn a_fapi2_server_names_clients_with_rs256_id_tokens_at_start() {
     use std::ffi::OsStr;
@@ -729,10 +730,18 @@ fn a_fapi2_server_names_clients_with_rs256_id_tokens_at_start() {
         &[],
     );
     server.wait_ready();
-    let warned = server
-        .logs()
-        .iter()
-        .any(|l| l.contains("WARN") && l.contains(&id) && l.contains("set-id-token-alg"));
+    // The check runs in the background once the server is up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let warned = loop {
+        let warned = server
+            .logs()
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains(&id) && l.contains("set-id-token-alg"));
+        if warned || std::time::Instant::now() > deadline {
+            break warned;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     server.terminate();
     server.wait_exit(std::time::Duration::from_secs(10));
     assert!(warned, "{:#?}", server.logs());
