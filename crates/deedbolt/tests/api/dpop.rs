@@ -470,16 +470,21 @@ async fn the_api_accepts_a_bound_token_only_with_a_valid_proof_of_its_key() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn nonces_when_required_are_handed_out_and_demanded_at_the_token_endpoint_and_the_api() {
-    let app = spawn_app_with(Options {
+/// A server with `--dpop-nonce required`.
+async fn app_requiring_nonces() -> TestApp {
+    spawn_app_with(Options {
         overrides: ServeOverrides {
             dpop_nonce: Some("required".into()),
             ..ServeOverrides::default()
         },
         ..Options::default()
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn nonces_when_required_are_handed_out_and_demanded_at_the_token_endpoint_and_the_api() {
+    let app = app_requiring_nonces().await;
     let creds = app.create_client("property:read");
     let key = DpopKey::new();
     let htu = format!("{}/token", app.base);
@@ -948,14 +953,7 @@ async fn userinfo_and_the_admin_api_take_dpop_tokens_and_refuse_them_as_bearer()
 /// sent as `Bearer` gets `DPoP error="invalid_token"` (§7.2).
 #[tokio::test]
 async fn the_admin_api_answers_dpop_requests_as_userinfo_does() {
-    let app = spawn_app_with(Options {
-        overrides: ServeOverrides {
-            dpop_nonce: Some("required".into()),
-            ..ServeOverrides::default()
-        },
-        ..Options::default()
-    })
-    .await;
+    let app = app_requiring_nonces().await;
     const ADMIN: &str = "ada.nonce@example.com";
     const SCOPE: &str = "openid email admin:read";
     app.create_user(ADMIN, "admin", PASSWORD);
